@@ -1,0 +1,155 @@
+"""Settings: one source of truth, read from NEWSLETTER_* environment variables and `.env`.
+
+Every setting has a safe default so that nothing needs configuring to try the service; the
+README lists them all (a test checks that it does).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from email.utils import parseaddr
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from newsletter.errors import ConfigError
+
+SECRET_KEY_FILE = "secret_key"
+
+
+class Settings(BaseSettings):
+    """The effective configuration of one process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NEWSLETTER_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    env: Literal["development", "production"] = "development"
+    var_dir: Path = Path("./var")
+    database_url: str = ""
+    redis_url: SecretStr | None = None
+    smtp_url: SecretStr | None = None
+    smtp_timeout: float = 30.0
+    outbox_dir: Path | None = None
+    arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    arxiv_delay: float = 3.0
+    arxiv_timeout: float = 30.0
+    arxiv_retries: int = 3
+    arxiv_page_size: int = 100
+    fetch_max_per_topic: int = 100
+    base_url: str = "http://localhost:8000"
+    secret_key: SecretStr | None = None
+    from_address: str = Field("arXiv Digest <digest@localhost>", alias="NEWSLETTER_FROM")
+    list_id: str = ""
+    digest_max_per_topic: int = 10
+    send_empty: bool = False
+    daily_hour: int = Field(6, ge=0, le=23)
+    send_batch_size: int = 500
+    check_deliverability: bool = False
+    default_language: str = "en"
+
+    @field_validator("base_url", "arxiv_api_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("from_address")
+    @classmethod
+    def _valid_from(cls, value: str) -> str:
+        if "@" not in parseaddr(value)[1]:
+            raise ValueError(f"NEWSLETTER_FROM needs an address with a domain, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _fill_derived_defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.var_dir / 'newsletter.db'}"
+        if self.outbox_dir is None:
+            self.outbox_dir = self.var_dir / "outbox"
+        if not self.list_id:
+            self.list_id = f"{self.sender_name} <digest.{self.sender_domain}>"
+        return self
+
+    @property
+    def sender_email(self) -> str:
+        return parseaddr(self.from_address)[1]
+
+    @property
+    def sender_name(self) -> str:
+        return parseaddr(self.from_address)[0] or "arXiv Digest"
+
+    @property
+    def sender_domain(self) -> str:
+        return self.sender_email.rpartition("@")[2]
+
+    @property
+    def huey_path(self) -> Path:
+        return self.var_dir / "huey.db"
+
+    def secret(self) -> str:
+        """The signing key: set explicitly, or generated once and kept under the var folder."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        if self.env == "production":
+            raise ConfigError("NEWSLETTER_SECRET_KEY must be set when NEWSLETTER_ENV=production")
+        path = self.var_dir / SECRET_KEY_FILE
+        if not path.exists():
+            self.var_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+    def check_production(self) -> list[str]:
+        """Problems that make this configuration unfit for production, in words."""
+        problems = []
+        if self.secret_key is None:
+            problems.append("NEWSLETTER_SECRET_KEY is not set")
+        if not self.base_url.startswith("https://"):
+            problems.append("NEWSLETTER_BASE_URL is not https (mail clients want https unsubscribe links)")
+        if self.smtp_url is None:
+            problems.append("NEWSLETTER_SMTP_URL is not set (mail goes to the outbox folder)")
+        return problems
+
+    def masked(self) -> dict[str, str]:
+        """Every setting by its environment name, with secrets and passwords masked."""
+        shown = {}
+        for name, field in type(self).model_fields.items():
+            env_name = field.alias or f"NEWSLETTER_{name.upper()}"
+            shown[env_name] = mask(getattr(self, name))
+        return shown
+
+
+def mask(value: object) -> str:
+    """A setting as text, never revealing a secret or the password inside a URL."""
+    if value is None:
+        return "(unset)"
+    if isinstance(value, SecretStr):
+        raw = value.get_secret_value()
+        if "://" in raw:
+            return mask_url_password(raw)
+        return "********"
+    return str(value)
+
+
+def mask_url_password(url: str) -> str:
+    """`smtp://user:pass@host` → `smtp://user:********@host`."""
+    scheme, _, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user, colon, _password = credentials.partition(":")
+    return f"{scheme}://{user}{':********' if colon else ''}@{host}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read once."""
+    try:
+        return Settings()
+    except ValueError as error:
+        raise ConfigError(str(error)) from error

@@ -1,0 +1,37 @@
+"""The exception hierarchy: every error this package raises on purpose."""
+
+
+class NewsletterError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigError(NewsletterError):
+    """A setting is missing or does not make sense."""
+
+
+class FetchError(NewsletterError):
+    """arXiv did not give us a usable answer."""
+
+
+class InvalidInput(NewsletterError):
+    """Something a user typed or imported cannot be used as it is."""
+
+
+class UnknownTopic(InvalidInput):
+    """A topic name that is not defined."""
+
+
+class UnknownSubscriber(InvalidInput):
+    """An address that is not on the list."""
+
+
+class RenderError(NewsletterError):
+    """A template could not be turned into an email."""
+
+
+class DeliveryError(NewsletterError):
+    """The mail server or the outbox refused a message."""
+
+
+class InvalidToken(NewsletterError):
+    """A signed token was tampered with, expired, or made for another purpose."""
