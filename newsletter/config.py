@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from newsletter.errors import ConfigError
 
-SECRET_KEY_FILE = "secret_key"
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
 
 
 class Settings(BaseSettings):
@@ -110,7 +110,9 @@ class Settings(BaseSettings):
         if self.secret_key is None:
             problems.append("NEWSLETTER_SECRET_KEY is not set")
         if not self.base_url.startswith("https://"):
-            problems.append("NEWSLETTER_BASE_URL is not https (mail clients want https unsubscribe links)")
+            problems.append(
+                "NEWSLETTER_BASE_URL is not https (mail clients want https unsubscribe links)"
+            )
         if self.smtp_url is None:
             problems.append("NEWSLETTER_SMTP_URL is not set (mail goes to the outbox folder)")
         return problems

@@ -1,13 +1,19 @@
 """Which papers go to whom: the plain data a digest is made of.
 
-The logic that fills these from the database lives further down this module; `render` and
-`web` consume only these plain, frozen values, never ORM objects.
+The dataclasses come first; below them, the logic that fills them from the database. `render`
+and `web` consume only these plain, frozen values, never ORM objects.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+
+from sqlalchemy.orm import Session
+
+from newsletter import store
+from newsletter.models import Digest, Paper, Topic
 
 
 @dataclass(frozen=True)
@@ -65,3 +71,166 @@ class DigestContent:
     @property
     def shown_count(self) -> int:
         return sum(len(section.papers) for section in self.sections)
+
+
+# ---------------------------------------------------------------- filling them from the database
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Subscribers who receive the same body: same topics, same language."""
+
+    topic_ids: tuple[int, ...]
+    language: str
+    subscriber_ids: tuple[int, ...]
+    content: DigestContent
+
+
+def draft_digest(session: Session, issue_date: date, now: datetime) -> Digest:
+    """The digest of that day: the stored one, or a new one not yet added to the session.
+
+    Windows are on the time a topic first matched a paper, not on arXiv's dates, so a paper
+    that arXiv indexes late still lands in the next digest, and none lands in two.
+    """
+    digest = store.digest_on(session, issue_date)
+    if digest is None:
+        previous = store.latest_digest_before(session, issue_date)
+        start = previous.window_end if previous is not None else None
+        digest = Digest(issue_date=issue_date, window_start=start, window_end=now)
+    return digest
+
+
+def open_digest(session: Session, issue_date: date, now: datetime) -> Digest:
+    """The digest of that day, stored on first call."""
+    digest = draft_digest(session, issue_date, now)
+    if digest.id is None:
+        session.add(digest)
+        session.flush()
+    return digest
+
+
+def paper_item(paper: Paper) -> PaperItem:
+    return PaperItem(
+        arxiv_id=paper.arxiv_id,
+        version=paper.version,
+        title=paper.title,
+        authors=tuple(paper.authors),
+        abstract=paper.abstract,
+        published=paper.published,
+        abs_url=paper.abs_url,
+        pdf_url=paper.pdf_url,
+        code_url=paper.code_urls[0] if paper.code_urls else None,
+        primary_category=paper.primary_category,
+        comment=paper.comment,
+    )
+
+
+def new_papers_by_topic(
+    session: Session, digest: Digest, topics: list[Topic]
+) -> dict[int, list[PaperItem]]:
+    """Every topic's papers in the digest's window, newest first, uncapped."""
+    return {
+        topic.id: [
+            paper_item(paper)
+            for paper in store.papers_linked_between(
+                session, topic.id, digest.window_start, digest.window_end
+            )
+        ]
+        for topic in topics
+    }
+
+
+def assemble(
+    topics: list[Topic],
+    papers: dict[int, list[PaperItem]],
+    *,
+    issue_date: date,
+    cap: int | None,
+    language: str,
+    web_url: str,
+    base_url: str,
+) -> DigestContent:
+    """One body's content: a section per topic, each paper once (under its first topic), capped."""
+    first_topic: dict[str, str] = {}
+    also: dict[str, list[str]] = defaultdict(list)
+    for topic in topics:
+        for item in papers.get(topic.id, []):
+            if item.arxiv_id in first_topic:
+                also[item.arxiv_id].append(topic.name)
+            else:
+                first_topic[item.arxiv_id] = topic.name
+    sections = []
+    for topic in topics:
+        own = [
+            _with_also(item, also[item.arxiv_id])
+            for item in papers.get(topic.id, [])
+            if first_topic[item.arxiv_id] == topic.name
+        ]
+        shown = own if cap is None else own[:cap]
+        sections.append(
+            TopicSection(topic.name, topic.slug, topic.description, tuple(shown), len(own))
+        )
+    return DigestContent(
+        date=issue_date,
+        sections=tuple(sections),
+        language=language,
+        web_url=web_url,
+        base_url=base_url,
+        topic_names=tuple(topic.name for topic in topics),
+    )
+
+
+def _with_also(item: PaperItem, also_in: list[str]) -> PaperItem:
+    return replace(item, also_in=tuple(also_in)) if also_in else item
+
+
+def digest_web_url(base_url: str, issue_date: date) -> str:
+    return f"{base_url}/digests/{issue_date.isoformat()}"
+
+
+def build_segments(
+    session: Session, digest: Digest, *, cap: int, base_url: str, include_empty: bool = False
+) -> list[Segment]:
+    """Group active subscribers by (topics, language) and assemble each group's content once.
+
+    A group whose topics have nothing new is left out unless `include_empty` is set.
+    """
+    groups: dict[tuple[tuple[int, ...], str], list[int]] = defaultdict(list)
+    topics_by_id: dict[int, Topic] = {}
+    for subscriber in store.active_subscribers(session):
+        if not subscriber.topics:
+            continue
+        for topic in subscriber.topics:
+            topics_by_id[topic.id] = topic
+        key = (tuple(topic.id for topic in subscriber.topics), subscriber.language)
+        groups[key].append(subscriber.id)
+    papers = new_papers_by_topic(session, digest, list(topics_by_id.values()))
+    web_url = digest_web_url(base_url, digest.issue_date)
+    segments = []
+    for (topic_ids, language), subscriber_ids in groups.items():
+        content = assemble(
+            [topics_by_id[topic_id] for topic_id in topic_ids],
+            papers,
+            issue_date=digest.issue_date,
+            cap=cap,
+            language=language,
+            web_url=web_url,
+            base_url=base_url,
+        )
+        if content.paper_count or include_empty:
+            segments.append(Segment(topic_ids, language, tuple(subscriber_ids), content))
+    return segments
+
+
+def web_content(session: Session, digest: Digest, *, base_url: str) -> DigestContent:
+    """The browser version of a digest: every topic, every paper."""
+    topics = store.list_topics(session)
+    return assemble(
+        topics,
+        new_papers_by_topic(session, digest, topics),
+        issue_date=digest.issue_date,
+        cap=None,
+        language="en",
+        web_url=digest_web_url(base_url, digest.issue_date),
+        base_url=base_url,
+    )

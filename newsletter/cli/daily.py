@@ -1,0 +1,152 @@
+"""The daily job from the command line: fetch, send, run, preview."""
+
+from __future__ import annotations
+
+import webbrowser
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from newsletter import jobs, preview as previews
+from newsletter.cli.common import console, err_console, ready_settings, session
+
+Day = Annotated[
+    str | None, typer.Option("--date", help="The digest's date, YYYY-MM-DD (default: today, UTC).")
+]
+
+
+def _day(text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError as error:
+        raise typer.BadParameter(f"{text!r} is not a date like 2026-11-27") from error
+
+
+def fetch(
+    topic: Annotated[
+        list[str] | None, typer.Option("--topic", "-t", help="Only this topic (repeat).")
+    ] = None,
+) -> None:
+    """Fetch the new arXiv papers of every topic.
+
+    Exits with 1 when arXiv failed for any topic (the others are fetched all the same).
+    Example: newsletter fetch --topic NeRF
+    """
+    report = jobs.fetch(ready_settings(), topic or ())
+    _print_fetch(report)
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+def _print_fetch(report: jobs.FetchReport) -> None:
+    table = Table("Topic", "Fetched", "New papers", "Newly matched", "Problem")
+    for entry in report.topics:
+        table.add_row(
+            entry.topic,
+            str(entry.fetched),
+            str(entry.new_papers),
+            str(entry.new_links),
+            entry.error or "",
+        )
+    console.print(table)
+    for error in report.errors:
+        err_console.print(f"Error: {error}")
+
+
+def send(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show who would get what; send nothing.")
+    ] = False,
+    day: Day = None,
+) -> None:
+    """Build today's digest and send it to everyone who has not had it yet.
+
+    Example: newsletter send --dry-run
+    """
+    settings = ready_settings()
+    if dry_run:
+        _print_plan(jobs.plan(settings, _day(day)))
+        return
+    report = _send_with_progress(settings, _day(day))
+    if report.failed:
+        raise typer.Exit(code=1)
+
+
+def _send_with_progress(settings, issue_date: date | None) -> jobs.SendReport:
+    columns = (TextColumn("Sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("send", total=None)
+        report = jobs.send(
+            settings, issue_date, progress=lambda n: bar.advance(task, n)
+        )
+    _print_send(report)
+    return report
+
+
+def _print_plan(report: jobs.SendReport) -> None:
+    table = Table("To", "Lang", "Topics", "Papers", "Delivery")
+    for planned in report.planned:
+        table.add_row(
+            planned.email,
+            planned.language,
+            ", ".join(planned.topics),
+            str(planned.papers),
+            planned.status,
+        )
+    console.print(table)
+    waiting = sum(1 for p in report.planned if p.status in ("new", "pending", "sending"))
+    console.print(f"Digest {report.issue_date}: {waiting} message(s) would be sent (dry run).")
+
+
+def _print_send(report: jobs.SendReport) -> None:
+    console.print(
+        f"Digest {report.issue_date}: {report.sent} sent, {report.failed} failed,"
+        f" {report.deferred} to retry, {report.already_sent} sent before."
+    )
+    for failure in report.failures:
+        err_console.print(f"Failed: {failure}")
+
+
+def run() -> None:
+    """Run the whole daily job now: fetch, build, send.
+
+    Exits with 1 when arXiv failed for a topic or a message failed; everything else still goes.
+    Example: newsletter run
+    """
+    settings = ready_settings()
+    fetched = jobs.fetch(settings)
+    _print_fetch(fetched)
+    sent = _send_with_progress(settings, None)
+    if not fetched.ok or sent.failed:
+        raise typer.Exit(code=1)
+
+
+def preview(
+    subscriber: Annotated[
+        str | None, typer.Option("--subscriber", "-s", help="Preview this subscriber's email.")
+    ] = None,
+    topic: Annotated[
+        list[str] | None, typer.Option("--topic", "-t", help="Or preview these topics (repeat).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the HTML.")] = None,
+    open_: Annotated[bool, typer.Option("--open", help="Open it in the default browser.")] = False,
+) -> None:
+    """Write the HTML of a subscriber's (or a topic set's) digest, and open it if asked.
+
+    Example: newsletter preview --subscriber ada@example.org --open
+    """
+    settings = ready_settings()
+    with session() as unit:
+        html, label = previews.preview_html(unit, settings, subscriber, topic or ())
+    path = output or settings.var_dir / "preview" / f"{label}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html, encoding="utf-8")
+    console.print(f"Wrote {path}")
+    if open_:
+        webbrowser.open(path.resolve().as_uri())

@@ -1,0 +1,234 @@
+"""`newsletter subscribers …`: who gets the digest, on which topics, in which language."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from newsletter import store
+from newsletter.cli.common import NewsletterGroup, console, err_console, print_json, session
+from newsletter.cli.common import settings as current_settings
+from newsletter.errors import InvalidInput
+from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.subscribers import (
+    CSV_COLUMNS,
+    RejectedRow,
+    SubscriberSpec,
+    normalise_email,
+    normalise_language,
+    read_subscriber_csv,
+)
+
+app = typer.Typer(cls=NewsletterGroup, help="Manage subscribers: their topics and language.")
+
+Topics = Annotated[list[str], typer.Option("--topic", "-t", help="A topic name (repeat).")]
+
+
+def _address(email: str) -> str:
+    return normalise_email(email, check_deliverability=current_settings().check_deliverability)
+
+
+@app.command()
+def add(
+    email: str,
+    topic: Topics,
+    name: Annotated[str, typer.Option(help="How to greet them.")] = "",
+    lang: Annotated[str | None, typer.Option("--lang", help="BCP-47 language code.")] = None,
+) -> None:
+    """Add a subscriber.
+
+    Example: newsletter subscribers add ada@example.org --topic MLLM --topic Diffusion --lang zh
+    """
+    language = normalise_language(lang or current_settings().default_language)
+    spec = SubscriberSpec(_address(email), tuple(topic), name.strip(), language)
+    with session() as unit:
+        subscriber = store.add_subscriber(unit, spec, source="cli")
+        topics = ", ".join(t.name for t in subscriber.topics)
+    console.print(f"Added {subscriber.email} ({language}) to {topics}.")
+
+
+def _row(subscriber: Subscriber) -> dict:
+    return {
+        "email": subscriber.email,
+        "name": subscriber.name,
+        "topics": [topic.name for topic in subscriber.topics],
+        "language": subscriber.language,
+        "status": subscriber.status.value,
+        "created_at": subscriber.created_at.isoformat(timespec="seconds"),
+    }
+
+
+@app.command("list")
+def list_(
+    topic: Annotated[str | None, typer.Option("--topic", "-t", help="Only this topic.")] = None,
+    status: Annotated[SubscriberStatus | None, typer.Option(help="Only this status.")] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List subscribers.
+
+    Example: newsletter subscribers list --topic SLAM --status active --json
+    """
+    with session() as unit:
+        chosen = store.get_topic(unit, topic) if topic else None
+        rows = [_row(s) for s in store.list_subscribers(unit, chosen, status)]
+    if json:
+        print_json(rows)
+        return
+    table = Table("Email", "Name", "Topics", "Lang", "Status")
+    for row in rows:
+        table.add_row(
+            row["email"], row["name"], ", ".join(row["topics"]), row["language"], row["status"]
+        )
+    console.print(table)
+    console.print(f"{len(rows)} subscriber(s)")
+
+
+@app.command()
+def show(email: str) -> None:
+    """Show a subscriber, their history and recent deliveries.
+
+    Example: newsletter subscribers show ada@example.org
+    """
+    with session() as unit:
+        subscriber = store.get_subscriber(unit, email)
+        row = _row(subscriber)
+        for key, value in row.items():
+            console.print(f"{key:>10}: {', '.join(value) if isinstance(value, list) else value}")
+        console.print("   history:")
+        for event in store.events_of(unit, subscriber):
+            when = event.at.isoformat(timespec="seconds")
+            console.print(f"    {when}  {event.kind:<13} via {event.source:<9} {event.detail}")
+
+
+@app.command()
+def edit(
+    email: str,
+    add_topic: Annotated[list[str] | None, typer.Option(help="Follow another topic.")] = None,
+    remove_topic: Annotated[list[str] | None, typer.Option(help="Stop following one.")] = None,
+    lang: Annotated[str | None, typer.Option("--lang", help="New language code.")] = None,
+    name: Annotated[str | None, typer.Option(help="New name.")] = None,
+    resubscribe: Annotated[
+        bool, typer.Option(help="Make an unsubscribed or bounced address active again.")
+    ] = False,
+) -> None:
+    """Change a subscriber's topics, language or name.
+
+    Example: newsletter subscribers edit ada@example.org --add-topic NeRF --remove-topic SLAM
+    """
+    with session() as unit:
+        subscriber = store.get_subscriber(unit, email)
+        topics = {t.id: t for t in subscriber.topics}
+        for topic in store.get_topics(unit, add_topic or ()):
+            topics[topic.id] = topic
+        for topic in store.get_topics(unit, remove_topic or ()):
+            topics.pop(topic.id, None)
+        if not topics:
+            raise InvalidInput("a subscriber needs at least one topic (or use `subscribers remove`)")
+        subscriber.topics = list(topics.values())
+        if lang is not None:
+            subscriber.language = normalise_language(lang)
+        if name is not None:
+            subscriber.name = name.strip()
+        if resubscribe:
+            store.set_status(unit, subscriber, SubscriberStatus.active, "cli", "resubscribed")
+        store.log_event(unit, subscriber, "changed", "cli", ", ".join(topics_names(subscriber)))
+        row = _row(subscriber)
+    console.print(f"{row['email']}: {', '.join(row['topics'])} ({row['language']}, {row['status']})")
+
+
+def topics_names(subscriber: Subscriber) -> list[str]:
+    return [topic.name for topic in subscriber.topics]
+
+
+@app.command()
+def remove(
+    email: str,
+    purge: Annotated[
+        bool, typer.Option("--purge", help="Delete them and their history for good.")
+    ] = False,
+) -> None:
+    """Unsubscribe someone (history kept), or delete them with --purge.
+
+    Example: newsletter subscribers remove ada@example.org
+    """
+    with session() as unit:
+        subscriber = store.get_subscriber(unit, email)
+        if purge:
+            store.purge_subscriber(unit, subscriber)
+            console.print(f"Deleted {email} and their history.")
+        else:
+            store.set_status(unit, subscriber, SubscriberStatus.unsubscribed, "cli")
+            console.print(f"Unsubscribed {subscriber.email}; their history is kept.")
+
+
+@app.command("import")
+def import_(
+    path: Path,
+    update: Annotated[
+        bool, typer.Option("--update", help="Overwrite name, topics, language of known addresses.")
+    ] = False,
+) -> None:
+    """Import subscribers from a CSV file (email,name,topics,language; topics split by ';').
+
+    Every rejected row is reported with its line number; the good rows are kept.
+    Example: newsletter subscribers import subscribers/example.csv
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInput(f"{path}: cannot read it as UTF-8 text ({error})") from error
+    config = current_settings()
+    rows, rejected = read_subscriber_csv(
+        text,
+        default_language=config.default_language,
+        check_deliverability=config.check_deliverability,
+    )
+    outcomes: dict[str, int] = {}
+    with session() as unit:
+        for line, spec in rows:
+            try:
+                with unit.begin_nested():
+                    outcome = store.import_subscriber(unit, spec, update_existing=update)
+            except InvalidInput as error:
+                rejected.append(RejectedRow(line, str(error), spec.email))
+                continue
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    for row in sorted(rejected, key=lambda r: r.line):
+        err_console.print(f"{path}:{row.line}: rejected: {row.reason}")
+    summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
+    console.print(f"{summary or 'nothing imported'}; {len(rejected)} rejected.")
+    if rejected:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def export(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of standard output.")
+    ] = None,
+    status: Annotated[SubscriberStatus | None, typer.Option(help="Only this status.")] = None,
+) -> None:
+    """Export subscribers as CSV, in the format `import` reads (plus their status).
+
+    Example: newsletter subscribers export -o subscribers.csv
+    """
+    with session() as unit:
+        rows = [_row(s) for s in store.list_subscribers(unit, status=status)]
+    handle = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
+    try:
+        writer = csv.writer(handle)
+        writer.writerow((*CSV_COLUMNS, "status"))
+        for row in rows:
+            writer.writerow(
+                (row["email"], row["name"], ";".join(row["topics"]), row["language"], row["status"])
+            )
+    finally:
+        if output:
+            handle.close()
+    if output:
+        console.print(f"Wrote {len(rows)} subscriber(s) to {output}.")

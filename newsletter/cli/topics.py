@@ -1,0 +1,206 @@
+"""`newsletter topics …`: define what each topic matches on arXiv."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from newsletter import store
+from newsletter.cli.common import NewsletterGroup, console, print_json, session, settings
+from newsletter.jobs import arxiv_source, topic_query
+from newsletter.textfmt import readable_title
+from newsletter.topics import TopicSpec, read_topic_file
+
+app = typer.Typer(cls=NewsletterGroup, help="Define topics: what each one matches on arXiv.")
+
+Keywords = Annotated[
+    list[str] | None,
+    typer.Option("--keyword", "-k", help="A phrase searched in titles and abstracts (repeat)."),
+]
+Categories = Annotated[
+    list[str] | None,
+    typer.Option("--category", "-c", help="An arXiv category papers must be in (repeat)."),
+]
+Excludes = Annotated[
+    list[str] | None,
+    typer.Option("--exclude", "-x", help="A phrase that rules a paper out (repeat)."),
+]
+RawQuery = Annotated[
+    str | None, typer.Option("--query", "-q", help="A raw arXiv query, for experts.")
+]
+Description = Annotated[
+    str | None, typer.Option("--description", "-d", help="One line shown to subscribers.")
+]
+
+
+@app.command()
+def add(
+    name: str,
+    keyword: Keywords = None,
+    category: Categories = None,
+    exclude: Excludes = None,
+    query: RawQuery = None,
+    description: Description = None,
+) -> None:
+    """Add a topic.
+
+    Example: newsletter topics add NeRF -k "neural radiance field" -k NeRF -c cs.CV
+    """
+    spec = TopicSpec(
+        name=name,
+        description=description or "",
+        keywords=tuple(keyword or ()),
+        categories=tuple(category or ()),
+        excludes=tuple(exclude or ()),
+        raw_query=query,
+    )
+    with session() as unit:
+        topic = store.add_topic(unit, spec)
+        console.print(f"Added topic {topic.name}: {topic_query(topic)}")
+
+
+@app.command("list")
+def list_(json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the topics with their subscribers and papers.
+
+    Example: newsletter topics list --json
+    """
+    with session() as unit:
+        subscribers = store.topic_subscriber_counts(unit)
+        papers = store.topic_paper_counts(unit)
+        rows = [
+            {
+                "name": topic.name,
+                "description": topic.description,
+                "keywords": topic.keywords,
+                "categories": topic.categories,
+                "exclude": topic.excludes,
+                "query": topic.raw_query,
+                "subscribers": subscribers.get(topic.id, 0),
+                "papers": papers.get(topic.id, 0),
+            }
+            for topic in store.list_topics(unit)
+        ]
+    if json:
+        print_json(rows)
+        return
+    table = Table("Topic", "Keywords", "Categories", "Subscribers", "Papers")
+    for row in rows:
+        keywords = "; ".join(row["keywords"]) or f"query: {row['query']}"
+        table.add_row(
+            row["name"],
+            keywords,
+            " ".join(row["categories"]),
+            str(row["subscribers"]),
+            str(row["papers"]),
+        )
+    console.print(table)
+
+
+@app.command()
+def show(name: str) -> None:
+    """Show one topic and the arXiv query it runs.
+
+    Example: newsletter topics show SLAM
+    """
+    with session() as unit:
+        topic = store.get_topic(unit, name)
+        console.print(f"{topic.name}  {topic.description}")
+        console.print(f"keywords:   {'; '.join(topic.keywords) or '-'}")
+        console.print(f"categories: {' '.join(topic.categories) or '-'}")
+        console.print(f"exclude:    {'; '.join(topic.excludes) or '-'}")
+        console.print(f"raw query:  {topic.raw_query or '-'}")
+        console.print(f"arXiv query: {topic_query(topic)}")
+
+
+@app.command()
+def edit(
+    name: str,
+    add_keyword: Annotated[list[str] | None, typer.Option(help="Add a keyword phrase.")] = None,
+    remove_keyword: Annotated[list[str] | None, typer.Option(help="Remove a keyword.")] = None,
+    add_category: Annotated[list[str] | None, typer.Option(help="Add a category.")] = None,
+    remove_category: Annotated[list[str] | None, typer.Option(help="Remove a category.")] = None,
+    add_exclude: Annotated[list[str] | None, typer.Option(help="Add an excluded phrase.")] = None,
+    remove_exclude: Annotated[list[str] | None, typer.Option(help="Remove one.")] = None,
+    query: Annotated[str | None, typer.Option(help="Set the raw query ('' clears it).")] = None,
+    description: Description = None,
+) -> None:
+    """Change what a topic matches.
+
+    Example: newsletter topics edit SLAM --add-keyword "visual odometry" --remove-category cs.RO
+    """
+    with session() as unit:
+        topic = store.get_topic(unit, name)
+        spec = store.spec_of(topic)
+        spec = replace(
+            spec,
+            keywords=_edited(spec.keywords, add_keyword, remove_keyword),
+            categories=_edited(spec.categories, add_category, remove_category),
+            excludes=_edited(spec.excludes, add_exclude, remove_exclude),
+            raw_query=spec.raw_query if query is None else query,
+            description=spec.description if description is None else description,
+        )
+        store.apply_topic_spec(topic, spec)
+        console.print(f"Topic {topic.name} now runs: {topic_query(topic)}")
+
+
+def _edited(values: tuple[str, ...], add: list[str] | None, remove: list[str] | None):
+    gone = {value.casefold() for value in remove or ()}
+    return tuple(v for v in values if v.casefold() not in gone) + tuple(add or ())
+
+
+@app.command()
+def remove(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Also when people subscribe to it.")] = False,
+) -> None:
+    """Remove a topic (its subscribers keep their other topics).
+
+    Example: newsletter topics remove NeRF --yes
+    """
+    with session() as unit:
+        topic = store.get_topic(unit, name)
+        followers = store.topic_subscriber_counts(unit).get(topic.id, 0)
+        if followers and not yes:
+            raise typer.BadParameter(
+                f"{followers} active subscriber(s) follow {topic.name}; add --yes to remove it anyway"
+            )
+        store.remove_topic(unit, topic)
+    console.print(f"Removed topic {name}.")
+
+
+@app.command("import")
+def import_(path: Path) -> None:
+    """Add or update topics from a .toml or .yaml file.
+
+    Example: newsletter topics import subscribers/topics.toml
+    """
+    specs = read_topic_file(path)
+    with session() as unit:
+        outcomes = [(spec.name, store.upsert_topic(unit, spec)) for spec in specs]
+    for name, outcome in outcomes:
+        console.print(f"{outcome:>9}  {name}")
+    counts = {kind: sum(1 for _, o in outcomes if o == kind) for kind in ("added", "updated")}
+    console.print(f"{counts['added']} added, {counts['updated']} updated, {len(outcomes)} in the file.")
+
+
+@app.command("test")
+def test_(
+    name: str,
+    limit: Annotated[int, typer.Option(help="How many of the newest titles to show.")] = 10,
+) -> None:
+    """Run a topic's query against arXiv now and show what it matches; stores nothing.
+
+    Example: newsletter topics test "Image Matching" --limit 5
+    """
+    with session() as unit:
+        query = topic_query(store.get_topic(unit, name))
+    total, papers = arxiv_source(settings()).probe(query, limit)
+    console.print(f"{total} papers on arXiv match {name}: {query}")
+    for paper in papers:
+        title = readable_title(paper.title)
+        console.print(f"  {paper.published:%Y-%m-%d}  {paper.arxiv_id:<12} {title}")

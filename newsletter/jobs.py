@@ -1,0 +1,327 @@
+"""The daily job's steps (fetch, build, send), composed from the layers above.
+
+The CLI and the Huey tasks both call these; each step takes settings and plain values, opens
+its own units of work, and is safe to run twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+
+from newsletter import store
+from newsletter.arxiv_api import ArxivSource, FetchedPaper, build_query
+from newsletter.config import Settings
+from newsletter.db import session_scope
+from newsletter.digest import Segment, build_segments, draft_digest, open_digest
+from newsletter.errors import FetchError
+from newsletter.mail import Outgoing, SendResult, Transport, compose, message_id_for
+from newsletter.mail import transport_from_settings
+from newsletter.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus, utcnow
+from newsletter.render import RenderedBody, personalise, render_email
+from newsletter.tokens import unsubscribe_url
+
+MAX_ATTEMPTS = 5
+"""A delivery that fails this many times for temporary reasons is given up."""
+
+Progress = Callable[[int], None]
+
+
+def today() -> date:
+    return datetime.now(UTC).date()
+
+
+# ---------------------------------------------------------------- fetch
+
+
+@dataclass
+class TopicFetch:
+    topic: str
+    fetched: int = 0
+    new_papers: int = 0
+    new_links: int = 0
+    error: str | None = None
+
+
+@dataclass
+class FetchReport:
+    topics: list[TopicFetch] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(entry.error is None for entry in self.topics)
+
+    @property
+    def errors(self) -> list[str]:
+        return [entry.error for entry in self.topics if entry.error]
+
+
+def arxiv_source(settings: Settings) -> ArxivSource:
+    return ArxivSource(
+        settings.arxiv_api_url,
+        delay=settings.arxiv_delay,
+        timeout=settings.arxiv_timeout,
+        retries=settings.arxiv_retries,
+        page_size=settings.arxiv_page_size,
+    )
+
+
+def topic_query(topic) -> str:
+    return build_query(topic.keywords, topic.categories, topic.excludes, topic.raw_query)
+
+
+def fetch(
+    settings: Settings, names: Iterable[str] = (), source: ArxivSource | None = None
+) -> FetchReport:
+    """Fetch every topic's (or the named topics') new papers; one topic's failure stops no other.
+
+    Whatever a topic fetched before arXiv failed is stored all the same.
+    """
+    source = source or arxiv_source(settings)
+    with session_scope(settings) as session:
+        topics = store.get_topics(session, names) if names else store.list_topics(session)
+        plan = [(topic.id, topic.name, topic_query(topic)) for topic in topics]
+    report = FetchReport()
+    for topic_id, name, query in plan:
+        entry = TopicFetch(name)
+        report.topics.append(entry)
+        with session_scope(settings) as session:
+            known = store.linked_arxiv_ids(session, topic_id)
+        papers: list[FetchedPaper] = []
+        try:
+            for paper in source.newest(
+                query, settings.fetch_max_per_topic, is_known=known.__contains__
+            ):
+                papers.append(paper)
+        except FetchError as error:
+            entry.error = f"topic {name!r}: {error}"
+        entry.fetched = len(papers)
+        entry.new_papers, entry.new_links = save_fetched(settings, topic_id, papers)
+    return report
+
+
+def save_fetched(settings: Settings, topic_id: int, papers: list[FetchedPaper]) -> tuple[int, int]:
+    """Store papers once and link them to the topic: (new papers, new links)."""
+    now = utcnow()
+    new_papers = new_links = 0
+    with session_scope(settings) as session:
+        for fetched in papers:
+            values = asdict(fetched)
+            values["authors"] = list(fetched.authors)
+            values["categories"] = list(fetched.categories)
+            values["code_urls"] = list(fetched.code_urls)
+            paper, created = store.upsert_paper(session, values)
+            new_papers += created
+            new_links += store.link_paper(session, topic_id, paper.id, now)
+    return new_papers, new_links
+
+
+# ---------------------------------------------------------------- build and send
+
+
+@dataclass
+class PlannedMessage:
+    email: str
+    language: str
+    topics: tuple[str, ...]
+    papers: int
+    status: str
+
+
+@dataclass
+class SendReport:
+    issue_date: date
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    already_sent: int = 0
+    planned: list[PlannedMessage] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def prepare(settings: Settings, issue_date: date) -> tuple[int, list[Segment]]:
+    """Open the day's digest and give every subscriber with something new a delivery row."""
+    with session_scope(settings) as session:
+        digest = open_digest(session, issue_date, utcnow())
+        segments = build_segments(
+            session,
+            digest,
+            cap=settings.digest_max_per_topic,
+            base_url=settings.base_url,
+            include_empty=settings.send_empty,
+        )
+        have_row = store.delivered_subscriber_ids(session, digest.id)
+        subscribers = _subscribers_by_id(session, segments)
+        rows = [
+            {
+                "digest_id": digest.id,
+                "subscriber_id": subscriber_id,
+                "message_id": message_id_for(
+                    settings.secret(),
+                    issue_date.isoformat(),
+                    subscribers[subscriber_id].public_id,
+                    settings.sender_domain,
+                ),
+                "paper_count": segment.content.paper_count,
+                "status": DeliveryStatus.pending,
+                "created_at": utcnow(),
+            }
+            for segment in segments
+            for subscriber_id in segment.subscriber_ids
+            if subscriber_id not in have_row
+        ]
+        store.add_deliveries(session, rows)
+        return digest.id, segments
+
+
+def _subscribers_by_id(session, segments: list[Segment]) -> dict[int, Subscriber]:
+    wanted = {subscriber_id for segment in segments for subscriber_id in segment.subscriber_ids}
+    return {s.id: s for s in store.active_subscribers(session) if s.id in wanted}
+
+
+def plan(settings: Settings, issue_date: date | None = None) -> SendReport:
+    """Who would get what, changing nothing (`newsletter send --dry-run`)."""
+    issue_date = issue_date or today()
+    report = SendReport(issue_date)
+    with session_scope(settings) as session:
+        digest = draft_digest(session, issue_date, utcnow())
+        segments = build_segments(
+            session,
+            digest,
+            cap=settings.digest_max_per_topic,
+            base_url=settings.base_url,
+            include_empty=settings.send_empty,
+        )
+        deliveries = store.deliveries_of(session, digest.id) if digest.id else []
+        status = {d.subscriber_id: d.status.value for d in deliveries}
+        subscribers = _subscribers_by_id(session, segments)
+        for segment in segments:
+            for subscriber_id in segment.subscriber_ids:
+                subscriber = subscribers[subscriber_id]
+                report.planned.append(
+                    PlannedMessage(
+                        subscriber.email,
+                        segment.language,
+                        segment.content.topic_names,
+                        segment.content.paper_count,
+                        status.get(subscriber_id, "new"),
+                    )
+                )
+    return report
+
+
+def send(
+    settings: Settings,
+    issue_date: date | None = None,
+    transport: Transport | None = None,
+    progress: Progress | None = None,
+) -> SendReport:
+    """Build the day's digest and deliver every message not delivered yet.
+
+    A rerun sends nothing twice: each (digest, subscriber) has one delivery row, and only rows
+    not yet sent are sent. Temporary failures stay pending for the next run.
+    """
+    issue_date = issue_date or today()
+    digest_id, segments = prepare(settings, issue_date)
+    report = SendReport(issue_date)
+    own_transport = transport is None
+    transport = transport or transport_from_settings(settings)
+    try:
+        for segment in segments:
+            body = render_email(segment.content, sender_name=settings.sender_name)
+            for batch in _batches(_due(settings, digest_id, segment, report), settings.send_batch_size):
+                outgoing = [_message(settings, body, due) for due in batch]
+                _record(settings, transport.send(outgoing), report, progress)
+    finally:
+        if own_transport:
+            transport.close()
+    return report
+
+
+@dataclass(frozen=True)
+class _Due:
+    delivery_id: int
+    email: str
+    public_id: str
+    message_id: str
+
+
+def _due(settings: Settings, digest_id: int, segment: Segment, report: SendReport) -> list[_Due]:
+    members = set(segment.subscriber_ids)
+    with session_scope(settings) as session:
+        counts = store.delivery_counts(session, digest_id)
+        report.already_sent = counts.get(DeliveryStatus.sent.value, 0)
+        due = []
+        for delivery in store.deliveries_due(session, digest_id):
+            if delivery.subscriber_id not in members:
+                continue
+            subscriber = session.get(Subscriber, delivery.subscriber_id)
+            if subscriber is None or subscriber.status != SubscriberStatus.active:
+                continue
+            due.append(_Due(delivery.id, subscriber.email, subscriber.public_id, delivery.message_id))
+            store.mark_delivery(session, delivery.id, DeliveryStatus.sending, "", count_attempt=False)
+        return due
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), max(size, 1)):
+        yield items[start : start + size]
+
+
+def _message(settings: Settings, body: RenderedBody, due: _Due) -> Outgoing:
+    link = unsubscribe_url(settings.base_url, settings.secret(), due.public_id)
+    personal = personalise(body, link)
+    message = compose(
+        sender=settings.from_address,
+        to=due.email,
+        subject=personal.subject,
+        html=personal.html,
+        text=personal.text,
+        message_id=due.message_id,
+        list_id=settings.list_id,
+        unsubscribe_url=link,
+        unsubscribe_mailto=f"mailto:{settings.sender_email}?subject=unsubscribe",
+    )
+    return Outgoing(key=due.delivery_id, recipient=due.email, message=message)
+
+
+def _record(
+    settings: Settings,
+    results: Iterable[SendResult],
+    report: SendReport,
+    progress: Progress | None,
+) -> None:
+    """Write each outcome as it arrives, so an interrupted batch resumes where it stopped."""
+    for result in results:
+        with session_scope(settings) as session:
+            if result.ok:
+                store.mark_delivery(session, result.key, DeliveryStatus.sent, result.detail)
+                report.sent += 1
+            else:
+                delivery = session.get(Delivery, result.key)
+                give_up = result.permanent or delivery.attempts + 1 >= MAX_ATTEMPTS
+                status = DeliveryStatus.failed if give_up else DeliveryStatus.pending
+                store.mark_delivery(session, result.key, status, result.detail)
+                if give_up:
+                    report.failed += 1
+                    who = session.get(Subscriber, delivery.subscriber_id)
+                    report.failures.append(f"{who.email}: {result.detail}")
+                else:
+                    report.deferred += 1
+        if progress is not None:
+            progress(1)
+
+
+# ---------------------------------------------------------------- the whole job
+
+
+@dataclass
+class RunReport:
+    fetch: FetchReport
+    send: SendReport
+
+
+def run_daily(settings: Settings, transport: Transport | None = None) -> RunReport:
+    """Fetch, build, send: the daily job. A topic arXiv failed on does not stop the others."""
+    return RunReport(fetch(settings), send(settings, transport=transport))

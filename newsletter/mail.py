@@ -1,0 +1,453 @@
+"""Mail: the MIME message of a digest, and the transports that deliver it.
+
+Two transports share one small interface (`Transport`): the outbox folder (the default, nothing
+to set up) and an SMTP relay. Both take a batch and yield one result per message as they go, so
+the caller can record each delivery the moment it is known and an interrupted batch resumes
+where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import re
+import smtplib
+import ssl
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime, getaddresses, parseaddr
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from newsletter.config import mask_url_password
+from newsletter.errors import ConfigError, DeliveryError, InvalidInput
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
+
+log = logging.getLogger(__name__)
+
+# CRLF on the wire and on disk, 78-column folding for ordinary headers, and the headers we store
+# already folded (List-Unsubscribe) written exactly as stored: the stock policy turns a long URL
+# into RFC 2047 encoded words, which no mail client can open or POST to.
+MESSAGE_POLICY = policy.SMTP.clone(refold_source="none")
+
+# Everything str.splitlines() breaks on, and NUL: any of them in a header value could end the
+# header early and start one the caller never wrote.
+_LINE_BREAK = re.compile("[\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_URL_UNSAFE = re.compile(r"[\s<>\x00-\x1f\x7f]")
+_MAX_URL_LENGTH = 900  # a folded header line must stay under SMTP's 998
+
+
+# ---------------------------------------------------------------------------------- composing
+
+
+def compose(
+    *,
+    sender: str,
+    to: str,
+    subject: str,
+    html: str,
+    text: str,
+    message_id: str,
+    list_id: str,
+    unsubscribe_url: str,
+    unsubscribe_mailto: str,
+    date: datetime | None = None,
+) -> EmailMessage:
+    """One digest email: text/plain then text/html, with the list headers mail clients use.
+
+    Raises InvalidInput when a header value spans lines or an address cannot be used.
+    """
+    one_line = {"sender": sender, "to": to, "subject": subject, "list_id": list_id}
+    for name, value in one_line.items():
+        _require_one_line(name, value)
+    message = EmailMessage(policy=MESSAGE_POLICY)
+    message["From"] = _single_address("sender", sender)
+    message["To"] = _single_address("to", to)
+    message["Subject"] = subject
+    message["Date"] = format_datetime(_aware(date or datetime.now(UTC)))
+    message["Message-ID"] = _angle_message_id(message_id)
+    message["List-Id"] = list_id
+    message.set_raw("List-Unsubscribe", list_unsubscribe(unsubscribe_url, unsubscribe_mailto))
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    # Quoted-printable keeps every line short (SMTP's limit is 998) whatever the template made.
+    message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return message
+
+
+def list_unsubscribe(url: str, mailto: str) -> str:
+    """The List-Unsubscribe value (RFC 2369), one URI a line so that no URI is ever folded."""
+    if not mailto.lower().startswith("mailto:"):
+        mailto = f"mailto:{mailto}"
+    if not url.lower().startswith(("https://", "http://")):
+        raise InvalidInput(f"the unsubscribe URL must be http(s), got {url[:80]!r}")
+    for name, value in (("unsubscribe_url", url), ("unsubscribe_mailto", mailto)):
+        if _URL_UNSAFE.search(value) or len(value) > _MAX_URL_LENGTH:
+            raise InvalidInput(f"{name} is not a usable URI: {value[:80]!r}")
+    return f"<{url}>,\n <{mailto}>"
+
+
+def message_id_for(secret: str, digest_key: str, subscriber_key: str, domain: str) -> str:
+    """A Message-ID that is the same for the same digest and subscriber, and reveals neither.
+
+    A rerun of a send produces the same id (so the outbox overwrites, and a receiving server can
+    spot the duplicate) while the id says nothing about who the subscriber is.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9.-]+", domain):
+        raise InvalidInput(f"not a domain for a Message-ID: {domain[:80]!r}")
+    # The namespace keeps this HMAC from ever matching one made with the same secret elsewhere;
+    # NUL separators keep ("ab", "c") and ("a", "bc") apart.
+    payload = "\x00".join(("message-id", digest_key, subscriber_key)).encode()
+    digest = hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
+    return f"<{digest[:32]}@{domain}>"
+
+
+def message_bytes(message: EmailMessage, linesep: str = "\r\n") -> bytes:
+    """The message as bytes: CRLF line ends throughout (SMTP's), or LF ones for files."""
+    return message.as_bytes(policy=MESSAGE_POLICY.clone(linesep=linesep))
+
+
+def _require_one_line(name: str, value: str) -> None:
+    if _LINE_BREAK.search(value):
+        raise InvalidInput(f"{name} must be a single line, got {value[:80]!r}")
+
+
+def _single_address(name: str, value: str) -> str:
+    addresses = getaddresses([value])
+    if len(addresses) != 1 or "@" not in addresses[0][1]:
+        raise InvalidInput(f"{name} must be exactly one email address, got {value[:80]!r}")
+    return value
+
+
+def _angle_message_id(message_id: str) -> str:
+    bare = message_id.strip().removeprefix("<").removesuffix(">")
+    if not re.fullmatch(r"[^\s<>@]+@[^\s<>@]+", bare):
+        raise InvalidInput(f"not a Message-ID: {message_id[:80]!r}")
+    return f"<{bare}>"
+
+
+def _aware(moment: datetime) -> datetime:
+    # A naive datetime is taken as UTC: the Date header must carry an offset.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+# -------------------------------------------------------------------------- the interface
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to deliver."""
+
+    key: int  # the caller's id for it (a delivery row id)
+    recipient: str
+    message: EmailMessage
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What became of one message."""
+
+    key: int
+    ok: bool
+    permanent: bool  # a failure that retrying will not fix (5xx); False for 4xx and lost links
+    detail: str  # the server's reply ("250 2.0.0 Ok"), or the outbox file path
+
+
+class Transport(Protocol):
+    """Delivers messages; `send` yields one result per message, as it goes."""
+
+    def send(self, messages: Iterable[Outgoing]) -> Iterator[SendResult]: ...
+
+    def close(self) -> None: ...
+
+
+def transport_from_settings(settings: Settings) -> Transport:
+    """The SMTP relay when NEWSLETTER_SMTP_URL is set, else the outbox folder."""
+    smtp_url = settings.smtp_url.get_secret_value().strip() if settings.smtp_url else ""
+    if smtp_url:
+        return SMTPTransport(smtp_url, timeout=settings.smtp_timeout)
+    return OutboxTransport(settings.outbox_dir or settings.var_dir / "outbox")
+
+
+# ------------------------------------------------------------------------------ the outbox
+
+
+class OutboxTransport:
+    """Writes each message as an .eml file named after its Message-ID (a rerun overwrites)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def send(self, messages: Iterable[Outgoing]) -> Iterator[SendResult]:
+        for outgoing in messages:
+            yield self._write(outgoing)
+
+    def close(self) -> None:
+        """Nothing to release; here to fit the Transport interface."""
+
+    def __enter__(self) -> OutboxTransport:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _write(self, outgoing: Outgoing) -> SendResult:
+        path = self.folder / outbox_file_name(outgoing.message)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            # LF, as files on Unix have it: parsed back, the text reads as the template wrote it.
+            _write_atomically(path, message_bytes(outgoing.message, linesep="\n"))
+        except OSError as error:
+            # One failed write is a failed delivery, not the end of the batch.
+            return SendResult(outgoing.key, ok=False, permanent=False, detail=f"{path}: {error}")
+        return SendResult(outgoing.key, ok=True, permanent=False, detail=str(path))
+
+
+def outbox_file_name(message: EmailMessage) -> str:
+    """A file name from the Message-ID that cannot leave the folder or hide as a dotfile."""
+    message_id = str(message.get("Message-ID", "")).strip().removeprefix("<").removesuffix(">")
+    safe = re.sub(r"[^A-Za-z0-9@._+-]", "_", message_id)[:120].lstrip(".")
+    if safe and safe == message_id:
+        return f"{safe}.eml"
+    # Two ids that sanitise alike (or a message without one) must not overwrite each other.
+    source = message_id.encode() if message_id else message_bytes(message)
+    return f"{safe or 'message'}-{hashlib.sha256(source).hexdigest()[:16]}.eml"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    # A reader (or a crash) sees the old file or the new one, never half a message.
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+# ---------------------------------------------------------------------------------- SMTP
+
+
+@dataclass(frozen=True)
+class SMTPEndpoint:
+    """Where and how to reach the relay, from `smtp[s]://user:pass@host:port?starttls=…`."""
+
+    host: str
+    port: int
+    implicit_tls: bool
+    starttls: Literal["auto", "require", "never"]
+    username: str | None = None
+    password: str = field(default="", repr=False)
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def parse_smtp_url(url: str) -> SMTPEndpoint:
+    """Read an SMTP URL; the password never appears in an error (ConfigError)."""
+    shown = mask_url_password(url)
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ConfigError(f"an SMTP URL looks like smtp://user:pass@host:587, got {shown!r}")
+    try:
+        port = parts.port or (465 if parts.scheme == "smtps" else 25)
+    except ValueError:
+        raise ConfigError(f"the SMTP URL has an invalid port: {shown!r}") from None
+    query = parse_qs(parts.query)
+    starttls = query.pop("starttls", ["auto"])[-1]
+    if query or starttls not in ("auto", "require", "never"):
+        raise ConfigError(f"the SMTP URL only takes ?starttls=auto|require|never: {shown!r}")
+    return SMTPEndpoint(
+        host=parts.hostname,
+        port=port,
+        implicit_tls=parts.scheme == "smtps",
+        starttls=starttls,  # type: ignore[arg-type]  # checked just above
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password or ""),
+    )
+
+
+class SMTPTransport:
+    """Delivers through an SMTP relay over one connection, kept open until `close()`.
+
+    smtp:// uses STARTTLS when the server offers it (`?starttls=require` insists on it, `never`
+    skips it); smtps:// is TLS from the start. A connection that cannot be opened at all raises
+    DeliveryError; each message's fate is otherwise reported in its SendResult.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 30.0,
+        local_hostname: str | None = None,
+        *,
+        envelope_from: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.endpoint = parse_smtp_url(url)
+        self.timeout = timeout
+        self.local_hostname = local_hostname
+        self.envelope_from = envelope_from
+        self.ssl_context = ssl_context or ssl.create_default_context()
+        self._connection: smtplib.SMTP | None = None
+
+    def send(self, messages: Iterable[Outgoing]) -> Iterator[SendResult]:
+        for outgoing in messages:
+            yield self._deliver(outgoing)
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            connection.quit()
+        except OSError:  # already gone: nothing to say goodbye to
+            connection.close()
+
+    def __enter__(self) -> SMTPTransport:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _deliver(self, outgoing: Outgoing) -> SendResult:
+        sender = self.envelope_from or parseaddr(str(outgoing.message.get("From", "")))[1]
+        if not sender:
+            detail = "the message has no From address"
+            return SendResult(outgoing.key, ok=False, permanent=True, detail=detail)
+        data = message_bytes(outgoing.message)
+        lost: OSError | None = None
+        # A relay may close an idle or busy connection at any time: reconnect once and retry the
+        # message once. A drop after the final "." can in rare cases mean the relay kept the
+        # message and we send it twice; losing it silently would be worse.
+        for _attempt in range(2):
+            connection = self._connection or self._open()
+            try:
+                return self._transact(connection, outgoing, sender, data)
+            except OSError as error:  # smtplib's errors are OSErrors; replies are handled inside
+                log.warning("SMTP connection to %s lost: %s", self.endpoint.where, error)
+                self._discard()
+                lost = error
+        detail = f"connection to {self.endpoint.where} lost: {lost}"
+        return SendResult(outgoing.key, ok=False, permanent=False, detail=detail)
+
+    def _transact(
+        self, connection: smtplib.SMTP, outgoing: Outgoing, sender: str, data: bytes
+    ) -> SendResult:
+        """MAIL, RCPT, DATA; the first reply that is not a success decides the result."""
+        options = [f"SIZE={len(data)}"] if connection.has_extn("size") else []
+        try:
+            code, reply = connection.mail(sender, options)
+            if code == 250:
+                code, reply = connection.rcpt(outgoing.recipient)
+                if code in (250, 251):
+                    code, reply = connection.data(data)
+                    return _reply_result(outgoing.key, _unless_closing(code, reply), reply)
+        except smtplib.SMTPResponseException as error:  # DATA was not answered with 354
+            code, reply = error.smtp_code, error.smtp_error
+        self._reset(connection)
+        return _reply_result(outgoing.key, _unless_closing(code, reply), reply)
+
+    def _reset(self, connection: smtplib.SMTP) -> None:
+        # RSET makes the next message start clean after a refusal mid-transaction.
+        try:
+            connection.rset()
+        except OSError:
+            self._discard()
+
+    def _discard(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+    def _open(self) -> smtplib.SMTP:
+        connection: smtplib.SMTP | None = None
+        try:
+            connection = self._connect()
+            self._secure(connection)
+            if self.endpoint.username is not None:
+                connection.login(self.endpoint.username, self.endpoint.password)
+        except (OSError, UnicodeError) as error:  # refused, unreachable, TLS, AUTH, timeout…
+            if connection is not None:
+                connection.close()
+            raise DeliveryError(self._describe(error)) from error
+        self._connection = connection
+        return connection
+
+    def _connect(self) -> smtplib.SMTP:
+        endpoint = self.endpoint
+        if endpoint.implicit_tls:
+            return smtplib.SMTP_SSL(
+                endpoint.host,
+                endpoint.port,
+                local_hostname=self.local_hostname,
+                timeout=self.timeout,
+                context=self.ssl_context,
+            )
+        return smtplib.SMTP(
+            endpoint.host, endpoint.port, local_hostname=self.local_hostname, timeout=self.timeout
+        )
+
+    def _secure(self, connection: smtplib.SMTP) -> None:
+        connection.ehlo_or_helo_if_needed()
+        if self.endpoint.implicit_tls or self.endpoint.starttls == "never":
+            return
+        if connection.has_extn("starttls"):
+            connection.starttls(context=self.ssl_context)
+            connection.ehlo_or_helo_if_needed()  # STARTTLS forgets the first EHLO, by design
+        elif self.endpoint.starttls == "require":
+            raise smtplib.SMTPNotSupportedError("no STARTTLS offered, and the URL requires it")
+
+    def _describe(self, error: OSError | UnicodeError) -> str:
+        """Why the connection failed, in words, with the password scrubbed out of it."""
+        where = self.endpoint.where
+        if isinstance(error, UnicodeError):  # smtplib encodes AUTH as ASCII
+            reason = "the SMTP username and password must be ASCII"
+        elif isinstance(error, smtplib.SMTPAuthenticationError):
+            reason = f"login as {self.endpoint.username!r} rejected: {_reply_text(error)}"
+        elif isinstance(error, smtplib.SMTPResponseException):
+            reason = _reply_text(error)
+        elif isinstance(error, ssl.SSLCertVerificationError):
+            reason = f"TLS certificate not trusted: {error.verify_message}"
+        elif isinstance(error, ssl.SSLError):
+            reason = f"TLS failed: {error.reason or error}"
+        else:
+            reason = error.strerror or str(error) or type(error).__name__
+        message = f"cannot use SMTP server {where}: {reason}"
+        password = self.endpoint.password
+        return message.replace(password, "********") if password else message
+
+
+def _unless_closing(code: int, reply: bytes) -> int:
+    # 421: the server is closing the connection; the message was not taken, so it is a lost
+    # connection (reconnect and retry) rather than a verdict on the message.
+    if code == 421:
+        raise smtplib.SMTPServerDisconnected(f"{code} {reply.decode(errors='replace')}")
+    return code
+
+
+def _reply_result(key: int, code: int, reply: bytes) -> SendResult:
+    detail = f"{code} {reply.decode('utf-8', errors='replace')}".replace("\n", " ")
+    return SendResult(key, ok=200 <= code < 300, permanent=code >= 500, detail=detail)
+
+
+def _reply_text(error: smtplib.SMTPResponseException) -> str:
+    text = error.smtp_error
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    return f"{error.smtp_code} {text}".replace("\n", " ")

@@ -1,0 +1,61 @@
+"""Previews: what a subscriber, or a set of topics, would receive now."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from newsletter import store
+from newsletter.config import Settings
+from newsletter.digest import DigestContent, assemble, digest_web_url, draft_digest
+from newsletter.digest import new_papers_by_topic
+from newsletter.models import Digest, Topic, utcnow
+from newsletter.render import personalise, render_email
+from newsletter.tokens import unsubscribe_url
+
+
+def preview_html(
+    session: Session, settings: Settings, email: str | None, topic_names: Sequence[str]
+) -> tuple[str, str]:
+    """The email's HTML and a short label for its file name.
+
+    It shows the papers waiting for the next digest; when nothing is waiting, the last digest.
+    """
+    language = settings.default_language
+    link = f"{settings.base_url}/unsubscribe/preview"
+    if email:
+        subscriber = store.get_subscriber(session, email)
+        topics, language, label = list(subscriber.topics), subscriber.language, "subscriber"
+        link = unsubscribe_url(settings.base_url, settings.secret(), subscriber.public_id)
+    elif topic_names:
+        topics, label = store.get_topics(session, topic_names), "topics"
+    else:
+        topics, label = store.list_topics(session), "all-topics"
+    content = preview_content(session, settings, topics, language)
+    body = personalise(render_email(content, sender_name=settings.sender_name), link)
+    return body.html, f"{label}-{content.date.isoformat()}"
+
+
+def preview_content(
+    session: Session, settings: Settings, topics: list[Topic], language: str
+) -> DigestContent:
+    now = utcnow()
+    digest: Digest = draft_digest(session, now.date(), now)
+    content = _content(session, settings, digest, topics, language)
+    latest = next(iter(store.list_digests(session)), None)
+    if content.paper_count == 0 and latest is not None:
+        content = _content(session, settings, latest, topics, language)
+    return content
+
+
+def _content(session, settings, digest, topics, language) -> DigestContent:
+    return assemble(
+        topics,
+        new_papers_by_topic(session, digest, topics),
+        issue_date=digest.issue_date,
+        cap=settings.digest_max_per_topic,
+        language=language,
+        web_url=digest_web_url(settings.base_url, digest.issue_date),
+        base_url=settings.base_url,
+    )

@@ -1,0 +1,276 @@
+"""Templates → HTML and text: the digest email, its web version and the web app's pages.
+
+An email body is rendered once per segment (same topics, same language), so nothing
+per-subscriber is in it: the unsubscribe link is `UNSUBSCRIBE_PLACEHOLDER`, which `personalise`
+replaces for each message. The email pipeline is Jinja2 → MJML → HTML (mjml-python, MRML) →
+premailer, which inlines the CSS because MRML ignores `mj-style inline="inline"`.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import textwrap
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import cssutils
+import jinja2
+import mjml
+from lxml import etree
+from premailer import Premailer
+
+import newsletter
+from newsletter.digest import DigestContent
+from newsletter.errors import RenderError
+from newsletter.textfmt import authors_line, readable_paragraphs, readable_title
+
+UNSUBSCRIBE_PLACEHOLDER = "__NEWSLETTER_UNSUBSCRIBE_URL__"
+"""Stands for the subscriber's unsubscribe URL in a rendered body; see `personalise`."""
+
+EMAIL_HTML_TEMPLATE = "email/digest.mjml.j2"
+EMAIL_TEXT_TEMPLATE = "email/digest.txt.j2"
+WEB_DIGEST_TEMPLATE = "web/digest.html.j2"
+WEB_DIGEST_LIST_TEMPLATE = "web/digest_list.html.j2"
+
+SUBJECT_PREFIX = "arXiv digest"
+SUBJECT_MAX_TOPICS = 3
+"""Topic names a subject spells out before "and N more": inboxes show ~60-80 characters."""
+PREHEADER_MAX_CHARS = 140
+INLINE_CSS_MARKER = "/* inline */"
+"""Starts the `mj-style` blocks whose rules premailer copies into `style` attributes."""
+TEXT_WIDTH = 76
+
+_ESCAPED_EXTENSIONS = {"html", "htm", "mjml", "xml"}
+_RIGHT_TO_LEFT = {"ar", "arc", "dv", "fa", "ha", "he", "khw", "ks", "ku", "ps", "sd", "ur", "yi"}
+
+# cssutils reports every vendor property (mso-*, -webkit-*) of MJML's CSS as a problem.
+cssutils.log.setLevel(logging.CRITICAL)
+
+
+@dataclass(frozen=True)
+class RenderedBody:
+    """A ready email body: subject, HTML part and plain-text part."""
+
+    subject: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class DigestListItem:
+    """One past digest in the archive list."""
+
+    date: date
+    paper_count: int
+    url: str
+
+
+def template_dir() -> Path:
+    """The templates folder: inside the installed package, else the source checkout's."""
+    packaged = Path(newsletter.__file__).parent / "templates"
+    if packaged.is_dir():
+        return packaged
+    return Path(newsletter.__file__).parent.parent / "templates"
+
+
+def static_dir() -> Path:
+    """The web app's static files (served as `/static/...`)."""
+    return template_dir() / "web" / "static"
+
+
+def render_email(content: DigestContent, *, sender_name: str) -> RenderedBody:
+    """The digest email of one segment, with `UNSUBSCRIBE_PLACEHOLDER` for the link."""
+    context = _digest_context(content)
+    context.update(sender_name=sender_name, unsubscribe_url=UNSUBSCRIBE_PLACEHOLDER)
+    mjml_source = _render(EMAIL_HTML_TEMPLATE, context)
+    body_html = inline_css(mjml_to_html(mjml_source))
+    body_text = _render(EMAIL_TEXT_TEMPLATE, context)
+    return RenderedBody(subject=context["subject"], html=body_html, text=body_text)
+
+
+def personalise(body: RenderedBody, unsubscribe_url: str) -> RenderedBody:
+    """The body of one subscriber's message: the placeholder replaced by their link."""
+    return replace(
+        body,
+        html=body.html.replace(UNSUBSCRIBE_PLACEHOLDER, html.escape(unsubscribe_url)),
+        text=body.text.replace(UNSUBSCRIBE_PLACEHOLDER, unsubscribe_url),
+    )
+
+
+def email_subject(content: DigestContent) -> str:
+    """`arXiv digest 2026-11-27: 14 new papers in MLLM, Diffusion and 2 more`."""
+    prefix = f"{SUBJECT_PREFIX} {content.date.isoformat()}"
+    names = [section.name for section in content.sections if section.total > 0]
+    if not names:
+        return f"{prefix}: no new papers"
+    shown = ", ".join(names[:SUBJECT_MAX_TOPICS])
+    if len(names) > SUBJECT_MAX_TOPICS:
+        shown += f" and {len(names) - SUBJECT_MAX_TOPICS} more"
+    return f"{prefix}: {count_noun(content.paper_count, 'new paper')} in {shown}"
+
+
+def preheader(content: DigestContent) -> str:
+    """The inbox preview line after the subject: the count of each topic."""
+    counts = [f"{section.name} ({section.total})" for section in content.sections if section.total]
+    if not counts:
+        return "No new papers in your topics today."
+    summary = f"{count_noun(content.paper_count, 'new paper')} today: {', '.join(counts)}."
+    return textwrap.shorten(summary, PREHEADER_MAX_CHARS, placeholder="…")
+
+
+def mjml_to_html(mjml_source: str) -> str:
+    """MJML → responsive HTML (MRML), failures as `RenderError`."""
+    try:
+        # fonts={}: no Google Fonts import for the system font stack (no third-party fetches).
+        return mjml.mjml2html(mjml_source, disable_comments=True, fonts={})
+    except Exception as error:  # MRML raises its own, undocumented exception types
+        raise RenderError(f"MJML could not be rendered: {error}") from error
+
+
+def inline_css(document: str) -> str:
+    """Copy stylesheet rules into `style` attributes, as Gmail and Outlook need.
+
+    Only `<style>` blocks that start with `INLINE_CSS_MARKER` are inlined: MRML's own reset
+    (`table, td {...}`, `p {...}`) is written for a stylesheet, and copying it onto every table
+    cell adds ~10% to a digest for nothing. The `<style>` blocks stay too, since clients that
+    honour them need the `@media` rules (the one-column phone layout).
+    """
+    root = etree.fromstring(document, etree.HTMLParser())
+    for style in root.iter("style"):
+        # premailer skips `media=` blocks by itself, before it would remove the attribute.
+        if "media" not in style.attrib and not (style.text or "").lstrip().startswith(
+            INLINE_CSS_MARKER
+        ):
+            style.set("data-premailer", "ignore")
+    Premailer(
+        root,
+        allow_network=False,
+        keep_style_tags=True,
+        strip_important=False,
+        disable_validation=True,
+        cssutils_logging_level=logging.CRITICAL,
+    ).transform()
+    # Serialised here rather than by premailer, which drops MRML's lower-case doctype; without
+    # a doctype clients render in quirks mode.
+    return "<!doctype html>\n" + etree.tostring(root, method="html", encoding="unicode")
+
+
+def render_web_digest(content: DigestContent, *, site_name: str) -> str:
+    """The browser version of a digest: every topic, each section reachable as `#slug`."""
+    return render_page(WEB_DIGEST_TEMPLATE, site_name=site_name, **_digest_context(content))
+
+
+def render_digest_list(
+    items: Iterable[DigestListItem | tuple[date, int, str]], *, site_name: str
+) -> str:
+    """The archive page: past digests with their date, paper count and link."""
+    digests = [item if isinstance(item, DigestListItem) else DigestListItem(*item) for item in items]
+    return render_page(WEB_DIGEST_LIST_TEMPLATE, site_name=site_name, digests=digests)
+
+
+def render_page(template_name: str, **context: object) -> str:
+    """Any template by its name under `templates/`, e.g. `web/digest.html.j2`.
+
+    Pages extending `web/base.html.j2` need `site_name`; `lang` is optional (default `en`).
+    """
+    return _render(template_name, context)
+
+
+def count_noun(count: int, singular: str, plural: str | None = None) -> str:
+    """`1 new paper`, `14 new papers`."""
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"
+
+
+def text_direction(language: str) -> str:
+    """`rtl` for languages written right to left (Arabic, Hebrew, Persian, ...), else `ltr`."""
+    return "rtl" if language.split("-")[0].lower() in _RIGHT_TO_LEFT else "ltr"
+
+
+def _digest_context(content: DigestContent) -> dict[str, object]:
+    """What the digest templates (email, text, web) are given besides filters."""
+    return {
+        "content": content,
+        "subject": email_subject(content),
+        "preheader": preheader(content),
+        "lang": content.language,
+        "direction": text_direction(content.language),
+        "contents": _table_of_contents(content),
+        "topic_count": sum(1 for section in content.sections if section.total > 0),
+    }
+
+
+def _table_of_contents(content: DigestContent) -> list[tuple[str, str | None, int]]:
+    """(name, anchor or None, count) for each topic, those without papers too."""
+    rows: list[tuple[str, str | None, int]] = [
+        (section.name, section.slug, section.total) for section in content.sections
+    ]
+    listed = {section.name for section in content.sections}
+    rows += [(name, None, 0) for name in content.topic_names if name not in listed]
+    return rows
+
+
+def _render(template_name: str, context: dict[str, object]) -> str:
+    try:
+        return environment().get_template(template_name).render(context)
+    except jinja2.TemplateNotFound as error:
+        raise RenderError(f"no template {error.name!r} under {template_dir()}") from error
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    """The one Jinja2 environment of the process, with this module's filters."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(template_dir()),
+        autoescape=_autoescape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(
+        readable_title=readable_title,
+        paragraphs=readable_paragraphs,
+        authors=authors_line,
+        count_noun=count_noun,
+        day=_day,
+        http_url=_http_url,
+        wrap=_wrap,
+    )
+    return env
+
+
+def _autoescape(template_name: str | None) -> bool:
+    """Escape HTML and MJML (`digest.mjml.j2` counts as `.mjml`); not `.txt`."""
+    if template_name is None:
+        return True
+    extension = template_name.removesuffix(".j2").rpartition(".")[2]
+    return extension.lower() in _ESCAPED_EXTENSIONS
+
+
+def _day(moment: datetime | date) -> str:
+    """YYYY-MM-DD of a date or datetime."""
+    return (moment.date() if isinstance(moment, datetime) else moment).isoformat()
+
+
+def _http_url(url: str | None) -> str:
+    """The URL if it is http(s), else "": a `javascript:` link must never reach a page."""
+    if url and urlsplit(url.strip()).scheme.lower() in {"http", "https"}:
+        return url.strip()
+    return ""
+
+
+def _wrap(text: str, indent: str = "", first_indent: str | None = None) -> str:
+    """A paragraph wrapped for the text part; long URLs stay whole so they stay clickable."""
+    return textwrap.fill(
+        text,
+        width=TEXT_WIDTH,
+        initial_indent=indent if first_indent is None else first_indent,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )

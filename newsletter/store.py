@@ -1,0 +1,369 @@
+"""Every query and write, named. Callers pass a Session (see `db.session_scope`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from newsletter.errors import InvalidInput, UnknownSubscriber, UnknownTopic
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    Digest,
+    Event,
+    Paper,
+    Subscriber,
+    SubscriberStatus,
+    SubscriberTopic,
+    Topic,
+    TopicPaper,
+    utcnow,
+)
+from newsletter.subscribers import SubscriberSpec, email_key
+from newsletter.topics import TopicSpec, slugify
+
+# ---------------------------------------------------------------- topics
+
+
+def list_topics(session: Session) -> list[Topic]:
+    return list(session.scalars(select(Topic).order_by(Topic.position, Topic.id)))
+
+
+def get_topic(session: Session, name: str) -> Topic:
+    """The topic of that name (any case); the error lists the names that exist."""
+    topic = session.scalar(select(Topic).where(Topic.name_key == name.strip().casefold()))
+    if topic is None:
+        raise UnknownTopic(f"unknown topic {name!r}; known topics: {known_topics_text(session)}")
+    return topic
+
+
+def known_topics_text(session: Session) -> str:
+    names = [topic.name for topic in list_topics(session)]
+    return ", ".join(names) if names else "(none yet: add one with `newsletter topics add`)"
+
+
+def get_topics(session: Session, names: Iterable[str]) -> list[Topic]:
+    return [get_topic(session, name) for name in names]
+
+
+def add_topic(session: Session, spec: TopicSpec) -> Topic:
+    if session.scalar(select(Topic.id).where(Topic.name_key == spec.name.casefold())):
+        raise InvalidInput(f"topic {spec.name!r} exists already (change it with `topics edit`)")
+    position = (session.scalar(select(func.max(Topic.position))) or 0) + 1
+    topic = Topic(name=spec.name, name_key=spec.name.casefold(), position=position)
+    topic.slug = _free_slug(session, slugify(spec.name))
+    apply_topic_spec(topic, spec)
+    session.add(topic)
+    session.flush()
+    return topic
+
+
+def _free_slug(session: Session, slug: str) -> str:
+    candidate, number = slug, 1
+    while session.scalar(select(Topic.id).where(Topic.slug == candidate)):
+        number += 1
+        candidate = f"{slug}-{number}"
+    return candidate
+
+
+def apply_topic_spec(topic: Topic, spec: TopicSpec) -> bool:
+    """Write a spec's matching rules onto a topic; True when anything changed."""
+    values = {
+        "description": spec.description,
+        "keywords": list(spec.keywords),
+        "categories": list(spec.categories),
+        "excludes": list(spec.excludes),
+        "raw_query": spec.raw_query,
+    }
+    changed = any(getattr(topic, key) != value for key, value in values.items())
+    for key, value in values.items():
+        setattr(topic, key, value)
+    return changed
+
+
+def spec_of(topic: Topic) -> TopicSpec:
+    return TopicSpec(
+        name=topic.name,
+        description=topic.description,
+        keywords=tuple(topic.keywords),
+        categories=tuple(topic.categories),
+        excludes=tuple(topic.excludes),
+        raw_query=topic.raw_query,
+    )
+
+
+def upsert_topic(session: Session, spec: TopicSpec) -> str:
+    """Add the topic or bring it in line with the spec: "added", "updated" or "unchanged"."""
+    existing = session.scalar(select(Topic).where(Topic.name_key == spec.name.casefold()))
+    if existing is None:
+        add_topic(session, spec)
+        return "added"
+    return "updated" if apply_topic_spec(existing, spec) else "unchanged"
+
+
+def remove_topic(session: Session, topic: Topic) -> None:
+    session.delete(topic)
+
+
+def topic_subscriber_counts(session: Session) -> dict[int, int]:
+    rows = session.execute(
+        select(SubscriberTopic.topic_id, func.count())
+        .join(Subscriber, Subscriber.id == SubscriberTopic.subscriber_id)
+        .where(Subscriber.status == SubscriberStatus.active)
+        .group_by(SubscriberTopic.topic_id)
+    )
+    return {key: count for key, count in rows}
+
+
+def topic_paper_counts(session: Session) -> dict[int, int]:
+    rows = session.execute(select(TopicPaper.topic_id, func.count()).group_by(TopicPaper.topic_id))
+    return {key: count for key, count in rows}
+
+
+# ---------------------------------------------------------------- papers
+
+
+def linked_arxiv_ids(session: Session, topic_id: int) -> set[str]:
+    """The arXiv ids a topic has matched so far (what a fetch stops at)."""
+    rows = session.scalars(
+        select(Paper.arxiv_id).join(TopicPaper).where(TopicPaper.topic_id == topic_id)
+    )
+    return set(rows)
+
+
+def upsert_paper(session: Session, values: dict) -> tuple[Paper, bool]:
+    """Store a paper once per arXiv id; a newer version replaces the stored text."""
+    paper = session.scalar(select(Paper).where(Paper.arxiv_id == values["arxiv_id"]))
+    if paper is None:
+        paper = Paper(**values)
+        session.add(paper)
+        session.flush()
+        return paper, True
+    if values["version"] > paper.version:
+        for key, value in values.items():
+            setattr(paper, key, value)
+    return paper, False
+
+
+def link_paper(session: Session, topic_id: int, paper_id: int, at: datetime) -> bool:
+    """Record that a topic matches a paper; False when it was known already."""
+    if session.get(TopicPaper, (topic_id, paper_id)) is not None:
+        return False
+    session.add(TopicPaper(topic_id=topic_id, paper_id=paper_id, linked_at=at))
+    return True
+
+
+def papers_linked_between(
+    session: Session, topic_id: int, start: datetime | None, end: datetime
+) -> list[Paper]:
+    """A topic's papers first matched in (start, end], newest submission first."""
+    query = (
+        select(Paper)
+        .join(TopicPaper)
+        .where(TopicPaper.topic_id == topic_id, TopicPaper.linked_at <= end)
+        .order_by(Paper.published.desc(), Paper.arxiv_id.desc())
+    )
+    if start is not None:
+        query = query.where(TopicPaper.linked_at > start)
+    return list(session.scalars(query))
+
+
+def count_papers(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Paper)) or 0
+
+
+# ---------------------------------------------------------------- subscribers
+
+
+def find_subscriber(session: Session, email: str) -> Subscriber | None:
+    return session.scalar(select(Subscriber).where(Subscriber.email_key == email_key(email)))
+
+
+def get_subscriber(session: Session, email: str) -> Subscriber:
+    subscriber = find_subscriber(session, email)
+    if subscriber is None:
+        raise UnknownSubscriber(f"no subscriber with the address {email!r}")
+    return subscriber
+
+
+def subscriber_by_public_id(session: Session, public_id: str) -> Subscriber | None:
+    return session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
+
+
+def add_subscriber(session: Session, spec: SubscriberSpec, source: str) -> Subscriber:
+    if find_subscriber(session, spec.email) is not None:
+        raise InvalidInput(
+            f"{spec.email} is subscribed already (change it with `subscribers edit`)"
+        )
+    subscriber = Subscriber(
+        email=spec.email,
+        email_key=email_key(spec.email),
+        name=spec.name,
+        language=spec.language,
+        topics=get_topics(session, spec.topics),
+    )
+    session.add(subscriber)
+    session.flush()
+    log_event(
+        session, subscriber, "subscribed", source, ", ".join(t.name for t in subscriber.topics)
+    )
+    return subscriber
+
+
+def list_subscribers(
+    session: Session, topic: Topic | None = None, status: SubscriberStatus | None = None
+) -> list[Subscriber]:
+    query = select(Subscriber).order_by(Subscriber.id)
+    if topic is not None:
+        query = query.join(SubscriberTopic).where(SubscriberTopic.topic_id == topic.id)
+    if status is not None:
+        query = query.where(Subscriber.status == status)
+    return list(session.scalars(query))
+
+
+def active_subscribers(session: Session) -> Sequence[Subscriber]:
+    return list_subscribers(session, status=SubscriberStatus.active)
+
+
+def set_status(
+    session: Session,
+    subscriber: Subscriber,
+    status: SubscriberStatus,
+    source: str,
+    detail: str = "",
+) -> bool:
+    """Change a subscriber's status and log it; False when it was that already."""
+    if subscriber.status == status:
+        return False
+    subscriber.status = status
+    log_event(session, subscriber, status.value, source, detail)
+    return True
+
+
+def purge_subscriber(session: Session, subscriber: Subscriber) -> None:
+    session.delete(subscriber)
+
+
+def log_event(
+    session: Session, subscriber: Subscriber, kind: str, source: str, detail: str = ""
+) -> None:
+    session.add(Event(subscriber_id=subscriber.id, kind=kind, source=source, detail=detail))
+
+
+def events_of(session: Session, subscriber: Subscriber) -> list[Event]:
+    return list(
+        session.scalars(
+            select(Event).where(Event.subscriber_id == subscriber.id).order_by(Event.id)
+        )
+    )
+
+
+# ---------------------------------------------------------------- digests and deliveries
+
+
+def digest_on(session: Session, issue_date: date) -> Digest | None:
+    return session.scalar(select(Digest).where(Digest.issue_date == issue_date))
+
+
+def latest_digest_before(session: Session, issue_date: date) -> Digest | None:
+    return session.scalar(
+        select(Digest)
+        .where(Digest.issue_date < issue_date)
+        .order_by(Digest.issue_date.desc())
+        .limit(1)
+    )
+
+
+def list_digests(session: Session) -> list[Digest]:
+    return list(session.scalars(select(Digest).order_by(Digest.issue_date.desc())))
+
+
+def delivered_subscriber_ids(session: Session, digest_id: int) -> set[int]:
+    """Subscribers who have a delivery row for this digest, whatever its state."""
+    return set(
+        session.scalars(select(Delivery.subscriber_id).where(Delivery.digest_id == digest_id))
+    )
+
+
+def add_deliveries(session: Session, rows: list[dict]) -> None:
+    if rows:
+        session.execute(Delivery.__table__.insert(), rows)
+
+
+def deliveries_due(session: Session, digest_id: int) -> list[Delivery]:
+    """Deliveries not sent yet: pending ones, and any left `sending` by an interrupted run."""
+    return list(
+        session.scalars(
+            select(Delivery)
+            .where(
+                Delivery.digest_id == digest_id,
+                Delivery.status.in_([DeliveryStatus.pending, DeliveryStatus.sending]),
+            )
+            .order_by(Delivery.id)
+        )
+    )
+
+
+def mark_delivery(
+    session: Session,
+    delivery_id: int,
+    status: DeliveryStatus,
+    detail: str,
+    count_attempt: bool = True,
+) -> None:
+    values: dict = {"status": status, "detail": detail[:2000]}
+    if count_attempt:
+        values["attempts"] = Delivery.attempts + 1
+    if status == DeliveryStatus.sent:
+        values["sent_at"] = utcnow()
+    session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+
+
+def delivery_counts(session: Session, digest_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.digest_id == digest_id)
+        .group_by(Delivery.status)
+    )
+    return {str(status): count for status, count in rows}
+
+
+def deliveries_of(session: Session, digest_id: int) -> list[Delivery]:
+    return list(
+        session.scalars(
+            select(Delivery).where(Delivery.digest_id == digest_id).order_by(Delivery.id)
+        )
+    )
+
+
+def import_subscriber(session: Session, spec: SubscriberSpec, *, update_existing: bool) -> str:
+    """Add one imported subscriber: "added", "updated", "unchanged" or "left unsubscribed".
+
+    An address that left the list is never put back by an import: only its owner can do that.
+    """
+    topics = get_topics(session, spec.topics)
+    existing = find_subscriber(session, spec.email)
+    if existing is None:
+        add_subscriber(session, spec, source="import")
+        return "added"
+    if existing.status != SubscriberStatus.active:
+        return f"left {existing.status.value}"
+    if not update_existing:
+        return "unchanged"
+    wanted = (spec.name, spec.language, {t.id for t in topics})
+    if (existing.name, existing.language, {t.id for t in existing.topics}) == wanted:
+        return "unchanged"
+    existing.name, existing.language, existing.topics = spec.name, spec.language, topics
+    log_event(session, existing, "changed", "import", ", ".join(t.name for t in topics))
+    return "updated"
+
+
+def count_papers_between(session: Session, start: datetime | None, end: datetime) -> int:
+    """Distinct papers any topic first matched in (start, end]: a digest's size."""
+    query = select(func.count(func.distinct(TopicPaper.paper_id))).where(TopicPaper.linked_at <= end)
+    if start is not None:
+        query = query.where(TopicPaper.linked_at > start)
+    return session.scalar(query) or 0

@@ -1,0 +1,99 @@
+"""What a subscriber is, checked: addresses, languages and rows of a CSV import."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+import langcodes
+from email_validator import EmailNotValidError, validate_email
+
+from newsletter.errors import InvalidInput
+
+CSV_COLUMNS = ("email", "name", "topics", "language")
+
+
+@dataclass(frozen=True)
+class SubscriberSpec:
+    email: str
+    topics: tuple[str, ...]
+    name: str = ""
+    language: str = "en"
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    line: int
+    reason: str
+    text: str
+
+
+def normalise_email(address: str, *, check_deliverability: bool = False) -> str:
+    """A valid address in its normal form (domain lower-cased, IDNA decoded); raises otherwise."""
+    try:
+        checked = validate_email(address.strip(), check_deliverability=check_deliverability)
+    except EmailNotValidError as error:
+        raise InvalidInput(f"{address!r} is not a valid email address: {error}") from error
+    return checked.normalized
+
+
+def normalise_language(code: str) -> str:
+    """A BCP-47 language tag in its standard form (`zh-tw` → `zh-TW`); raises otherwise."""
+    text = code.strip().replace("_", "-")
+    if not text or not langcodes.tag_is_valid(text):
+        raise InvalidInput(
+            f"{code!r} is not a language code (use BCP-47, like en, zh, zh-TW, pt-BR)"
+        )
+    return langcodes.standardize_tag(text)
+
+
+def email_key(address: str) -> str:
+    """The form under which addresses are unique: case never makes two subscribers."""
+    return address.casefold()
+
+
+def read_subscriber_csv(
+    text: str, *, default_language: str, check_deliverability: bool = False
+) -> tuple[list[tuple[int, SubscriberSpec]], list[RejectedRow]]:
+    """Rows of `email,name,topics,language` (topics separated by `;`), each with its line number.
+
+    A bad row is reported with its line and reason and never stops the good ones. Topic names
+    are checked later, against the database.
+    """
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [column for column in ("email", "topics") if column not in (reader.fieldnames or [])]
+    if missing:
+        raise InvalidInput(
+            f"the CSV needs a header row with the columns {','.join(CSV_COLUMNS)};"
+            f" missing: {', '.join(missing)}"
+        )
+    rows: list[tuple[int, SubscriberSpec]] = []
+    rejected: list[RejectedRow] = []
+    seen: dict[str, int] = {}
+    for record in reader:
+        line = reader.line_num
+        raw = ",".join(str(value) for value in record.values() if value is not None)
+        try:
+            spec = _spec_from_record(record, default_language, check_deliverability)
+        except InvalidInput as error:
+            rejected.append(RejectedRow(line, str(error), raw))
+            continue
+        key = email_key(spec.email)
+        if key in seen:
+            rejected.append(RejectedRow(line, f"{spec.email} repeats line {seen[key]}", raw))
+            continue
+        seen[key] = line
+        rows.append((line, spec))
+    return rows, rejected
+
+
+def _spec_from_record(record: dict, default_language: str, check: bool) -> SubscriberSpec:
+    if None in record:
+        raise InvalidInput(f"too many columns (expected {','.join(CSV_COLUMNS)})")
+    email = normalise_email(record.get("email") or "", check_deliverability=check)
+    topics = tuple(t.strip() for t in (record.get("topics") or "").split(";") if t.strip())
+    if not topics:
+        raise InvalidInput("no topics (separate several with ';')")
+    language = normalise_language(record.get("language") or default_language)
+    return SubscriberSpec(email, topics, (record.get("name") or "").strip(), language)

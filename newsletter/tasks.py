@@ -1,0 +1,52 @@
+"""The Huey instance and its tasks: the daily job on a schedule, or on demand.
+
+Embedded default: Huey on a SQLite file under the var folder, no server needed. With
+NEWSLETTER_REDIS_URL set: Huey on Redis, so workers on several machines share the queue.
+Tasks take plain values, look everything up themselves, and are safe to run twice.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from huey import Huey, RedisHuey, SqliteHuey, crontab
+
+from newsletter import jobs
+from newsletter.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def make_huey(settings: Settings) -> Huey:
+    if settings.redis_url is not None:
+        return RedisHuey("newsletter", url=settings.redis_url.get_secret_value())
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteHuey("newsletter", filename=str(settings.huey_path))
+
+
+huey = make_huey(get_settings())
+
+
+@huey.task()
+def daily_job() -> dict:
+    """Fetch, build and send today's digest; returns a short summary."""
+    report = jobs.run_daily(get_settings())
+    for error in report.fetch.errors:
+        log.error("fetch: %s", error)
+    for failure in report.send.failures:
+        log.error("send: %s", failure)
+    summary = {
+        "date": report.send.issue_date.isoformat(),
+        "fetch_errors": len(report.fetch.errors),
+        "sent": report.send.sent,
+        "failed": report.send.failed,
+        "deferred": report.send.deferred,
+    }
+    log.info("daily job done: %s", summary)
+    return summary
+
+
+@huey.periodic_task(crontab(minute="0", hour=str(get_settings().daily_hour)))
+def scheduled_daily_job() -> None:
+    """The daily job at NEWSLETTER_DAILY_HOUR o'clock, UTC, run by the worker's scheduler."""
+    daily_job.call_local()

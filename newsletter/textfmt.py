@@ -1,0 +1,167 @@
+"""Small text helpers: arXiv's titles, abstracts and author lists made pleasant to read.
+
+arXiv gives titles and abstracts as authors typed them: LaTeX math and commands, hard line
+wrapping. Only the LaTeX *pieces* (`$...$` math, `\\command{...}`) go through pylatexenc; the
+rest of the text is left alone, because a whole-text conversion would eat a plain `%` (a
+comment to LaTeX), turn `&` into spaces and drop braces. A piece whose conversion fails or
+would lose content stays as its LaTeX source: `$\\foo{x}$` reads better than a bare `x`.
+
+Text arrives with entities decoded (`R&D`); nothing here escapes or unescapes HTML.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+
+from pylatexenc import latexwalker
+from pylatexenc.latex2text import LatexNodes2Text, get_default_latex_context_db
+
+# `$...$` (not `$$`), allowing escaped characters such as `\$` inside. As in pandoc, the
+# opening `$` hugs what follows and the closing one what precedes, and no digit follows it,
+# so "costs $5 and $6" stays prices.
+_MATH = re.compile(r"(?<![\\$])\$(?![\s$])((?:[^$\\]|\\.)+?)(?<!\s)\$(?!\d)")
+
+# LaTeX outside math: `\emph{x}`, `\LaTeX`, accents `\"o` / `\'{e}`, `{\"o}`, `\%`.
+_COMMAND = re.compile(
+    r"""\{\\[^{}$]+\}
+    | \\[A-Za-z]+\*?(?:\{[^{}$]*\})*
+    | \\[`'^"~=.]\s*(?:\{[A-Za-z]?\}|[A-Za-z])
+    | \\[%&_\#$]""",
+    re.VERBOSE,
+)
+
+# `^2`, `^{10}`, `_i`, `_{n+1}`: a sub- or superscript and its body.
+_SCRIPT = re.compile(r"([\^_])(?:\{([^{}]*)\}|([A-Za-z0-9+\-]))")
+
+_SUPERSCRIPTS = dict(zip("0123456789+-=()ni", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ⁿⁱ", strict=True))
+_SUBSCRIPTS = dict(zip("0123456789+-=()aeioruvx", "₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎ₐₑᵢₒᵣᵤᵥₓ", strict=True))
+
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
+
+
+class _Unconvertible(Exception):
+    """A LaTeX piece that pylatexenc cannot turn into text without losing something."""
+
+
+def collapse_whitespace(text: str) -> str:
+    """All runs of whitespace (newlines, tabs, double spaces) → one space, ends trimmed."""
+    return " ".join(text.split())
+
+
+def readable_title(text: str) -> str:
+    """A title with its LaTeX made readable: `PanGu-$π$` → `PanGu-π`, `$L^3$` → `L³`."""
+    return collapse_whitespace(_convert_latex(collapse_whitespace(text)))
+
+
+def readable_abstract(text: str) -> str:
+    """An abstract unwrapped: one line per paragraph, paragraphs split by one blank line."""
+    return "\n\n".join(readable_paragraphs(text))
+
+
+def readable_paragraphs(text: str) -> list[str]:
+    """The paragraphs of an abstract, each unwrapped and with its LaTeX made readable."""
+    paragraphs = (readable_title(part) for part in _PARAGRAPH_BREAK.split(text.strip()))
+    return [paragraph for paragraph in paragraphs if paragraph]
+
+
+def authors_line(authors: Sequence[str], limit: int = 3) -> str:
+    """`Ada First, Bo Second, Cy Third et al.` beyond `limit` names; else all, comma-joined."""
+    names = [collapse_whitespace(name) for name in authors if name.strip()]
+    if len(names) > limit:
+        return ", ".join(names[:limit]) + " et al."
+    return ", ".join(names)
+
+
+def _convert_latex(text: str) -> str:
+    """Convert math pieces first (they may contain commands), then commands outside them."""
+    pieces = []
+    for is_math, piece in _split_math(text):
+        if is_math:
+            pieces.append(_convert_piece(piece, math=True))
+        else:
+            pieces.append(_COMMAND.sub(lambda match: _convert_piece(match.group()), piece))
+    return "".join(pieces)
+
+
+def _split_math(text: str) -> Iterator[tuple[bool, str]]:
+    """The text as (is_math, piece) pairs; math pieces keep their `$` delimiters."""
+    position = 0
+    for match in _MATH.finditer(text):
+        yield False, text[position : match.start()]
+        yield True, match.group()
+        position = match.end()
+    yield False, text[position:]
+
+
+def _convert_piece(source: str, *, math: bool = False) -> str:
+    """One LaTeX piece as text, or the piece unchanged when that would lose content."""
+    try:
+        latex = _unicode_scripts(source) if math else source
+        _check_convertible(latex)
+        converted = _latex_to_text().latex_to_text(latex)
+    except (_Unconvertible, latexwalker.LatexWalkerError):
+        return source
+    if not converted.strip() and any(char.isalnum() for char in source):
+        return source
+    return converted
+
+
+def _unicode_scripts(math: str) -> str:
+    """`L^3` → `L³`, `x_{12}` → `x₁₂`; a longer script with no Unicode form is unconvertible."""
+
+    def replace(match: re.Match[str]) -> str:
+        operator, braced, single = match.groups()
+        body = braced if braced is not None else single
+        table = _SUPERSCRIPTS if operator == "^" else _SUBSCRIPTS
+        if body and all(char in table for char in body):
+            return "".join(table[char] for char in body)
+        if len(body) == 1:
+            return operator + body  # `x^a` reads fine as it is
+        # pylatexenc would print `x^{n+1}` as `x^n+1`: a different formula.
+        raise _Unconvertible(match.group())
+
+    return _SCRIPT.sub(replace, math)
+
+
+def _check_convertible(latex: str) -> None:
+    """Raise unless every macro is known and nothing (a `%` comment, `&`) would vanish."""
+    walker = latexwalker.LatexWalker(latex, tolerant_parsing=False)
+    nodes, _, _ = walker.get_latex_nodes()
+    for node in _walk(nodes):
+        if isinstance(node, latexwalker.LatexCommentNode):
+            raise _Unconvertible("comment")
+        if isinstance(node, latexwalker.LatexMacroNode) and not _known_macro(node.macroname):
+            raise _Unconvertible(node.macroname)
+        if isinstance(node, latexwalker.LatexEnvironmentNode):
+            raise _Unconvertible(node.environmentname)
+        if isinstance(node, latexwalker.LatexSpecialsNode) and node.specials_chars == "&":
+            raise _Unconvertible("&")
+
+
+def _walk(nodes: Sequence[latexwalker.LatexNode | None]) -> Iterator[latexwalker.LatexNode]:
+    for node in nodes:
+        if node is None:
+            continue
+        yield node
+        yield from _walk(getattr(node, "nodelist", None) or [])
+        arguments = getattr(node, "nodeargd", None)
+        if arguments is not None:
+            yield from _walk(arguments.argnlist or [])
+
+
+def _known_macro(name: str) -> bool:
+    # Accents and escaped specials (`\"`, `\%`) are one non-letter character: all known.
+    return not name.isalpha() or _text_context().get_macro_spec(name) is not None
+
+
+@lru_cache(maxsize=1)
+def _text_context():  # noqa: ANN202 - pylatexenc's LatexContextDb has no stable public path
+    return get_default_latex_context_db()
+
+
+@lru_cache(maxsize=1)
+def _latex_to_text() -> LatexNodes2Text:
+    # math_mode="text": render formulas as readable text, without `$` around them.
+    return LatexNodes2Text(math_mode="text", strict_latex_spaces=True)

@@ -1,0 +1,155 @@
+"""Subscribers: addresses, languages, CSV import and export, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from newsletter.errors import InvalidInput
+from newsletter.subscribers import normalise_email, normalise_language, read_subscriber_csv
+from tests.conftest import REPO
+
+
+def people(cli) -> list[dict]:
+    return json.loads(cli("subscribers", "list", "--json").output)
+
+
+def test_addresses_are_validated_and_normalised():
+    assert normalise_email("  Ada@EXAMPLE.org ") == "Ada@example.org"
+    for bad in ["ada", "ada@", "@example.org", "ada@@example.org", "ada@exa mple.org", ""]:
+        with pytest.raises(InvalidInput, match="not a valid email address"):
+            normalise_email(bad)
+
+
+def test_languages_are_bcp47():
+    assert normalise_language("zh-tw") == "zh-TW"
+    assert normalise_language("pt_BR") == "pt-BR"
+    with pytest.raises(InvalidInput, match="BCP-47"):
+        normalise_language("chinese please")
+
+
+def test_add_list_show_edit_remove(cli, example_topics):
+    cli("subscribers", "add", "Ada@Example.org", "-t", "MLLM", "-t", "Diffusion",
+        "--name", "Ada", "--lang", "zh")
+    (ada,) = people(cli)
+    assert ada["email"] == "Ada@example.org"
+    assert ada["topics"] == ["MLLM", "Diffusion"]
+    assert ada["language"] == "zh"
+    assert ada["status"] == "active"
+
+    again = cli("subscribers", "add", "ADA@example.ORG", "-t", "SLAM", ok=False)
+    assert again.exit_code == 1 and "subscribed already" in again.output
+
+    cli("subscribers", "edit", "ada@example.org", "--add-topic", "NeRF",
+        "--remove-topic", "MLLM", "--lang", "ja")
+    (ada,) = people(cli)
+    assert ada["topics"] == ["Diffusion", "NeRF"]
+    assert ada["language"] == "ja"
+
+    cli("subscribers", "remove", "ada@example.org")
+    (ada,) = people(cli)
+    assert ada["status"] == "unsubscribed"
+    history = cli("subscribers", "show", "ada@example.org").output
+    assert "subscribed" in history and "unsubscribed" in history and "via cli" in history
+
+    assert people(cli) and not json.loads(
+        cli("subscribers", "list", "--status", "active", "--json").output
+    )
+    cli("subscribers", "remove", "ada@example.org", "--purge")
+    assert people(cli) == []
+
+
+def test_unknown_topic_lists_known_ones(cli, example_topics):
+    result = cli("subscribers", "add", "ada@example.org", "-t", "Quantum", ok=False)
+    assert result.exit_code == 1
+    assert "unknown topic 'Quantum'" in result.output and "Image Matching" in result.output
+    assert people(cli) == []
+
+
+def test_list_filters_by_topic(cli, example_topics):
+    cli("subscribers", "import", str(REPO / "subscribers" / "example.csv"))
+    slam = json.loads(cli("subscribers", "list", "--topic", "SLAM", "--json").output)
+    assert [p["email"] for p in slam] == ["bo@example.org"]
+
+
+BROKEN_CSV = """email,name,topics,language
+ada@example.org,Ada,MLLM;Diffusion,en
+not-an-address,Bad,MLLM,en
+bo@example.org,Bo,SLAM,klingon please
+cy@example.org,Cy,Quantum,de
+dee@example.org,Dee,,en
+ADA@example.org,Ada again,NeRF,en
+eve@example.org,"Eve, Q.",NeRF; SFM ,zh-tw
+"""
+
+
+def test_import_reports_each_bad_row_and_keeps_the_good(cli, example_topics, tmp_path):
+    path = tmp_path / "people.csv"
+    path.write_text(BROKEN_CSV)
+    result = cli("subscribers", "import", str(path), ok=False)
+    assert result.exit_code == 1
+    for line, reason in [
+        (3, "not a valid email address"),
+        (4, "not a language code"),
+        (5, "unknown topic 'Quantum'"),
+        (6, "no topics"),
+        (7, "repeats line 2"),
+    ]:
+        assert f"people.csv:{line}: rejected: " in result.output
+        assert reason in result.output.split(f"people.csv:{line}: rejected: ")[1].splitlines()[0]
+    assert "2 added; 5 rejected" in result.output
+    rows = {p["email"]: p for p in people(cli)}
+    assert set(rows) == {"ada@example.org", "eve@example.org"}
+    assert rows["eve@example.org"]["topics"] == ["SFM", "NeRF"]  # topic order, not file order
+    assert rows["eve@example.org"]["language"] == "zh-TW"
+    assert rows["eve@example.org"]["name"] == "Eve, Q."
+
+    again = cli("subscribers", "import", str(path), ok=False)
+    assert "2 unchanged" in again.output
+    assert people(cli) == list(rows.values())
+
+
+def test_import_never_resubscribes_and_update_overwrites(cli, example_topics, tmp_path):
+    path = tmp_path / "people.csv"
+    path.write_text("email,name,topics,language\nada@example.org,Ada,MLLM,en\nbo@example.org,Bo,SLAM,en\n")
+    cli("subscribers", "import", str(path))
+    cli("subscribers", "remove", "bo@example.org")
+    path.write_text("email,name,topics,language\nada@example.org,Ada L.,NeRF,fr\nbo@example.org,Bo,SLAM,en\n")
+    result = cli("subscribers", "import", str(path), "--update")
+    assert "1 left unsubscribed" in result.output and "1 updated" in result.output
+    rows = {p["email"]: p for p in people(cli)}
+    assert rows["bo@example.org"]["status"] == "unsubscribed"
+    assert rows["ada@example.org"]["topics"] == ["NeRF"]
+    assert rows["ada@example.org"]["language"] == "fr"
+
+
+def test_csv_without_the_needed_columns_is_refused():
+    with pytest.raises(InvalidInput, match="missing: topics"):
+        read_subscriber_csv("email,name\na@example.org,A\n", default_language="en")
+
+
+def test_export_reimports_to_the_same_list(cli, example_topics, tmp_path):
+    cli("subscribers", "import", str(REPO / "subscribers" / "example.csv"))
+    exported = tmp_path / "out.csv"
+    cli("subscribers", "export", "-o", str(exported))
+    before = people(cli)
+    cli("subscribers", "remove", "ada@example.org", "--purge")
+    cli("subscribers", "import", str(exported))
+    after = {p["email"]: p for p in people(cli)}
+    for person in before:
+        assert after[person["email"]]["topics"] == person["topics"]
+        assert after[person["email"]]["language"] == person["language"]
+    stdout = cli("subscribers", "export").output
+    assert stdout.splitlines()[0] == "email,name,topics,language,status"
+
+
+def test_public_ids_are_unguessable_and_distinct(cli, example_topics, settings):
+    cli("subscribers", "import", str(REPO / "subscribers" / "example.csv"))
+    from newsletter import store
+    from newsletter.db import session_scope
+
+    with session_scope(settings) as session:
+        ids = [s.public_id for s in store.list_subscribers(session)]
+    assert len(set(ids)) == 3
+    assert all(len(public_id) >= 22 for public_id in ids)  # 128 random bits, URL-safe
