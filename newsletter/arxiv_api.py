@@ -222,7 +222,8 @@ class ArxivSource:
 
     One instance keeps arXiv's rule for all of its requests, whichever thread makes them: one
     request at a time, the next at least `delay` seconds after the previous one ended. A
-    failed request is retried `retries` times, waiting `delay + backoff * 2**n` seconds.
+    failed request is retried `retries` times, waiting `delay + backoff * 2**n` seconds; an
+    unexpectedly empty page is retried as often by `arxiv` itself, `delay` seconds apart.
 
     Example: ArxivSource("https://export.arxiv.org/api/query").probe("ti:MLLM", limit=3)
     """
@@ -275,6 +276,8 @@ class ArxivSource:
     def probe(self, query: str, limit: int = 10) -> tuple[int, list[FetchedPaper]]:
         """How many papers arXiv has for `query`, and the newest `limit` of them: one request.
 
+        (A second one only if arXiv sends a first page shorter than asked, which it may do.)
+
         Example: total, papers = source.probe('ti:"diffusion model" AND cat:cs.CV', limit=5)
         """
         size = max(limit, 1)  # a request for 0 results would ask arXiv for its default
@@ -302,10 +305,9 @@ def _papers(client: arxiv.Client, search: arxiv.Search) -> Iterator[FetchedPaper
         except StopIteration:
             return
         except arxiv.UnexpectedEmptyPageError as error:
-            total = error.raw_feed.header.total_results
             raise ArxivBadResponse(
-                f"arXiv returned an empty page although it reported {total} results, "
-                f"{error.retry + 1} times — GET {error.url}"
+                "arXiv returned an empty page where more results were due "
+                f"(tried {error.retry + 1} times) — GET {error.url}"
             ) from error
         except arxiv.ArxivError as error:  # not raised today (our session checks first)
             raise FetchError(f"arXiv request failed: {error}") from error
@@ -445,8 +447,9 @@ def _check(response: requests.Response) -> int:
         if re.match(rb"\s*(<!doctype html|<html)", body, re.IGNORECASE):
             what = "an HTML page instead of an Atom feed"
         else:
-            what = f"something that is not an Atom feed ({len(body)} bytes)"
-        raise _Failed(ArxivBadResponse, f"arXiv answered {what} ({described}): {_gist(body)!r}")
+            what = "something that is not an Atom feed"
+        problem = f"arXiv answered {what} ({described}, {len(body)} bytes): {_gist(body)!r}"
+        raise _Failed(ArxivBadResponse, problem)
     total = feed.findtext(f"{OPENSEARCH}totalResults")
     return int(total) if total and total.strip().isdigit() else 0
 

@@ -118,7 +118,7 @@ def _is_incomplete(url: str) -> bool:
     segments = [segment for segment in parts.path.split("/") if segment]
     if host in ("github.com", "gitlab.com", "huggingface.co"):
         needed = 3 if segments[:1] and segments[0] in _HUGGINGFACE_KINDS else 2
-        return len(segments) < needed and (not segments or url.endswith("/"))
+        return len(segments) < needed and url.endswith("/")
     return False
 
 

@@ -16,8 +16,14 @@ from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.digest import Segment, build_segments, draft_digest, open_digest
 from newsletter.errors import FetchError
-from newsletter.mail import Outgoing, SendResult, Transport, compose, message_id_for
-from newsletter.mail import transport_from_settings
+from newsletter.mail import (
+    Outgoing,
+    SendResult,
+    Transport,
+    compose,
+    message_id_for,
+    transport_from_settings,
+)
 from newsletter.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus, utcnow
 from newsletter.render import RenderedBody, personalise, render_email
 from newsletter.tokens import unsubscribe_url
@@ -230,7 +236,9 @@ def send(
     try:
         for segment in segments:
             body = render_email(segment.content, sender_name=settings.sender_name)
-            for batch in _batches(_due(settings, digest_id, segment, report), settings.send_batch_size):
+            for batch in _batches(
+                _due(settings, digest_id, segment, report), settings.send_batch_size
+            ):
                 outgoing = [_message(settings, body, due) for due in batch]
                 _record(settings, transport.send(outgoing), report, progress)
     finally:
@@ -259,8 +267,12 @@ def _due(settings: Settings, digest_id: int, segment: Segment, report: SendRepor
             subscriber = session.get(Subscriber, delivery.subscriber_id)
             if subscriber is None or subscriber.status != SubscriberStatus.active:
                 continue
-            due.append(_Due(delivery.id, subscriber.email, subscriber.public_id, delivery.message_id))
-            store.mark_delivery(session, delivery.id, DeliveryStatus.sending, "", count_attempt=False)
+            due.append(
+                _Due(delivery.id, subscriber.email, subscriber.public_id, delivery.message_id)
+            )
+            store.mark_delivery(
+                session, delivery.id, DeliveryStatus.sending, "", count_attempt=False
+            )
         return due
 
 

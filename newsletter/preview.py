@@ -8,8 +8,13 @@ from sqlalchemy.orm import Session
 
 from newsletter import store
 from newsletter.config import Settings
-from newsletter.digest import DigestContent, assemble, digest_web_url, draft_digest
-from newsletter.digest import new_papers_by_topic
+from newsletter.digest import (
+    DigestContent,
+    assemble,
+    digest_web_url,
+    draft_digest,
+    new_papers_by_topic,
+)
 from newsletter.models import Digest, Topic, utcnow
 from newsletter.render import personalise, render_email
 from newsletter.tokens import unsubscribe_url

@@ -45,7 +45,7 @@ INLINE_CSS_MARKER = "/* inline */"
 """Starts the `mj-style` blocks whose rules premailer copies into `style` attributes."""
 TEXT_WIDTH = 76
 
-_ESCAPED_EXTENSIONS = {"html", "htm", "mjml", "xml"}
+_ESCAPED_EXTENSIONS = ("html", "htm", "mjml", "xml", "html.j2", "htm.j2", "mjml.j2", "xml.j2")
 _RIGHT_TO_LEFT = {"ar", "arc", "dv", "fa", "ha", "he", "khw", "ks", "ku", "ps", "sd", "ur", "yi"}
 
 # cssutils reports every vendor property (mso-*, -webkit-*) of MJML's CSS as a problem.
@@ -87,10 +87,9 @@ def render_email(content: DigestContent, *, sender_name: str) -> RenderedBody:
     """The digest email of one segment, with `UNSUBSCRIBE_PLACEHOLDER` for the link."""
     context = _digest_context(content)
     context.update(sender_name=sender_name, unsubscribe_url=UNSUBSCRIBE_PLACEHOLDER)
-    mjml_source = _render(EMAIL_HTML_TEMPLATE, context)
-    body_html = inline_css(mjml_to_html(mjml_source))
+    body_html = inline_css(mjml_to_html(_render(EMAIL_HTML_TEMPLATE, context)))
     body_text = _render(EMAIL_TEXT_TEMPLATE, context)
-    return RenderedBody(subject=context["subject"], html=body_html, text=body_text)
+    return RenderedBody(subject=email_subject(content), html=body_html, text=body_text)
 
 
 def personalise(body: RenderedBody, unsubscribe_url: str) -> RenderedBody:
@@ -143,9 +142,7 @@ def inline_css(document: str) -> str:
     root = etree.fromstring(document, etree.HTMLParser())
     for style in root.iter("style"):
         # premailer skips `media=` blocks by itself, before it would remove the attribute.
-        if "media" not in style.attrib and not (style.text or "").lstrip().startswith(
-            INLINE_CSS_MARKER
-        ):
+        if "media" not in style.attrib and not _marked_for_inlining(style):
             style.set("data-premailer", "ignore")
     Premailer(
         root,
@@ -160,6 +157,10 @@ def inline_css(document: str) -> str:
     return "<!doctype html>\n" + etree.tostring(root, method="html", encoding="unicode")
 
 
+def _marked_for_inlining(style: etree._Element) -> bool:
+    return (style.text or "").lstrip().startswith(INLINE_CSS_MARKER)
+
+
 def render_web_digest(content: DigestContent, *, site_name: str) -> str:
     """The browser version of a digest: every topic, each section reachable as `#slug`."""
     return render_page(WEB_DIGEST_TEMPLATE, site_name=site_name, **_digest_context(content))
@@ -169,12 +170,14 @@ def render_digest_list(
     items: Iterable[DigestListItem | tuple[date, int, str]], *, site_name: str
 ) -> str:
     """The archive page: past digests with their date, paper count and link."""
-    digests = [item if isinstance(item, DigestListItem) else DigestListItem(*item) for item in items]
+    digests = [
+        item if isinstance(item, DigestListItem) else DigestListItem(*item) for item in items
+    ]
     return render_page(WEB_DIGEST_LIST_TEMPLATE, site_name=site_name, digests=digests)
 
 
 def render_page(template_name: str, **context: object) -> str:
-    """Any template by its name under `templates/`, e.g. `web/digest.html.j2`.
+    """A template by its name under `templates/` or `templates/web/` (`message.html.j2`).
 
     Pages extending `web/base.html.j2` need `site_name`; `lang` is optional (default `en`).
     """
@@ -219,14 +222,23 @@ def _render(template_name: str, context: dict[str, object]) -> str:
         return environment().get_template(template_name).render(context)
     except jinja2.TemplateNotFound as error:
         raise RenderError(f"no template {error.name!r} under {template_dir()}") from error
+    except jinja2.TemplateError as error:  # a missing variable (StrictUndefined), bad syntax
+        raise RenderError(f"{template_name}: {error}") from error
 
 
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     """The one Jinja2 environment of the process, with this module's filters."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(template_dir()),
-        autoescape=_autoescape,
+        # Web pages answer to their bare name too (`message.html.j2`), as the web app uses them.
+        loader=jinja2.FileSystemLoader([template_dir(), template_dir() / "web"]),
+        # `digest.mjml.j2` is MJML and escaped; only `.txt` templates are not (unknown: escaped).
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=_ESCAPED_EXTENSIONS,
+            disabled_extensions=("txt", "txt.j2"),
+            default_for_string=True,
+            default=True,
+        ),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -242,14 +254,6 @@ def environment() -> jinja2.Environment:
         wrap=_wrap,
     )
     return env
-
-
-def _autoescape(template_name: str | None) -> bool:
-    """Escape HTML and MJML (`digest.mjml.j2` counts as `.mjml`); not `.txt`."""
-    if template_name is None:
-        return True
-    extension = template_name.removesuffix(".j2").rpartition(".")[2]
-    return extension.lower() in _ESCAPED_EXTENSIONS
 
 
 def _day(moment: datetime | date) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.errors import InvalidInput, UnknownSubscriber, UnknownTopic
@@ -363,7 +363,9 @@ def import_subscriber(session: Session, spec: SubscriberSpec, *, update_existing
 
 def count_papers_between(session: Session, start: datetime | None, end: datetime) -> int:
     """Distinct papers any topic first matched in (start, end]: a digest's size."""
-    query = select(func.count(func.distinct(TopicPaper.paper_id))).where(TopicPaper.linked_at <= end)
+    query = select(func.count(func.distinct(TopicPaper.paper_id))).where(
+        TopicPaper.linked_at <= end
+    )
     if start is not None:
         query = query.where(TopicPaper.linked_at > start)
     return session.scalar(query) or 0

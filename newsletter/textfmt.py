@@ -17,6 +17,7 @@ from functools import lru_cache
 
 from pylatexenc import latexwalker
 from pylatexenc.latex2text import LatexNodes2Text, get_default_latex_context_db
+from pylatexenc.macrospec import LatexContextDb
 
 # `$...$` (not `$$`), allowing escaped characters such as `\$` inside. As in pandoc, the
 # opening `$` hugs what follows and the closing one what precedes, and no digit follows it,
@@ -157,7 +158,7 @@ def _known_macro(name: str) -> bool:
 
 
 @lru_cache(maxsize=1)
-def _text_context():  # noqa: ANN202 - pylatexenc's LatexContextDb has no stable public path
+def _text_context() -> LatexContextDb:
     return get_default_latex_context_db()
 
 

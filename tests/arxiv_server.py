@@ -133,6 +133,11 @@ class ArxivServer:
         with self._lock:
             self._routes.append(({key: str(value) for key, value in params.items()}, reply))
 
+    def route_first(self, reply: Reply, **params: object) -> None:
+        """Like `route`, but ahead of the routes set so far (to break one of them)."""
+        with self._lock:
+            self._routes.insert(0, ({key: str(value) for key, value in params.items()}, reply))
+
     def serve(self, path: Path, **params: object) -> None:
         """Shorthand for `route(Reply.file(path), **params)`."""
         self.route(Reply.file(path), **params)
@@ -149,7 +154,10 @@ class ArxivServer:
         self._httpd.block_on_close = False  # a held-back reply must not block stop()
         port = self._httpd.server_address[1]
         self.url = f"http://{HOST}:{port}{API_PATH}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        # A short poll interval keeps stop() (and so every test's teardown) quick.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
         return self
 

@@ -72,15 +72,20 @@ def client_ssl_context() -> ssl.SSLContext:
 class _Controller(Controller):
     """A Controller that listens on a port the OS picked and counts client connections."""
 
-    def __init__(self, handler: _Handler, **kwargs: Any) -> None:
-        super().__init__(handler, hostname=HOST, port=0, **kwargs)
+    def __init__(self, handler: _Handler, *, auth_require_tls: bool, **kwargs: Any) -> None:
+        super().__init__(handler, hostname=HOST, port=0, auth_require_tls=True, **kwargs)
+        self.auth_require_tls = auth_require_tls
         self.connections = 0
         self.counting = False  # off until start() returns: its own probe is not a client
 
     def factory(self) -> SMTP:
         if self.counting:
             self.connections += 1
-        return super().factory()
+        smtpd = super().factory()
+        # aiosmtpd only counts STARTTLS as TLS, and warns on every connection when AUTH may go
+        # without it; tests of implicit TLS or of loopback AUTH want exactly that, quietly.
+        smtpd._auth_require_tls = self.auth_require_tls
+        return smtpd
 
     def _trigger_server(self) -> None:
         # Controller probes its own port to finish starting; port 0 must become the real one first.
@@ -154,7 +159,9 @@ class _Authenticator:
     def __call__(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
     ) -> AuthResult:
-        return AuthResult(success=data == self.expected, auth_data=data)
+        # handled=False: let aiosmtpd send the 535 itself (handled=True would leave the client
+        # waiting for a reply that never comes).
+        return AuthResult(success=data == self.expected, handled=False, auth_data=data)
 
 
 class LocalSMTPServer:
@@ -191,8 +198,6 @@ class LocalSMTPServer:
             tls_context=server_ssl_context() if starttls else None,
             require_starttls=require_starttls,
             auth_required=auth is not None,
-            # aiosmtpd only knows about STARTTLS here: with implicit TLS (or none, on loopback)
-            # demanding it would refuse every AUTH.
             auth_require_tls=starttls,
             authenticator=_Authenticator(*auth) if auth else None,
         )

@@ -214,15 +214,28 @@ def test_optional_fields_and_code_links(server: ArxivServer) -> None:
 
 def test_newest_stops_after_known_papers_in_a_row(server: ArxivServer) -> None:
     serve_local_pages(server)
-    known = {"2605.10007", "2605.10006", "2605.10005"}
+    known = {"2605.10007", "2605.10006", "2605.10005", "2605.10004"}  # all of page 1
 
     papers = list(
-        source(server, page_size=2).newest("x", 50, is_known=known.__contains__, stop_after_known=3)
+        source(server, page_size=4).newest("x", 50, is_known=known.__contains__, stop_after_known=4)
     )
 
     # The known papers are still yielded (for linking); the page after them is never asked for.
-    assert [paper.arxiv_id for paper in papers] == ["2605.10007", "2605.10006", "2605.10005"]
-    assert server.starts() == [0, 2]
+    assert [paper.arxiv_id for paper in papers] == sorted(known, reverse=True)
+    assert server.starts() == [0]
+
+
+def test_a_run_of_known_papers_may_span_pages(server: ArxivServer) -> None:
+    serve_local_pages(server)
+    known = {"2605.10005", "2605.10004", "2605.10003"}
+
+    papers = list(
+        source(server, page_size=4).newest("x", 50, is_known=known.__contains__, stop_after_known=3)
+    )
+
+    assert papers[-1].arxiv_id == "2605.10003"
+    assert len(papers) == 5
+    assert server.starts() == [0, 4]
 
 
 def test_an_unknown_paper_resets_the_known_count(server: ArxivServer) -> None:
@@ -360,7 +373,9 @@ def test_newest_stops_after_the_first_page_when_it_was_seen(server: ArxivServer)
         for entry in etree.parse(first_page).iter(f"{ATOM}entry")
     }
 
-    papers = list(source(server, page_size=10).newest("all:testing", 30, is_known=seen.__contains__))
+    papers = list(
+        source(server, page_size=10).newest("all:testing", 30, is_known=seen.__contains__)
+    )
 
     assert len(server.requests) == 1
     assert len(papers) == 5  # stop_after_known defaults to 5
@@ -537,4 +552,3 @@ def test_every_failure_is_a_fetch_error(server: ArxivServer, reply: Reply) -> No
 
     assert server.url in str(raised.value)
     assert not isinstance(raised.value, arxiv.ArxivError)
-

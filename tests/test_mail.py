@@ -144,26 +144,22 @@ def test_long_lines_are_wrapped_and_line_ends_are_crlf() -> None:
 
 
 @pytest.mark.parametrize(
-    "field",
-    ["subject", "sender", "to", "list_id", "message_id", "unsubscribe_url", "unsubscribe_mailto"],
+    ("field", "value"),
+    [
+        # A subject or display name crafted to smuggle a Bcc (or a second body) into the message.
+        ("subject", "Hello{nl}Bcc: victim@example.com"),
+        ("sender", "Digest{nl}Bcc: victim@example.com{nl} <digest@example.org>"),
+        ("to", "Reader{nl}Bcc: victim@example.com{nl} <reader@example.net>"),
+        ("list_id", "Digest{nl}Bcc: victim@example.com{nl} <digest.example.org>"),
+        ("message_id", "<id@example.org>{nl}Bcc: victim@example.com"),
+        ("unsubscribe_url", "https://example.org/u/1{nl}Bcc: victim@example.com"),
+        ("unsubscribe_mailto", "mailto:u@example.org{nl}Bcc: victim@example.com"),
+    ],
 )
 @pytest.mark.parametrize("newline", ["\r\n", "\n", "\r", "\u2028"])
-def test_header_injection_is_refused(field: str, newline: str) -> None:
-    values = {
-        "subject": "Hello",
-        "sender": "Digest <digest@example.org>",
-        "to": "reader@example.net",
-        "list_id": "Digest <digest.example.org>",
-        "message_id": "<id@example.org>",
-        "unsubscribe_url": "https://example.org/u/1",
-        "unsubscribe_mailto": "mailto:u@example.org",
-    }
-    # A display name or subject crafted to smuggle a Bcc (or a second body) into the message.
-    injected = values[field].replace("@", f"{newline}Bcc: victim@example.com{newline}x@", 1)
-    if "@" not in values[field]:
-        injected = values[field] + f"{newline}Bcc: victim@example.com"
+def test_header_injection_is_refused(field: str, value: str, newline: str) -> None:
     with pytest.raises(InvalidInput):
-        make_message(**{field: injected})
+        make_message(**{field: value.format(nl=newline)})
 
 
 @pytest.mark.parametrize("to", ["a@example.net, b@example.net", "nobody", ""])
@@ -176,7 +172,9 @@ def test_message_id_for_is_stable_private_and_distinct() -> None:
     first = message_id_for("secret", "digest-2025-03-04", "subscriber-uuid-1", "example.org")
 
     assert re.fullmatch(r"<[0-9a-f]{32}@example\.org>", first)
-    assert first == message_id_for("secret", "digest-2025-03-04", "subscriber-uuid-1", "example.org")
+    assert first == message_id_for(
+        "secret", "digest-2025-03-04", "subscriber-uuid-1", "example.org"
+    )
     assert "subscriber" not in first and "digest" not in first
     others = {
         message_id_for("secret", "digest-2025-03-05", "subscriber-uuid-1", "example.org"),

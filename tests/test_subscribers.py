@@ -30,8 +30,19 @@ def test_languages_are_bcp47():
 
 
 def test_add_list_show_edit_remove(cli, example_topics):
-    cli("subscribers", "add", "Ada@Example.org", "-t", "MLLM", "-t", "Diffusion",
-        "--name", "Ada", "--lang", "zh")
+    cli(
+        "subscribers",
+        "add",
+        "Ada@Example.org",
+        "-t",
+        "MLLM",
+        "-t",
+        "Diffusion",
+        "--name",
+        "Ada",
+        "--lang",
+        "zh",
+    )
     (ada,) = people(cli)
     assert ada["email"] == "Ada@example.org"
     assert ada["topics"] == ["MLLM", "Diffusion"]
@@ -41,8 +52,17 @@ def test_add_list_show_edit_remove(cli, example_topics):
     again = cli("subscribers", "add", "ADA@example.ORG", "-t", "SLAM", ok=False)
     assert again.exit_code == 1 and "subscribed already" in again.output
 
-    cli("subscribers", "edit", "ada@example.org", "--add-topic", "NeRF",
-        "--remove-topic", "MLLM", "--lang", "ja")
+    cli(
+        "subscribers",
+        "edit",
+        "ada@example.org",
+        "--add-topic",
+        "NeRF",
+        "--remove-topic",
+        "MLLM",
+        "--lang",
+        "ja",
+    )
     (ada,) = people(cli)
     assert ada["topics"] == ["Diffusion", "NeRF"]
     assert ada["language"] == "ja"
@@ -112,10 +132,14 @@ def test_import_reports_each_bad_row_and_keeps_the_good(cli, example_topics, tmp
 
 def test_import_never_resubscribes_and_update_overwrites(cli, example_topics, tmp_path):
     path = tmp_path / "people.csv"
-    path.write_text("email,name,topics,language\nada@example.org,Ada,MLLM,en\nbo@example.org,Bo,SLAM,en\n")
+    path.write_text(
+        "email,name,topics,language\nada@example.org,Ada,MLLM,en\nbo@example.org,Bo,SLAM,en\n"
+    )
     cli("subscribers", "import", str(path))
     cli("subscribers", "remove", "bo@example.org")
-    path.write_text("email,name,topics,language\nada@example.org,Ada L.,NeRF,fr\nbo@example.org,Bo,SLAM,en\n")
+    path.write_text(
+        "email,name,topics,language\nada@example.org,Ada L.,NeRF,fr\nbo@example.org,Bo,SLAM,en\n"
+    )
     result = cli("subscribers", "import", str(path), "--update")
     assert "1 left unsubscribed" in result.output and "1 updated" in result.output
     rows = {p["email"]: p for p in people(cli)}

@@ -47,7 +47,10 @@ def test_yaml_topic_files_read_like_toml(tmp_path):
     "text, message",
     [
         ('[[topic]]\nname = "X"\n', "needs at least one keyword"),
-        ('[[topic]]\nname = "X"\nkeywords = ["a"]\ncategories = ["not a category"]\n', "not an arXiv category"),
+        (
+            '[[topic]]\nname = "X"\nkeywords = ["a"]\ncategories = ["not a category"]\n',
+            "not an arXiv category",
+        ),
         ('[[topic]]\nname = "X"\nkeywords = ["a"]\ncolour = "red"\n', "unknown setting(s) colour"),
         ("[[topic]\n", "not valid TOML"),
     ],
@@ -70,19 +73,49 @@ def test_topics_cli_round_trip(cli, example_topics):
     listed = json.loads(cli("topics", "list", "--json").output)
     assert [row["name"] for row in listed] == SEED_TOPICS
 
-    added = cli("topics", "add", "Gaussian Splatting", "-k", "gaussian splatting", "-k", "3DGS",
-                "-c", "cs.CV", "-x", "survey", "-d", "3D Gaussian splatting.")
-    assert '(ti:"gaussian splatting" OR abs:"gaussian splatting" OR ti:3DGS OR abs:3DGS)' in added.output
+    added = cli(
+        "topics",
+        "add",
+        "Gaussian Splatting",
+        "-k",
+        "gaussian splatting",
+        "-k",
+        "3DGS",
+        "-c",
+        "cs.CV",
+        "-x",
+        "survey",
+        "-d",
+        "3D Gaussian splatting.",
+    )
+    assert (
+        '(ti:"gaussian splatting" OR abs:"gaussian splatting" OR ti:3DGS OR abs:3DGS)'
+        in added.output
+    )
     assert "(cat:cs.CV)" in added.output
-    assert 'ANDNOT (ti:survey OR abs:survey)' in added.output
+    assert "ANDNOT (ti:survey OR abs:survey)" in added.output
 
     shown = cli("topics", "show", "gaussian SPLATTING").output  # names match in any case
     assert "3D Gaussian splatting." in shown
 
-    cli("topics", "edit", "Gaussian Splatting", "--add-keyword", "splatting",
-        "--remove-keyword", "3DGS", "--add-category", "cs.GR", "--remove-exclude", "survey")
-    row = next(r for r in json.loads(cli("topics", "list", "--json").output)
-               if r["name"] == "Gaussian Splatting")
+    cli(
+        "topics",
+        "edit",
+        "Gaussian Splatting",
+        "--add-keyword",
+        "splatting",
+        "--remove-keyword",
+        "3DGS",
+        "--add-category",
+        "cs.GR",
+        "--remove-exclude",
+        "survey",
+    )
+    row = next(
+        r
+        for r in json.loads(cli("topics", "list", "--json").output)
+        if r["name"] == "Gaussian Splatting"
+    )
     assert row["keywords"] == ["gaussian splatting", "splatting"]
     assert row["categories"] == ["cs.CV", "cs.GR"]
     assert row["exclude"] == []

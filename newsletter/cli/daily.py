@@ -11,7 +11,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from newsletter import jobs, preview as previews
+from newsletter import jobs
+from newsletter import preview as previews
 from newsletter.cli.common import console, err_console, ready_settings, session
 
 Day = Annotated[
@@ -82,9 +83,7 @@ def _send_with_progress(settings, issue_date: date | None) -> jobs.SendReport:
     columns = (TextColumn("Sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task("send", total=None)
-        report = jobs.send(
-            settings, issue_date, progress=lambda n: bar.advance(task, n)
-        )
+        report = jobs.send(settings, issue_date, progress=lambda n: bar.advance(task, n))
     _print_send(report)
     return report
 
@@ -134,7 +133,9 @@ def preview(
     topic: Annotated[
         list[str] | None, typer.Option("--topic", "-t", help="Or preview these topics (repeat).")
     ] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the HTML.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Where to write the HTML.")
+    ] = None,
     open_: Annotated[bool, typer.Option("--open", help="Open it in the default browser.")] = False,
 ) -> None:
     """Write the HTML of a subscriber's (or a topic set's) digest, and open it if asked.

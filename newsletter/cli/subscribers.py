@@ -128,7 +128,9 @@ def edit(
         for topic in store.get_topics(unit, remove_topic or ()):
             topics.pop(topic.id, None)
         if not topics:
-            raise InvalidInput("a subscriber needs at least one topic (or use `subscribers remove`)")
+            raise InvalidInput(
+                "a subscriber needs at least one topic (or use `subscribers remove`)"
+            )
         subscriber.topics = list(topics.values())
         if lang is not None:
             subscriber.language = normalise_language(lang)
@@ -138,7 +140,9 @@ def edit(
             store.set_status(unit, subscriber, SubscriberStatus.active, "cli", "resubscribed")
         store.log_event(unit, subscriber, "changed", "cli", ", ".join(topics_names(subscriber)))
         row = _row(subscriber)
-    console.print(f"{row['email']}: {', '.join(row['topics'])} ({row['language']}, {row['status']})")
+    console.print(
+        f"{row['email']}: {', '.join(row['topics'])} ({row['language']}, {row['status']})"
+    )
 
 
 def topics_names(subscriber: Subscriber) -> list[str]:

@@ -167,7 +167,8 @@ def remove(
         followers = store.topic_subscriber_counts(unit).get(topic.id, 0)
         if followers and not yes:
             raise typer.BadParameter(
-                f"{followers} active subscriber(s) follow {topic.name}; add --yes to remove it anyway"
+                f"{followers} active subscriber(s) follow {topic.name};"
+                " add --yes to remove it anyway"
             )
         store.remove_topic(unit, topic)
     console.print(f"Removed topic {name}.")
@@ -185,7 +186,9 @@ def import_(path: Path) -> None:
     for name, outcome in outcomes:
         console.print(f"{outcome:>9}  {name}")
     counts = {kind: sum(1 for _, o in outcomes if o == kind) for kind in ("added", "updated")}
-    console.print(f"{counts['added']} added, {counts['updated']} updated, {len(outcomes)} in the file.")
+    console.print(
+        f"{counts['added']} added, {counts['updated']} updated, {len(outcomes)} in the file."
+    )
 
 
 @app.command("test")

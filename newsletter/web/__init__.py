@@ -53,8 +53,13 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(CSRFError)
     def csrf_failed(error: CSRFError):
-        return page("message.html.j2", 400, title="Please try again",
-                    message="This form expired or did not come from this site. Reload the page and try again.")
+        return page(
+            "message.html.j2",
+            400,
+            title="Please try again",
+            message="This form expired or did not come from this site."
+            " Reload the page and try again.",
+        )
 
     @app.errorhandler(404)
     def not_found(_error):
@@ -99,14 +104,19 @@ def create_app(settings: Settings | None = None) -> Flask:
         return render_web_digest(content, site_name=site)
 
     @app.route("/unsubscribe/<token>", methods=["GET", "POST"])
-    @csrf.exempt  # the RFC 8058 one-click POST carries no cookie; the form branch checks CSRF itself
+    # The RFC 8058 one-click POST carries no cookie, so CSRF is checked in the form branch only.
+    @csrf.exempt
     def unsubscribe(token: str):
         try:
             public_id = read_token(settings.secret(), UNSUBSCRIBE, token)
         except InvalidToken:
-            return page("message.html.j2", 400, title="This link is not valid",
-                        message="The unsubscribe link is broken or incomplete. Copy the whole link"
-                        " from the email, or use the link in a newer email.")
+            return page(
+                "message.html.j2",
+                400,
+                title="This link is not valid",
+                message="The unsubscribe link is broken or incomplete. Copy the whole link"
+                " from the email, or use the link in a newer email.",
+            )
         if request.method == "GET":
             # Never unsubscribe on GET: mail scanners and link previews fetch every link.
             return page("unsubscribe.html.j2", token=token, csrf_token=generate_csrf())
@@ -121,7 +131,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         if one_click:
             # RFC 8058: answer 200 directly, no redirect, no page to render.
             return Response("You are unsubscribed.\n", 200, mimetype="text/plain")
-        return page("message.html.j2", title="You are unsubscribed",
-                    message="You will get no more digests. We are sorry to see you go.")
+        return page(
+            "message.html.j2",
+            title="You are unsubscribed",
+            message="You will get no more digests. We are sorry to see you go.",
+        )
 
     return app

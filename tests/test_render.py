@@ -1,0 +1,325 @@
+"""Rendering: readable text, the digest email (HTML and text), web pages."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import UTC, date, datetime
+
+import pytest
+
+from newsletter import render
+from newsletter.digest import DigestContent, PaperItem, TopicSection
+from newsletter.errors import RenderError
+from newsletter.textfmt import authors_line, readable_abstract, readable_title
+
+WEB_URL = "https://digest.example.org/d/2026-11-27/abc"
+HOSTILE_TITLE = "<script>alert(1)</script> </mj-text><mj-raw><b>raw</b></mj-raw> R&D"
+FOUR_AUTHORS = ("Ada First", "Bo Second", "Cy Third", "Di Fourth")
+
+
+def make_paper(number: int, title: str, **fields: object) -> PaperItem:
+    arxiv_id = f"2611.{number:05d}"
+    values: dict = {
+        "arxiv_id": arxiv_id,
+        "version": 1,
+        "title": title,
+        "authors": FOUR_AUTHORS,
+        "abstract": (
+            "We study how models\n  learn things that matter for R&D, with 50% fewer\n"
+            "  parameters.\n\n  A second paragraph about $L^3$ losses."
+        ),
+        "published": datetime(2026, 11, 26, 17, 30, tzinfo=UTC),
+        "abs_url": f"https://arxiv.org/abs/{arxiv_id}v1",
+        "pdf_url": f"https://arxiv.org/pdf/{arxiv_id}v1",
+        "primary_category": "cs.CV",
+    }
+    values.update(fields)
+    return PaperItem(**values)
+
+
+PANGU = make_paper(
+    1,
+    "PanGu-$π$: Enhancing Language Model Architectures via\n  Nonlinearity Compensation",
+    code_url="https://github.com/example/pangu",
+)
+HOSTILE = make_paper(2, HOSTILE_TITLE, authors=("Ada First", "Bo Second"))
+ALPHA = make_paper(3, r"$\alpha$-Net: \emph{Sharper} Diffusion", also_in=("MLLM",))
+CONTENT = DigestContent(
+    date=date(2026, 11, 27),
+    sections=(
+        TopicSection("MLLM", "mllm", "Multimodal large language models", (PANGU, HOSTILE), 7),
+        TopicSection("Diffusion", "diffusion", "Diffusion models & friends", (ALPHA,), 1),
+    ),
+    web_url=WEB_URL,
+    base_url="https://digest.example.org",
+    topic_names=("MLLM", "Diffusion", "NeRF"),
+)
+
+
+@pytest.fixture(scope="module")
+def email() -> render.RenderedBody:
+    return render.render_email(CONTENT, sender_name="arXiv Digest")
+
+
+# textfmt
+
+
+@pytest.mark.parametrize(
+    ("source", "readable"),
+    [
+        ("PanGu-$π$: Enhancing Models", "PanGu-π: Enhancing Models"),
+        (r"$\alpha$-Net", "α-Net"),
+        ("$L^3$ Loss", "L³ Loss"),
+        ("$x_{12}$ and $W_{Q}$", "x₁₂ and W_Q"),
+        (r"$\mathcal{O}(n^2)$ time", "𝒪(n²) time"),
+        (r"\emph{Sharp} and \textbf{bold}", "Sharp and bold"),
+        ('Schr\\"odinger Bridges', "Schrödinger Bridges"),
+        ("A  title\n   wrapped by arXiv", "A title wrapped by arXiv"),
+        ("R&D <b>not html</b> at 50% cost", "R&D <b>not html</b> at 50% cost"),
+        ("It costs $5 and $6", "It costs $5 and $6"),
+    ],
+)
+def test_readable_title(source: str, readable: str) -> None:
+    assert readable_title(source) == readable
+
+
+@pytest.mark.parametrize(
+    "unconvertible",
+    [
+        r"$\foo{x}$-Net",  # unknown macro: pylatexenc would print a bare "x"
+        r"$x^{ab}$ scaling",  # no Unicode superscript a, b; "x^ab" would be a new formula
+        "$50%$ gain",  # "%" starts a LaTeX comment: the rest would vanish
+        r"\unknowncommand{arg} here",
+    ],
+)
+def test_readable_title_keeps_unconvertible_latex_as_source(unconvertible: str) -> None:
+    assert readable_title(unconvertible) == unconvertible
+
+
+def test_readable_abstract_unwraps_lines_and_keeps_paragraphs() -> None:
+    assert readable_abstract(PANGU.abstract) == (
+        "We study how models learn things that matter for R&D, with 50% fewer parameters."
+        "\n\nA second paragraph about L³ losses."
+    )
+
+
+@pytest.mark.parametrize(
+    ("authors", "line"),
+    [
+        (FOUR_AUTHORS, "Ada First, Bo Second, Cy Third et al."),
+        (FOUR_AUTHORS[:3], "Ada First, Bo Second, Cy Third"),
+        (FOUR_AUTHORS[:2], "Ada First, Bo Second"),
+        (("Ada  First\n",), "Ada First"),
+        ((), ""),
+    ],
+)
+def test_authors_line(authors: tuple[str, ...], line: str) -> None:
+    assert authors_line(authors) == line
+
+
+def test_authors_line_limit() -> None:
+    assert authors_line(FOUR_AUTHORS, limit=1) == "Ada First et al."
+    assert authors_line(FOUR_AUTHORS, limit=4) == "Ada First, Bo Second, Cy Third, Di Fourth"
+
+
+# Templates and the environment
+
+
+def test_templates_are_found() -> None:
+    for name in (render.EMAIL_HTML_TEMPLATE, render.EMAIL_TEXT_TEMPLATE, "web/base.html.j2"):
+        assert (render.template_dir() / name).is_file()
+    assert (render.static_dir() / "style.css").is_file()
+
+
+def test_autoescape_for_html_and_mjml_not_text() -> None:
+    autoescape = render.environment().autoescape
+    assert autoescape("email/digest.mjml.j2")
+    assert autoescape("web/digest.html.j2")
+    assert not autoescape("email/digest.txt.j2")
+
+
+# Subject
+
+
+def test_subject_names_date_count_and_topics(email: render.RenderedBody) -> None:
+    assert email.subject == "arXiv digest 2026-11-27: 8 new papers in MLLM, Diffusion"
+
+
+def test_subject_singular_and_truncated_topics() -> None:
+    one = replace(CONTENT, sections=(replace(CONTENT.sections[1], total=1),))
+    assert render.email_subject(one) == "arXiv digest 2026-11-27: 1 new paper in Diffusion"
+    sections = tuple(TopicSection(f"Topic {n}", f"topic-{n}", "", (), 2) for n in range(1, 6))
+    many = replace(CONTENT, sections=sections)
+    assert render.email_subject(many) == (
+        "arXiv digest 2026-11-27: 10 new papers in Topic 1, Topic 2, Topic 3 and 2 more"
+    )
+    assert render.email_subject(replace(CONTENT, sections=())) == (
+        "arXiv digest 2026-11-27: no new papers"
+    )
+
+
+# The HTML part
+
+
+def test_html_is_a_complete_document_in_the_digest_language(email: render.RenderedBody) -> None:
+    assert email.html.startswith("<!doctype html>")
+    assert re.search(r'<html[^>]* lang="en"', email.html)
+    assert email.html.rstrip().endswith("</html>")
+    chinese = render.render_email(replace(CONTENT, language="zh"), sender_name="Digest")
+    assert re.search(r'<html[^>]* lang="zh"', chinese.html)
+
+
+def test_html_has_each_readable_title_once(email: render.RenderedBody) -> None:
+    for title in (
+        "PanGu-π: Enhancing Language Model Architectures via Nonlinearity Compensation",
+        "α-Net: Sharper Diffusion",
+    ):
+        assert email.html.count(title) == 1
+    assert "$π$" not in email.html
+
+
+def test_html_links_abstract_pdf_and_code(email: render.RenderedBody) -> None:
+    for paper in (PANGU, HOSTILE, ALPHA):
+        assert f'href="{paper.abs_url}"' in email.html
+        assert f'href="{paper.pdf_url}"' in email.html
+    assert 'href="https://github.com/example/pangu"' in email.html
+    # Only PanGu has code: one Code link in the whole email.
+    assert email.html.count(">Code</a>") == 1
+    assert f'href="{WEB_URL}"' in email.html  # "View in browser"
+
+
+def test_html_paper_details(email: render.RenderedBody) -> None:
+    assert "Ada First, Bo Second, Cy Third et al." in email.html
+    assert "et.al." not in email.html
+    assert "2026-11-26" in email.html
+    assert "Also in: MLLM" in email.html
+    assert "R&amp;D" in email.html and "R&amp;amp;D" not in email.html
+
+
+def test_html_escapes_hostile_titles(email: render.RenderedBody) -> None:
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in email.html
+    assert "<script" not in email.html
+    assert "&lt;/mj-text&gt;&lt;mj-raw&gt;&lt;b&gt;raw" in email.html
+    assert "<b>raw</b>" not in email.html
+    assert "mj-raw>" not in email.html.replace("mj-raw&gt;", "")
+
+
+def test_html_drops_links_that_are_not_http() -> None:
+    evil = replace(PANGU, code_url="javascript:alert(1)")
+    content = replace(CONTENT, sections=(replace(CONTENT.sections[0], papers=(evil,)),))
+    body = render.render_email(content, sender_name="Digest")
+    assert "javascript:" not in body.html and "javascript:" not in body.text
+    assert ">Code</a>" not in body.html
+
+
+def test_html_keeps_media_rules_and_inlines_styles(email: render.RenderedBody) -> None:
+    styles = re.findall(r"<style[^>]*>(.*?)</style>", email.html, re.DOTALL)
+    assert any("@media only screen and (max-width: 479px)" in css for css in styles)
+    assert re.search(r'<div class="paper-card[^"]*" style="[^"]*border-top', email.html)
+    assert re.search(r'<h3 class="paper-title" style="[^"]*font-size:18px', email.html)
+
+
+def test_html_has_preheader_contents_and_more_link(email: render.RenderedBody) -> None:
+    assert "8 new papers today: MLLM (7), Diffusion (1)." in email.html
+    assert 'href="#mllm"' in email.html and 'id="mllm"' in email.html
+    assert f'href="{WEB_URL}#mllm"' in email.html
+    assert "5 more papers in MLLM" in email.html
+    assert "more papers in Diffusion" not in email.html
+
+
+def test_empty_digest_renders() -> None:
+    body = render.render_email(replace(CONTENT, sections=()), sender_name="Digest")
+    assert "No new papers in your topics today." in body.html
+    assert "No new papers in your topics today." in body.text
+
+
+# Placeholder round trip
+
+
+def test_unsubscribe_placeholder_survives_mjml_and_premailer(email: render.RenderedBody) -> None:
+    assert email.html.count(f'href="{render.UNSUBSCRIBE_PLACEHOLDER}"') == 1
+    assert email.text.count(render.UNSUBSCRIBE_PLACEHOLDER) == 1
+
+
+def test_personalise_fills_in_the_unsubscribe_link(email: render.RenderedBody) -> None:
+    url = "https://digest.example.org/unsubscribe?token=a.b&lang=en"
+    personal = render.personalise(email, url)
+    assert render.UNSUBSCRIBE_PLACEHOLDER not in personal.html + personal.text
+    assert 'href="https://digest.example.org/unsubscribe?token=a.b&amp;lang=en"' in personal.html
+    assert f"Unsubscribe: {url}" in personal.text
+    assert personal.subject == email.subject
+    assert render.UNSUBSCRIBE_PLACEHOLDER in email.html  # the shared body is untouched
+
+
+# The text part
+
+
+def test_text_has_content_and_links(email: render.RenderedBody) -> None:
+    text = email.text
+    assert "PanGu-π: Enhancing Language Model Architectures via" in text
+    assert "2026-11-26 · Ada First, Bo Second, Cy Third et al." in text
+    assert "learn things that matter for R&D" in text
+    for paper in (PANGU, HOSTILE, ALPHA):
+        assert f"PDF: {paper.pdf_url}" in text
+        assert f"Abstract: {paper.abs_url}" in text
+    assert text.count("Code: ") == 1 and "Code: https://github.com/example/pangu" in text
+    assert HOSTILE_TITLE.split(" R&D")[0] in text  # plain text: nothing to escape
+    assert f"5 more papers in MLLM: {WEB_URL}#mllm" in text
+    assert f"View in browser: {WEB_URL}" in text
+    assert "Also in: MLLM" in text
+
+
+def test_text_is_wrapped(email: render.RenderedBody) -> None:
+    long_abstract = "Words that go on " * 40
+    content = replace(
+        CONTENT,
+        sections=(replace(CONTENT.sections[0], papers=(replace(PANGU, abstract=long_abstract),)),),
+    )
+    text = render.render_email(content, sender_name="Digest").text
+    assert all(len(line) <= 76 for line in text.splitlines() if "://" not in line)
+
+
+# Web pages
+
+
+def test_web_digest_page() -> None:
+    page = render.render_web_digest(CONTENT, site_name="arXiv Digest")
+    assert page.startswith("<!doctype html>") and '<html lang="en"' in page
+    assert '<link rel="stylesheet" href="/static/style.css">' in page
+    assert 'id="mllm"' in page and 'id="diffusion"' in page
+    assert "PanGu-π: Enhancing Language Model Architectures via Nonlinearity" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script" not in page
+    assert 'href="https://github.com/example/pangu"' in page
+    assert page.count(">Code</a>") == 1
+    assert "5 more papers in MLLM" in page
+    assert "<title>arXiv digest 2026-11-27 · arXiv Digest</title>" in page
+    assert " style=" not in page  # the CSP allows no inline styles
+
+
+def test_digest_list_page() -> None:
+    page = render.render_digest_list(
+        [
+            (date(2026, 11, 27), 14, "/digests/2026-11-27"),
+            render.DigestListItem(date(2026, 11, 26), 1, "/digests/2026-11-26"),
+        ],
+        site_name="arXiv Digest",
+    )
+    assert '<a href="/digests/2026-11-27"><time datetime="2026-11-27">2026-11-27</time></a>' in page
+    assert '<td class="numeric">14</td>' in page and '<td class="numeric">1</td>' in page
+    assert "No digests yet." in render.render_digest_list([], site_name="arXiv Digest")
+
+
+def test_render_page_with_the_base_layout() -> None:
+    page = render.render_page("web/base.html.j2", site_name="A <Digest>", lang="de")
+    assert '<html lang="de"' in page
+    assert "<title>A &lt;Digest&gt;</title>" in page
+    assert '<main id="main"' in page and 'href="#main"' in page
+    assert render.render_page("base.html.j2", site_name="A <Digest>", lang="de") == page
+
+
+def test_render_page_errors_are_render_errors() -> None:
+    with pytest.raises(RenderError):
+        render.render_page("web/no-such-page.html.j2", site_name="x")
+    with pytest.raises(RenderError):
+        render.render_page("web/base.html.j2")  # site_name missing
