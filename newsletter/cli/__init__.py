@@ -10,7 +10,7 @@ from newsletter.cli.common import NewsletterGroup
 app = typer.Typer(
     cls=NewsletterGroup,
     no_args_is_help=True,
-    help="A self-hosted arXiv daily digest.\n\nStart with: newsletter init --examples && newsletter run",
+    help="A self-hosted arXiv daily digest. Start with: newsletter init --examples; newsletter run",
 )
 app.add_typer(topics.app, name="topics")
 app.add_typer(subscribers.app, name="subscribers")
