@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     arxiv_delay: float = 3.0
     arxiv_timeout: float = 30.0
     arxiv_retries: int = 3
+    arxiv_backoff: float = 1.0
     arxiv_page_size: int = 100
     fetch_max_per_topic: int = 100
     base_url: str = "http://localhost:8000"

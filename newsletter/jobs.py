@@ -69,6 +69,7 @@ def arxiv_source(settings: Settings) -> ArxivSource:
         delay=settings.arxiv_delay,
         timeout=settings.arxiv_timeout,
         retries=settings.arxiv_retries,
+        backoff=settings.arxiv_backoff,
         page_size=settings.arxiv_page_size,
     )
 
@@ -231,14 +232,14 @@ def send(
     issue_date = issue_date or today()
     digest_id, segments = prepare(settings, issue_date)
     report = SendReport(issue_date)
+    with session_scope(settings) as session:
+        report.already_sent = store.delivery_counts(session, digest_id).get("sent", 0)
     own_transport = transport is None
     transport = transport or transport_from_settings(settings)
     try:
         for segment in segments:
             body = render_email(segment.content, sender_name=settings.sender_name)
-            for batch in _batches(
-                _due(settings, digest_id, segment, report), settings.send_batch_size
-            ):
+            for batch in _batches(_due(settings, digest_id, segment), settings.send_batch_size):
                 outgoing = [_message(settings, body, due) for due in batch]
                 _record(settings, transport.send(outgoing), report, progress)
     finally:
@@ -255,11 +256,9 @@ class _Due:
     message_id: str
 
 
-def _due(settings: Settings, digest_id: int, segment: Segment, report: SendReport) -> list[_Due]:
+def _due(settings: Settings, digest_id: int, segment: Segment) -> list[_Due]:
     members = set(segment.subscriber_ids)
     with session_scope(settings) as session:
-        counts = store.delivery_counts(session, digest_id)
-        report.already_sent = counts.get(DeliveryStatus.sent.value, 0)
         due = []
         for delivery in store.deliveries_due(session, digest_id):
             if delivery.subscriber_id not in members:

@@ -369,3 +369,7 @@ def count_papers_between(session: Session, start: datetime | None, end: datetime
     if start is not None:
         query = query.where(TopicPaper.linked_at > start)
     return session.scalar(query) or 0
+
+
+def subscriber_by_id(session: Session, subscriber_id: int) -> Subscriber | None:
+    return session.get(Subscriber, subscriber_id)

@@ -8,6 +8,7 @@ Tasks take plain values, look everything up themselves, and are safe to run twic
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 
@@ -46,7 +47,16 @@ def daily_job() -> dict:
     return summary
 
 
-@huey.periodic_task(crontab(minute="0", hour=str(get_settings().daily_hour)))
+def at_daily_hour(moment: datetime) -> bool:
+    """Whether `moment` (UTC, as the scheduler passes it) is NEWSLETTER_DAILY_HOUR o'clock.
+
+    The hour is read when the scheduler asks, not when this module is imported, so the
+    schedule always follows the settings of the process that runs it.
+    """
+    return crontab(minute="0", hour=str(get_settings().daily_hour))(moment)
+
+
+@huey.periodic_task(at_daily_hour)
 def scheduled_daily_job() -> None:
     """The daily job at NEWSLETTER_DAILY_HOUR o'clock, UTC, run by the worker's scheduler."""
     daily_job.call_local()

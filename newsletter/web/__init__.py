@@ -18,7 +18,7 @@ from newsletter.db import session_scope
 from newsletter.digest import web_content
 from newsletter.errors import InvalidToken
 from newsletter.models import SubscriberStatus
-from newsletter.render import render_digest_list, render_page, render_web_digest, template_dir
+from newsletter.render import render_digest_list, render_page, render_web_digest, static_dir
 from newsletter.tokens import UNSUBSCRIBE, read_token
 
 SECURITY_HEADERS = {
@@ -49,6 +49,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.after_request
     def secure(response: Response) -> Response:
         response.headers.update(SECURITY_HEADERS)
+        if request.endpoint == "unsubscribe":
+            # Each page is one subscriber's, with a CSRF token: no shared cache may keep it.
+            response.headers["Cache-Control"] = "no-store"
         return response
 
     @app.errorhandler(CSRFError)
@@ -67,7 +70,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/static/<path:name>")
     def static_file(name: str):
-        return send_from_directory(template_dir() / "web" / "static", name)
+        return send_from_directory(static_dir(), name)
 
     @app.get("/healthz")
     def health():
@@ -96,6 +99,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             issue_date = date.fromisoformat(day)
         except ValueError:
             abort(404)
+        if day != issue_date.isoformat():  # 20261126, 2026-W48-4: one address per digest
+            abort(404)
         with session_scope(settings) as session:
             digest = store.digest_on(session, issue_date)
             if digest is None:
@@ -117,8 +122,9 @@ def create_app(settings: Settings | None = None) -> Flask:
                 message="The unsubscribe link is broken or incomplete. Copy the whole link"
                 " from the email, or use the link in a newer email.",
             )
-        if request.method == "GET":
-            # Never unsubscribe on GET: mail scanners and link previews fetch every link.
+        if request.method != "POST":
+            # Never unsubscribe on GET or HEAD (Flask answers HEAD with this view too): mail
+            # scanners and link previews fetch every link.
             return page("unsubscribe.html.j2", token=token, csrf_token=generate_csrf())
         one_click = request.form.get("List-Unsubscribe") == "One-Click"
         if not one_click:

@@ -1,0 +1,279 @@
+"""The Huey tasks: which queue, the daily task, its schedule, and a real `newsletter worker`.
+
+The daily task runs against the local arXiv server and writes to the outbox (no SMTP URL set),
+in immediate mode and in a real worker process that shares the SQLite queue with this one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import redis
+from huey import RedisHuey, SqliteHuey
+
+from newsletter.arxiv_api import build_query
+from newsletter.config import Settings, get_settings
+from tests.arxiv_server import ArxivServer, Reply
+from tests.atom import Entry, feed
+from tests.conftest import Cli, set_env
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+"""A database of the local Redis that nothing but these tests uses (they empty it)."""
+
+PAPERS = {
+    "Alpha": [Entry("2611.00001", "Alpha one"), Entry("2611.00009", "Shared paper")],
+    "Beta": [Entry("2611.00002", "Beta one"), Entry("2611.00009", "Shared paper")],
+}
+
+
+def load_tasks() -> ModuleType:
+    """`newsletter.tasks` as a process started with the current settings imports it."""
+    import newsletter.tasks
+
+    return importlib.reload(newsletter.tasks)
+
+
+@pytest.fixture
+def tasks(settings: Settings) -> ModuleType:
+    return load_tasks()
+
+
+@pytest.fixture
+def arxiv(cli: Cli, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[ArxivServer]:
+    """A local arXiv with two topics' papers, and two subscribers whose mail goes to the outbox."""
+    with ArxivServer() as server:
+        set_env(
+            monkeypatch,
+            arxiv_api_url=server.url,
+            arxiv_backoff="0.01",
+            outbox_dir=str(settings.var_dir.parent / "outbox"),
+        )
+        for name, entries in PAPERS.items():
+            cli("topics", "add", name, "--keyword", name.lower())
+            server.route(Reply(body=feed(entries)), search_query=query_of(name))
+        cli("subscribers", "add", "ada@example.org", "-t", "Alpha", "-t", "Beta")
+        cli("subscribers", "add", "bo@example.org", "-t", "Beta")
+        yield server
+
+
+@pytest.fixture
+def immediate(tasks: ModuleType) -> Iterator[ModuleType]:
+    tasks.huey.immediate = True
+    try:
+        yield tasks
+    finally:
+        tasks.huey.immediate = False
+
+
+def query_of(topic: str) -> str:
+    return build_query((topic.lower(),), (), (), None)
+
+
+def outbox() -> dict[str, str]:
+    """Recipient → plain text of every .eml file in NEWSLETTER_OUTBOX_DIR."""
+    folder = get_settings().outbox_dir
+    assert folder is not None and folder.name == "outbox" and folder.parent.name != "var"
+    parser = BytesParser(policy=policy.default)
+    messages = {}
+    for path in sorted(folder.glob("*.eml")):
+        message = parser.parsebytes(path.read_bytes())
+        messages[message["To"]] = message.get_body(("plain",)).get_content()
+    return messages
+
+
+def today() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+# --------------------------------------------------------------------------- the queue
+
+
+def test_the_queue_is_sqlite_under_the_var_folder_by_default(tasks, settings):
+    assert isinstance(tasks.huey, SqliteHuey)
+    assert tasks.huey.name == "newsletter"
+    assert Path(tasks.huey.storage.filename) == settings.var_dir / "huey.db"
+    assert (settings.var_dir / "huey.db").is_file()
+    assert tasks.huey.utc  # the scheduler hands out UTC times
+
+
+@pytest.fixture
+def redis_url() -> str:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        reason = f"Redis is not reachable at {REDIS_URL} ({error}): start redis-server"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI is set: the Redis test must run)")
+        pytest.skip(reason)
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+def test_the_queue_is_redis_when_a_redis_url_is_set(settings, monkeypatch, redis_url):
+    set_env(monkeypatch, redis_url=redis_url)
+    tasks = load_tasks()
+    huey = tasks.huey
+    try:
+        assert isinstance(huey, RedisHuey)
+        assert huey.storage.conn.connection_pool.connection_kwargs["db"] == 15
+        huey.flush()
+
+        tasks.daily_job()  # enqueued in Redis, not run: no worker listens here
+
+        (queued,) = huey.pending()
+        assert queued.name == "daily_job"
+        assert not (settings.var_dir / "huey.db").exists()
+    finally:
+        huey.flush()
+        huey.storage.conn.close()
+
+
+# --------------------------------------------------------------------------- the daily task
+
+
+def test_the_daily_task_fetches_builds_and_sends(immediate, arxiv):
+    summary = immediate.daily_job().get()
+
+    assert summary == {
+        "date": today(),
+        "fetch_errors": 0,
+        "sent": 2,
+        "failed": 0,
+        "deferred": 0,
+    }
+    assert len(arxiv.requests) == 2
+    mail = outbox()
+    assert set(mail) == {"ada@example.org", "bo@example.org"}
+    assert all(arxiv_id in mail["ada@example.org"] for arxiv_id in ("2611.00001", "2611.00002"))
+    assert "2611.00002" in mail["bo@example.org"] and "2611.00001" not in mail["bo@example.org"]
+
+    again = immediate.daily_job().get()  # safe to run twice: nothing is sent twice
+
+    assert (again["sent"], again["failed"]) == (0, 0)
+    assert len(outbox()) == 2
+
+
+def test_the_daily_task_reports_a_topic_arxiv_failed_on(immediate, arxiv, caplog):
+    arxiv.route_first(Reply.text("Rate exceeded.", status=503), search_query=query_of("Alpha"))
+
+    summary = immediate.daily_job().get()
+
+    assert (summary["fetch_errors"], summary["sent"], summary["failed"]) == (1, 2, 0)
+    assert any(
+        record.levelname == "ERROR"
+        and "topic 'Alpha'" in record.getMessage()
+        and "Rate exceeded" in record.getMessage()
+        for record in caplog.records
+    )
+    assert "2611.00001" not in outbox()["ada@example.org"]
+
+
+def test_the_scheduled_task_runs_the_daily_job(immediate, arxiv):
+    immediate.scheduled_daily_job()
+
+    assert set(outbox()) == {"ada@example.org", "bo@example.org"}
+
+
+def scheduled_at(tasks: ModuleType, *moment: int) -> list[str]:
+    """The periodic tasks the worker's scheduler would enqueue at this UTC time."""
+    return [task.name for task in tasks.huey.read_periodic(datetime(*moment))]
+
+
+def test_the_schedule_follows_the_daily_hour_setting(tasks, settings, monkeypatch):
+    assert settings.daily_hour == 6
+    assert scheduled_at(tasks, 2026, 11, 27, 6, 0) == ["scheduled_daily_job"]
+    assert scheduled_at(tasks, 2026, 11, 27, 7, 0) == []
+
+    set_env(monkeypatch, daily_hour="17")
+
+    assert scheduled_at(tasks, 2026, 11, 28, 17, 0) == ["scheduled_daily_job"]
+    for hour, minute in [(6, 0), (16, 0), (18, 0), (17, 1), (17, 30)]:
+        assert scheduled_at(tasks, 2026, 11, 28, hour, minute) == [], (hour, minute)
+
+
+# --------------------------------------------------------------------------- a real worker
+
+
+def worker_command() -> list[str]:
+    """The installed `newsletter` script next to this Python, else the same entry point."""
+    script = Path(sys.executable).with_name("newsletter")
+    if script.is_file():
+        return [str(script), "worker"]
+    return [sys.executable, "-c", "from newsletter.cli import main; main()", "worker"]
+
+
+def read(log: Path) -> str:
+    return log.read_text(errors="replace")
+
+
+def wait_for(condition: Callable[[], bool], worker: subprocess.Popen, log: Path, what: str):
+    deadline = time.monotonic() + 30
+    while not condition():
+        if worker.poll() is not None:
+            pytest.fail(f"the worker exited ({worker.returncode}) before {what}:\n{read(log)}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within 30 s; worker log:\n{read(log)}")
+        time.sleep(0.1)
+
+
+def stop(worker: subprocess.Popen) -> int:
+    """SIGINT, Huey's graceful stop; killed (and reported) if it does not stop in time."""
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGINT)
+    try:
+        return worker.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+        pytest.fail("the worker did not stop within 20 s of SIGINT")
+
+
+def test_a_real_worker_runs_the_queued_daily_job(arxiv, settings, monkeypatch, tmp_path):
+    # An hour away from now, so the scheduler's own run cannot join in.
+    away = (datetime.now(UTC).hour + 12) % 24
+    settings = set_env(monkeypatch, daily_hour=str(away))
+    tasks = load_tasks()  # the same SQLite queue file as the worker's
+    log = tmp_path / "worker.log"
+    with log.open("wb") as output:
+        worker = subprocess.Popen(
+            worker_command(),
+            cwd=tmp_path,
+            env=dict(os.environ),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "Huey consumer started" in read(log), worker, log, "start")
+
+        result = tasks.daily_job()
+
+        eml = Path(settings.outbox_dir)
+        wait_for(lambda: len(list(eml.glob("*.eml"))) == 2, worker, log, "two .eml files")
+        summary = result.get(blocking=True, timeout=30)
+    finally:
+        code = stop(worker)
+
+    assert summary == {"date": today(), "fetch_errors": 0, "sent": 2, "failed": 0, "deferred": 0}
+    assert set(outbox()) == {"ada@example.org", "bo@example.org"}
+    assert {request.search_query for request in arxiv.requests} == {
+        query_of(name) for name in PAPERS
+    }
+    text = read(log)
+    assert code == 0, text
+    assert "Shutting down gracefully" in text and "Consumer exiting" in text
+    assert "daily job done" in text
+    assert tasks.huey.pending_count() == 0
