@@ -185,3 +185,9 @@ def _repo_url(host: str, segments: list[str]) -> str:
 
 def _on_host(host: str, domain: str) -> bool:
     return host == domain or host.endswith("." + domain)
+
+
+def link_label(url: str) -> str:
+    """ "Code" for a repository (GitHub, GitLab, Hugging Face, …), "Project" for a project page."""
+    found = _classify(url)
+    return "Project" if found is None or found[0] == _PROJECT else "Code"

@@ -95,16 +95,19 @@ def fetch(
         report.topics.append(entry)
         with session_scope(settings) as session:
             known = store.linked_arxiv_ids(session, topic_id)
-        papers: list[FetchedPaper] = []
+        papers: dict[str, FetchedPaper] = {}
         try:
             for paper in source.newest(
                 query, settings.fetch_max_per_topic, is_known=known.__contains__
             ):
-                papers.append(paper)
+                # arXiv's paging can repeat an entry across pages: keep it once, and count
+                # the repeat as known so that paging still stops.
+                papers.setdefault(paper.arxiv_id, paper)
+                known.add(paper.arxiv_id)
         except FetchError as error:
             entry.error = f"topic {name!r}: {error}"
         entry.fetched = len(papers)
-        entry.new_papers, entry.new_links = save_fetched(settings, topic_id, papers)
+        entry.new_papers, entry.new_links = save_fetched(settings, topic_id, list(papers.values()))
     return report
 
 

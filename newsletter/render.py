@@ -25,6 +25,7 @@ from lxml import etree
 from premailer import Premailer
 
 import newsletter
+from newsletter.codelinks import link_label
 from newsletter.digest import DigestContent
 from newsletter.errors import RenderError
 from newsletter.textfmt import authors_line, readable_paragraphs, readable_title
@@ -251,6 +252,7 @@ def environment() -> jinja2.Environment:
         count_noun=count_noun,
         day=_day,
         http_url=_http_url,
+        link_label=link_label,
         wrap=_wrap,
     )
     return env

@@ -8,7 +8,7 @@ import pytest
 from arxiv_server import ArxivServer, Reply, shared_fixture
 
 from newsletter.arxiv_api import ArxivSource, FetchedPaper
-from newsletter.codelinks import find_code_links
+from newsletter.codelinks import find_code_links, link_label
 
 
 @pytest.mark.parametrize(
@@ -160,3 +160,17 @@ def test_links_in_real_comments_and_abstracts_july_2026() -> None:
     assert by_id["2607.28627"] == ("https://github.com/avaxiao/ReToken",)
     assert by_id["2607.28628"] == ("https://github.com/alexmininno/GNN-Pathfinders",)
     assert by_id["2607.28609"] == ("https://os-copilot.github.io/OSReward-Home/",)
+
+
+@pytest.mark.parametrize(
+    "url, label",
+    [
+        ("https://github.com/owner/repo", "Code"),
+        ("https://gitlab.com/group/sub/project", "Code"),
+        ("https://huggingface.co/spaces/owner/demo", "Code"),
+        ("https://owner.github.io/project/", "Project"),
+        ("https://example.org/project-page", "Project"),
+    ],
+)
+def test_link_label(url: str, label: str) -> None:
+    assert link_label(url) == label

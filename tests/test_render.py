@@ -323,3 +323,18 @@ def test_render_page_errors_are_render_errors() -> None:
         render.render_page("web/no-such-page.html.j2", site_name="x")
     with pytest.raises(RenderError):
         render.render_page("web/base.html.j2")  # site_name missing
+
+
+def test_repositories_are_code_and_project_pages_are_projects() -> None:
+    page = replace(PANGU, code_url="https://pangu.github.io/demo/")
+    content = replace(CONTENT, sections=(replace(CONTENT.sections[0], papers=(page,)),))
+    body = render.render_email(content, sender_name="Digest")
+    assert re.search(r'<a href="https://pangu.github.io/demo/"[^>]*>Project</a>', body.html)
+    assert ">Code</a>" not in body.html
+    assert "Project: https://pangu.github.io/demo/" in body.text
+    repo = render.render_email(
+        replace(content, sections=(replace(content.sections[0], papers=(PANGU,)),)),
+        sender_name="Digest",
+    )
+    assert re.search(r'<a href="https://github.com/example/pangu"[^>]*>Code</a>', repo.html)
+    assert "Code: https://github.com/example/pangu" in repo.text
