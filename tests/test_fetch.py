@@ -499,3 +499,17 @@ def test_topics_test_reports_arxiv_failures(cli, arxiv, settings):
     assert result.exit_code == 1
     assert "Rate exceeded." in result.output and arxiv.url in result.output
     assert counts(settings) == (0, 0)
+
+
+def test_a_page_arxiv_repeats_is_kept_once_and_stops_paging(cli, arxiv, settings, monkeypatch):
+    set_env(monkeypatch, arxiv_page_size="5", fetch_max_per_topic="50")
+    query = add_topic(cli, "Echo")
+    page = [Entry(f"2611.{n:05d}", f"Echo {n}") for n in range(1, 6)]
+    arxiv.route(Reply(body=feed(page, total=40)), search_query=query)  # every page the same
+
+    result = cli("fetch")
+
+    assert arxiv.starts() == [0, 5]  # the repeated page is all known: no third request
+    row = next(line for line in result.output.splitlines() if "Echo" in line)
+    assert row.split("│")[2].strip() == "5"  # fetched: five distinct papers, not ten
+    assert counts(settings) == (5, 5)
