@@ -33,6 +33,12 @@ class PaperItem:
     comment: str | None = None
     also_in: tuple[str, ...] = ()
     """Names of the subscriber's other topics this paper matches (it is shown only once)."""
+    title_translated: str | None = None
+    """The title in the segment's language, when translated titles are on and one is stored."""
+    abstract_translated: str | None = None
+    """The abstract in the segment's language; None shows the original (English) only."""
+    translation_note: str | None = None
+    """Why the abstract is not translated this time (e.g. the translator failed), for readers."""
 
 
 @dataclass(frozen=True)

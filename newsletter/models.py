@@ -111,7 +111,27 @@ class Paper(Base):
     abs_url: Mapped[str] = mapped_column(String(300))
     pdf_url: Mapped[str | None] = mapped_column(String(300), default=None)
     code_urls: Mapped[list[str]] = mapped_column(JSON, default=list)
+    code_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    """When code-link sources beyond the abstract (Hugging Face) were last asked."""
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Translation(Base):
+    """A paper's title and abstract in one language: translated once, kept for every reader."""
+
+    __tablename__ = "translations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
+    language: Mapped[str] = mapped_column(String(35))
+    provider: Mapped[str] = mapped_column(String(40))
+    title: Mapped[str | None] = mapped_column(Text, default=None)
+    abstract: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("paper_id", "language", name="uq_translations_paper_language"),
+    )
 
 
 class TopicPaper(Base):
