@@ -5,10 +5,10 @@ Revises: 0001
 Create Date: 2026-11-27 18:45:05.548442
 """
 
-from alembic import op
 import sqlalchemy as sa
-import newsletter.models
+from alembic import op
 
+import newsletter.models
 
 revision = "0002"
 down_revision = "0001"
