@@ -8,23 +8,72 @@ machine the suite runs on.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from newsletter import db
 from newsletter.cli import app
 from newsletter.config import Settings, get_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+POSTGRES_URL = os.environ.get(
+    "NEWSLETTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+BACKENDS = os.environ.get("NEWSLETTER_TEST_BACKENDS", "sqlite").split(",")
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A fresh schema in the test PostgreSQL database for one test, dropped afterwards."""
+    import psycopg
+
+    plain_url = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        admin = psycopg.connect(plain_url, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is needed in CI and is not reachable at {plain_url}: {error}")
+        pytest.skip(f"PostgreSQL not reachable at {plain_url} ({error}); CI=1 makes this fail")
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin.execute(f"CREATE SCHEMA {schema}")
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    try:
+        yield url
+    finally:
+        db.engine_for(url).dispose()
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """Every test that uses the database runs once per backend: SQLite, then PostgreSQL.
+
+    None means the default: a SQLite file in the test's own var folder.
+    """
+    if request.param == "postgresql":
+        with postgres_schema() as url:
+            yield url
+    else:
+        yield None
+
+
 @pytest.fixture
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+def settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str | None
+) -> Iterator[Settings]:
     for name in list(os.environ):
-        if name.startswith("NEWSLETTER_"):
+        if name.startswith("NEWSLETTER_") and not name.startswith("NEWSLETTER_TEST_"):
             monkeypatch.delenv(name)
+    if database_url is not None:
+        monkeypatch.setenv("NEWSLETTER_DATABASE_URL", database_url)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NEWSLETTER_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("NEWSLETTER_ARXIV_DELAY", "0")

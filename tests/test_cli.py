@@ -9,12 +9,14 @@ import time
 import zipfile
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.conftest import REPO
 from tests.test_digest import paper, store_papers, subscribe
 
 
+@pytest.mark.parametrize("database_url", [None])  # the embedded default: a SQLite file
 def test_init_with_examples_is_safe_to_repeat(cli, settings):
     first = cli("init", "--examples").output
     assert "8 added" in first and "3 added" in first

@@ -10,6 +10,9 @@ from newsletter.config import Settings
 from newsletter.errors import ConfigError
 from tests.conftest import set_env
 
+# Settings are the same whatever the database: these run on the default (SQLite) only.
+pytestmark = pytest.mark.parametrize("database_url", [None])
+
 
 def test_defaults_need_nothing_configured(settings, tmp_path):
     assert settings.database_url == f"sqlite:///{tmp_path / 'var' / 'newsletter.db'}"

@@ -56,6 +56,7 @@ def test_every_command_has_help_with_an_example_and_is_in_the_readme(path, comma
     assert f"newsletter {' '.join(path)}" in README
 
 
+@pytest.mark.parametrize("database_url", [None])  # no database involved: run once
 @pytest.mark.parametrize("name", sorted(Settings().masked()))
 def test_every_setting_is_in_the_readme(name, settings):
     assert f"`{name}`" in README, f"{name} is not documented in README.md"
