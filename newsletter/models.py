@@ -63,6 +63,8 @@ class Base(DeclarativeBase):
 
 
 class SubscriberStatus(enum.StrEnum):
+    pending = "pending"
+    """Asked to subscribe on the web and not confirmed yet: gets nothing but the confirmation."""
     active = "active"
     unsubscribed = "unsubscribed"
     bounced = "bounced"
@@ -165,6 +167,13 @@ class Subscriber(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    confirmation_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    """The last confirmation email: repeated requests within a window send no other."""
+    paused_until: Mapped[date | None] = mapped_column(Date, default=None)
+    """No digest before this day (a pause the subscriber chose)."""
+    bounce_count: Mapped[int] = mapped_column(Integer, default=0)
+    """Hard failures that were not a plain unknown user; the third marks the address bounced."""
 
     topics: Mapped[list[Topic]] = relationship(
         secondary="subscriber_topics", order_by="Topic.position, Topic.id", lazy="selectin"
@@ -223,6 +232,11 @@ class Delivery(Base):
     message_id: Mapped[str] = mapped_column(String(200))
     paper_count: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    """The worker sending it now; its claim holds until `lease_until`."""
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    """After a temporary failure: not retried before this time (exponential backoff)."""
     detail: Mapped[str] = mapped_column(Text, default="")
     """The server's last reply, or the outbox file."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
