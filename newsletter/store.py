@@ -8,6 +8,7 @@ from datetime import date, datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from newsletter.bounces import Bounce, classify
 from newsletter.errors import InvalidInput, UnknownSubscriber, UnknownTopic
 from newsletter.models import (
     Delivery,
@@ -373,3 +374,25 @@ def count_papers_between(session: Session, start: datetime | None, end: datetime
 
 def subscriber_by_id(session: Session, subscriber_id: int) -> Subscriber | None:
     return session.get(Subscriber, subscriber_id)
+
+
+def record_bounce(session: Session, bounce: Bounce) -> str:
+    """Apply a bounce to the subscriber it names: "bounced", "counted", "ignored" or "unknown".
+
+    An unknown user (5.1.x) is bounced at once; other hard failures are counted and the third
+    bounces the address; temporary ones (4.x.x) change nothing.
+    """
+    subscriber = find_subscriber(session, bounce.recipient)
+    if subscriber is None:
+        return "unknown"
+    outcome = classify(bounce, subscriber.bounce_count)
+    if outcome == "ignored":
+        return outcome
+    subscriber.bounce_count += 1
+    detail = f"{bounce.status} {bounce.diagnostic}".strip()
+    if outcome == "bounced":
+        if not set_status(session, subscriber, SubscriberStatus.bounced, "bounce", detail):
+            return "ignored"
+    else:
+        log_event(session, subscriber, "hard failure", "bounce", detail)
+    return outcome

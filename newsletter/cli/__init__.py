@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from newsletter.cli import daily, ops, subscribers, topics
+from newsletter.cli import bounces, daily, ops, subscribers, topics
 from newsletter.cli.common import NewsletterGroup
 
 app = typer.Typer(
@@ -15,6 +15,7 @@ app = typer.Typer(
 app.add_typer(topics.app, name="topics")
 app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(ops.db_app, name="db")
+app.add_typer(bounces.app, name="bounces")
 for command in (ops.init, ops.config, daily.fetch, daily.send, daily.run, daily.preview):
     app.command()(command)
 app.command()(ops.serve)

@@ -1,0 +1,120 @@
+"""Reading delivery status notifications (RFC 3464) and deciding what a bounce means.
+
+A DSN is a `multipart/report; report-type=delivery-status` message whose
+`message/delivery-status` part holds one block of fields per recipient (Final-Recipient,
+Action, Status, Diagnostic-Code). Reading them needs nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+import email
+import mailbox
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email import policy
+from email.message import Message
+from pathlib import Path
+
+from newsletter.errors import InvalidInput
+
+STATUS = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
+HARD_FAILURES_BEFORE_BOUNCED = 3
+"""Hard failures other than an unknown address that mark a subscriber bounced."""
+
+
+@dataclass(frozen=True)
+class Bounce:
+    """One recipient's outcome in a DSN (or an SMTP reply we classified the same way)."""
+
+    recipient: str
+    action: str
+    status: str
+    diagnostic: str = ""
+    source: str = ""
+
+    @property
+    def is_hard(self) -> bool:
+        """A permanent failure (5.x.x): retrying will not help."""
+        return self.action == "failed" and self.status.startswith("5.")
+
+    @property
+    def is_unknown_user(self) -> bool:
+        """5.1.x: the address does not exist (bad mailbox, bad domain): bounced at once."""
+        return self.is_hard and self.status.startswith("5.1.")
+
+
+def classify(bounce: Bounce, hard_failures_so_far: int) -> str:
+    """What a bounce does to a subscriber: "bounced", "counted" (a hard failure) or "ignored"."""
+    if bounce.is_unknown_user:
+        return "bounced"
+    if bounce.is_hard:
+        return "bounced" if hard_failures_so_far + 1 >= HARD_FAILURES_BEFORE_BOUNCED else "counted"
+    return "ignored"
+
+
+def read_bounces(path: Path) -> Iterator[Bounce]:
+    """Every recipient of every DSN in a .eml file or an mbox; other messages are skipped."""
+    for number, message in enumerate(_messages(path), 1):
+        yield from bounces_in(message, source=f"{path.name} message {number}")
+
+
+def _messages(path: Path) -> Iterator[Message]:
+    try:
+        head = path.read_bytes()[:5]
+    except OSError as error:
+        raise InvalidInput(f"{path}: cannot read it ({error.strerror})") from error
+    if head.startswith(b"From "):
+        box = mailbox.mbox(path, factory=None, create=False)
+        try:
+            for key in box.iterkeys():
+                yield email.message_from_bytes(box.get_bytes(key), policy=policy.compat32)
+        finally:
+            box.close()
+    else:
+        yield email.message_from_bytes(path.read_bytes(), policy=policy.compat32)
+
+
+def bounces_in(message: Message, source: str = "") -> list[Bounce]:
+    """The per-recipient outcomes of one DSN; [] when the message is not a DSN."""
+    found = []
+    for part in message.walk():
+        if part.get_content_type() != "message/delivery-status":
+            continue
+        blocks = part.get_payload()
+        if isinstance(blocks, str):  # some agents send the fields as one text block
+            blocks = [email.message_from_string(b) for b in re.split(r"\r?\n\r?\n", blocks)]
+        for block in blocks[1:]:  # the first block describes the message, not a recipient
+            bounce = _bounce_from_fields(block, source)
+            if bounce is not None:
+                found.append(bounce)
+    return found
+
+
+def _bounce_from_fields(block: Message, source: str) -> Bounce | None:
+    recipient = _address(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
+    status = (block.get("Status") or "").strip().split(" ")[0]
+    if not recipient or not STATUS.match(status):
+        return None
+    diagnostic = " ".join((block.get("Diagnostic-Code") or "").split())
+    return Bounce(
+        recipient=recipient,
+        action=(block.get("Action") or "").strip().lower(),
+        status=status,
+        diagnostic=diagnostic.split(";", 1)[-1].strip(),
+        source=source,
+    )
+
+
+def _address(field: str) -> str:
+    """`rfc822; Ada@Example.org` → `Ada@Example.org`."""
+    value = field.split(";", 1)[-1].strip().strip("<>")
+    return value if "@" in value else ""
+
+
+def bounce_from_reply(recipient: str, code: int, text: str) -> Bounce:
+    """An SMTP reply classified like a DSN: `550 5.1.1 no such user` → status 5.1.1."""
+    enhanced = re.search(r"\b([245]\.\d{1,3}\.\d{1,3})\b", text)
+    status = enhanced.group(1) if enhanced else f"{str(code)[0]}.0.0"
+    action = "failed" if code >= 500 else "delayed"
+    return Bounce(recipient, action, status, f"{code} {text}".strip(), "smtp")
