@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None
     smtp_url: SecretStr | None = None
     smtp_timeout: float = 30.0
+    dkim_key_file: Path | None = None
+    dkim_selector: str = "digest"
+    dkim_domain: str = ""
     outbox_dir: Path | None = None
     arxiv_api_url: str = "https://export.arxiv.org/api/query"
     arxiv_delay: float = 3.0
