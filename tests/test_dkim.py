@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from newsletter.config import get_settings
 from newsletter.errors import ConfigError
-from newsletter.mail import DkimSigner, Outgoing, OutboxTransport, compose, transport_from_settings
+from newsletter.mail import DkimSigner, OutboxTransport, Outgoing, compose, transport_from_settings
 from tests.conftest import set_env
 from tests.smtp_server import LocalSMTPServer
 from tests.test_digest import paper, store_papers, subscribe
