@@ -9,15 +9,18 @@ from __future__ import annotations
 import os
 import secrets
 from email.utils import parseaddr
+from datetime import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from newsletter.errors import ConfigError
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
 
 
@@ -51,15 +54,61 @@ class Settings(BaseSettings):
     list_id: str = ""
     digest_max_per_topic: int = 10
     send_empty: bool = False
-    daily_hour: int = Field(6, ge=0, le=23)
+    daily_time: str = "06:00"
+    timezone: str = "UTC"
+    send_days: str = "mon,tue,wed,thu,fri"
+    send_rate: float = 0.0
     send_batch_size: int = 500
     check_deliverability: bool = False
     default_language: str = "en"
+    translator: Literal["none", "google", "openai", "deepl", "libretranslate"] = "none"
+    translator_url: str = ""
+    """Empty: the provider's usual address (see `newsletter.translate.DEFAULT_URLS`)."""
+    translator_key: SecretStr | None = None
+    translator_model: str = "gpt-4o-mini"
+    translator_timeout: float = 30.0
+    translator_retries: int = 3
+    translator_backoff: float = 1.0
+    translator_budget: float = 300.0
+    """Seconds a digest may spend on translation, retries included; then originals go out."""
+    translator_batch_size: int = Field(8, ge=1, le=50)
+    translate_titles: bool = False
 
-    @field_validator("base_url", "arxiv_api_url")
+    @field_validator("base_url", "arxiv_api_url", "translator_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("daily_time")
+    @classmethod
+    def _valid_time(cls, value: str) -> str:
+        try:
+            return time.fromisoformat(value.strip()).strftime("%H:%M")
+        except ValueError as error:
+            raise ValueError(f"NEWSLETTER_DAILY_TIME must be HH:MM, got {value!r}") from error
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value.strip())
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"NEWSLETTER_TIMEZONE: unknown time zone {value!r}") from error
+        return value.strip()
+
+    @field_validator("send_days")
+    @classmethod
+    def _valid_days(cls, value: str) -> str:
+        days = [day.strip().lower()[:3] for day in value.split(",") if day.strip()]
+        unknown = [day for day in days if day not in WEEKDAYS]
+        if unknown:
+            raise ValueError(f"NEWSLETTER_SEND_DAYS: {unknown} are not days (mon … sun)")
+        return ",".join(days)
+
+    @field_validator("translator", mode="before")
+    @classmethod
+    def _provider_name(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("from_address")
     @classmethod
@@ -89,6 +138,15 @@ class Settings(BaseSettings):
     @property
     def sender_domain(self) -> str:
         return self.sender_email.rpartition("@")[2]
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def weekdays(self) -> set[int]:
+        """The days the daily job runs, Monday = 0."""
+        return {WEEKDAYS.index(day) for day in self.send_days.split(",") if day}
 
     @property
     def huey_path(self) -> Path:

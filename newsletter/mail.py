@@ -31,6 +31,7 @@ import dkim
 
 from newsletter.config import mask_url_password
 from newsletter.errors import ConfigError, DeliveryError, InvalidInput
+from newsletter.ratelimit import SendPace
 
 if TYPE_CHECKING:
     from newsletter.config import Settings
@@ -178,9 +179,36 @@ def transport_from_settings(settings: Settings) -> Transport:
     when NEWSLETTER_DKIM_KEY_FILE is set."""
     signer = DkimSigner.from_settings(settings)
     smtp_url = settings.smtp_url.get_secret_value().strip() if settings.smtp_url else ""
+    transport: Transport
     if smtp_url:
-        return SMTPTransport(smtp_url, timeout=settings.smtp_timeout, signer=signer)
-    return OutboxTransport(settings.outbox_dir or settings.var_dir / "outbox", signer=signer)
+        transport = SMTPTransport(smtp_url, timeout=settings.smtp_timeout, signer=signer)
+    else:
+        transport = OutboxTransport(
+            settings.outbox_dir or settings.var_dir / "outbox", signer=signer
+        )
+    if settings.send_rate > 0:
+        redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+        transport = PacedTransport(transport, SendPace(settings.send_rate, redis_url))
+    return transport
+
+
+class PacedTransport:
+    """Another transport, each message waiting for its slot under NEWSLETTER_SEND_RATE."""
+
+    def __init__(self, inner: Transport, pace: SendPace) -> None:
+        self.inner = inner
+        self.pace = pace
+
+    def send(self, messages: Iterable[Outgoing]) -> Iterator[SendResult]:
+        return self.inner.send(self._paced(messages))
+
+    def _paced(self, messages: Iterable[Outgoing]) -> Iterator[Outgoing]:
+        for outgoing in messages:
+            self.pace.wait()
+            yield outgoing
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 # ------------------------------------------------------------------------------ DKIM

@@ -8,9 +8,9 @@ Tasks take plain values, look everything up themselves, and are safe to run twic
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
-from huey import Huey, RedisHuey, SqliteHuey, crontab
+from huey import Huey, RedisHuey, SqliteHuey
 
 from newsletter import jobs
 from newsletter.config import Settings, get_settings
@@ -47,16 +47,19 @@ def daily_job() -> dict:
     return summary
 
 
-def at_daily_hour(moment: datetime) -> bool:
-    """Whether `moment` (UTC, as the scheduler passes it) is NEWSLETTER_DAILY_HOUR o'clock.
+def is_daily_time(moment: datetime) -> bool:
+    """Whether `moment` (naive UTC, as Huey's scheduler passes it) is the daily job's minute.
 
-    The hour is read when the scheduler asks, not when this module is imported, so the
-    schedule always follows the settings of the process that runs it.
+    NEWSLETTER_DAILY_TIME is read in NEWSLETTER_TIMEZONE, on NEWSLETTER_SEND_DAYS only (by
+    default not on Saturday and Sunday, when arXiv announces nothing). The settings are read
+    when the scheduler asks, not at import, so the schedule follows the running process.
     """
-    return crontab(minute="0", hour=str(get_settings().daily_hour))(moment)
+    settings = get_settings()
+    local = moment.replace(tzinfo=UTC).astimezone(settings.zone)
+    return local.strftime("%H:%M") == settings.daily_time and local.weekday() in settings.weekdays
 
 
-@huey.periodic_task(at_daily_hour)
+@huey.periodic_task(is_daily_time)
 def scheduled_daily_job() -> None:
-    """The daily job at NEWSLETTER_DAILY_HOUR o'clock, UTC, run by the worker's scheduler."""
+    """The daily job at NEWSLETTER_DAILY_TIME on NEWSLETTER_SEND_DAYS, run by the scheduler."""
     daily_job.call_local()

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import redis
 from typer.testing import CliRunner
 
 from newsletter import db
@@ -114,3 +115,22 @@ def cli(settings: Settings) -> Cli:
 @pytest.fixture
 def example_topics(cli: Cli) -> None:
     cli("topics", "import", str(REPO / "subscribers" / "topics.toml"))
+
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+"""A database of the local Redis that nothing but these tests uses (they empty it)."""
+
+
+@pytest.fixture
+def redis_url() -> str:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        reason = f"Redis is not reachable at {REDIS_URL} ({error}): start redis-server"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI is set: the Redis test must run)")
+        pytest.skip(reason)
+    finally:
+        client.close()
+    return REDIS_URL

@@ -20,7 +20,6 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-import redis
 from huey import RedisHuey, SqliteHuey
 
 from newsletter.arxiv_api import build_query
@@ -28,9 +27,6 @@ from newsletter.config import Settings, get_settings
 from tests.arxiv_server import ArxivServer, Reply
 from tests.atom import Entry, feed
 from tests.conftest import Cli, set_env
-
-REDIS_URL = "redis://127.0.0.1:6379/15"
-"""A database of the local Redis that nothing but these tests uses (they empty it)."""
 
 PAPERS = {
     "Alpha": [Entry("2611.00001", "Alpha one"), Entry("2611.00009", "Shared paper")],
@@ -108,21 +104,6 @@ def test_the_queue_is_sqlite_under_the_var_folder_by_default(tasks, settings):
     assert tasks.huey.utc  # the scheduler hands out UTC times
 
 
-@pytest.fixture
-def redis_url() -> str:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        reason = f"Redis is not reachable at {REDIS_URL} ({error}): start redis-server"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set: the Redis test must run)")
-        pytest.skip(reason)
-    finally:
-        client.close()
-    return REDIS_URL
-
-
 def test_the_queue_is_redis_when_a_redis_url_is_set(settings, monkeypatch, redis_url):
     set_env(monkeypatch, redis_url=redis_url)
     tasks = load_tasks()
@@ -193,16 +174,45 @@ def scheduled_at(tasks: ModuleType, *moment: int) -> list[str]:
     return [task.name for task in tasks.huey.read_periodic(datetime(*moment))]
 
 
-def test_the_schedule_follows_the_daily_hour_setting(tasks, settings, monkeypatch):
-    assert settings.daily_hour == 6
-    assert scheduled_at(tasks, 2026, 11, 27, 6, 0) == ["scheduled_daily_job"]
+def test_the_schedule_follows_the_daily_time_setting(tasks, settings, monkeypatch):
+    assert settings.daily_time == "06:00"
+    assert scheduled_at(tasks, 2026, 11, 27, 6, 0) == ["scheduled_daily_job"]  # a Friday
     assert scheduled_at(tasks, 2026, 11, 27, 7, 0) == []
 
-    set_env(monkeypatch, daily_hour="17")
+    set_env(monkeypatch, daily_time="17:30")
 
-    assert scheduled_at(tasks, 2026, 11, 28, 17, 0) == ["scheduled_daily_job"]
-    for hour, minute in [(6, 0), (16, 0), (18, 0), (17, 1), (17, 30)]:
-        assert scheduled_at(tasks, 2026, 11, 28, hour, minute) == [], (hour, minute)
+    assert scheduled_at(tasks, 2026, 11, 26, 17, 30) == ["scheduled_daily_job"]
+    for hour, minute in [(6, 0), (17, 0), (18, 30), (17, 31)]:
+        assert scheduled_at(tasks, 2026, 11, 26, hour, minute) == [], (hour, minute)
+
+
+def test_no_digest_on_days_arxiv_announces_nothing(tasks, settings, monkeypatch):
+    # 2026-11-28 is a Saturday, 2026-11-29 a Sunday, 2026-11-30 a Monday.
+    assert scheduled_at(tasks, 2026, 11, 28, 6, 0) == []
+    assert scheduled_at(tasks, 2026, 11, 29, 6, 0) == []
+    assert scheduled_at(tasks, 2026, 11, 30, 6, 0) == ["scheduled_daily_job"]
+    set_env(monkeypatch, send_days="mon,tue,wed,thu,fri,sat,sun")
+    assert scheduled_at(tasks, 2026, 11, 28, 6, 0) == ["scheduled_daily_job"]
+
+
+def test_the_daily_time_is_read_in_the_configured_time_zone(tasks, settings, monkeypatch):
+    set_env(monkeypatch, daily_time="07:00", timezone="Asia/Shanghai")  # UTC+8, no DST
+    assert scheduled_at(tasks, 2026, 11, 26, 23, 0) == ["scheduled_daily_job"]  # Fri 07:00 local
+    assert scheduled_at(tasks, 2026, 11, 27, 7, 0) == []
+    set_env(monkeypatch, daily_time="06:00", timezone="America/New_York")  # UTC-5 in November
+    assert scheduled_at(tasks, 2026, 11, 27, 11, 0) == ["scheduled_daily_job"]
+
+
+def test_bad_schedule_settings_say_what(settings, monkeypatch):
+    for name, value, message in [
+        ("NEWSLETTER_DAILY_TIME", "25:00", "NEWSLETTER_DAILY_TIME must be HH:MM"),
+        ("NEWSLETTER_TIMEZONE", "Mars/Olympus", "unknown time zone"),
+        ("NEWSLETTER_SEND_DAYS", "mon,funday", "not days"),
+    ]:
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValueError, match=message):
+            Settings()
+        monkeypatch.delenv(name)
 
 
 # --------------------------------------------------------------------------- a real worker
@@ -245,7 +255,7 @@ def stop(worker: subprocess.Popen) -> int:
 def test_a_real_worker_runs_the_queued_daily_job(arxiv, settings, monkeypatch, tmp_path):
     # An hour away from now, so the scheduler's own run cannot join in.
     away = (datetime.now(UTC).hour + 12) % 24
-    settings = set_env(monkeypatch, daily_hour=str(away))
+    settings = set_env(monkeypatch, daily_time=f"{away:02d}:00")
     tasks = load_tasks()  # the same SQLite queue file as the worker's
     log = tmp_path / "worker.log"
     with log.open("wb") as output:
