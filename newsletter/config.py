@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from email.utils import parseaddr
 from datetime import time
+from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     arxiv_backoff: float = 1.0
     arxiv_page_size: int = 100
     fetch_max_per_topic: int = 100
+    hf_code_links: bool = True
+    """Ask the Hugging Face papers API for the code of papers whose text links none."""
+    hf_api_url: str = "https://huggingface.co"
+    hf_timeout: float = 10.0
+    code_recheck_days: int = Field(7, ge=0)
+    """Papers still without code are asked about again daily for this many days."""
     base_url: str = "http://localhost:8000"
     secret_key: SecretStr | None = None
     from_address: str = Field("arXiv Digest <digest@localhost>", alias="NEWSLETTER_FROM")
@@ -74,7 +80,7 @@ class Settings(BaseSettings):
     translator_batch_size: int = Field(8, ge=1, le=50)
     translate_titles: bool = False
 
-    @field_validator("base_url", "arxiv_api_url", "translator_url")
+    @field_validator("base_url", "arxiv_api_url", "translator_url", "hf_api_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
@@ -109,6 +115,18 @@ class Settings(BaseSettings):
     @classmethod
     def _provider_name(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _usable_translator(self) -> Settings:
+        # Said when the process starts, rather than found out by the daily job.
+        if self.translator_url and not self.translator_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"NEWSLETTER_TRANSLATOR_URL must start with http:// or https://,"
+                f" got {self.translator_url!r}"
+            )
+        if self.translator == "deepl" and self.translator_key is None:
+            raise ValueError("NEWSLETTER_TRANSLATOR=deepl needs NEWSLETTER_TRANSLATOR_KEY")
+        return self
 
     @field_validator("from_address")
     @classmethod

@@ -7,6 +7,7 @@ and `web` consume only these plain, frozen values, never ORM objects.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
@@ -14,6 +15,15 @@ from sqlalchemy.orm import Session
 
 from newsletter import store
 from newsletter.models import Digest, Paper, Topic
+from newsletter.translate.languages import translation_language
+
+UNTRANSLATED_NOTE = "Not translated yet: the original abstract is shown."
+TRANSLATION_NOTES = {
+    "unavailable": "The translation service did not answer in time: the original is shown.",
+    "refused": "No translation into this language is available: the original is shown.",
+    "rejected": "The machine translation failed our checks: the original is shown.",
+}
+"""What a reader is told when an abstract has no translation, by `translate.Failure`."""
 
 
 @dataclass(frozen=True)
@@ -50,11 +60,20 @@ class TopicSection:
     description: str
     papers: tuple[PaperItem, ...]
     total: int
-    """All new papers of this topic in the digest; `total - len(papers)` are "N more"."""
+    """All new papers listed under this topic; those neither shown nor titled are "N more"."""
+    listed_under: tuple[tuple[str, int], ...] = ()
+    """(earlier topic, count): this topic's papers shown under an earlier topic instead."""
+    titles_only: tuple[PaperItem, ...] = ()
+    """Papers after `papers` listed by title alone, to keep an email under Gmail's clipping."""
 
     @property
     def more(self) -> int:
-        return self.total - len(self.papers)
+        return self.total - len(self.papers) - len(self.titles_only)
+
+    @property
+    def matched(self) -> int:
+        """Every new paper this topic matched, wherever it is listed."""
+        return self.total + sum(count for _name, count in self.listed_under)
 
 
 @dataclass(frozen=True)
@@ -77,6 +96,42 @@ class DigestContent:
     @property
     def shown_count(self) -> int:
         return sum(len(section.papers) for section in self.sections)
+
+
+@dataclass(frozen=True)
+class TranslatedText:
+    abstract: str
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class Translations:
+    """One language's stored translations by arXiv id, and what readers are told where an
+    abstract has none (the reason of this run's failure, or that it is not translated yet)."""
+
+    texts: Mapping[str, TranslatedText] = field(default_factory=dict)
+    notes: Mapping[str, str] = field(default_factory=dict)
+    titles: bool = False
+    """Show translated titles (under the English one)."""
+
+    def apply(self, item: PaperItem) -> PaperItem:
+        found = self.texts.get(item.arxiv_id)
+        if found is None:
+            return replace(item, translation_note=self.notes.get(item.arxiv_id, UNTRANSLATED_NOTE))
+        return replace(
+            item,
+            abstract_translated=found.abstract,
+            title_translated=found.title if self.titles else None,
+        )
+
+
+@dataclass(frozen=True)
+class TranslationOptions:
+    """How a digest shows translations: whether titles too, and this run's failures."""
+
+    titles: bool = False
+    notes: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    """Reader notes by (arXiv id, translation language), for abstracts that failed this run."""
 
 
 # ---------------------------------------------------------------- filling them from the database
@@ -155,8 +210,12 @@ def assemble(
     language: str,
     web_url: str,
     base_url: str,
+    translations: Translations | None = None,
 ) -> DigestContent:
-    """One body's content: a section per topic, each paper once (under its first topic), capped."""
+    """One body's content: a section per topic, each paper once (under its first topic), capped.
+
+    With `translations`, the papers shown carry their translated abstract (or a note why not).
+    """
     first_topic: dict[str, str] = {}
     also: dict[str, list[str]] = defaultdict(list)
     for topic in topics:
@@ -172,9 +231,22 @@ def assemble(
             for item in papers.get(topic.id, [])
             if first_topic[item.arxiv_id] == topic.name
         ]
+        elsewhere: dict[str, int] = defaultdict(int)
+        for item in papers.get(topic.id, []):
+            if first_topic[item.arxiv_id] != topic.name:
+                elsewhere[first_topic[item.arxiv_id]] += 1
         shown = own if cap is None else own[:cap]
+        if translations is not None:
+            shown = [translations.apply(item) for item in shown]
         sections.append(
-            TopicSection(topic.name, topic.slug, topic.description, tuple(shown), len(own))
+            TopicSection(
+                topic.name,
+                topic.slug,
+                topic.description,
+                tuple(shown),
+                len(own),
+                listed_under=tuple(elsewhere.items()),
+            )
         )
     return DigestContent(
         date=issue_date,
@@ -195,11 +267,19 @@ def digest_web_url(base_url: str, issue_date: date) -> str:
 
 
 def build_segments(
-    session: Session, digest: Digest, *, cap: int, base_url: str, include_empty: bool = False
+    session: Session,
+    digest: Digest,
+    *,
+    cap: int,
+    base_url: str,
+    include_empty: bool = False,
+    translation: TranslationOptions | None = None,
 ) -> list[Segment]:
     """Group active subscribers by (topics, language) and assemble each group's content once.
 
-    A group whose topics have nothing new is left out unless `include_empty` is set.
+    A group whose topics have nothing new is left out unless `include_empty` is set. With
+    `translation`, a group reading another language than English gets the stored translations
+    of its papers (looked up once per language, never per subscriber).
     """
     groups: dict[tuple[tuple[int, ...], str], list[int]] = defaultdict(list)
     topics_by_id: dict[int, Topic] = {}
@@ -212,8 +292,13 @@ def build_segments(
         groups[key].append(subscriber.id)
     papers = new_papers_by_topic(session, digest, list(topics_by_id.values()))
     web_url = digest_web_url(base_url, digest.issue_date)
+    arxiv_ids = {item.arxiv_id for items in papers.values() for item in items}
+    by_language: dict[str | None, Translations | None] = {None: None}
     segments = []
     for (topic_ids, language), subscriber_ids in groups.items():
+        target = translation_language(language) if translation is not None else None
+        if target not in by_language:
+            by_language[target] = stored_translations(session, arxiv_ids, target, translation)
         content = assemble(
             [topics_by_id[topic_id] for topic_id in topic_ids],
             papers,
@@ -222,10 +307,27 @@ def build_segments(
             language=language,
             web_url=web_url,
             base_url=base_url,
+            translations=by_language[target],
         )
         if content.paper_count or include_empty:
             segments.append(Segment(topic_ids, language, tuple(subscriber_ids), content))
     return segments
+
+
+def stored_translations(
+    session: Session,
+    arxiv_ids: Iterable[str],
+    language: str,
+    options: TranslationOptions | None = None,
+) -> Translations:
+    """The stored translations of these papers into `language` (a translation language)."""
+    options = options or TranslationOptions()
+    rows = store.translations_of(session, arxiv_ids, language)
+    return Translations(
+        texts={arxiv_id: TranslatedText(row.abstract, row.title) for arxiv_id, row in rows.items()},
+        notes={key: note for (key, lang), note in options.notes.items() if lang == language},
+        titles=options.titles,
+    )
 
 
 def web_content(session: Session, digest: Digest, *, base_url: str) -> DigestContent:

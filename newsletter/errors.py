@@ -13,6 +13,14 @@ class FetchError(NewsletterError):
     """arXiv did not give us a usable answer."""
 
 
+class TranslationError(NewsletterError):
+    """A translator gave no usable translation (unreachable, refused, or a damaged answer)."""
+
+
+class CodeLinkError(NewsletterError):
+    """A code-link source (the Hugging Face papers API) gave no usable answer."""
+
+
 class InvalidInput(NewsletterError):
     """Something a user typed or imported cannot be used as it is."""
 

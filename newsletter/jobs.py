@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from newsletter import store
 from newsletter.arxiv_api import ArxivSource, FetchedPaper, build_query
+from newsletter.codelinks import link_label
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.digest import Segment, build_segments, draft_digest, open_digest
-from newsletter.errors import FetchError
+from newsletter.errors import CodeLinkError, FetchError
+from newsletter.hfpapers import CodeLinkSource, HuggingFacePapers, RateLimited
 from newsletter.mail import (
     Outgoing,
     SendResult,
@@ -27,6 +29,11 @@ from newsletter.mail import (
 from newsletter.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus, utcnow
 from newsletter.render import RenderedBody, personalise, render_email
 from newsletter.tokens import unsubscribe_url
+from newsletter.translations import (
+    TranslationReport,
+    translate_for_digest,
+    translation_options,
+)
 
 MAX_ATTEMPTS = 5
 """A delivery that fails this many times for temporary reasons is given up."""
@@ -127,6 +134,73 @@ def save_fetched(settings: Settings, topic_id: int, papers: list[FetchedPaper]) 
     return new_papers, new_links
 
 
+# ---------------------------------------------------------------- code links
+
+CODE_RECHECK_INTERVAL = timedelta(hours=20)
+"""Asked again after this long: a daily job whose start time drifts still asks once a day."""
+CODE_CHECK_GIVE_UP_AFTER = 3
+"""Consecutive failures after which Hugging Face is left alone until the next run."""
+
+
+@dataclass
+class CodeLinkReport:
+    checked: int = 0
+    found: int = 0
+    errors: list[str] = field(default_factory=list)
+    stopped: str | None = None
+    """Why this run stopped asking early (rate limited, Hugging Face down), if it did."""
+
+    def summary(self) -> str:
+        if not (self.checked or self.errors):
+            return ""
+        text = f"Code links: {self.checked} papers asked on Hugging Face, {self.found} found"
+        if self.errors:
+            text += f", {len(self.errors)} not answered (asked again next run)"
+        return text + "."
+
+
+def check_code_links(
+    settings: Settings, source: CodeLinkSource | None = None, now: datetime | None = None
+) -> CodeLinkReport:
+    """Ask Hugging Face for the code of papers that still have none, daily for a week.
+
+    A paper is asked about on the run that first sees it (when its abstract and comment link
+    no repository), then once a day for NEWSLETTER_CODE_RECHECK_DAYS, as authors often publish
+    code days after the paper. A failure is reported and the paper asked again next run.
+    """
+    report = CodeLinkReport()
+    if not settings.hf_code_links:
+        return report
+    source = source or HuggingFacePapers(settings.hf_api_url, timeout=settings.hf_timeout)
+    now = now or utcnow()
+    with session_scope(settings) as session:
+        due = [
+            (paper.id, paper.arxiv_id)
+            for paper in store.papers_due_code_check(
+                session,
+                seen_since=now - timedelta(days=settings.code_recheck_days),
+                checked_before=now - CODE_RECHECK_INTERVAL,
+            )
+            if not any(link_label(url) == "Code" for url in paper.code_urls)
+        ]
+    failures_in_a_row = 0
+    for paper_id, arxiv_id in due:
+        try:
+            url = source.code_url(arxiv_id)
+        except CodeLinkError as error:
+            report.errors.append(f"{arxiv_id}: {error}")
+            failures_in_a_row += 1
+            if isinstance(error, RateLimited) or failures_in_a_row >= CODE_CHECK_GIVE_UP_AFTER:
+                report.stopped = str(error)
+                break
+            continue
+        failures_in_a_row = 0
+        with session_scope(settings) as session:
+            report.found += store.record_code_check(session, paper_id, url, now)
+        report.checked += 1
+    return report
+
+
 # ---------------------------------------------------------------- build and send
 
 
@@ -148,10 +222,22 @@ class SendReport:
     already_sent: int = 0
     planned: list[PlannedMessage] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    translation: TranslationReport = field(default_factory=TranslationReport)
 
 
-def prepare(settings: Settings, issue_date: date) -> tuple[int, list[Segment]]:
-    """Open the day's digest and give every subscriber with something new a delivery row."""
+def open_digest_id(settings: Settings, issue_date: date) -> int:
+    """The id of the day's digest, stored on first call (its window fixed from then on)."""
+    with session_scope(settings) as session:
+        return open_digest(session, issue_date, utcnow()).id
+
+
+def prepare(
+    settings: Settings, issue_date: date, notes: dict[tuple[str, str], str] | None = None
+) -> tuple[int, list[Segment]]:
+    """Open the day's digest and give every subscriber with something new a delivery row.
+
+    `notes` tell readers why an abstract is not translated (see `translations`).
+    """
     with session_scope(settings) as session:
         digest = open_digest(session, issue_date, utcnow())
         segments = build_segments(
@@ -160,6 +246,7 @@ def prepare(settings: Settings, issue_date: date) -> tuple[int, list[Segment]]:
             cap=settings.digest_max_per_topic,
             base_url=settings.base_url,
             include_empty=settings.send_empty,
+            translation=translation_options(settings, notes),
         )
         have_row = store.delivered_subscriber_ids(session, digest.id)
         subscribers = _subscribers_by_id(session, segments)
@@ -231,10 +318,15 @@ def send(
 
     A rerun sends nothing twice: each (digest, subscriber) has one delivery row, and only rows
     not yet sent are sent. Temporary failures stay pending for the next run.
+
+    Before rendering, the abstracts the emails show are translated into the subscribers'
+    languages (those not stored yet, within NEWSLETTER_TRANSLATOR_BUDGET); what fails goes
+    out in English with a note, and is translated on the next run.
     """
     issue_date = issue_date or today()
-    digest_id, segments = prepare(settings, issue_date)
-    report = SendReport(issue_date)
+    translation = translate_for_digest(settings, open_digest_id(settings, issue_date))
+    digest_id, segments = prepare(settings, issue_date, translation.notes)
+    report = SendReport(issue_date, translation=translation)
     with session_scope(settings) as session:
         report.already_sent = store.delivery_counts(session, digest_id).get("sent", 0)
     own_transport = transport is None
@@ -334,8 +426,11 @@ def _record(
 class RunReport:
     fetch: FetchReport
     send: SendReport
+    code_links: CodeLinkReport = field(default_factory=CodeLinkReport)
 
 
 def run_daily(settings: Settings, transport: Transport | None = None) -> RunReport:
-    """Fetch, build, send: the daily job. A topic arXiv failed on does not stop the others."""
-    return RunReport(fetch(settings), send(settings, transport=transport))
+    """Fetch, ask for code links, build, send: the daily job. Failures stop no other step."""
+    fetched = fetch(settings)
+    code_links = check_code_links(settings)
+    return RunReport(fetched, send(settings, transport=transport), code_links)

@@ -10,14 +10,17 @@ from newsletter import store
 from newsletter.config import Settings
 from newsletter.digest import (
     DigestContent,
+    TranslationOptions,
     assemble,
     digest_web_url,
     draft_digest,
     new_papers_by_topic,
+    stored_translations,
 )
 from newsletter.models import Digest, Topic, utcnow
 from newsletter.render import personalise, render_email
 from newsletter.tokens import unsubscribe_url
+from newsletter.translate.languages import translation_language
 
 
 def preview_html(
@@ -55,12 +58,20 @@ def preview_content(
 
 
 def _content(session, settings, digest, topics, language) -> DigestContent:
+    papers = new_papers_by_topic(session, digest, topics)
+    target = translation_language(language) if settings.translator != "none" else None
+    translations = None
+    if target is not None:
+        arxiv_ids = {item.arxiv_id for items in papers.values() for item in items}
+        options = TranslationOptions(titles=settings.translate_titles)
+        translations = stored_translations(session, arxiv_ids, target, options)
     return assemble(
         topics,
-        new_papers_by_topic(session, digest, topics),
+        papers,
         issue_date=digest.issue_date,
         cap=settings.digest_max_per_topic,
         language=language,
         web_url=digest_web_url(settings.base_url, digest.issue_date),
         base_url=settings.base_url,
+        translations=translations,
     )

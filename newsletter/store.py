@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.bounces import Bounce, classify
@@ -21,6 +22,7 @@ from newsletter.models import (
     SubscriberTopic,
     Topic,
     TopicPaper,
+    Translation,
     utcnow,
 )
 from newsletter.subscribers import SubscriberSpec, email_key
@@ -144,8 +146,14 @@ def upsert_paper(session: Session, values: dict) -> tuple[Paper, bool]:
         session.flush()
         return paper, True
     if values["version"] > paper.version:
+        if (values["title"], values["abstract"]) != (paper.title, paper.abstract):
+            # A translation is of one text: a new version's text is translated afresh.
+            session.execute(delete(Translation).where(Translation.paper_id == paper.id))
+        # Code found earlier (on Hugging Face, or in an older version's text) stays.
+        earlier_code = [url for url in paper.code_urls if url not in values["code_urls"]]
         for key, value in values.items():
             setattr(paper, key, value)
+        paper.code_urls = list(values["code_urls"]) + earlier_code
     return paper, False
 
 
@@ -170,6 +178,37 @@ def papers_linked_between(
     if start is not None:
         query = query.where(TopicPaper.linked_at > start)
     return list(session.scalars(query))
+
+
+def papers_due_code_check(
+    session: Session, seen_since: datetime, checked_before: datetime
+) -> list[Paper]:
+    """Papers first seen since `seen_since` and not asked about since `checked_before`.
+
+    The caller keeps those that still have no repository link (a JSON column, read in Python).
+    """
+    query = (
+        select(Paper)
+        .where(
+            Paper.first_seen_at >= seen_since,
+            or_(Paper.code_checked_at.is_(None), Paper.code_checked_at < checked_before),
+        )
+        .order_by(Paper.first_seen_at.desc(), Paper.id)
+    )
+    return list(session.scalars(query))
+
+
+def record_code_check(session: Session, paper_id: int, code_url: str | None, at: datetime) -> bool:
+    """Note that a paper's code was asked about at `at`; a repository found goes first.
+
+    True when the link is new to the paper.
+    """
+    paper = session.get(Paper, paper_id)
+    paper.code_checked_at = at
+    if code_url is None or code_url in paper.code_urls:
+        return False
+    paper.code_urls = [code_url, *paper.code_urls]  # a new list: JSON columns track assignment
+    return True
 
 
 def count_papers(session: Session) -> int:
@@ -396,3 +435,118 @@ def record_bounce(session: Session, bounce: Bounce) -> str:
     else:
         log_event(session, subscriber, "hard failure", "bounce", detail)
     return outcome
+
+
+# ---------------------------------------------------------------- translations
+
+
+def papers_by_arxiv_ids(session: Session, arxiv_ids: Iterable[str]) -> list[Paper]:
+    ids = sorted(set(arxiv_ids))
+    if not ids:
+        return []
+    return list(session.scalars(select(Paper).where(Paper.arxiv_id.in_(ids))))
+
+
+def translations_of(
+    session: Session, arxiv_ids: Iterable[str], language: str
+) -> dict[str, Translation]:
+    """The stored translations into `language` of these papers, by arXiv id."""
+    ids = sorted(set(arxiv_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Paper.arxiv_id, Translation)
+        .join(Translation, Translation.paper_id == Paper.id)
+        .where(Paper.arxiv_id.in_(ids), Translation.language == language)
+    )
+    return {arxiv_id: translation for arxiv_id, translation in rows}
+
+
+def save_translation(
+    session: Session,
+    paper_id: int,
+    language: str,
+    provider: str,
+    *,
+    abstract: str | None = None,
+    title: str | None = None,
+) -> bool:
+    """Store a paper's translated abstract and/or title; False when nothing could be stored.
+
+    A title alone is stored only beside an abstract already there (the abstract is what a
+    translation row is for). Another process storing the same pair first wins.
+    """
+    existing = session.scalar(
+        select(Translation).where(
+            Translation.paper_id == paper_id, Translation.language == language
+        )
+    )
+    if existing is None:
+        if abstract is None:
+            return False
+        try:
+            with session.begin_nested():
+                session.add(
+                    Translation(
+                        paper_id=paper_id,
+                        language=language,
+                        provider=provider,
+                        abstract=abstract,
+                        title=title,
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+    if abstract is not None:
+        existing.abstract, existing.provider = abstract, provider
+    if title is not None:
+        existing.title = title
+    return True
+
+
+def papers_missing_translation(
+    session: Session,
+    language: str,
+    *,
+    since: datetime | None = None,
+    topic_ids: Iterable[int] | None = None,
+    titles: bool = False,
+) -> list[Paper]:
+    """Papers with no translation into `language` (or, with `titles`, no translated title),
+    newest first; only those first seen since `since`, of these topics, when given."""
+    missing = Translation.id.is_(None)
+    if titles:
+        missing = or_(missing, Translation.title.is_(None))
+    query = (
+        select(Paper)
+        .outerjoin(
+            Translation,
+            and_(Translation.paper_id == Paper.id, Translation.language == language),
+        )
+        .where(missing)
+        .order_by(Paper.first_seen_at.desc(), Paper.id.desc())
+    )
+    if since is not None:
+        query = query.where(Paper.first_seen_at >= since)
+    if topic_ids is not None:
+        linked = select(TopicPaper.paper_id).where(TopicPaper.topic_id.in_(list(topic_ids)))
+        query = query.where(Paper.id.in_(linked))
+    return list(session.scalars(query))
+
+
+def topics_by_subscriber_language(session: Session) -> dict[str, set[int]]:
+    """Each language active subscribers read, with the topics they follow."""
+    rows = session.execute(
+        select(Subscriber.language, SubscriberTopic.topic_id)
+        .join(SubscriberTopic, SubscriberTopic.subscriber_id == Subscriber.id)
+        .where(Subscriber.status == SubscriberStatus.active)
+    )
+    found: dict[str, set[int]] = {}
+    for language, topic_id in rows:
+        found.setdefault(language, set()).add(topic_id)
+    return found
+
+
+def count_translations(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Translation)) or 0

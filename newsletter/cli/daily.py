@@ -34,15 +34,26 @@ def fetch(
         list[str] | None, typer.Option("--topic", "-t", help="Only this topic (repeat).")
     ] = None,
 ) -> None:
-    """Fetch the new arXiv papers of every topic.
+    """Fetch the new arXiv papers of every topic, and ask Hugging Face for their code.
 
     Exits with 1 when arXiv failed for any topic (the others are fetched all the same).
     Example: newsletter fetch --topic NeRF
     """
-    report = jobs.fetch(ready_settings(), topic or ())
+    settings = ready_settings()
+    report = jobs.fetch(settings, topic or ())
     _print_fetch(report)
+    _check_code_links(settings)
     if not report.ok:
         raise typer.Exit(code=1)
+
+
+def _check_code_links(settings) -> None:
+    """Hugging Face's answers are a bonus: failures are shown, never a reason to exit with 1."""
+    report = jobs.check_code_links(settings)
+    if report.summary():
+        console.print(report.summary())
+    if report.stopped:
+        err_console.print(f"Warning: stopped asking Hugging Face this run: {report.stopped}")
 
 
 def _print_fetch(report: jobs.FetchReport) -> None:
@@ -104,6 +115,8 @@ def _print_plan(report: jobs.SendReport) -> None:
 
 
 def _print_send(report: jobs.SendReport) -> None:
+    if report.translation.summary():
+        console.print(report.translation.summary())
     console.print(
         f"Digest {report.issue_date}: {report.sent} sent, {report.failed} failed,"
         f" {report.deferred} to retry, {report.already_sent} sent before."
@@ -121,6 +134,7 @@ def run() -> None:
     settings = ready_settings()
     fetched = jobs.fetch(settings)
     _print_fetch(fetched)
+    _check_code_links(settings)
     sent = _send_with_progress(settings, None)
     if not fetched.ok or sent.failed:
         raise typer.Exit(code=1)

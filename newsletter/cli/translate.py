@@ -1,0 +1,101 @@
+"""`newsletter translate …`: fill in missing translations, or try the translator on one text."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from newsletter import translations
+from newsletter.cli.common import NewsletterGroup, console, err_console, ready_settings
+from newsletter.subscribers import normalise_language
+from newsletter.translate import (
+    CheckedTranslator,
+    SourceText,
+    system_names,
+    translation_language,
+)
+
+app = typer.Typer(cls=NewsletterGroup, invoke_without_command=True)
+
+
+def _language(code: str | None) -> str | None:
+    return normalise_language(code) if code is not None else None
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=UTC)
+    except ValueError as error:
+        raise typer.BadParameter(f"{text!r} is not a date like 2026-11-27") from error
+
+
+@app.callback()
+def translate(
+    ctx: typer.Context,
+    lang: Annotated[
+        str | None,
+        typer.Option("--lang", "-l", help="Only this language (BCP-47), for every stored paper."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only papers first seen on or after this date, YYYY-MM-DD."),
+    ] = None,
+) -> None:
+    """Translate stored abstracts that have no translation yet in the subscribers' languages.
+
+    Without --lang: each language active subscribers read, for the papers of their topics.
+    Exits with 1 when some abstracts could not be translated (they stay in English).
+    Example: newsletter translate --lang zh --since 2026-11-01
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = ready_settings()
+    translator = translations.require_translator(settings)
+    work = translations.pending_for_stored(settings, _language(lang), _since(since))
+    if not work:
+        console.print("Nothing to translate: every abstract asked for is translated.")
+        return
+    columns = (TextColumn("Translating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("translate", total=len(work))
+        report = translations.translate_work(
+            settings, translator, work, progress=lambda n: bar.advance(task, n)
+        )
+    console.print(report.summary())
+    for (arxiv_id, language), outcome in sorted(report.failed.items()):
+        err_console.print(f"Not translated: {arxiv_id} ({language}): {outcome.problem}")
+    if report.failed:
+        raise typer.Exit(code=1)
+
+
+@app.command("text")
+def text(
+    source: Annotated[str, typer.Argument(help="The English text to translate.")],
+    lang: Annotated[str, typer.Option("--lang", "-l", help="The language to translate into.")],
+    title: Annotated[
+        str, typer.Option("--title", help="The paper's title, whose system name is kept as is.")
+    ] = "",
+) -> None:
+    """Translate one text with the configured translator and print it (to try a provider).
+
+    The text is masked and checked exactly as abstracts are; exits with 1 when it fails.
+    Example: newsletter translate text "We propose \\method{}, see https://example.org" --lang zh
+    """
+    settings = ready_settings()
+    language = normalise_language(lang)
+    target = translation_language(language)
+    if target is None:
+        console.print(source)
+        return
+    checked = CheckedTranslator(translations.require_translator(settings), batch_size=1)
+    names = system_names(title) if title else ()
+    (outcome,) = checked.translate([SourceText(0, source, names)], target)
+    if outcome.text is None:
+        err_console.print(f"Error: no usable translation ({outcome.failure}): {outcome.problem}")
+        raise typer.Exit(code=1)
+    console.print(outcome.text)

@@ -1,0 +1,131 @@
+"""Translating safely: mask, translate in batches, restore, check; a text that fails the check is
+tried once more (alone, in a request of its own), then given up with the reason. When the
+translator is unreachable after its retries, or refuses for good (a bad key, a spent quota),
+the run stops asking it: what is left stays untranslated this time.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+from newsletter.translate.base import (
+    Translator,
+    TranslatorBadAnswer,
+    TranslatorRefused,
+    TranslatorUnavailable,
+    batches,
+)
+from newsletter.translate.masking import Masked, MaskMismatch, mask, problems, restore
+
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
+# Emphasis changes nothing a reader of the rendered text sees: translate the words inside it.
+_EMPHASIS = re.compile(r"\\(?:emph|textit|textbf|textsl|underline)\{([^{}$\\]*)\}")
+
+
+class Failure(enum.StrEnum):
+    unavailable = "unavailable"
+    """The translator did not answer in time, or the run stopped asking it."""
+    refused = "refused"
+    """The translator refused the request (a language it lacks, a bad key)."""
+    rejected = "rejected"
+    """The translation came back damaged, twice."""
+
+
+@dataclass(frozen=True)
+class SourceText:
+    """One English text to translate; `names` are the paper's own, kept as they are."""
+
+    key: Hashable
+    text: str
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    key: Hashable
+    text: str | None
+    """The checked translation; None when there is none (see `failure` and `problem`)."""
+    failure: Failure | None = None
+    problem: str | None = None
+
+
+def source_text(text: str) -> str:
+    """An abstract as it is sent: lines unwrapped, paragraphs kept, emphasis unwrapped."""
+    paragraphs = (" ".join(part.split()) for part in _PARAGRAPH_BREAK.split(text.strip()))
+    return _EMPHASIS.sub(r"\1", "\n\n".join(part for part in paragraphs if part))
+
+
+class CheckedTranslator:
+    """A translator behind masking and checks, for one run (a digest, a command)."""
+
+    def __init__(self, translator: Translator, batch_size: int = 8) -> None:
+        self.translator = translator
+        self.batch_size = max(batch_size, 1)
+        self.halted: tuple[Failure, str] | None = None
+        """Why this run stopped asking the translator, once it has."""
+        self.refused_languages: dict[str, str] = {}
+        """Languages the translator refused in this run, and what it said: not asked again."""
+        self.requests = 0
+        """Calls of `translator.translate` (each one request or more, by provider)."""
+
+    def translate(self, items: Sequence[SourceText], target: str) -> list[Outcome]:
+        """One outcome per item, in order: the checked translation, or why there is none."""
+        final: dict[Hashable, Outcome] = {}
+        pending = list(items)
+        for attempt, size in ((1, self.batch_size), (2, 1)):
+            again: list[SourceText] = []
+            for batch in batches(pending, size):
+                for outcome, item in zip(self._batch(batch, target), batch, strict=True):
+                    if outcome.failure is Failure.rejected and attempt == 1:
+                        again.append(item)
+                    else:
+                        final[item.key] = outcome
+            pending = again
+        return [final[item.key] for item in items]
+
+    def _batch(self, batch: list[SourceText], target: str) -> list[Outcome]:
+        if self.halted is not None:
+            failure, reason = self.halted
+            return [Outcome(item.key, None, failure, reason) for item in batch]
+        if target in self.refused_languages:
+            reason = self.refused_languages[target]
+            return [Outcome(item.key, None, Failure.refused, reason) for item in batch]
+        sources = [source_text(item.text) for item in batch]
+        masked = [mask(text, item.names) for text, item in zip(sources, batch, strict=True)]
+        self.requests += 1
+        try:
+            answers = self.translator.translate([m.text for m in masked], target)
+            if len(answers) != len(batch):
+                raise TranslatorBadAnswer(f"{len(answers)} translations for {len(batch)} texts")
+        except TranslatorBadAnswer as error:
+            return [Outcome(item.key, None, Failure.rejected, str(error)) for item in batch]
+        except TranslatorRefused as error:
+            if error.fatal:
+                self.halted = (Failure.refused, str(error))
+            else:
+                self.refused_languages[target] = str(error)
+            return [Outcome(item.key, None, Failure.refused, str(error)) for item in batch]
+        except TranslatorUnavailable as error:
+            self.halted = (Failure.unavailable, str(error))
+            return [Outcome(item.key, None, Failure.unavailable, str(error)) for item in batch]
+        return [
+            _checked(item, source, masked_text, answer, target)
+            for item, source, masked_text, answer in zip(
+                batch, sources, masked, answers, strict=True
+            )
+        ]
+
+
+def _checked(item: SourceText, source: str, masked: Masked, answer: str, target: str) -> Outcome:
+    """The restored translation if it passes every check, else what is wrong with it."""
+    try:
+        restored = restore(answer, masked)
+    except MaskMismatch as error:
+        return Outcome(item.key, None, Failure.rejected, str(error))
+    issues = problems(source, restored, target, item.names)
+    if issues:
+        return Outcome(item.key, None, Failure.rejected, "; ".join(issues))
+    return Outcome(item.key, restored)

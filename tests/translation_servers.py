@@ -1,0 +1,283 @@
+"""Local HTTP servers that speak each translator's protocol, for tests (loopback only).
+
+    with TranslatorServer("deepl") as server:
+        server.queue(Reply.status(429), Reply.status(500))   # the next two requests fail
+        ...settings with NEWSLETTER_TRANSLATOR_URL=server.url...
+        assert server.requests[-1].headers["Authorization"] == "DeepL-Auth-Key k:fx"
+        assert server.texts_translated == 3
+
+Each server translates with `translate(text, code)` (default: `fake_translation`, which marks
+the text with the provider's language code and keeps everything else, placeholders included),
+so a test sees which language each text was sent in. Queued replies answer first, each once;
+`fail_always` answers every request with one reply (a provider that stays down). Every request
+is recorded with its method, path, query, headers and JSON body.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from urllib.parse import parse_qs, urlsplit
+
+HOST = "127.0.0.1"
+PROTOCOLS = ("google", "openai", "deepl", "libretranslate")
+LIBRETRANSLATE_LANGUAGES = ["en", "de", "fr", "ja", "zh-Hans", "zh-Hant", "pt-BR", "pt-PT"]
+
+
+def fake_translation(text: str, code: str) -> str:
+    """`[zh-CN] We study …`: the text, marked with the language it was sent in."""
+    return f"[{code}] {text}"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A scripted answer that replaces the protocol's own (a failure, a malformed body)."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def status_only(cls, status: int, **headers: str) -> Reply:
+        return cls(status, f"error {status}".encode(), "text/plain", headers=headers)
+
+    @classmethod
+    def json(cls, data: object, status: int = 200) -> Reply:
+        return cls(status, json.dumps(data).encode())
+
+    @classmethod
+    def slow(cls, seconds: float) -> Reply:
+        """Holds the answer back (the client times out first); answers 200 with nothing usable."""
+        return cls(200, b"{}", delay=seconds)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str
+    params: dict[str, list[str]]
+    headers: dict[str, str]
+    body: object
+    time: float
+
+    def param(self, name: str) -> str | None:
+        values = self.params.get(name)
+        return values[0] if values else None
+
+
+class TranslatorServer:
+    """One provider's API on 127.0.0.1 at a free port; `.url` is what NEWSLETTER_TRANSLATOR_URL
+    takes for that provider."""
+
+    def __init__(
+        self, protocol: str, translate: Callable[[str, str], str] = fake_translation
+    ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(protocol)
+        self.protocol = protocol
+        self.translate = translate
+        self.requests: list[Recorded] = []
+        self.texts_translated = 0
+        self._queue: list[Reply] = []
+        self._always: Reply | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.url = ""
+
+    # -- scripting
+
+    def queue(self, *replies: Reply) -> None:
+        with self._lock:
+            self._queue.extend(replies)
+
+    def fail_always(self, reply: Reply | None) -> None:
+        """Answer every request with `reply` from now on (None: speak the protocol again)."""
+        with self._lock:
+            self._always = reply
+
+    def translation_requests(self) -> list[Recorded]:
+        """Requests that asked for translations (LibreTranslate's /languages left out)."""
+        return [r for r in self.requests if r.path != "/languages"]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.texts_translated = 0
+
+    # -- lifecycle
+
+    def start(self) -> TranslatorServer:
+        handler = type("Handler", (_Handler,), {"owner": self})
+        self._httpd = ThreadingHTTPServer((HOST, 0), handler)
+        self._httpd.block_on_close = False
+        port = self._httpd.server_address[1]
+        base = f"http://{HOST}:{port}"
+        self.url = base + "/v1" if self.protocol == "openai" else base
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> TranslatorServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- answering
+
+    def _answer(self, request: Recorded) -> Reply:
+        with self._lock:
+            self.requests.append(request)
+            if self._queue:
+                return self._queue.pop(0)
+            if self._always is not None:
+                return self._always
+        try:
+            return getattr(self, f"_{self.protocol}")(request)
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            return Reply.json({"error": f"bad request: {error!r}"}, status=400)
+
+    def _count(self, texts: list[str]) -> None:
+        with self._lock:
+            self.texts_translated += len(texts)
+
+    def _google(self, request: Recorded) -> Reply:
+        if request.path != "/translate_a/single":
+            return Reply.status_only(404)
+        code, text = request.param("tl"), request.param("q")
+        self._count([text])
+        # Like Google: one row per sentence, [translation, source, …], to be joined.
+        sentences = re.split(r"(?<=[.!?])(\s+)", self.translate(text, code))
+        rows, pieces = [], [s for s in sentences if s]
+        for piece in pieces:
+            if piece.isspace() and rows:
+                rows[-1][0] += piece
+            else:
+                rows.append([piece, piece, None, None, 10])
+        return Reply.json([rows, None, "en", None, None, None, 1.0, [], [["en"], None, [1.0]]])
+
+    def _openai(self, request: Recorded) -> Reply:
+        if request.path != "/v1/chat/completions":
+            return Reply.status_only(404)
+        system, user = request.body["messages"]
+        code = re.search(r"BCP-47: ([A-Za-z-]+)", system["content"]).group(1)
+        texts = json.loads(user["content"])["texts"]
+        self._count([entry["text"] for entry in texts])
+        answer = {
+            "translations": [
+                {"id": entry["id"], "text": self.translate(entry["text"], code)} for entry in texts
+            ]
+        }
+        return Reply.json(
+            {
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "model": request.body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": json.dumps(answer)},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+        )
+
+    def _deepl(self, request: Recorded) -> Reply:
+        if request.path != "/v2/translate":
+            return Reply.status_only(404)
+        if not request.headers.get("Authorization", "").startswith("DeepL-Auth-Key "):
+            return Reply.json({"message": "Authorization failure"}, status=403)
+        texts, code = request.body["text"], request.body["target_lang"]
+        self._count(texts)
+        return Reply.json(
+            {
+                "translations": [
+                    {"detected_source_language": "EN", "text": self.translate(text, code)}
+                    for text in texts
+                ]
+            }
+        )
+
+    def _libretranslate(self, request: Recorded) -> Reply:
+        if request.path == "/languages" and request.method == "GET":
+            return Reply.json(
+                [{"code": code, "name": code, "targets": []} for code in LIBRETRANSLATE_LANGUAGES]
+            )
+        if request.path != "/translate":
+            return Reply.status_only(404)
+        texts, code = request.body["q"], request.body["target"]
+        if code not in LIBRETRANSLATE_LANGUAGES:
+            return Reply.json({"error": f"{code} is not supported"}, status=400)
+        self._count(texts)
+        return Reply.json({"translatedText": [self.translate(text, code) for text in texts]})
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: TranslatorServer
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+        self._handle()
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._handle()
+
+    def _handle(self) -> None:
+        arrived = time.monotonic()
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw
+        recorded = Recorded(
+            self.command,
+            parts.path,
+            parse_qs(parts.query),
+            dict(self.headers.items()),
+            body,
+            arrived,
+        )
+        reply = self.owner._answer(recorded)
+        if reply.delay and self.owner._stopping.wait(reply.delay):
+            return
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(reply.body)))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(reply.body)
+        except OSError:
+            pass  # the client gave up waiting (a timeout test)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
