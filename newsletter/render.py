@@ -4,6 +4,11 @@ An email body is rendered once per segment (same topics, same language), so noth
 per-subscriber is in it: the unsubscribe link is `UNSUBSCRIBE_PLACEHOLDER`, which `personalise`
 replaces for each message. The email pipeline is Jinja2 → MJML → HTML (mjml-python, MRML) →
 premailer, which inlines the CSS because MRML ignores `mj-style inline="inline"`.
+
+Gmail clips an HTML part above about 102 KB, hiding the rest (the unsubscribe link among it)
+behind "View entire message". `render_email` keeps every body under `HTML_SIZE_LIMIT`: when the
+full digest is bigger, it takes the first of the `FIT_STEPS` that fits, which shorten the
+abstracts, then list the later papers by title alone, then fewer titles with "N more on the web".
 """
 
 from __future__ import annotations
@@ -26,9 +31,9 @@ from premailer import Premailer
 
 import newsletter
 from newsletter.codelinks import link_label
-from newsletter.digest import DigestContent
+from newsletter.digest import DigestContent, PaperItem, TopicSection
 from newsletter.errors import RenderError
-from newsletter.textfmt import authors_line, readable_paragraphs, readable_title
+from newsletter.textfmt import authors_line, readable_paragraphs, readable_title, shorten
 
 UNSUBSCRIBE_PLACEHOLDER = "__NEWSLETTER_UNSUBSCRIBE_URL__"
 """Stands for the subscriber's unsubscribe URL in a rendered body; see `personalise`."""
@@ -38,6 +43,8 @@ EMAIL_TEXT_TEMPLATE = "email/digest.txt.j2"
 WEB_DIGEST_TEMPLATE = "web/digest.html.j2"
 WEB_DIGEST_LIST_TEMPLATE = "web/digest_list.html.j2"
 
+logger = logging.getLogger(__name__)
+
 SUBJECT_PREFIX = "arXiv digest"
 SUBJECT_MAX_TOPICS = 3
 """Topic names a subject spells out before "and N more": inboxes show ~60-80 characters."""
@@ -45,6 +52,11 @@ PREHEADER_MAX_CHARS = 140
 INLINE_CSS_MARKER = "/* inline */"
 """Starts the `mj-style` blocks whose rules premailer copies into `style` attributes."""
 TEXT_WIDTH = 76
+
+HTML_SIZE_LIMIT = 100_000
+"""Bytes of HTML an email may have: Gmail clips above about 102 KB (102,400 bytes)."""
+PERSONAL_RESERVE = 1_000
+"""Bytes kept free for what `personalise` adds per subscriber (the unsubscribe link)."""
 
 _ESCAPED_EXTENSIONS = ("html", "htm", "mjml", "xml", "html.j2", "htm.j2", "mjml.j2", "xml.j2")
 _RIGHT_TO_LEFT = {"ar", "arc", "dv", "fa", "ha", "he", "khw", "ks", "ku", "ps", "sd", "ur", "yi"}
@@ -54,12 +66,63 @@ cssutils.log.setLevel(logging.CRITICAL)
 
 
 @dataclass(frozen=True)
+class Fit:
+    """How much of each paper an email shows: one step of the ladder that keeps it small."""
+
+    abstract_chars: int | None = None
+    """Abstracts (and their translations) cut to about this many characters; None: whole."""
+    cards: int | None = None
+    """Papers per topic shown with authors and abstract; the rest by title. None: all."""
+    listed: int | None = None
+    """Papers per topic listed at all (cards and titles); the rest are "N more on the web"."""
+
+
+FIT_STEPS: tuple[Fit, ...] = (
+    Fit(),
+    Fit(abstract_chars=900),
+    Fit(abstract_chars=600),
+    Fit(abstract_chars=350),
+    Fit(abstract_chars=350, cards=5),
+    Fit(abstract_chars=350, cards=3),
+    Fit(abstract_chars=350, cards=3, listed=10),
+    Fit(abstract_chars=350, cards=2, listed=8),
+    Fit(abstract_chars=350, cards=1, listed=6),
+    Fit(abstract_chars=250, cards=1, listed=4),
+    Fit(cards=0, listed=3),
+    Fit(cards=0, listed=1),
+    Fit(cards=0, listed=0),
+)
+"""From the whole digest to its bare outline, each step showing less than the one before.
+
+Measured with 10 topics of 20 papers (1,500-character abstracts): the whole digest is ~565 KB,
+`Fit(350, cards=2, listed=8)` ~97 KB (the one used), the outline (topics and counts) ~44 KB.
+"""
+
+
+@dataclass(frozen=True)
 class RenderedBody:
     """A ready email body: subject, HTML part and plain-text part."""
 
     subject: str
     html: str
     text: str
+    fit: Fit = Fit()
+    """The step of `FIT_STEPS` that kept the HTML under `HTML_SIZE_LIMIT`."""
+
+    @property
+    def html_bytes(self) -> int:
+        return len(self.html.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class ContentsRow:
+    """One line of an issue's table of contents."""
+
+    name: str
+    anchor: str | None
+    """The topic's section (`#slug`), when it has papers of its own."""
+    summary: str
+    """`5 papers`, `7 papers, 2 listed under MLLM`, `3 papers, listed under MLLM`, ..."""
 
 
 @dataclass(frozen=True)
@@ -84,13 +147,82 @@ def static_dir() -> Path:
     return template_dir() / "web" / "static"
 
 
-def render_email(content: DigestContent, *, sender_name: str) -> RenderedBody:
-    """The digest email of one segment, with `UNSUBSCRIBE_PLACEHOLDER` for the link."""
-    context = _digest_context(content)
+def render_email(
+    content: DigestContent, *, sender_name: str, size_limit: int = HTML_SIZE_LIMIT
+) -> RenderedBody:
+    """The digest email of one segment, with `UNSUBSCRIBE_PLACEHOLDER` for the link.
+
+    The HTML stays under `size_limit` bytes: the first step of `FIT_STEPS` that fits is used,
+    for the text part too, so both parts hold the same papers and links.
+    """
+    budget = size_limit - PERSONAL_RESERVE
+    body = render_fitted(content, sender_name, FIT_STEPS[0], budget)
+    if body is not None:
+        return body
+    # Each step shows less than the one before, so the first that fits can be bisected for.
+    low, high, fitting = 1, len(FIT_STEPS) - 1, None
+    while low <= high:
+        middle = (low + high) // 2
+        candidate = render_fitted(content, sender_name, FIT_STEPS[middle], budget)
+        if candidate is not None:
+            fitting, high = candidate, middle - 1
+        else:
+            low = middle + 1
+    if fitting is None:
+        fitting = render_fitted(content, sender_name, FIT_STEPS[-1])
+        logger.warning(
+            "digest %s: %d bytes of HTML even as an outline (limit %d): Gmail will clip it",
+            content.date,
+            fitting.html_bytes,
+            size_limit,
+        )
+    return fitting
+
+
+def render_fitted(
+    content: DigestContent, sender_name: str, fit: Fit, budget: int | None = None
+) -> RenderedBody | None:
+    """The body as `fit` shows it (see `FIT_STEPS`); None when its HTML is over `budget` bytes."""
+    context = _digest_context(fit_content(content, fit))
     context.update(sender_name=sender_name, unsubscribe_url=UNSUBSCRIBE_PLACEHOLDER)
-    body_html = inline_css(mjml_to_html(_render(EMAIL_HTML_TEMPLATE, context)))
+    body_html = mjml_to_html(_render(EMAIL_HTML_TEMPLATE, context))
+    # Inlining adds far more bytes than re-serialising saves: too big now is too big after.
+    if budget is not None and len(body_html.encode()) > budget:
+        return None
+    body_html = inline_css(body_html)
+    if budget is not None and len(body_html.encode()) > budget:
+        return None
     body_text = _render(EMAIL_TEXT_TEMPLATE, context)
-    return RenderedBody(subject=email_subject(content), html=body_html, text=body_text)
+    return RenderedBody(email_subject(content), body_html, body_text, fit)
+
+
+def fit_content(content: DigestContent, fit: Fit) -> DigestContent:
+    """The content as `fit` shows it: abstracts cut, later papers by title, the rest counted."""
+    if fit == Fit():
+        return content
+    return replace(
+        content, sections=tuple(_fit_section(section, fit) for section in content.sections)
+    )
+
+
+def _fit_section(section: TopicSection, fit: Fit) -> TopicSection:
+    listed = section.papers + section.titles_only
+    if fit.listed is not None:
+        listed = listed[: fit.listed]
+    count = len(listed) if fit.cards is None else min(fit.cards, len(listed))
+    cards = listed[:count]
+    if fit.abstract_chars is not None:
+        cards = tuple(_shortened(paper, fit.abstract_chars) for paper in cards)
+    return replace(section, papers=cards, titles_only=listed[count:])
+
+
+def _shortened(paper: PaperItem, limit: int) -> PaperItem:
+    translated = paper.abstract_translated
+    return replace(
+        paper,
+        abstract=shorten(paper.abstract, limit),
+        abstract_translated=shorten(translated, limit) if translated else translated,
+    )
 
 
 def personalise(body: RenderedBody, unsubscribe_url: str) -> RenderedBody:
@@ -115,11 +247,17 @@ def email_subject(content: DigestContent) -> str:
 
 
 def preheader(content: DigestContent) -> str:
-    """The inbox preview line after the subject: the count of each topic."""
+    """The inbox preview line after the subject: the count of each topic, then the first title.
+
+    `8 new papers today: MLLM (7), Diffusion (1). First: PanGu-π: Enhancing Language…`
+    """
     counts = [f"{section.name} ({section.total})" for section in content.sections if section.total]
     if not counts:
         return "No new papers in your topics today."
     summary = f"{count_noun(content.paper_count, 'new paper')} today: {', '.join(counts)}."
+    first = next((section.papers[0] for section in content.sections if section.papers), None)
+    if first is not None and len(summary) < PREHEADER_MAX_CHARS - 40:
+        summary += f" First: {readable_title(first.title)}"
     return textwrap.shorten(summary, PREHEADER_MAX_CHARS, placeholder="…")
 
 
@@ -208,14 +346,42 @@ def _digest_context(content: DigestContent) -> dict[str, object]:
     }
 
 
-def _table_of_contents(content: DigestContent) -> list[tuple[str, str | None, int]]:
-    """(name, anchor or None, count) for each topic, those without papers too."""
-    rows: list[tuple[str, str | None, int]] = [
-        (section.name, section.slug, section.total) for section in content.sections
+def _table_of_contents(content: DigestContent) -> list[ContentsRow]:
+    """A row for each of the reader's topics, those without papers of their own too.
+
+    A topic whose papers all appear under an earlier topic still counts them, and says where
+    (`3 papers, listed under MLLM`), rather than claiming it has none.
+    """
+    rows = [
+        ContentsRow(
+            section.name, section.slug if section.total else None, _contents_summary(section)
+        )
+        for section in content.sections
     ]
     listed = {section.name for section in content.sections}
-    rows += [(name, None, 0) for name in content.topic_names if name not in listed]
+    rows += [
+        ContentsRow(name, None, "no new papers")
+        for name in content.topic_names
+        if name not in listed
+    ]
     return rows
+
+
+def _contents_summary(section: TopicSection) -> str:
+    if not section.matched:
+        return "no new papers"
+    matched = count_noun(section.matched, "paper")
+    if not section.listed_under:
+        return matched
+    where = _and_join([name for name, _count in section.listed_under])
+    if not section.total:
+        return f"{matched}, listed under {where}"
+    elsewhere = section.matched - section.total
+    return f"{matched}, {elsewhere} listed under {where}"
+
+
+def _and_join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _render(template_name: str, context: dict[str, object]) -> str:

@@ -6,7 +6,12 @@ rest of the text is left alone, because a whole-text conversion would eat a plai
 comment to LaTeX), turn `&` into spaces and drop braces. A piece whose conversion fails or
 would lose content stays as its LaTeX source: `$\\foo{x}$` reads better than a bare `x`.
 
-Text arrives with entities decoded (`R&D`); nothing here escapes or unescapes HTML.
+Line breaks: arXiv's older feeds wrap abstracts at ~80 columns (a bare newline: a space), and
+both formats start a new paragraph with a newline and an indent (`\\n  `).
+
+Text arrives with entities decoded once, by the XML parser (`R&amp;D` in the feed is `R&D`
+here); nothing here escapes or unescapes HTML, so a literal `&amp;` an author typed stays
+literal. Escaping is the job of each output (the templates, the Markdown export).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from functools import lru_cache
 
 from pylatexenc import latexwalker
-from pylatexenc.latex2text import LatexNodes2Text, get_default_latex_context_db
+from pylatexenc.latex2text import LatexNodes2Text, MacroTextSpec, get_default_latex_context_db
 from pylatexenc.macrospec import LatexContextDb
 
 # `$...$` (not `$$`), allowing escaped characters such as `\$` inside. As in pandoc, the
@@ -39,7 +44,26 @@ _SCRIPT = re.compile(r"([\^_])(?:\{([^{}]*)\}|([A-Za-z0-9+\-]))")
 _SUPERSCRIPTS = dict(zip("0123456789+-=()ni", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ⁿⁱ", strict=True))
 _SUBSCRIPTS = dict(zip("0123456789+-=()aeioruvx", "₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎ₐₑᵢₒᵣᵤᵥₓ", strict=True))
 
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
+# A blank line, or (arXiv's own convention, in both feed formats) a newline and an indent.
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*|\n[ \t]+")
+
+# LaTeX typography: `--` and `---` dashes, ``quotes'' (outside math), `of~$X$` ties.
+_EN_DASH_RANGE = re.compile(r"(?<=\d)--(?=\d)")
+_SPACED_DASH = re.compile(r"(?<=\s)---?(?=\s)")
+_TIE = re.compile(r"(?<=[A-Za-z.,;:)])~(?=[A-Za-z0-9$\\(])")
+
+# Relations and operators read better with a space each side (`0 ≤ α`, not `0 ≤α`).
+_SPACED_SYMBOLS = re.compile(r"(?<=\S)\s*([≤≥≠≈≃≡∈∉⊂⊆⊃⊇→←↔⇒⇐⇔↦∝·×])\s*(?=\S)")
+# `n\log n` is n·log(n), not the word "nlog": function names get a space before them.
+_FUNCTION_AFTER_SYMBOL = re.compile(
+    r"(?<=[\w)}²³¹⁰-₟])(?=\\(?:log|ln|exp|sin|cos|tan|max|min|sup|inf|lim|det|arg|Pr)\b)"
+)
+
+ELLIPSIS = "…"
+
+
+# Known to pylatexenc, but printed as placeholders (`<cit.>`) or not at all: left as source.
+_LOSSY_MACROS = {"cite", "citep", "citet", "ref", "eqref", "label", "footnote", "footnotemark"}
 
 
 class _Unconvertible(Exception):
@@ -75,15 +99,58 @@ def authors_line(authors: Sequence[str], limit: int = 3) -> str:
     return ", ".join(names)
 
 
+def shorten(text: str, limit: int) -> str:
+    """`text` cut to about `limit` characters at a sentence or word end, with `…` after it.
+
+    Cuts only outside `$...$` math, so the LaTeX that is left still converts; text without
+    spaces (Chinese, Japanese) is cut after a full stop or, failing that, at the limit.
+    """
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    math_spans = [match.span() for match in _MATH.finditer(text)]
+
+    def outside_math(position: int) -> bool:
+        return not any(start < position < end for start, end in math_spans)
+
+    window = text[: limit + 1]
+    cut = None
+    for match in re.finditer(r"[.!?。！？](?=\s|$)|[。！？]", window):
+        if match.end() >= limit * 0.6 and outside_math(match.end()):
+            cut = match.end()
+    if cut is None:
+        spaces = [
+            match.start() for match in re.finditer(r"\s", window) if outside_math(match.start())
+        ]
+        cut = spaces[-1] if spaces and spaces[-1] >= limit * 0.5 else None
+    if cut is None:
+        cut = limit
+        while cut > 0 and not outside_math(cut):
+            cut -= 1
+        cut = cut or limit
+    return text[:cut].rstrip(" ,;:-") + " " + ELLIPSIS
+
+
 def _convert_latex(text: str) -> str:
     """Convert math pieces first (they may contain commands), then commands outside them."""
     pieces = []
+    text = " ".join(word if "/" in word else _TIE.sub(" ", word) for word in text.split(" "))
     for is_math, piece in _split_math(text):
         if is_math:
             pieces.append(_convert_piece(piece, math=True))
         else:
-            pieces.append(_COMMAND.sub(lambda match: _convert_piece(match.group()), piece))
+            piece = _COMMAND.sub(lambda match: _convert_piece(match.group()), piece)
+            pieces.append(_typography(piece))
     return "".join(pieces)
+
+
+def _typography(text: str) -> str:
+    """LaTeX's dashes, quotes and ties outside math, as the characters they stand for."""
+    text = _EN_DASH_RANGE.sub("–", text)
+    text = _SPACED_DASH.sub(lambda match: "—" if match.group() == "---" else "–", text)
+    if "``" in text:
+        text = text.replace("``", "“").replace("''", "”")
+    return text
 
 
 def _split_math(text: str) -> Iterator[tuple[bool, str]]:
@@ -100,12 +167,16 @@ def _convert_piece(source: str, *, math: bool = False) -> str:
     """One LaTeX piece as text, or the piece unchanged when that would lose content."""
     try:
         latex = _unicode_scripts(source) if math else source
+        if math:
+            latex = _FUNCTION_AFTER_SYMBOL.sub(" ", latex)
         _check_convertible(latex)
         converted = _latex_to_text().latex_to_text(latex)
     except (_Unconvertible, latexwalker.LatexWalkerError):
         return source
     if not converted.strip() and any(char.isalnum() for char in source):
         return source
+    if math:
+        converted = _SPACED_SYMBOLS.sub(r" \1 ", converted)
     return converted
 
 
@@ -133,7 +204,9 @@ def _check_convertible(latex: str) -> None:
     for node in _walk(nodes):
         if isinstance(node, latexwalker.LatexCommentNode):
             raise _Unconvertible("comment")
-        if isinstance(node, latexwalker.LatexMacroNode) and not _known_macro(node.macroname):
+        if isinstance(node, latexwalker.LatexMacroNode) and (
+            not _known_macro(node.macroname) or node.macroname in _LOSSY_MACROS
+        ):
             raise _Unconvertible(node.macroname)
         if isinstance(node, latexwalker.LatexEnvironmentNode):
             raise _Unconvertible(node.environmentname)
@@ -153,16 +226,30 @@ def _walk(nodes: Sequence[latexwalker.LatexNode | None]) -> Iterator[latexwalker
 
 
 def _known_macro(name: str) -> bool:
-    # Accents and escaped specials (`\"`, `\%`) are one non-letter character: all known.
-    return not name.isalpha() or _text_context().get_macro_spec(name) is not None
+    return _text_context().get_macro_spec(name) is not None
 
 
 @lru_cache(maxsize=1)
 def _text_context() -> LatexContextDb:
-    return get_default_latex_context_db()
+    context = get_default_latex_context_db()
+    # pylatexenc knows these but prints nothing for them: a norm `\|x\|` would lose its bars.
+    context.add_context_category(
+        "newsletter",
+        macros=[
+            MacroTextSpec("|", "‖"),
+            MacroTextSpec("colon", ": "),
+            MacroTextSpec("/", ""),
+            MacroTextSpec("@", ""),
+        ],
+        prepend=True,
+    )
+    return context
 
 
 @lru_cache(maxsize=1)
 def _latex_to_text() -> LatexNodes2Text:
-    # math_mode="text": render formulas as readable text, without `$` around them.
-    return LatexNodes2Text(math_mode="text", strict_latex_spaces=True)
+    # math_mode="text": formulas as readable text, without `$` around them. Spaces as in the
+    # source, so that `\log n` stays two words.
+    return LatexNodes2Text(
+        latex_context=_text_context(), math_mode="text", strict_latex_spaces="based-on-source"
+    )

@@ -1,0 +1,105 @@
+"""`newsletter export …`: the papers as the seed's Markdown page, or as the JSON behind it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from newsletter import store
+from newsletter.cli.common import NewsletterGroup, console, session
+from newsletter.export import Export, build_export, to_json, to_markdown
+from newsletter.subscribers import normalise_language
+
+app = typer.Typer(
+    cls=NewsletterGroup,
+    no_args_is_help=True,
+    help="Export the papers: the seed's Markdown page, or its data as JSON.",
+)
+
+Output = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write here instead of standard output.")
+]
+Language = Annotated[
+    str | None,
+    typer.Option("--lang", help="Show abstracts in this language where a translation is stored."),
+]
+Topics = Annotated[
+    list[str] | None, typer.Option("--topic", "-t", help="Only this topic (repeat).")
+]
+Limit = Annotated[
+    int | None, typer.Option("--limit", min=1, help="At most this many papers per topic.")
+]
+Updated = Annotated[
+    str | None, typer.Option("--date", help="The 'Updated on' date, YYYY-MM-DD (default: today).")
+]
+
+
+@app.command()
+def markdown(
+    output: Output = None,
+    lang: Language = None,
+    topic: Topics = None,
+    limit: Limit = None,
+    day: Updated = None,
+) -> None:
+    """Write every topic's papers as one Markdown page, the cv-arxiv-daily format.
+
+    Example: newsletter export markdown -o docs/index.md --lang zh
+    """
+    _export(to_markdown, output, lang, topic, limit, day)
+
+
+@app.command("json")
+def json_(
+    output: Output = None,
+    lang: Language = None,
+    topic: Topics = None,
+    limit: Limit = None,
+    day: Updated = None,
+) -> None:
+    """Write the data behind the Markdown page as JSON.
+
+    Example: newsletter export json -o docs/papers.json
+    """
+    _export(to_json, output, lang, topic, limit, day)
+
+
+def _export(
+    write: Callable[[Export], str],
+    output: Path | None,
+    lang: str | None,
+    topic: list[str] | None,
+    limit: int | None,
+    day: str | None,
+) -> None:
+    updated = _day(day)
+    with session() as unit:
+        topics = store.get_topics(unit, topic) if topic else None
+        data = build_export(
+            unit,
+            updated=updated,
+            language=normalise_language(lang) if lang else "en",
+            topics=topics,
+            limit=limit,
+        )
+    text = write(data)
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    count = sum(len(t.papers) for t in data.topics)
+    console.print(f"Wrote {count} paper(s) in {len(data.topics)} topic(s) to {output}.")
+
+
+def _day(text: str | None) -> date:
+    if text is None:
+        return datetime.now(UTC).date()
+    try:
+        return date.fromisoformat(text)
+    except ValueError as error:
+        raise typer.BadParameter(f"{text!r} is not a date like 2026-11-27") from error
