@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None
     smtp_url: SecretStr | None = None
     smtp_timeout: float = 30.0
+    smtp_max_attempts: int = Field(5, ge=1)
+    smtp_retry_backoff: float = 30.0
+    delivery_lease: float = Field(600.0, gt=0)
     dkim_key_file: Path | None = None
     dkim_selector: str = "digest"
     dkim_domain: str = ""

@@ -6,43 +6,33 @@ its own units of work, and is safe to run twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from newsletter import store
 from newsletter.arxiv_api import ArxivSource, FetchedPaper, build_query
 from newsletter.codelinks import link_label
-from newsletter.config import Settings
+from newsletter.config import Settings, get_settings
 from newsletter.db import session_scope
+from newsletter.delivery import deliver_all
 from newsletter.digest import Segment, build_segments, draft_digest, open_digest
 from newsletter.errors import CodeLinkError, FetchError
 from newsletter.hfpapers import CodeLinkSource, HuggingFacePapers, RateLimited
-from newsletter.mail import (
-    Outgoing,
-    SendResult,
-    Transport,
-    compose,
-    message_id_for,
-    transport_from_settings,
-)
-from newsletter.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus, utcnow
-from newsletter.render import RenderedBody, personalise, render_email
-from newsletter.tokens import unsubscribe_url
+from newsletter.mail import Transport, message_id_for, transport_from_settings
+from newsletter.models import DeliveryStatus, Subscriber, utcnow
 from newsletter.translations import (
     TranslationReport,
     translate_for_digest,
     translation_options,
 )
 
-MAX_ATTEMPTS = 5
-"""A delivery that fails this many times for temporary reasons is given up."""
-
 Progress = Callable[[int], None]
 
 
-def today() -> date:
-    return datetime.now(UTC).date()
+def today(settings: Settings | None = None) -> date:
+    """The digest's date: today in NEWSLETTER_TIMEZONE."""
+    return datetime.now((settings or get_settings()).zone).date()
 
 
 # ---------------------------------------------------------------- fetch
@@ -219,6 +209,9 @@ class SendReport:
     sent: int = 0
     failed: int = 0
     deferred: int = 0
+    skipped: int = 0
+    bounced: int = 0
+    unfinished: int = 0
     already_sent: int = 0
     planned: list[PlannedMessage] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -279,7 +272,7 @@ def _subscribers_by_id(session, segments: list[Segment]) -> dict[int, Subscriber
 
 def plan(settings: Settings, issue_date: date | None = None) -> SendReport:
     """Who would get what, changing nothing (`newsletter send --dry-run`)."""
-    issue_date = issue_date or today()
+    issue_date = issue_date or today(settings)
     report = SendReport(issue_date)
     with session_scope(settings) as session:
         digest = draft_digest(session, issue_date, utcnow())
@@ -308,115 +301,58 @@ def plan(settings: Settings, issue_date: date | None = None) -> SendReport:
     return report
 
 
+def build(settings: Settings, issue_date: date) -> tuple[int, TranslationReport]:
+    """Translate what the day's digest shows and give each of its readers a delivery row."""
+    translation = translate_for_digest(settings, open_digest_id(settings, issue_date))
+    digest_id, _segments = prepare(settings, issue_date, translation.notes)
+    return digest_id, translation
+
+
 def send(
     settings: Settings,
     issue_date: date | None = None,
     transport: Transport | None = None,
     progress: Progress | None = None,
+    wait_for_retries: bool = True,
+    on_total: Callable[[int], None] | None = None,
 ) -> SendReport:
     """Build the day's digest and deliver every message not delivered yet.
 
     A rerun sends nothing twice: each (digest, subscriber) has one delivery row, and only rows
-    not yet sent are sent. Temporary failures stay pending for the next run.
+    not yet sent are sent (see `delivery`). Temporary failures are retried after their backoff
+    (here, with `wait_for_retries`; otherwise by a later run or a worker).
 
     Before rendering, the abstracts the emails show are translated into the subscribers'
     languages (those not stored yet, within NEWSLETTER_TRANSLATOR_BUDGET); what fails goes
     out in English with a note, and is translated on the next run.
     """
-    issue_date = issue_date or today()
-    translation = translate_for_digest(settings, open_digest_id(settings, issue_date))
-    digest_id, segments = prepare(settings, issue_date, translation.notes)
+    issue_date = issue_date or today(settings)
+    digest_id, translation = build(settings, issue_date)
     report = SendReport(issue_date, translation=translation)
     with session_scope(settings) as session:
         report.already_sent = store.delivery_counts(session, digest_id).get("sent", 0)
+        if on_total is not None:
+            on_total(store.count_unfinished(session, digest_id))
     own_transport = transport is None
     transport = transport or transport_from_settings(settings)
     try:
-        for segment in segments:
-            body = render_email(segment.content, sender_name=settings.sender_name)
-            for batch in _batches(_due(settings, digest_id, segment), settings.send_batch_size):
-                outgoing = [_message(settings, body, due) for due in batch]
-                _record(settings, transport.send(outgoing), report, progress)
+        outcome = deliver_all(
+            settings,
+            digest_id,
+            transport,
+            notes=translation.notes,
+            progress=progress,
+            wait_for_retries=wait_for_retries,
+        )
     finally:
         if own_transport:
             transport.close()
-    return report
-
-
-@dataclass(frozen=True)
-class _Due:
-    delivery_id: int
-    email: str
-    public_id: str
-    message_id: str
-
-
-def _due(settings: Settings, digest_id: int, segment: Segment) -> list[_Due]:
-    members = set(segment.subscriber_ids)
+    for name in ("sent", "failed", "deferred", "skipped", "bounced"):
+        setattr(report, name, getattr(outcome, name))
+    report.failures = outcome.failures
     with session_scope(settings) as session:
-        due = []
-        for delivery in store.deliveries_due(session, digest_id):
-            if delivery.subscriber_id not in members:
-                continue
-            subscriber = session.get(Subscriber, delivery.subscriber_id)
-            if subscriber is None or subscriber.status != SubscriberStatus.active:
-                continue
-            due.append(
-                _Due(delivery.id, subscriber.email, subscriber.public_id, delivery.message_id)
-            )
-            store.mark_delivery(
-                session, delivery.id, DeliveryStatus.sending, "", count_attempt=False
-            )
-        return due
-
-
-def _batches(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), max(size, 1)):
-        yield items[start : start + size]
-
-
-def _message(settings: Settings, body: RenderedBody, due: _Due) -> Outgoing:
-    link = unsubscribe_url(settings.base_url, settings.secret(), due.public_id)
-    personal = personalise(body, link)
-    message = compose(
-        sender=settings.from_address,
-        to=due.email,
-        subject=personal.subject,
-        html=personal.html,
-        text=personal.text,
-        message_id=due.message_id,
-        list_id=settings.list_id,
-        unsubscribe_url=link,
-        unsubscribe_mailto=f"mailto:{settings.sender_email}?subject=unsubscribe",
-    )
-    return Outgoing(key=due.delivery_id, recipient=due.email, message=message)
-
-
-def _record(
-    settings: Settings,
-    results: Iterable[SendResult],
-    report: SendReport,
-    progress: Progress | None,
-) -> None:
-    """Write each outcome as it arrives, so an interrupted batch resumes where it stopped."""
-    for result in results:
-        with session_scope(settings) as session:
-            if result.ok:
-                store.mark_delivery(session, result.key, DeliveryStatus.sent, result.detail)
-                report.sent += 1
-            else:
-                delivery = session.get(Delivery, result.key)
-                give_up = result.permanent or delivery.attempts + 1 >= MAX_ATTEMPTS
-                status = DeliveryStatus.failed if give_up else DeliveryStatus.pending
-                store.mark_delivery(session, result.key, status, result.detail)
-                if give_up:
-                    report.failed += 1
-                    who = session.get(Subscriber, delivery.subscriber_id)
-                    report.failures.append(f"{who.email}: {result.detail}")
-                else:
-                    report.deferred += 1
-        if progress is not None:
-            progress(1)
+        report.unfinished = store.count_unfinished(session, digest_id)
+    return report
 
 
 # ---------------------------------------------------------------- the whole job

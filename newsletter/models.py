@@ -75,6 +75,8 @@ class DeliveryStatus(enum.StrEnum):
     sending = "sending"
     sent = "sent"
     failed = "failed"
+    skipped = "skipped"
+    """Not sent: the subscriber left (or bounced, or paused) after the digest was built."""
 
 
 class Topic(Base):

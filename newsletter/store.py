@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -550,3 +550,167 @@ def topics_by_subscriber_language(session: Session) -> dict[str, set[int]]:
 
 def count_translations(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(Translation)) or 0
+
+
+# ---------------------------------------------------------------- claiming deliveries
+
+
+def _due_now(now: datetime):
+    """Pending rows whose retry time has come, and rows whose claim has lapsed."""
+    return or_(
+        and_(
+            Delivery.status == DeliveryStatus.pending,
+            or_(Delivery.not_before.is_(None), Delivery.not_before <= now),
+        ),
+        and_(Delivery.status == DeliveryStatus.sending, Delivery.lease_until < now),
+    )
+
+
+def claim_deliveries(
+    session: Session, digest_id: int, worker: str, limit: int, now: datetime, lease: timedelta
+) -> list[int]:
+    """Atomically take up to `limit` due deliveries for `worker` until `now + lease`.
+
+    PostgreSQL skips rows other workers have locked meanwhile; SQLite runs the single
+    UPDATE … RETURNING while holding its write lock, which is as exclusive.
+    """
+    due = (
+        select(Delivery.id)
+        .where(Delivery.digest_id == digest_id, _due_now(now))
+        .order_by(Delivery.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    claimed = session.scalars(
+        update(Delivery)
+        .where(Delivery.id.in_(due.scalar_subquery()))
+        .values(status=DeliveryStatus.sending, claimed_by=worker, lease_until=now + lease)
+        .returning(Delivery.id)
+    )
+    return sorted(claimed)
+
+
+def claimed_rows(session: Session, ids: list[int]) -> list[tuple[Delivery, Subscriber]]:
+    if not ids:
+        return []
+    rows = session.execute(
+        select(Delivery, Subscriber)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.id.in_(ids))
+        .order_by(Delivery.id)
+    )
+    return [(delivery, subscriber) for delivery, subscriber in rows]
+
+
+def finish_delivery(
+    session: Session, delivery_id: int, status: DeliveryStatus, detail: str
+) -> None:
+    """Sent, failed or skipped: the row is done and no longer claimed."""
+    values: dict = {
+        "status": status,
+        "detail": detail[:2000],
+        "claimed_by": None,
+        "lease_until": None,
+    }
+    if status != DeliveryStatus.skipped:
+        values["attempts"] = Delivery.attempts + 1
+    if status == DeliveryStatus.sent:
+        values["sent_at"] = utcnow()
+    session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+
+
+def defer_delivery(session: Session, delivery_id: int, detail: str, not_before: datetime) -> None:
+    """A temporary failure: pending again, not before `not_before`."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id)
+        .values(
+            status=DeliveryStatus.pending,
+            detail=detail[:2000],
+            attempts=Delivery.attempts + 1,
+            not_before=not_before,
+            claimed_by=None,
+            lease_until=None,
+        )
+    )
+
+
+def release_deliveries(session: Session, ids: list[int], worker: str) -> None:
+    """Give claimed, unsent deliveries back (pending, unclaimed) if `worker` still holds them."""
+    if ids:
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id.in_(ids),
+                Delivery.status == DeliveryStatus.sending,
+                Delivery.claimed_by == worker,
+            )
+            .values(status=DeliveryStatus.pending, claimed_by=None, lease_until=None)
+        )
+
+
+def count_unfinished(session: Session, digest_id: int) -> int:
+    """Deliveries pending or being sent."""
+    unfinished = [DeliveryStatus.pending, DeliveryStatus.sending]
+    query = select(func.count()).where(
+        Delivery.digest_id == digest_id, Delivery.status.in_(unfinished)
+    )
+    return session.scalar(query) or 0
+
+
+def next_due_at(session: Session, digest_id: int) -> datetime | None:
+    """When the next unfinished delivery can be sent (now, a retry time, or a lease's end)."""
+    pending = session.scalar(
+        select(func.min(func.coalesce(Delivery.not_before, Delivery.created_at))).where(
+            Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.pending
+        )
+    )
+    leased = session.scalar(
+        select(func.min(Delivery.lease_until)).where(
+            Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.sending
+        )
+    )
+    times = [_aware(moment) for moment in (pending, leased) if moment is not None]
+    return min(times) if times else None
+
+
+def _aware(moment: datetime) -> datetime:
+    # Aggregates bypass the column type, so SQLite hands back naive (UTC) datetimes or text.
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def digest_by_id(session: Session, digest_id: int) -> Digest:
+    return session.get(Digest, digest_id)
+
+
+def failed_deliveries(
+    session: Session, digest_id: int, limit: int = 50
+) -> list[tuple[str, str, str]]:
+    """(address, status, server's reply) of deliveries that failed or wait for a retry."""
+    rows = session.execute(
+        select(Subscriber.email, Delivery.status, Delivery.detail)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(
+            Delivery.digest_id == digest_id,
+            or_(
+                Delivery.status == DeliveryStatus.failed,
+                and_(Delivery.status == DeliveryStatus.pending, Delivery.attempts > 0),
+            ),
+        )
+        .order_by(Delivery.id)
+        .limit(limit)
+    )
+    return [(email, str(status), detail) for email, status, detail in rows]
+
+
+def claims_in_flight(session: Session, digest_id: int) -> list[tuple[str, int, datetime]]:
+    """(worker, deliveries it holds, when its lease ends) for the digest's claimed rows."""
+    rows = session.execute(
+        select(Delivery.claimed_by, func.count(), func.max(Delivery.lease_until))
+        .where(Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.sending)
+        .group_by(Delivery.claimed_by)
+    )
+    return [(worker or "?", count, _aware(lease)) for worker, count, lease in rows]

@@ -1,21 +1,30 @@
 """The Huey instance and its tasks: the daily job on a schedule, or on demand.
 
 Embedded default: Huey on a SQLite file under the var folder, no server needed. With
-NEWSLETTER_REDIS_URL set: Huey on Redis, so workers on several machines share the queue.
+NEWSLETTER_REDIS_URL set: Huey on Redis, so any number of workers on any number of machines
+share the work. The daily job fetches (one fetch at a time across all workers: arXiv allows
+one request every 3 seconds from all your machines together), builds the digest, then fans
+the delivery out into `deliver` tasks that claim batches of deliveries (see `delivery`).
 Tasks take plain values, look everything up themselves, and are safe to run twice.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import threading
 from datetime import UTC, datetime
 
 from huey import Huey, RedisHuey, SqliteHuey
 
-from newsletter import jobs
+from newsletter import delivery, jobs
 from newsletter.config import Settings, get_settings
+from newsletter.mail import Transport, transport_from_settings
+from newsletter.models import utcnow
 
 log = logging.getLogger(__name__)
+
+FETCH_LOCK = "arxiv-fetch"
 
 
 def make_huey(settings: Settings) -> Huey:
@@ -28,23 +37,81 @@ def make_huey(settings: Settings) -> Huey:
 huey = make_huey(get_settings())
 
 
-@huey.task()
+@huey.task(retries=20, retry_delay=30)
 def daily_job() -> dict:
-    """Fetch, build and send today's digest; returns a short summary."""
-    report = jobs.run_daily(get_settings())
-    for error in report.fetch.errors:
+    """Fetch, build today's digest, and queue its delivery; returns a short summary.
+
+    If another worker is fetching, the fetch lock makes this task fail and Huey retries it.
+    """
+    settings = get_settings()
+    with huey.lock_task(FETCH_LOCK):
+        fetched = jobs.fetch(settings)
+    for error in fetched.errors:
         log.error("fetch: %s", error)
-    for failure in report.send.failures:
-        log.error("send: %s", failure)
+    jobs.check_code_links(settings)
+    issue_date = jobs.today(settings)
+    digest_id, _translation = jobs.build(settings, issue_date)
+    batches = queue_delivery(settings, digest_id)
     summary = {
-        "date": report.send.issue_date.isoformat(),
-        "fetch_errors": len(report.fetch.errors),
-        "sent": report.send.sent,
-        "failed": report.send.failed,
-        "deferred": report.send.deferred,
+        "date": issue_date.isoformat(),
+        "fetch_errors": len(fetched.errors),
+        "digest_id": digest_id,
+        "batches": batches,
     }
-    log.info("daily job done: %s", summary)
+    log.info("daily job queued its delivery: %s", summary)
     return summary
+
+
+def queue_delivery(settings: Settings, digest_id: int) -> int:
+    """Enough `deliver` tasks for the digest's unfinished deliveries, one per batch."""
+    remaining, _next = delivery.unfinished(settings, digest_id)
+    batches = max(1, math.ceil(remaining / max(settings.send_batch_size, 1)))
+    for _ in range(batches):
+        deliver(digest_id)
+    return batches
+
+
+_local = threading.local()
+
+
+def _transport(settings: Settings) -> Transport:
+    """One long-lived transport (one SMTP connection) per worker thread; it reconnects itself."""
+    if getattr(_local, "transport", None) is None:
+        _local.transport = transport_from_settings(settings)
+    return _local.transport
+
+
+def _deliverer(settings: Settings, digest_id: int) -> delivery.Deliverer:
+    """A worker thread keeps the digest's segments and rendered bodies between batches."""
+    cached = getattr(_local, "deliverer", None)
+    if cached is None or cached.digest_id != digest_id:
+        cached = _local.deliverer = delivery.Deliverer(settings, digest_id, _transport(settings))
+    return cached
+
+
+@huey.task()
+def deliver(digest_id: int) -> dict:
+    """Send batches of a digest's due deliveries until none is due; come back for the rest.
+
+    Rows other workers hold are left to them; if one of them dies, its rows come due when
+    their lease ends, and this task, rescheduled for that moment, takes them over.
+    """
+    settings = get_settings()
+    deliverer = _deliverer(settings, digest_id)
+    report = delivery.DeliveryReport()
+    while True:
+        batch = deliverer.deliver_batch(settings.send_batch_size)
+        report.add(batch)
+        if not (batch.sent + batch.failed + batch.deferred + batch.skipped):
+            break
+    remaining, next_due = delivery.unfinished(settings, digest_id)
+    if remaining and next_due is not None:
+        delay = max(0.0, (next_due - utcnow()).total_seconds()) + 0.5
+        deliver.schedule((digest_id,), delay=delay)
+    for failure in report.failures:
+        log.error("send: %s", failure)
+    return {"digest_id": digest_id, "sent": report.sent, "failed": report.failed,
+            "deferred": report.deferred, "remaining": remaining}  # fmt: skip
 
 
 def is_daily_time(moment: datetime) -> bool:
@@ -62,4 +129,9 @@ def is_daily_time(moment: datetime) -> bool:
 @huey.periodic_task(is_daily_time)
 def scheduled_daily_job() -> None:
     """The daily job at NEWSLETTER_DAILY_TIME on NEWSLETTER_SEND_DAYS, run by the scheduler."""
-    daily_job.call_local()
+    daily_job()
+
+
+def queue_depth() -> dict[str, int]:
+    """Tasks waiting to run now, and scheduled for later (retries, lease take-overs)."""
+    return {"pending": huey.pending_count(), "scheduled": huey.scheduled_count()}

@@ -81,6 +81,8 @@ def settings(
     monkeypatch.setenv("NEWSLETTER_ARXIV_RETRIES", "1")
     monkeypatch.setenv("NEWSLETTER_ARXIV_TIMEOUT", "5")
     monkeypatch.setenv("NEWSLETTER_SMTP_TIMEOUT", "5")
+    # Nothing leaves the machine: tests that ask Hugging Face point it at a local server.
+    monkeypatch.setenv("NEWSLETTER_HF_CODE_LINKS", "false")
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()

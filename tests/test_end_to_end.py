@@ -149,7 +149,7 @@ def test_unsubscribe_link_works_and_a_second_run_sends_nothing(cli, service, arx
 
     smtp.clear()
     again = cli("run")
-    assert ": 0 sent, 0 failed, 0 to retry, 3 sent before" in again.output
+    assert ": 0 sent, 0 failed, 0 to retry later, 3 sent before" in again.output
     assert smtp.messages == []
     # Paging stopped at known papers: one request per topic.
     assert len(arxiv.requests) - requests_first_run == len(PAPERS)

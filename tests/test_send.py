@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date
 
 import pytest
@@ -47,15 +48,38 @@ def test_a_refused_recipient_fails_alone_with_the_servers_reply(cli, two_subscri
     assert status["bo@example.org"][0] == "failed" and "550" in status["bo@example.org"][1]
 
 
-def test_a_temporary_failure_is_sent_on_the_next_run(cli, two_subscribers, monkeypatch):
+def test_a_soft_reject_is_delivered_once_after_a_retry(cli, two_subscribers, monkeypatch):
     with LocalSMTPServer(tempfail_data=1) as smtp:
-        set_env(monkeypatch, smtp_url=smtp.url)
-        first = cli("send", "--date", DAY.isoformat())
-        assert "1 sent, 0 failed, 1 to retry" in first.output
+        set_env(monkeypatch, smtp_url=smtp.url, smtp_retry_backoff="0.05")
+        result = cli("send", "--date", DAY.isoformat())
+        assert "2 sent, 0 failed, 0 to retry later" in result.output
+        assert "1 temporary failure(s)" in result.output
+        assert sorted(m["To"] for m in smtp.messages) == ["ada@example.org", "bo@example.org"]
+    attempts = attempts_of(two_subscribers)
+    assert sorted(attempts.values()) == [1, 2]
+
+
+def attempts_of(settings) -> dict[str, int]:
+    with session_scope(settings) as session:
+        digest = store.digest_on(session, DAY)
+        return {
+            store.subscriber_by_id(session, d.subscriber_id).email: d.attempts
+            for d in store.deliveries_of(session, digest.id)
+        }
+
+
+def test_without_waiting_a_temporary_failure_goes_on_the_next_run(
+    cli, two_subscribers, monkeypatch
+):
+    with LocalSMTPServer(tempfail_data=1) as smtp:
+        set_env(monkeypatch, smtp_url=smtp.url, smtp_retry_backoff="0.5")
+        first = cli("send", "--date", DAY.isoformat(), "--no-wait")
+        assert "1 sent, 0 failed, 1 to retry later" in first.output
         assert len(smtp.messages) == 1
         assert sorted(s for s, _ in statuses(two_subscribers).values()) == ["pending", "sent"]
-        second = cli("send", "--date", DAY.isoformat())
-        assert "1 sent, 0 failed, 0 to retry, 1 sent before" in second.output
+        time.sleep(0.6)  # the retry's backoff
+        second = cli("send", "--date", DAY.isoformat(), "--no-wait")
+        assert "1 sent, 0 failed, 0 to retry later, 1 sent before" in second.output
         assert sorted(m["To"] for m in smtp.messages) == ["ada@example.org", "bo@example.org"]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from newsletter.cli import bounces, daily, ops, subscribers, topics
+from newsletter.cli import bounces, daily, export, ops, status, subscribers, topics, translate
 from newsletter.cli.common import NewsletterGroup
 
 app = typer.Typer(
@@ -15,11 +15,14 @@ app = typer.Typer(
 app.add_typer(topics.app, name="topics")
 app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(ops.db_app, name="db")
+app.add_typer(translate.app, name="translate")
 app.add_typer(bounces.app, name="bounces")
+app.add_typer(export.app, name="export")
 for command in (ops.init, ops.config, daily.fetch, daily.send, daily.run, daily.preview):
     app.command()(command)
 app.command()(ops.serve)
 app.command()(ops.worker)
+app.command()(status.status)
 
 
 def main() -> None:

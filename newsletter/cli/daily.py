@@ -76,25 +76,39 @@ def send(
         bool, typer.Option("--dry-run", help="Show who would get what; send nothing.")
     ] = False,
     day: Day = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="Retry temporary failures here after their backoff, or leave them for later.",
+        ),
+    ] = True,
 ) -> None:
     """Build today's digest and send it to everyone who has not had it yet.
 
+    A paused or interrupted send resumes where it stopped and never resends what was sent.
     Example: newsletter send --dry-run
     """
     settings = ready_settings()
     if dry_run:
         _print_plan(jobs.plan(settings, _day(day)))
         return
-    report = _send_with_progress(settings, _day(day))
+    report = _send_with_progress(settings, _day(day), wait)
     if report.failed:
         raise typer.Exit(code=1)
 
 
-def _send_with_progress(settings, issue_date: date | None) -> jobs.SendReport:
+def _send_with_progress(settings, issue_date: date | None, wait: bool = True) -> jobs.SendReport:
     columns = (TextColumn("Sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task("send", total=None)
-        report = jobs.send(settings, issue_date, progress=lambda n: bar.advance(task, n))
+        report = jobs.send(
+            settings,
+            issue_date,
+            progress=lambda n: bar.advance(task, n),
+            on_total=lambda total: bar.update(task, total=total),
+            wait_for_retries=wait,
+        )
     _print_send(report)
     return report
 
@@ -119,19 +133,39 @@ def _print_send(report: jobs.SendReport) -> None:
         console.print(report.translation.summary())
     console.print(
         f"Digest {report.issue_date}: {report.sent} sent, {report.failed} failed,"
-        f" {report.deferred} to retry, {report.already_sent} sent before."
+        f" {report.unfinished} to retry later, {report.already_sent} sent before."
     )
+    if report.deferred:
+        console.print(f"{report.deferred} temporary failure(s) were met and retried or deferred.")
+    if report.skipped or report.bounced:
+        console.print(
+            f"{report.skipped} skipped (left the list meanwhile), {report.bounced} marked bounced."
+        )
     for failure in report.failures:
         err_console.print(f"Failed: {failure}")
 
 
-def run() -> None:
+def run(
+    inline: Annotated[
+        bool, typer.Option("--inline", help="Run it in this process even when workers exist.")
+    ] = False,
+) -> None:
     """Run the whole daily job now: fetch, build, send.
 
-    Exits with 1 when arXiv failed for a topic or a message failed; everything else still goes.
-    Example: newsletter run
+    With NEWSLETTER_REDIS_URL set, the job is handed to the workers (see `newsletter status`);
+    otherwise, or with --inline, it runs here. Exits with 1 when arXiv failed for a topic or a
+    message failed; everything else still goes.
+    Example: newsletter run --inline
     """
     settings = ready_settings()
+    if settings.redis_url is not None and not inline:
+        from newsletter.tasks import daily_job
+
+        daily_job()
+        console.print(
+            "The daily job is queued for the workers; follow it with `newsletter status`."
+        )
+        return
     fetched = jobs.fetch(settings)
     _print_fetch(fetched)
     _check_code_links(settings)
