@@ -1,0 +1,157 @@
+"""A message encoded once for a whole segment; each recipient's bytes by substitution.
+
+MIME-encoding a 90 KB digest costs far more than everything else a message needs, and every
+member of a segment gets the same body but for a few values: the recipient, the Message-ID
+and their own links. So the message is encoded once, with markers where those values go,
+and cut into pieces; a recipient's message is the pieces joined with their values encoded
+for each place (raw in a header, quoted-printable and HTML-escaped in the HTML part,
+quoted-printable in the text part).
+
+Quoted-printable allows a soft line break ("=" at the end of a line) anywhere: every piece
+ends with one, so a value always starts a fresh line and no marker or value is ever split by
+the encoder's 76-column wrapping. A decoder joins the lines back exactly.
+"""
+
+from __future__ import annotations
+
+import binascii
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from newsletter.errors import InvalidInput
+from newsletter.mail import compose, message_bytes
+
+# Header markers: what compose() is given instead of the recipient's values.
+TO = "nl-recipient@marker.invalid"
+MESSAGE_ID = "<nl-message-id@marker.invalid>"
+HEADER_UNSUBSCRIBE = "https://marker.invalid/nl-unsubscribe"
+
+# Body markers: one line each, so the encoder leaves them whole.
+TEXT_BODY = "nl-text-body-marker"
+HTML_BODY = "nl-html-body-marker"
+
+SOFT_BREAK = b"=\r\n"
+_UNSAFE_HEADER_VALUE = re.compile(r"[\r\n\x00]")
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    context: str  # "header", "text" or "html"
+
+
+class MessageTemplate:
+    """Build with `build(...)`; `bytes_for(values)` gives one recipient's message."""
+
+    def __init__(self, pieces: list[bytes | _Field]) -> None:
+        self.pieces = pieces
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        sender: str,
+        subject: str,
+        html_body: str,
+        text_body: str,
+        list_id: str,
+        unsubscribe_mailto: str,
+        body_fields: Mapping[str, str],
+        date: datetime | None = None,
+    ) -> MessageTemplate:
+        """`body_fields` maps a field name to the placeholder standing for it in the bodies."""
+        message = compose(
+            sender=sender,
+            to=TO,
+            subject=subject,
+            html=HTML_BODY,
+            text=TEXT_BODY,
+            message_id=MESSAGE_ID,
+            list_id=list_id,
+            unsubscribe_url=HEADER_UNSUBSCRIBE,
+            unsubscribe_mailto=unsubscribe_mailto,
+            date=date,
+        )
+        skeleton = message_bytes(message)
+        header_fields = {
+            TO.encode(): _Field("to", "header"),
+            MESSAGE_ID.encode(): _Field("message_id", "header"),
+            HEADER_UNSUBSCRIBE.encode(): _Field("unsubscribe_url", "header"),
+        }
+        bodies = {
+            TEXT_BODY.encode(): _encoded_body(text_body, body_fields, "text"),
+            HTML_BODY.encode(): _encoded_body(html_body, body_fields, "html"),
+        }
+        return cls(_cut(skeleton, header_fields, bodies))
+
+    def bytes_for(self, values: Mapping[str, str]) -> bytes:
+        """One recipient's message; `values` has "to", "message_id", "unsubscribe_url" and
+        every body field."""
+        out = []
+        for piece in self.pieces:
+            if isinstance(piece, bytes):
+                out.append(piece)
+            else:
+                out.append(_encode(values[piece.name], piece.context))
+        return b"".join(out)
+
+
+def _cut(
+    skeleton: bytes, header_fields: dict[bytes, _Field], bodies: dict[bytes, list[bytes | _Field]]
+) -> list[bytes | _Field]:
+    """Split the encoded skeleton at every marker; body markers become their encoded pieces."""
+    markers = [*header_fields, *bodies]
+    pattern = re.compile(b"|".join(re.escape(m) for m in markers))
+    pieces: list[bytes | _Field] = []
+    position = 0
+    for match in pattern.finditer(skeleton):
+        pieces.append(skeleton[position : match.start()])
+        marker = match.group(0)
+        if marker in header_fields:
+            pieces.append(header_fields[marker])
+        else:
+            pieces.extend(bodies[marker])
+        position = match.end()
+    pieces.append(skeleton[position:])
+    found = {match.group(0) for match in pattern.finditer(skeleton)}
+    if found != set(markers):
+        raise InvalidInput(f"the message template lost a marker: {set(markers) - found}")
+    return [piece for piece in pieces if piece != b""]
+
+
+def _encoded_body(body: str, fields: Mapping[str, str], context: str) -> list[bytes | _Field]:
+    """A body as quoted-printable pieces, each ending in a soft break, with its fields cut out."""
+    # The skeleton ends the body's last line itself, as compose() does for any body.
+    body = body.removesuffix("\n")
+    by_placeholder = {placeholder: name for name, placeholder in fields.items()}
+    pattern = re.compile("|".join(re.escape(p) for p in by_placeholder))
+    pieces: list[bytes | _Field] = []
+    position = 0
+    for match in pattern.finditer(body) if by_placeholder else ():
+        pieces.append(_qp(body[position : match.start()]))
+        pieces.append(_Field(by_placeholder[match.group(0)], context))
+        position = match.end()
+    pieces.append(_qp(body[position:]).removesuffix(SOFT_BREAK))
+    return pieces
+
+
+def _qp(text: str) -> bytes:
+    """Quoted-printable with CRLF line ends, ending in a soft break so the next piece starts
+    a fresh line (and the pieces decode back to exactly the text)."""
+    if not text:
+        return b""
+    encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
+    return encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + SOFT_BREAK
+
+
+def _encode(value: str, context: str) -> bytes:
+    if context == "header":
+        if _UNSAFE_HEADER_VALUE.search(value) or not value.isascii():
+            raise InvalidInput(f"not usable in a header as is: {value[:80]!r}")
+        return value.encode("ascii")
+    if context == "html":
+        value = html.escape(value)
+    return _qp(value)

@@ -1,0 +1,102 @@
+"""Messages built once per segment and personalised by substitution read exactly like ones
+composed for each recipient."""
+
+from __future__ import annotations
+
+import email
+import re
+from email import policy
+
+import pytest
+
+from newsletter.errors import InvalidInput
+from newsletter.mail import compose
+from newsletter.mime_template import MessageTemplate
+
+LONG = "Lorem ipsum dolor sit amet, consectetur adipiscing elit — ünïcödé 中文 русский "
+HTML = (
+    "<html><body>" + f"<p style='color:#333'>{LONG * 30}</p>"
+    "<a href=\"__U__\">Unsubscribe</a> · <a href='__W__'>View in browser</a>"
+    " trailing space before a placeholder: __W__ </body></html>\n"
+)
+TEXT = f"Hello\n\n{LONG * 20}\nUnsubscribe: __U__\nWeb: __W__\n   indented __U__ twice __U__"
+FIELDS = {"unsubscribe_url": "__U__", "web_url": "__W__"}
+COMMON = dict(
+    sender="arXiv Digest <digest@example.org>",
+    subject="arXiv digest 2026-11-27: 3 new papers in SLAM",
+    list_id="arXiv Digest <digest.example.org>",
+    unsubscribe_mailto="mailto:digest@example.org?subject=unsubscribe",
+)
+
+RECIPIENTS = [
+    {
+        "to": "ada@example.org",
+        "message_id": "<0123456789abcdef@example.org>",
+        "unsubscribe_url": "https://digest.example.org/unsubscribe/eyJhIjoxfQ.abc_DEF-123",
+        "web_url": "https://digest.example.org/digests/2026-11-27/for/tok",
+    },
+    {
+        "to": "Bo Zhang <bo@example.net>",
+        "message_id": "<fedcba9876543210@example.org>",
+        # Longer than a quoted-printable line, with characters that must be encoded.
+        "unsubscribe_url": "https://digest.example.org/unsubscribe/" + "x" * 120 + "?a=1&b=2",
+        "web_url": "https://digest.example.org/digests/2026-11-27/for/" + "=" * 3,
+    },
+]
+
+
+def parsed(data: bytes):
+    return email.message_from_bytes(data, policy=policy.strict)
+
+
+def normal(text: str) -> str:
+    return text.replace("\r\n", "\n")
+
+
+@pytest.fixture(scope="module")
+def template() -> MessageTemplate:
+    return MessageTemplate.build(html_body=HTML, text_body=TEXT, body_fields=FIELDS, **COMMON)
+
+
+@pytest.mark.parametrize("values", RECIPIENTS, ids=["short", "long"])
+def test_substituted_message_equals_a_composed_one(template, values):
+    ours = parsed(template.bytes_for(values))
+    escaped = {k: v.replace("&", "&amp;") for k, v in values.items()}
+    reference = compose(
+        to=values["to"],
+        html=HTML.replace("__U__", escaped["unsubscribe_url"]).replace("__W__", escaped["web_url"]),
+        text=TEXT.replace("__U__", values["unsubscribe_url"]).replace("__W__", values["web_url"]),
+        message_id=values["message_id"],
+        unsubscribe_url=values["unsubscribe_url"],
+        **COMMON,
+    )
+    for kind in ("plain", "html"):
+        assert normal(ours.get_body((kind,)).get_content()) == normal(
+            reference.get_body((kind,)).get_content()
+        )
+    for header in ("From", "To", "Subject", "Message-ID", "List-Id", "List-Unsubscribe-Post"):
+        assert ours[header] == reference[header], header
+    assert (
+        ours["List-Unsubscribe"]
+        == f"<{values['unsubscribe_url']}>, <{COMMON['unsubscribe_mailto']}>"
+    )
+    assert [p.get_content_type() for p in ours.iter_parts()] == ["text/plain", "text/html"]
+
+
+def test_every_line_stays_short(template):
+    data = template.bytes_for(RECIPIENTS[1])
+    body = data.split(b"\r\n\r\n", 1)[1]
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+    assert b"\n" not in data.replace(b"\r\n", b"")  # CRLF everywhere, no bare LF
+
+
+def test_recipients_never_see_each_others_values(template):
+    first, second = (template.bytes_for(values) for values in RECIPIENTS)
+    assert b"ada@example.org" not in second and b"bo@example.net" not in first
+    assert re.search(rb"Message-ID: <0123456789abcdef@example.org>", first)
+
+
+def test_header_values_that_could_inject_are_refused(template):
+    hostile = dict(RECIPIENTS[0], to="ada@example.org\r\nBcc: everyone@example.org")
+    with pytest.raises(InvalidInput, match="not usable in a header"):
+        template.bytes_for(hostile)
