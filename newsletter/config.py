@@ -82,6 +82,16 @@ class Settings(BaseSettings):
     """Seconds a digest may spend on translation, retries included; then originals go out."""
     translator_batch_size: int = Field(8, ge=1, le=50)
     translate_titles: bool = False
+    confirm_window: float = Field(900.0, ge=0)
+    """Seconds after a confirmation email during which another request for the address sends
+    none (no mail-bombing through the subscribe form)."""
+    confirm_max_age: float = Field(172_800.0, gt=0)
+    """Seconds a confirmation link stays valid (two days)."""
+    admin_token: SecretStr | None = None
+    """Opens the admin pages (`Authorization: Bearer …` or `?token=`); unset: no token works."""
+    admin_localhost: bool = True
+    """Admin pages open without a token to requests from 127.0.0.0/8 and ::1 that no proxy
+    forwarded; turn off when a proxy on the same machine forwards without saying so."""
 
     @field_validator("base_url", "arxiv_api_url", "translator_url", "hf_api_url")
     @classmethod

@@ -275,7 +275,8 @@ def build_segments(
     include_empty: bool = False,
     translation: TranslationOptions | None = None,
 ) -> list[Segment]:
-    """Group active subscribers by (topics, language) and assemble each group's content once.
+    """Group active subscribers (not paused on the digest's day) by (topics, language) and
+    assemble each group's content once.
 
     A group whose topics have nothing new is left out unless `include_empty` is set. With
     `translation`, a group reading another language than English gets the stored translations
@@ -283,7 +284,7 @@ def build_segments(
     """
     groups: dict[tuple[tuple[int, ...], str], list[int]] = defaultdict(list)
     topics_by_id: dict[int, Topic] = {}
-    for subscriber in store.active_subscribers(session):
+    for subscriber in store.active_subscribers(session, on=digest.issue_date):
         if not subscriber.topics:
             continue
         for topic in subscriber.topics:
@@ -330,15 +331,34 @@ def stored_translations(
     )
 
 
-def web_content(session: Session, digest: Digest, *, base_url: str) -> DigestContent:
-    """The browser version of a digest: every topic, every paper."""
-    topics = store.list_topics(session)
+def web_content(
+    session: Session,
+    digest: Digest,
+    *,
+    base_url: str,
+    topics: list[Topic] | None = None,
+    language: str = "en",
+    translation: TranslationOptions | None = None,
+) -> DigestContent:
+    """The browser version of a digest: every paper of these topics (default: all topics).
+
+    A subscriber's own version passes their topics and language; with `translation`, papers
+    carry the stored translations into that language.
+    """
+    topics = store.list_topics(session) if topics is None else topics
+    papers = new_papers_by_topic(session, digest, topics)
+    target = translation_language(language) if translation is not None else None
+    translations = None
+    if target is not None:
+        arxiv_ids = {item.arxiv_id for items in papers.values() for item in items}
+        translations = stored_translations(session, arxiv_ids, target, translation)
     return assemble(
         topics,
-        new_papers_by_topic(session, digest, topics),
+        papers,
         issue_date=digest.issue_date,
         cap=None,
-        language="en",
+        language=language,
         web_url=digest_web_url(base_url, digest.issue_date),
         base_url=base_url,
+        translations=translations,
     )

@@ -43,3 +43,7 @@ class DeliveryError(NewsletterError):
 
 class InvalidToken(NewsletterError):
     """A signed token was tampered with, expired, or made for another purpose."""
+
+
+class ExpiredToken(InvalidToken):
+    """A well-signed token older than its purpose allows (a confirmation link)."""

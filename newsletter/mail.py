@@ -61,16 +61,18 @@ def compose(
     html: str,
     text: str,
     message_id: str,
-    list_id: str,
-    unsubscribe_url: str,
-    unsubscribe_mailto: str,
+    list_id: str | None,
+    unsubscribe_url: str | None,
+    unsubscribe_mailto: str | None,
     date: datetime | None = None,
 ) -> EmailMessage:
     """One digest email: text/plain then text/html, with the list headers mail clients use.
 
-    Raises InvalidInput when a header value spans lines or an address cannot be used.
+    A message that is not list mail (a confirmation request) passes None for all three list
+    values, explicitly. Raises InvalidInput when a header value spans lines or an address
+    cannot be used.
     """
-    one_line = {"sender": sender, "to": to, "subject": subject, "list_id": list_id}
+    one_line = {"sender": sender, "to": to, "subject": subject, "list_id": list_id or ""}
     for name, value in one_line.items():
         _require_one_line(name, value)
     message = EmailMessage(policy=MESSAGE_POLICY)
@@ -79,9 +81,10 @@ def compose(
     message["Subject"] = subject
     message["Date"] = format_datetime(_aware(date or datetime.now(UTC)))
     message["Message-ID"] = _angle_message_id(message_id)
-    message["List-Id"] = list_id
-    message.set_raw("List-Unsubscribe", list_unsubscribe(unsubscribe_url, unsubscribe_mailto))
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if (list_id, unsubscribe_url, unsubscribe_mailto) != (None, None, None):
+        message["List-Id"] = list_id
+        message.set_raw("List-Unsubscribe", list_unsubscribe(unsubscribe_url, unsubscribe_mailto))
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     # Quoted-printable keeps every line short (SMTP's limit is 998) whatever the template made.
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 
 from sqlalchemy.orm import Session
 
@@ -19,7 +20,7 @@ from newsletter.digest import (
 )
 from newsletter.models import Digest, Topic, utcnow
 from newsletter.render import personalise, render_email
-from newsletter.tokens import unsubscribe_url
+from newsletter.tokens import preferences_url, unsubscribe_url, web_version_url
 from newsletter.translate.languages import translation_language
 
 
@@ -30,19 +31,40 @@ def preview_html(
 
     It shows the papers waiting for the next digest; when nothing is waiting, the last digest.
     """
-    language = settings.default_language
-    link = f"{settings.base_url}/unsubscribe/preview"
+    language, public_id = settings.default_language, None
     if email:
         subscriber = store.get_subscriber(session, email)
         topics, language, label = list(subscriber.topics), subscriber.language, "subscriber"
-        link = unsubscribe_url(settings.base_url, settings.secret(), subscriber.public_id)
+        public_id = subscriber.public_id
     elif topic_names:
         topics, label = store.get_topics(session, topic_names), "topics"
     else:
         topics, label = store.list_topics(session), "all-topics"
     content = preview_content(session, settings, topics, language)
-    body = personalise(render_email(content, sender_name=settings.sender_name), link)
+    body = personalise(
+        render_email(content, sender_name=settings.sender_name),
+        *preview_links(settings, public_id, content.date),
+    )
     return body.html, f"{label}-{content.date.isoformat()}"
+
+
+def preview_links(
+    settings: Settings, public_id: str | None, issue_date: date
+) -> tuple[str, str, str]:
+    """(unsubscribe, preferences, web version) links: the subscriber's own, or stand-ins."""
+    base_url = settings.base_url
+    if public_id is None:
+        return (
+            f"{base_url}/unsubscribe/preview",
+            f"{base_url}/preferences/preview",
+            digest_web_url(base_url, issue_date),
+        )
+    secret = settings.secret()
+    return (
+        unsubscribe_url(base_url, secret, public_id),
+        preferences_url(base_url, secret, public_id),
+        web_version_url(base_url, secret, public_id, issue_date),
+    )
 
 
 def preview_content(

@@ -1,9 +1,10 @@
 """Templates → HTML and text: the digest email, its web version and the web app's pages.
 
 An email body is rendered once per segment (same topics, same language), so nothing
-per-subscriber is in it: the unsubscribe link is `UNSUBSCRIBE_PLACEHOLDER`, which `personalise`
-replaces for each message. The email pipeline is Jinja2 → MJML → HTML (mjml-python, MRML) →
-premailer, which inlines the CSS because MRML ignores `mj-style inline="inline"`.
+per-subscriber is in it: the unsubscribe, preferences and web-version links are placeholders
+(`UNSUBSCRIBE_PLACEHOLDER`, ...), which `personalise` replaces for each message. The email
+pipeline is Jinja2 → MJML → HTML (mjml-python, MRML) → premailer, which inlines the CSS because
+MRML ignores `mj-style inline="inline"`.
 
 Gmail clips an HTML part above about 102 KB, hiding the rest (the unsubscribe link among it)
 behind "View entire message". `render_email` keeps every body under `HTML_SIZE_LIMIT`: when the
@@ -37,6 +38,10 @@ from newsletter.textfmt import authors_line, readable_paragraphs, readable_title
 
 UNSUBSCRIBE_PLACEHOLDER = "__NEWSLETTER_UNSUBSCRIBE_URL__"
 """Stands for the subscriber's unsubscribe URL in a rendered body; see `personalise`."""
+PREFERENCES_PLACEHOLDER = "__NEWSLETTER_PREFERENCES_URL__"
+"""Stands for the subscriber's preferences page."""
+WEB_VERSION_PLACEHOLDER = "__NEWSLETTER_WEB_VERSION_URL__"
+"""Stands for the subscriber's own web version of the digest ("View in browser")."""
 
 EMAIL_HTML_TEMPLATE = "email/digest.mjml.j2"
 EMAIL_TEXT_TEMPLATE = "email/digest.txt.j2"
@@ -56,7 +61,7 @@ TEXT_WIDTH = 76
 HTML_SIZE_LIMIT = 100_000
 """Bytes of HTML an email may have: Gmail clips above about 102 KB (102,400 bytes)."""
 PERSONAL_RESERVE = 1_000
-"""Bytes kept free for what `personalise` adds per subscriber (the unsubscribe link)."""
+"""Bytes kept free for what `personalise` adds per subscriber (its links, ~100 bytes each)."""
 
 _ESCAPED_EXTENSIONS = ("html", "htm", "mjml", "xml", "html.j2", "htm.j2", "mjml.j2", "xml.j2")
 _RIGHT_TO_LEFT = {"ar", "arc", "dv", "fa", "ha", "he", "khw", "ks", "ku", "ps", "sd", "ur", "yi"}
@@ -132,6 +137,8 @@ class DigestListItem:
     date: date
     paper_count: int
     url: str
+    topics: tuple[tuple[str, str, int], ...] = ()
+    """(name, address of the topic's page, papers) of each topic with papers that day."""
 
 
 def template_dir() -> Path:
@@ -184,7 +191,12 @@ def render_fitted(
 ) -> RenderedBody | None:
     """The body as `fit` shows it (see `FIT_STEPS`); None when its HTML is over `budget` bytes."""
     context = _digest_context(fit_content(content, fit))
-    context.update(sender_name=sender_name, unsubscribe_url=UNSUBSCRIBE_PLACEHOLDER)
+    context.update(
+        sender_name=sender_name,
+        unsubscribe_url=UNSUBSCRIBE_PLACEHOLDER,
+        preferences_url=PREFERENCES_PLACEHOLDER,
+        web_version_url=WEB_VERSION_PLACEHOLDER,
+    )
     body_html = mjml_to_html(_render(EMAIL_HTML_TEMPLATE, context))
     # Inlining adds far more bytes than re-serialising saves: too big now is too big after.
     if budget is not None and len(body_html.encode()) > budget:
@@ -225,13 +237,20 @@ def _shortened(paper: PaperItem, limit: int) -> PaperItem:
     )
 
 
-def personalise(body: RenderedBody, unsubscribe_url: str) -> RenderedBody:
-    """The body of one subscriber's message: the placeholder replaced by their link."""
-    return replace(
-        body,
-        html=body.html.replace(UNSUBSCRIBE_PLACEHOLDER, html.escape(unsubscribe_url)),
-        text=body.text.replace(UNSUBSCRIBE_PLACEHOLDER, unsubscribe_url),
-    )
+def personalise(
+    body: RenderedBody, unsubscribe_url: str, preferences_url: str, web_version_url: str
+) -> RenderedBody:
+    """The body of one subscriber's message: each placeholder replaced by their link."""
+    links = {
+        UNSUBSCRIBE_PLACEHOLDER: unsubscribe_url,
+        PREFERENCES_PLACEHOLDER: preferences_url,
+        WEB_VERSION_PLACEHOLDER: web_version_url,
+    }
+    html_part, text_part = body.html, body.text
+    for placeholder, url in links.items():
+        html_part = html_part.replace(placeholder, html.escape(url))
+        text_part = text_part.replace(placeholder, url)
+    return replace(body, html=html_part, text=text_part)
 
 
 def email_subject(content: DigestContent) -> str:
@@ -306,13 +325,19 @@ def render_web_digest(content: DigestContent, *, site_name: str) -> str:
 
 
 def render_digest_list(
-    items: Iterable[DigestListItem | tuple[date, int, str]], *, site_name: str
+    items: Iterable[DigestListItem | tuple[date, int, str]],
+    *,
+    site_name: str,
+    feeds: Iterable[tuple[str, str]] = (),
 ) -> str:
-    """The archive page: past digests with their date, paper count and link."""
+    """The archive page: past digests with their date, paper count, link and topic pages;
+    `feeds` are (topic name, address) of the per-topic Atom feeds."""
     digests = [
         item if isinstance(item, DigestListItem) else DigestListItem(*item) for item in items
     ]
-    return render_page(WEB_DIGEST_LIST_TEMPLATE, site_name=site_name, digests=digests)
+    return render_page(
+        WEB_DIGEST_LIST_TEMPLATE, site_name=site_name, digests=digests, feeds=list(feeds)
+    )
 
 
 def render_page(template_name: str, **context: object) -> str:

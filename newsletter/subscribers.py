@@ -48,6 +48,57 @@ def normalise_language(code: str) -> str:
     return langcodes.standardize_tag(text)
 
 
+LANGUAGE_CHOICES: dict[str, str] = {
+    "en": "English",
+    "ar": "العربية (Arabic)",
+    "bg": "Български (Bulgarian)",
+    "cs": "Čeština (Czech)",
+    "da": "Dansk (Danish)",
+    "de": "Deutsch (German)",
+    "el": "Ελληνικά (Greek)",
+    "es": "Español (Spanish)",
+    "fa": "فارسی (Persian)",
+    "fi": "Suomi (Finnish)",
+    "fr": "Français (French)",
+    "he": "עברית (Hebrew)",
+    "hi": "हिन्दी (Hindi)",
+    "hu": "Magyar (Hungarian)",
+    "id": "Bahasa Indonesia (Indonesian)",
+    "it": "Italiano (Italian)",
+    "ja": "日本語 (Japanese)",
+    "ko": "한국어 (Korean)",
+    "nl": "Nederlands (Dutch)",
+    "no": "Norsk (Norwegian)",
+    "pl": "Polski (Polish)",
+    "pt-BR": "Português do Brasil (Brazilian Portuguese)",
+    "pt-PT": "Português europeu (European Portuguese)",
+    "ro": "Română (Romanian)",
+    "ru": "Русский (Russian)",
+    "sv": "Svenska (Swedish)",
+    "th": "ไทย (Thai)",
+    "tr": "Türkçe (Turkish)",
+    "uk": "Українська (Ukrainian)",
+    "vi": "Tiếng Việt (Vietnamese)",
+    "zh": "简体中文 (Simplified Chinese)",
+    "zh-TW": "繁體中文 (Traditional Chinese)",
+}
+"""The languages the web pages offer (BCP-47 tags, in standard form), each named in itself."""
+
+
+def offered_language(code: str, also: str | None = None) -> str:
+    """A language the web pages offer (or `also`, the subscriber's current one); raises otherwise.
+
+    The select on the page limits what a browser sends, not what a request can carry.
+    """
+    try:
+        tag = normalise_language(code)
+    except InvalidInput:
+        tag = ""
+    if tag not in LANGUAGE_CHOICES and (also is None or tag != also):
+        raise InvalidInput("Choose a language from the list.")
+    return tag
+
+
 def email_key(address: str) -> str:
     """The form under which addresses are unique: case never makes two subscribers."""
     return address.casefold()

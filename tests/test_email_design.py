@@ -99,7 +99,12 @@ def test_ten_topics_of_twenty_papers_stay_under_gmail_s_clipping(translated):
     content = big_digest(translated)
     full = render.render_fitted(content, "arXiv Digest", render.Fit())
     body = render.render_email(content, sender_name="arXiv Digest")
-    personal = render.personalise(body, "https://digest.example.org/unsubscribe/" + "x" * 120)
+    personal = render.personalise(
+        body,
+        "https://digest.example.org/unsubscribe/" + "x" * 120,
+        "https://digest.example.org/preferences/" + "x" * 120,
+        "https://digest.example.org/digests/2026-11-27/for/" + "x" * 120,
+    )
     size = len(personal.html.encode("utf-8"))
     print(f"\nHTML: {full.html_bytes:,} bytes in full, {size:,} as sent with {body.fit}")
     assert full.html_bytes > 3 * render.HTML_SIZE_LIMIT  # the test means something

@@ -189,7 +189,8 @@ def test_html_links_abstract_pdf_and_code(email: render.RenderedBody) -> None:
     assert 'href="https://github.com/example/pangu"' in email.html
     # Only PanGu has code: one Code link in the whole email.
     assert email.html.count(">Code</a>") == 1
-    assert f'href="{WEB_URL}"' in email.html  # "View in browser"
+    # "View in browser" is the subscriber's own version, filled in by `personalise`.
+    assert email.html.count(f'href="{render.WEB_VERSION_PLACEHOLDER}"') == 2  # top and footer
 
 
 def test_html_paper_details(email: render.RenderedBody) -> None:
@@ -245,14 +246,26 @@ def test_unsubscribe_placeholder_survives_mjml_and_premailer(email: render.Rende
     assert email.text.count(render.UNSUBSCRIBE_PLACEHOLDER) == 1
 
 
-def test_personalise_fills_in_the_unsubscribe_link(email: render.RenderedBody) -> None:
+def test_personalise_fills_in_the_subscribers_links(email: render.RenderedBody) -> None:
     url = "https://digest.example.org/unsubscribe?token=a.b&lang=en"
-    personal = render.personalise(email, url)
-    assert render.UNSUBSCRIBE_PLACEHOLDER not in personal.html + personal.text
+    preferences = "https://digest.example.org/preferences/p.q"
+    own = "https://digest.example.org/digests/2026-11-27/for/v.w"
+    personal = render.personalise(email, url, preferences, own)
+    placeholders = (
+        render.UNSUBSCRIBE_PLACEHOLDER,
+        render.PREFERENCES_PLACEHOLDER,
+        render.WEB_VERSION_PLACEHOLDER,
+    )
+    for placeholder in placeholders:
+        assert placeholder not in personal.html + personal.text
+        assert placeholder in email.html + email.text  # the shared body is untouched
     assert 'href="https://digest.example.org/unsubscribe?token=a.b&amp;lang=en"' in personal.html
     assert f"Unsubscribe: {url}" in personal.text
+    assert personal.html.count(f'href="{preferences}"') == 1
+    assert f"Preferences: {preferences}" in personal.text
+    assert personal.html.count(f'href="{own}"') == 2
+    assert f"View in browser: {own}" in personal.text
     assert personal.subject == email.subject
-    assert render.UNSUBSCRIBE_PLACEHOLDER in email.html  # the shared body is untouched
 
 
 # The text part
@@ -269,7 +282,8 @@ def test_text_has_content_and_links(email: render.RenderedBody) -> None:
     assert text.count("Code: ") == 1 and "Code: https://github.com/example/pangu" in text
     assert HOSTILE_TITLE.split(" R&D")[0] in text  # plain text: nothing to escape
     assert f"5 more papers in MLLM on the web: {WEB_URL}#mllm" in text
-    assert f"View in browser: {WEB_URL}" in text
+    assert f"View in browser: {render.WEB_VERSION_PLACEHOLDER}" in text
+    assert f"Preferences: {render.PREFERENCES_PLACEHOLDER}" in text
     assert "Also in: MLLM" in text
 
 

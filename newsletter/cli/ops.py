@@ -101,7 +101,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
-    """Serve the web app (unsubscribe pages, the digest archive); use gunicorn in production.
+    """Serve the web app (subscribe, preferences, unsubscribe, archive, feeds); use gunicorn live.
 
     Example: newsletter serve --port 8000
     """

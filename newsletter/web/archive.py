@@ -1,0 +1,97 @@
+"""The digest archive: the list of past digests, each digest's web version (every topic), a page
+per topic, and a subscriber's own version (their topics, their language) for "View in browser".
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, redirect
+
+from newsletter import store
+from newsletter.db import session_scope
+from newsletter.digest import web_content
+from newsletter.feeds import topic_feed_url
+from newsletter.render import DigestListItem, render_digest_list, render_web_digest
+from newsletter.tokens import VIEW
+from newsletter.translations import translation_options
+from newsletter.web.common import invalid_link, parse_day, settings, token_value
+
+blueprint = Blueprint("archive", __name__)
+
+
+@blueprint.get("/")
+def home():
+    return redirect("/digests/")
+
+
+@blueprint.get("/digests/")
+def digests():
+    with session_scope(settings()) as session:
+        topics = store.list_topics(session)
+        items = []
+        for digest in store.list_digests(session):
+            day = digest.issue_date.isoformat()
+            start, end = digest.window_start, digest.window_end
+            counts = store.topic_counts_between(session, start, end)
+            items.append(
+                DigestListItem(
+                    digest.issue_date,
+                    store.count_papers_between(session, start, end),
+                    f"/digests/{day}",
+                    tuple(
+                        (topic.name, f"/digests/{day}/{topic.slug}", counts[topic.id])
+                        for topic in topics
+                        if counts.get(topic.id)
+                    ),
+                )
+            )
+        feeds = [(topic.name, topic_feed_url("", topic)) for topic in topics]
+    return render_digest_list(items, site_name=settings().sender_name, feeds=feeds)
+
+
+@blueprint.get("/digests/<day>")
+def digest_page(day: str):
+    issue_date = parse_day(day)
+    with session_scope(settings()) as session:
+        digest = store.digest_on(session, issue_date) or abort(404)
+        content = web_content(session, digest, base_url=settings().base_url)
+    return render_web_digest(content, site_name=settings().sender_name)
+
+
+@blueprint.get("/digests/<day>/<slug>")
+def topic_page(day: str, slug: str):
+    issue_date = parse_day(day)
+    with session_scope(settings()) as session:
+        digest = store.digest_on(session, issue_date) or abort(404)
+        topic = store.topic_by_slug(session, slug) or abort(404)
+        content = web_content(session, digest, base_url=settings().base_url, topics=[topic])
+    return render_web_digest(content, site_name=settings().sender_name)
+
+
+@blueprint.get("/digests/<day>/for/<token>")
+def personal_digest(day: str, token: str):
+    """A subscriber's own version: what their email held, every paper, in their language.
+
+    A link of someone no longer on the list shows every topic rather than an error.
+    """
+    issue_date = parse_day(day)
+    public_id = token_value(VIEW, token)
+    if public_id is None:
+        return invalid_link("web version")
+    config = settings()
+    with session_scope(config) as session:
+        digest = store.digest_on(session, issue_date) or abort(404)
+        subscriber = store.subscriber_by_public_id(session, public_id)
+        if subscriber is None or not subscriber.topics:
+            content = web_content(session, digest, base_url=config.base_url)
+        else:
+            # Without a translator every page is English, and says so (`lang`).
+            options = translation_options(config)
+            content = web_content(
+                session,
+                digest,
+                base_url=config.base_url,
+                topics=list(subscriber.topics),
+                language=subscriber.language if options is not None else "en",
+                translation=options,
+            )
+    return render_web_digest(content, site_name=config.sender_name)

@@ -1,0 +1,136 @@
+"""A subscriber's preferences: topics, language, a pause, leaving one topic or all, coming back.
+
+Reached with a `preferences` token (from every email, and from the unsubscribe page), which
+never expires. Every change is a CSRF-checked POST, logged with source `web`, and answered
+with a redirect to the page (so a reload never posts twice) saying what was done.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flask import Blueprint, redirect, request
+from flask_wtf.csrf import generate_csrf
+
+from newsletter import store
+from newsletter.db import session_scope
+from newsletter.errors import InvalidInput
+from newsletter.models import Subscriber, SubscriberStatus, Topic
+from newsletter.subscribers import LANGUAGE_CHOICES, offered_language
+from newsletter.tokens import PREFERENCES
+from newsletter.web.common import invalid_link, message, page, settings, token_value
+
+blueprint = Blueprint("preferences", __name__)
+
+PAUSE_WEEKS = (1, 2, 4, 8, 12)
+ACTIONS = ("save", "pause", "resume", "unsubscribe", "resubscribe")
+DONE = {
+    "save": "Your topics and language are saved.",
+    "unchanged": "Nothing needed saving: these are your topics and language already.",
+    "pause": "Paused. Your digest comes back on the day shown below.",
+    "resume": "Welcome back: your digest comes again from the next issue.",
+    "unsubscribe": "You are unsubscribed. You can come back here at any time.",
+    "resubscribe": "Welcome back: your digest comes again from the next issue.",
+}
+
+
+@blueprint.route("/preferences/<token>", methods=["GET", "POST"])
+def preferences(token: str):
+    public_id = token_value(PREFERENCES, token)
+    if public_id is None:
+        return invalid_link("preferences")
+    with session_scope(settings()) as session:
+        subscriber = store.subscriber_by_public_id(session, public_id)
+        if subscriber is None or subscriber.status == SubscriberStatus.pending:
+            return message(
+                "No subscription here",
+                "This address is not on the list (any more), or was never confirmed. You can"
+                " subscribe again at any time.",
+                404,
+                next_url="/subscribe",
+                next_label="Subscribe",
+            )
+        known = store.list_topics(session)
+        errors: dict[str, str] = {}
+        if request.method == "POST":
+            action = request.form.get("action", "")
+            try:
+                done = _apply(session, subscriber, action, known)
+            except InvalidInput as error:
+                errors[action] = str(error)
+            else:
+                return redirect(f"/preferences/{token}?done={done}", 303)
+        return page(
+            "preferences.html.j2",
+            400 if errors else 200,
+            **_context(subscriber, known, token, errors),
+        )
+
+
+def _apply(session, subscriber: Subscriber, action: str, known: list[Topic]) -> str:
+    """Carry out one form's action; what to tell the subscriber, as a key of `DONE`."""
+    active = subscriber.status == SubscriberStatus.active
+    if action not in ACTIONS or active == (action == "resubscribe"):
+        raise InvalidInput("That is not something this page can do now. Reload the page.")
+    if action == "save":
+        topics, language = _chosen(known, subscriber)
+        changed = store.change_preferences(session, subscriber, topics, language, "web")
+        return "save" if changed else "unchanged"
+    if action == "pause":
+        weeks = request.form.get("weeks", "")
+        if not weeks.isdigit() or int(weeks) not in PAUSE_WEEKS:
+            raise InvalidInput("Choose how many weeks to pause for.")
+        until = _today() + timedelta(weeks=int(weeks))
+        store.pause_subscriber(session, subscriber, until, "web")
+    elif action == "resume":
+        store.pause_subscriber(session, subscriber, None, "web")
+    elif action == "unsubscribe":
+        store.set_status(session, subscriber, SubscriberStatus.unsubscribed, "web")
+    else:  # resubscribe: come back, with the topics and language chosen on the page
+        topics, language = _chosen(known, subscriber)
+        store.change_preferences(session, subscriber, topics, language, "web")
+        store.resubscribe(session, subscriber, "web")
+    return action
+
+
+def _chosen(known: list[Topic], subscriber: Subscriber) -> tuple[list[Topic], str]:
+    slugs = request.form.getlist("topics")
+    by_slug = {topic.slug: topic for topic in known}
+    if not slugs:
+        raise InvalidInput(
+            "Choose at least one topic. To leave every topic, use Unsubscribe below."
+        )
+    if any(slug not in by_slug for slug in slugs):
+        raise InvalidInput("Choose topics from the list.")
+    chosen = {by_slug[slug].id for slug in slugs}
+    language = offered_language(request.form.get("language", ""), also=subscriber.language)
+    return [topic for topic in known if topic.id in chosen], language
+
+
+def _today():
+    return datetime.now(settings().zone).date()
+
+
+def _context(
+    subscriber: Subscriber, known: list[Topic], token: str, errors: dict[str, str]
+) -> dict[str, object]:
+    languages = dict(LANGUAGE_CHOICES)
+    languages.setdefault(subscriber.language, subscriber.language)  # set by the operator
+    paused = subscriber.paused_until is not None and subscriber.paused_until > _today()
+    return {
+        "token": token,
+        "email": subscriber.email,
+        "state": subscriber.status.value,
+        "paused_until": subscriber.paused_until if paused else None,
+        "followed": [topic.slug for topic in subscriber.topics],
+        "followed_names": [topic.name for topic in subscriber.topics],
+        "language": subscriber.language,
+        "language_name": languages[subscriber.language],
+        "topics": [(topic.slug, topic.name, topic.description) for topic in known],
+        "languages": languages,
+        "pause_weeks": PAUSE_WEEKS,
+        "translated": settings().translator != "none",
+        "done": DONE.get(request.args.get("done", "")),
+        "errors": errors,
+        "csrf_token": generate_csrf(),
+    }

@@ -1,0 +1,232 @@
+"""The preferences page: topics, language, a pause, leaving one topic or all, coming back."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+
+import pytest
+
+from newsletter import jobs
+from newsletter.web import create_app
+from tests.test_digest import DAY1, outbox, paper, store_papers, subscribe
+from tests.web_helpers import csrf_token, state, submit, token_path
+
+ADA, BO = "ada@example.org", "bo@example.org"
+
+
+@pytest.fixture
+def app(settings, cli, example_topics):
+    subscribe(cli, ADA, "SLAM", "NeRF")
+    subscribe(cli, BO, "NeRF")
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def path(settings, app) -> str:
+    return token_path(settings, "preferences", ADA)
+
+
+def act(client, path: str, action: str, **fields):
+    return submit(client, path, {"action": action, **fields})
+
+
+def test_the_page_shows_the_subscription_with_labelled_controls(client, path):
+    page = client.get(path)
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    html = page.get_data(as_text=True)
+    assert ADA in html and "You get the digest of SLAM, NeRF" in html
+    assert re.search(r'value="slam" checked', html) and re.search(r'value="nerf" checked', html)
+    assert not re.search(r'value="mllm" checked', html)
+    for control in ("language-field", "weeks-field", "topic-slam"):
+        assert f'<label for="{control}">' in html or f'<label for="{control}"' in html
+    for action in ("save", "pause", "unsubscribe"):
+        assert f'name="action" value="{action}"' in html
+    assert html.count('name="csrf_token"') == 3  # a form each, each with its token
+
+
+def test_changing_topics_and_language(settings, client, path):
+    answer = act(client, path, "save", topics=["mllm", "slam"], language="ja")
+    assert answer.status_code == 303 and answer.headers["Location"].endswith("?done=save")
+    now = state(settings, ADA)
+    assert (now.topics, now.language, now.status) == (("MLLM", "SLAM"), "ja", "active")
+    assert now.events[-1] == ("changed", "web")
+    shown = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "Your topics and language are saved." in shown and 'role="status"' in shown
+
+    again = act(client, path, "save", topics=["mllm", "slam"], language="ja")
+    assert again.headers["Location"].endswith("?done=unchanged")
+    assert state(settings, ADA).events == now.events  # nothing changed, nothing logged
+
+
+def test_leaving_one_topic(settings, client, path):
+    act(client, path, "save", topics=["nerf"], language="en")
+    assert state(settings, ADA).topics == ("NeRF",)
+    assert state(settings, BO).topics == ("NeRF",)  # nobody else changes
+
+
+def test_unticking_every_topic_is_explained(settings, client, path):
+    answer = act(client, path, "save", language="en")
+    assert answer.status_code == 400
+    assert "Choose at least one topic" in answer.get_data(as_text=True)
+    assert state(settings, ADA).topics == ("SLAM", "NeRF")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"topics": ["slam", "no-such-topic"], "language": "en"},
+        {"topics": ["slam"], "language": "xx-bad-"},
+        {"topics": ["slam"], "language": "tlh"},
+    ],
+)
+def test_bad_choices_change_nothing(settings, client, path, fields):
+    assert act(client, path, "save", **fields).status_code == 400
+    now = state(settings, ADA)
+    assert (now.topics, now.language) == (("SLAM", "NeRF"), "en")
+
+
+def test_a_language_the_operator_set_is_kept(settings, cli, client, path):
+    cli("subscribers", "edit", ADA, "--lang", "gsw")  # Swiss German: not in the list
+    html = client.get(path).get_data(as_text=True)
+    assert re.search(r'value="gsw" lang="gsw" selected', html)
+    assert act(client, path, "save", topics=["slam"], language="gsw").status_code == 303
+    assert state(settings, ADA).language == "gsw"
+
+
+def test_pausing_skips_digests_until_the_day(settings, client, path, monkeypatch):
+    answer = act(client, path, "pause", weeks="2")
+    assert answer.status_code == 303
+    today = datetime.now(settings.zone).date()
+    until = today + timedelta(weeks=2)
+    now = state(settings, ADA)
+    assert now.paused_until == until and now.status == "active"
+    assert now.events[-1] == ("paused", "web")
+    html = client.get(path).get_data(as_text=True)
+    assert f'No digest until <time datetime="{until}">' in html
+    assert 'name="action" value="resume"' in html
+
+    store_papers(settings, "NeRF", paper(1))
+    jobs.send(settings, today)
+    assert set(outbox(settings)) == {BO}  # Ada is paused; Bo is not
+    store_papers(settings, "NeRF", paper(2))
+    jobs.send(settings, until)
+    assert ADA in outbox(settings)  # the pause is over on its last day
+
+
+def test_resuming(settings, client, path):
+    act(client, path, "pause", weeks="4")
+    answer = act(client, path, "resume")
+    assert answer.status_code == 303
+    now = state(settings, ADA)
+    assert now.paused_until is None and now.events[-1] == ("resumed", "web")
+
+
+@pytest.mark.parametrize("weeks", ["0", "3", "-1", "52", "x", ""])
+def test_only_the_offered_pauses(settings, client, path, weeks):
+    assert act(client, path, "pause", weeks=weeks).status_code == 400
+    assert state(settings, ADA).paused_until is None
+
+
+def test_leaving_everything_and_coming_back(settings, client, path):
+    answer = act(client, path, "unsubscribe")
+    assert answer.status_code == 303
+    now = state(settings, ADA)
+    assert now.status == "unsubscribed" and now.events[-1] == ("unsubscribed", "web")
+    html = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "You are unsubscribed" in html and 'value="resubscribe"' in html
+    assert 'value="save"' not in html and 'value="pause"' not in html
+
+    store_papers(settings, "SLAM", paper(1))
+    jobs.send(settings, DAY1)
+    assert ADA not in outbox(settings)
+
+    back = act(client, path, "resubscribe", topics=["slam"], language="fr")
+    assert back.status_code == 303
+    now = state(settings, ADA)
+    assert (now.status, now.topics, now.language) == ("active", ("SLAM",), "fr")
+    assert now.events[-2:] == (("changed", "web"), ("active", "web"))
+
+
+def test_a_bounced_address_can_come_back(settings, client, path):
+    from newsletter import store
+    from newsletter.db import session_scope
+    from newsletter.models import SubscriberStatus
+
+    with session_scope(settings) as session:
+        subscriber = store.get_subscriber(session, ADA)
+        store.set_status(session, subscriber, SubscriberStatus.bounced, "bounce")
+    assert "came back undelivered" in client.get(path).get_data(as_text=True)
+    act(client, path, "resubscribe", topics=["slam"], language="en")
+    assert state(settings, ADA).status == "active"
+
+
+@pytest.mark.parametrize("action", ["resubscribe", "nonsense", ""])
+def test_actions_that_do_not_fit_change_nothing(settings, client, path, action):
+    before = state(settings, ADA)
+    answer = act(client, path, action, topics=["mllm"], language="en")
+    assert answer.status_code == 400
+    assert state(settings, ADA) == before
+
+
+def test_actions_of_an_active_subscriber_are_refused_after_leaving(settings, client, path):
+    act(client, path, "unsubscribe")
+    for action in ("save", "pause", "unsubscribe"):
+        assert act(client, path, action, topics=["slam"], weeks="2").status_code == 400
+    assert state(settings, ADA).status == "unsubscribed"
+
+
+def test_every_form_needs_its_csrf_token(settings, client, app, path):
+    for action in ("save", "pause", "unsubscribe"):
+        fields = {"action": action, "topics": ["mllm"], "language": "en", "weeks": "2"}
+        assert client.post(path, data=fields).status_code == 400
+        token = csrf_token(client.get(path).get_data(as_text=True))
+        other_browser = app.test_client()
+        assert other_browser.post(path, data={**fields, "csrf_token": token}).status_code == 400
+    now = state(settings, ADA)
+    assert (now.status, now.topics, now.paused_until) == ("active", ("SLAM", "NeRF"), None)
+
+
+def test_bad_links_get_a_generic_page(settings, client, path, subtests):
+    token = path.rsplit("/", 1)[1]
+    for kind, bad in {
+        "tampered": "/preferences/" + ("A" if token[0] != "A" else "B") + token[1:],
+        "truncated": path[:-4],
+        "garbage": "/preferences/nonsense",
+        "unsubscribe token": token_path(settings, "unsubscribe", ADA).replace(
+            "/unsubscribe/", "/preferences/"
+        ),
+    }.items():
+        with subtests.test(kind):
+            answer = client.get(bad)
+            assert answer.status_code == 400
+            assert "This link is not valid" in answer.get_data(as_text=True)
+            assert submit(client, path, {"action": "unsubscribe"}, action=bad).status_code == 400
+    assert state(settings, ADA).status == "active"
+
+
+def test_a_link_of_someone_no_longer_on_the_list(settings, cli, client, path):
+    cli("subscribers", "remove", ADA, "--purge")
+    answer = client.get(path)
+    assert answer.status_code == 404
+    assert 'href="/subscribe"' in answer.get_data(as_text=True)
+
+
+def test_the_unsubscribe_page_links_the_preferences_page(settings, client, path):
+    page = client.get(token_path(settings, "unsubscribe", ADA)).get_data(as_text=True)
+    assert f'href="{path}"' in page
+
+
+def test_paused_until_a_day_in_the_past_shows_as_subscribed(settings, client, path):
+    from newsletter import store
+    from newsletter.db import session_scope
+
+    with session_scope(settings) as session:
+        store.get_subscriber(session, ADA).paused_until = date(2020, 1, 1)
+    html = client.get(path).get_data(as_text=True)
+    assert "You get the digest of" in html and "No digest until" not in html
