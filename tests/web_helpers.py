@@ -1,0 +1,110 @@
+"""Helpers the web tests share: forms with their CSRF token, the database's view of a
+subscriber, and the links in the mail that reached the local SMTP server."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from email.message import EmailMessage
+from urllib.parse import urlsplit
+
+import pytest
+
+from newsletter import store, tokens
+from newsletter.config import Settings
+from newsletter.db import session_scope
+from tests.conftest import set_env
+from tests.smtp_server import LocalSMTPServer
+
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+CONFIRM_LINK = re.compile(r"https?://\S+/confirm/[A-Za-z0-9_.\-]+")
+ONE_CLICK = "List-Unsubscribe=One-Click"
+FORM = "application/x-www-form-urlencoded"
+
+
+@contextmanager
+def local_smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalSMTPServer]:
+    """A real SMTP server on loopback, and the settings pointed at it."""
+    with LocalSMTPServer() as server:
+        set_env(monkeypatch, SMTP_URL=server.url)
+        yield server
+
+
+def csrf_token(html: str) -> str:
+    found = CSRF_FIELD.search(html)
+    assert found, "the page has no CSRF token"
+    return found.group(1)
+
+
+def submit(client, page_path: str, data: dict, action: str | None = None):
+    """Load a page, then post a form of it with the page's CSRF token, as a browser does."""
+    page = client.get(page_path)
+    assert page.status_code == 200, page.get_data(as_text=True)
+    fields = {"csrf_token": csrf_token(page.get_data(as_text=True)), **data}
+    return client.post(action or page_path, data=fields)
+
+
+def subscribe_form(client, email: str, *topics: str, language: str = "en"):
+    return submit(
+        client, "/subscribe", {"email": email, "topics": list(topics), "language": language}
+    )
+
+
+@dataclass(frozen=True)
+class State:
+    status: str
+    topics: tuple[str, ...]
+    language: str
+    paused_until: date | None
+    events: tuple[tuple[str, str], ...]
+    """(kind, source) of every event, oldest first."""
+
+
+def state(settings: Settings, email: str) -> State | None:
+    """What the database holds about an address; None when it is not there."""
+    with session_scope(settings) as session:
+        subscriber = store.find_subscriber(session, email)
+        if subscriber is None:
+            return None
+        return State(
+            subscriber.status.value,
+            tuple(topic.name for topic in subscriber.topics),
+            subscriber.language,
+            subscriber.paused_until,
+            tuple((event.kind, event.source) for event in store.events_of(session, subscriber)),
+        )
+
+
+def public_id(settings: Settings, email: str) -> str:
+    with session_scope(settings) as session:
+        return store.get_subscriber(session, email).public_id
+
+
+def token_path(settings: Settings, purpose: str, email: str) -> str:
+    """The path of a subscriber's page for `purpose` (unsubscribe, preferences)."""
+    token = tokens.make_token(settings.secret(), purpose, public_id(settings, email))
+    return f"/{purpose}/{token}"
+
+
+def text_of(message: EmailMessage) -> str:
+    return message.get_body(("plain",)).get_content()
+
+
+def html_of(message: EmailMessage) -> str:
+    return message.get_body(("html",)).get_content()
+
+
+def confirm_path(message: EmailMessage) -> str:
+    """The path of the confirmation link in a confirmation email (same in both parts)."""
+    links = set(CONFIRM_LINK.findall(text_of(message)))
+    assert len(links) == 1, links
+    (link,) = links
+    assert link in html_of(message)
+    return urlsplit(link).path
+
+
+def mail_to(server: LocalSMTPServer, email: str) -> list[EmailMessage]:
+    return [message for message in server.messages if message["To"] == email]
