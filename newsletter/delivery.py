@@ -18,9 +18,9 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from newsletter import store
 from newsletter.bounces import bounce_from_reply
@@ -30,7 +30,7 @@ from newsletter.digest import Segment, build_segments
 from newsletter.mail import Outgoing, SendResult, Transport, compose
 from newsletter.models import Delivery, DeliveryStatus, SubscriberStatus, utcnow
 from newsletter.render import RenderedBody, personalise, render_email
-from newsletter.tokens import unsubscribe_url
+from newsletter.tokens import preferences_url, unsubscribe_url, web_version_url
 from newsletter.translations import translation_options
 
 Progress = Callable[[int], None]
@@ -91,6 +91,7 @@ class Deliverer:
     def deliver_batch(self, limit: int, progress: Progress | None = None) -> DeliveryReport:
         """Claim up to `limit` due deliveries and send them; an empty report when none is due."""
         report = DeliveryReport()
+        claimed_at = time.monotonic()
         claimed = self._claim(limit)
         if not claimed:
             return report
@@ -101,11 +102,11 @@ class Deliverer:
             if not row.active or segment is None:
                 self._skip(row, report, progress)
                 continue
-            outgoing.append(self._message(self._body(segment), row))
+            outgoing.append(self._message(self._body(segment), row, segment.content.date))
         unrecorded = {message.key: message for message in outgoing}
         by_id = {row.delivery_id: row for row in claimed}
         try:
-            for result in self.transport.send(outgoing):
+            for result in self.transport.send(self._still_held(outgoing, unrecorded, claimed_at)):
                 self._record(result, by_id[result.key], report)
                 unrecorded.pop(result.key)
                 if progress is not None:
@@ -116,6 +117,34 @@ class Deliverer:
             self._release(list(unrecorded))
             raise
         return report
+
+    def _still_held(
+        self, outgoing: list[Outgoing], unrecorded: dict[int, Outgoing], claimed_at: float
+    ) -> Iterator[Outgoing]:
+        """Each message as it is about to go, unless another worker has taken its row over.
+
+        A batch can outlast its lease (a slow relay, a send rate shared by many workers), and
+        then another worker may claim the rows not sent yet. So whenever half the lease has
+        passed, the claim on the rows not yet recorded is renewed, and rows that another
+        worker took meanwhile are left to it. (The lease must still outlast one message, its
+        pace wait and the SMTP timeout included.)
+        """
+        half_lease = self.settings.delivery_lease / 2
+        renew_at = claimed_at + half_lease
+        held = set(unrecorded)
+        for message in outgoing:
+            if time.monotonic() >= renew_at:
+                renew_at = time.monotonic() + half_lease
+                held = self._renew(list(unrecorded))
+            if message.key in held:
+                yield message
+            else:
+                unrecorded.pop(message.key, None)  # not ours to send, nor to release
+
+    def _renew(self, delivery_ids: list[int]) -> set[int]:
+        lease_until = utcnow() + timedelta(seconds=self.settings.delivery_lease)
+        with session_scope(self.settings) as session:
+            return store.renew_claims(session, delivery_ids, self.worker, lease_until)
 
     def _release(self, delivery_ids: list[int]) -> None:
         with session_scope(self.settings) as session:
@@ -161,10 +190,16 @@ class Deliverer:
             self._bodies[key] = render_email(segment.content, sender_name=self.settings.sender_name)
         return self._bodies[key]
 
-    def _message(self, body: RenderedBody, row: _Claimed) -> Outgoing:
+    def _message(self, body: RenderedBody, row: _Claimed, issue_date: date) -> Outgoing:
         settings = self.settings
-        link = unsubscribe_url(settings.base_url, settings.secret(), row.public_id)
-        personal = personalise(body, link)
+        base_url, secret = settings.base_url, settings.secret()
+        link = unsubscribe_url(base_url, secret, row.public_id)
+        personal = personalise(
+            body,
+            link,
+            preferences_url(base_url, secret, row.public_id),
+            web_version_url(base_url, secret, row.public_id, issue_date),
+        )
         message = compose(
             sender=settings.from_address,
             to=row.email,

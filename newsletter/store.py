@@ -264,8 +264,12 @@ def list_subscribers(
     return list(session.scalars(query))
 
 
-def active_subscribers(session: Session) -> Sequence[Subscriber]:
-    return list_subscribers(session, status=SubscriberStatus.active)
+def active_subscribers(session: Session, on: date | None = None) -> Sequence[Subscriber]:
+    """Active subscribers; with `on`, only those whose pause (if any) is over by that day."""
+    query = select(Subscriber).where(Subscriber.status == SubscriberStatus.active)
+    if on is not None:
+        query = query.where(or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= on))
+    return list(session.scalars(query.order_by(Subscriber.id)))
 
 
 def set_status(
@@ -279,6 +283,10 @@ def set_status(
     if subscriber.status == status:
         return False
     subscriber.status = status
+    if status in (SubscriberStatus.unsubscribed, SubscriberStatus.bounced):
+        # A confirmation link sent before must not bring the address back: it no longer
+        # matches (see `confirmation_matches`), and a new request may send one at once.
+        subscriber.confirmation_sent_at = None
     log_event(session, subscriber, status.value, source, detail)
     return True
 
@@ -299,6 +307,139 @@ def events_of(session: Session, subscriber: Subscriber) -> list[Event]:
             select(Event).where(Event.subscriber_id == subscriber.id).order_by(Event.id)
         )
     )
+
+
+# ---------------------------------------------------------------- subscribing on the web
+
+
+def topics_by_ids(session: Session, ids: Iterable[int]) -> list[Topic]:
+    """The topics with these ids that exist, in their display order."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    query = select(Topic).where(Topic.id.in_(wanted)).order_by(Topic.position, Topic.id)
+    return list(session.scalars(query))
+
+
+def topic_by_slug(session: Session, slug: str) -> Topic | None:
+    return session.scalar(select(Topic).where(Topic.slug == slug))
+
+
+def request_subscription(
+    session: Session, email: str, topics: list[Topic], language: str
+) -> Subscriber:
+    """The subscriber a web request to subscribe is for, logged; a new address is `pending`.
+
+    Nothing about a known address changes here: its topics and language change only when the
+    confirmation link is used, so a stranger's request cannot alter someone's subscription.
+    """
+    subscriber = find_subscriber(session, email)
+    if subscriber is None:
+        try:
+            with session.begin_nested():
+                subscriber = Subscriber(
+                    email=email,
+                    email_key=email_key(email),
+                    language=language,
+                    topics=topics,
+                    status=SubscriberStatus.pending,
+                )
+                session.add(subscriber)
+        except IntegrityError:  # the same address, asked for twice at the same moment
+            subscriber = get_subscriber(session, email)
+    detail = f"{', '.join(topic.name for topic in topics)} ({language})"
+    log_event(session, subscriber, "requested", "web", detail)
+    return subscriber
+
+
+def claim_confirmation(
+    session: Session, subscriber: Subscriber, now: datetime, window: timedelta
+) -> bool:
+    """Take the right to send a confirmation now: False when one went out within `window`.
+
+    One conditional UPDATE, so two requests at the same moment cannot both send.
+    """
+    result = session.execute(
+        update(Subscriber)
+        .where(
+            Subscriber.id == subscriber.id,
+            or_(
+                Subscriber.confirmation_sent_at.is_(None),
+                Subscriber.confirmation_sent_at <= now - window,
+            ),
+        )
+        .values(confirmation_sent_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(subscriber)
+    return result.rowcount == 1
+
+
+def release_confirmation(session: Session, subscriber: Subscriber, sent_at: datetime) -> None:
+    """The confirmation could not be sent: let the next request try again at once."""
+    if subscriber.confirmation_sent_at == sent_at:
+        subscriber.confirmation_sent_at = None
+
+
+def confirmation_matches(subscriber: Subscriber, sent_at: int) -> bool:
+    """Whether a confirmation link (sent at `sent_at`, Unix ms) is the subscriber's latest.
+
+    An older link, or any link after the address left the list, no longer counts.
+    """
+    latest = subscriber.confirmation_sent_at
+    return latest is not None and milliseconds(latest) == sent_at
+
+
+def milliseconds(moment: datetime) -> int:
+    """Unix time in whole milliseconds (what a link carries of a moment), exactly."""
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+
+
+def confirm_subscription(
+    session: Session, subscriber: Subscriber, topics: list[Topic], language: str
+) -> None:
+    """Make a web subscription active with the confirmed topics and language; logged."""
+    subscriber.topics, subscriber.language = topics, language
+    subscriber.confirmed_at = utcnow()
+    if subscriber.status != SubscriberStatus.active:
+        subscriber.status = SubscriberStatus.active
+        subscriber.paused_until = None
+        subscriber.bounce_count = 0
+    detail = f"{', '.join(topic.name for topic in topics)} ({language})"
+    log_event(session, subscriber, "confirmed", "web", detail)
+
+
+def change_preferences(
+    session: Session, subscriber: Subscriber, topics: list[Topic], language: str, source: str
+) -> bool:
+    """New topics and language, logged as a change; False when nothing changed."""
+    before = ([topic.id for topic in subscriber.topics], subscriber.language)
+    if before == ([topic.id for topic in topics], language):
+        return False
+    subscriber.topics, subscriber.language = topics, language
+    detail = f"{', '.join(topic.name for topic in topics)} ({language})"
+    log_event(session, subscriber, "changed", source, detail)
+    return True
+
+
+def pause_subscriber(
+    session: Session, subscriber: Subscriber, until: date | None, source: str
+) -> None:
+    """No digest before `until`; None resumes at once. Logged as paused or resumed."""
+    if subscriber.paused_until == until:
+        return
+    subscriber.paused_until = until
+    if until is None:
+        log_event(session, subscriber, "resumed", source)
+    else:
+        log_event(session, subscriber, "paused", source, f"until {until.isoformat()}")
+
+
+def resubscribe(session: Session, subscriber: Subscriber, source: str) -> bool:
+    """An address that left (or bounced) comes back, by its owner's act; logged."""
+    subscriber.bounce_count = 0
+    subscriber.paused_until = None
+    return set_status(session, subscriber, SubscriberStatus.active, source, "came back")
 
 
 # ---------------------------------------------------------------- digests and deliveries
@@ -399,6 +540,53 @@ def import_subscriber(session: Session, spec: SubscriberSpec, *, update_existing
     existing.name, existing.language, existing.topics = spec.name, spec.language, topics
     log_event(session, existing, "changed", "import", ", ".join(t.name for t in topics))
     return "updated"
+
+
+def topic_counts_between(session: Session, start: datetime | None, end: datetime) -> dict[int, int]:
+    """Papers each topic first matched in (start, end], by topic id (topics with none left out)."""
+    query = (
+        select(TopicPaper.topic_id, func.count())
+        .where(TopicPaper.linked_at <= end)
+        .group_by(TopicPaper.topic_id)
+    )
+    if start is not None:
+        query = query.where(TopicPaper.linked_at > start)
+    return {topic_id: count for topic_id, count in session.execute(query)}
+
+
+def recent_papers(
+    session: Session, until: datetime, *, topic_id: int | None = None, limit: int = 50
+) -> list[tuple[Paper, datetime]]:
+    """The papers (of a topic, or of any) first matched up to `until`, with when: newest first."""
+    first_seen = func.min(TopicPaper.linked_at).label("first_linked")
+    query = (
+        select(Paper, first_seen)
+        .join(TopicPaper, TopicPaper.paper_id == Paper.id)
+        .where(TopicPaper.linked_at <= until)
+        .group_by(Paper.id)
+        .order_by(first_seen.desc(), Paper.published.desc(), Paper.id.desc())
+        .limit(limit)
+    )
+    if topic_id is not None:
+        query = query.where(TopicPaper.topic_id == topic_id)
+    return [(paper, _aware(linked)) for paper, linked in session.execute(query)]
+
+
+def topic_names_of(session: Session, paper_ids: Iterable[int]) -> dict[int, list[str]]:
+    """The names of the topics that matched each paper, by paper id, in display order."""
+    ids = sorted(set(paper_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(TopicPaper.paper_id, Topic.name)
+        .join(Topic, Topic.id == TopicPaper.topic_id)
+        .where(TopicPaper.paper_id.in_(ids))
+        .order_by(Topic.position, Topic.id)
+    )
+    found: dict[int, list[str]] = {}
+    for paper_id, name in rows:
+        found.setdefault(paper_id, []).append(name)
+    return found
 
 
 def count_papers_between(session: Session, start: datetime | None, end: datetime) -> int:
@@ -634,6 +822,24 @@ def defer_delivery(session: Session, delivery_id: int, detail: str, not_before: 
             lease_until=None,
         )
     )
+
+
+def renew_claims(session: Session, ids: list[int], worker: str, lease_until: datetime) -> set[int]:
+    """Extend `worker`'s claim on these deliveries; the ids it still holds (others may have
+    claimed some after its lease ended)."""
+    if not ids:
+        return set()
+    renewed = session.scalars(
+        update(Delivery)
+        .where(
+            Delivery.id.in_(ids),
+            Delivery.status == DeliveryStatus.sending,
+            Delivery.claimed_by == worker,
+        )
+        .values(lease_until=lease_until)
+        .returning(Delivery.id)
+    )
+    return set(renewed)
 
 
 def release_deliveries(session: Session, ids: list[int], worker: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from datetime import UTC, datetime
 
 from huey import Huey, RedisHuey, SqliteHuey
@@ -95,8 +96,16 @@ def deliver(digest_id: int) -> dict:
 
     Rows other workers hold are left to them; if one of them dies, its rows come due when
     their lease ends, and this task, rescheduled for that moment, takes them over.
+
+    Huey forgets a task whose worker dies (SIGKILL, out of memory, a machine lost), and with
+    it the rescheduling it would have done: so each run first schedules its own take-over for
+    when its claims would lapse, and replaces it with the successor the digest needs when it
+    ends normally. A run that outlasts its take-over leaves the rest to it.
     """
     settings = get_settings()
+    takeover_delay = settings.delivery_lease + 1.0
+    takeover_at = time.monotonic() + takeover_delay
+    takeover = deliver.schedule((digest_id,), delay=takeover_delay)
     deliverer = _deliverer(settings, digest_id)
     report = delivery.DeliveryReport()
     while True:
@@ -105,9 +114,11 @@ def deliver(digest_id: int) -> dict:
         if not (batch.sent + batch.failed + batch.deferred + batch.skipped):
             break
     remaining, next_due = delivery.unfinished(settings, digest_id)
-    if remaining and next_due is not None:
-        delay = max(0.0, (next_due - utcnow()).total_seconds()) + 0.5
-        deliver.schedule((digest_id,), delay=delay)
+    if time.monotonic() < takeover_at:  # not started yet: replace it by what is needed
+        takeover.revoke()
+        if remaining and next_due is not None:
+            delay = max(0.0, (next_due - utcnow()).total_seconds()) + 0.5
+            deliver.schedule((digest_id,), delay=delay)
     for failure in report.failures:
         log.error("send: %s", failure)
     return {"digest_id": digest_id, "sent": report.sent, "failed": report.failed,
