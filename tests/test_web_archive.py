@@ -147,6 +147,12 @@ def test_a_readers_version_is_in_their_language_when_translated(sent, settings, 
     )
     html = create_app(translated).test_client().get(path).get_data(as_text=True)
     assert '<html lang="zh"' in html
+    # The translated abstract shows, marked as Chinese, with the English original folded
+    # below it and marked as English.
+    assert '<div class="paper-abstract" lang="zh">' in html and "论文摘要。" in html
+    original = html.split('<details class="paper-original" lang="en">', 1)[1].split("</details>")[0]
+    assert "Abstract of paper 2." in original
+    assert '<h3 class="paper-title" lang="en">' in html
 
 
 def test_a_link_of_someone_who_left_shows_every_topic(settings, cli, client):
