@@ -131,8 +131,13 @@ def shorten(text: str, limit: int) -> str:
     return text[:cut].rstrip(" ,;:-") + " " + ELLIPSIS
 
 
+@lru_cache(maxsize=8192)
 def _convert_latex(text: str) -> str:
-    """Convert math pieces first (they may contain commands), then commands outside them."""
+    """Convert math pieces first (they may contain commands), then commands outside them.
+
+    Cached: the same titles and abstracts are rendered for every segment that shows them,
+    and LaTeX parsing is most of a render's cost.
+    """
     pieces = []
     text = " ".join(word if "/" in word else _TIE.sub(" ", word) for word in text.split(" "))
     for is_math, piece in _split_math(text):
