@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get(
     "NEWSLETTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-BACKENDS = os.environ.get("NEWSLETTER_TEST_BACKENDS", "sqlite").split(",")
+BACKENDS = os.environ.get("NEWSLETTER_TEST_BACKENDS", "sqlite,postgresql").split(",")
 
 
 @contextmanager
