@@ -22,18 +22,40 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from sqlalchemy.orm import Session
+
 from newsletter import store
 from newsletter.bounces import bounce_from_reply
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.digest import Segment, build_segments
 from newsletter.mail import Outgoing, SendResult, Transport, compose
-from newsletter.models import Delivery, DeliveryStatus, SubscriberStatus, utcnow
+from newsletter.models import Delivery, DeliveryStatus, Digest, SubscriberStatus, utcnow
 from newsletter.render import RenderedBody, personalise, render_email
 from newsletter.tokens import preferences_url, unsubscribe_url, web_version_url
 from newsletter.translations import translation_options
 
 Progress = Callable[[int], None]
+
+
+def segments_for(
+    session: Session,
+    settings: Settings,
+    digest: Digest,
+    *,
+    notes: dict[tuple[str, str], str] | None = None,
+    include_empty: bool | None = None,
+) -> list[Segment]:
+    """The digest's segments as the settings shape them: cap, links, translations, and
+    whether subscribers with nothing new get a message (NEWSLETTER_SEND_EMPTY by default)."""
+    return build_segments(
+        session,
+        digest,
+        cap=settings.digest_max_per_topic,
+        base_url=settings.base_url,
+        include_empty=settings.send_empty if include_empty is None else include_empty,
+        translation=translation_options(settings, notes),
+    )
 
 
 def worker_name() -> str:
@@ -173,13 +195,9 @@ class Deliverer:
         if self._segment_of is None:
             with session_scope(self.settings) as session:
                 digest = store.digest_by_id(session, self.digest_id)
-                segments = build_segments(
-                    session,
-                    digest,
-                    cap=self.settings.digest_max_per_topic,
-                    base_url=self.settings.base_url,
-                    include_empty=True,  # rows exist only where there was something to send
-                    translation=translation_options(self.settings, self.notes),
+                # Rows exist only where there was something to send: keep every segment.
+                segments = segments_for(
+                    session, self.settings, digest, notes=self.notes, include_empty=True
                 )
             self._segment_of = {sid: seg for seg in segments for sid in seg.subscriber_ids}
         return self._segment_of

@@ -15,8 +15,8 @@ from newsletter.arxiv_api import ArxivSource, FetchedPaper, build_query
 from newsletter.codelinks import link_label
 from newsletter.config import Settings, get_settings
 from newsletter.db import session_scope
-from newsletter.delivery import deliver_all
-from newsletter.digest import Segment, build_segments, draft_digest, open_digest
+from newsletter.delivery import deliver_all, segments_for
+from newsletter.digest import Segment, draft_digest, open_digest
 from newsletter.errors import CodeLinkError, FetchError
 from newsletter.hfpapers import CodeLinkSource, HuggingFacePapers, RateLimited
 from newsletter.mail import Transport, message_id_for, transport_from_settings
@@ -24,7 +24,6 @@ from newsletter.models import DeliveryStatus, Subscriber, utcnow
 from newsletter.translations import (
     TranslationReport,
     translate_for_digest,
-    translation_options,
 )
 
 Progress = Callable[[int], None]
@@ -233,14 +232,7 @@ def prepare(
     """
     with session_scope(settings) as session:
         digest = open_digest(session, issue_date, utcnow())
-        segments = build_segments(
-            session,
-            digest,
-            cap=settings.digest_max_per_topic,
-            base_url=settings.base_url,
-            include_empty=settings.send_empty,
-            translation=translation_options(settings, notes),
-        )
+        segments = segments_for(session, settings, digest, notes=notes)
         have_row = store.delivered_subscriber_ids(session, digest.id)
         subscribers = _subscribers_by_id(session, segments)
         rows = [
@@ -276,13 +268,7 @@ def plan(settings: Settings, issue_date: date | None = None) -> SendReport:
     report = SendReport(issue_date)
     with session_scope(settings) as session:
         digest = draft_digest(session, issue_date, utcnow())
-        segments = build_segments(
-            session,
-            digest,
-            cap=settings.digest_max_per_topic,
-            base_url=settings.base_url,
-            include_empty=settings.send_empty,
-        )
+        segments = segments_for(session, settings, digest)
         deliveries = store.deliveries_of(session, digest.id) if digest.id else []
         status = {d.subscriber_id: d.status.value for d in deliveries}
         subscribers = _subscribers_by_id(session, segments)
