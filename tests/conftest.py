@@ -136,3 +136,41 @@ def redis_url() -> str:
     finally:
         client.close()
     return REDIS_URL
+
+
+# ---------------------------------------------------------------- a real browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+"""Debian's Chromium, driven by Playwright: never a browser a test tool downloads."""
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = REPO / "var" / "screenshots"
+"""Where browser tests write their screenshots (not committed), for a person to look at."""
+
+
+def missing_tool(reason: str) -> None:
+    """Skip, saying why, where a tool the test needs is absent; fail instead in CI."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (needed in CI: .ci/run installs it)")
+    pytest.skip(f"{reason}; CI=1 makes this fail")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for a module's tests."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing_tool("playwright is not installed (pip install '.[test]')")
+    if not CHROMIUM.exists():
+        missing_tool(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

@@ -9,46 +9,14 @@ measured: no sideways scrolling, the phone layout stacks, dark mode is dark and 
 from __future__ import annotations
 
 import email
-import os
 from email import policy
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import SCREENSHOTS
 from tests.real_digest import real_digest_message
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = REPO / "var" / "screenshots"
 WIDTHS = (375, 600)
-
-
-def _missing(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (needed in CI: .ci/run installs it)")
-    pytest.skip(f"{reason}; CI=1 makes this fail")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("playwright is not installed (pip install '.[test]')")
-    if not CHROMIUM.exists():
-        _missing(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

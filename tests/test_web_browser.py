@@ -14,7 +14,6 @@ browser): skipped where it is missing, failed instead when CI is set.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -28,21 +27,11 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from newsletter import jobs
 from newsletter.config import Settings
 from newsletter.web import create_app
-from tests.conftest import REPO, set_env
+from tests.conftest import SCREENSHOTS, set_env
 from tests.smtp_server import LocalSMTPServer
 from tests.test_digest import DAY1, paper, store_papers
 from tests.web_helpers import CONFIRM_LINK, html_of, mail_to, state, text_of
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = REPO / "var" / "screenshots"
 PHONE, LAPTOP = 375, 1280
 ADA = "ada@example.org"
 
@@ -74,26 +63,6 @@ MEASURE = """() => {
     muted: colour('.hint, .lead, .aside', 'color'),
   };
 }"""
-
-
-def _missing(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (needed in CI: .ci/run installs it)")
-    pytest.skip(f"{reason}; CI=1 makes this fail")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("playwright is not installed (pip install '.[test]')")
-    if not CHROMIUM.exists():
-        _missing(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
