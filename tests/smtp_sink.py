@@ -81,6 +81,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+class PortTaken(RuntimeError):
+    """smtp-sink could not listen: the port is in use."""
+
+
 @dataclass(frozen=True)
 class SunkMessage:
     """One message smtp-sink accepted: its envelope recipient and its Message-ID header."""
@@ -96,6 +100,7 @@ class SmtpSink:
     def __init__(self, *options: str, port: int | None = None) -> None:
         self.program = smtp_sink_program()
         self.options = options
+        self.fixed_port = port is not None
         self.port = port or free_port()
         # smtp-sink refuses to run as root without -u; as nobody it must reach the dump folder.
         self.dumps = Path(tempfile.mkdtemp(prefix="smtp-sink-"))
@@ -107,6 +112,16 @@ class SmtpSink:
     # ------------------------------------------------------------------ running it
 
     def start(self) -> SmtpSink:
+        for _attempt in range(3):
+            try:
+                return self._start()
+            except PortTaken:
+                if self.fixed_port:
+                    raise
+                self.port = free_port()  # someone took the free port meanwhile: another one
+        return self._start()
+
+    def _start(self) -> SmtpSink:
         command = [str(self.program)]
         if os.geteuid() == 0:
             command += ["-u", "nobody"]
@@ -123,7 +138,9 @@ class SmtpSink:
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"smtp-sink exited ({self.process.returncode}): {self.output}")
+                output = self.output
+                error = PortTaken if "address already in use" in output.lower() else RuntimeError
+                raise error(f"smtp-sink exited ({self.process.returncode}): {output[-2000:]}")
             try:
                 with socket.create_connection((HOST, self.port), timeout=1) as probe:
                     if probe.recv(100).startswith(b"220"):
