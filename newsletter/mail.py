@@ -371,6 +371,10 @@ def parse_smtp_url(url: str) -> SMTPEndpoint:
     )
 
 
+class _LostInData(Exception):
+    """The connection dropped once DATA had begun: the message may have been accepted."""
+
+
 class SMTPTransport:
     """Delivers through an SMTP relay over one connection, kept open until `close()`.
 
@@ -424,12 +428,22 @@ class SMTPTransport:
         data = _signed(self.signer, message_bytes(outgoing.message))
         lost: OSError | None = None
         # A relay may close an idle or busy connection at any time: reconnect once and retry the
-        # message once. A drop after the final "." can in rare cases mean the relay kept the
-        # message and we send it twice; losing it silently would be worse.
+        # message at once, as long as the drop came before DATA. A drop from DATA on may mean
+        # the relay kept the message: that one is left to the caller's backoff, not resent now.
         for _attempt in range(2):
             connection = self._connection or self._open()
             try:
                 return self._transact(connection, outgoing, sender, data)
+            except _LostInData as error:
+                log.warning(
+                    "SMTP connection to %s lost during DATA: %s", self.endpoint.where, error
+                )
+                self._discard()
+                detail = (
+                    f"connection to {self.endpoint.where} lost during DATA ({error.__cause__});"
+                    " the server may have kept the message, so it is retried later, not at once"
+                )
+                return SendResult(outgoing.key, ok=False, permanent=False, detail=detail)
             except OSError as error:  # smtplib's errors are OSErrors; replies are handled inside
                 log.warning("SMTP connection to %s lost: %s", self.endpoint.where, error)
                 self._discard()
@@ -447,7 +461,12 @@ class SMTPTransport:
             if code == 250:
                 code, reply = connection.rcpt(outgoing.recipient)
                 if code in (250, 251):
-                    code, reply = connection.data(data)
+                    try:
+                        code, reply = connection.data(data)
+                    except smtplib.SMTPResponseException:
+                        raise
+                    except OSError as error:
+                        raise _LostInData(str(error)) from error
                     return _reply_result(outgoing.key, _unless_closing(code, reply), reply)
         except smtplib.SMTPResponseException as error:  # DATA was not answered with 354
             code, reply = error.smtp_code, error.smtp_error

@@ -36,12 +36,14 @@ class SendPace:
         redis_url: str | None = None,
         key: str = "newsletter:send-pace",
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if per_second <= 0:
             raise ValueError("a send rate must be positive (0 means unlimited: use no pace)")
         self.interval = 1.0 / per_second
         self.key = key
         self.sleep = sleep
+        self.clock = clock
         self._lock = threading.Lock()
         self._next = 0.0
         self._reserve = None
@@ -59,7 +61,7 @@ class SendPace:
 
     def _local_delay(self) -> float:
         with self._lock:
-            now = time.monotonic()
+            now = self.clock()
             slot = max(now, self._next)
             self._next = slot + self.interval
             return slot - now

@@ -119,8 +119,9 @@ def example_topics(cli: Cli) -> None:
     cli("topics", "import", str(REPO / "subscribers" / "topics.toml"))
 
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
-"""A database of the local Redis that nothing but these tests uses (they empty it)."""
+REDIS_URL = os.environ.get("NEWSLETTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+"""A database of the local Redis that nothing but these tests uses (they empty it); runs that
+share a machine at the same time should each set NEWSLETTER_TEST_REDIS_URL to their own."""
 
 
 @pytest.fixture

@@ -44,12 +44,8 @@ DEADLINE = 150.0  # seconds for the whole send; a run takes a fraction of it
 
 @pytest.fixture
 def clean_redis(redis_url: str) -> Iterator[str]:
-    """Redis db 15 emptied before and after: the Huey queue and the send-pace key live there.
-
-    NEWSLETTER_TEST_REDIS_URL points these tests at another Redis: where several test runs
-    share a machine, workers on one queue would run each other's tasks.
-    """
-    redis_url = os.environ.get("NEWSLETTER_TEST_REDIS_URL", redis_url)
+    """The tests' Redis database (see conftest's REDIS_URL) emptied before and after: the Huey
+    queue and the send-pace key live there."""
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     try:

@@ -22,11 +22,12 @@ from tests.conftest import set_env
 
 def test_a_local_pace_gives_each_message_its_own_slot():
     delays: list[float] = []
-    pace = SendPace(20, sleep=delays.append)  # 50 ms apart; the fake sleep does not wait
+    # 50 ms apart; neither the fake sleep nor the fake clock moves time on.
+    pace = SendPace(20, sleep=delays.append, clock=lambda: 100.0)
     for _ in range(5):
         pace.wait()
     assert len(delays) == 4  # the first message goes at once
-    assert delays == pytest.approx([0.05, 0.10, 0.15, 0.20], abs=0.01)
+    assert delays == pytest.approx([0.05, 0.10, 0.15, 0.20])
 
 
 def test_workers_share_one_pace_through_redis(redis_url):
@@ -60,6 +61,7 @@ def test_the_setting_paces_the_transport(settings, monkeypatch, tmp_path):
     assert isinstance(transport, PacedTransport)
     waits: list[float] = []
     transport.pace.sleep = waits.append
+    transport.pace.clock = lambda: 100.0  # time stands still: the waits are the slots alone
     messages = [
         Outgoing(
             n,
@@ -80,7 +82,7 @@ def test_the_setting_paces_the_transport(settings, monkeypatch, tmp_path):
     ]
     results = list(transport.send(messages))
     assert [r.ok for r in results] == [True, True, True]
-    assert len(waits) == 2 and waits[-1] == pytest.approx(0.04, abs=0.01)
+    assert waits == pytest.approx([0.02, 0.04])
     assert isinstance(transport.inner, OutboxTransport)
 
 
