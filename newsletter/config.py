@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     smtp_max_attempts: int = Field(5, ge=1)
     smtp_retry_backoff: float = 30.0
     delivery_lease: float = Field(600.0, gt=0)
+    record_every: int = Field(250, ge=1)
+    """Successful sends written to the database together, one UPDATE; also the most messages a
+    sending thread that dies can leave sent but unmarked (sent again, same Message-ID)."""
+    record_interval: float = Field(1.0, gt=0)
+    """Seconds after which sends are written even if fewer than `record_every`."""
     dkim_key_file: Path | None = None
     dkim_selector: str = "digest"
     dkim_domain: str = ""

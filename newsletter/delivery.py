@@ -3,13 +3,17 @@
 Each (digest, subscriber) has one delivery row: pending → sending → sent, failed or skipped.
 A sender *claims* rows atomically (`FOR UPDATE SKIP LOCKED` on PostgreSQL; one UPDATE …
 RETURNING on SQLite, whose writers take turns) and holds them under a lease; rows whose lease
-expired (their worker died) are claimed again. Each outcome is written as soon as the server
-answers, so the only possible duplicate is the message a worker had handed to the server when
-it died, before its row was marked: at most one per sending thread. Its Message-ID is the
-same, so receivers recognise it.
+expired (their worker died) are claimed again. Failures are written as soon as the server
+answers; successes in groups of NEWSLETTER_RECORD_EVERY (or after NEWSLETTER_RECORD_INTERVAL
+seconds, whichever comes first), one UPDATE a group, so that writing outcomes costs a few
+statements per thousand messages. The price: a worker that dies may have had up to
+NEWSLETTER_RECORD_EVERY messages accepted by the server and not yet marked, and those are sent
+again; each copy has the same Message-ID, so receivers recognise it.
 
-Bodies are rendered once per segment (same topics, same language) and per process, and only
-the per-subscriber parts are filled in per message.
+Bodies are rendered once per segment (same topics, same language) and per process, encoded
+once into a `MessageTemplate`, and each message's bytes are the template's with the
+subscriber's address, Message-ID and links substituted: nothing is rendered or encoded per
+message, and a message's bytes exist only while it is being sent.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ import os
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -28,11 +33,20 @@ from newsletter import store
 from newsletter.bounces import bounce_from_reply
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.digest import Segment, build_segments
-from newsletter.mail import Outgoing, SendResult, Transport, compose
+from newsletter.digest import Segment, SegmentContents, SegmentKey, build_segments
+from newsletter.mail import Outgoing, SendResult, Transport, compose, message_bytes
+from newsletter.mime_template import MessageTemplate
 from newsletter.models import Delivery, DeliveryStatus, Digest, SubscriberStatus, utcnow
-from newsletter.render import RenderedBody, personalise, render_email
-from newsletter.tokens import preferences_url, unsubscribe_url, web_version_url
+from newsletter.render import (
+    PREFERENCES_PLACEHOLDER,
+    UNSUBSCRIBE_PLACEHOLDER,
+    WEB_VERSION_PLACEHOLDER,
+    RenderedBody,
+    personalise,
+    render_email,
+)
+from newsletter.store import ClaimedDelivery
+from newsletter.tokens import DigestLinks
 from newsletter.translations import translation_options
 
 Progress = Callable[[int], None]
@@ -78,18 +92,22 @@ class DeliveryReport:
         self.failures.extend(other.failures)
 
 
-@dataclass(frozen=True)
-class _Claimed:
-    delivery_id: int
-    subscriber_id: int
-    email: str
-    public_id: str
-    message_id: str
-    active: bool
+BODY_FIELDS = {
+    "unsubscribe_url": UNSUBSCRIBE_PLACEHOLDER,
+    "preferences_url": PREFERENCES_PLACEHOLDER,
+    "web_version_url": WEB_VERSION_PLACEHOLDER,
+}
+"""The per-subscriber links of a rendered body, by the name `MessageTemplate` fills in."""
+
+NOT_SUBSCRIBED = "not sent: no longer subscribed"
 
 
 class Deliverer:
-    """Sends one digest's claimed deliveries; keeps its segments and rendered bodies."""
+    """Sends one digest's claimed deliveries; keeps its segments' contents and templates.
+
+    A process keeps one `MessageTemplate` per segment it has sent to (about one message's
+    size each, a few hundred at most), so rows claimed in any order never render twice.
+    """
 
     def __init__(
         self,
@@ -105,63 +123,95 @@ class Deliverer:
         self.transport = transport
         self.notes = notes
         self.worker = worker or worker_name()
-        self._segment_of: dict[int, Segment] | None = None
-        self._bodies: dict[tuple[tuple[int, ...], str], RenderedBody] = {}
+        self._contents: SegmentContents | None = None
+        self._links: DigestLinks | None = None
+        self._templates: dict[SegmentKey, MessageTemplate] = {}
+        self._bodies: OrderedDict[SegmentKey, RenderedBody] = OrderedDict()
+        # The Date of this sender's messages: when it began (headers are composed once).
+        self._date = datetime.now(UTC)
+        self._sender = settings.sender_email  # a property that parses NEWSLETTER_FROM: once
 
     # ---------------------------------------------------------------- one batch
 
     def deliver_batch(self, limit: int, progress: Progress | None = None) -> DeliveryReport:
-        """Claim up to `limit` due deliveries and send them; an empty report when none is due."""
+        """Claim up to `limit` due deliveries and send them; an empty report when none is due.
+
+        However the batch ends (an error, SIGINT), the outcomes known are written and the rows
+        not sent are handed back, so the next run need not wait for the lease (SIGKILL leaves
+        that to the lease).
+        """
         report = DeliveryReport()
         claimed_at = time.monotonic()
         claimed = self._claim(limit)
         if not claimed:
             return report
-        segment_of = self._segments()
-        outgoing: list[Outgoing] = []
-        for row in claimed:
-            segment = segment_of.get(row.subscriber_id)
-            if not row.active or segment is None:
-                self._skip(row, report, progress)
-                continue
-            outgoing.append(self._message(self._body(segment), row, segment.content.date))
-        unrecorded = {message.key: message for message in outgoing}
-        by_id = {row.delivery_id: row for row in claimed}
+        rows = self._skip_unsubscribed(claimed, report, progress)
+        outcomes = _Outcomes(self, report, progress)
+        unsent = {row.delivery_id: row for row in rows}
         try:
-            for result in self.transport.send(self._still_held(outgoing, unrecorded, claimed_at)):
-                self._record(result, by_id[result.key], report)
-                unrecorded.pop(result.key)
-                if progress is not None:
-                    progress(1)
+            messages = self._messages(rows, unsent, outcomes, claimed_at)
+            for result in self.transport.send(messages):
+                outcomes.add(result, unsent.pop(result.key))
         except BaseException:
-            # The server is gone or we are being stopped: hand back what was not recorded, so
-            # the next run need not wait for the lease (SIGKILL leaves that to the lease).
-            self._release(list(unrecorded))
+            try:
+                outcomes.write()
+            finally:
+                self._release(list(unsent))
             raise
+        outcomes.write()
         return report
 
-    def _still_held(
-        self, outgoing: list[Outgoing], unrecorded: dict[int, Outgoing], claimed_at: float
+    def message(self, row: ClaimedDelivery) -> Outgoing:
+        """One subscriber's message: their segment's template with their values substituted
+        (once `prepare` has read what the row needs)."""
+        key = (row.topic_ids, row.language)
+        unsubscribe, preferences, web_version = self._links.links(row.public_id)
+        message_id = row.message_id if row.message_id.startswith("<") else f"<{row.message_id}>"
+        if row.email.isascii():
+            data = self._template(key).bytes_for(
+                {
+                    "to": row.email,
+                    "message_id": message_id,
+                    "unsubscribe_url": unsubscribe,
+                    "preferences_url": preferences,
+                    "web_version_url": web_version,
+                }
+            )
+        else:  # an internationalised address: composed the slow way, which knows how
+            body = personalise(self._body(key), unsubscribe, preferences, web_version)
+            data = message_bytes(self._compose(row.email, message_id, unsubscribe, body))
+        return Outgoing(row.delivery_id, row.email, self._sender, message_id, data)
+
+    def _messages(
+        self,
+        rows: list[ClaimedDelivery],
+        unsent: dict[int, ClaimedDelivery],
+        outcomes: _Outcomes,
+        claimed_at: float,
     ) -> Iterator[Outgoing]:
-        """Each message as it is about to go, unless another worker has taken its row over.
+        """Each message as it is about to go, made just then, unless another worker has taken
+        its row over.
 
         A batch can outlast its lease (a slow relay, a send rate shared by many workers), and
         then another worker may claim the rows not sent yet. So whenever half the lease has
-        passed, the claim on the rows not yet recorded is renewed, and rows that another
-        worker took meanwhile are left to it. (The lease must still outlast one message, its
-        pace wait and the SMTP timeout included.)
+        passed, the outcomes known are written and the claim on the rows not sent yet is
+        renewed, and rows that another worker took meanwhile are left to it. (The lease must
+        still outlast one message, its pace wait and the SMTP timeout included, plus
+        NEWSLETTER_RECORD_INTERVAL.)
         """
         half_lease = self.settings.delivery_lease / 2
         renew_at = claimed_at + half_lease
-        held = set(unrecorded)
-        for message in outgoing:
+        held = set(unsent)
+        for row in rows:
+            outcomes.write_when_due()
             if time.monotonic() >= renew_at:
+                outcomes.write()
                 renew_at = time.monotonic() + half_lease
-                held = self._renew(list(unrecorded))
-            if message.key in held:
-                yield message
+                held = self._renew(list(unsent))
+            if row.delivery_id in held:
+                yield self.message(row)
             else:
-                unrecorded.pop(message.key, None)  # not ours to send, nor to release
+                unsent.pop(row.delivery_id, None)  # not ours to send, nor to release
 
     def _renew(self, delivery_ids: list[int]) -> set[int]:
         lease_until = utcnow() + timedelta(seconds=self.settings.delivery_lease)
@@ -172,83 +222,105 @@ class Deliverer:
         with session_scope(self.settings) as session:
             store.release_deliveries(session, delivery_ids, self.worker)
 
-    def _claim(self, limit: int) -> list[_Claimed]:
+    def _claim(self, limit: int) -> list[ClaimedDelivery]:
+        """Claim due rows and read what sending them needs: two statements."""
         lease = timedelta(seconds=self.settings.delivery_lease)
         with session_scope(self.settings) as session:
             ids = store.claim_deliveries(
                 session, self.digest_id, self.worker, limit, utcnow(), lease
             )
             rows = store.claimed_rows(session, ids)
-            return [
-                _Claimed(
-                    delivery.id,
-                    subscriber.id,
-                    subscriber.email,
-                    subscriber.public_id,
-                    delivery.message_id,
-                    subscriber.status == SubscriberStatus.active,
-                )
-                for delivery, subscriber in rows
-            ]
+            self.prepare(session, rows)
+            return rows
 
-    def _segments(self) -> dict[int, Segment]:
-        if self._segment_of is None:
+    def prepare(self, session: Session, rows: list[ClaimedDelivery]) -> None:
+        """Read what `message` needs for these rows: the digest's topics and papers on first
+        use, the stored translations of languages not seen before."""
+        if not rows:
+            return
+        if self._contents is None:
+            settings = self.settings
+            digest = store.digest_by_id(session, self.digest_id)
+            self._contents = SegmentContents(
+                session,
+                digest,
+                cap=settings.digest_max_per_topic,
+                base_url=settings.base_url,
+                translation=translation_options(settings, self.notes),
+            )
+            self._links = DigestLinks(settings.base_url, settings.secret(), digest.issue_date)
+        self._contents.load_languages(session, {row.language for row in rows})
+
+    def _skip_unsubscribed(
+        self, rows: list[ClaimedDelivery], report: DeliveryReport, progress: Progress | None
+    ) -> list[ClaimedDelivery]:
+        """The rows to send; the others (the subscriber left, bounced, paused past the digest's
+        day or follows no topic now) are marked skipped, in one statement."""
+        issue_date = self._contents.issue_date
+        sendable, skipped = [], []
+        for row in rows:
+            paused = row.paused_until is not None and row.paused_until > issue_date
+            active = row.status == SubscriberStatus.active and row.topic_ids and not paused
+            (sendable if active else skipped).append(row)
+        if skipped:
             with session_scope(self.settings) as session:
-                digest = store.digest_by_id(session, self.digest_id)
-                # Rows exist only where there was something to send: keep every segment.
-                segments = segments_for(
-                    session, self.settings, digest, notes=self.notes, include_empty=True
-                )
-            self._segment_of = {sid: seg for seg in segments for sid in seg.subscriber_ids}
-        return self._segment_of
+                store.skip_deliveries(session, [row.delivery_id for row in skipped], NOT_SUBSCRIBED)
+            report.skipped += len(skipped)
+            if progress is not None:
+                progress(len(skipped))
+        return sendable
 
-    def _body(self, segment: Segment) -> RenderedBody:
-        key = (segment.topic_ids, segment.language)
-        if key not in self._bodies:
-            self._bodies[key] = render_email(segment.content, sender_name=self.settings.sender_name)
-        return self._bodies[key]
+    def _template(self, key: SegmentKey) -> MessageTemplate:
+        template = self._templates.get(key)
+        if template is None:
+            body = self._body(key)
+            settings = self.settings
+            template = self._templates[key] = MessageTemplate.build(
+                sender=settings.from_address,
+                subject=body.subject,
+                html_body=body.html,
+                text_body=body.text,
+                list_id=settings.list_id,
+                unsubscribe_mailto=self._unsubscribe_mailto(),
+                body_fields=BODY_FIELDS,
+                date=self._date,
+            )
+        return template
 
-    def _message(self, body: RenderedBody, row: _Claimed, issue_date: date) -> Outgoing:
+    def _body(self, key: SegmentKey) -> RenderedBody:
+        """The segment's rendered body; the last few kept (templates are what is reused)."""
+        body = self._bodies.get(key)
+        if body is None:
+            content = self._contents.content(*key)
+            body = render_email(content, sender_name=self.settings.sender_name)
+            self._bodies[key] = body
+            if len(self._bodies) > 4:
+                self._bodies.popitem(last=False)
+        return body
+
+    def _compose(self, to: str, message_id: str, unsubscribe: str, body: RenderedBody):
         settings = self.settings
-        base_url, secret = settings.base_url, settings.secret()
-        link = unsubscribe_url(base_url, secret, row.public_id)
-        personal = personalise(
-            body,
-            link,
-            preferences_url(base_url, secret, row.public_id),
-            web_version_url(base_url, secret, row.public_id, issue_date),
-        )
-        message = compose(
+        return compose(
             sender=settings.from_address,
-            to=row.email,
-            subject=personal.subject,
-            html=personal.html,
-            text=personal.text,
-            message_id=row.message_id,
+            to=to,
+            subject=body.subject,
+            html=body.html,
+            text=body.text,
+            message_id=message_id,
             list_id=settings.list_id,
-            unsubscribe_url=link,
-            unsubscribe_mailto=f"mailto:{settings.sender_email}?subject=unsubscribe",
+            unsubscribe_url=unsubscribe,
+            unsubscribe_mailto=self._unsubscribe_mailto(),
+            date=self._date,
         )
-        return Outgoing(key=row.delivery_id, recipient=row.email, message=message)
+
+    def _unsubscribe_mailto(self) -> str:
+        return f"mailto:{self.settings.sender_email}?subject=unsubscribe"
 
     # ---------------------------------------------------------------- outcomes
 
-    def _skip(self, row: _Claimed, report: DeliveryReport, progress: Progress | None) -> None:
+    def _record_failure(self, result: SendResult, row: ClaimedDelivery, report: DeliveryReport):
+        """Write a failure at once: it may bounce the subscriber, and it is rare."""
         with session_scope(self.settings) as session:
-            store.finish_delivery(
-                session, row.delivery_id, DeliveryStatus.skipped, "not sent: no longer subscribed"
-            )
-        report.skipped += 1
-        if progress is not None:
-            progress(1)
-
-    def _record(self, result: SendResult, row: _Claimed, report: DeliveryReport) -> None:
-        """Write one outcome the moment it is known (this is what bounds duplicates)."""
-        with session_scope(self.settings) as session:
-            if result.ok:
-                store.finish_delivery(session, result.key, DeliveryStatus.sent, result.detail)
-                report.sent += 1
-                return
             delivery = session.get(Delivery, result.key)
             attempts = delivery.attempts + 1
             if result.permanent or attempts >= self.settings.smtp_max_attempts:
@@ -264,9 +336,56 @@ class Deliverer:
             )
             report.deferred += 1
 
-    def _bounce(self, session, row: _Claimed, detail: str) -> str:
+    def _bounce(self, session, row: ClaimedDelivery, detail: str) -> str:
         code = int(detail[:3]) if detail[:3].isdigit() else 550
         return store.record_bounce(session, bounce_from_reply(row.email, code, detail[4:]))
+
+
+class _Outcomes:
+    """A batch's outcomes: failures written at once, successes in groups.
+
+    A group is written when it holds NEWSLETTER_RECORD_EVERY messages, or when its first is
+    NEWSLETTER_RECORD_INTERVAL seconds old (checked as results come and before each message
+    goes, so a slow relay still records promptly), or when the batch ends however it ends.
+    """
+
+    def __init__(
+        self, deliverer: Deliverer, report: DeliveryReport, progress: Progress | None
+    ) -> None:
+        self.deliverer = deliverer
+        self.report = report
+        self.progress = progress
+        self.every = deliverer.settings.record_every
+        self.interval = deliverer.settings.record_interval
+        self.sent: dict[int, str] = {}
+        self.since = 0.0
+
+    def add(self, result: SendResult, row: ClaimedDelivery) -> None:
+        if result.ok:
+            if not self.sent:
+                self.since = time.monotonic()
+            self.sent[result.key] = result.detail
+            if len(self.sent) >= self.every:
+                self.write()
+            else:
+                self.write_when_due()
+        else:
+            self.deliverer._record_failure(result, row, self.report)
+        if self.progress is not None:
+            self.progress(1)
+
+    def write_when_due(self) -> None:
+        if self.sent and time.monotonic() - self.since >= self.interval:
+            self.write()
+
+    def write(self) -> None:
+        """Mark the messages sent since the last write, in one UPDATE."""
+        if not self.sent:
+            return
+        with session_scope(self.deliverer.settings) as session:
+            store.finish_sent(session, self.sent)
+        self.report.sent += len(self.sent)
+        self.sent = {}
 
 
 # ---------------------------------------------------------------- until nothing is due

@@ -7,7 +7,7 @@ and `web` consume only these plain, frozen values, never ORM objects.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
@@ -189,16 +189,15 @@ def paper_item(paper: Paper) -> PaperItem:
 def new_papers_by_topic(
     session: Session, digest: Digest, topics: list[Topic]
 ) -> dict[int, list[PaperItem]]:
-    """Every topic's papers in the digest's window, newest first, uncapped."""
-    return {
-        topic.id: [
-            paper_item(paper)
-            for paper in store.papers_linked_between(
-                session, topic.id, digest.window_start, digest.window_end
-            )
-        ]
-        for topic in topics
-    }
+    """Every topic's papers in the digest's window, newest first, uncapped (one query)."""
+    papers: dict[int, list[PaperItem]] = {topic.id: [] for topic in topics}
+    items: dict[int, PaperItem] = {}  # a paper in two topics is one PaperItem
+    rows = store.papers_of_topics_between(session, papers, digest.window_start, digest.window_end)
+    for topic_id, paper in rows:
+        if paper.id not in items:
+            items[paper.id] = paper_item(paper)
+        papers[topic_id].append(items[paper.id])
+    return papers
 
 
 def assemble(
@@ -278,41 +277,97 @@ def build_segments(
     """Group active subscribers (not paused on the digest's day) by (topics, language) and
     assemble each group's content once.
 
-    A group whose topics have nothing new is left out unless `include_empty` is set. With
-    `translation`, a group reading another language than English gets the stored translations
-    of its papers (looked up once per language, never per subscriber).
+    The list is streamed (subscriber ids, languages and topic ids, never whole subscribers),
+    so memory holds an integer a subscriber. A group whose topics have nothing new is left
+    out unless `include_empty` is set. With `translation`, a group reading another language
+    than English gets the stored translations of its papers (looked up once per language).
     """
-    groups: dict[tuple[tuple[int, ...], str], list[int]] = defaultdict(list)
-    topics_by_id: dict[int, Topic] = {}
-    for subscriber in store.active_subscribers(session, on=digest.issue_date):
-        if not subscriber.topics:
-            continue
-        for topic in subscriber.topics:
-            topics_by_id[topic.id] = topic
-        key = (tuple(topic.id for topic in subscriber.topics), subscriber.language)
-        groups[key].append(subscriber.id)
-    papers = new_papers_by_topic(session, digest, list(topics_by_id.values()))
-    web_url = digest_web_url(base_url, digest.issue_date)
-    arxiv_ids = {item.arxiv_id for items in papers.values() for item in items}
-    by_language: dict[str | None, Translations | None] = {None: None}
+    groups: dict[SegmentKey, list[int]] = defaultdict(list)
+    for subscriber_id, key in subscriber_segments(session, digest.issue_date):
+        groups[key].append(subscriber_id)
+    contents = SegmentContents(session, digest, cap=cap, base_url=base_url, translation=translation)
+    contents.load_languages(session, {language for _topics, language in groups})
     segments = []
     for (topic_ids, language), subscriber_ids in groups.items():
-        target = translation_language(language) if translation is not None else None
-        if target not in by_language:
-            by_language[target] = stored_translations(session, arxiv_ids, target, translation)
-        content = assemble(
-            [topics_by_id[topic_id] for topic_id in topic_ids],
-            papers,
-            issue_date=digest.issue_date,
-            cap=cap,
-            language=language,
-            web_url=web_url,
-            base_url=base_url,
-            translations=by_language[target],
-        )
+        content = contents.content(topic_ids, language)
         if content.paper_count or include_empty:
             segments.append(Segment(topic_ids, language, tuple(subscriber_ids), content))
     return segments
+
+
+SegmentKey = tuple[tuple[int, ...], str]
+"""(topic ids in display order, language): who gets the same body."""
+
+
+def subscriber_segments(session: Session, on: date) -> Iterator[tuple[int, SegmentKey]]:
+    """(subscriber id, segment key) of every active subscriber not paused on `on`."""
+    current, language, topic_ids = None, "", []
+    for subscriber_id, row_language, topic_id in store.subscriber_topic_rows(session, on):
+        if subscriber_id != current:
+            if current is not None:
+                yield current, (tuple(topic_ids), language)
+            current, language, topic_ids = subscriber_id, row_language, []
+        topic_ids.append(topic_id)
+    if current is not None:
+        yield current, (tuple(topic_ids), language)
+
+
+class SegmentContents:
+    """Each segment's content, assembled the first time it is asked for.
+
+    The topics and the papers of the digest's window are read once; translations once per
+    language (`load_languages`, inside a unit of work); then `content` needs no database, so
+    a sender can find the content of any subscriber's segment without reading the list.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        digest: Digest,
+        *,
+        cap: int,
+        base_url: str,
+        translation: TranslationOptions | None = None,
+    ) -> None:
+        self.issue_date = digest.issue_date
+        self.cap = cap
+        self.base_url = base_url
+        self.translation = translation
+        self.topics = {topic.id: topic for topic in store.list_topics(session)}
+        self.papers = new_papers_by_topic(session, digest, list(self.topics.values()))
+        self.web_url = digest_web_url(base_url, digest.issue_date)
+        self._translations: dict[str | None, Translations | None] = {None: None}
+        self._contents: dict[SegmentKey, DigestContent] = {}
+
+    def load_languages(self, session: Session, languages: Iterable[str]) -> None:
+        """Read the stored translations each of these reader languages needs, once each."""
+        if self.translation is None:
+            return
+        arxiv_ids = {item.arxiv_id for items in self.papers.values() for item in items}
+        for language in languages:
+            target = translation_language(language)
+            if target not in self._translations:
+                self._translations[target] = stored_translations(
+                    session, arxiv_ids, target, self.translation
+                )
+
+    def content(self, topic_ids: tuple[int, ...], language: str) -> DigestContent:
+        """What the segment (these topics, this language) receives; topics since deleted are
+        left out. Its language's translations must have been loaded."""
+        key = (topic_ids, language)
+        if key not in self._contents:
+            target = translation_language(language) if self.translation is not None else None
+            self._contents[key] = assemble(
+                [self.topics[topic_id] for topic_id in topic_ids if topic_id in self.topics],
+                self.papers,
+                issue_date=self.issue_date,
+                cap=self.cap,
+                language=language,
+                web_url=self.web_url,
+                base_url=self.base_url,
+                translations=self._translations[target],
+            )
+        return self._contents[key]
 
 
 def stored_translations(

@@ -6,9 +6,10 @@ its own units of work, and is safe to run twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
+from typing import TypeVar
 
 from newsletter import store
 from newsletter.arxiv_api import ArxivSource, FetchedPaper, build_query
@@ -20,13 +21,14 @@ from newsletter.digest import Segment, draft_digest, open_digest
 from newsletter.errors import CodeLinkError, FetchError
 from newsletter.hfpapers import CodeLinkSource, HuggingFacePapers, RateLimited
 from newsletter.mail import Transport, message_id_for, transport_from_settings
-from newsletter.models import DeliveryStatus, Subscriber, utcnow
+from newsletter.models import DeliveryStatus, utcnow
 from newsletter.translations import (
     TranslationReport,
     translate_for_digest,
 )
 
 Progress = Callable[[int], None]
+T = TypeVar("T")
 
 
 def today(settings: Settings | None = None) -> date:
@@ -223,43 +225,54 @@ def open_digest_id(settings: Settings, issue_date: date) -> int:
         return open_digest(session, issue_date, utcnow()).id
 
 
+INSERT_CHUNK = 1_000
+"""Delivery rows written per INSERT when a digest is prepared."""
+
+
 def prepare(
     settings: Settings, issue_date: date, notes: dict[tuple[str, str], str] | None = None
 ) -> tuple[int, list[Segment]]:
     """Open the day's digest and give every subscriber with something new a delivery row.
 
-    `notes` tell readers why an abstract is not translated (see `translations`).
+    Rows are written segment after segment, so that a batch of claimed rows spans few
+    segments, in chunks: memory holds a chunk of rows, not the list. `notes` tell readers
+    why an abstract is not translated (see `translations`).
     """
+    secret, domain, day = settings.secret(), settings.sender_domain, issue_date.isoformat()
     with session_scope(settings) as session:
         digest = open_digest(session, issue_date, utcnow())
         segments = segments_for(session, settings, digest, notes=notes)
-        have_row = store.delivered_subscriber_ids(session, digest.id)
-        subscribers = _subscribers_by_id(session, segments)
-        rows = [
-            {
-                "digest_id": digest.id,
-                "subscriber_id": subscriber_id,
-                "message_id": message_id_for(
-                    settings.secret(),
-                    issue_date.isoformat(),
-                    subscribers[subscriber_id].public_id,
-                    settings.sender_domain,
-                ),
-                "paper_count": segment.content.paper_count,
-                "status": DeliveryStatus.pending,
-                "created_at": utcnow(),
-            }
-            for segment in segments
-            for subscriber_id in segment.subscriber_ids
-            if subscriber_id not in have_row
-        ]
-        store.add_deliveries(session, rows)
+        members = ((segment, sid) for segment in segments for sid in segment.subscriber_ids)
+        for chunk in _chunks(members, INSERT_CHUNK):
+            public_ids = store.public_ids_without_delivery(
+                session, digest.id, [subscriber_id for _segment, subscriber_id in chunk]
+            )
+            now = utcnow()
+            rows = [
+                {
+                    "digest_id": digest.id,
+                    "subscriber_id": subscriber_id,
+                    "message_id": message_id_for(secret, day, public_ids[subscriber_id], domain),
+                    "paper_count": segment.content.paper_count,
+                    "status": DeliveryStatus.pending,
+                    "created_at": now,
+                }
+                for segment, subscriber_id in chunk
+                if subscriber_id in public_ids
+            ]
+            store.add_deliveries(session, rows)
         return digest.id, segments
 
 
-def _subscribers_by_id(session, segments: list[Segment]) -> dict[int, Subscriber]:
-    wanted = {subscriber_id for segment in segments for subscriber_id in segment.subscriber_ids}
-    return {s.id: s for s in store.active_subscribers(session) if s.id in wanted}
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def plan(settings: Settings, issue_date: date | None = None) -> SendReport:
@@ -271,13 +284,14 @@ def plan(settings: Settings, issue_date: date | None = None) -> SendReport:
         segments = segments_for(session, settings, digest)
         deliveries = store.deliveries_of(session, digest.id) if digest.id else []
         status = {d.subscriber_id: d.status.value for d in deliveries}
-        subscribers = _subscribers_by_id(session, segments)
+        emails = store.subscriber_emails(
+            session, (sid for segment in segments for sid in segment.subscriber_ids)
+        )
         for segment in segments:
             for subscriber_id in segment.subscriber_ids:
-                subscriber = subscribers[subscriber_id]
                 report.planned.append(
                     PlannedMessage(
-                        subscriber.email,
+                        emails[subscriber_id],
                         segment.language,
                         segment.content.topic_names,
                         segment.content.paper_count,

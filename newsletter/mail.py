@@ -2,8 +2,10 @@
 
 Two transports share one small interface (`Transport`): the outbox folder (the default, nothing
 to set up) and an SMTP relay. Both take a batch and yield one result per message as they go, so
-the caller can record each delivery the moment it is known and an interrupted batch resumes
-where it stopped.
+the caller can record each delivery as it becomes known and an interrupted batch resumes where
+it stopped. A message travels as its final bytes (`Outgoing`): a digest's are made by
+substitution in a template encoded once per segment (`mime_template`), and no transport
+encodes anything again.
 """
 
 from __future__ import annotations
@@ -91,6 +93,13 @@ def compose(
     return message
 
 
+def subject_header(subject: str) -> bytes:
+    """The `Subject:` line (folded, encoded where not ASCII) as `compose` writes it, CRLF."""
+    _require_one_line("subject", subject)
+    _name, value = MESSAGE_POLICY.header_store_parse("Subject", subject)
+    return MESSAGE_POLICY.fold_binary("Subject", value)
+
+
 def list_unsubscribe(url: str, mailto: str) -> str:
     """The List-Unsubscribe value (RFC 2369), one URI a line so that no URI is ever folded."""
     if not mailto.lower().startswith("mailto:"):
@@ -152,11 +161,24 @@ def _aware(moment: datetime) -> datetime:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One message to deliver."""
+    """One message to deliver, as the bytes to send (CRLF line ends, not dot-stuffed)."""
 
     key: int  # the caller's id for it (a delivery row id)
-    recipient: str
-    message: EmailMessage
+    recipient: str  # the envelope recipient (RCPT TO)
+    sender: str  # the envelope sender (MAIL FROM): the From address, bare
+    message_id: str  # as in its header, <…>: names the outbox file
+    data: bytes
+
+    @classmethod
+    def of(cls, key: int, message: EmailMessage, recipient: str | None = None) -> Outgoing:
+        """A composed message (see `compose`), to its To address unless told otherwise."""
+        return cls(
+            key=key,
+            recipient=recipient or parseaddr(str(message.get("To", "")))[1],
+            sender=parseaddr(str(message.get("From", "")))[1],
+            message_id=str(message.get("Message-ID", "")).strip(),
+            data=message_bytes(message),
+        )
 
 
 @dataclass(frozen=True)
@@ -290,11 +312,11 @@ class OutboxTransport:
         self.close()
 
     def _write(self, outgoing: Outgoing) -> SendResult:
-        path = self.folder / outbox_file_name(outgoing.message)
+        path = self.folder / outbox_file_name(outgoing.message_id, outgoing.data)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             # LF, as files on Unix have it: parsed back, the text reads as the template wrote it.
-            data = _signed(self.signer, message_bytes(outgoing.message, linesep="\n"))
+            data = _signed(self.signer, outgoing.data.replace(b"\r\n", b"\n"))
             _write_atomically(path, data)
         except OSError as error:
             # One failed write is a failed delivery, not the end of the batch.
@@ -302,14 +324,14 @@ class OutboxTransport:
         return SendResult(outgoing.key, ok=True, permanent=False, detail=str(path))
 
 
-def outbox_file_name(message: EmailMessage) -> str:
+def outbox_file_name(message_id: str, data: bytes = b"") -> str:
     """A file name from the Message-ID that cannot leave the folder or hide as a dotfile."""
-    message_id = str(message.get("Message-ID", "")).strip().removeprefix("<").removesuffix(">")
+    message_id = message_id.strip().removeprefix("<").removesuffix(">")
     safe = re.sub(r"[^A-Za-z0-9@._+-]", "_", message_id)[:120].lstrip(".")
     if safe and safe == message_id:
         return f"{safe}.eml"
     # Two ids that sanitise alike (or a message without one) must not overwrite each other.
-    source = message_id.encode() if message_id else message_bytes(message)
+    source = message_id.encode() if message_id else data
     return f"{safe or 'message'}-{hashlib.sha256(source).hexdigest()[:16]}.eml"
 
 
@@ -421,11 +443,11 @@ class SMTPTransport:
         self.close()
 
     def _deliver(self, outgoing: Outgoing) -> SendResult:
-        sender = self.envelope_from or parseaddr(str(outgoing.message.get("From", "")))[1]
+        sender = self.envelope_from or outgoing.sender
         if not sender:
             detail = "the message has no From address"
             return SendResult(outgoing.key, ok=False, permanent=True, detail=detail)
-        data = _signed(self.signer, message_bytes(outgoing.message))
+        data = _signed(self.signer, outgoing.data)
         lost: OSError | None = None
         # A relay may close an idle or busy connection at any time: reconnect once and retry the
         # message at once, as long as the drop came before DATA. A drop from DATA on may mean
@@ -462,7 +484,7 @@ class SMTPTransport:
                 code, reply = connection.rcpt(outgoing.recipient)
                 if code in (250, 251):
                     try:
-                        code, reply = connection.data(data)
+                        code, reply = _data(connection, data)
                     except smtplib.SMTPResponseException:
                         raise
                     except OSError as error:
@@ -541,6 +563,23 @@ class SMTPTransport:
         message = f"cannot use SMTP server {where}: {reason}"
         password = self.endpoint.password
         return message.replace(password, "********") if password else message
+
+
+def _data(connection: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+    """DATA, then the message and its final dot: what `smtplib.SMTP.data` does for bytes.
+
+    smtplib dot-stuffs with a multi-line regex, ~1 ms for a 100 KB digest (as long as all the
+    rest of a message's SMTP exchange); one `bytes.replace` does the same ten times faster.
+    """
+    code, reply = connection.docmd("data")
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+    stuffed = data.replace(b"\n.", b"\n..")  # a "." starting a line is doubled (RFC 5321)
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
+    ending = b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n"
+    connection.send(stuffed + ending)  # one write: a lone "." could wait out Nagle's delay
+    return connection.getreply()
 
 
 def _unless_closing(code: int, reply: bytes) -> int:

@@ -20,14 +20,18 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from newsletter.errors import InvalidInput
-from newsletter.mail import compose, message_bytes
+from newsletter.mail import compose, message_bytes, subject_header
 
 # Header markers: what compose() is given instead of the recipient's values.
 TO = "nl-recipient@marker.invalid"
 MESSAGE_ID = "<nl-message-id@marker.invalid>"
 HEADER_UNSUBSCRIBE = "https://marker.invalid/nl-unsubscribe"
+
+SUBJECT = "nl-subject-marker"
+_SUBJECT_LINE = f"Subject: {SUBJECT}\r\n".encode()
 
 # Body markers: one line each, so the encoder leaves them whole.
 TEXT_BODY = "nl-text-body-marker"
@@ -48,6 +52,15 @@ class MessageTemplate:
 
     def __init__(self, pieces: list[bytes | _Field]) -> None:
         self.pieces = pieces
+        # For `bytes_for`: the static pieces with a gap per field, and which value fills each
+        # gap (a link recurs: it is encoded once per context, not once per place).
+        self._fields = list(dict.fromkeys(p for p in pieces if isinstance(p, _Field)))
+        self._static = [piece if isinstance(piece, bytes) else b"" for piece in pieces]
+        self._gaps = [
+            (position, self._fields.index(piece))
+            for position, piece in enumerate(pieces)
+            if isinstance(piece, _Field)
+        ]
 
     @classmethod
     def build(
@@ -62,20 +75,16 @@ class MessageTemplate:
         body_fields: Mapping[str, str],
         date: datetime | None = None,
     ) -> MessageTemplate:
-        """`body_fields` maps a field name to the placeholder standing for it in the bodies."""
-        message = compose(
-            sender=sender,
-            to=TO,
-            subject=subject,
-            html=HTML_BODY,
-            text=TEXT_BODY,
-            message_id=MESSAGE_ID,
-            list_id=list_id,
-            unsubscribe_url=HEADER_UNSUBSCRIBE,
-            unsubscribe_mailto=unsubscribe_mailto,
-            date=date,
-        )
-        skeleton = message_bytes(message)
+        """`body_fields` maps a field name to the placeholder standing for it in the bodies.
+
+        With a `date`, the headers common to all templates (all but the Subject) are composed
+        once for every template of that date and sender, not once per template.
+        """
+        if date is None:
+            skeleton = _skeleton(sender, list_id, unsubscribe_mailto, None)
+        else:
+            skeleton = _shared_skeleton(sender, list_id, unsubscribe_mailto, date)
+        skeleton = skeleton.replace(_SUBJECT_LINE, subject_header(subject), 1)
         header_fields = {
             TO.encode(): _Field("to", "header"),
             MESSAGE_ID.encode(): _Field("message_id", "header"),
@@ -90,13 +99,34 @@ class MessageTemplate:
     def bytes_for(self, values: Mapping[str, str]) -> bytes:
         """One recipient's message; `values` has "to", "message_id", "unsubscribe_url" and
         every body field."""
-        out = []
-        for piece in self.pieces:
-            if isinstance(piece, bytes):
-                out.append(piece)
-            else:
-                out.append(_encode(values[piece.name], piece.context))
+        encoded = [_encode(values[field.name], field.context) for field in self._fields]
+        out = self._static.copy()
+        for position, field in self._gaps:
+            out[position] = encoded[field]
         return b"".join(out)
+
+
+def _skeleton(sender: str, list_id: str, unsubscribe_mailto: str, date: datetime | None) -> bytes:
+    """The message with markers for everything per recipient and per segment."""
+    message = compose(
+        sender=sender,
+        to=TO,
+        subject=SUBJECT,
+        html=HTML_BODY,
+        text=TEXT_BODY,
+        message_id=MESSAGE_ID,
+        list_id=list_id,
+        unsubscribe_url=HEADER_UNSUBSCRIBE,
+        unsubscribe_mailto=unsubscribe_mailto,
+        date=date,
+    )
+    skeleton = message_bytes(message)
+    if skeleton.count(_SUBJECT_LINE) != 1:
+        raise InvalidInput("the message template lost its Subject marker")
+    return skeleton
+
+
+_shared_skeleton = lru_cache(maxsize=16)(_skeleton)
 
 
 def _cut(

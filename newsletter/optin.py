@@ -140,7 +140,7 @@ def _send(settings: Settings, message: EmailMessage) -> tuple[bool, str]:
     transport = None
     try:
         transport = transport_from_settings(settings)
-        result = next(iter(transport.send([Outgoing(0, message["To"], message)])))
+        result = next(iter(transport.send([Outgoing.of(0, message)])))
     except (NewsletterError, OSError) as error:
         log.warning("confirmation to %s not sent: %s", message["To"], error)
         return False, str(error)[:500]

@@ -28,10 +28,11 @@ import cssutils
 import jinja2
 import mjml
 from lxml import etree
-from premailer import Premailer
 
 import newsletter
 from newsletter.codelinks import link_label
+from newsletter.css_inliner import INLINE_CSS_MARKER as INLINE_CSS_MARKER  # where it lived
+from newsletter.css_inliner import inline_styles
 from newsletter.digest import DigestContent, PaperItem, TopicSection
 from newsletter.errors import RenderError
 from newsletter.textfmt import authors_line, readable_paragraphs, readable_title, shorten
@@ -54,8 +55,6 @@ SUBJECT_PREFIX = "arXiv digest"
 SUBJECT_MAX_TOPICS = 3
 """Topic names a subject spells out before "and N more": inboxes show ~60-80 characters."""
 PREHEADER_MAX_CHARS = 140
-INLINE_CSS_MARKER = "/* inline */"
-"""Starts the `mj-style` blocks whose rules premailer copies into `style` attributes."""
 TEXT_WIDTH = 76
 
 HTML_SIZE_LIMIT = 100_000
@@ -163,40 +162,53 @@ def render_email(
     for the text part too, so both parts hold the same papers and links.
     """
     budget = size_limit - PERSONAL_RESERVE
-    body = render_fitted(content, sender_name, FIT_STEPS[0], budget)
-    if body is not None:
-        return body
-    # Each step shows less than the one before, so the first that fits can be bisected for.
-    low, high, fitting = 1, len(FIT_STEPS) - 1, None
-    while low <= high:
-        middle = (low + high) // 2
-        candidate = render_fitted(content, sender_name, FIT_STEPS[middle], budget)
-        if candidate is not None:
-            fitting, high = candidate, middle - 1
-        else:
-            low = middle + 1
-    if fitting is None:
-        fitting = render_fitted(content, sender_name, FIT_STEPS[-1])
+    fit, body_html = FIT_STEPS[0], _fitted_html(content, sender_name, FIT_STEPS[0], budget)
+    if body_html is None:
+        # Each step shows less than the one before. A digest too big as a whole mostly fits
+        # after a step or two: try steps 1, 2, 4, 8, then bisect between the last that did not
+        # fit and the first that did.
+        low, high, step = 1, len(FIT_STEPS) - 1, 1
+        while step <= high:
+            candidate = _fitted_html(content, sender_name, FIT_STEPS[step], budget)
+            if candidate is not None:
+                fit, body_html, high = FIT_STEPS[step], candidate, step - 1
+                break
+            low, step = step + 1, step * 2
+        while low <= high:
+            middle = (low + high) // 2
+            candidate = _fitted_html(content, sender_name, FIT_STEPS[middle], budget)
+            if candidate is not None:
+                fit, body_html, high = FIT_STEPS[middle], candidate, middle - 1
+            else:
+                low = middle + 1
+    if body_html is None:
+        fit, body_html = FIT_STEPS[-1], _fitted_html(content, sender_name, FIT_STEPS[-1])
         logger.warning(
             "digest %s: %d bytes of HTML even as an outline (limit %d): Gmail will clip it",
             content.date,
-            fitting.html_bytes,
+            len(body_html.encode()),
             size_limit,
         )
-    return fitting
+    # The text part only for the step chosen: it is a fifth of a render's cost.
+    body_text = _render(EMAIL_TEXT_TEMPLATE, _email_context(content, sender_name, fit))
+    return RenderedBody(email_subject(content), body_html, body_text, fit)
 
 
 def render_fitted(
     content: DigestContent, sender_name: str, fit: Fit, budget: int | None = None
 ) -> RenderedBody | None:
     """The body as `fit` shows it (see `FIT_STEPS`); None when its HTML is over `budget` bytes."""
-    context = _digest_context(fit_content(content, fit))
-    context.update(
-        sender_name=sender_name,
-        unsubscribe_url=UNSUBSCRIBE_PLACEHOLDER,
-        preferences_url=PREFERENCES_PLACEHOLDER,
-        web_version_url=WEB_VERSION_PLACEHOLDER,
-    )
+    body_html = _fitted_html(content, sender_name, fit, budget)
+    if body_html is None:
+        return None
+    body_text = _render(EMAIL_TEXT_TEMPLATE, _email_context(content, sender_name, fit))
+    return RenderedBody(email_subject(content), body_html, body_text, fit)
+
+
+def _fitted_html(
+    content: DigestContent, sender_name: str, fit: Fit, budget: int | None = None
+) -> str | None:
+    context = _email_context(content, sender_name, fit)
     body_html = mjml_to_html(_render(EMAIL_HTML_TEMPLATE, context))
     # Inlining adds far more bytes than re-serialising saves: too big now is too big after.
     if budget is not None and len(body_html.encode()) > budget:
@@ -204,8 +216,18 @@ def render_fitted(
     body_html = inline_css(body_html)
     if budget is not None and len(body_html.encode()) > budget:
         return None
-    body_text = _render(EMAIL_TEXT_TEMPLATE, context)
-    return RenderedBody(email_subject(content), body_html, body_text, fit)
+    return body_html
+
+
+def _email_context(content: DigestContent, sender_name: str, fit: Fit) -> dict[str, object]:
+    context = _digest_context(fit_content(content, fit))
+    context.update(
+        sender_name=sender_name,
+        unsubscribe_url=UNSUBSCRIBE_PLACEHOLDER,
+        preferences_url=PREFERENCES_PLACEHOLDER,
+        web_version_url=WEB_VERSION_PLACEHOLDER,
+    )
+    return context
 
 
 def fit_content(content: DigestContent, fit: Fit) -> DigestContent:
@@ -228,6 +250,7 @@ def _fit_section(section: TopicSection, fit: Fit) -> TopicSection:
     return replace(section, papers=cards, titles_only=listed[count:])
 
 
+@lru_cache(maxsize=8192)  # the same papers are shortened for many segments
 def _shortened(paper: PaperItem, limit: int) -> PaperItem:
     translated = paper.abstract_translated
     return replace(
@@ -298,25 +321,10 @@ def inline_css(document: str) -> str:
     honour them need the `@media` rules (the one-column phone layout).
     """
     root = etree.fromstring(document, etree.HTMLParser())
-    for style in root.iter("style"):
-        # premailer skips `media=` blocks by itself, before it would remove the attribute.
-        if "media" not in style.attrib and not _marked_for_inlining(style):
-            style.set("data-premailer", "ignore")
-    Premailer(
-        root,
-        allow_network=False,
-        keep_style_tags=True,
-        strip_important=False,
-        disable_validation=True,
-        cssutils_logging_level=logging.CRITICAL,
-    ).transform()
+    inline_styles(root)  # premailer's result, faster (see css_inliner)
     # Serialised here rather than by premailer, which drops MRML's lower-case doctype; without
     # a doctype clients render in quirks mode.
     return "<!doctype html>\n" + etree.tostring(root, method="html", encoding="unicode")
-
-
-def _marked_for_inlining(style: etree._Element) -> bool:
-    return (style.text or "").lstrip().startswith(INLINE_CSS_MARKER)
 
 
 def render_web_digest(content: DigestContent, *, site_name: str) -> str:
@@ -436,10 +444,12 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    # The paper filters are cached: the same papers appear in many segments, and these run
+    # for each paper of each render.
     env.filters.update(
-        readable_title=readable_title,
-        paragraphs=readable_paragraphs,
-        authors=authors_line,
+        readable_title=_cached(readable_title),
+        paragraphs=_cached(lambda text: tuple(readable_paragraphs(text))),
+        authors=_cached(authors_line),
         count_noun=count_noun,
         day=_day,
         http_url=_http_url,
@@ -449,11 +459,25 @@ def environment() -> jinja2.Environment:
     return env
 
 
+def _cached(function):
+    """A pure text filter, remembered; unhashable arguments (a list) go straight through."""
+    remembered = lru_cache(maxsize=16384)(function)
+
+    def filter_(*args, **kwargs):
+        try:
+            return remembered(*args, **kwargs)
+        except TypeError:  # unhashable
+            return function(*args, **kwargs)
+
+    return filter_
+
+
 def _day(moment: datetime | date) -> str:
     """YYYY-MM-DD of a date or datetime."""
     return (moment.date() if isinstance(moment, datetime) else moment).isoformat()
 
 
+@lru_cache(maxsize=16384)  # called for every link of every paper of every render
 def _http_url(url: str | None) -> str:
     """The URL if it is http(s), else "": a `javascript:` link must never reach a page."""
     if url and urlsplit(url.strip()).scheme.lower() in {"http", "https"}:
@@ -461,6 +485,7 @@ def _http_url(url: str | None) -> str:
     return ""
 
 
+@lru_cache(maxsize=16384)  # the same abstracts recur in many segments
 def _wrap(text: str, indent: str = "", first_indent: str | None = None) -> str:
     """A paragraph wrapped for the text part; long URLs stay whole so they stay clickable."""
     return textwrap.fill(

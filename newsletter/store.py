@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -180,6 +181,25 @@ def papers_linked_between(
     return list(session.scalars(query))
 
 
+def papers_of_topics_between(
+    session: Session, topic_ids: Iterable[int], start: datetime | None, end: datetime
+) -> list[tuple[int, Paper]]:
+    """(topic id, paper) of these topics' papers first matched in (start, end], newest
+    submission first: `papers_linked_between` for many topics in one query."""
+    ids = sorted(set(topic_ids))
+    if not ids:
+        return []
+    query = (
+        select(TopicPaper.topic_id, Paper)
+        .join(Paper, Paper.id == TopicPaper.paper_id)
+        .where(TopicPaper.topic_id.in_(ids), TopicPaper.linked_at <= end)
+        .order_by(Paper.published.desc(), Paper.arxiv_id.desc())
+    )
+    if start is not None:
+        query = query.where(TopicPaper.linked_at > start)
+    return [(topic_id, paper) for topic_id, paper in session.execute(query)]
+
+
 def papers_due_code_check(
     session: Session, seen_since: datetime, checked_before: datetime
 ) -> list[Paper]:
@@ -264,12 +284,40 @@ def list_subscribers(
     return list(session.scalars(query))
 
 
-def active_subscribers(session: Session, on: date | None = None) -> Sequence[Subscriber]:
-    """Active subscribers; with `on`, only those whose pause (if any) is over by that day."""
-    query = select(Subscriber).where(Subscriber.status == SubscriberStatus.active)
-    if on is not None:
-        query = query.where(or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= on))
-    return list(session.scalars(query.order_by(Subscriber.id)))
+STREAM_CHUNK = 2_000
+"""Rows fetched at a time when a whole list is read (a server-side cursor on PostgreSQL)."""
+IN_LIST_LIMIT = 5_000
+"""Most values bound in one statement's IN list (SQLite allows 32,766 parameters in all)."""
+
+
+def subscriber_topic_rows(session: Session, on: date) -> Iterator[tuple[int, str, int]]:
+    """(subscriber id, language, topic id) of each active subscriber not paused on `on`, a row
+    per topic, by subscriber then in topic order: the whole list streamed, never loaded."""
+    query = (
+        select(Subscriber.id, Subscriber.language, SubscriberTopic.topic_id)
+        .join(SubscriberTopic, SubscriberTopic.subscriber_id == Subscriber.id)
+        .join(Topic, Topic.id == SubscriberTopic.topic_id)
+        .where(
+            Subscriber.status == SubscriberStatus.active,
+            or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= on),
+        )
+        .order_by(Subscriber.id, Topic.position, Topic.id)
+        .execution_options(yield_per=STREAM_CHUNK)
+    )
+    yield from session.execute(query)  # rows unpack as tuples
+
+
+def subscriber_emails(session: Session, ids: Iterable[int]) -> dict[int, str]:
+    """The addresses of these subscribers, by id."""
+    wanted = sorted(set(ids))
+    found: dict[int, str] = {}
+    for start in range(0, len(wanted), IN_LIST_LIMIT):
+        chunk = wanted[start : start + IN_LIST_LIMIT]
+        rows = session.execute(
+            select(Subscriber.id, Subscriber.email).where(Subscriber.id.in_(chunk))
+        )
+        found.update((subscriber_id, email) for subscriber_id, email in rows)
+    return found
 
 
 def set_status(
@@ -462,14 +510,26 @@ def list_digests(session: Session) -> list[Digest]:
     return list(session.scalars(select(Digest).order_by(Digest.issue_date.desc())))
 
 
-def delivered_subscriber_ids(session: Session, digest_id: int) -> set[int]:
-    """Subscribers who have a delivery row for this digest, whatever its state."""
-    return set(
-        session.scalars(select(Delivery.subscriber_id).where(Delivery.digest_id == digest_id))
+def public_ids_without_delivery(
+    session: Session, digest_id: int, subscriber_ids: Iterable[int]
+) -> dict[int, str]:
+    """The public ids of those of these subscribers who have no delivery row for the digest."""
+    wanted = sorted(set(subscriber_ids))
+    if not wanted:
+        return {}
+    has_row = (
+        select(Delivery.id)
+        .where(Delivery.digest_id == digest_id, Delivery.subscriber_id == Subscriber.id)
+        .exists()
     )
+    rows = session.execute(
+        select(Subscriber.id, Subscriber.public_id).where(Subscriber.id.in_(wanted), ~has_row)
+    )
+    return {subscriber_id: public_id for subscriber_id, public_id in rows}
 
 
 def add_deliveries(session: Session, rows: list[dict]) -> None:
+    """Insert delivery rows in one executemany (multi-row INSERTs where the driver allows)."""
     if rows:
         session.execute(Delivery.__table__.insert(), rows)
 
@@ -779,16 +839,54 @@ def claim_deliveries(
     return sorted(claimed)
 
 
-def claimed_rows(session: Session, ids: list[int]) -> list[tuple[Delivery, Subscriber]]:
+class ClaimedDelivery(NamedTuple):
+    """A claimed delivery with what sending it needs of its subscriber."""
+
+    delivery_id: int
+    message_id: str
+    subscriber_id: int
+    email: str
+    public_id: str
+    status: SubscriberStatus
+    language: str
+    paused_until: date | None
+    topic_ids: tuple[int, ...]
+    """The subscriber's topics now, in display order."""
+
+
+def claimed_rows(session: Session, ids: list[int]) -> list[ClaimedDelivery]:
+    """The claimed deliveries, by id, with their subscribers' fields and topics: one SELECT
+    (a row per topic, grouped here)."""
     if not ids:
         return []
     rows = session.execute(
-        select(Delivery, Subscriber)
+        select(
+            Delivery.id,
+            Delivery.message_id,
+            Subscriber.id,
+            Subscriber.email,
+            Subscriber.public_id,
+            Subscriber.status,
+            Subscriber.language,
+            Subscriber.paused_until,
+            SubscriberTopic.topic_id,
+        )
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .outerjoin(SubscriberTopic, SubscriberTopic.subscriber_id == Subscriber.id)
+        .outerjoin(Topic, Topic.id == SubscriberTopic.topic_id)
         .where(Delivery.id.in_(ids))
-        .order_by(Delivery.id)
+        .order_by(Delivery.id, Topic.position, Topic.id)
     )
-    return [(delivery, subscriber) for delivery, subscriber in rows]
+    claimed: dict[int, ClaimedDelivery] = {}
+    topics: dict[int, list[int]] = {}
+    for *fields, topic_id in rows:
+        delivery_id = fields[0]
+        if delivery_id not in claimed:
+            claimed[delivery_id] = ClaimedDelivery(*fields, topic_ids=())
+            topics[delivery_id] = []
+        if topic_id is not None:
+            topics[delivery_id].append(topic_id)
+    return [row._replace(topic_ids=tuple(topics[key])) for key, row in claimed.items()]
 
 
 def finish_delivery(
@@ -806,6 +904,38 @@ def finish_delivery(
     if status == DeliveryStatus.sent:
         values["sent_at"] = utcnow()
     session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+
+
+def finish_sent(session: Session, replies: Mapping[int, str]) -> None:
+    """Many deliveries sent, each with the server's reply: one UPDATE for them all (for up to
+    `IN_LIST_LIMIT` of them)."""
+    items = list(replies.items())
+    for start in range(0, len(items), IN_LIST_LIMIT):
+        chunk = dict(items[start : start + IN_LIST_LIMIT])
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(list(chunk)))
+            .values(
+                status=DeliveryStatus.sent,
+                detail=case({key: reply[:2000] for key, reply in chunk.items()}, value=Delivery.id),
+                attempts=Delivery.attempts + 1,
+                sent_at=utcnow(),
+                claimed_by=None,
+                lease_until=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
+def skip_deliveries(session: Session, delivery_ids: list[int], detail: str) -> None:
+    """Deliveries not to send (the subscriber left, bounced or paused): one UPDATE."""
+    if delivery_ids:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(delivery_ids))
+            .values(status=DeliveryStatus.skipped, detail=detail, claimed_by=None, lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def defer_delivery(session: Session, delivery_id: int, detail: str, not_before: datetime) -> None:

@@ -175,7 +175,7 @@ def _convert_piece(source: str, *, math: bool = False) -> str:
         if math:
             latex = _FUNCTION_AFTER_SYMBOL.sub(" ", latex)
         _check_convertible(latex)
-        converted = _latex_to_text().latex_to_text(latex)
+        converted = _latex_to_text().latex_to_text(latex, latex_context=_walker_context())
     except (_Unconvertible, latexwalker.LatexWalkerError):
         return source
     if not converted.strip() and any(char.isalnum() for char in source):
@@ -204,7 +204,7 @@ def _unicode_scripts(math: str) -> str:
 
 def _check_convertible(latex: str) -> None:
     """Raise unless every macro is known and nothing (a `%` comment, `&`) would vanish."""
-    walker = latexwalker.LatexWalker(latex, tolerant_parsing=False)
+    walker = latexwalker.LatexWalker(latex, latex_context=_walker_context(), tolerant_parsing=False)
     nodes, _, _ = walker.get_latex_nodes()
     for node in _walk(nodes):
         if isinstance(node, latexwalker.LatexCommentNode):
@@ -232,6 +232,13 @@ def _walk(nodes: Sequence[latexwalker.LatexNode | None]) -> Iterator[latexwalker
 
 def _known_macro(name: str) -> bool:
     return _text_context().get_macro_spec(name) is not None
+
+
+@lru_cache(maxsize=1)
+def _walker_context() -> LatexContextDb:
+    # What LatexWalker parses with by default, built once: it rebuilds it for every parse, which
+    # cost more than the parse itself.
+    return latexwalker.get_default_latex_context_db()
 
 
 @lru_cache(maxsize=1)

@@ -69,7 +69,7 @@ def test_signature_covers_the_unsubscribe_headers(key_pair, tmp_path):
     private, public = key_pair
     signer = DkimSigner("digest", "example.org", private)
     (result,) = OutboxTransport(tmp_path, signer=signer).send(
-        [Outgoing(1, "ada@example.net", message())]
+        [Outgoing.of(1, message(), "ada@example.net")]
     )
     data = (tmp_path / result.detail.rsplit("/", 1)[1]).read_bytes()
     assert data.startswith(b"DKIM-Signature:")

@@ -230,3 +230,23 @@ def test_the_text_part_reads_on_its_own(email):
     assert all(len(line) <= 76 for line in lines if "://" not in line)
     for markup in ("<p", "<div", "<a ", "&nbsp;", "&amp;", "&rarr;"):
         assert markup not in text
+
+
+@pytest.mark.parametrize(
+    ("topics", "papers", "translated", "limit"),
+    [(2, 3, False, None), (2, 10, False, None), (3, 10, False, None), (5, 10, True, None),
+     (10, 20, False, None), (3, 10, False, 60_000), (1, 4, False, 20_000)],
+)  # fmt: skip
+def test_the_size_search_finds_the_first_step_that_fits(topics, papers, translated, limit):
+    """However the search walks the steps, its answer is the first step small enough."""
+    content = big_digest(translated, topics, papers)
+    limit = limit or render.HTML_SIZE_LIMIT
+    budget = limit - render.PERSONAL_RESERVE
+    fitting = [
+        step
+        for step in render.FIT_STEPS
+        if render.render_fitted(content, "arXiv Digest", step, budget) is not None
+    ]
+    body = render.render_email(content, sender_name="arXiv Digest", size_limit=limit)
+    assert body.fit == (fitting[0] if fitting else render.FIT_STEPS[-1])
+    assert body == render.render_fitted(content, "arXiv Digest", body.fit)

@@ -58,7 +58,7 @@ def make_message(index: int = 0, **overrides: object) -> EmailMessage:
 
 def outgoing(count: int, **overrides: object) -> list[Outgoing]:
     return [
-        Outgoing(key=100 + i, recipient=f"reader{i}@example.net", message=make_message(i))
+        Outgoing.of(100 + i, make_message(i), recipient=f"reader{i}@example.net")
         for i in range(count)
     ]
 
@@ -227,10 +227,10 @@ def test_outbox_reports_a_failed_write_without_stopping_the_batch(tmp_path: Path
 
 @pytest.mark.parametrize("message_id", ["<../../etc/passwd@x>", "<.hidden@x>", "<a/b@x>"])
 def test_outbox_file_names_stay_inside_the_folder(message_id: str) -> None:
-    name = outbox_file_name(make_message(message_id=message_id))
+    name = outbox_file_name(message_id)
 
     assert "/" not in name and not name.startswith(".") and name.endswith(".eml")
-    assert name != outbox_file_name(make_message(message_id="<a_b@x>"))
+    assert name != outbox_file_name("<a_b@x>")
 
 
 # ------------------------------------------------------------------------- SMTP: the server
@@ -283,10 +283,25 @@ def test_smtp_delivers_a_batch_over_one_connection(smtp_server: Callable) -> Non
     for sent, got in zip(batch, received, strict=False):
         assert got.mail_from == "digest@example.org"
         assert got.rcpt_tos == (sent.recipient,)
-        original = parse(sent.message)
+        original = BytesParser(policy=policy.default).parsebytes(sent.data)
         for header in ("From", "To", "Subject", "Message-ID", "List-Unsubscribe", "Date"):
             assert got[header] == original[header]
         assert [content(p) for p in parts(got)] == [content(p) for p in parts(original)]
+
+
+def test_smtp_sends_the_bytes_as_they_are_with_leading_dots_doubled(smtp_server: Callable):
+    """A line starting with "." is doubled on the wire (RFC 5321) and arrives as it was."""
+    server = smtp_server()
+    text = ".starts with a dot\n..two dots\n.\nthe line above is a lone dot\n"
+    html = "<p>x</p>\n" + "a" * 74 + "." + "b" * 20  # QP may start a line with the dot
+    batch = [Outgoing.of(1, make_message(1, text=text, html=html), "ada@example.net")]
+    with SMTPTransport(server.url, timeout=5) as transport:
+        (result,) = transport.send(batch)
+
+    assert result.ok
+    (got,) = server.messages
+    assert got.raw.replace(b"\r\n", b"\n") == batch[0].data.replace(b"\r\n", b"\n")
+    assert content(parts(got)[0]) == text
 
 
 def test_smtp_envelope_from_can_differ_from_the_from_header(smtp_server: Callable) -> None:

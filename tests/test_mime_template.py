@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import email
 import re
+from datetime import UTC, datetime
 from email import policy
 
 import pytest
 
 from newsletter.errors import InvalidInput
-from newsletter.mail import compose
+from newsletter.mail import compose, message_bytes
 from newsletter.mime_template import MessageTemplate
 
 LONG = "Lorem ipsum dolor sit amet, consectetur adipiscing elit — ünïcödé 中文 русский "
@@ -100,3 +101,34 @@ def test_header_values_that_could_inject_are_refused(template):
     hostile = dict(RECIPIENTS[0], to="ada@example.org\r\nBcc: everyone@example.org")
     with pytest.raises(InvalidInput, match="not usable in a header"):
         template.bytes_for(hostile)
+
+
+def test_templates_of_one_date_share_their_headers_but_not_their_subjects():
+    when = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
+    subjects = [
+        "arXiv digest 2026-11-27: 2 new papers in SLAM",
+        "arXiv digest 2026-11-27: 114 new papers in Visual Localization, Keypoint Detection"
+        " and 12 more",
+        "Neue Arbeiten: Überblick — 中文",
+    ]
+    templates = [
+        MessageTemplate.build(
+            html_body=HTML, text_body=TEXT, body_fields=FIELDS, date=when, **dict(COMMON, subject=s)
+        )
+        for s in subjects
+    ]
+    for subject, template in zip(subjects, templates, strict=True):
+        ours = parsed(template.bytes_for(RECIPIENTS[0]))
+        reference = compose(
+            to="ada@example.org",
+            html="h",
+            text="t",
+            message_id="<x@example.org>",
+            unsubscribe_url="https://digest.example.org/u",
+            date=when,
+            **dict(COMMON, subject=subject),
+        )
+        assert ours["Subject"] == reference["Subject"] == subject
+        assert ours["Date"] == "Fri, 27 Nov 2026 06:00:00 +0000"
+        raw_subject = template.bytes_for(RECIPIENTS[0]).split(b"\r\nDate:")[0].split(b"Subject:")[1]
+        assert raw_subject == message_bytes(reference).split(b"\r\nDate:")[0].split(b"Subject:")[1]

@@ -63,9 +63,8 @@ def test_the_setting_paces_the_transport(settings, monkeypatch, tmp_path):
     transport.pace.sleep = waits.append
     transport.pace.clock = lambda: 100.0  # time stands still: the waits are the slots alone
     messages = [
-        Outgoing(
+        Outgoing.of(
             n,
-            f"r{n}@example.org",
             compose(
                 sender="d@example.org",
                 to=f"r{n}@example.org",

@@ -7,8 +7,9 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pytest
+from lxml import etree
 
-from newsletter import render
+from newsletter import css_inliner, render
 from newsletter.digest import DigestContent, PaperItem, TopicSection
 from newsletter.errors import RenderError
 from newsletter.textfmt import authors_line, readable_abstract, readable_title
@@ -355,3 +356,55 @@ def test_repositories_are_code_and_project_pages_are_projects() -> None:
     )
     assert re.search(r'<a href="https://github.com/example/pangu"[^>]*>Code</a>', repo.html)
     assert "Code: https://github.com/example/pangu" in repo.text
+
+
+# --------------------------------------------------------------------------- CSS inlining
+
+
+def _pre_inline(content: DigestContent, fit: render.Fit) -> str:
+    context = render._email_context(content, "arXiv Digest", fit)
+    return render.mjml_to_html(render._render(render.EMAIL_HTML_TEMPLATE, context))
+
+
+def _inlined(document: str, inline) -> str:
+    root = etree.fromstring(document, etree.HTMLParser())
+    inline(root)
+    return etree.tostring(root, method="html", encoding="unicode")
+
+
+HANDMADE = """<!doctype html><html><head>
+<style>/* inline */
+a { color: #b31b1b; }
+p { margin: 0; }
+.note { font-size: 12px; color: #6b7280; text-align: right; }
+.note a { text-decoration: underline; }
+.box p { background-color: #fff; width: 20px; }
+td { vertical-align: top; }
+</style>
+<style media="screen and (max-width: 480px)">.note { font-size: 10px !important; }</style>
+<style>.dark { color: #fff; }</style>
+</head><body>
+<p class=" note  extra " style="color: red">Own style wins <a href="#">link</a></p>
+<div class="box"><div><p>deep</p><p class="note">both</p></div></div>
+<table><tr><td class="note">cell</td><td style="background-color:#abc">x</td></tr></table>
+<a href="#">bare</a><!-- a comment --><p class="dark">not inlined</p>
+</body></html>"""
+
+
+def test_the_fast_inliner_writes_exactly_what_premailer_writes():
+    documents = [HANDMADE] + [
+        _pre_inline(content, fit)
+        for content in (CONTENT, replace(CONTENT, language="ar"))
+        for fit in (render.Fit(), render.FIT_STEPS[5], render.FIT_STEPS[-1])
+    ]
+    for document in documents:
+        fast = _inlined(document, css_inliner.inline_styles)
+        assert fast == _inlined(document, css_inliner.inline_with_premailer)
+        assert 'style="' in fast and "data-premailer" not in fast
+
+
+def test_selectors_the_fast_inliner_does_not_know_go_to_premailer():
+    document = HANDMADE.replace(".box p {", ".box > p:first-child {")
+    assert _inlined(document, css_inliner.inline_styles) == _inlined(
+        document, css_inliner.inline_with_premailer
+    )

@@ -1,0 +1,380 @@
+"""The fast path of delivery: each message by substitution in its segment's template, its links
+signed in bulk, outcomes written in groups, a few SQL statements per thousand messages.
+
+Speed itself is measured by bench/send_bench.py; these check that the fast path is the slow
+path's equal and that nothing is lost or sent twice on the way.
+"""
+
+from __future__ import annotations
+
+import email
+import math
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from email import policy
+from email.utils import parsedate_to_datetime
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import event, insert, select, update
+
+from newsletter import delivery, jobs, store
+from newsletter.db import engine_for, session_scope
+from newsletter.delivery import Deliverer, deliver_all, segments_for
+from newsletter.mail import (
+    Outgoing,
+    SendResult,
+    SMTPTransport,
+    compose,
+    message_bytes,
+    message_id_for,
+)
+from newsletter.models import Delivery, Subscriber, SubscriberTopic
+from newsletter.render import personalise, render_email
+from newsletter.subscribers import email_key
+from newsletter.tokens import (
+    PREFERENCES,
+    UNSUBSCRIBE,
+    VIEW,
+    DigestLinks,
+    preferences_url,
+    read_token,
+    unsubscribe_url,
+    web_version_url,
+)
+from tests.conftest import set_env
+from tests.smtp_sink import SmtpSink
+from tests.test_crash import add_subscribers
+from tests.test_digest import paper, store_papers, subscribe
+
+DAY = date(2026, 11, 27)
+FROZEN = 1_790_000_000.0  # time.time() while links are compared: tokens carry a timestamp
+HEADERS = (
+    "From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "List-Id",
+    "List-Unsubscribe", "List-Unsubscribe-Post",
+)  # fmt: skip
+
+
+def build(settings) -> int:
+    digest_id, _translation = jobs.build(settings, DAY)
+    return digest_id
+
+
+def claimed(settings, deliverer: Deliverer, digest_id: int) -> list[store.ClaimedDelivery]:
+    """The digest's rows as a claim reads them (without claiming), made ready to build."""
+    with session_scope(settings) as session:
+        ids = [row.id for row in store.deliveries_of(session, digest_id)]
+        rows = store.claimed_rows(session, ids)
+        deliverer.prepare(session, rows)
+    return rows
+
+
+def parse(data: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(data, policy=policy.strict)
+
+
+def bodies(message) -> tuple[str, str]:
+    text, html = (message.get_body((kind,)).get_content() for kind in ("plain", "html"))
+    return text.replace("\r\n", "\n"), html.replace("\r\n", "\n")
+
+
+# --------------------------------------------------------------------------- the bytes
+
+
+def test_a_message_by_substitution_equals_one_composed_for_its_subscriber(
+    cli, settings, example_topics, monkeypatch
+):
+    subscribe(cli, "ada@example.org", "SLAM", "NeRF")
+    subscribe(cli, "bo@example.org", "NeRF")
+    cli("subscribers", "add", "cy@example.org", "--topic", "SLAM", "--lang", "de")
+    store_papers(settings, "SLAM", paper(1, "A SLAM system built on NeRF"), paper(2))
+    store_papers(settings, "NeRF", paper(1, "A SLAM system built on NeRF"), paper(3))
+    digest_id = build(settings)
+    monkeypatch.setattr(time, "time", lambda: FROZEN)
+    deliverer = Deliverer(settings, digest_id, transport=None)
+    rows = claimed(settings, deliverer, digest_id)
+    with session_scope(settings) as session:
+        digest = store.digest_by_id(session, digest_id)
+        segments = segments_for(session, settings, digest, include_empty=True)
+    content_of = {sid: segment.content for segment in segments for sid in segment.subscriber_ids}
+    secret, base = settings.secret(), settings.base_url
+
+    assert len(rows) == 3 and len(segments) == 3
+    for row in rows:
+        ours = parse(deliverer.message(row).data)
+        body = render_email(content_of[row.subscriber_id], sender_name=settings.sender_name)
+        links = (
+            unsubscribe_url(base, secret, row.public_id),
+            preferences_url(base, secret, row.public_id),
+            web_version_url(base, secret, row.public_id, DAY),
+        )
+        personal = personalise(body, *links)
+        reference = parse(
+            message_bytes(
+                compose(
+                    sender=settings.from_address,
+                    to=row.email,
+                    subject=body.subject,
+                    html=personal.html,
+                    text=personal.text,
+                    message_id=row.message_id,
+                    list_id=settings.list_id,
+                    unsubscribe_url=links[0],
+                    unsubscribe_mailto=f"mailto:{settings.sender_email}?subject=unsubscribe",
+                    date=parsedate_to_datetime(ours["Date"]),
+                )
+            )
+        )
+        for header in HEADERS:
+            assert ours[header] == reference[header], (row.email, header)
+        assert [part.get_content_type() for part in ours.iter_parts()] == [
+            "text/plain",
+            "text/html",
+        ]
+        assert bodies(ours) == bodies(reference)
+
+
+def test_an_address_that_is_not_ascii_is_composed_the_slow_way(
+    cli, settings, example_topics, monkeypatch
+):
+    subscribe(cli, "ada@example.org", "SLAM")
+    store_papers(settings, "SLAM", paper(1))
+    with session_scope(settings) as session:  # as an import or a direct write could leave it
+        session.execute(
+            update(Subscriber).values(
+                email="zoë@example.org", email_key=email_key("zoë@example.org")
+            )
+        )
+    digest_id = build(settings)
+    deliverer = Deliverer(settings, digest_id, transport=None)
+    (row,) = claimed(settings, deliverer, digest_id)
+
+    outgoing = deliverer.message(row)
+
+    message = parse(outgoing.data)
+    assert outgoing.recipient == "zoë@example.org"
+    assert message["Message-ID"] == row.message_id
+    assert f"Unsubscribe: {settings.base_url}/unsubscribe/" in bodies(message)[0]
+
+
+def test_digest_links_are_the_tokens_make_token_makes():
+    secret, base = "s" * 40, "https://digest.example.org"
+    links = DigestLinks(base, secret, DAY)
+    for public_id in ("AbCdEfGhIjKlMnOpQrStUv", 'quote" and ü'):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(time, "time", lambda: FROZEN)
+            made = links.links(public_id)
+            expected = (
+                unsubscribe_url(base, secret, public_id),
+                preferences_url(base, secret, public_id),
+                web_version_url(base, secret, public_id, DAY),
+            )
+        assert made == expected
+        for url, purpose in zip(made, (UNSUBSCRIBE, PREFERENCES, VIEW), strict=True):
+            assert read_token(secret, purpose, url.rsplit("/", 1)[1]) == public_id
+    # A payload itsdangerous would compress is left as it is: a token all the same.
+    (unsubscribe, _preferences, _view) = links.links("a" * 40)
+    assert read_token(secret, UNSUBSCRIBE, unsubscribe.rsplit("/", 1)[1]) == "a" * 40
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+class Scripted:
+    """A transport whose server answers as told, by recipient ("ok" unless "soft" or "hard");
+    with a clock, each message takes 0.4 s of it; with `stop_after`, Ctrl-C after that many."""
+
+    def __init__(
+        self,
+        answers: dict[str, str],
+        clock: list[float] | None = None,
+        stop_after: int | None = None,
+    ) -> None:
+        self.answers, self.clock, self.stop_after = answers, clock, stop_after
+
+    def send(self, messages: Iterable[Outgoing]) -> Iterator[SendResult]:
+        for number, message in enumerate(messages, 1):
+            if self.clock is not None:
+                self.clock[0] += 0.4
+            answer = self.answers.get(message.recipient, "ok")
+            detail = {
+                "ok": f"250 2.0.0 Ok: queued as Q{message.key}",
+                "soft": "451 4.3.0 try later",
+                "hard": "550 5.1.1 no such user",
+            }[answer]
+            yield SendResult(message.key, answer == "ok", answer == "hard", detail)
+            if number == self.stop_after:
+                raise KeyboardInterrupt
+
+    def close(self) -> None:
+        pass
+
+
+@contextmanager
+def counted(settings) -> Iterator[list[str]]:
+    """The SQL statements sent meanwhile."""
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    engine = engine_for(settings.database_url)
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def rows_by_email(settings, digest_id: int) -> dict[str, Delivery]:
+    with session_scope(settings) as session:
+        return {
+            store.subscriber_by_id(session, row.subscriber_id).email: row
+            for row in store.deliveries_of(session, digest_id)
+        }
+
+
+def grouped_writes(statements: list[str]) -> int:
+    return sum(1 for s in statements if s.startswith("UPDATE deliveries") and "CASE" in s)
+
+
+def test_successes_are_written_in_groups_and_every_outcome_is_written(
+    cli, settings, example_topics, monkeypatch
+):
+    emails = add_subscribers(settings, "SLAM", 23)
+    store_papers(settings, "SLAM", paper(1))
+    settings = set_env(monkeypatch, record_every="5", record_interval="600")
+    digest_id = build(settings)
+    answers = {emails[3]: "hard", emails[7]: "soft"}
+
+    with counted(settings) as statements:
+        report = Deliverer(settings, digest_id, Scripted(answers)).deliver_batch(100)
+
+    assert (report.sent, report.failed, report.deferred, report.bounced) == (21, 1, 1, 1)
+    assert grouped_writes(statements) == math.ceil(21 / 5)
+    rows = rows_by_email(settings, digest_id)
+    for address, row in rows.items():
+        if address == emails[3]:
+            assert (row.status.value, row.detail) == ("failed", "550 5.1.1 no such user")
+        elif address == emails[7]:
+            assert (row.status.value, row.attempts, row.claimed_by) == ("pending", 1, None)
+        else:  # each row with its own reply, though written together
+            assert (row.status.value, row.attempts, row.claimed_by) == ("sent", 1, None)
+            assert row.detail == f"250 2.0.0 Ok: queued as Q{row.id}" and row.sent_at
+
+
+def test_a_slow_relay_gets_its_sends_written_after_the_interval(
+    cli, settings, example_topics, monkeypatch
+):
+    add_subscribers(settings, "SLAM", 9)
+    store_papers(settings, "SLAM", paper(1))
+    settings = set_env(monkeypatch, record_every="1000", record_interval="1")
+    digest_id = build(settings)
+    clock = [0.0]
+    monkeypatch.setattr(delivery, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+
+    with counted(settings) as statements:
+        report = Deliverer(settings, digest_id, Scripted({}, clock)).deliver_batch(100)
+
+    assert report.sent == 9
+    # 0.4 s a message: the first group is a second old at the 4th, the next at the 8th, and
+    # the 9th is written when the batch ends (the count alone would have made one write).
+    assert grouped_writes(statements) == 3
+
+
+def test_a_stopped_batch_writes_what_was_sent_then_hands_back_the_rest(
+    cli, settings, example_topics, monkeypatch
+):
+    emails = add_subscribers(settings, "SLAM", 10)
+    store_papers(settings, "SLAM", paper(1))
+    settings = set_env(monkeypatch, record_every="100")
+    digest_id = build(settings)
+
+    with pytest.raises(KeyboardInterrupt):
+        Deliverer(settings, digest_id, Scripted({}, stop_after=4)).deliver_batch(100)
+
+    rows = rows_by_email(settings, digest_id)
+    states = {address: row.status.value for address, row in rows.items()}
+    assert states == {address: "sent" if n < 4 else "pending" for n, address in enumerate(emails)}
+    assert all(row.claimed_by is None for row in rows.values())
+
+
+# --------------------------------------------------------------------------- a real run
+
+ONE_TIME_STATEMENTS = 6
+"""A sender's reads of the digest, its topics and papers; the claim that finds nothing left
+and the two looks for rows still due: paid once, however many messages."""
+
+
+def test_a_list_goes_out_once_each_in_a_few_statements_per_thousand(
+    cli, settings, example_topics, monkeypatch
+):
+    topics = ["SLAM", "NeRF", "Diffusion", "MLLM"]
+    count = 1_000
+    addresses = []
+    with session_scope(settings) as session:
+        topic_ids = [store.get_topic(session, name).id for name in topics]
+        for number in range(count):
+            address = f"reader{number:04d}@example.org"
+            addresses.append(address)
+            (subscriber_id,) = session.execute(
+                insert(Subscriber)
+                .values(
+                    email=address,
+                    email_key=address,
+                    public_id=f"p{number:04d}",
+                    language=("en", "de", "zh")[number % 3],
+                )
+                .returning(Subscriber.id)
+            ).one()
+            wanted = topic_ids[: 1 + number % 3] if number % 2 else topic_ids[number % 4 :]
+            session.execute(
+                insert(SubscriberTopic),
+                [{"subscriber_id": subscriber_id, "topic_id": t} for t in wanted],
+            )
+    for number, name in enumerate(topics):
+        store_papers(settings, name, paper(number * 2 + 1), paper(number * 2 + 2))
+    settings = set_env(monkeypatch, record_interval="600")  # grouped by count alone
+    digest_id = build(settings)
+
+    with SmtpSink() as sink, SMTPTransport(sink.url, 10) as transport:
+        with counted(settings) as statements:
+            report = deliver_all(settings, digest_id, transport)
+        received = sink.messages()
+
+    assert report.sent == count
+    assert Counter(message.recipient for message in received) == Counter(addresses)
+    rows = rows_by_email(settings, digest_id)
+    assert {row.status.value for row in rows.values()} == {"sent"}
+    assert all(message.message_id == rows[message.recipient].message_id for message in received)
+    assert len(statements) <= ONE_TIME_STATEMENTS + 10 * count / 1000, statements
+
+
+# --------------------------------------------------------------------------- preparing
+
+
+def test_delivery_rows_are_written_in_chunks_once_each(cli, settings, example_topics, monkeypatch):
+    emails = add_subscribers(settings, "SLAM", 20)
+    store_papers(settings, "SLAM", paper(1))
+    monkeypatch.setattr(jobs, "INSERT_CHUNK", 7)
+
+    with counted(settings) as statements:
+        digest_id, _segments = jobs.prepare(settings, DAY)
+    jobs.prepare(settings, DAY)  # again: nothing new
+
+    inserts = [s for s in statements if s.startswith("INSERT INTO deliveries")]
+    assert len(inserts) == math.ceil(20 / 7)
+    with session_scope(settings) as session:
+        rows = session.execute(
+            select(Subscriber.email, Subscriber.public_id, Delivery.message_id).join(
+                Delivery, Delivery.subscriber_id == Subscriber.id
+            )
+        ).all()
+    assert sorted(address for address, _public, _message in rows) == sorted(emails)
+    for _address, public_id, message_id in rows:
+        expected = message_id_for(settings.secret(), DAY.isoformat(), public_id, "localhost")
+        assert settings.sender_domain == "localhost"
+        assert message_id == expected
