@@ -534,35 +534,6 @@ def add_deliveries(session: Session, rows: list[dict]) -> None:
         session.execute(Delivery.__table__.insert(), rows)
 
 
-def deliveries_due(session: Session, digest_id: int) -> list[Delivery]:
-    """Deliveries not sent yet: pending ones, and any left `sending` by an interrupted run."""
-    return list(
-        session.scalars(
-            select(Delivery)
-            .where(
-                Delivery.digest_id == digest_id,
-                Delivery.status.in_([DeliveryStatus.pending, DeliveryStatus.sending]),
-            )
-            .order_by(Delivery.id)
-        )
-    )
-
-
-def mark_delivery(
-    session: Session,
-    delivery_id: int,
-    status: DeliveryStatus,
-    detail: str,
-    count_attempt: bool = True,
-) -> None:
-    values: dict = {"status": status, "detail": detail[:2000]}
-    if count_attempt:
-        values["attempts"] = Delivery.attempts + 1
-    if status == DeliveryStatus.sent:
-        values["sent_at"] = utcnow()
-    session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
-
-
 def delivery_counts(session: Session, digest_id: int) -> dict[str, int]:
     rows = session.execute(
         select(Delivery.status, func.count())
