@@ -38,6 +38,12 @@ TEXT_BODY = "nl-text-body-marker"
 HTML_BODY = "nl-html-body-marker"
 
 SOFT_BREAK = b"=\r\n"
+MAX_LINE = 76
+"""Characters a quoted-printable line may have (RFC 2045), its soft break's "=" included."""
+_QP_PLAIN = re.compile(rb"[!-<>-~]+")
+"""Bytes quoted-printable writes as they are: printable ASCII but "=" (and no spaces, which
+would need care at a line's end)."""
+_HTML_SPECIAL = re.compile(r"[&<>\"']")
 _UNSAFE_HEADER_VALUE = re.compile(r"[\r\n\x00]")
 
 
@@ -99,7 +105,19 @@ class MessageTemplate:
     def bytes_for(self, values: Mapping[str, str]) -> bytes:
         """One recipient's message; `values` has "to", "message_id", "unsubscribe_url" and
         every body field."""
-        encoded = [_encode(values[field.name], field.context) for field in self._fields]
+        encoded = []
+        plain: dict[str, bytes] = {}  # a value the two parts encode alike (a link): once
+        for field in self._fields:
+            value = values[field.name]
+            if field.context == "header":
+                encoded.append(_encode(value, "header"))
+            elif field.context == "html" and _HTML_SPECIAL.search(value):
+                encoded.append(_qp(html.escape(value)))
+            else:
+                data = plain.get(value)
+                if data is None:
+                    data = plain[value] = _qp(value)
+                encoded.append(data)
         out = self._static.copy()
         for position, field in self._gaps:
             out[position] = encoded[field]
@@ -173,8 +191,27 @@ def _qp(text: str) -> bytes:
     a fresh line (and the pieces decode back to exactly the text)."""
     if not text:
         return b""
-    encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
-    return encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + SOFT_BREAK
+    data = text.encode("utf-8")
+    if _QP_PLAIN.fullmatch(data):  # a link, an address: nothing to escape, only to wrap
+        return _soft_lines(data)
+    encoded = binascii.b2a_qp(data, istext=True).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    # b2a_qp lets a last line run to 76 characters; with the soft break added it would be 77.
+    head, newline, last = encoded.rpartition(b"\r\n")
+    if len(last) > MAX_LINE - 1:
+        cut = MAX_LINE - 1
+        while b"=" in last[cut - 2 : cut]:  # never inside an "=XX" escape
+            cut -= 1
+        last = last[:cut] + SOFT_BREAK + last[cut:]
+        encoded = head + newline + last
+    return encoded + SOFT_BREAK
+
+
+def _soft_lines(data: bytes) -> bytes:
+    """Text that needs no escaping, as quoted-printable lines joined by soft breaks."""
+    width = MAX_LINE - 1  # and the "=" of the soft break
+    if len(data) <= width:
+        return data + SOFT_BREAK
+    return SOFT_BREAK.join([data[i : i + width] for i in range(0, len(data), width)]) + SOFT_BREAK
 
 
 def _encode(value: str, context: str) -> bytes:
@@ -182,6 +219,6 @@ def _encode(value: str, context: str) -> bytes:
         if _UNSAFE_HEADER_VALUE.search(value) or not value.isascii():
             raise InvalidInput(f"not usable in a header as is: {value[:80]!r}")
         return value.encode("ascii")
-    if context == "html":
+    if context == "html" and _HTML_SPECIAL.search(value):
         value = html.escape(value)
     return _qp(value)

@@ -6,6 +6,7 @@ token even though both sign a subscriber's public id with the same secret.
 
 from __future__ import annotations
 
+import binascii
 import hmac
 import time
 from datetime import date
@@ -13,7 +14,7 @@ from json.encoder import encode_basestring  # what json.dumps(ensure_ascii=False
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from itsdangerous.encoding import base64_encode, int_to_bytes
+from itsdangerous.encoding import int_to_bytes
 
 from newsletter.errors import ExpiredToken, InvalidToken
 
@@ -85,8 +86,10 @@ class DigestLinks:
             URLSafeTimedSerializer(secret, salt=purpose).make_signer()
             for purpose in (UNSUBSCRIBE, PREFERENCES, VIEW)
         ]
-        self._keys = [signer.derive_key() for signer in signers]
-        self._digest = signers[0].digest_method().name
+        # Keyed once: each token copies its keyed HMAC rather than keying one afresh.
+        self._macs = [
+            hmac.new(signer.derive_key(), digestmod=signer.digest_method) for signer in signers
+        ]
         self._second = -1
         self._timestamp = ""
 
@@ -99,15 +102,23 @@ class DigestLinks:
         value = _base64(encode_basestring(public_id).encode()) + self._timestamp
         signed = value.encode()
         unsubscribe, preferences, view = self.prefixes
-        key_u, key_p, key_v = self._keys
-        digest = self._digest
+        mac_u, mac_p, mac_v = self._macs
         return (
-            f"{unsubscribe}{value}.{_base64(hmac.digest(key_u, signed, digest))}",
-            f"{preferences}{value}.{_base64(hmac.digest(key_p, signed, digest))}",
-            f"{view}{value}.{_base64(hmac.digest(key_v, signed, digest))}",
+            f"{unsubscribe}{value}.{_base64(_signature(mac_u, signed))}",
+            f"{preferences}{value}.{_base64(_signature(mac_p, signed))}",
+            f"{view}{value}.{_base64(_signature(mac_v, signed))}",
         )
+
+
+def _signature(keyed: hmac.HMAC, data: bytes) -> bytes:
+    mac = keyed.copy()
+    mac.update(data)
+    return mac.digest()
 
 
 def _base64(data: bytes) -> str:
     """itsdangerous' `base64_encode` (URL-safe, unpadded), as text."""
-    return base64_encode(data).decode("ascii")
+    return binascii.b2a_base64(data, newline=False).rstrip(b"=").translate(_URL_SAFE).decode()
+
+
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")

@@ -3,7 +3,10 @@ composed for each recipient."""
 
 from __future__ import annotations
 
+import binascii
 import email
+import html
+import random
 import re
 from datetime import UTC, datetime
 from email import policy
@@ -12,6 +15,7 @@ import pytest
 
 from newsletter.errors import InvalidInput
 from newsletter.mail import compose, message_bytes
+from newsletter import mime_template
 from newsletter.mime_template import MessageTemplate
 
 LONG = "Lorem ipsum dolor sit amet, consectetur adipiscing elit — ünïcödé 中文 русский "
@@ -132,3 +136,23 @@ def test_templates_of_one_date_share_their_headers_but_not_their_subjects():
         assert ours["Date"] == "Fri, 27 Nov 2026 06:00:00 +0000"
         raw_subject = template.bytes_for(RECIPIENTS[0]).split(b"\r\nDate:")[0].split(b"Subject:")[1]
         assert raw_subject == message_bytes(reference).split(b"\r\nDate:")[0].split(b"Subject:")[1]
+
+
+@pytest.mark.parametrize(
+    "alphabet",
+    [
+        "abcdefghijklmnopqrstuvwxyz0123456789-_./:?",  # links and tokens: the fast path
+        "abc =&<>\"'é中\t",  # what needs escaping, spaces that may end a line
+    ],
+    ids=["plain", "escaped"],
+)
+def test_encoded_values_of_every_length_decode_exactly_and_keep_lines_short(alphabet):
+    rng = random.Random(5)
+    for length in range(1, 320):
+        text = "".join(rng.choice(alphabet) for _ in range(length))
+        for context in ("text", "html"):
+            encoded = mime_template._encode(text, context)
+            assert encoded.endswith(mime_template.SOFT_BREAK)
+            assert all(len(line) <= 76 for line in encoded.split(b"\r\n")), (length, encoded)
+            decoded = binascii.a2b_qp(encoded).decode()
+            assert decoded == (html.escape(text) if context == "html" else text)
