@@ -13,9 +13,9 @@ from email import policy
 
 import pytest
 
+from newsletter import mime_template
 from newsletter.errors import InvalidInput
 from newsletter.mail import compose, message_bytes
-from newsletter import mime_template
 from newsletter.mime_template import MessageTemplate
 
 LONG = "Lorem ipsum dolor sit amet, consectetur adipiscing elit — ünïcödé 中文 русский "
