@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -28,6 +29,7 @@ import cssutils
 import jinja2
 import mjml
 from lxml import etree
+from markupsafe import Markup
 
 import newsletter
 from newsletter.codelinks import link_label
@@ -46,6 +48,9 @@ WEB_VERSION_PLACEHOLDER = "__NEWSLETTER_WEB_VERSION_URL__"
 
 EMAIL_HTML_TEMPLATE = "email/digest.mjml.j2"
 EMAIL_TEXT_TEMPLATE = "email/digest.txt.j2"
+EMAIL_CARD_TEMPLATE = "email/paper_card.html.j2"
+EMAIL_LINE_TEMPLATE = "email/paper_line.html.j2"
+EMAIL_PIECES_TEMPLATE = "email/pieces.mjml.j2"
 WEB_DIGEST_TEMPLATE = "web/digest.html.j2"
 WEB_DIGEST_LIST_TEMPLATE = "web/digest_list.html.j2"
 
@@ -208,15 +213,90 @@ def render_fitted(
 def _fitted_html(
     content: DigestContent, sender_name: str, fit: Fit, budget: int | None = None
 ) -> str | None:
+    """The digest's HTML as `fit` shows it, or None when over `budget` bytes.
+
+    The document goes through MJML and the CSS inlining with a marker where each paper goes;
+    the papers' own HTML, which is most of a digest and shared by many segments, comes from
+    `_PIECES` (made once per process) and is put in last.
+    """
     context = _email_context(content, sender_name, fit)
-    body_html = mjml_to_html(_render(EMAIL_HTML_TEMPLATE, context))
-    # Inlining adds far more bytes than re-serialising saves: too big now is too big after.
-    if budget is not None and len(body_html.encode()) > budget:
+    slots: list[_PieceKey] = []
+
+    def slot(template_name: str):
+        def put(paper: PaperItem) -> Markup:
+            slots.append(_piece_key(template_name, paper, content.language))
+            return _marker(len(slots) - 1)
+
+        return put
+
+    context.update(paper_card=slot(EMAIL_CARD_TEMPLATE), paper_line=slot(EMAIL_LINE_TEMPLATE))
+    parts = _MARKER.split(inline_css(mjml_to_html(_render(EMAIL_HTML_TEMPLATE, context))))
+    if len(parts) != 2 * len(slots) + 1:
+        raise RenderError(f"{EMAIL_HTML_TEMPLATE}: {len(slots)} papers, but not as many markers")
+    pieces = _PIECES.get(slots)
+    size = sum(len(text.encode()) for text in parts[::2]) + sum(size for _, size in pieces)
+    if budget is not None and size > budget:
         return None
-    body_html = inline_css(body_html)
-    if budget is not None and len(body_html.encode()) > budget:
-        return None
-    return body_html
+    parts[1::2] = [pieces[int(number)][0] for number in parts[1::2]]
+    return "".join(parts)
+
+
+_PieceKey = tuple[str, PaperItem, str]
+"""(template, paper, language): what a paper's HTML in a digest depends on."""
+
+_MARKER = re.compile(r'<i class="nl-piece-(\d+)"></i>')
+"""Where a paper's HTML goes. Paper text cannot make one: its "<" is always escaped."""
+
+
+def _marker(number: int) -> Markup:
+    return Markup(f'<i class="nl-piece-{number}"></i>')  # noqa: S704 (an int, no input)
+
+
+def _piece_key(template_name: str, paper: PaperItem, language: str) -> _PieceKey:
+    # A paper shown in English (no translation) looks the same in every segment's language.
+    translated = paper.title_translated or paper.abstract_translated
+    return template_name, paper, language if translated else ""
+
+
+class _Pieces:
+    """Paper cards and title lines as a digest's final HTML has them (through MJML, styles
+    inlined), each made once per process for all the segments that show it.
+
+    A few thousand are kept (a few KB each); the ones a render lacks are made together, in one
+    MJML document under the digest's own head, so they come out exactly as they would inside
+    the whole digest (tests/test_render.py compares the two).
+    """
+
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self._made: dict[_PieceKey, tuple[str, int]] = {}
+
+    def get(self, keys: list[_PieceKey]) -> list[tuple[str, int]]:
+        """(HTML, its size in bytes) of each piece."""
+        missing = [key for key in dict.fromkeys(keys) if key not in self._made]
+        if len(self._made) + len(missing) > self.LIMIT:
+            self._made.clear()
+            missing = list(dict.fromkeys(keys))
+        if missing:
+            for key, made in zip(missing, _make_pieces(missing), strict=True):
+                self._made[key] = (made, len(made.encode()))
+        return [self._made[key] for key in keys]
+
+
+def _make_pieces(keys: list[_PieceKey]) -> list[str]:
+    pieces = [  # autoescaped templates' output: HTML already
+        Markup(_render(template_name, {"paper": paper, "lang": language}))  # noqa: S704
+        for template_name, paper, language in keys
+    ]
+    document = mjml_to_html(_render(EMAIL_PIECES_TEMPLATE, {"pieces": pieces, "marker": _marker}))
+    parts = _MARKER.split(inline_css(document))
+    if len(parts) != 2 * len(keys) + 3:
+        raise RenderError(f"{EMAIL_PIECES_TEMPLATE}: {len(keys)} papers, but not as many markers")
+    return parts[2 : 2 * len(keys) + 1 : 2]
+
+
+_PIECES = _Pieces()
 
 
 def _email_context(content: DigestContent, sender_name: str, fit: Fit) -> dict[str, object]:

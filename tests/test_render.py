@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 from lxml import etree
+from markupsafe import Markup
 
 from newsletter import css_inliner, render
 from newsletter.digest import DigestContent, PaperItem, TopicSection
@@ -362,7 +363,19 @@ def test_repositories_are_code_and_project_pages_are_projects() -> None:
 
 
 def _pre_inline(content: DigestContent, fit: render.Fit) -> str:
+    """The whole digest through MJML, its papers rendered in place: the document as it would
+    be without `render._PIECES`."""
     context = render._email_context(content, "arXiv Digest", fit)
+
+    def in_place(template_name: str):
+        return lambda paper: Markup(  # noqa: S704 (an autoescaped template's output)
+            render._render(template_name, {"paper": paper, "lang": content.language})
+        )
+
+    context.update(
+        paper_card=in_place(render.EMAIL_CARD_TEMPLATE),
+        paper_line=in_place(render.EMAIL_LINE_TEMPLATE),
+    )
     return render.mjml_to_html(render._render(render.EMAIL_HTML_TEMPLATE, context))
 
 
@@ -370,6 +383,49 @@ def _inlined(document: str, inline) -> str:
     root = etree.fromstring(document, etree.HTMLParser())
     inline(root)
     return etree.tostring(root, method="html", encoding="unicode")
+
+
+TRANSLATED = replace(
+    PANGU,
+    arxiv_id="2611.00009",
+    title_translated="盘古-π：通过非线性补偿增强语言模型架构",
+    abstract_translated="我们研究模型如何学习对研发重要的东西。\n\n第二段：$L^3$ 损失。",
+)
+NOTED = replace(ALPHA, arxiv_id="2611.00010", translation_note="The translator failed today.")
+
+
+@pytest.mark.parametrize("language", ["en", "zh", "ar"])
+def test_papers_made_once_give_the_document_made_whole(language):
+    """`render._PIECES` puts in each paper's HTML made apart from the digest: the result is the
+    digest rendered in one piece, at every step of the size ladder."""
+    section = TopicSection(
+        "Everything", "everything", "All <kinds> of papers", (TRANSLATED, NOTED, PANGU), 9,
+        titles_only=(HOSTILE, replace(TRANSLATED, arxiv_id="2611.00011")),
+    )  # fmt: skip
+    content = replace(CONTENT, language=language, sections=(*CONTENT.sections, section))
+    for fit in (render.Fit(), render.FIT_STEPS[2], render.FIT_STEPS[5], render.FIT_STEPS[-3]):
+        whole = _inlined(_pre_inline(content, fit), css_inliner.inline_styles)
+        made = render.render_fitted(content, "arXiv Digest", fit)
+        assert made.html == "<!doctype html>\n" + whole, fit
+        assert 'class="nl-piece' not in made.html
+        budget = made.html_bytes
+        assert render.render_fitted(content, "arXiv Digest", fit, budget) == made
+        assert render.render_fitted(content, "arXiv Digest", fit, budget - 1) is None
+
+
+def test_a_paper_shown_in_english_is_made_once_for_every_language():
+    render._PIECES._made.clear()
+    for language in ("en", "de", "zh"):
+        render.render_fitted(replace(CONTENT, language=language), "Digest", render.Fit())
+    keys = list(render._PIECES._made)
+    assert len(keys) == 3 and {language for _t, _p, language in keys} == {""}
+    translated = replace(CONTENT, sections=(TopicSection("T", "t", "", (TRANSLATED,), 1),))
+    for language in ("de", "zh"):
+        render.render_fitted(replace(translated, language=language), "Digest", render.Fit())
+    assert {language for _t, paper, language in render._PIECES._made if paper is TRANSLATED} == {
+        "de",
+        "zh",
+    }
 
 
 HANDMADE = """<!doctype html><html><head>
