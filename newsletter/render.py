@@ -274,14 +274,20 @@ class _Pieces:
 
     def get(self, keys: list[_PieceKey]) -> list[tuple[str, int]]:
         """(HTML, its size in bytes) of each piece."""
-        missing = [key for key in dict.fromkeys(keys) if key not in self._made]
-        if len(self._made) + len(missing) > self.LIMIT:
-            self._made.clear()
-            missing = list(dict.fromkeys(keys))
-        if missing:
-            for key, made in zip(missing, _make_pieces(missing), strict=True):
-                self._made[key] = (made, len(made.encode()))
-        return [self._made[key] for key in keys]
+        # Safe across threads: the store is replaced when full, never emptied in place, so
+        # the one read here keeps every piece it had.
+        made = self._made
+        missing = [key for key in dict.fromkeys(keys) if key not in made]
+        if not missing:
+            return [made[key] for key in keys]
+        fresh = {
+            key: (html_, len(html_.encode()))
+            for key, html_ in zip(missing, _make_pieces(missing), strict=True)
+        }
+        if len(made) + len(fresh) > self.LIMIT:
+            self._made = {}
+        self._made.update(fresh)
+        return [fresh[key] if key in fresh else made[key] for key in keys]
 
 
 def _make_pieces(keys: list[_PieceKey]) -> list[str]:

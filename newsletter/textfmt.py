@@ -168,6 +168,7 @@ def _split_math(text: str) -> Iterator[tuple[bool, str]]:
     yield False, text[position:]
 
 
+@lru_cache(maxsize=8192)  # the same formulas recur in many abstracts and in their shortenings
 def _convert_piece(source: str, *, math: bool = False) -> str:
     """One LaTeX piece as text, or the piece unchanged when that would lose content."""
     try:

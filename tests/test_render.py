@@ -428,6 +428,15 @@ def test_a_paper_shown_in_english_is_made_once_for_every_language():
     }
 
 
+def test_the_store_of_pieces_stays_bounded_and_right(monkeypatch):
+    expected = render.render_fitted(CONTENT, "Digest", render.Fit())
+    monkeypatch.setattr(render._Pieces, "LIMIT", 2)
+    monkeypatch.setattr(render, "_PIECES", render._Pieces())
+    for _ in range(2):
+        assert render.render_fitted(CONTENT, "Digest", render.Fit()) == expected
+        assert len(render._PIECES._made) <= 3  # this digest's three papers, never more
+
+
 HANDMADE = """<!doctype html><html><head>
 <style>/* inline */
 a { color: #b31b1b; }
