@@ -3,9 +3,11 @@
     python bench/send_bench.py --n 100000
     python bench/send_bench.py --n 20000 --database-url postgresql+psycopg://postgres@127.0.0.1/test
 
-N subscribers over 20 topics and 3 languages, their topic sets drawn from a pool of 100 sets
-with a long tail (a few hundred segments), and 3-25 new papers a topic with abstracts of
-realistic length and make-up, are written to a fresh database (SQLite in a temporary folder, or
+N subscribers over 20 topics and 3 languages (en, zh, de), their topic sets drawn from a pool
+of 100 sets with a long tail (a few hundred segments), and 3-25 new papers a topic with
+abstracts of realistic length and make-up, each stored translated into zh and de (so those
+segments show the translation with the original below, as translated digests do), are
+written to a fresh database (SQLite in a temporary folder, or
 a schema of its own in the PostgreSQL database given, dropped afterwards). Then:
 
 1. prepare: `jobs.prepare` gives every subscriber a delivery row (not timed in the rates);

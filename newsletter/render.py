@@ -3,8 +3,9 @@
 An email body is rendered once per segment (same topics, same language), so nothing
 per-subscriber is in it: the unsubscribe, preferences and web-version links are placeholders
 (`UNSUBSCRIBE_PLACEHOLDER`, ...), which `personalise` replaces for each message. The email
-pipeline is Jinja2 → MJML → HTML (mjml-python, MRML) → premailer, which inlines the CSS because
-MRML ignores `mj-style inline="inline"`.
+pipeline is Jinja2 → MJML → HTML (mjml-python, MRML) → premailer's CSS inlining (MRML ignores
+`mj-style inline="inline"`). The papers, most of a digest and shown by many segments, go
+through it once per process each (`_Pieces`) and are put into each segment's document last.
 
 Gmail clips an HTML part above about 102 KB, hiding the rest (the unsubscribe link among it)
 behind "View entire message". `render_email` keeps every body under `HTML_SIZE_LIMIT`: when the
@@ -230,11 +231,15 @@ def _fitted_html(
         return put
 
     context.update(paper_card=slot(EMAIL_CARD_TEMPLATE), paper_line=slot(EMAIL_LINE_TEMPLATE))
-    parts = _MARKER.split(inline_css(mjml_to_html(_render(EMAIL_HTML_TEMPLATE, context))))
+    document = _render(EMAIL_HTML_TEMPLATE, context)
+    pieces = _PIECES.get(slots)
+    size = sum(size for _, size in pieces)
+    if budget is not None and size > budget:
+        return None  # too big on its papers alone: not worth MJML and inlining
+    parts = _MARKER.split(inline_css(mjml_to_html(document)))
     if len(parts) != 2 * len(slots) + 1:
         raise RenderError(f"{EMAIL_HTML_TEMPLATE}: {len(slots)} papers, but not as many markers")
-    pieces = _PIECES.get(slots)
-    size = sum(len(text.encode()) for text in parts[::2]) + sum(size for _, size in pieces)
+    size += sum(len(text.encode()) for text in parts[::2])
     if budget is not None and size > budget:
         return None
     parts[1::2] = [pieces[int(number)][0] for number in parts[1::2]]
