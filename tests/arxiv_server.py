@@ -22,14 +22,13 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-HOST = "127.0.0.1"
+from tests.loopback_http import HOST, LoopbackHandler, LoopbackHTTPServer
+
 API_PATH = "/api/query"
 ATOM_TYPE = "application/atom+xml; charset=utf-8"
 
@@ -107,19 +106,19 @@ class RecordedRequest:
         return self.params.get("search_query")
 
 
-class ArxivServer:
+class ArxivServer(LoopbackHTTPServer):
     """arXiv's API on 127.0.0.1 at a free port; `.url` is its `/api/query` address."""
 
     def __init__(self, default: Reply | None = None) -> None:
+        super().__init__(_Handler)
         self.default = default
         self.requests: list[RecordedRequest] = []
         self._queue: list[Reply] = []
         self._routes: list[tuple[dict[str, str], Reply]] = []
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.url = ""
+
+    def url_for(self, port: int) -> str:
+        return f"http://{HOST}:{port}{API_PATH}"
 
     # -- scripting
 
@@ -146,40 +145,6 @@ class ArxivServer:
         """The `start` parameter of every request so far."""
         return [request.start for request in self.requests]
 
-    # -- lifecycle
-
-    def start(self) -> ArxivServer:
-        handler = type("Handler", (_Handler,), {"owner": self})
-        self._httpd = ThreadingHTTPServer((HOST, 0), handler)
-        self._httpd.block_on_close = False  # a held-back reply must not block stop()
-        port = self._httpd.server_address[1]
-        self.url = f"http://{HOST}:{port}{API_PATH}"
-        # A short poll interval keeps stop() (and so every test's teardown) quick.
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> ArxivServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # -- answering
 
     def _answer(self, request: RecordedRequest) -> Reply:
@@ -195,9 +160,8 @@ class ArxivServer:
         return Reply.text(f"nothing scripted for {request.path} {request.params}", status=404)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     owner: ArxivServer
-    protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
         arrived = time.monotonic()
@@ -205,19 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
         params = {key: values[0] for key, values in parse_qs(parts.query).items()}
         recorded = RecordedRequest(parts.path, params, arrived, dict(self.headers.items()))
         reply = self.owner._answer(recorded)
-        if reply.delay and self.owner._stopping.wait(reply.delay):
-            return
-        try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
-        except OSError:
-            pass  # the client gave up waiting (a timeout test): nothing to tell it
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass  # quiet: tests assert on `requests`, not on a log
+        self.send_reply(reply.status, reply.content_type, reply.body, delay=reply.delay)
 
 
 def refused_url() -> str:

@@ -21,11 +21,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from urllib.parse import parse_qs, urlsplit
 
-HOST = "127.0.0.1"
+from tests.loopback_http import HOST, LoopbackHandler, LoopbackHTTPServer
+
 PROTOCOLS = ("google", "openai", "deepl", "libretranslate")
 LIBRETRANSLATE_LANGUAGES = ["en", "de", "fr", "ja", "zh-Hans", "zh-Hant", "pt-BR", "pt-PT"]
 
@@ -73,7 +72,7 @@ class Recorded:
         return values[0] if values else None
 
 
-class TranslatorServer:
+class TranslatorServer(LoopbackHTTPServer):
     """One provider's API on 127.0.0.1 at a free port; `.url` is what NEWSLETTER_TRANSLATOR_URL
     takes for that provider."""
 
@@ -82,6 +81,7 @@ class TranslatorServer:
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(protocol)
+        super().__init__(_Handler)
         self.protocol = protocol
         self.translate = translate
         self.requests: list[Recorded] = []
@@ -89,10 +89,10 @@ class TranslatorServer:
         self._queue: list[Reply] = []
         self._always: Reply | None = None
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.url = ""
+
+    def url_for(self, port: int) -> str:
+        base = f"http://{HOST}:{port}"
+        return base + "/v1" if self.protocol == "openai" else base
 
     # -- scripting
 
@@ -113,40 +113,6 @@ class TranslatorServer:
         with self._lock:
             self.requests.clear()
             self.texts_translated = 0
-
-    # -- lifecycle
-
-    def start(self) -> TranslatorServer:
-        handler = type("Handler", (_Handler,), {"owner": self})
-        self._httpd = ThreadingHTTPServer((HOST, 0), handler)
-        self._httpd.block_on_close = False
-        port = self._httpd.server_address[1]
-        base = f"http://{HOST}:{port}"
-        self.url = base + "/v1" if self.protocol == "openai" else base
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> TranslatorServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- answering
 
@@ -238,9 +204,8 @@ class TranslatorServer:
         return Reply.json({"translatedText": [self.translate(text, code) for text in texts]})
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     owner: TranslatorServer
-    protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
         self._handle()
@@ -266,18 +231,10 @@ class _Handler(BaseHTTPRequestHandler):
             arrived,
         )
         reply = self.owner._answer(recorded)
-        if reply.delay and self.owner._stopping.wait(reply.delay):
-            return
-        try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(reply.body)
-        except OSError:
-            pass  # the client gave up waiting (a timeout test)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
+        self.send_reply(
+            reply.status,
+            reply.content_type,
+            reply.body,
+            delay=reply.delay,
+            headers=reply.headers,
+        )
