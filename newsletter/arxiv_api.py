@@ -25,16 +25,11 @@ from typing import Any
 import arxiv
 import requests
 from lxml import etree
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-    wait_fixed,
-)
+from tenacity import retry_if_exception, wait_exponential, wait_fixed
 
 from newsletter.codelinks import find_code_links
 from newsletter.errors import FetchError, InvalidInput
+from newsletter.retrying import AttemptFailed, call_with_retries
 
 __all__ = [
     "ArxivBadResponse",
@@ -329,7 +324,7 @@ class _Client(arxiv.Client):
         self._session = session
 
 
-class _Failed(Exception):
+class _Failed(AttemptFailed):
     """One attempt failed: what to raise (`kind`) if it was the last one, and whether to retry."""
 
     def __init__(self, kind: type[FetchError], problem: str, retry: bool = True) -> None:
@@ -370,30 +365,20 @@ class _CheckedSession(requests.Session):
     def get(self, url: str | bytes, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         url = url.decode() if isinstance(url, bytes) else url
         kwargs.pop("headers", None)  # arxiv's user-agent; ours says who we are
-        attempts = self.retries + 1
-        retrying = Retrying(
-            stop=stop_after_attempt(attempts),
-            # The wait comes on top of the delay: an overloaded arXiv needs more than 3 s.
-            wait=wait_fixed(self.delay) + wait_exponential(multiplier=self.backoff, max=120),
-            retry=retry_if_exception(lambda error: isinstance(error, _Failed) and error.retry),
-            before_sleep=lambda state: logger.warning(
-                "arXiv request failed (attempt %d of %d), retrying: %s",
-                state.attempt_number,
-                attempts,
-                state.outcome.exception() if state.outcome else "",
-            ),
-            reraise=True,
-        )
-        tried = 0
         try:
-            for attempt in retrying:
-                with attempt:
-                    tried = attempt.retry_state.attempt_number
-                    return self._get_once(url, **kwargs)
+            return call_with_retries(
+                lambda: self._get_once(url, **kwargs),
+                attempts=self.retries + 1,
+                retry=retry_if_exception(lambda error: isinstance(error, _Failed) and error.retry),
+                # The wait comes on top of the delay: an overloaded arXiv needs more than 3 s.
+                wait=wait_fixed(self.delay) + wait_exponential(multiplier=self.backoff, max=120),
+                logger=logger,
+                what="arXiv request",
+            )
         except _Failed as failure:
+            tried = failure.attempts
             after = f" (gave up after {tried} attempts)" if tried > 1 else ""
             raise failure.kind(f"{failure.problem} — GET {url}{after}") from failure.__cause__
-        raise AssertionError("unreachable: tenacity either returns or raises")
 
     def _get_once(self, url: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)

@@ -10,9 +10,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type
+from tenacity import RetryCallState, retry_if_exception_type
 
 from newsletter.errors import TranslationError
+from newsletter.retrying import AttemptFailed, call_with_retries
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def batches(items: Sequence, size: int) -> Iterator[list]:
         yield list(items[start : start + size])
 
 
-class _Retryable(Exception):
+class _Retryable(AttemptFailed):
     """One attempt failed in a way that may pass (429, 5xx, timeout, connection)."""
 
     def __init__(self, problem: str, retry_after: float | None = None) -> None:
@@ -111,33 +112,22 @@ class HttpClient:
 
     def request(self, method: str, url: str, **kwargs: Any) -> Any:
         """The decoded JSON answer, after retries; raises one of the `TranslationError`s."""
-        attempts = self.retries + 1
-        retrying = Retrying(
-            retry=retry_if_exception_type(_Retryable),
-            wait=self._wait,
-            stop=lambda state: (
-                state.attempt_number >= attempts or self._wait(state) >= self.budget.left()
-            ),
-            before_sleep=lambda state: logger.warning(
-                "translator request failed (attempt %d of %d), retrying: %s",
-                state.attempt_number,
-                attempts,
-                state.outcome.exception() if state.outcome else "",
-            ),
-            reraise=True,
-        )
-        tried = 0
         try:
-            for attempt in retrying:
-                with attempt:
-                    tried = attempt.retry_state.attempt_number
-                    return self._once(method, url, **kwargs)
+            return call_with_retries(
+                lambda: self._once(method, url, **kwargs),
+                attempts=self.retries + 1,
+                retry=retry_if_exception_type(_Retryable),
+                wait=self._wait,
+                give_up=lambda state: self._wait(state) >= self.budget.left(),
+                logger=logger,
+                what="translator request",
+            )
         except _Retryable as failure:
+            tried = failure.attempts
             spent = " (time budget spent)" if self.budget.spent else ""
             raise TranslatorUnavailable(
                 f"{failure} — {method} {_without_query(url)} (tried {tried} times){spent}"
             ) from failure
-        raise AssertionError("unreachable: tenacity either returns or raises")
 
     def _wait(self, state: RetryCallState) -> float:
         exponential = self.backoff * 2 ** (state.attempt_number - 1)
