@@ -38,62 +38,53 @@ Updated = Annotated[
 ]
 
 
-@app.command()
-def markdown(
-    output: Output = None,
-    lang: Language = None,
-    topic: Topics = None,
-    limit: Limit = None,
-    day: Updated = None,
-) -> None:
-    """Write every topic's papers as one Markdown page, the cv-arxiv-daily format.
+def _export_command(write: Callable[[Export], str]) -> Callable[..., None]:
+    """A command that exports the papers with `write`: every format takes the same options."""
+
+    def export(
+        output: Output = None,
+        lang: Language = None,
+        topic: Topics = None,
+        limit: Limit = None,
+        day: Updated = None,
+    ) -> None:
+        updated = _day(day)
+        with session() as unit:
+            topics = store.get_topics(unit, topic) if topic else None
+            data = build_export(
+                unit,
+                updated=updated,
+                language=normalise_language(lang) if lang else "en",
+                topics=topics,
+                limit=limit,
+            )
+        text = write(data)
+        if output is None:
+            typer.echo(text, nl=False)
+            return
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+        count = sum(len(t.papers) for t in data.topics)
+        console.print(f"Wrote {count} paper(s) in {len(data.topics)} topic(s) to {output}.")
+
+    return export
+
+
+markdown = app.command(
+    "markdown",
+    help="""Write every topic's papers as one Markdown page, the cv-arxiv-daily format.
 
     Example: newsletter export markdown -o docs/index.md --lang zh
-    """
-    _export(to_markdown, output, lang, topic, limit, day)
+    """,
+)(_export_command(to_markdown))
 
-
-@app.command("json")
-def json_(
-    output: Output = None,
-    lang: Language = None,
-    topic: Topics = None,
-    limit: Limit = None,
-    day: Updated = None,
-) -> None:
-    """Write the data behind the Markdown page as JSON.
+json_ = app.command(
+    "json",
+    help="""Write the data behind the Markdown page as JSON.
 
     Example: newsletter export json -o docs/papers.json
-    """
-    _export(to_json, output, lang, topic, limit, day)
-
-
-def _export(
-    write: Callable[[Export], str],
-    output: Path | None,
-    lang: str | None,
-    topic: list[str] | None,
-    limit: int | None,
-    day: str | None,
-) -> None:
-    updated = _day(day)
-    with session() as unit:
-        topics = store.get_topics(unit, topic) if topic else None
-        data = build_export(
-            unit,
-            updated=updated,
-            language=normalise_language(lang) if lang else "en",
-            topics=topics,
-            limit=limit,
-        )
-    text = write(data)
-    if output is None:
-        typer.echo(text, nl=False)
-        return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
-    count = sum(len(t.papers) for t in data.topics)
-    console.print(f"Wrote {count} paper(s) in {len(data.topics)} topic(s) to {output}.")
+    """,
+)(_export_command(to_json))
 
 
 def _day(text: str | None) -> date:
