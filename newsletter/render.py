@@ -233,14 +233,14 @@ def _fitted_html(
     context.update(paper_card=slot(EMAIL_CARD_TEMPLATE), paper_line=slot(EMAIL_LINE_TEMPLATE))
     document = _render(EMAIL_HTML_TEMPLATE, context)
     pieces = _PIECES.get(slots)
-    size = sum(size for _, size in pieces)
-    if budget is not None and size > budget:
+    total = sum(piece_bytes for _, piece_bytes in pieces)
+    if budget is not None and total > budget:
         return None  # too big on its papers alone: not worth MJML and inlining
     parts = _MARKER.split(inline_css(mjml_to_html(document)))
     if len(parts) != 2 * len(slots) + 1:
         raise RenderError(f"{EMAIL_HTML_TEMPLATE}: {len(slots)} papers, but not as many markers")
-    size += sum(len(text.encode()) for text in parts[::2])
-    if budget is not None and size > budget:
+    total += sum(len(text.encode()) for text in parts[::2])
+    if budget is not None and total > budget:
         return None
     parts[1::2] = [pieces[int(number)][0] for number in parts[1::2]]
     return "".join(parts)
