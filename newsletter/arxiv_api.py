@@ -38,6 +38,7 @@ __all__ = [
     "ArxivSource",
     "ArxivUnavailable",
     "FetchedPaper",
+    "STOP_AFTER_KNOWN",
     "build_query",
 ]
 
@@ -208,6 +209,10 @@ def _https(url: str | None) -> str | None:
 # Fetching
 
 
+STOP_AFTER_KNOWN = 5
+"""Known papers in a row after which a daily fetch stops paging (see `ArxivSource.newest`)."""
+
+
 def _never_known(arxiv_id: str) -> bool:
     return False
 
@@ -244,7 +249,7 @@ class ArxivSource:
         query: str,
         limit: int,
         is_known: Callable[[str], bool] = _never_known,
-        stop_after_known: int | None = 5,
+        stop_after_known: int | None = STOP_AFTER_KNOWN,
     ) -> Iterator[FetchedPaper]:
         """Up to `limit` papers matching `query`, newest submission first, fetched lazily.
 

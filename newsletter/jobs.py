@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from typing import TypeVar
 
 from newsletter import store
-from newsletter.arxiv_api import ArxivSource, FetchedPaper, build_query
+from newsletter.arxiv_api import STOP_AFTER_KNOWN, ArxivSource, FetchedPaper, build_query
 from newsletter.codelinks import link_label
 from newsletter.config import Settings, get_settings
 from newsletter.db import session_scope
@@ -86,17 +86,23 @@ def fetch(
     source = source or arxiv_source(settings)
     with session_scope(settings) as session:
         topics = store.get_topics(session, names) if names else store.list_topics(session)
-        plan = [(topic.id, topic.name, topic_query(topic)) for topic in topics]
+        plan = [(t.id, t.name, topic_query(t), t.fetch_incomplete) for t in topics]
     report = FetchReport()
-    for topic_id, name, query in plan:
+    for topic_id, name, query, catching_up in plan:
         entry = TopicFetch(name)
         report.topics.append(entry)
         with session_scope(settings) as session:
             known = store.linked_arxiv_ids(session, topic_id)
         papers: dict[str, FetchedPaper] = {}
+        # After a fetch that failed half-way, paging must not stop at the papers it stored:
+        # the ones it missed come after them.
+        stop_after_known = None if catching_up else STOP_AFTER_KNOWN
         try:
             for paper in source.newest(
-                query, settings.fetch_max_per_topic, is_known=known.__contains__
+                query,
+                settings.fetch_max_per_topic,
+                is_known=known.__contains__,
+                stop_after_known=stop_after_known,
             ):
                 # arXiv's paging can repeat an entry across pages: keep it once, and count
                 # the repeat as known so that paging still stops.
@@ -106,6 +112,8 @@ def fetch(
             entry.error = f"topic {name!r}: {error}"
         entry.fetched = len(papers)
         entry.new_papers, entry.new_links = save_fetched(settings, topic_id, list(papers.values()))
+        with session_scope(settings) as session:
+            store.set_fetch_incomplete(session, topic_id, entry.error is not None)
     return report
 
 

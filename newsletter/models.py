@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Date,
     DateTime,
     Enum,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -94,6 +96,9 @@ class Topic(Base):
     raw_query: Mapped[str | None] = mapped_column(Text, default=None)
     position: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    fetch_incomplete: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """The last fetch stopped on an error, after some pages: the papers of the pages it missed
+    are older than the ones it stored, so the next fetch reads on past the known papers."""
 
 
 class Paper(Base):

@@ -138,6 +138,11 @@ def linked_arxiv_ids(session: Session, topic_id: int) -> set[str]:
     return set(rows)
 
 
+def set_fetch_incomplete(session: Session, topic_id: int, incomplete: bool) -> None:
+    """Remember whether a topic's last fetch stopped on an error (see `Topic.fetch_incomplete`)."""
+    session.execute(update(Topic).where(Topic.id == topic_id).values(fetch_incomplete=incomplete))
+
+
 def upsert_paper(session: Session, values: dict) -> tuple[Paper, bool]:
     """Store a paper once per arXiv id; a newer version replaces the stored text."""
     paper = session.scalar(select(Paper).where(Paper.arxiv_id == values["arxiv_id"]))

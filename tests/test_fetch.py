@@ -468,6 +468,34 @@ def test_a_failure_on_page_two_keeps_page_one(cli, arxiv, settings, monkeypatch,
     assert (fetched, new_papers, new_links) == (str(expected),) * 3
 
 
+def test_the_pages_a_failed_fetch_missed_are_read_next_time(cli, arxiv, settings, monkeypatch):
+    """Page 1 is stored, page 2 fails: the next fetch must not stop at page 1's (now known)
+    papers, or page 2's would never be read; once complete, fetching stops early again."""
+    settings = set_env(monkeypatch, arxiv_page_size="6")
+    entries = [Entry(f"2611.{n:05d}", f"Paper {n}") for n in range(12, 0, -1)]
+    query = add_topic(cli, "Alpha")
+    arxiv.route(Reply(body=feed(entries[:6], total=12)), search_query=query, start=0)
+    second_page = Reply(body=feed(entries[6:], total=12, start=6))
+    arxiv.route(Reply.text(HTML_PAGE, status=503, content_type="text/html"), start=6)
+
+    assert cli("fetch", ok=False).exit_code == 1
+    assert counts(settings) == (6, 6)
+    with session_scope(settings) as session:
+        assert session.scalar(select(Topic.fetch_incomplete))
+
+    arxiv.route_first(second_page, search_query=query, start=6)
+    arxiv.requests.clear()
+    cli("fetch")
+    assert arxiv.starts() == [0, 6]
+    assert counts(settings) == (12, 12)
+    with session_scope(settings) as session:
+        assert not session.scalar(select(Topic.fetch_incomplete))
+
+    arxiv.requests.clear()
+    cli("fetch")
+    assert arxiv.starts() == [0]  # complete again: page 1's known papers end it
+
+
 # --------------------------------------------------------------------------- topics test
 
 
