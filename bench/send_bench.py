@@ -20,7 +20,8 @@ a schema of its own in the PostgreSQL database given, dropped afterwards). Then:
 5. 1% of the messages handed to the SMTP server (delivery ids divisible by 100) are checked:
    valid MIME under the strict policy, addressed (envelope and To) to their row's subscriber,
    with the row's Message-ID, and with that subscriber's own unsubscribe link, whose token
-   `read_token` verifies to their public id. Any failure makes the exit status 1.
+   `read_token` verifies to their public id and which the List-Unsubscribe mailto: carries.
+   Any failure makes the exit status 1.
 
 The last line printed is one JSON object with the figures (see the README's "Performance").
 """
@@ -557,6 +558,10 @@ def check_message(data: bytes, recipient: str, secret: str, row: tuple[str, str,
     token = link.rsplit("/", 1)[-1]
     if read_token(secret, UNSUBSCRIBE, token) != public_id:
         found.append("the unsubscribe token is someone else's")
+    header = message["List-Unsubscribe"]
+    mailto = re.search(r"<mailto:[^>]*\?subject=unsubscribe%20([^>]+)>", header)
+    if mailto is None or mailto.group(1) != token:
+        found.append("the mailto: does not carry the unsubscribe token")
     return found
 
 

@@ -8,15 +8,13 @@ Action, Status, Diagnostic-Code). Reading them needs nothing but the standard li
 from __future__ import annotations
 
 import email
-import mailbox
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from email import policy
 from email.message import Message
 from pathlib import Path
 
-from newsletter.errors import InvalidInput
+from newsletter.mailboxes import read_messages
 
 STATUS = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
 HARD_FAILURES_BEFORE_BOUNCED = 3
@@ -55,24 +53,8 @@ def classify(bounce: Bounce, hard_failures_so_far: int) -> str:
 
 def read_bounces(path: Path) -> Iterator[Bounce]:
     """Every recipient of every DSN in a .eml file or an mbox; other messages are skipped."""
-    for number, message in enumerate(_messages(path), 1):
-        yield from bounces_in(message, source=f"{path.name} message {number}")
-
-
-def _messages(path: Path) -> Iterator[Message]:
-    try:
-        head = path.read_bytes()[:5]
-    except OSError as error:
-        raise InvalidInput(f"{path}: cannot read it ({error.strerror})") from error
-    if head.startswith(b"From "):
-        box = mailbox.mbox(path, factory=None, create=False)
-        try:
-            for key in box.iterkeys():
-                yield email.message_from_bytes(box.get_bytes(key), policy=policy.compat32)
-        finally:
-            box.close()
-    else:
-        yield email.message_from_bytes(path.read_bytes(), policy=policy.compat32)
+    for source, message in read_messages(path):
+        yield from bounces_in(message, source=source)
 
 
 def bounces_in(message: Message, source: str = "") -> list[Bounce]:

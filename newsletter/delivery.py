@@ -48,6 +48,7 @@ from newsletter.render import (
 from newsletter.store import ClaimedDelivery
 from newsletter.tokens import DigestLinks
 from newsletter.translations import translation_options
+from newsletter.unsubscribe_mail import mailto_for
 
 Progress = Callable[[int], None]
 
@@ -167,19 +168,21 @@ class Deliverer:
         key = (row.topic_ids, row.language)
         unsubscribe, preferences, web_version = self._links.links(row.public_id)
         message_id = row.message_id if row.message_id.startswith("<") else f"<{row.message_id}>"
+        mailto = mailto_for(self._sender, unsubscribe.rsplit("/", 1)[1])
         if row.email.isascii():
             data = self._template(key).bytes_for(
                 {
                     "to": row.email,
                     "message_id": message_id,
                     "unsubscribe_url": unsubscribe,
+                    "unsubscribe_mailto": mailto,
                     "preferences_url": preferences,
                     "web_version_url": web_version,
                 }
             )
         else:  # an internationalised address: composed the slow way, which knows how
             body = personalise(self._body(key), unsubscribe, preferences, web_version)
-            data = message_bytes(self._compose(row.email, message_id, unsubscribe, body))
+            data = message_bytes(self._compose(row.email, message_id, (unsubscribe, mailto), body))
         return Outgoing(row.delivery_id, row.email, self._sender, message_id, data)
 
     def _messages(
@@ -281,7 +284,6 @@ class Deliverer:
                 html_body=body.html,
                 text_body=body.text,
                 list_id=settings.list_id,
-                unsubscribe_mailto=self._unsubscribe_mailto(),
                 body_fields=BODY_FIELDS,
                 date=self._date,
             )
@@ -298,7 +300,8 @@ class Deliverer:
                 self._bodies.popitem(last=False)
         return body
 
-    def _compose(self, to: str, message_id: str, unsubscribe: str, body: RenderedBody):
+    def _compose(self, to: str, message_id: str, unsubscribe: tuple[str, str], body: RenderedBody):
+        """The message composed whole; `unsubscribe` is (https URL, mailto)."""
         settings = self.settings
         return compose(
             sender=settings.from_address,
@@ -308,13 +311,10 @@ class Deliverer:
             text=body.text,
             message_id=message_id,
             list_id=settings.list_id,
-            unsubscribe_url=unsubscribe,
-            unsubscribe_mailto=self._unsubscribe_mailto(),
+            unsubscribe_url=unsubscribe[0],
+            unsubscribe_mailto=unsubscribe[1],
             date=self._date,
         )
-
-    def _unsubscribe_mailto(self) -> str:
-        return f"mailto:{self.settings.sender_email}?subject=unsubscribe"
 
     # ---------------------------------------------------------------- outcomes
 

@@ -29,6 +29,7 @@ from newsletter.mail import compose, message_bytes, subject_header
 TO = "nl-recipient@marker.invalid"
 MESSAGE_ID = "<nl-message-id@marker.invalid>"
 HEADER_UNSUBSCRIBE = "https://marker.invalid/nl-unsubscribe"
+HEADER_UNSUBSCRIBE_MAILTO = "mailto:nl-unsubscribe@marker.invalid"
 
 SUBJECT = "nl-subject-marker"
 _SUBJECT_LINE = f"Subject: {SUBJECT}\r\n".encode()
@@ -77,7 +78,6 @@ class MessageTemplate:
         html_body: str,
         text_body: str,
         list_id: str,
-        unsubscribe_mailto: str,
         body_fields: Mapping[str, str],
         date: datetime | None = None,
     ) -> MessageTemplate:
@@ -87,14 +87,15 @@ class MessageTemplate:
         once for every template of that date and sender, not once per template.
         """
         if date is None:
-            skeleton = _skeleton(sender, list_id, unsubscribe_mailto, None)
+            skeleton = _skeleton(sender, list_id, None)
         else:
-            skeleton = _shared_skeleton(sender, list_id, unsubscribe_mailto, date)
+            skeleton = _shared_skeleton(sender, list_id, date)
         skeleton = skeleton.replace(_SUBJECT_LINE, subject_header(subject), 1)
         header_fields = {
             TO.encode(): _Field("to", "header"),
             MESSAGE_ID.encode(): _Field("message_id", "header"),
             HEADER_UNSUBSCRIBE.encode(): _Field("unsubscribe_url", "header"),
+            HEADER_UNSUBSCRIBE_MAILTO.encode(): _Field("unsubscribe_mailto", "header"),
         }
         bodies = {
             TEXT_BODY.encode(): _encoded_body(text_body, body_fields, "text"),
@@ -103,8 +104,8 @@ class MessageTemplate:
         return cls(_cut(skeleton, header_fields, bodies))
 
     def bytes_for(self, values: Mapping[str, str]) -> bytes:
-        """One recipient's message; `values` has "to", "message_id", "unsubscribe_url" and
-        every body field."""
+        """One recipient's message; `values` has "to", "message_id", "unsubscribe_url",
+        "unsubscribe_mailto" and every body field."""
         encoded = []
         plain: dict[str, bytes] = {}  # a value the two parts encode alike (a link): once
         for field in self._fields:
@@ -124,7 +125,7 @@ class MessageTemplate:
         return b"".join(out)
 
 
-def _skeleton(sender: str, list_id: str, unsubscribe_mailto: str, date: datetime | None) -> bytes:
+def _skeleton(sender: str, list_id: str, date: datetime | None) -> bytes:
     """The message with markers for everything per recipient and per segment."""
     message = compose(
         sender=sender,
@@ -135,7 +136,7 @@ def _skeleton(sender: str, list_id: str, unsubscribe_mailto: str, date: datetime
         message_id=MESSAGE_ID,
         list_id=list_id,
         unsubscribe_url=HEADER_UNSUBSCRIBE,
-        unsubscribe_mailto=unsubscribe_mailto,
+        unsubscribe_mailto=HEADER_UNSUBSCRIBE_MAILTO,
         date=date,
     )
     skeleton = message_bytes(message)

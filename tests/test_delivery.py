@@ -45,6 +45,7 @@ from newsletter.tokens import (
     unsubscribe_url,
     web_version_url,
 )
+from newsletter.unsubscribe_mail import mailto_for
 from tests.conftest import set_env
 from tests.smtp_sink import SmtpSink
 from tests.test_crash import add_subscribers
@@ -123,7 +124,7 @@ def test_a_message_by_substitution_equals_one_composed_for_its_subscriber(
                     message_id=row.message_id,
                     list_id=settings.list_id,
                     unsubscribe_url=links[0],
-                    unsubscribe_mailto=f"mailto:{settings.sender_email}?subject=unsubscribe",
+                    unsubscribe_mailto=mailto_for(settings.sender_email, links[0].split("/")[-1]),
                     date=parsedate_to_datetime(ours["Date"]),
                 )
             )

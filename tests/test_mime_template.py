@@ -30,7 +30,6 @@ COMMON = dict(
     sender="arXiv Digest <digest@example.org>",
     subject="arXiv digest 2026-11-27: 3 new papers in SLAM",
     list_id="arXiv Digest <digest.example.org>",
-    unsubscribe_mailto="mailto:digest@example.org?subject=unsubscribe",
 )
 
 RECIPIENTS = [
@@ -38,6 +37,7 @@ RECIPIENTS = [
         "to": "ada@example.org",
         "message_id": "<0123456789abcdef@example.org>",
         "unsubscribe_url": "https://digest.example.org/unsubscribe/eyJhIjoxfQ.abc_DEF-123",
+        "unsubscribe_mailto": "mailto:digest@example.org?subject=unsubscribe%20eyJhIjoxfQ.abc",
         "web_url": "https://digest.example.org/digests/2026-11-27/for/tok",
     },
     {
@@ -45,6 +45,7 @@ RECIPIENTS = [
         "message_id": "<fedcba9876543210@example.org>",
         # Longer than a quoted-printable line, with characters that must be encoded.
         "unsubscribe_url": "https://digest.example.org/unsubscribe/" + "x" * 120 + "?a=1&b=2",
+        "unsubscribe_mailto": "mailto:digest@example.org?subject=unsubscribe%20" + "y" * 120,
         "web_url": "https://digest.example.org/digests/2026-11-27/for/" + "=" * 3,
     },
 ]
@@ -73,6 +74,7 @@ def test_substituted_message_equals_a_composed_one(template, values):
         text=TEXT.replace("__U__", values["unsubscribe_url"]).replace("__W__", values["web_url"]),
         message_id=values["message_id"],
         unsubscribe_url=values["unsubscribe_url"],
+        unsubscribe_mailto=values["unsubscribe_mailto"],
         **COMMON,
     )
     for kind in ("plain", "html"):
@@ -83,7 +85,7 @@ def test_substituted_message_equals_a_composed_one(template, values):
         assert ours[header] == reference[header], header
     assert (
         ours["List-Unsubscribe"]
-        == f"<{values['unsubscribe_url']}>, <{COMMON['unsubscribe_mailto']}>"
+        == f"<{values['unsubscribe_url']}>, <{values['unsubscribe_mailto']}>"
     )
     assert [p.get_content_type() for p in ours.iter_parts()] == ["text/plain", "text/html"]
 
@@ -129,6 +131,7 @@ def test_templates_of_one_date_share_their_headers_but_not_their_subjects():
             text="t",
             message_id="<x@example.org>",
             unsubscribe_url="https://digest.example.org/u",
+            unsubscribe_mailto="mailto:digest@example.org",
             date=when,
             **dict(COMMON, subject=subject),
         )

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from newsletter.cli import bounces, daily, export, ops, status, subscribers, topics, translate
+from newsletter.cli import (
+    bounces,
+    daily,
+    export,
+    ops,
+    status,
+    subscribers,
+    topics,
+    translate,
+    unsubscribes,
+)
 from newsletter.cli.common import NewsletterGroup
 
 app = typer.Typer(
@@ -17,6 +27,7 @@ app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(ops.db_app, name="db")
 app.add_typer(translate.app, name="translate")
 app.add_typer(bounces.app, name="bounces")
+app.add_typer(unsubscribes.app, name="unsubscribes")
 app.add_typer(export.app, name="export")
 for command in (ops.init, ops.config, daily.fetch, daily.send, daily.run, daily.preview):
     app.command()(command)
