@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import email
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
-from pathlib import Path
-
-from newsletter.mailboxes import read_messages
 
 STATUS = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
 HARD_FAILURES_BEFORE_BOUNCED = 3
@@ -49,12 +45,6 @@ def classify(bounce: Bounce, hard_failures_so_far: int) -> str:
     if bounce.is_hard:
         return "bounced" if hard_failures_so_far + 1 >= HARD_FAILURES_BEFORE_BOUNCED else "counted"
     return "ignored"
-
-
-def read_bounces(path: Path) -> Iterator[Bounce]:
-    """Every recipient of every DSN in a .eml file or an mbox; other messages are skipped."""
-    for source, message in read_messages(path):
-        yield from bounces_in(message, source=source)
 
 
 def bounces_in(message: Message, source: str = "") -> list[Bounce]:

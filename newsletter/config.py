@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     none (no mail-bombing through the subscribe form)."""
     confirm_max_age: float = Field(172_800.0, gt=0)
     """Seconds a confirmation link stays valid (two days)."""
+    inbox: Path | None = None
+    """A mailbox (mbox, Maildir or .eml) of mail to NEWSLETTER_FROM that the worker reads for
+    bounce reports and unsubscribe requests; unset: only the `import` commands read mail."""
+    inbox_interval: int = Field(10, ge=1, le=1440)
+    """Minutes between the worker's reads of NEWSLETTER_INBOX."""
     admin_token: SecretStr | None = None
     """Opens the admin pages (`Authorization: Bearer …` or `?token=`); unset: no token works."""
     admin_localhost: bool = True

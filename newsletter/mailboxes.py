@@ -1,8 +1,9 @@
-"""Reading the mail that came back to the digest's address: an mbox, or one `.eml` file."""
+"""Reading the mail that came back to the digest's address: an mbox, a Maildir, one `.eml`."""
 
 from __future__ import annotations
 
 import email
+import hashlib
 import mailbox
 from collections.abc import Iterator
 from email import policy
@@ -13,18 +14,36 @@ from newsletter.errors import InvalidInput
 
 
 def read_messages(path: Path) -> Iterator[tuple[str, Message]]:
-    """("<file> message <n>", message) for each message of an mbox or a single `.eml` file."""
+    """("<name> message <n>", message) for each message of a Maildir (a folder), an mbox or a
+    single `.eml` file."""
+    if path.is_dir():
+        yield from _each(path, mailbox.Maildir(path, factory=None, create=False))
+        return
     try:
         head = path.read_bytes()[:5]
     except OSError as error:
         raise InvalidInput(f"{path}: cannot read it ({error.strerror})") from error
-    if not head.startswith(b"From "):
+    if head.startswith(b"From "):
+        yield from _each(path, mailbox.mbox(path, factory=None, create=False))
+    else:
         yield f"{path.name} message 1", _parsed(path.read_bytes())
-        return
-    box = mailbox.mbox(path, factory=None, create=False)
+
+
+def message_key(message: Message) -> str:
+    """What tells a message apart when a mailbox is read again: its Message-ID, or a hash of
+    its bytes when it has none."""
+    message_id = " ".join(str(message.get("Message-ID", "")).split())
+    if message_id:
+        return message_id[:255]
+    return "sha256:" + hashlib.sha256(message.as_bytes()).hexdigest()
+
+
+def _each(path: Path, box: mailbox.Mailbox) -> Iterator[tuple[str, Message]]:
     try:
-        for number, key in enumerate(box.iterkeys(), 1):
+        for number, key in enumerate(sorted(box.iterkeys()), 1):
             yield f"{path.name} message {number}", _parsed(box.get_bytes(key))
+    except OSError as error:
+        raise InvalidInput(f"{path}: cannot read it ({error.strerror})") from error
     finally:
         box.close()
 

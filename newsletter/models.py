@@ -213,6 +213,20 @@ class Event(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class ReceivedMail(Base):
+    """A message of the digest's mailbox (a bounce report, an unsubscribe request) acted on
+    already: read again, it is skipped."""
+
+    __tablename__ = "received_mail"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    """Its Message-ID, or `sha256:<hex>` of its bytes when it has none."""
+    kind: Mapped[str] = mapped_column(String(20))
+    """"bounce" or "unsubscribe"."""
+    read_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Digest(Base):
     """One issue: the papers that topics first matched within (window_start, window_end]."""
 

@@ -18,6 +18,7 @@ from newsletter.models import (
     Digest,
     Event,
     Paper,
+    ReceivedMail,
     Subscriber,
     SubscriberStatus,
     SubscriberTopic,
@@ -659,6 +660,16 @@ def record_bounce(session: Session, bounce: Bounce) -> str:
     else:
         log_event(session, subscriber, "hard failure", "bounce", detail)
     return outcome
+
+
+def mail_was_read(session: Session, key: str) -> bool:
+    """Whether a received message (by `mailboxes.message_key`) was acted on already."""
+    return session.scalar(select(ReceivedMail.id).where(ReceivedMail.key == key)) is not None
+
+
+def remember_mail(session: Session, key: str, kind: str) -> None:
+    session.add(ReceivedMail(key=key, kind=kind))
+    session.flush()  # a copy later in the same mailbox is then skipped
 
 
 # ---------------------------------------------------------------- translations

@@ -5,6 +5,7 @@ NEWSLETTER_REDIS_URL set: Huey on Redis, so any number of workers on any number 
 share the work. The daily job fetches (one fetch at a time across all workers: arXiv allows
 one request every 3 seconds from all your machines together), builds the digest, then fans
 the delivery out into `deliver` tasks that claim batches of deliveries (see `delivery`).
+With NEWSLETTER_INBOX set, `read_inbox` acts on the mail that came back every few minutes.
 Tasks take plain values, look everything up themselves, and are safe to run twice.
 """
 
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 
 from huey import Huey, RedisHuey, SqliteHuey
 
-from newsletter import delivery, jobs
+from newsletter import delivery, inbox, jobs
 from newsletter.config import Settings, get_settings
 from newsletter.mail import Transport, transport_from_settings
 from newsletter.models import utcnow
@@ -141,6 +142,32 @@ def is_daily_time(moment: datetime) -> bool:
 def scheduled_daily_job() -> None:
     """The daily job at NEWSLETTER_DAILY_TIME on NEWSLETTER_SEND_DAYS, run by the scheduler."""
     daily_job()
+
+
+def is_inbox_time(moment: datetime) -> bool:
+    """Whether NEWSLETTER_INBOX is set and `moment` (naive UTC) is one of its reading minutes:
+    every NEWSLETTER_INBOX_INTERVAL minutes of the day."""
+    settings = get_settings()
+    return (
+        settings.inbox is not None
+        and (moment.hour * 60 + moment.minute) % (settings.inbox_interval) == 0
+    )
+
+
+@huey.periodic_task(is_inbox_time)
+def read_inbox() -> dict:
+    """Act on the bounce reports and unsubscribe requests that came to NEWSLETTER_INBOX since
+    the last read (a mailbox not there yet holds no mail)."""
+    settings = get_settings()
+    if settings.inbox is None or not settings.inbox.exists():
+        return {"acted_on": 0, "read_before": 0}
+    report = inbox.read_inbox(settings, settings.inbox)
+    for line in report.lines:
+        log.info("inbox: %s", line)
+    summary = {"acted_on": report.acted_on, "read_before": report.read_before}
+    if report.acted_on:
+        log.info("inbox %s: %s", settings.inbox, summary)
+    return summary
 
 
 def queue_depth() -> dict[str, int]:

@@ -10,18 +10,15 @@ without a token that verifies changes nothing; `newsletter unsubscribes import` 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import parseaddr
-from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from newsletter import store
 from newsletter.errors import InvalidToken
-from newsletter.mailboxes import read_messages
 from newsletter.models import SubscriberStatus
 from newsletter.tokens import UNSUBSCRIBE, read_token
 
@@ -57,14 +54,6 @@ def request_in(message: Message, source: str = "") -> UnsubscribeRequest | None:
         return None
     sender = parseaddr(str(message.get("From", "")))[1]
     return UnsubscribeRequest(sender, match.group(1) or "", source)
-
-
-def read_requests(path: Path) -> Iterator[UnsubscribeRequest]:
-    """The unsubscribe requests of an mbox or a `.eml` file; other messages are skipped."""
-    for source, message in read_messages(path):
-        request = request_in(message, source)
-        if request is not None:
-            yield request
 
 
 def apply_request(session: Session, secret: str, request: UnsubscribeRequest) -> str:

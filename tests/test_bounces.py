@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import mailbox
+import uuid
 from pathlib import Path
 
 from newsletter.bounces import Bounce, bounce_from_reply, bounces_in, classify
 
 DSN = """From: MAILER-DAEMON@mx.example.net
 To: digest@localhost
+Message-ID: <{message_id}@mx.example.net>
 Subject: Undelivered Mail Returned to Sender
 MIME-Version: 1.0
 Content-Type: multipart/report; report-type=delivery-status; boundary="B"
@@ -45,11 +47,12 @@ Diagnostic-Code: smtp; {diagnostic}
 
 
 def dsn(*recipients: tuple[str, str, str, str]) -> str:
+    """A bounce report, with a Message-ID of its own as every report has."""
     blocks = "".join(
         RECIPIENT.format(address=a, action=act, status=st, diagnostic=diag)
         for a, act, st, diag in recipients
     )
-    return DSN.format(recipients=blocks)
+    return DSN.format(recipients=blocks, message_id=uuid.uuid4().hex)
 
 
 def write_mbox(path: Path, *messages: str) -> Path:
@@ -113,6 +116,10 @@ def test_import_marks_unknown_users_at_once_and_others_on_the_third(cli, tmp_pat
     )
     first = cli("bounces", "import", str(box)).output
     assert "1 bounced, 2 counted" in first and "1 for addresses not on the list" in first
+    # Read again (cron reading the same mailbox): every report was acted on already.
+    again = cli("bounces", "import", str(box)).output
+    assert "0 report(s)" in again and "5 read before" in again
+    assert status_of(cli, "blocked@example.net") == "active"
     assert status_of(cli, "ghost@example.net") == "bounced"
     assert status_of(cli, "blocked@example.net") == "active"  # two hard failures so far
     assert status_of(cli, "fine@example.net") == "active"

@@ -338,3 +338,36 @@ def test_status_shows_the_queue_deliveries_and_failures(cli, immediate, arxiv, m
     row = next(line for line in output.splitlines() if today() in line)
     assert [cell.strip() for cell in row.split("│")[1:-1]] == [today(), "0", "0", "1", "1", "0"]
     assert "failed  bo@example.org  550" in output
+
+
+# --------------------------------------------------------------------------- the inbox
+
+
+def test_the_inbox_is_read_every_interval_only_when_set(tasks, settings, monkeypatch):
+    assert scheduled_at(tasks, 2026, 11, 27, 9, 10) == []  # NEWSLETTER_INBOX unset
+    set_env(monkeypatch, inbox=str(settings.var_dir / "mail"), inbox_interval="15")
+    assert scheduled_at(tasks, 2026, 11, 27, 6, 0) == ["scheduled_daily_job", "read_inbox"]
+    assert scheduled_at(tasks, 2026, 11, 27, 9, 45) == ["read_inbox"]
+    assert scheduled_at(tasks, 2026, 11, 27, 9, 50) == []
+
+
+def test_the_worker_acts_on_new_mail_in_the_inbox_once(immediate, cli, settings, monkeypatch):
+    import mailbox
+
+    from tests.test_bounces import dsn, status_of
+
+    cli("topics", "add", "Alpha", "--keyword", "alpha")
+    for address in ("ghost@example.net", "ada@example.org"):
+        cli("subscribers", "add", address, "--topic", "Alpha")
+    maildir = settings.var_dir / "Maildir"
+    set_env(monkeypatch, inbox=str(maildir))
+    assert immediate.read_inbox.call_local() == {"acted_on": 0, "read_before": 0}  # no mail yet
+
+    box = mailbox.Maildir(maildir)  # as Postfix delivers with home_mailbox = Maildir/
+    box.add(dsn(("ghost@example.net", "failed", "5.1.1", "550 5.1.1 User unknown")).encode())
+    box.add(b"From: friend@example.net\nSubject: Out of office\n\nBack Monday.\n")
+    assert immediate.read_inbox.call_local() == {"acted_on": 1, "read_before": 0}
+    assert status_of(cli, "ghost@example.net") == "bounced"
+    assert status_of(cli, "ada@example.org") == "active"
+
+    assert immediate.read_inbox.call_local() == {"acted_on": 0, "read_before": 1}

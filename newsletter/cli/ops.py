@@ -115,10 +115,12 @@ def serve(
 def worker(
     workers: Annotated[int, typer.Option(help="Worker threads in this process.")] = 1,
     periodic: Annotated[
-        bool, typer.Option(help="Run the daily schedule here (on exactly one worker).")
+        bool,
+        typer.Option(help="Run the schedule here (daily job, inbox reads): on exactly one worker."),
     ] = True,
 ) -> None:
-    """Run the Huey consumer: the scheduled daily job and queued tasks.
+    """Run the Huey consumer: the scheduled daily job, the inbox reads (NEWSLETTER_INBOX) and
+    queued tasks.
 
     Example: newsletter worker --workers 2
     """

@@ -1,0 +1,76 @@
+"""The mail that comes back to the digest's address, acted on once: bounce reports (RFC 3464)
+and unsubscribe requests (List-Unsubscribe's mailto:).
+
+`newsletter bounces import`, `newsletter unsubscribes import` and, when NEWSLETTER_INBOX is
+set, the worker every NEWSLETTER_INBOX_INTERVAL minutes read a mailbox through `read_inbox`.
+Each message acted on is remembered by its Message-ID (`ReceivedMail`), so reading the same
+mailbox again acts on nothing twice: a bounce report counts once however often it is read.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from newsletter import store
+from newsletter.bounces import bounces_in
+from newsletter.config import Settings
+from newsletter.db import session_scope
+from newsletter.mailboxes import message_key, read_messages
+from newsletter.unsubscribe_mail import apply_request, request_in
+
+BOUNCES = "bounce"
+UNSUBSCRIBES = "unsubscribe"
+
+
+@dataclass
+class InboxReport:
+    bounces: Counter[str] = field(default_factory=Counter)
+    """What the bounce reports' recipients came to (`store.record_bounce`'s outcomes)."""
+    requests: Counter[str] = field(default_factory=Counter)
+    """What the unsubscribe requests came to (`unsubscribe_mail.apply_request`'s outcomes)."""
+    read_before: int = 0
+    """Messages skipped because an earlier read acted on them."""
+    lines: list[str] = field(default_factory=list)
+    """A line for each subscriber a bounce marked or counted and each request not acted on."""
+
+    @property
+    def acted_on(self) -> int:
+        return sum(self.bounces.values()) + sum(self.requests.values())
+
+
+def read_inbox(
+    settings: Settings, path: Path, kinds: Collection[str] = (BOUNCES, UNSUBSCRIBES)
+) -> InboxReport:
+    """Act on the bounce reports and/or unsubscribe requests (`kinds`) of a mailbox (an mbox,
+    a Maildir or one .eml file) not acted on before; other messages are skipped."""
+    report = InboxReport()
+    secret = settings.secret()
+    with session_scope(settings) as session:
+        for source, message in read_messages(path):
+            bounces = bounces_in(message, source) if BOUNCES in kinds else []
+            request = request_in(message, source) if UNSUBSCRIBES in kinds else None
+            if not bounces and request is None:
+                continue
+            key = message_key(message)
+            if store.mail_was_read(session, key):
+                report.read_before += 1
+                continue
+            for bounce in bounces:
+                outcome = store.record_bounce(session, bounce)
+                report.bounces[outcome] += 1
+                if outcome in ("bounced", "counted"):
+                    report.lines.append(
+                        f"{outcome:>8}  {bounce.recipient}  {bounce.status} {bounce.diagnostic}"
+                    )
+            if request is not None:
+                outcome = apply_request(session, secret, request)
+                report.requests[outcome] += 1
+                if outcome in ("invalid", "unverified"):
+                    why = "no token" if outcome == "unverified" else "a token that does not verify"
+                    sender = request.sender or "(no sender)"
+                    report.lines.append(f"not acted on  {sender}  ({why}; {request.source})")
+            store.remember_mail(session, key, BOUNCES if bounces else UNSUBSCRIBES)
+    return report
