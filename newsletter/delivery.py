@@ -36,7 +36,14 @@ from newsletter.db import session_scope
 from newsletter.digest import Segment, SegmentContents, SegmentKey, build_segments
 from newsletter.mail import Outgoing, SendResult, Transport, compose, message_bytes
 from newsletter.mime_template import MessageTemplate
-from newsletter.models import Delivery, DeliveryStatus, Digest, SubscriberStatus, utcnow
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    Digest,
+    MailFormat,
+    SubscriberStatus,
+    utcnow,
+)
 from newsletter.render import (
     PREFERENCES_PLACEHOLDER,
     UNSUBSCRIBE_PLACEHOLDER,
@@ -126,7 +133,7 @@ class Deliverer:
         self.worker = worker or worker_name()
         self._contents: SegmentContents | None = None
         self._links: DigestLinks | None = None
-        self._templates: dict[SegmentKey, MessageTemplate] = {}
+        self._templates: dict[tuple[SegmentKey, MailFormat], MessageTemplate] = {}
         self._bodies: OrderedDict[SegmentKey, RenderedBody] = OrderedDict()
         # The Date of this sender's messages: when it began (headers are composed once).
         self._date = datetime.now(UTC)
@@ -170,7 +177,7 @@ class Deliverer:
         message_id = row.message_id if row.message_id.startswith("<") else f"<{row.message_id}>"
         mailto = mailto_for(self._sender, unsubscribe.rsplit("/", 1)[1])
         if row.email.isascii():
-            data = self._template(key).bytes_for(
+            data = self._template(key, row.format).bytes_for(
                 {
                     "to": row.email,
                     "message_id": message_id,
@@ -182,7 +189,8 @@ class Deliverer:
             )
         else:  # an internationalised address: composed the slow way, which knows how
             body = personalise(self._body(key), unsubscribe, preferences, web_version)
-            data = message_bytes(self._compose(row.email, message_id, (unsubscribe, mailto), body))
+            composed = self._compose(row.email, message_id, (unsubscribe, mailto), body, row.format)
+            data = message_bytes(composed)
         return Outgoing(row.delivery_id, row.email, self._sender, message_id, data)
 
     def _messages(
@@ -273,15 +281,16 @@ class Deliverer:
                 progress(len(skipped))
         return sendable
 
-    def _template(self, key: SegmentKey) -> MessageTemplate:
-        template = self._templates.get(key)
+    def _template(self, key: SegmentKey, mail_format: MailFormat) -> MessageTemplate:
+        """The segment's message in this format (plain text alone: the same text part)."""
+        template = self._templates.get((key, mail_format))
         if template is None:
             body = self._body(key)
             settings = self.settings
-            template = self._templates[key] = MessageTemplate.build(
+            template = self._templates[(key, mail_format)] = MessageTemplate.build(
                 sender=settings.from_address,
                 subject=body.subject,
-                html_body=body.html,
+                html_body=body.html if mail_format == MailFormat.html else None,
                 text_body=body.text,
                 list_id=settings.list_id,
                 body_fields=BODY_FIELDS,
@@ -300,14 +309,21 @@ class Deliverer:
                 self._bodies.popitem(last=False)
         return body
 
-    def _compose(self, to: str, message_id: str, unsubscribe: tuple[str, str], body: RenderedBody):
+    def _compose(
+        self,
+        to: str,
+        message_id: str,
+        unsubscribe: tuple[str, str],
+        body: RenderedBody,
+        mail_format: MailFormat,
+    ):
         """The message composed whole; `unsubscribe` is (https URL, mailto)."""
         settings = self.settings
         return compose(
             sender=settings.from_address,
             to=to,
             subject=body.subject,
-            html=body.html,
+            html=body.html if mail_format == MailFormat.html else None,
             text=body.text,
             message_id=message_id,
             list_id=settings.list_id,

@@ -60,7 +60,7 @@ def compose(
     sender: str,
     to: str,
     subject: str,
-    html: str,
+    html: str | None,
     text: str,
     message_id: str,
     list_id: str | None,
@@ -68,7 +68,8 @@ def compose(
     unsubscribe_mailto: str | None,
     date: datetime | None = None,
 ) -> EmailMessage:
-    """One digest email: text/plain then text/html, with the list headers mail clients use.
+    """One digest email: text/plain then text/html (text/plain alone when `html` is None, for
+    readers who chose plain text), with the list headers mail clients use.
 
     A message that is not list mail (a confirmation request) passes None for all three list
     values, explicitly. Raises InvalidInput when a header value spans lines or an address
@@ -89,7 +90,8 @@ def compose(
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     # Quoted-printable keeps every line short (SMTP's limit is 998) whatever the template made.
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    if html is not None:
+        message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
     return message
 
 

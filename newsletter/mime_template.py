@@ -75,21 +75,22 @@ class MessageTemplate:
         *,
         sender: str,
         subject: str,
-        html_body: str,
+        html_body: str | None,
         text_body: str,
         list_id: str,
         body_fields: Mapping[str, str],
         date: datetime | None = None,
     ) -> MessageTemplate:
-        """`body_fields` maps a field name to the placeholder standing for it in the bodies.
+        """`body_fields` maps a field name to the placeholder standing for it in the bodies;
+        `html_body` None makes a plain-text message.
 
         With a `date`, the headers common to all templates (all but the Subject) are composed
         once for every template of that date and sender, not once per template.
         """
         if date is None:
-            skeleton = _skeleton(sender, list_id, None)
+            skeleton = _skeleton(sender, list_id, None, html_body is not None)
         else:
-            skeleton = _shared_skeleton(sender, list_id, date)
+            skeleton = _shared_skeleton(sender, list_id, date, html_body is not None)
         skeleton = skeleton.replace(_SUBJECT_LINE, subject_header(subject), 1)
         header_fields = {
             TO.encode(): _Field("to", "header"),
@@ -97,10 +98,9 @@ class MessageTemplate:
             HEADER_UNSUBSCRIBE.encode(): _Field("unsubscribe_url", "header"),
             HEADER_UNSUBSCRIBE_MAILTO.encode(): _Field("unsubscribe_mailto", "header"),
         }
-        bodies = {
-            TEXT_BODY.encode(): _encoded_body(text_body, body_fields, "text"),
-            HTML_BODY.encode(): _encoded_body(html_body, body_fields, "html"),
-        }
+        bodies = {TEXT_BODY.encode(): _encoded_body(text_body, body_fields, "text")}
+        if html_body is not None:
+            bodies[HTML_BODY.encode()] = _encoded_body(html_body, body_fields, "html")
         return cls(_cut(skeleton, header_fields, bodies))
 
     def bytes_for(self, values: Mapping[str, str]) -> bytes:
@@ -125,13 +125,13 @@ class MessageTemplate:
         return b"".join(out)
 
 
-def _skeleton(sender: str, list_id: str, date: datetime | None) -> bytes:
+def _skeleton(sender: str, list_id: str, date: datetime | None, with_html: bool) -> bytes:
     """The message with markers for everything per recipient and per segment."""
     message = compose(
         sender=sender,
         to=TO,
         subject=SUBJECT,
-        html=HTML_BODY,
+        html=HTML_BODY if with_html else None,
         text=TEXT_BODY,
         message_id=MESSAGE_ID,
         list_id=list_id,

@@ -72,6 +72,13 @@ class SubscriberStatus(enum.StrEnum):
     bounced = "bounced"
 
 
+class MailFormat(enum.StrEnum):
+    html = "html"
+    """HTML with its plain-text alternative (multipart/alternative): what most readers get."""
+    text = "text"
+    """Plain text only, for readers who want no HTML at all."""
+
+
 class DeliveryStatus(enum.StrEnum):
     pending = "pending"
     sending = "sending"
@@ -169,6 +176,12 @@ class Subscriber(Base):
     """The address folded to lower case: one subscriber per address, whatever its case."""
     name: Mapped[str] = mapped_column(String(200), default="")
     language: Mapped[str] = mapped_column(String(35), default="en")
+    format: Mapped[MailFormat] = mapped_column(
+        Enum(MailFormat, native_enum=False, length=10),
+        default=MailFormat.html,
+        server_default=MailFormat.html.value,
+    )
+    """What their digest is made of: HTML and text, or text only."""
     status: Mapped[SubscriberStatus] = mapped_column(
         Enum(SubscriberStatus, native_enum=False, length=20), default=SubscriberStatus.active
     )

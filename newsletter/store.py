@@ -17,6 +17,7 @@ from newsletter.models import (
     DeliveryStatus,
     Digest,
     Event,
+    MailFormat,
     Paper,
     ReceivedMail,
     Subscriber,
@@ -269,6 +270,7 @@ def add_subscriber(session: Session, spec: SubscriberSpec, source: str) -> Subsc
         email_key=email_key(spec.email),
         name=spec.name,
         language=spec.language,
+        format=spec.format,
         topics=get_topics(session, spec.topics),
     )
     session.add(subscriber)
@@ -464,14 +466,25 @@ def confirm_subscription(
 
 
 def change_preferences(
-    session: Session, subscriber: Subscriber, topics: list[Topic], language: str, source: str
+    session: Session,
+    subscriber: Subscriber,
+    topics: list[Topic],
+    language: str,
+    source: str,
+    mail_format: MailFormat | None = None,
 ) -> bool:
-    """New topics and language, logged as a change; False when nothing changed."""
-    before = ([topic.id for topic in subscriber.topics], subscriber.language)
-    if before == ([topic.id for topic in topics], language):
+    """New topics, language and (unless None) mail format, logged as a change; False when
+    nothing changed. The detail names the format only when it changes."""
+    if mail_format is None:
+        mail_format = subscriber.format
+    before = ([topic.id for topic in subscriber.topics], subscriber.language, subscriber.format)
+    if before == ([topic.id for topic in topics], language, mail_format):
         return False
-    subscriber.topics, subscriber.language = topics, language
     detail = f"{', '.join(topic.name for topic in topics)} ({language})"
+    if mail_format != subscriber.format:
+        detail += f"; format {mail_format}"
+    subscriber.topics, subscriber.language = topics, language
+    subscriber.format = mail_format
     log_event(session, subscriber, "changed", source, detail)
     return True
 
@@ -571,10 +584,12 @@ def import_subscriber(session: Session, spec: SubscriberSpec, *, update_existing
         return f"left {existing.status.value}"
     if not update_existing:
         return "unchanged"
-    wanted = (spec.name, spec.language, {t.id for t in topics})
-    if (existing.name, existing.language, {t.id for t in existing.topics}) == wanted:
+    wanted = (spec.name, spec.language, spec.format, {t.id for t in topics})
+    have = (existing.name, existing.language, existing.format, {t.id for t in existing.topics})
+    if have == wanted:
         return "unchanged"
     existing.name, existing.language, existing.topics = spec.name, spec.language, topics
+    existing.format = spec.format
     log_event(session, existing, "changed", "import", ", ".join(t.name for t in topics))
     return "updated"
 
@@ -836,6 +851,7 @@ class ClaimedDelivery(NamedTuple):
     public_id: str
     status: SubscriberStatus
     language: str
+    format: MailFormat
     paused_until: date | None
     topic_ids: tuple[int, ...]
     """The subscriber's topics now, in display order."""
@@ -855,6 +871,7 @@ def claimed_rows(session: Session, ids: list[int]) -> list[ClaimedDelivery]:
             Subscriber.public_id,
             Subscriber.status,
             Subscriber.language,
+            Subscriber.format,
             Subscriber.paused_until,
             SubscriberTopic.topic_id,
         )

@@ -1,4 +1,4 @@
-"""What a subscriber is, checked: addresses, languages and rows of a CSV import."""
+"""What a subscriber is, checked: addresses, languages, formats and rows of a CSV import."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import langcodes
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter.errors import InvalidInput
+from newsletter.models import MailFormat
 
-CSV_COLUMNS = ("email", "name", "topics", "language")
+CSV_COLUMNS = ("email", "name", "topics", "language", "format")
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class SubscriberSpec:
     topics: tuple[str, ...]
     name: str = ""
     language: str = "en"
+    format: MailFormat = MailFormat.html
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,14 @@ def normalise_email(address: str, *, check_deliverability: bool = False) -> str:
     except EmailNotValidError as error:
         raise InvalidInput(f"{address!r} is not a valid email address: {error}") from error
     return checked.normalized
+
+
+def normalise_format(value: str) -> MailFormat:
+    """`html` (HTML with a text alternative) or `text` (plain text only); raises otherwise."""
+    try:
+        return MailFormat(value.strip().lower())
+    except ValueError as error:
+        raise InvalidInput(f"{value!r} is not a mail format (use html or text)") from error
 
 
 def normalise_language(code: str) -> str:
@@ -107,7 +117,8 @@ def email_key(address: str) -> str:
 def read_subscriber_csv(
     text: str, *, default_language: str, check_deliverability: bool = False
 ) -> tuple[list[tuple[int, SubscriberSpec]], list[RejectedRow]]:
-    """Rows of `email,name,topics,language` (topics separated by `;`), each with its line number.
+    """Rows of `email,name,topics,language,format` (topics separated by `;`; language and format
+    optional), each with its line number.
 
     A bad row is reported with its line and reason and never stops the good ones. Topic names
     are checked later, against the database.
@@ -147,4 +158,6 @@ def _spec_from_record(record: dict, default_language: str, check: bool) -> Subsc
     if not topics:
         raise InvalidInput("no topics (separate several with ';')")
     language = normalise_language(record.get("language") or default_language)
-    return SubscriberSpec(email, topics, (record.get("name") or "").strip(), language)
+    mail_format = normalise_format(record.get("format") or MailFormat.html.value)
+    name = (record.get("name") or "").strip()
+    return SubscriberSpec(email, topics, name, language, mail_format)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -32,7 +33,7 @@ from newsletter.mail import (
     message_bytes,
     message_id_for,
 )
-from newsletter.models import Delivery, Subscriber, SubscriberTopic
+from newsletter.models import Delivery, MailFormat, Subscriber, SubscriberTopic
 from newsletter.render import personalise, render_email
 from newsletter.subscribers import email_key
 from newsletter.tokens import (
@@ -159,6 +160,51 @@ def test_an_address_that_is_not_ascii_is_composed_the_slow_way(
     assert outgoing.recipient == "zoë@example.org"
     assert message["Message-ID"] == row.message_id
     assert f"Unsubscribe: {settings.base_url}/unsubscribe/" in bodies(message)[0]
+
+
+def test_plain_text_readers_get_the_text_part_alone_from_the_same_render(
+    cli, settings, example_topics, monkeypatch
+):
+    for address in ("ada@example.org", "bo@example.org", "cy@example.org"):
+        subscribe(cli, address, "SLAM")
+    store_papers(settings, "SLAM", paper(1), paper(2))
+    with session_scope(settings) as session:  # bo and cy (an address the slow way) want text
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.email != "ada@example.org")
+            .values(format=MailFormat.text)
+        )
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.email == "cy@example.org")
+            .values(email="cyö@example.org", email_key=email_key("cyö@example.org"))
+        )
+    digest_id = build(settings)
+    renders = []
+    real_render = delivery.render_email
+    monkeypatch.setattr(
+        delivery, "render_email", lambda *a, **k: renders.append(1) or real_render(*a, **k)
+    )
+    deliverer = Deliverer(settings, digest_id, transport=None)
+    by_address = {row.email: row for row in claimed(settings, deliverer, digest_id)}
+    ada, bo, cy = (
+        parse(deliverer.message(by_address[address]).data)
+        for address in ("ada@example.org", "bo@example.org", "cyö@example.org")
+    )
+
+    assert len(renders) == 1  # one segment, one render, whatever the formats
+    assert ada.get_content_type() == "multipart/alternative"
+    secret = settings.secret()
+    for message, row in ((bo, by_address["bo@example.org"]), (cy, by_address["cyö@example.org"])):
+        assert message.get_content_type() == "text/plain" and not message.is_multipart()
+        assert b"<html" not in message.as_bytes().lower()
+        text = message.get_content().replace("\r\n", "\n")
+        own = re.search(r"Unsubscribe: (\S+)", text).group(1)
+        assert read_token(secret, UNSUBSCRIBE, own.rsplit("/", 1)[1]) == row.public_id
+        assert message["List-Unsubscribe"].startswith(f"<{own}>")
+        # The same text as the HTML reader's text part, but for the reader's own links.
+        ada_text = bodies(ada)[0]
+        assert re.sub(r"https?://\S+", "LINK", text) == re.sub(r"https?://\S+", "LINK", ada_text)
 
 
 def test_digest_links_are_the_tokens_make_token_makes():

@@ -159,3 +159,22 @@ def test_encoded_values_of_every_length_decode_exactly_and_keep_lines_short(alph
             assert all(len(line) <= 76 for line in encoded.split(b"\r\n")), (length, encoded)
             decoded = binascii.a2b_qp(encoded).decode()
             assert decoded == (html.escape(text) if context == "html" else text)
+
+
+def test_a_plain_text_template_is_the_text_part_alone():
+    plain = MessageTemplate.build(html_body=None, text_body=TEXT, body_fields=FIELDS, **COMMON)
+    values = RECIPIENTS[1]
+    ours = parsed(plain.bytes_for(values))
+    reference = compose(
+        to=values["to"],
+        html=None,
+        text=TEXT.replace("__U__", values["unsubscribe_url"]).replace("__W__", values["web_url"]),
+        message_id=values["message_id"],
+        unsubscribe_url=values["unsubscribe_url"],
+        unsubscribe_mailto=values["unsubscribe_mailto"],
+        **COMMON,
+    )
+    assert ours.get_content_type() == reference.get_content_type() == "text/plain"
+    assert normal(ours.get_content()) == normal(reference.get_content())
+    for header in ("To", "Subject", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post"):
+        assert ours[header] == reference[header], header
