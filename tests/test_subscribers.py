@@ -1,4 +1,4 @@
-"""Subscribers: addresses, languages, CSV import and export, and the CLI."""
+"""Subscribers: addresses, languages, mail formats, CSV import and export, and the CLI."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import json
 import pytest
 
 from newsletter.errors import InvalidInput
-from newsletter.subscribers import normalise_email, normalise_language, read_subscriber_csv
+from newsletter.models import MailFormat
+from newsletter.subscribers import (
+    normalise_email,
+    normalise_format,
+    normalise_language,
+    read_subscriber_csv,
+)
 from tests.conftest import REPO
 
 
@@ -29,6 +35,13 @@ def test_languages_are_bcp47():
         normalise_language("chinese please")
 
 
+def test_mail_formats_are_html_or_text():
+    assert normalise_format(" TEXT ") is MailFormat.text
+    assert normalise_format("html") is MailFormat.html
+    with pytest.raises(InvalidInput, match="not a mail format"):
+        normalise_format("pdf")
+
+
 def test_add_list_show_edit_remove(cli, example_topics):
     cli(
         "subscribers",
@@ -47,6 +60,7 @@ def test_add_list_show_edit_remove(cli, example_topics):
     assert ada["email"] == "Ada@example.org"
     assert ada["topics"] == ["MLLM", "Diffusion"]
     assert ada["language"] == "zh"
+    assert ada["format"] == "html"  # the default
     assert ada["status"] == "active"
 
     again = cli("subscribers", "add", "ADA@example.ORG", "-t", "SLAM", ok=False)
@@ -66,6 +80,7 @@ def test_add_list_show_edit_remove(cli, example_topics):
     (ada,) = people(cli)
     assert ada["topics"] == ["Diffusion", "NeRF"]
     assert ada["language"] == "ja"
+    assert ada["format"] == "html"  # an edit that does not name the format keeps it
 
     cli("subscribers", "remove", "ada@example.org")
     (ada,) = people(cli)
@@ -78,6 +93,61 @@ def test_add_list_show_edit_remove(cli, example_topics):
     )
     cli("subscribers", "remove", "ada@example.org", "--purge")
     assert people(cli) == []
+
+
+def test_format_is_chosen_shown_and_changed(cli, example_topics):
+    added = cli("subscribers", "add", "ada@example.org", "-t", "MLLM", "--format", "text")
+    assert "(en, text)" in added.output
+    cli("subscribers", "add", "bo@example.org", "-t", "SLAM", "--lang", "zh")
+    rows = {p["email"]: p for p in people(cli)}
+    assert rows["ada@example.org"]["format"] == "text"
+    assert rows["bo@example.org"]["format"] == "html"
+
+    table = cli("subscribers", "list").output
+    assert "Format" in table
+    ada_line = next(line for line in table.splitlines() if "ada@example.org" in line)
+    bo_line = next(line for line in table.splitlines() if "bo@example.org" in line)
+    assert "text" in ada_line and "html" not in ada_line
+    assert "html" in bo_line
+    assert "    format: text" in cli("subscribers", "show", "ada@example.org").output
+
+    edited = cli("subscribers", "edit", "bo@example.org", "--format", "TEXT")
+    assert "(zh, text, active)" in edited.output
+    assert people(cli)[1]["format"] == "text"
+    shown = cli("subscribers", "show", "bo@example.org").output
+    assert "    format: text" in shown
+    assert "changed       via cli       SLAM (zh, text)" in shown  # the change is in the history
+
+    cli("subscribers", "edit", "bo@example.org", "--format", "html")
+    assert people(cli)[1]["format"] == "html"
+
+
+def test_a_bad_format_is_a_clear_error_and_changes_nothing(cli, example_topics):
+    result = cli("subscribers", "add", "ada@example.org", "-t", "MLLM", "--format", "pdf", ok=False)
+    assert result.exit_code == 1
+    assert "Error: 'pdf' is not a mail format (use html or text)" in result.output
+    assert "Traceback" not in result.output
+    assert people(cli) == []
+
+    cli("subscribers", "add", "ada@example.org", "-t", "MLLM", "--format", "text")
+    before = people(cli)
+    history = cli("subscribers", "show", "ada@example.org").output
+    result = cli(
+        "subscribers",
+        "edit",
+        "ada@example.org",
+        "--add-topic",
+        "NeRF",
+        "--lang",
+        "fr",
+        "--format",
+        "markdown",
+        ok=False,
+    )
+    assert result.exit_code == 1
+    assert "Error: 'markdown' is not a mail format (use html or text)" in result.output
+    assert people(cli) == before  # neither the topic, the language nor the format changed
+    assert cli("subscribers", "show", "ada@example.org").output == history  # nothing logged
 
 
 def test_unknown_topic_lists_known_ones(cli, example_topics):
@@ -148,6 +218,34 @@ def test_import_never_resubscribes_and_update_overwrites(cli, example_topics, tm
     assert rows["ada@example.org"]["language"] == "fr"
 
 
+def test_import_reads_the_format_column(cli, example_topics, tmp_path):
+    path = tmp_path / "people.csv"
+    path.write_text(
+        "email,name,topics,language,format\n"
+        "ada@example.org,Ada,MLLM,en,text\n"
+        "bo@example.org,Bo,SLAM,zh,pdf\n"
+        "cy@example.org,Cy,NeRF,de,\n"
+        "dee@example.org,Dee,SFM,en, HTML \n"
+    )
+    result = cli("subscribers", "import", str(path), ok=False)
+    assert result.exit_code == 1
+    line = result.output.split("people.csv:3: rejected: ")[1].splitlines()[0]
+    assert "'pdf' is not a mail format (use html or text)" in line
+    assert "3 added; 1 rejected" in result.output
+    formats = {p["email"]: p["format"] for p in people(cli)}
+    assert formats == {
+        "ada@example.org": "text",
+        "cy@example.org": "html",
+        "dee@example.org": "html",
+    }
+
+    path.write_text("email,name,topics,language,format\nada@example.org,Ada,MLLM,en,html\n")
+    assert "1 unchanged" in cli("subscribers", "import", str(path)).output
+    assert people(cli)[0]["format"] == "text"  # without --update a known address is kept
+    assert "1 updated" in cli("subscribers", "import", str(path), "--update").output
+    assert people(cli)[0]["format"] == "html"
+
+
 def test_csv_without_the_needed_columns_is_refused():
     with pytest.raises(InvalidInput, match="missing: topics"):
         read_subscriber_csv("email,name\na@example.org,A\n", default_language="en")
@@ -155,17 +253,23 @@ def test_csv_without_the_needed_columns_is_refused():
 
 def test_export_reimports_to_the_same_list(cli, example_topics, tmp_path):
     cli("subscribers", "import", str(REPO / "subscribers" / "example.csv"))
+    cli("subscribers", "edit", "ada@example.org", "--format", "text")
     exported = tmp_path / "out.csv"
     cli("subscribers", "export", "-o", str(exported))
     before = people(cli)
+    assert {p["format"] for p in before} == {"text", "html"}
     cli("subscribers", "remove", "ada@example.org", "--purge")
     cli("subscribers", "import", str(exported))
     after = {p["email"]: p for p in people(cli)}
+    assert set(after) == {p["email"] for p in before}
     for person in before:
-        assert after[person["email"]]["topics"] == person["topics"]
-        assert after[person["email"]]["language"] == person["language"]
+        for key in ("name", "topics", "language", "format"):
+            assert after[person["email"]][key] == person[key], (person["email"], key)
+    assert after["ada@example.org"]["format"] == "text"
     stdout = cli("subscribers", "export").output
-    assert stdout.splitlines()[0] == "email,name,topics,language,status"
+    assert stdout.splitlines()[0] == "email,name,topics,language,format,status"
+    assert stdout.splitlines()[1].startswith("bo@example.org,")  # ada was re-added last
+    assert "ada@example.org,Ada Lovelace,MLLM;Diffusion,en,text,active" in stdout.splitlines()
 
 
 def test_public_ids_are_unguessable_and_distinct(cli, example_topics, settings):

@@ -1,4 +1,4 @@
-"""`newsletter subscribers …`: who gets the digest, on which topics, in which language."""
+"""`newsletter subscribers …`: who gets the digest, on which topics, language and format."""
 
 from __future__ import annotations
 
@@ -14,19 +14,23 @@ from newsletter import store
 from newsletter.cli.common import NewsletterGroup, console, err_console, print_json, session
 from newsletter.cli.common import settings as current_settings
 from newsletter.errors import InvalidInput
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.models import MailFormat, Subscriber, SubscriberStatus
 from newsletter.subscribers import (
     CSV_COLUMNS,
     RejectedRow,
     SubscriberSpec,
     normalise_email,
+    normalise_format,
     normalise_language,
     read_subscriber_csv,
 )
 
-app = typer.Typer(cls=NewsletterGroup, help="Manage subscribers: their topics and language.")
+app = typer.Typer(
+    cls=NewsletterGroup, help="Manage subscribers: their topics, language and mail format."
+)
 
 Topics = Annotated[list[str], typer.Option("--topic", "-t", help="A topic name (repeat).")]
+FORMAT_HELP = "html (HTML with a plain-text alternative) or text (plain text only)."
 
 
 def _address(email: str) -> str:
@@ -39,17 +43,19 @@ def add(
     topic: Topics,
     name: Annotated[str, typer.Option(help="How to greet them.")] = "",
     lang: Annotated[str | None, typer.Option("--lang", help="BCP-47 language code.")] = None,
+    mail_format: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = MailFormat.html.value,
 ) -> None:
-    """Add a subscriber.
+    """Add a subscriber, with their topics, language and mail format.
 
     Example: newsletter subscribers add ada@example.org --topic MLLM --topic Diffusion --lang zh
     """
     language = normalise_language(lang or current_settings().default_language)
-    spec = SubscriberSpec(_address(email), tuple(topic), name.strip(), language)
+    chosen_format = normalise_format(mail_format)
+    spec = SubscriberSpec(_address(email), tuple(topic), name.strip(), language, chosen_format)
     with session() as unit:
         subscriber = store.add_subscriber(unit, spec, source="cli")
         topics = ", ".join(t.name for t in subscriber.topics)
-    console.print(f"Added {subscriber.email} ({language}) to {topics}.")
+    console.print(f"Added {subscriber.email} ({language}, {chosen_format}) to {topics}.")
 
 
 def _row(subscriber: Subscriber) -> dict:
@@ -58,6 +64,7 @@ def _row(subscriber: Subscriber) -> dict:
         "name": subscriber.name,
         "topics": [topic.name for topic in subscriber.topics],
         "language": subscriber.language,
+        "format": subscriber.format.value,
         "status": subscriber.status.value,
         "created_at": subscriber.created_at.isoformat(timespec="seconds"),
     }
@@ -79,10 +86,15 @@ def list_(
     if json:
         print_json(rows)
         return
-    table = Table("Email", "Name", "Topics", "Lang", "Status")
+    table = Table("Email", "Name", "Topics", "Lang", "Format", "Status")
     for row in rows:
         table.add_row(
-            row["email"], row["name"], ", ".join(row["topics"]), row["language"], row["status"]
+            row["email"],
+            row["name"],
+            ", ".join(row["topics"]),
+            row["language"],
+            row["format"],
+            row["status"],
         )
     console.print(table)
     console.print(f"{len(rows)} subscriber(s)")
@@ -90,7 +102,7 @@ def list_(
 
 @app.command()
 def show(email: str) -> None:
-    """Show a subscriber, their history and recent deliveries.
+    """Show a subscriber (topics, language, mail format) and their history.
 
     Example: newsletter subscribers show ada@example.org
     """
@@ -111,15 +123,19 @@ def edit(
     add_topic: Annotated[list[str] | None, typer.Option(help="Follow another topic.")] = None,
     remove_topic: Annotated[list[str] | None, typer.Option(help="Stop following one.")] = None,
     lang: Annotated[str | None, typer.Option("--lang", help="New language code.")] = None,
+    mail_format: Annotated[
+        str | None, typer.Option("--format", help=f"New mail format: {FORMAT_HELP}")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="New name.")] = None,
     resubscribe: Annotated[
         bool, typer.Option(help="Make an unsubscribed or bounced address active again.")
     ] = False,
 ) -> None:
-    """Change a subscriber's topics, language or name.
+    """Change a subscriber's topics, language, mail format or name.
 
     Example: newsletter subscribers edit ada@example.org --add-topic NeRF --remove-topic SLAM
     """
+    chosen_format = normalise_format(mail_format) if mail_format is not None else None
     with session() as unit:
         subscriber = store.get_subscriber(unit, email)
         topics = {t.id: t for t in subscriber.topics}
@@ -134,19 +150,19 @@ def edit(
         subscriber.topics = list(topics.values())
         if lang is not None:
             subscriber.language = normalise_language(lang)
+        if chosen_format is not None:
+            subscriber.format = chosen_format
         if name is not None:
             subscriber.name = name.strip()
         if resubscribe:
             store.set_status(unit, subscriber, SubscriberStatus.active, "cli", "resubscribed")
-        store.log_event(unit, subscriber, "changed", "cli", ", ".join(topics_names(subscriber)))
         row = _row(subscriber)
+        topics_text = ", ".join(row["topics"])
+        detail = f"{topics_text} ({row['language']}, {row['format']})"
+        store.log_event(unit, subscriber, "changed", "cli", detail)
     console.print(
-        f"{row['email']}: {', '.join(row['topics'])} ({row['language']}, {row['status']})"
+        f"{row['email']}: {topics_text} ({row['language']}, {row['format']}, {row['status']})"
     )
-
-
-def topics_names(subscriber: Subscriber) -> list[str]:
-    return [topic.name for topic in subscriber.topics]
 
 
 @app.command()
@@ -174,12 +190,16 @@ def remove(
 def import_(
     path: Path,
     update: Annotated[
-        bool, typer.Option("--update", help="Overwrite name, topics, language of known addresses.")
+        bool,
+        typer.Option(
+            "--update", help="Overwrite name, topics, language, format of known addresses."
+        ),
     ] = False,
 ) -> None:
-    """Import subscribers from a CSV file (email,name,topics,language; topics split by ';').
+    """Import subscribers from a CSV file (email,name,topics,language,format; topics split by ';').
 
-    Every rejected row is reported with its line number; the good rows are kept.
+    Language and format are optional columns (format: html, the default, or text). Every
+    rejected row is reported with its line number; the good rows are kept.
     Example: newsletter subscribers import subscribers/example.csv
     """
     try:
@@ -229,7 +249,14 @@ def export(
         writer.writerow((*CSV_COLUMNS, "status"))
         for row in rows:
             writer.writerow(
-                (row["email"], row["name"], ";".join(row["topics"]), row["language"], row["status"])
+                (
+                    row["email"],
+                    row["name"],
+                    ";".join(row["topics"]),
+                    row["language"],
+                    row["format"],
+                    row["status"],
+                )
             )
     finally:
         if output:
