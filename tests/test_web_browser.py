@@ -231,7 +231,7 @@ def test_subscribe_confirm_change_and_unsubscribe_in_a_browser(browser, site, sm
         page.check("#topic-mllm")
         page.select_option("#language-field", "ja")
         page.click("button[value=save]")
-        page.wait_for_selector("text=Your topics and language are saved.")
+        page.wait_for_selector("text=Your topics, language and format are saved.")
         shots.check(page, "preferences-saved", PHONE)
         now = state(settings, ADA)
         assert (now.status, now.topics, now.language) == ("active", ("MLLM", "NeRF"), "ja")

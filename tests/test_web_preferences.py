@@ -1,4 +1,5 @@
-"""The preferences page: topics, language, a pause, leaving one topic or all, coming back."""
+"""The preferences page: topics, language, mail format, a pause, leaving one topic or all,
+coming back."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from newsletter import jobs
+from newsletter import jobs, store
+from newsletter.db import session_scope
+from newsletter.models import MailFormat
 from newsletter.web import create_app
 from tests.test_digest import DAY1, outbox, paper, store_papers, subscribe
 from tests.web_helpers import csrf_token, state, submit, token_path
@@ -36,6 +39,22 @@ def act(client, path: str, action: str, **fields):
     return submit(client, path, {"action": action, **fields})
 
 
+def mail_format(settings, email: str) -> MailFormat:
+    """The subscriber's mail format, read back from the database."""
+    with session_scope(settings) as session:
+        return store.get_subscriber(session, email).format
+
+
+def last_detail(settings, email: str) -> str:
+    with session_scope(settings) as session:
+        return store.events_of(session, store.get_subscriber(session, email))[-1].detail
+
+
+def set_format(settings, email: str, value: MailFormat) -> None:
+    with session_scope(settings) as session:
+        store.get_subscriber(session, email).format = value
+
+
 def test_the_page_shows_the_subscription_with_labelled_controls(client, path):
     page = client.get(path)
     assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
@@ -57,11 +76,74 @@ def test_changing_topics_and_language(settings, client, path):
     assert (now.topics, now.language, now.status) == (("MLLM", "SLAM"), "ja", "active")
     assert now.events[-1] == ("changed", "web")
     shown = client.get(answer.headers["Location"]).get_data(as_text=True)
-    assert "Your topics and language are saved." in shown and 'role="status"' in shown
+    assert "Your topics, language and format are saved." in shown and 'role="status"' in shown
 
     again = act(client, path, "save", topics=["mllm", "slam"], language="ja")
     assert again.headers["Location"].endswith("?done=unchanged")
     assert state(settings, ADA).events == now.events  # nothing changed, nothing logged
+
+
+def test_the_page_shows_the_current_format_checked(settings, client, path):
+    html = client.get(path).get_data(as_text=True)
+    fieldset = re.search(r'<fieldset class="field" id="format-field">.*?</fieldset>', html, re.S)
+    assert fieldset and "<legend>Email format</legend>" in fieldset.group(0)
+    assert re.search(r'id="format-html" name="format" value="html" checked>', html)
+    assert re.search(r'id="format-text" name="format" value="text">', html)
+    assert '<label for="format-html">HTML email (with a plain-text version)</label>' in html
+    assert '<label for="format-text">Plain text only</label>' in html
+    assert "as plain text" not in html
+
+    set_format(settings, ADA, MailFormat.text)
+    html = client.get(path).get_data(as_text=True)
+    assert re.search(r'id="format-text" name="format" value="text" checked>', html)
+    assert re.search(r'id="format-html" name="format" value="html">', html)
+    assert "abstracts in English, as plain text." in html
+
+
+def test_choosing_plain_text(settings, client, path):
+    before = state(settings, ADA)
+    answer = act(client, path, "save", topics=["slam", "nerf"], language="en", format="text")
+    assert answer.status_code == 303 and answer.headers["Location"].endswith("?done=save")
+    assert mail_format(settings, ADA) == MailFormat.text
+    now = state(settings, ADA)
+    assert (now.topics, now.language) == (before.topics, before.language)
+    assert now.events == (*before.events, ("changed", "web"))  # only the format: a change
+    assert last_detail(settings, ADA) == "SLAM, NeRF (en); format text"
+    html = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert re.search(r'value="text" checked>', html)
+
+    again = act(client, path, "save", topics=["slam", "nerf"], language="en", format="text")
+    assert again.headers["Location"].endswith("?done=unchanged")
+    assert state(settings, ADA).events == now.events  # nothing changed, nothing logged
+
+    back = act(client, path, "save", topics=["slam", "nerf"], language="en", format="html")
+    assert back.headers["Location"].endswith("?done=save")
+    assert mail_format(settings, ADA) == MailFormat.html
+    assert last_detail(settings, ADA) == "SLAM, NeRF (en); format html"
+
+
+def test_the_detail_names_the_format_only_when_it_changes(settings, client, path):
+    act(client, path, "save", topics=["slam"], language="en", format="html")
+    assert last_detail(settings, ADA) == "SLAM (en)"
+    assert mail_format(settings, ADA) == MailFormat.html
+
+
+def test_a_form_without_the_format_keeps_it(settings, client, path):
+    set_format(settings, ADA, MailFormat.text)
+    answer = act(client, path, "save", topics=["slam"], language="en")
+    assert answer.status_code == 303
+    assert mail_format(settings, ADA) == MailFormat.text
+    assert last_detail(settings, ADA) == "SLAM (en)"
+
+
+@pytest.mark.parametrize("value", ["pdf", "", "html,text", "<b>text</b>"])
+def test_a_bogus_format_changes_nothing(settings, client, path, value):
+    before = state(settings, ADA)
+    answer = act(client, path, "save", topics=["mllm"], language="ja", format=value)
+    assert answer.status_code == 400
+    html = answer.get_data(as_text=True)
+    assert "Choose an email format from the list." in html and "<b>text</b>" not in html
+    assert state(settings, ADA) == before and mail_format(settings, ADA) == MailFormat.html
 
 
 def test_leaving_one_topic(settings, client, path):
@@ -146,10 +228,13 @@ def test_leaving_everything_and_coming_back(settings, client, path):
     jobs.send(settings, DAY1)
     assert ADA not in outbox(settings)
 
-    back = act(client, path, "resubscribe", topics=["slam"], language="fr")
+    assert 'name="format" value="html" checked' in html
+
+    back = act(client, path, "resubscribe", topics=["slam"], language="fr", format="text")
     assert back.status_code == 303
     now = state(settings, ADA)
     assert (now.status, now.topics, now.language) == ("active", ("SLAM",), "fr")
+    assert mail_format(settings, ADA) == MailFormat.text
     assert now.events[-2:] == (("changed", "web"), ("active", "web"))
 
 

@@ -1,4 +1,5 @@
-"""A subscriber's preferences: topics, language, a pause, leaving one topic or all, coming back.
+"""A subscriber's preferences: topics, language, mail format, a pause, leaving one topic or all,
+coming back.
 
 Reached with a `preferences` token (from every email, and from the unsubscribe page), which
 never expires. Every change is a CSRF-checked POST, logged with source `web`, and answered
@@ -15,8 +16,8 @@ from flask_wtf.csrf import generate_csrf
 from newsletter import store
 from newsletter.db import session_scope
 from newsletter.errors import InvalidInput
-from newsletter.models import Subscriber, SubscriberStatus, Topic
-from newsletter.subscribers import LANGUAGE_CHOICES, offered_language
+from newsletter.models import MailFormat, Subscriber, SubscriberStatus, Topic
+from newsletter.subscribers import LANGUAGE_CHOICES, normalise_format, offered_language
 from newsletter.tokens import PREFERENCES
 from newsletter.web.common import invalid_link, message, page, settings, token_value
 
@@ -24,9 +25,13 @@ blueprint = Blueprint("preferences", __name__)
 
 PAUSE_WEEKS = (1, 2, 4, 8, 12)
 ACTIONS = ("save", "pause", "resume", "unsubscribe", "resubscribe")
+FORMATS = {
+    MailFormat.html: "HTML email (with a plain-text version)",
+    MailFormat.text: "Plain text only",
+}
 DONE = {
-    "save": "Your topics and language are saved.",
-    "unchanged": "Nothing needed saving: these are your topics and language already.",
+    "save": "Your topics, language and format are saved.",
+    "unchanged": "Nothing needed saving: these are your topics, language and format already.",
     "pause": "Paused. Your digest comes back on the day shown below.",
     "resume": "Welcome back: your digest comes again from the next issue.",
     "unsubscribe": "You are unsubscribed. You can come back here at any time.",
@@ -73,8 +78,10 @@ def _apply(session, subscriber: Subscriber, action: str, known: list[Topic]) -> 
     if action not in ACTIONS or active == (action == "resubscribe"):
         raise InvalidInput("That is not something this page can do now. Reload the page.")
     if action == "save":
-        topics, language = _chosen(known, subscriber)
-        changed = store.change_preferences(session, subscriber, topics, language, "web")
+        topics, language, mail_format = _chosen(known, subscriber)
+        changed = store.change_preferences(
+            session, subscriber, topics, language, "web", mail_format
+        )
         return "save" if changed else "unchanged"
     if action == "pause":
         weeks = request.form.get("weeks", "")
@@ -86,14 +93,17 @@ def _apply(session, subscriber: Subscriber, action: str, known: list[Topic]) -> 
         store.pause_subscriber(session, subscriber, None, "web")
     elif action == "unsubscribe":
         store.set_status(session, subscriber, SubscriberStatus.unsubscribed, "web")
-    else:  # resubscribe: come back, with the topics and language chosen on the page
-        topics, language = _chosen(known, subscriber)
-        store.change_preferences(session, subscriber, topics, language, "web")
+    else:  # resubscribe: come back, with the topics, language and format chosen on the page
+        topics, language, mail_format = _chosen(known, subscriber)
+        store.change_preferences(session, subscriber, topics, language, "web", mail_format)
         store.resubscribe(session, subscriber, "web")
     return action
 
 
-def _chosen(known: list[Topic], subscriber: Subscriber) -> tuple[list[Topic], str]:
+def _chosen(
+    known: list[Topic], subscriber: Subscriber
+) -> tuple[list[Topic], str, MailFormat | None]:
+    """The topics, language and mail format posted; all checked before anything is saved."""
     slugs = request.form.getlist("topics")
     by_slug = {topic.slug: topic for topic in known}
     if not slugs:
@@ -104,7 +114,18 @@ def _chosen(known: list[Topic], subscriber: Subscriber) -> tuple[list[Topic], st
         raise InvalidInput("Choose topics from the list.")
     chosen = {by_slug[slug].id for slug in slugs}
     language = offered_language(request.form.get("language", ""), also=subscriber.language)
-    return [topic for topic in known if topic.id in chosen], language
+    return [topic for topic in known if topic.id in chosen], language, _chosen_format()
+
+
+def _chosen_format() -> MailFormat | None:
+    """The format picked; None (keep the current one) when the form has no format field."""
+    value = request.form.get("format")
+    if value is None:
+        return None
+    try:
+        return normalise_format(value)
+    except InvalidInput:
+        raise InvalidInput("Choose an email format from the list.") from None
 
 
 def _today():
@@ -126,6 +147,8 @@ def _context(
         "followed_names": [topic.name for topic in subscriber.topics],
         "language": subscriber.language,
         "language_name": languages[subscriber.language],
+        "mail_format": subscriber.format.value,
+        "formats": {mail_format.value: label for mail_format, label in FORMATS.items()},
         "topics": [(topic.slug, topic.name, topic.description) for topic in known],
         "languages": languages,
         "pause_weeks": PAUSE_WEEKS,
