@@ -40,6 +40,24 @@ class InboxReport:
     def acted_on(self) -> int:
         return sum(self.bounces.values()) + sum(self.requests.values())
 
+    def summary(self, kinds: Collection[str] = (BOUNCES, UNSUBSCRIBES)) -> str:
+        """One sentence per kind read, then the messages skipped as read before."""
+        bounces, requests = self.bounces, self.requests
+        parts = []
+        if BOUNCES in kinds:
+            parts.append(
+                f"{sum(bounces.values())} report(s): {bounces['bounced']} bounced,"
+                f" {bounces['counted']} counted, {bounces['ignored']} temporary or repeated,"
+                f" {bounces['unknown']} for addresses not on the list"
+            )
+        if UNSUBSCRIBES in kinds:
+            not_acted_on = requests["invalid"] + requests["unverified"]
+            parts.append(
+                f"{sum(requests.values())} request(s): {requests['unsubscribed']} unsubscribed,"
+                f" {requests['already']} already gone, {not_acted_on} not acted on"
+            )
+        return "; ".join(parts) + f"; {self.read_before} read before."
+
 
 def read_inbox(
     settings: Settings, path: Path, kinds: Collection[str] = (BOUNCES, UNSUBSCRIBES)

@@ -164,10 +164,9 @@ def read_inbox() -> dict:
     report = inbox.read_inbox(settings, settings.inbox)
     for line in report.lines:
         log.info("inbox: %s", line)
-    summary = {"acted_on": report.acted_on, "read_before": report.read_before}
     if report.acted_on:
-        log.info("inbox %s: %s", settings.inbox, summary)
-    return summary
+        log.info("inbox %s: %s", settings.inbox, report.summary())
+    return {"acted_on": report.acted_on, "read_before": report.read_before}
 
 
 def queue_depth() -> dict[str, int]:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from newsletter.cli.common import NewsletterGroup, console, ready_settings
-from newsletter.inbox import BOUNCES, read_inbox
+from newsletter.inbox import BOUNCES, InboxReport, read_inbox
 
 app = typer.Typer(cls=NewsletterGroup, help="Bounces: mark addresses that cannot receive mail.")
 
@@ -26,13 +26,11 @@ def import_(path: Mailbox) -> None:
     read before (the same Message-ID) is skipped, so the same mailbox can be read again.
     Example: newsletter bounces import /var/mail/digest-bounces.mbox
     """
-    report = read_inbox(ready_settings(), path, kinds=(BOUNCES,))
+    show_inbox_report(read_inbox(ready_settings(), path, kinds=(BOUNCES,)), (BOUNCES,))
+
+
+def show_inbox_report(report: InboxReport, kinds: tuple[str, ...]) -> None:
+    """What a read of the mailbox did: a line per subscriber concerned, then the counts."""
     for line in report.lines:
         console.print(line, markup=False)
-    outcomes = report.bounces
-    console.print(
-        f"{sum(outcomes.values())} report(s): {outcomes['bounced']} bounced,"
-        f" {outcomes['counted']} counted, {outcomes['ignored']} temporary or repeated,"
-        f" {outcomes['unknown']} for addresses not on the list;"
-        f" {report.read_before} read before."
-    )
+    console.print(report.summary(kinds), markup=False)

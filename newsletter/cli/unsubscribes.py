@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from newsletter.cli.bounces import Mailbox
-from newsletter.cli.common import NewsletterGroup, console, ready_settings
+from newsletter.cli.bounces import Mailbox, show_inbox_report
+from newsletter.cli.common import NewsletterGroup, ready_settings
 from newsletter.inbox import UNSUBSCRIBES, read_inbox
 
 app = typer.Typer(
@@ -24,11 +24,4 @@ def import_(path: Mailbox) -> None:
     Example: newsletter unsubscribes import /var/mail/digest.mbox
     """
     report = read_inbox(ready_settings(), path, kinds=(UNSUBSCRIBES,))
-    for line in report.lines:
-        console.print(line, markup=False)
-    outcomes = report.requests
-    console.print(
-        f"{sum(outcomes.values())} request(s): {outcomes['unsubscribed']} unsubscribed,"
-        f" {outcomes['already']} already gone, {outcomes['invalid'] + outcomes['unverified']}"
-        f" not acted on; {report.read_before} read before."
-    )
+    show_inbox_report(report, (UNSUBSCRIBES,))
