@@ -81,7 +81,9 @@ def read_inbox(
                 report.bounces[outcome] += 1
                 if outcome in ("bounced", "counted"):
                     report.lines.append(
-                        f"{outcome:>8}  {bounce.recipient}  {bounce.status} {bounce.diagnostic}"
+                        _shown(
+                            f"{outcome:>8}  {bounce.recipient}  {bounce.status} {bounce.diagnostic}"
+                        )
                     )
             if request is not None:
                 outcome = apply_request(session, secret, request)
@@ -89,6 +91,14 @@ def read_inbox(
                 if outcome in ("invalid", "unverified"):
                     why = "no token" if outcome == "unverified" else "a token that does not verify"
                     sender = request.sender or "(no sender)"
-                    report.lines.append(f"not acted on  {sender}  ({why}; {request.source})")
+                    report.lines.append(
+                        _shown(f"not acted on  {sender}  ({why}; {request.source})")
+                    )
             store.remember_mail(session, key, BOUNCES if bounces else UNSUBSCRIBES)
     return report
+
+
+def _shown(line: str) -> str:
+    """A line made of what strangers wrote (addresses, diagnostics), safe to print on a
+    terminal or in a log: control characters (escape sequences) become "?"."""
+    return "".join(char if char.isprintable() else "?" for char in line)[:500]

@@ -112,3 +112,12 @@ def test_only_unsubscribe_subjects_are_requests():
 def test_a_file_that_is_not_mail_is_a_clear_error(cli, tmp_path):
     missing = cli("unsubscribes", "import", str(tmp_path / "nope.mbox"), ok=False)
     assert missing.exit_code == 1 and "nope.mbox: cannot read it" in missing.output
+
+
+def test_what_strangers_wrote_reaches_the_terminal_without_control_characters(
+    cli, settings, example_topics, tmp_path
+):
+    hostile = "From: x\x1b[31m@example.org\nSubject: unsubscribe\n\nx\n"  # kept by parseaddr
+    result = cli("unsubscribes", "import", str(write_mbox(tmp_path / "m.mbox", hostile)))
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "not acted on  x?" in result.output
