@@ -16,8 +16,9 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("topics", schema=None) as batch_op:
+        # A literal default: SQLite then adds the column in place rather than rebuilding.
         batch_op.add_column(
-            sa.Column("fetch_incomplete", sa.Boolean(), nullable=False, server_default=sa.false())
+            sa.Column("fetch_incomplete", sa.Boolean(), nullable=False, server_default="0")
         )
 
 
