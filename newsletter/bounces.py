@@ -64,18 +64,24 @@ def bounces_in(message: Message, source: str = "") -> list[Bounce]:
 
 
 def _bounce_from_fields(block: Message, source: str) -> Bounce | None:
-    recipient = _address(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
-    status = (block.get("Status") or "").strip().split(" ")[0]
+    recipient = _address(_field(block, "Final-Recipient") or _field(block, "Original-Recipient"))
+    status = _field(block, "Status").strip().split(" ")[0]
     if not recipient or not STATUS.match(status):
         return None
-    diagnostic = " ".join((block.get("Diagnostic-Code") or "").split())
+    diagnostic = " ".join(_field(block, "Diagnostic-Code").split())
     return Bounce(
         recipient=recipient,
-        action=(block.get("Action") or "").strip().lower(),
+        action=_field(block, "Action").strip().lower(),
         status=status,
         diagnostic=diagnostic.split(";", 1)[-1].strip(),
         source=source,
     )
+
+
+def _field(block: Message, name: str) -> str:
+    """A field's text; "" when absent. (A value with 8-bit bytes is a `Header`, not a str.)"""
+    value = block.get(name)
+    return "" if value is None else str(value)
 
 
 def _address(field: str) -> str:

@@ -9,6 +9,7 @@ mailbox again acts on nothing twice: a bounce report counts once however often i
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -32,9 +33,18 @@ class InboxReport:
     requests: Counter[str] = field(default_factory=Counter)
     """What the unsubscribe requests came to (`unsubscribe_mail.apply_request`'s outcomes)."""
     read_before: int = 0
-    """Messages skipped because an earlier read acted on them."""
+    """Messages skipped because an earlier read acted on them (whatever their kind)."""
+    unreadable: int = 0
+    """Messages that could not be made sense of (reported once, then skipped)."""
     lines: list[str] = field(default_factory=list)
     """A line for each subscriber a bounce marked or counted and each request not acted on."""
+
+    def add(self, other: InboxReport) -> None:
+        self.bounces.update(other.bounces)
+        self.requests.update(other.requests)
+        self.read_before += other.read_before
+        self.unreadable += other.unreadable
+        self.lines.extend(other.lines)
 
     @property
     def acted_on(self) -> int:
@@ -56,7 +66,8 @@ class InboxReport:
                 f"{sum(requests.values())} request(s): {requests['unsubscribed']} unsubscribed,"
                 f" {requests['already']} already gone, {not_acted_on} not acted on"
             )
-        return "; ".join(parts) + f"; {self.read_before} read before."
+        unreadable = f"; {self.unreadable} unreadable" if self.unreadable else ""
+        return "; ".join(parts) + f"; {self.read_before} read before{unreadable}."
 
 
 def read_inbox(
@@ -68,34 +79,57 @@ def read_inbox(
     secret = settings.secret()
     with session_scope(settings) as session:
         for source, message in read_messages(path):
-            bounces = bounces_in(message, source) if BOUNCES in kinds else []
-            request = request_in(message, source) if UNSUBSCRIBES in kinds else None
-            if not bounces and request is None:
-                continue
-            key = message_key(message)
-            if store.mail_was_read(session, key):
-                report.read_before += 1
-                continue
-            for bounce in bounces:
-                outcome = store.record_bounce(session, bounce)
-                report.bounces[outcome] += 1
-                if outcome in ("bounced", "counted"):
-                    report.lines.append(
-                        _shown(
-                            f"{outcome:>8}  {bounce.recipient}  {bounce.status} {bounce.diagnostic}"
-                        )
-                    )
-            if request is not None:
-                outcome = apply_request(session, secret, request)
-                report.requests[outcome] += 1
-                if outcome in ("invalid", "unverified"):
-                    why = "no token" if outcome == "unverified" else "a token that does not verify"
-                    sender = request.sender or "(no sender)"
-                    report.lines.append(
-                        _shown(f"not acted on  {sender}  ({why}; {request.source})")
-                    )
-            store.remember_mail(session, key, BOUNCES if bounces else UNSUBSCRIBES)
+            part = InboxReport()
+            try:
+                with session.begin_nested():  # one message's work stands or falls alone
+                    _act_on(session, secret, source, message, kinds, part)
+            except _UNREADABLE as error:
+                # A message we cannot make sense of must not hold up the others, nor come
+                # back at every read: it is reported once and remembered.
+                part = InboxReport(unreadable=1)
+                why = f"{type(error).__name__}: {error}"
+                part.lines.append(_shown(f"unreadable  {source}  ({why})"))
+                key = _key_or_hash(message)
+                if not store.mail_was_read(session, key):
+                    store.remember_mail(session, key, "unreadable")
+            report.add(part)
     return report
+
+
+_UNREADABLE = (AttributeError, IndexError, LookupError, TypeError, UnicodeError, ValueError)
+"""What a malformed message makes the standard library's parsers raise."""
+
+
+def _act_on(session, secret: str, source: str, message, kinds, report: InboxReport) -> None:
+    key = message_key(message)
+    if store.mail_was_read(session, key):
+        report.read_before += 1
+        return
+    bounces = bounces_in(message, source) if BOUNCES in kinds else []
+    request = request_in(message, source) if UNSUBSCRIBES in kinds else None
+    if not bounces and request is None:
+        return
+    for bounce in bounces:
+        outcome = store.record_bounce(session, bounce)
+        report.bounces[outcome] += 1
+        if outcome in ("bounced", "counted"):
+            line = f"{outcome:>8}  {bounce.recipient}  {bounce.status} {bounce.diagnostic}"
+            report.lines.append(_shown(line))
+    if request is not None:
+        outcome = apply_request(session, secret, request)
+        report.requests[outcome] += 1
+        if outcome in ("invalid", "unverified"):
+            why = "no token" if outcome == "unverified" else "a token that does not verify"
+            sender = request.sender or "(no sender)"
+            report.lines.append(_shown(f"not acted on  {sender}  ({why}; {request.source})"))
+    store.remember_mail(session, key, BOUNCES if bounces else UNSUBSCRIBES)
+
+
+def _key_or_hash(message) -> str:
+    try:
+        return message_key(message)
+    except _UNREADABLE:
+        return "sha256:" + hashlib.sha256(repr(message.items()).encode()).hexdigest()
 
 
 def _shown(line: str) -> str:

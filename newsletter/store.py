@@ -270,7 +270,7 @@ def add_subscriber(session: Session, spec: SubscriberSpec, source: str) -> Subsc
         email_key=email_key(spec.email),
         name=spec.name,
         language=spec.language,
-        format=spec.format,
+        format=spec.format or MailFormat.html,
         topics=get_topics(session, spec.topics),
     )
     session.add(subscriber)
@@ -584,12 +584,13 @@ def import_subscriber(session: Session, spec: SubscriberSpec, *, update_existing
         return f"left {existing.status.value}"
     if not update_existing:
         return "unchanged"
-    wanted = (spec.name, spec.language, spec.format, {t.id for t in topics})
+    mail_format = spec.format or existing.format  # no format given: theirs stays
+    wanted = (spec.name, spec.language, mail_format, {t.id for t in topics})
     have = (existing.name, existing.language, existing.format, {t.id for t in existing.topics})
     if have == wanted:
         return "unchanged"
     existing.name, existing.language, existing.topics = spec.name, spec.language, topics
-    existing.format = spec.format
+    existing.format = mail_format
     log_event(session, existing, "changed", "import", ", ".join(t.name for t in topics))
     return "updated"
 

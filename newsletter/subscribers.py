@@ -21,7 +21,9 @@ class SubscriberSpec:
     topics: tuple[str, ...]
     name: str = ""
     language: str = "en"
-    format: MailFormat = MailFormat.html
+    format: MailFormat | None = None
+    """None: HTML for a new subscriber, and a known one keeps theirs (a CSV without the column
+    must not undo what readers chose on their preferences page)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ def _spec_from_record(record: dict, default_language: str, check: bool) -> Subsc
     if not topics:
         raise InvalidInput("no topics (separate several with ';')")
     language = normalise_language(record.get("language") or default_language)
-    mail_format = normalise_format(record.get("format") or MailFormat.html.value)
+    written = (record.get("format") or "").strip()
+    mail_format = normalise_format(written) if written else None
     name = (record.get("name") or "").strip()
     return SubscriberSpec(email, topics, name, language, mail_format)

@@ -149,3 +149,50 @@ def test_bounced_subscribers_get_no_digest(cli, settings, example_topics, tmp_pa
 def test_a_file_that_is_not_mail_is_a_clear_error(cli, tmp_path):
     missing = cli("bounces", "import", str(tmp_path / "nope.mbox"), ok=False)
     assert missing.exit_code == 1 and "nope.mbox: cannot read it" in missing.output
+
+
+def test_a_report_that_cannot_be_read_holds_up_no_other(cli, tmp_path, example_topics):
+    for address in ("ghost@example.net", "full@example.net"):
+        cli("subscribers", "add", address, "--topic", "SLAM")
+    eight_bit = dsn(("full@example.net", "failed", "5.2.2", "552 Postfach voll")).replace(
+        "Postfach voll", "Postfach voll \\u00fc"
+    )
+    box = write_mbox(
+        tmp_path / "bounces.mbox",
+        eight_bit.encode("utf-8").decode("latin-1"),  # 8-bit bytes in a header, unannounced
+        dsn(("ghost@example.net", "failed", "5.1.1", "550 5.1.1 User unknown")),
+    )
+    first = cli("bounces", "import", str(box)).output
+    assert status_of(cli, "ghost@example.net") == "bounced"
+    assert "1 bounced" in first
+    again = cli("bounces", "import", str(box)).output
+    assert "2 read before" in again and "unreadable" not in again
+
+
+def test_a_message_the_parsers_choke_on_is_reported_once_and_skipped(
+    cli, tmp_path, example_topics, monkeypatch
+):
+    from newsletter import inbox
+
+    cli("subscribers", "add", "ghost@example.net", "--topic", "SLAM")
+    real = inbox.bounces_in
+
+    def choking(message, source=""):
+        if "choke" in str(message.get("Subject", "")):
+            raise ValueError("no such thing as a delivery-status part like this")
+        return real(message, source)
+
+    monkeypatch.setattr(inbox, "bounces_in", choking)
+    box = write_mbox(
+        tmp_path / "bounces.mbox",
+        dsn(("ghost@example.net", "failed", "5.1.1", "550 5.1.1 User unknown")).replace(
+            "Subject: Undelivered", "Subject: choke Undelivered"
+        ),
+        dsn(("ghost@example.net", "failed", "5.1.1", "550 5.1.1 User unknown")),
+    )
+    first = cli("bounces", "import", str(box)).output
+    assert "unreadable  bounces.mbox message 1  (ValueError: no such thing" in first
+    assert "1 bounced" in first and "1 unreadable" in first
+    assert status_of(cli, "ghost@example.net") == "bounced"
+    again = cli("bounces", "import", str(box)).output
+    assert "2 read before." in again and "unreadable" not in again

@@ -245,6 +245,12 @@ def test_import_reads_the_format_column(cli, example_topics, tmp_path):
     assert "1 updated" in cli("subscribers", "import", str(path), "--update").output
     assert people(cli)[0]["format"] == "html"
 
+    # A list without the column (an older export, a master list) leaves each reader's own choice.
+    cli("subscribers", "edit", "ada@example.org", "--format", "text")
+    path.write_text("email,name,topics,language\nada@example.org,Ada Lovelace,MLLM,en\n")
+    assert "1 updated" in cli("subscribers", "import", str(path), "--update").output
+    assert people(cli)[0]["format"] == "text" and people(cli)[0]["name"] == "Ada Lovelace"
+
 
 def test_csv_without_the_needed_columns_is_refused():
     with pytest.raises(InvalidInput, match="missing: topics"):
