@@ -112,8 +112,11 @@ def fetch(
             entry.error = f"topic {name!r}: {error}"
         entry.fetched = len(papers)
         entry.new_papers, entry.new_links = save_fetched(settings, topic_id, list(papers.values()))
+        # Stopped after storing some papers (or while catching up already): the next fetch
+        # reads on past them. Stopped before any: nothing is behind a known paper.
+        incomplete = entry.error is not None and (bool(papers) or catching_up)
         with session_scope(settings) as session:
-            store.set_fetch_incomplete(session, topic_id, entry.error is not None)
+            store.set_fetch_incomplete(session, topic_id, incomplete)
     return report
 
 

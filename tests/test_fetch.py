@@ -495,6 +495,12 @@ def test_the_pages_a_failed_fetch_missed_are_read_next_time(cli, arxiv, settings
     cli("fetch")
     assert arxiv.starts() == [0]  # complete again: page 1's known papers end it
 
+    # arXiv down from the first request: nothing can be missing behind known papers.
+    arxiv.route_first(Reply.text(HTML_PAGE, status=503, content_type="text/html"))
+    assert cli("fetch", ok=False).exit_code == 1
+    with session_scope(settings) as session:
+        assert not session.scalar(select(Topic.fetch_incomplete))
+
 
 # --------------------------------------------------------------------------- topics test
 
