@@ -20,11 +20,17 @@ def read_messages(path: Path) -> Iterator[tuple[str, Message]]:
         yield from _each(path, mailbox.Maildir(path, factory=None, create=False))
         return
     try:
-        head = path.read_bytes()[:5]
+        with path.open("rb") as file:
+            head = file.read(5)
     except OSError as error:
         raise InvalidInput(f"{path}: cannot read it ({error.strerror})") from error
     if head.startswith(b"From "):
-        yield from _each(path, mailbox.mbox(path, factory=None, create=False))
+        box = mailbox.mbox(path, factory=None, create=False)
+        try:
+            box.lock()  # as the mail server locks it: no message is read half-delivered
+        except (OSError, mailbox.ExternalClashError):
+            pass  # read-only to us: read as it is (a Maildir never needs a lock)
+        yield from _each(path, box)
     else:
         yield f"{path.name} message 1", _parsed(path.read_bytes())
 
@@ -45,7 +51,7 @@ def _each(path: Path, box: mailbox.Mailbox) -> Iterator[tuple[str, Message]]:
     except OSError as error:
         raise InvalidInput(f"{path}: cannot read it ({error.strerror})") from error
     finally:
-        box.close()
+        box.close()  # which unlocks it
 
 
 def _parsed(data: bytes) -> Message:
