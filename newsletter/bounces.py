@@ -2,7 +2,9 @@
 
 A DSN is a `multipart/report; report-type=delivery-status` message whose
 `message/delivery-status` part holds one block of fields per recipient (Final-Recipient,
-Action, Status, Diagnostic-Code). Reading them needs nothing but the standard library.
+Action, Status, Diagnostic-Code), usually followed by the returned message or its headers
+(`message/rfc822`, `text/rfc822-headers`), whose Message-ID says which message failed.
+Reading them needs nothing but the standard library.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class Bounce:
     status: str
     diagnostic: str = ""
     source: str = ""
+    message_id: str = ""
+    """The Message-ID of the message that failed, from the returned headers; "" if none."""
 
     @property
     def is_hard(self) -> bool:
@@ -50,6 +54,7 @@ def classify(bounce: Bounce, hard_failures_so_far: int) -> str:
 def bounces_in(message: Message, source: str = "") -> list[Bounce]:
     """The per-recipient outcomes of one DSN; [] when the message is not a DSN."""
     found = []
+    returned = returned_message_id(message)
     for part in message.walk():
         if part.get_content_type() != "message/delivery-status":
             continue
@@ -57,13 +62,29 @@ def bounces_in(message: Message, source: str = "") -> list[Bounce]:
         if isinstance(blocks, str):  # some agents send the fields as one text block
             blocks = [email.message_from_string(b) for b in re.split(r"\r?\n\r?\n", blocks)]
         for block in blocks[1:]:  # the first block describes the message, not a recipient
-            bounce = _bounce_from_fields(block, source)
+            bounce = _bounce_from_fields(block, source, returned)
             if bounce is not None:
                 found.append(bounce)
     return found
 
 
-def _bounce_from_fields(block: Message, source: str) -> Bounce | None:
+def returned_message_id(message: Message) -> str:
+    """The Message-ID of the message a DSN returns (whole, or its headers alone); "" if none."""
+    for part in message.walk():
+        kind = part.get_content_type()
+        if kind == "message/rfc822" and isinstance(part.get_payload(), list):
+            headers = part.get_payload()[0]
+        elif kind in ("text/rfc822-headers", "message/rfc822-headers"):
+            headers = email.message_from_string(str(part.get_payload()))
+        else:
+            continue
+        found = "".join(_field(headers, "Message-ID").split())
+        if found:
+            return found if found.startswith("<") else f"<{found}>"
+    return ""
+
+
+def _bounce_from_fields(block: Message, source: str, message_id: str = "") -> Bounce | None:
     recipient = _address(_field(block, "Final-Recipient") or _field(block, "Original-Recipient"))
     status = _field(block, "Status").strip().split(" ")[0]
     if not recipient or not STATUS.match(status):
@@ -75,6 +96,7 @@ def _bounce_from_fields(block: Message, source: str) -> Bounce | None:
         status=status,
         diagnostic=diagnostic.split(";", 1)[-1].strip(),
         source=source,
+        message_id=message_id,
     )
 
 

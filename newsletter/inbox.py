@@ -58,7 +58,8 @@ class InboxReport:
             parts.append(
                 f"{sum(bounces.values())} report(s): {bounces['bounced']} bounced,"
                 f" {bounces['counted']} counted, {bounces['ignored']} temporary or repeated,"
-                f" {bounces['unknown']} for addresses not on the list"
+                f" {bounces['unknown']} for addresses not on the list,"
+                f" {bounces['not ours']} about no digest we sent"
             )
         if UNSUBSCRIBES in kinds:
             not_acted_on = requests["invalid"] + requests["unverified"]
@@ -110,6 +111,14 @@ def _act_on(session, secret: str, source: str, message, kinds, report: InboxRepo
     if not bounces and request is None:
         return
     for bounce in bounces:
+        if not store.sent_message_to(session, bounce.message_id, bounce.recipient):
+            # Anyone can mail a report naming any address: only one about a digest we sent
+            # to that address (its Message-ID is known only to us and the recipient's
+            # servers) may bounce a subscriber.
+            report.bounces["not ours"] += 1
+            why = "names no digest we sent to that address"
+            report.lines.append(_shown(f"not acted on  {bounce.recipient}  ({why}; {source})"))
+            continue
         outcome = store.record_bounce(session, bounce)
         report.bounces[outcome] += 1
         if outcome in ("bounced", "counted"):

@@ -279,4 +279,6 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("digest_id", "subscriber_id", name="uq_deliveries_digest_subscriber"),
         Index("ix_deliveries_digest_status", "digest_id", "status"),
+        # A bounce report names the message that failed: found by its Message-ID.
+        Index("ix_deliveries_message_id", "message_id"),
     )

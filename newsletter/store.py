@@ -678,6 +678,19 @@ def record_bounce(session: Session, bounce: Bounce) -> str:
     return outcome
 
 
+def sent_message_to(session: Session, message_id: str, address: str) -> bool:
+    """Whether we sent the message with this Message-ID to this address (a digest delivery)."""
+    if not message_id:
+        return False
+    query = (
+        select(Delivery.id)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.message_id == message_id, Subscriber.email_key == email_key(address))
+        .limit(1)
+    )
+    return session.scalar(query) is not None
+
+
 def mail_was_read(session: Session, key: str) -> bool:
     """Whether a received message (by `mailboxes.message_key`) was acted on already."""
     return session.scalar(select(ReceivedMail.id).where(ReceivedMail.key == key)) is not None

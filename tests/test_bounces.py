@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import mailbox
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 from newsletter.bounces import Bounce, bounce_from_reply, bounces_in, classify
@@ -33,6 +34,7 @@ Content-Type: text/rfc822-headers
 
 From: arXiv Digest <digest@localhost>
 Subject: arXiv digest 2026-11-27: 3 new papers in SLAM
+Message-ID: {original}
 
 --B--
 """
@@ -46,13 +48,32 @@ Diagnostic-Code: smtp; {diagnostic}
 """
 
 
-def dsn(*recipients: tuple[str, str, str, str]) -> str:
-    """A bounce report, with a Message-ID of its own as every report has."""
+def dsn(*recipients: tuple[str, str, str, str], original: str = "<unknown@example.org>") -> str:
+    """A bounce report about the message `original` (its Message-ID), with a Message-ID of its
+    own as every report has."""
     blocks = "".join(
         RECIPIENT.format(address=a, action=act, status=st, diagnostic=diag)
         for a, act, st, diag in recipients
     )
-    return DSN.format(recipients=blocks, message_id=uuid.uuid4().hex)
+    return DSN.format(recipients=blocks, message_id=uuid.uuid4().hex, original=original)
+
+
+def digests_sent(cli, settings, *addresses: str) -> dict[str, str]:
+    """These addresses subscribed to SLAM and sent a digest: the Message-ID each one got."""
+    from newsletter import jobs
+    from tests.test_digest import outbox, paper, store_papers
+
+    for address in addresses:
+        cli("subscribers", "add", address, "--topic", "SLAM")
+    store_papers(settings, "SLAM", paper(1))
+    jobs.send(settings)
+    return {to: message["Message-ID"] for to, message in outbox(settings).items()}
+
+
+def bounce_of(sent: dict[str, str], address: str, status: str, diagnostic: str) -> str:
+    """The report a receiving server sends back about the digest `address` got."""
+    action = "delayed" if status.startswith("4.") else "failed"
+    return dsn((address, action, status, diagnostic), original=sent[address])
 
 
 def write_mbox(path: Path, *messages: str) -> Path:
@@ -101,48 +122,68 @@ def test_what_a_bounce_does():
     assert reply.status == "5.1.1" and reply.is_unknown_user
 
 
-def test_import_marks_unknown_users_at_once_and_others_on_the_third(cli, tmp_path, example_topics):
-    for address in ("ghost@example.net", "blocked@example.net", "fine@example.net"):
-        cli("subscribers", "add", address, "--topic", "SLAM")
-    blocked = ("blocked@example.net", "failed", "5.7.1", "550 5.7.1 Message rejected as spam")
+def test_import_marks_unknown_users_at_once_and_others_on_the_third(
+    cli, settings, tmp_path, example_topics
+):
+    sent = digests_sent(
+        cli, settings, "ghost@example.net", "blocked@example.net", "fine@example.net"
+    )
+    blocked = ("blocked@example.net", "5.7.1", "550 5.7.1 Message rejected as spam")
     box = write_mbox(
         tmp_path / "bounces.mbox",
-        dsn(("ghost@example.net", "failed", "5.1.1", "550 5.1.1 User unknown")),
-        dsn(blocked),
-        dsn(("fine@example.net", "delayed", "4.2.2", "452 4.2.2 Mailbox full")),
-        dsn(blocked),
+        bounce_of(sent, "ghost@example.net", "5.1.1", "550 5.1.1 User unknown"),
+        bounce_of(sent, *blocked),
+        bounce_of(sent, "fine@example.net", "4.2.2", "452 4.2.2 Mailbox full"),
+        bounce_of(sent, *blocked),
         "From: friend@example.net\nTo: digest@localhost\nSubject: Out of office\n\nBack Monday.\n",
-        dsn(("stranger@example.net", "failed", "5.1.1", "550 5.1.1 User unknown")),
     )
     first = cli("bounces", "import", str(box)).output
-    assert "1 bounced, 2 counted" in first and "1 for addresses not on the list" in first
-    # Read again (cron reading the same mailbox): every report was acted on already.
-    again = cli("bounces", "import", str(box)).output
-    assert "0 report(s)" in again and "5 read before" in again
-    assert status_of(cli, "blocked@example.net") == "active"
+    assert "4 report(s): 1 bounced, 2 counted, 1 temporary" in first
     assert status_of(cli, "ghost@example.net") == "bounced"
     assert status_of(cli, "blocked@example.net") == "active"  # two hard failures so far
     assert status_of(cli, "fine@example.net") == "active"
+    # Read again (cron reading the same mailbox): every report was acted on already.
+    again = cli("bounces", "import", str(box)).output
+    assert "0 report(s)" in again and "4 read before" in again
+    assert status_of(cli, "blocked@example.net") == "active"
 
     third = tmp_path / "third.eml"
-    third.write_text(dsn(blocked))
+    third.write_text(bounce_of(sent, *blocked))
     cli("bounces", "import", str(third))
     assert status_of(cli, "blocked@example.net") == "bounced"
     history = cli("subscribers", "show", "blocked@example.net").output
     assert "via bounce" in history and "5.7.1" in history
 
 
+def test_a_forged_report_bounces_nobody(cli, settings, tmp_path, example_topics):
+    """Anyone can mail a report naming any address: only one about a digest we sent to that
+    very address counts."""
+    sent = digests_sent(cli, settings, "ada@example.org", "bo@example.org")
+    unknown = ("failed", "5.1.1", "550 5.1.1 User unknown")
+    box = write_mbox(
+        tmp_path / "forged.mbox",
+        dsn(("ada@example.org", *unknown)),  # no returned message at all
+        dsn(("ada@example.org", *unknown), original="<made-up@example.org>"),
+        dsn(("ada@example.org", *unknown), original=sent["bo@example.org"]),  # bo's, not ada's
+    )
+    result = cli("bounces", "import", str(box)).output
+    assert "3 report(s): 0 bounced" in result and "3 about no digest we sent" in result
+    assert result.count("not acted on  ada@example.org  (names no digest we sent") == 3
+    assert status_of(cli, "ada@example.org") == "active"
+    assert status_of(cli, "bo@example.org") == "active"
+
+
 def test_bounced_subscribers_get_no_digest(cli, settings, example_topics, tmp_path):
     from newsletter import jobs
-    from tests.test_digest import outbox, paper, store_papers
+    from tests.test_digest import clear_outbox, outbox, paper, store_papers
 
-    cli("subscribers", "add", "ghost@example.net", "--topic", "SLAM")
-    cli("subscribers", "add", "ada@example.org", "--topic", "SLAM")
+    sent = digests_sent(cli, settings, "ghost@example.net", "ada@example.org")
     report = tmp_path / "dsn.eml"
-    report.write_text(dsn(("ghost@example.net", "failed", "5.1.1", "550 5.1.1 User unknown")))
+    report.write_text(bounce_of(sent, "ghost@example.net", "5.1.1", "550 5.1.1 User unknown"))
     cli("bounces", "import", str(report))
-    store_papers(settings, "SLAM", paper(1))
-    jobs.send(settings)
+    clear_outbox(settings)
+    store_papers(settings, "SLAM", paper(2))
+    jobs.send(settings, jobs.today(settings) + timedelta(days=1))
     assert set(outbox(settings)) == {"ada@example.org"}
 
 
@@ -151,30 +192,27 @@ def test_a_file_that_is_not_mail_is_a_clear_error(cli, tmp_path):
     assert missing.exit_code == 1 and "nope.mbox: cannot read it" in missing.output
 
 
-def test_a_report_that_cannot_be_read_holds_up_no_other(cli, tmp_path, example_topics):
-    for address in ("ghost@example.net", "full@example.net"):
-        cli("subscribers", "add", address, "--topic", "SLAM")
-    eight_bit = dsn(("full@example.net", "failed", "5.2.2", "552 Postfach voll")).replace(
-        "Postfach voll", "Postfach voll \\u00fc"
-    )
+def test_a_report_that_cannot_be_read_holds_up_no_other(cli, settings, tmp_path, example_topics):
+    sent = digests_sent(cli, settings, "ghost@example.net", "full@example.net")
+    eight_bit = bounce_of(sent, "full@example.net", "5.2.2", "552 Postfach voll \u00fc")
     box = write_mbox(
         tmp_path / "bounces.mbox",
         eight_bit.encode("utf-8").decode("latin-1"),  # 8-bit bytes in a header, unannounced
-        dsn(("ghost@example.net", "failed", "5.1.1", "550 5.1.1 User unknown")),
+        bounce_of(sent, "ghost@example.net", "5.1.1", "550 5.1.1 User unknown"),
     )
     first = cli("bounces", "import", str(box)).output
     assert status_of(cli, "ghost@example.net") == "bounced"
-    assert "1 bounced" in first
+    assert "1 bounced, 1 counted" in first
     again = cli("bounces", "import", str(box)).output
     assert "2 read before" in again and "unreadable" not in again
 
 
 def test_a_message_the_parsers_choke_on_is_reported_once_and_skipped(
-    cli, tmp_path, example_topics, monkeypatch
+    cli, settings, tmp_path, example_topics, monkeypatch
 ):
     from newsletter import inbox
 
-    cli("subscribers", "add", "ghost@example.net", "--topic", "SLAM")
+    sent = digests_sent(cli, settings, "ghost@example.net")
     real = inbox.bounces_in
 
     def choking(message, source=""):
@@ -185,10 +223,10 @@ def test_a_message_the_parsers_choke_on_is_reported_once_and_skipped(
     monkeypatch.setattr(inbox, "bounces_in", choking)
     box = write_mbox(
         tmp_path / "bounces.mbox",
-        dsn(("ghost@example.net", "failed", "5.1.1", "550 5.1.1 User unknown")).replace(
+        bounce_of(sent, "ghost@example.net", "5.1.1", "550 5.1.1 User unknown").replace(
             "Subject: Undelivered", "Subject: choke Undelivered"
         ),
-        dsn(("ghost@example.net", "failed", "5.1.1", "550 5.1.1 User unknown")),
+        bounce_of(sent, "ghost@example.net", "5.1.1", "550 5.1.1 User unknown"),
     )
     first = cli("bounces", "import", str(box)).output
     assert "unreadable  bounces.mbox message 1  (ValueError: no such thing" in first

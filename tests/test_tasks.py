@@ -351,20 +351,20 @@ def test_the_inbox_is_read_every_interval_only_when_set(tasks, settings, monkeyp
     assert scheduled_at(tasks, 2026, 11, 27, 9, 50) == []
 
 
-def test_the_worker_acts_on_new_mail_in_the_inbox_once(immediate, cli, settings, monkeypatch):
+def test_the_worker_acts_on_new_mail_in_the_inbox_once(
+    immediate, cli, settings, example_topics, monkeypatch
+):
     import mailbox
 
-    from tests.test_bounces import dsn, status_of
+    from tests.test_bounces import bounce_of, digests_sent, status_of
 
-    cli("topics", "add", "Alpha", "--keyword", "alpha")
-    for address in ("ghost@example.net", "ada@example.org"):
-        cli("subscribers", "add", address, "--topic", "Alpha")
+    sent = digests_sent(cli, settings, "ghost@example.net", "ada@example.org")
     maildir = settings.var_dir / "Maildir"
     set_env(monkeypatch, inbox=str(maildir))
     assert immediate.read_inbox.call_local() == {"acted_on": 0, "read_before": 0}  # no mail yet
 
     box = mailbox.Maildir(maildir)  # as Postfix delivers with home_mailbox = Maildir/
-    box.add(dsn(("ghost@example.net", "failed", "5.1.1", "550 5.1.1 User unknown")).encode())
+    box.add(bounce_of(sent, "ghost@example.net", "5.1.1", "550 5.1.1 User unknown").encode())
     box.add(b"From: friend@example.net\nSubject: Out of office\n\nBack Monday.\n")
     assert immediate.read_inbox.call_local() == {"acted_on": 1, "read_before": 0}
     assert status_of(cli, "ghost@example.net") == "bounced"
