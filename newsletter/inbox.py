@@ -9,7 +9,6 @@ mailbox again acts on nothing twice: a bounce report counts once however often i
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ class InboxReport:
     requests: Counter[str] = field(default_factory=Counter)
     """What the unsubscribe requests came to (`unsubscribe_mail.apply_request`'s outcomes)."""
     read_before: int = 0
-    """Messages skipped because an earlier read acted on them (whatever their kind)."""
+    """Messages skipped because an earlier read acted on them."""
     unreadable: int = 0
     """Messages that could not be made sense of (reported once, then skipped)."""
     lines: list[str] = field(default_factory=list)
@@ -87,11 +86,13 @@ def read_inbox(
             except _UNREADABLE as error:
                 # A message we cannot make sense of must not hold up the others, nor come
                 # back at every read: it is reported once and remembered.
-                part = InboxReport(unreadable=1)
-                why = f"{type(error).__name__}: {error}"
-                part.lines.append(_shown(f"unreadable  {source}  ({why})"))
-                key = _key_or_hash(message)
-                if not store.mail_was_read(session, key):
+                key = message_key(message)
+                if store.mail_was_read(session, key):
+                    part = InboxReport(read_before=1)
+                else:
+                    part = InboxReport(unreadable=1)
+                    why = f"{type(error).__name__}: {error}"
+                    part.lines.append(_shown(f"unreadable  {source}  ({why})"))
                     store.remember_mail(session, key, "unreadable")
             report.add(part)
     return report
@@ -102,13 +103,14 @@ _UNREADABLE = (AttributeError, IndexError, LookupError, TypeError, UnicodeError,
 
 
 def _act_on(session, secret: str, source: str, message, kinds, report: InboxReport) -> None:
-    key = message_key(message)
-    if store.mail_was_read(session, key):
-        report.read_before += 1
-        return
+    # Parsed first, in memory: the database is asked only about the messages that matter.
     bounces = bounces_in(message, source) if BOUNCES in kinds else []
     request = request_in(message, source) if UNSUBSCRIBES in kinds else None
     if not bounces and request is None:
+        return
+    key = message_key(message)
+    if store.mail_was_read(session, key):
+        report.read_before += 1
         return
     for bounce in bounces:
         if not store.sent_message_to(session, bounce.message_id, bounce.recipient):
@@ -132,13 +134,6 @@ def _act_on(session, secret: str, source: str, message, kinds, report: InboxRepo
             sender = request.sender or "(no sender)"
             report.lines.append(_shown(f"not acted on  {sender}  ({why}; {request.source})"))
     store.remember_mail(session, key, BOUNCES if bounces else UNSUBSCRIBES)
-
-
-def _key_or_hash(message) -> str:
-    try:
-        return message_key(message)
-    except _UNREADABLE:
-        return "sha256:" + hashlib.sha256(repr(message.items()).encode()).hexdigest()
 
 
 def _shown(line: str) -> str:

@@ -41,7 +41,11 @@ def message_key(message: Message) -> str:
     message_id = " ".join(str(message.get("Message-ID", "")).split())
     if message_id:
         return message_id[:255]
-    return "sha256:" + hashlib.sha256(message.as_bytes()).hexdigest()
+    try:
+        data = message.as_bytes()
+    except (LookupError, UnicodeError, ValueError):  # too broken to write out: its headers
+        data = repr(message.items()).encode()
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _each(path: Path, box: mailbox.Mailbox) -> Iterator[tuple[str, Message]]:

@@ -150,7 +150,7 @@ def is_inbox_time(moment: datetime) -> bool:
     settings = get_settings()
     return (
         settings.inbox is not None
-        and (moment.hour * 60 + moment.minute) % (settings.inbox_interval) == 0
+        and (moment.hour * 60 + moment.minute) % settings.inbox_interval == 0
     )
 
 
