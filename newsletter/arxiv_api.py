@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import arxiv
 import requests
@@ -166,6 +167,11 @@ class FetchedPaper:
 _VERSIONED_ID = re.compile(r"(?P<id>.+?)v(?P<version>\d+)")
 
 
+def abs_url_for(arxiv_id: str) -> str:
+    """A paper's page on arXiv, without version, so it always shows the latest."""
+    return f"https://arxiv.org/abs/{quote(arxiv_id, safe='/')}"
+
+
 def paper_from_result(result: arxiv.Result) -> FetchedPaper:
     """A `FetchedPaper` from the `arxiv` package's parsed entry."""
     short_id = result.get_short_id()
@@ -187,7 +193,7 @@ def paper_from_result(result: arxiv.Result) -> FetchedPaper:
         comment=comment,
         journal_ref=_single_line(result.journal_ref),
         doi=_single_line(result.doi),
-        abs_url=f"https://arxiv.org/abs/{arxiv_id}",
+        abs_url=abs_url_for(arxiv_id),
         pdf_url=_https(result.pdf_url),
         code_urls=find_code_links(abstract, comment),
     )

@@ -83,7 +83,7 @@ def _links_in(text: str) -> Iterable[tuple[int, str]]:
     while match := _URL.search(text, position):
         raw, end = _join_wrapped(text, match.group(), match.end())
         position = end
-        classified = _classify(_strip_trailing(raw))
+        classified = _classify(strip_trailing(raw))
         if classified is None:
             continue
         kind, url = classified
@@ -122,7 +122,7 @@ def _is_incomplete(url: str) -> bool:
     return False
 
 
-def _strip_trailing(url: str) -> str:
+def strip_trailing(url: str) -> str:
     """Drop sentence punctuation and unbalanced closing brackets that follow a link."""
     while url:
         last = url[-1]

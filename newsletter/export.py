@@ -23,13 +23,15 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
+from urllib.parse import quote
 
 from sqlalchemy.orm import Session
 
 from newsletter import store
+from newsletter.arxiv_api import abs_url_for
 from newsletter.codelinks import link_label
 from newsletter.models import Paper, Topic
-from newsletter.textfmt import readable_paragraphs, readable_title
+from newsletter.textfmt import http_url, is_http_url, readable_paragraphs, readable_title
 from newsletter.translate.languages import translation_language
 
 NO_CODE = "–"
@@ -117,10 +119,10 @@ def _exported_paper(paper: Paper, translation) -> ExportedPaper:
         abstract_translated=(
             "\n\n".join(readable_paragraphs(translation.abstract)) if translation else None
         ),
-        abs_url=paper.abs_url,
-        pdf_url=paper.pdf_url,
-        code_url=code[0] if code else None,
-        code_urls=tuple(paper.code_urls),
+        abs_url=http_url(paper.abs_url) or abs_url_for(paper.arxiv_id),
+        pdf_url=http_url(paper.pdf_url) or None,
+        code_url=(http_url(code[0]) or None) if code else None,
+        code_urls=tuple(url for url in paper.code_urls if is_http_url(url)),
         primary_category=paper.primary_category,
     )
 
@@ -145,16 +147,25 @@ def to_markdown(export: Export) -> str:
 
 
 def _row(paper: ExportedPaper) -> str:
-    title = f"**[{markdown_cell(paper.title)}]({_url(paper.abs_url)})**"
+    title = f"**{_link(markdown_cell(paper.title), paper.abs_url)}**"
     abstract = markdown_cell(paper.abstract_translated or paper.abstract)
-    pdf = f"[{paper.arxiv_id}]({_url(paper.pdf_url or paper.abs_url)})"
-    code = f"**[link]({_url(paper.code_url)})**" if paper.code_url else NO_CODE
+    pdf = _link(markdown_cell(paper.arxiv_id), paper.pdf_url or paper.abs_url)
+    code = f"**{_link('link', paper.code_url)}**" if paper.code_url else NO_CODE
     return f"|**{paper.published.isoformat()}**|{title}|{abstract}|{pdf}|{code}|"
 
 
+def _link(text: str, url: str | None) -> str:
+    """`[text](url)` for an http(s) URL; the text alone for anything else (`javascript:`,
+    `data:`), which must never leave the project as a link."""
+    if not url or not is_http_url(url):
+        return text
+    return f"[{text}]({_url(url)})"
+
+
 def _url(url: str) -> str:
-    """A link target that cannot end the Markdown link or the table cell early."""
-    return url.replace(" ", "%20").replace("(", "%28").replace(")", "%29").replace("|", "%7C")
+    """A link target that cannot end the Markdown link or the table cell early: spaces,
+    brackets, pipes, quotes and control characters percent-encoded."""
+    return quote(url.strip(), safe=":/?#@!$&'*+,;=%~[]")
 
 
 def to_json(export: Export) -> str:

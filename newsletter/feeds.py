@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session
 
 from newsletter import store
+from newsletter.arxiv_api import abs_url_for
 from newsletter.models import Digest, Topic
-from newsletter.textfmt import readable_paragraphs, readable_title
+from newsletter.textfmt import http_url, readable_paragraphs, readable_title
 
 ATOM_NAMESPACE = "http://www.w3.org/2005/Atom"
 FEED_ENTRIES = 50
@@ -138,15 +139,15 @@ def atom_xml(feed: Feed) -> bytes:
 
 def _entry(root: ET.Element, entry: FeedEntry) -> None:
     element = ET.SubElement(root, _tag("entry"))
-    _text(element, "id", f"https://arxiv.org/abs/{entry.arxiv_id}")
+    _text(element, "id", abs_url_for(entry.arxiv_id))
     _text(element, "title", entry.title)
     _text(element, "published", rfc3339(entry.published))
     _text(element, "updated", rfc3339(entry.updated))
     for name in entry.authors:
         author = ET.SubElement(element, _tag("author"))
         _text(author, "name", name)
-    _link(element, _http(entry.abs_url) or f"https://arxiv.org/abs/{entry.arxiv_id}", "alternate")
-    pdf = _http(entry.pdf_url)
+    _link(element, http_url(entry.abs_url) or abs_url_for(entry.arxiv_id), "alternate")
+    pdf = http_url(entry.pdf_url)
     if pdf:
         _link(element, pdf, "related", "application/pdf", "PDF")
     _link(element, entry.archive_url, "related", "text/html", "In the digest")
@@ -186,8 +187,3 @@ def _link(
 def _clean(text: str) -> str:
     return _NOT_XML.sub("", text)
 
-
-def _http(url: str | None) -> str:
-    """The URL when it is http(s); a feed must never carry a `javascript:` link."""
-    url = (url or "").strip()
-    return url if url.lower().startswith(("http://", "https://")) else ""

@@ -24,7 +24,6 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import cssutils
 import jinja2
@@ -33,12 +32,19 @@ from lxml import etree
 from markupsafe import Markup
 
 import newsletter
-from newsletter.codelinks import link_label
+from newsletter.codelinks import link_label, strip_trailing
 from newsletter.css_inliner import INLINE_CSS_MARKER as INLINE_CSS_MARKER  # where it lived
 from newsletter.css_inliner import inline_styles
 from newsletter.digest import DigestContent, PaperItem, TopicSection
 from newsletter.errors import RenderError
-from newsletter.textfmt import authors_line, readable_paragraphs, readable_title, shorten
+from newsletter.textfmt import (
+    authors_line,
+    http_url,
+    is_http_url,
+    readable_paragraphs,
+    readable_title,
+    shorten,
+)
 
 UNSUBSCRIBE_PLACEHOLDER = "__NEWSLETTER_UNSUBSCRIBE_URL__"
 """Stands for the subscriber's unsubscribe URL in a rendered body; see `personalise`."""
@@ -543,7 +549,8 @@ def environment() -> jinja2.Environment:
         authors=_cached(authors_line),
         count_noun=count_noun,
         day=_day,
-        http_url=_http_url,
+        http_url=_cached(http_url),
+        linked=_cached(_linked),
         link_label=link_label,
         wrap=_wrap,
     )
@@ -568,12 +575,27 @@ def _day(moment: datetime | date) -> str:
     return (moment.date() if isinstance(moment, datetime) else moment).isoformat()
 
 
-@lru_cache(maxsize=16384)  # called for every link of every paper of every render
-def _http_url(url: str | None) -> str:
-    """The URL if it is http(s), else "": a `javascript:` link must never reach a page."""
-    if url and urlsplit(url.strip()).scheme.lower() in {"http", "https"}:
-        return url.strip()
-    return ""
+_LINKABLE = re.compile(r"""https?://[^\s<>"'{}\\|^`]+""", re.IGNORECASE)
+
+
+def _linked(text: str) -> Markup:
+    """A paragraph, escaped, with each http(s) URL in it made a link (`\\href` and `\\url`
+    come out of `readable_*` as plain URLs); no other scheme is ever linked."""
+    parts, position = [], 0
+    for match in _LINKABLE.finditer(text):
+        url = strip_trailing(match.group())
+        if not is_http_url(url):
+            continue
+        end = match.start() + len(url)
+        parts += [html.escape(text[position : match.start()]), _anchor(url)]
+        position = end
+    parts.append(html.escape(text[position:]))
+    return Markup("".join(parts))  # noqa: S704  every piece escaped just above
+
+
+def _anchor(url: str) -> str:
+    escaped = html.escape(url)
+    return f'<a href="{escaped}">{escaped}</a>'
 
 
 @lru_cache(maxsize=16384)  # the same abstracts recur in many segments

@@ -5,6 +5,13 @@ wrapping. Only the LaTeX *pieces* (`$...$` math, `\\command{...}`) go through py
 rest of the text is left alone, because a whole-text conversion would eat a plain `%` (a
 comment to LaTeX), turn `&` into spaces and drop braces. A piece whose conversion fails or
 would lose content stays as its LaTeX source: `$\\foo{x}$` reads better than a bare `x`.
+Links are read here, not by pylatexenc (which fails on them): `\\href{url}{text}` is the text
+and its URL after it, `\\url{url}` the URL, each only when the URL is http(s); other schemes
+keep the text alone (`\\href`) or the source (`\\url`).
+
+Nothing here raises on what authors type: pylatexenc fails on some input it does not expect
+(`\\verb|x|`, a macro without its argument: IndexError, KeyError), and every such piece falls
+back to its source, so one paper's text never stops a digest.
 
 Line breaks: arXiv's older feeds wrap abstracts at ~80 columns (a bare newline: a space), and
 both formats start a new paragraph with a newline and an indent (`\\n  `).
@@ -16,6 +23,7 @@ literal. Escaping is the job of each output (the templates, the Markdown export)
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
@@ -59,7 +67,16 @@ _FUNCTION_AFTER_SYMBOL = re.compile(
     r"(?<=[\w)}²³¹⁰-₟])(?=\\(?:log|ln|exp|sin|cos|tan|max|min|sup|inf|lim|det|arg|Pr)\b)"
 )
 
+# `\href{url}{text}` (the text may hold one level of braces: `{\bf x}`) and `\url{url}`.
+_HREF = r"\\href\s*\{(?P<href_url>[^{}]*)\}\s*\{(?P<href_text>(?:[^{}]|\{[^{}]*\})*)\}"
+_URL_MACRO = r"\\url\s*\{(?P<url>[^{}]*)\}"
+_LINK_OR_COMMAND = re.compile(f"{_HREF}|{_URL_MACRO}|{_COMMAND.pattern}", re.VERBOSE)
+# Characters authors escape inside a URL that are plain in one (`\_`, `\%`, `\#`, `\&`, `\~`).
+_URL_ESCAPE = re.compile(r"\\([_%#&~])")
+
 ELLIPSIS = "…"
+
+log = logging.getLogger(__name__)
 
 
 # Known to pylatexenc, but printed as placeholders (`<cit.>`) or not at all: left as source.
@@ -76,8 +93,16 @@ def collapse_whitespace(text: str) -> str:
 
 
 def readable_title(text: str) -> str:
-    """A title with its LaTeX made readable: `PanGu-$π$` → `PanGu-π`, `$L^3$` → `L³`."""
-    return collapse_whitespace(_convert_latex(collapse_whitespace(text)))
+    """A title with its LaTeX made readable: `PanGu-$π$` → `PanGu-π`, `$L^3$` → `L³`.
+
+    Never raises: text this cannot read comes back as written, whitespace collapsed.
+    """
+    plain = collapse_whitespace(text)
+    try:
+        return collapse_whitespace(_convert_latex(plain))
+    except Exception:  # a bug here must cost one paper its LaTeX, never a digest its send
+        log.exception("LaTeX left as written in %.80r", plain)
+        return plain
 
 
 def readable_abstract(text: str) -> str:
@@ -144,9 +169,38 @@ def _convert_latex(text: str) -> str:
         if is_math:
             pieces.append(_convert_piece(piece, math=True))
         else:
-            piece = _COMMAND.sub(lambda match: _convert_piece(match.group()), piece)
-            pieces.append(_typography(piece))
+            pieces.append(_typography(_convert_commands(piece)))
     return "".join(pieces)
+
+
+def _convert_commands(text: str) -> str:
+    """Commands outside math, each converted on its own; links read here (see the top)."""
+    return _LINK_OR_COMMAND.sub(_convert_command, text)
+
+
+def _convert_command(match: re.Match[str]) -> str:
+    if match.group("href_url") is not None:
+        url = _URL_ESCAPE.sub(r"\1", match.group("href_url").strip())
+        text = _convert_commands(match.group("href_text")).strip()
+        if not is_http_url(url):
+            return text or match.group()  # the words, never a link to another scheme
+        return url if text in ("", url) else f"{text} ({url})"
+    if match.group("url") is not None:
+        url = _URL_ESCAPE.sub(r"\1", match.group("url").strip())
+        return url if is_http_url(url) else match.group()
+    return _convert_piece(match.group())
+
+
+def is_http_url(url: str) -> bool:
+    """Whether `url` is an absolute http(s) URL with a host: the only links that leave us."""
+    return bool(re.match(r"https?://[^\s/?#]", url, re.IGNORECASE))
+
+
+def http_url(url: str | None) -> str:
+    """The URL, trimmed, if it is http(s), else "": a `javascript:` or `data:` link from a
+    paper's feed must never reach a page, a feed or an export."""
+    url = (url or "").strip()
+    return url if is_http_url(url) else ""
 
 
 def _typography(text: str) -> str:
@@ -178,6 +232,8 @@ def _convert_piece(source: str, *, math: bool = False) -> str:
         _check_convertible(latex)
         converted = _latex_to_text().latex_to_text(latex, latex_context=_walker_context())
     except (_Unconvertible, latexwalker.LatexWalkerError):
+        return source
+    except Exception:  # noqa: BLE001  pylatexenc's IndexError, KeyError, RecursionError on odd input
         return source
     if not converted.strip() and any(char.isalnum() for char in source):
         return source

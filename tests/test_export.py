@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -116,6 +117,31 @@ def test_json_is_the_data_behind_the_page(cli, papers):
     assert pangu["abstract_translated"] == "我们研究模型。\n\n第二段：L³ 损失。"
     assert pangu["code_url"] == "https://github.com/example/pangu"
     assert data["topics"][2]["papers"] == []
+
+
+def test_only_http_links_leave_and_titles_cannot_inject_links_or_html(cli, settings):
+    cli("topics", "add", "MLLM", "-k", "mllm")
+    hostile = replace(
+        made(4, 26, "[Click](javascript:alert(1)) <img src=x onerror=alert(1)> *bold*", "A."),
+        abs_url="javascript:alert(1)",
+        pdf_url="data:text/html,<script>alert(1)</script>",
+        code_urls=("javascript:alert(2)", "https://github.com/a/b c|d"),
+    )
+    store_papers(settings, "MLLM", hostile)
+    page = cli("export", "markdown", "--date", "2026-11-27").output
+    row = next(line for line in page.splitlines() if "2611.00004" in line)
+
+    # Every link target is http(s); the title's own `](` is escaped text, not a link.
+    targets = re.findall(r"(?<!\\)\]\(([^)]*)\)", row)
+    assert targets and all(target.startswith("https://") for target in targets)
+    assert r"**[\[Click\]" in row and r"\<img src=x onerror=alert(1)\>" in row
+    assert "(https://arxiv.org/abs/2611.00004)" in row  # the paper's own page instead
+    assert "(https://github.com/a/b%20c%7Cd)" in row  # cannot end the link or the cell
+    data = json.loads(cli("export", "json").output)
+    (exported,) = data["topics"][0]["papers"]
+    assert exported["abs_url"] == "https://arxiv.org/abs/2611.00004"
+    assert exported["pdf_url"] is None
+    assert exported["code_urls"] == ["https://github.com/a/b c|d"]
 
 
 def test_an_unknown_language_or_topic_is_an_error(cli, papers):

@@ -219,6 +219,25 @@ def test_html_drops_links_that_are_not_http() -> None:
     assert ">Code</a>" not in body.html
 
 
+def test_links_in_abstracts_are_links_and_only_http_ones() -> None:
+    abstract = (
+        r"Code \href{https://github.com/a/b}{here}, data at \url{https://x.org/d\_1}."
+        r" Not \href{javascript:alert(1)}{this} nor \url{data:text/html,x} nor \verb|v|."
+    )
+    linked = replace(PANGU, abstract=abstract, code_url=None)
+    content = replace(CONTENT, sections=(replace(CONTENT.sections[0], papers=(linked,)),))
+    body = render.render_email(content, sender_name="Digest")
+    page = render.render_web_digest(content, site_name="Digest")
+
+    for html in (body.html, page):
+        assert '<a href="https://github.com/a/b"' in html
+        assert '<a href="https://x.org/d_1"' in html
+        hrefs = re.findall(r'href="([^"]*)"', html)
+        assert all(href.startswith(("https://", "http://", "/", "#", "__")) for href in hrefs)
+        assert r"\verb|v|" in html and "this nor" in html
+    assert "here (https://github.com/a/b)" in body.text and "javascript:" not in body.text
+
+
 def test_html_keeps_media_rules_and_inlines_styles(email: render.RenderedBody) -> None:
     styles = re.findall(r"<style[^>]*>(.*?)</style>", email.html, re.DOTALL)
     assert any("@media only screen and (max-width: 479px)" in css for css in styles)

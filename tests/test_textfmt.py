@@ -71,6 +71,30 @@ def test_latex_that_cannot_be_made_readable_stays_as_source(source):
     assert readable_title(source) == source
 
 
+@pytest.mark.parametrize(
+    ("source", "readable"),
+    [
+        # Links are the text and the URL after it; only http(s) URLs are kept.
+        (r"Code \href{https://github.com/a/b}{here}.", "Code here (https://github.com/a/b)."),
+        (r"\href{https://a.org/x\_y}{https://a.org/x\_y}", "https://a.org/x_y"),
+        (r"see \href{javascript:alert(1)}{this}", "see this"),
+        (r"\href{ftp://x}{\textbf{bold}}", "bold"),
+        (r"at \url{https://x.org/a\_b}", "at https://x.org/a_b"),
+        (r"\url{javascript:alert(1)}", r"\url{javascript:alert(1)}"),
+        # What pylatexenc raised IndexError or KeyError on stays as written.
+        (r"\verb|x| and \verb+y+", r"\verb|x| and \verb+y+"),
+        (r"$\verb|x|$", r"$\verb|x|$"),
+        (r"\href", r"\href"),
+        (r"{unbalanced \emph{x", r"{unbalanced \emph{x"),
+        (r"\begin{weird} a \end{weird}", r"\begin{weird} a \end{weird}"),
+        ("{" * 400 + "x" + "}" * 400, "{" * 400 + "x" + "}" * 400),
+    ],
+)
+def test_links_and_latex_the_converter_cannot_handle_never_raise(source, readable):
+    assert readable_title(source) == readable
+    assert readable_paragraphs(source) == [readable]
+
+
 def test_the_older_format_s_wrapping_is_collapsed_and_paragraphs_kept():
     legacy = (
         "  In this article, we study the Einstein-Weyl structures on almost cosymplectic\n"
