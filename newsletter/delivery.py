@@ -18,6 +18,7 @@ message, and a message's bytes exist only while it is being sent.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -34,7 +35,14 @@ from newsletter.bounces import bounce_from_reply
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.digest import Segment, SegmentContents, SegmentKey, build_segments
-from newsletter.mail import Outgoing, SendResult, Transport, compose, message_bytes
+from newsletter.mail import (
+    Outgoing,
+    SendResult,
+    Transport,
+    compose,
+    message_bytes,
+    smtp_address,
+)
 from newsletter.mime_template import MessageTemplate
 from newsletter.models import (
     Delivery,
@@ -58,6 +66,8 @@ from newsletter.translations import translation_options
 from newsletter.unsubscribe_mail import mailto_for
 
 Progress = Callable[[int], None]
+
+log = logging.getLogger(__name__)
 
 
 def segments_for(
@@ -176,10 +186,11 @@ class Deliverer:
         unsubscribe, preferences, web_version = self._links.links(row.public_id)
         message_id = row.message_id if row.message_id.startswith("<") else f"<{row.message_id}>"
         mailto = mailto_for(self._sender, unsubscribe.rsplit("/", 1)[1])
-        if row.email.isascii():
+        recipient = smtp_address(row.email)  # an internationalised domain in IDNA
+        if recipient.isascii():
             data = self._template(key, row.format).bytes_for(
                 {
-                    "to": row.email,
+                    "to": recipient,
                     "message_id": message_id,
                     "unsubscribe_url": unsubscribe,
                     "unsubscribe_mailto": mailto,
@@ -187,11 +198,11 @@ class Deliverer:
                     "web_version_url": web_version,
                 }
             )
-        else:  # an internationalised address: composed the slow way, which knows how
+        else:  # a non-ASCII local part: UTF-8 headers, composed the slow way, which knows how
             body = personalise(self._body(key), unsubscribe, preferences, web_version)
-            composed = self._compose(row.email, message_id, (unsubscribe, mailto), body, row.format)
+            composed = self._compose(recipient, message_id, (unsubscribe, mailto), body, row.format)
             data = message_bytes(composed)
-        return Outgoing(row.delivery_id, row.email, self._sender, message_id, data)
+        return Outgoing(row.delivery_id, recipient, self._sender, message_id, data)
 
     def _messages(
         self,
@@ -219,10 +230,18 @@ class Deliverer:
                 outcomes.write()
                 renew_at = time.monotonic() + half_lease
                 held = self._renew(list(unsent))
-            if row.delivery_id in held:
-                yield self.message(row)
-            else:
+            if row.delivery_id not in held:
                 unsent.pop(row.delivery_id, None)  # not ours to send, nor to release
+                continue
+            try:
+                message = self.message(row)
+            except Exception as error:  # one subscriber's message, never the batch
+                log.warning("delivery %d to %s not built: %s", row.delivery_id, row.email, error)
+                detail = f"not sent: the message could not be built: {error}"
+                unsent.pop(row.delivery_id, None)
+                outcomes.add(SendResult(row.delivery_id, False, True, detail), row)
+                continue
+            yield message
 
     def _renew(self, delivery_ids: list[int]) -> set[int]:
         lease_until = utcnow() + timedelta(seconds=self.settings.delivery_lease)
@@ -353,8 +372,12 @@ class Deliverer:
             report.deferred += 1
 
     def _bounce(self, session, row: ClaimedDelivery, detail: str) -> str:
-        code = int(detail[:3]) if detail[:3].isdigit() else 550
-        return store.record_bounce(session, bounce_from_reply(row.email, code, detail[4:]))
+        """Count a server's 5xx reply against the address; a failure of ours (a message that
+        could not be built, a relay without SMTPUTF8) has no reply code and is no bounce."""
+        if not detail[:3].isdigit():
+            return "ignored"
+        bounce = bounce_from_reply(row.email, int(detail[:3]), detail[4:])
+        return store.record_bounce(session, bounce)
 
 
 class _Outcomes:

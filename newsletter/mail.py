@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, parseaddr
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import dkim
+import idna
 
 from newsletter.config import mask_url_password
 from newsletter.errors import ConfigError, DeliveryError, InvalidInput
@@ -80,7 +82,7 @@ def compose(
         _require_one_line(name, value)
     message = EmailMessage(policy=MESSAGE_POLICY)
     message["From"] = _single_address("sender", sender)
-    message["To"] = _single_address("to", to)
+    message["To"] = _with_smtp_address(_single_address("to", to))
     message["Subject"] = subject
     message["Date"] = format_datetime(_aware(date or datetime.now(UTC)))
     message["Message-ID"] = _angle_message_id(message_id)
@@ -130,8 +132,39 @@ def message_id_for(secret: str, digest_key: str, subscriber_key: str, domain: st
 
 
 def message_bytes(message: EmailMessage, linesep: str = "\r\n") -> bytes:
-    """The message as bytes: CRLF line ends throughout (SMTP's), or LF ones for files."""
-    return message.as_bytes(policy=MESSAGE_POLICY.clone(linesep=linesep))
+    """The message as bytes: CRLF line ends throughout (SMTP's), or LF ones for files.
+
+    A message to an address whose local part is not ASCII has its headers in UTF-8 (RFC 6532,
+    sent with SMTPUTF8): such an address has no other form, and RFC 2047 words are not
+    allowed in one.
+    """
+    recipients = getattr(message.get("To"), "addresses", ())
+    utf8 = any(needs_smtputf8(address.addr_spec) for address in recipients)
+    return message.as_bytes(policy=MESSAGE_POLICY.clone(linesep=linesep, utf8=utf8))
+
+
+def smtp_address(address: str) -> str:
+    """The address as mail carries it: the domain in IDNA (`user@bücher.example` →
+    `user@xn--bcher-kva.example`), the local part as it is. The result is ASCII unless the
+    local part is not; only a server that offers SMTPUTF8 (RFC 6531) takes that one.
+
+    Raises InvalidInput when the domain has no IDNA form.
+    """
+    if address.isascii():
+        return address
+    local, at, domain = address.rpartition("@")
+    if not at:
+        raise InvalidInput(f"not an email address: {address[:80]!r}")
+    try:
+        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as error:
+        raise InvalidInput(f"the domain of {address[:80]!r} has no IDNA form: {error}") from None
+    return f"{local}@{ascii_domain}"
+
+
+def needs_smtputf8(address: str) -> bool:
+    """Whether an address (as `smtp_address` gives it) can only travel with SMTPUTF8."""
+    return not address.isascii()
 
 
 def _require_one_line(name: str, value: str) -> None:
@@ -144,6 +177,15 @@ def _single_address(name: str, value: str) -> str:
     if len(addresses) != 1 or "@" not in addresses[0][1]:
         raise InvalidInput(f"{name} must be exactly one email address, got {value[:80]!r}")
     return value
+
+
+def _with_smtp_address(value: str) -> str | Address:
+    """A To value with its address as mail carries it (see `smtp_address`), its name kept."""
+    name, address = getaddresses([value])[0]
+    if address.isascii():
+        return value
+    local, _, domain = smtp_address(address).rpartition("@")
+    return Address(display_name=name, username=local, domain=domain)
 
 
 def _angle_message_id(message_id: str) -> str:
@@ -176,7 +218,7 @@ class Outgoing:
         """A composed message (see `compose`), to its To address unless told otherwise."""
         return cls(
             key=key,
-            recipient=recipient or parseaddr(str(message.get("To", "")))[1],
+            recipient=smtp_address(recipient or parseaddr(str(message.get("To", "")))[1]),
             sender=parseaddr(str(message.get("From", "")))[1],
             message_id=str(message.get("Message-ID", "")).strip(),
             data=message_bytes(message),
@@ -458,6 +500,10 @@ class SMTPTransport:
             connection = self._connection or self._open()
             try:
                 return self._transact(connection, outgoing, sender, data)
+            except UnicodeError as error:  # smtplib encodes commands as ASCII (or UTF-8)
+                self._reset(connection)
+                detail = f"not sent: the address cannot be written in SMTP: {error}"
+                return SendResult(outgoing.key, ok=False, permanent=True, detail=detail)
             except _LostInData as error:
                 log.warning(
                     "SMTP connection to %s lost during DATA: %s", self.endpoint.where, error
@@ -480,6 +526,14 @@ class SMTPTransport:
     ) -> SendResult:
         """MAIL, RCPT, DATA; the first reply that is not a success decides the result."""
         options = [f"SIZE={len(data)}"] if connection.has_extn("size") else []
+        if needs_smtputf8(outgoing.recipient) or needs_smtputf8(sender):
+            if not connection.has_extn("smtputf8"):
+                detail = (
+                    f"not sent: {self.endpoint.where} does not offer SMTPUTF8 (RFC 6531), which"
+                    " an address with a non-ASCII local part needs"
+                )
+                return SendResult(outgoing.key, ok=False, permanent=True, detail=detail)
+            options.append("SMTPUTF8")
         try:
             code, reply = connection.mail(sender, options)
             if code == 250:

@@ -174,6 +174,7 @@ class LocalSMTPServer:
     tempfail_data:      reply 451 to the first N DATA commands
     reject_recipients:  reply 550 at RCPT for these addresses
     drop_data:          drop the connection during the first N DATA commands, before replying
+    smtputf8:           offer SMTPUTF8 (RFC 6531): addresses with a non-ASCII local part
     """
 
     def __init__(
@@ -186,6 +187,7 @@ class LocalSMTPServer:
         tempfail_data: int = 0,
         reject_recipients: Collection[str] = (),
         drop_data: int = 0,
+        smtputf8: bool = False,
     ) -> None:
         if starttls and implicit_tls:
             raise ValueError("choose STARTTLS or implicit TLS, not both")
@@ -200,6 +202,7 @@ class LocalSMTPServer:
             auth_required=auth is not None,
             auth_require_tls=starttls,
             authenticator=_Authenticator(*auth) if auth else None,
+            enable_SMTPUTF8=smtputf8,
         )
 
     def start(self) -> LocalSMTPServer:
