@@ -31,6 +31,7 @@ from newsletter.translate.languages import (
     translation_language,
 )
 from tests.conftest import set_env
+from tests.test_masking import CITED, CITING, as_translators_write
 from tests.translation_servers import Reply, TranslatorServer, fake_translation
 
 ABSTRACT = (
@@ -315,6 +316,20 @@ def test_math_links_and_macros_travel_masked_and_come_back_whole(monkeypatch):
         sent = server.requests[0].param("q")
         assert "$" not in sent and "https" not in sent and "\\method" not in sent
         assert sent.count("[[") == 4
+
+
+def test_references_travel_masked_and_come_back_as_written(monkeypatch):
+    def mangles_references(text: str, code: str) -> str:
+        return fake_translation(as_translators_write(text), code)
+
+    with TranslatorServer("openai", translate=mangles_references) as server:
+        checked = CheckedTranslator(translator_for(monkeypatch, server))
+        (outcome,) = checked.translate([SourceText("a", CITING)], "zh")
+        sent = json.loads(server.requests[0].body["messages"][1]["content"])["texts"][0]
+        assert not any(part in sent for part in ("2312", "9901001", "10.1145", "0309136"))
+        assert outcome.failure is None, outcome.problem
+        for reference in CITED:
+            assert outcome.text.count(reference) == 1, reference
 
 
 def test_a_damaged_translation_is_retried_alone_then_kept(monkeypatch):

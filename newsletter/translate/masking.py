@@ -2,8 +2,9 @@
 
 Protected: LaTeX math (`$…$`, `$$…$$`, `\\(…\\)`, `\\[…\\]`), LaTeX commands with their
 arguments (`\\method{}`, `\\href{…}{…}`, `\\cite{…}`, accents with their word), brace groups,
-URLs, e-mail addresses, code identifiers (`snake_case`, `dotted.names`, `` `code` ``) and names:
-the paper's own (what its title puts before a colon: "PanGu-π: …") and coined words (ALLCAPS,
+URLs, e-mail addresses, references (arXiv ids with their `arXiv:`, DOIs with their `doi:`, ISBNs,
+PubMed ids), code identifiers (`snake_case`, `dotted.names`, `` `code` ``) and names: the
+paper's own (what its title puts before a colon: "PanGu-π: …") and coined words (ALLCAPS,
 CamelCase, letters mixed with digits: GRPO, AlphaGRPO, GPT-4o, Qwen2.5-VL).
 
 Each protected span becomes `[[n]]`; translators leave such tokens alone, though some turn the
@@ -47,6 +48,37 @@ _BARE_URL = re.compile(
     rf"(?i)\b(?:[a-z0-9-]+\.)+(?:com|org|net|io|ai|dev|edu|gov|app|co|me|info|xyz|page)/{_URL_CHARS}*"
 )
 _EMAIL = re.compile(r"[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+# References a reader copies into a search box: masked with their prefix, so that a translator
+# writing "arXiv：2312.17296", "arXiv: 2312. 17296" or "阿尔西夫:2312.17296" cannot break one.
+# A bare number is an arXiv id only in the shape arXiv gives it (YYMM of 2007 on, four digits
+# after the dot until 2014 and five since), so that 12.5, 3.14159 or 2024.5 stay translatable.
+_NEW_ARXIV_ID = r"\d{4}\.\d{4,5}(?:v\d+)?"
+_BARE_NEW_ARXIV_ID = (
+    r"(?:(?:0[7-9]|1[0-4])(?:0[1-9]|1[0-2])\.\d{4}|(?:1[5-9]|[2-9]\d)(?:0[1-9]|1[0-2])\.\d{5})"
+    r"(?:v\d+)?"
+)
+# Before April 2007: archive(.subject)/YYMMNNN; the archives are a closed list.
+_OLD_ARCHIVES = (
+    "acc-phys|adap-org|alg-geom|ao-sci|astro-ph|atom-ph|bayes-an|chao-dyn|chem-ph|cmp-lg|"
+    "comp-gas|cond-mat|cs|dg-ga|funct-an|gr-qc|hep-ex|hep-lat|hep-ph|hep-th|math-ph|math|"
+    "mtrl-th|nlin|nucl-ex|nucl-th|patt-sol|physics|plasm-ph|q-alg|q-bio|quant-ph|solv-int|"
+    "supr-con"
+)
+_OLD_ARXIV_ID = (
+    rf"(?:{_OLD_ARCHIVES})(?:\.[A-Za-z]+(?:-[A-Za-z]+)?)?/\d\d(?:0[1-9]|1[0-2])\d{{3}}(?:v\d+)?"
+)
+# ASCII on purpose: an id right after or before CJK text ("见arXiv:…") is still one.
+_ID_START, _ID_END = r"(?<![A-Za-z0-9_.+-])", r"(?![A-Za-z0-9_/]|\.\d)"
+_REFERENCES = (
+    re.compile(rf"(?i){_ID_START}arxiv\s*[:：]?\s*(?:{_NEW_ARXIV_ID}|{_OLD_ARXIV_ID}){_ID_END}"),
+    re.compile(rf"(?i){_ID_START}(?:{_BARE_NEW_ARXIV_ID}|{_OLD_ARXIV_ID}){_ID_END}"),
+    re.compile(
+        rf"(?i)(?<![A-Za-z0-9_/.])(?:doi\s*[:：]?\s*)?10\.\d{{4,9}}(?:\.\d+)*/{_URL_CHARS}+"
+    ),
+    re.compile(rf"{_ID_START}ISBN(?:-1[03])?\s*[:：]?\s*\d[\d-]{{8,15}}[\dXx]{_ID_END}"),
+    re.compile(rf"{_ID_START}(?:PMID|PMCID)\s*[:：]?\s*(?:PMC)?\d{{1,9}}{_ID_END}"),
+)
 _BACKTICKED = re.compile(r"`[^`\n]+`")
 _SNAKE_CASE = re.compile(r"\b[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+\b(?:\(\))?")
 _DOTTED_NAME = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]+(?:\.[A-Za-z_][A-Za-z0-9_]+)+\b(?:\(\))?")
@@ -126,7 +158,7 @@ def mask(text: str, names: Iterable[str] = ()) -> Masked:
             claimed.add(match.start(), match.end())
     for start, end in _latex_spans(text):
         claimed.add(start, end)
-    for pattern in (_URL, _BARE_URL, _EMAIL, _BACKTICKED, _SNAKE_CASE, _DOTTED_NAME):
+    for pattern in (_URL, _BARE_URL, _EMAIL, *_REFERENCES, _BACKTICKED, _SNAKE_CASE, _DOTTED_NAME):
         for match in pattern.finditer(text):
             claimed.add(*_trimmed(text, match.start(), match.end()))
     for start, end in _coined_spans(text):
