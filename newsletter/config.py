@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from datetime import time
+from datetime import date, datetime, time
 from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
@@ -183,6 +183,12 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def today(self) -> date:
+        """Today in NEWSLETTER_TIMEZONE: the one meaning of "today" (a digest's date, the
+        default of every `--date`, what a preview or an export shows), so that no two commands
+        disagree about the date in the hours when the zone's date is not UTC's."""
+        return datetime.now(self.zone).date()
 
     @property
     def weekdays(self) -> set[int]:

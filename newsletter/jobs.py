@@ -32,8 +32,8 @@ T = TypeVar("T")
 
 
 def today(settings: Settings | None = None) -> date:
-    """The digest's date: today in NEWSLETTER_TIMEZONE."""
-    return datetime.now((settings or get_settings()).zone).date()
+    """The digest's date: today in NEWSLETTER_TIMEZONE (`Settings.today`)."""
+    return (settings or get_settings()).today()
 
 
 # ---------------------------------------------------------------- fetch

@@ -70,8 +70,9 @@ def preview_links(
 def preview_content(
     session: Session, settings: Settings, topics: list[Topic], language: str
 ) -> DigestContent:
-    now = utcnow()
-    digest: Digest = draft_digest(session, now.date(), now)
+    # The day the next send would build (NEWSLETTER_TIMEZONE's), not UTC's: near midnight the
+    # two differ, and a preview must show the digest `newsletter send` would send.
+    digest: Digest = draft_digest(session, settings.today(), utcnow())
     content = _content(session, settings, digest, topics, language)
     latest = next(iter(store.list_digests(session)), None)
     if content.paper_count == 0 and latest is not None:

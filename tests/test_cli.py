@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
 import time
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
 
-from tests.conftest import REPO
+from newsletter import jobs
+from tests.conftest import REPO, set_env
 from tests.test_digest import paper, store_papers, subscribe
+from tests.test_docs import COMMANDS
 
 
 @pytest.mark.parametrize("database_url", [None])  # the embedded default: a SQLite file
@@ -44,6 +49,55 @@ def test_preview_of_an_unknown_subscriber_is_a_clear_error(cli, example_topics):
     result = cli("preview", "--subscriber", "nobody@example.org", ok=False)
     assert result.exit_code == 1
     assert "no subscriber with the address 'nobody@example.org'" in result.output
+
+
+# ---------------------------------------------------------------- one "today"
+
+
+def zone_where_the_date_is_not_utcs() -> str:
+    """A zone whose date is not UTC's at this moment: UTC+14's differs from 10:00 UTC on,
+    UTC-11's until 11:00, so one always does; of the two, the one further from its own
+    midnight, so the test does not straddle a change of date."""
+    now = datetime.now(UTC)
+
+    def minutes_from_midnight(name: str) -> int:
+        local = now.astimezone(ZoneInfo(name))
+        minutes = local.hour * 60 + local.minute
+        return min(minutes, 24 * 60 - minutes)
+
+    differing = [
+        name
+        for name in ("Pacific/Kiritimati", "Pacific/Pago_Pago")
+        if now.astimezone(ZoneInfo(name)).date() != now.date()
+    ]
+    return max(differing, key=minutes_from_midnight)
+
+
+@pytest.mark.parametrize("database_url", [None])  # about dates, not the database: run once
+def test_preview_export_and_send_agree_on_today_in_the_time_zone(
+    cli, settings, monkeypatch, example_topics
+):
+    zone = zone_where_the_date_is_not_utcs()
+    settings = set_env(monkeypatch, timezone=zone)
+    today = datetime.now(ZoneInfo(zone)).date()
+    assert today != datetime.now(UTC).date()  # else the test could not tell the two apart
+    assert settings.today() == jobs.today(settings) == today
+    cli("preview", "--topic", "SLAM")
+    assert (settings.var_dir / "preview" / f"topics-{today.isoformat()}.html").is_file()
+    assert json.loads(cli("export", "json").output)["updated"] == today.isoformat()
+    assert f"Digest {today.isoformat()}:" in cli("send", "--dry-run").output
+
+
+def test_every_date_option_says_whose_today_it_defaults_to():
+    with_date = {
+        " ".join(path): option
+        for path, command in COMMANDS
+        for option in command.params
+        if "--date" in option.opts
+    }
+    assert {"send", "export markdown", "export json"} <= set(with_date)
+    for name, option in with_date.items():
+        assert "today in NEWSLETTER_TIMEZONE" in option.help, name
 
 
 def free_port() -> int:

@@ -16,7 +16,10 @@ from newsletter import preview as previews
 from newsletter.cli.common import console, err_console, ready_settings, session
 
 Day = Annotated[
-    str | None, typer.Option("--date", help="The digest's date, YYYY-MM-DD (default: today, UTC).")
+    str | None,
+    typer.Option(
+        "--date", help="The digest's date, YYYY-MM-DD (default: today in NEWSLETTER_TIMEZONE)."
+    ),
 ]
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from newsletter import store
-from newsletter.cli.common import NewsletterGroup, console, session
+from newsletter.cli.common import NewsletterGroup, console, session, settings
 from newsletter.export import Export, build_export, to_json, to_markdown
 from newsletter.subscribers import normalise_language
 
@@ -34,7 +34,11 @@ Limit = Annotated[
     int | None, typer.Option("--limit", min=1, help="At most this many papers per topic.")
 ]
 Updated = Annotated[
-    str | None, typer.Option("--date", help="The 'Updated on' date, YYYY-MM-DD (default: today).")
+    str | None,
+    typer.Option(
+        "--date",
+        help="The 'Updated on' date, YYYY-MM-DD (default: today in NEWSLETTER_TIMEZONE).",
+    ),
 ]
 
 
@@ -89,7 +93,7 @@ json_ = app.command(
 
 def _day(text: str | None) -> date:
     if text is None:
-        return datetime.now(UTC).date()
+        return settings().today()
     try:
         return date.fromisoformat(text)
     except ValueError as error:

@@ -119,8 +119,8 @@ def worker(
         typer.Option(help="Run the schedule here (daily job, inbox reads): on exactly one worker."),
     ] = True,
 ) -> None:
-    """Run the Huey consumer: the scheduled daily job, the inbox reads (NEWSLETTER_INBOX) and
-    queued tasks.
+    """Run the Huey consumer: the daily job (NEWSLETTER_DAILY_TIME in NEWSLETTER_TIMEZONE), the
+    inbox reads (NEWSLETTER_INBOX) and queued tasks.
 
     Example: newsletter worker --workers 2
     """
