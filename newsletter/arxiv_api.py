@@ -172,36 +172,58 @@ def abs_url_for(arxiv_id: str) -> str:
     return f"https://arxiv.org/abs/{quote(arxiv_id, safe='/')}"
 
 
+_ARXIV_ID = re.compile(r"\d{4}\.\d{4,5}|[a-z][a-z-]*(?:\.[A-Z]{2})?/\d{7}")
+"""arXiv's identifiers: `2312.17296` since 2007, `hep-th/9901001` before."""
+
+# C0 and C1 control characters but tab and line breaks: no text of a paper needs them, and
+# PostgreSQL refuses NUL in any text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def paper_from_result(result: arxiv.Result) -> FetchedPaper:
-    """A `FetchedPaper` from the `arxiv` package's parsed entry."""
+    """A `FetchedPaper` from the `arxiv` package's parsed entry; InvalidInput when it is not
+    a paper we can store (no arXiv id), with control characters dropped from its text and
+    fields over their column's size left out."""
     short_id = result.get_short_id()
     match = _VERSIONED_ID.fullmatch(short_id)
     arxiv_id, version = (match["id"], int(match["version"])) if match else (short_id, 1)
-    abstract = result.summary.strip()
+    if not _ARXIV_ID.fullmatch(arxiv_id):
+        raise InvalidInput(f"not an arXiv identifier: {short_id[:80]!r}")
+    abstract = _clean(result.summary).strip()
     comment = _single_line(result.comment)
-    categories = tuple(result.categories)
+    categories = tuple(_clean(category)[:40] for category in result.categories)
     return FetchedPaper(
         arxiv_id=arxiv_id,
         version=version,
         title=_single_line(result.title) or "",
         abstract=abstract,
-        authors=tuple(author.name.strip() for author in result.authors),
+        authors=tuple(_clean(author.name).strip() for author in result.authors),
         categories=categories,
-        primary_category=result.primary_category or (categories[0] if categories else ""),
+        primary_category=_clean(result.primary_category or "")[:40]
+        or (categories[0] if categories else ""),
         published=result.published,
         updated=result.updated,
         comment=comment,
         journal_ref=_single_line(result.journal_ref),
-        doi=_single_line(result.doi),
+        doi=_at_most(_single_line(result.doi), 200),
         abs_url=abs_url_for(arxiv_id),
-        pdf_url=_https(result.pdf_url),
+        pdf_url=_at_most(_https(result.pdf_url), 300),
         code_urls=find_code_links(abstract, comment),
     )
 
 
+def _clean(text: str | None) -> str:
+    return _CONTROL.sub("", text or "")
+
+
+def _at_most(text: str | None, length: int) -> str | None:
+    """A value that fits its column, or None: a cut DOI or URL would point somewhere else."""
+    return text if text is None or len(text) <= length else None
+
+
 def _single_line(text: str | None) -> str | None:
     """Whitespace collapsed (legacy feeds wrap lines); None for absent or blank."""
-    collapsed = " ".join((text or "").split())
+    collapsed = " ".join(_clean(text).split())
     return collapsed or None
 
 
@@ -256,6 +278,7 @@ class ArxivSource:
         limit: int,
         is_known: Callable[[str], bool] = _never_known,
         stop_after_known: int | None = STOP_AFTER_KNOWN,
+        skipped: list[str] | None = None,
     ) -> Iterator[FetchedPaper]:
         """Up to `limit` papers matching `query`, newest submission first, fetched lazily.
 
@@ -266,13 +289,16 @@ class ArxivSource:
         `is_known` is asked *before* a paper is yielded, so storing the paper while iterating
         does not make it count as known. `stop_after_known=None` fetches all `limit` papers.
 
+        An entry that is not a paper we can store is left out, and said in `skipped`
+        ("<id>: <reason>"); the others still come.
+
         Raises `FetchError` (while iterating) when arXiv gives no usable answer.
         """
         if limit < 1:
             return
         client = _Client(self.api_url, self._session, min(self.page_size, limit), self.retries)
         known_in_a_row = 0
-        for paper in _papers(client, _newest_first(query, limit)):
+        for paper in _papers(client, _newest_first(query, limit), skipped):
             known_in_a_row = known_in_a_row + 1 if is_known(paper.arxiv_id) else 0
             yield paper
             if stop_after_known is not None and known_in_a_row >= stop_after_known:
@@ -302,8 +328,11 @@ def _newest_first(query: str, limit: int) -> arxiv.Search:
     )
 
 
-def _papers(client: arxiv.Client, search: arxiv.Search) -> Iterator[FetchedPaper]:
-    """The search's results as `FetchedPaper`s, with `arxiv`'s exceptions turned into ours."""
+def _papers(
+    client: arxiv.Client, search: arxiv.Search, skipped: list[str] | None = None
+) -> Iterator[FetchedPaper]:
+    """The search's results as `FetchedPaper`s, with `arxiv`'s exceptions turned into ours;
+    an entry that cannot be read is said in `skipped` and left out."""
     results = client.results(search)
     while True:
         try:
@@ -317,7 +346,21 @@ def _papers(client: arxiv.Client, search: arxiv.Search) -> Iterator[FetchedPaper
             ) from error
         except arxiv.ArxivError as error:  # not raised today (our session checks first)
             raise FetchError(f"arXiv request failed: {error}") from error
-        yield paper_from_result(result)
+        except FetchError:
+            raise
+        except Exception as error:  # the feed parser choked: the pages after it are lost too
+            raise ArxivBadResponse(
+                f"arXiv's answer could not be read ({type(error).__name__}: {error})"
+            ) from error
+        try:
+            paper = paper_from_result(result)
+        except Exception as error:  # one entry, never the topic
+            reason = f"{str(getattr(result, 'entry_id', '?'))[:80]}: {error}"
+            logger.debug("arXiv entry left out: %s", reason, exc_info=True)
+            if skipped is not None:
+                skipped.append(reason)
+            continue
+        yield paper
 
 
 class _Client(arxiv.Client):

@@ -6,10 +6,13 @@ its own units of work, and is safe to run twice.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter import store
 from newsletter.arxiv_api import STOP_AFTER_KNOWN, ArxivSource, FetchedPaper, build_query
@@ -30,6 +33,8 @@ from newsletter.translations import (
 Progress = Callable[[int], None]
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 
 def today(settings: Settings | None = None) -> date:
     """The digest's date: today in NEWSLETTER_TIMEZONE (`Settings.today`)."""
@@ -46,6 +51,8 @@ class TopicFetch:
     new_papers: int = 0
     new_links: int = 0
     error: str | None = None
+    skipped: list[str] = field(default_factory=list)
+    """Entries left out, each "<id>: <reason>" (not a paper we can read or store)."""
 
 
 @dataclass
@@ -103,6 +110,7 @@ def fetch(
                 settings.fetch_max_per_topic,
                 is_known=known.__contains__,
                 stop_after_known=stop_after_known,
+                skipped=entry.skipped,
             ):
                 # arXiv's paging can repeat an entry across pages: keep it once, and count
                 # the repeat as known so that paging still stops.
@@ -110,8 +118,13 @@ def fetch(
                 known.add(paper.arxiv_id)
         except FetchError as error:
             entry.error = f"topic {name!r}: {error}"
+        except Exception as error:  # a bug of ours on one topic's answer: not every topic's end
+            log.debug("fetching topic %r failed", name, exc_info=True)
+            entry.error = f"topic {name!r}: {type(error).__name__}: {error}"
         entry.fetched = len(papers)
-        entry.new_papers, entry.new_links = save_fetched(settings, topic_id, list(papers.values()))
+        saved = save_fetched(settings, topic_id, list(papers.values()))
+        entry.new_papers, entry.new_links = saved.new_papers, saved.new_links
+        entry.skipped += saved.rejected
         # Stopped after storing some papers (or while catching up already): the next fetch
         # reads on past them. Stopped before any: nothing is behind a known paper.
         incomplete = entry.error is not None and (bool(papers) or catching_up)
@@ -120,20 +133,43 @@ def fetch(
     return report
 
 
-def save_fetched(settings: Settings, topic_id: int, papers: list[FetchedPaper]) -> tuple[int, int]:
-    """Store papers once and link them to the topic: (new papers, new links)."""
+@dataclass
+class SavedPapers:
+    new_papers: int = 0
+    new_links: int = 0
+    rejected: list[str] = field(default_factory=list)
+    """Papers the database refused, each "<id>: <reason>"."""
+
+
+def save_fetched(settings: Settings, topic_id: int, papers: list[FetchedPaper]) -> SavedPapers:
+    """Store papers once and link them to the topic, each in a savepoint of its own: one the
+    database refuses is reported and the others are kept, alike on SQLite and PostgreSQL."""
     now = utcnow()
-    new_papers = new_links = 0
+    saved = SavedPapers()
     with session_scope(settings) as session:
         for fetched in papers:
             values = asdict(fetched)
             values["authors"] = list(fetched.authors)
             values["categories"] = list(fetched.categories)
             values["code_urls"] = list(fetched.code_urls)
-            paper, created = store.upsert_paper(session, values)
-            new_papers += created
-            new_links += store.link_paper(session, topic_id, paper.id, now)
-    return new_papers, new_links
+            try:
+                with session.begin_nested():
+                    paper, created = store.upsert_paper(session, values)
+                    linked = store.link_paper(session, topic_id, paper.id, now)
+                    session.flush()
+            except SQLAlchemyError as error:
+                saved.rejected.append(f"{fetched.arxiv_id}: not stored: {_first_line(error)}")
+                continue
+            saved.new_papers += created
+            saved.new_links += linked
+    return saved
+
+
+def _first_line(error: Exception) -> str:
+    """A database error's own message, without SQLAlchemy's statement and parameters (which
+    would print a whole abstract)."""
+    original = getattr(error, "orig", None) or error
+    return (str(original).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
 # ---------------------------------------------------------------- code links

@@ -48,6 +48,9 @@ def daily_job() -> dict:
     settings = get_settings()
     with huey.lock_task(FETCH_LOCK):
         fetched = jobs.fetch(settings)
+    for entry in fetched.topics:
+        for reason in entry.skipped:
+            log.warning("fetch: topic %r: left out %s", entry.topic, reason)
     for error in fetched.errors:
         log.error("fetch: %s", error)
     jobs.check_code_links(settings)

@@ -8,6 +8,7 @@ and checks what landed in the database through the ORM.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -21,6 +22,7 @@ from newsletter.models import Paper, Topic, TopicPaper
 from tests.arxiv_server import ArxivServer, Reply, local_fixture, refused_url, shared_fixture
 from tests.atom import Entry, feed
 from tests.conftest import Cli, set_env
+from tests.test_digest import paper, topic_id
 
 
 @pytest.fixture
@@ -224,6 +226,56 @@ def test_fetch_can_be_limited_to_named_topics(cli, arxiv, settings):
     assert sorted(stored_papers(settings)) == ["2605.10002", "2611.00001"]
     unknown = cli("fetch", "--topic", "Nope", ok=False)
     assert unknown.exit_code == 1 and "unknown topic 'Nope'" in unknown.output
+
+
+# --------------------------------------------------------------------------- one bad entry
+
+
+def test_an_entry_that_is_not_a_paper_is_left_out_and_said(cli, arxiv, settings):
+    entries = [
+        Entry("2611.00001", "Good"),
+        Entry("notanid", "Not an arXiv id"),
+        Entry("2611.00002", "Control\x9f characters\x85here", abstract="C1\x80 text"),
+    ]
+    arxiv.route(Reply(body=feed(entries)), search_query=add_topic(cli, "Robots"))
+
+    result = cli("fetch")
+
+    papers = stored_papers(settings)
+    assert sorted(papers) == ["2611.00001", "2611.00002"]
+    assert papers["2611.00002"].title == "Control characters here"
+    assert papers["2611.00002"].abstract == "C1 text"
+    assert "Warning: topic 'Robots': left out" in result.output
+    assert "not an arXiv identifier: 'notanidv1'" in result.output
+    assert result.exit_code == 0  # the topic was fetched; one entry was not a paper
+
+
+def test_a_paper_the_database_refuses_is_reported_and_the_others_kept(cli, settings):
+    add_topic(cli, "Robots")
+    broken = replace(paper(2), published=None)  # NOT NULL on both databases
+
+    saved = jobs.save_fetched(settings, topic_id(settings, "Robots"), [paper(1), broken, paper(3)])
+
+    assert (saved.new_papers, saved.new_links) == (2, 2)
+    (reason,) = saved.rejected
+    assert reason.startswith("2611.00002: not stored: ") and "INSERT" not in reason
+    assert sorted(stored_papers(settings)) == ["2611.00001", "2611.00003"]
+
+
+def test_an_unexpected_failure_on_one_topic_stops_no_other(cli, arxiv, settings):
+    # A topic whose query arXiv answers with a feed the parser cannot read as a paper list.
+    arxiv.route(Reply(body=feed(ROBOTS)), search_query=add_topic(cli, "Robots"))
+    arxiv.route(
+        Reply(body=feed([Entry("2611.00009", "Odd date", published="not a date")])),
+        search_query=add_topic(cli, "Odd"),
+    )
+
+    result = cli("fetch", ok=False)
+
+    assert result.exit_code == 1
+    assert {name for name, _ in stored_links(settings)} == {"Robots"}
+    (line,) = error_lines(result.output)
+    assert line.startswith("Error: topic 'Odd': ")
 
 
 # --------------------------------------------------------------------------- twice, and newer

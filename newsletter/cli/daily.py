@@ -70,6 +70,9 @@ def _print_fetch(report: jobs.FetchReport) -> None:
             entry.error or "",
         )
     console.print(table)
+    for entry in report.topics:
+        for reason in entry.skipped:
+            err_console.print(f"Warning: topic {entry.topic!r}: left out {reason}")
     for error in report.errors:
         err_console.print(f"Error: {error}")
 
