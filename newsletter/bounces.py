@@ -4,15 +4,18 @@ A DSN is a `multipart/report; report-type=delivery-status` message whose
 `message/delivery-status` part holds one block of fields per recipient (Final-Recipient,
 Action, Status, Diagnostic-Code), usually followed by the returned message or its headers
 (`message/rfc822`, `text/rfc822-headers`), whose Message-ID says which message failed.
-Reading them needs nothing but the standard library.
+Reading them needs nothing but the standard library and `mailboxes`' bounded walk of parts.
 """
 
 from __future__ import annotations
 
-import email
 import re
 from dataclasses import dataclass
+from email import policy
 from email.message import Message
+from email.parser import HeaderParser
+
+from newsletter.mailboxes import parts_of
 
 STATUS = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
 HARD_FAILURES_BEFORE_BOUNCED = 3
@@ -55,12 +58,12 @@ def bounces_in(message: Message, source: str = "") -> list[Bounce]:
     """The per-recipient outcomes of one DSN; [] when the message is not a DSN."""
     found = []
     returned = returned_message_id(message)
-    for part in message.walk():
+    for part in parts_of(message):
         if part.get_content_type() != "message/delivery-status":
             continue
         blocks = part.get_payload()
         if isinstance(blocks, str):  # some agents send the fields as one text block
-            blocks = [email.message_from_string(b) for b in re.split(r"\r?\n\r?\n", blocks)]
+            blocks = [_headers(block) for block in re.split(r"\r?\n\r?\n", blocks)]
         for block in blocks[1:]:  # the first block describes the message, not a recipient
             bounce = _bounce_from_fields(block, source, returned)
             if bounce is not None:
@@ -70,12 +73,12 @@ def bounces_in(message: Message, source: str = "") -> list[Bounce]:
 
 def returned_message_id(message: Message) -> str:
     """The Message-ID of the message a DSN returns (whole, or its headers alone); "" if none."""
-    for part in message.walk():
+    for part in parts_of(message):
         kind = part.get_content_type()
         if kind == "message/rfc822" and isinstance(part.get_payload(), list):
             headers = part.get_payload()[0]
         elif kind in ("text/rfc822-headers", "message/rfc822-headers"):
-            headers = email.message_from_string(str(part.get_payload()))
+            headers = _headers(str(part.get_payload()))
         else:
             continue
         found = "".join(_field(headers, "Message-ID").split())
@@ -98,6 +101,12 @@ def _bounce_from_fields(block: Message, source: str, message_id: str = "") -> Bo
         source=source,
         message_id=message_id,
     )
+
+
+def _headers(text: str) -> Message:
+    # Headers only: whatever follows them stays text, never parsed into parts, so a report
+    # cannot smuggle a message nested past the mailbox's limits inside a block of fields.
+    return HeaderParser(policy=policy.compat32).parsestr(text)
 
 
 def _field(block: Message, name: str) -> str:

@@ -5,6 +5,8 @@ and unsubscribe requests (List-Unsubscribe's mailto:).
 set, the worker every NEWSLETTER_INBOX_INTERVAL minutes read a mailbox through `read_inbox`.
 Each message acted on is remembered by its Message-ID (`ReceivedMail`), so reading the same
 mailbox again acts on nothing twice: a bounce report counts once however often it is read.
+A message that cannot be read (too big, nested too deep, broken: see `mailboxes`) holds up no
+other; every read lists it, and the worker logs it once.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from newsletter import store
 from newsletter.bounces import bounces_in
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.mailboxes import message_key, read_messages
+from newsletter.mailboxes import PARSER_FAILURES, Received, read_messages, why_unreadable
 from newsletter.unsubscribe_mail import apply_request, request_in
 
 BOUNCES = "bounce"
@@ -34,9 +36,13 @@ class InboxReport:
     read_before: int = 0
     """Messages skipped because an earlier read acted on them."""
     unreadable: int = 0
-    """Messages that could not be made sense of (reported once, then skipped)."""
+    """Messages that could not be made sense of (too big, too deep, too broken): none of
+    them holds up the others, and each is listed at every read."""
     lines: list[str] = field(default_factory=list)
-    """A line for each subscriber a bounce marked or counted and each request not acted on."""
+    """What is new at this read: a line for each subscriber a bounce marked or counted, each
+    request not acted on, and each unreadable message no earlier read listed."""
+    still_unreadable: list[str] = field(default_factory=list)
+    """A line for each unreadable message an earlier read listed already."""
 
     def add(self, other: InboxReport) -> None:
         self.bounces.update(other.bounces)
@@ -44,6 +50,7 @@ class InboxReport:
         self.read_before += other.read_before
         self.unreadable += other.unreadable
         self.lines.extend(other.lines)
+        self.still_unreadable.extend(other.still_unreadable)
 
     @property
     def acted_on(self) -> int:
@@ -74,41 +81,51 @@ def read_inbox(
     settings: Settings, path: Path, kinds: Collection[str] = (BOUNCES, UNSUBSCRIBES)
 ) -> InboxReport:
     """Act on the bounce reports and/or unsubscribe requests (`kinds`) of a mailbox (an mbox,
-    a Maildir or one .eml file) not acted on before; other messages are skipped."""
+    a Maildir or one .eml file) not acted on before; other messages are skipped, and those
+    that cannot be read are listed."""
     report = InboxReport()
     secret = settings.secret()
     with session_scope(settings) as session:
-        for source, message in read_messages(path):
+        for received in read_messages(path):
             part = InboxReport()
-            try:
-                with session.begin_nested():  # one message's work stands or falls alone
-                    _act_on(session, secret, source, message, kinds, part)
-            except _UNREADABLE as error:
-                # A message we cannot make sense of must not hold up the others, nor come
-                # back at every read: it is reported once and remembered.
-                key = message_key(message)
-                if store.mail_was_read(session, key):
-                    part = InboxReport(read_before=1)
-                else:
-                    part = InboxReport(unreadable=1)
-                    why = f"{type(error).__name__}: {error}"
-                    part.lines.append(_shown(f"unreadable  {source}  ({why})"))
-                    store.remember_mail(session, key, "unreadable")
+            problem = received.problem
+            if received.message is not None:
+                try:
+                    with session.begin_nested():  # one message's work stands or falls alone
+                        _act_on(session, secret, received, kinds, part)
+                except PARSER_FAILURES as error:
+                    part, problem = InboxReport(), why_unreadable(error)
+            if problem:
+                part = _unreadable(session, received.source, received.key, problem)
             report.add(part)
     return report
 
 
-_UNREADABLE = (AttributeError, IndexError, LookupError, TypeError, UnicodeError, ValueError)
-"""What a malformed message makes the standard library's parsers raise."""
+def _unreadable(session, source: str, key: str, problem: str) -> InboxReport:
+    # A message we cannot make sense of must not hold up the others. It is listed at every
+    # read (it is still there, acted on by nobody), but remembered, so that what is new at a
+    # read (`lines`, which the worker logs every few minutes) names it only the first time.
+    report = InboxReport(unreadable=1)
+    line = _shown(f"unreadable  {source}  ({problem})")
+    listed = ("unreadable " + key)[:255]  # never the key itself: readable later, it counts
+    if store.mail_was_read(session, listed):
+        report.still_unreadable.append(line)
+    else:
+        store.remember_mail(session, listed, "unreadable")
+        report.lines.append(line)
+    return report
 
 
-def _act_on(session, secret: str, source: str, message, kinds, report: InboxReport) -> None:
+def _act_on(
+    session, secret: str, received: Received, kinds: Collection[str], report: InboxReport
+) -> None:
+    message, source = received.message, received.source
     # Parsed first, in memory: the database is asked only about the messages that matter.
     bounces = bounces_in(message, source) if BOUNCES in kinds else []
     request = request_in(message, source) if UNSUBSCRIBES in kinds else None
     if not bounces and request is None:
         return
-    key = message_key(message)
+    key = received.key
     if store.mail_was_read(session, key):
         report.read_before += 1
         return

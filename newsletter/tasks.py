@@ -165,9 +165,9 @@ def read_inbox() -> dict:
     if settings.inbox is None or not settings.inbox.exists():
         return {"acted_on": 0, "read_before": 0}
     report = inbox.read_inbox(settings, settings.inbox)
-    for line in report.lines:
+    for line in report.lines:  # what is new: an unreadable message is logged once, not each read
         log.info("inbox: %s", line)
-    if report.acted_on:
+    if report.acted_on or report.lines:
         log.info("inbox %s: %s", settings.inbox, report.summary())
     return {"acted_on": report.acted_on, "read_before": report.read_before}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import parseaddr
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from newsletter import store
 from newsletter.errors import InvalidToken
+from newsletter.mailboxes import UnreadableMessage
 from newsletter.models import SubscriberStatus
 from newsletter.tokens import UNSUBSCRIBE, read_token
 
@@ -42,13 +44,17 @@ class UnsubscribeRequest:
 
 
 def request_in(message: Message, source: str = "") -> UnsubscribeRequest | None:
-    """The unsubscribe request a message is, or None (any other message, a bounce report)."""
+    """The unsubscribe request a message is, or None (any other message, a bounce report);
+    UnreadableMessage when its Subject does not decode."""
     if message.get_content_type() == "multipart/report":
         return None
     try:
         subject = str(make_header(decode_header(message.get("Subject", ""))))
-    except (LookupError, UnicodeError, ValueError):  # a broken encoded-word: not a request
-        return None
+    except (LookupError, MessageError, UnicodeError, ValueError) as error:
+        # A broken encoded-word (an unknown charset, base64 that does not decode) may hide a
+        # request whose token nobody can read: the message is listed for a person to look
+        # at, and the rest of the mailbox read on.
+        raise UnreadableMessage(f"its Subject does not decode: {error}") from error
     match = _REQUEST.fullmatch(subject)
     if match is None:
         return None

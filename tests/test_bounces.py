@@ -205,32 +205,3 @@ def test_a_report_that_cannot_be_read_holds_up_no_other(cli, settings, tmp_path,
     assert "1 bounced, 1 counted" in first
     again = cli("bounces", "import", str(box)).output
     assert "2 read before" in again and "unreadable" not in again
-
-
-def test_a_message_the_parsers_choke_on_is_reported_once_and_skipped(
-    cli, settings, tmp_path, example_topics, monkeypatch
-):
-    from newsletter import inbox
-
-    sent = digests_sent(cli, settings, "ghost@example.net")
-    real = inbox.bounces_in
-
-    def choking(message, source=""):
-        if "choke" in str(message.get("Subject", "")):
-            raise ValueError("no such thing as a delivery-status part like this")
-        return real(message, source)
-
-    monkeypatch.setattr(inbox, "bounces_in", choking)
-    box = write_mbox(
-        tmp_path / "bounces.mbox",
-        bounce_of(sent, "ghost@example.net", "5.1.1", "550 5.1.1 User unknown").replace(
-            "Subject: Undelivered", "Subject: choke Undelivered"
-        ),
-        bounce_of(sent, "ghost@example.net", "5.1.1", "550 5.1.1 User unknown"),
-    )
-    first = cli("bounces", "import", str(box)).output
-    assert "unreadable  bounces.mbox message 1  (ValueError: no such thing" in first
-    assert "1 bounced" in first and "1 unreadable" in first
-    assert status_of(cli, "ghost@example.net") == "bounced"
-    again = cli("bounces", "import", str(box)).output
-    assert "2 read before." in again and "unreadable" not in again

@@ -30,7 +30,8 @@ def import_(path: Mailbox) -> None:
 
 
 def show_inbox_report(report: InboxReport, kinds: tuple[str, ...]) -> None:
-    """What a read of the mailbox did: a line per subscriber concerned, then the counts."""
-    for line in report.lines:
+    """What a read of the mailbox did: a line per subscriber concerned and per message that
+    could not be read (at every read: it is still there, acted on by nobody), then the counts."""
+    for line in report.lines + report.still_unreadable:
         console.print(line, markup=False)
     console.print(report.summary(kinds), markup=False)
