@@ -347,6 +347,27 @@ def test_a_damaged_translation_is_retried_alone_then_kept(monkeypatch):
         assert len(server.requests) == 2
 
 
+def test_an_answer_nested_too_deep_to_read_fails_its_texts_not_the_run(monkeypatch):
+    with TranslatorServer("openai") as server:
+        checked = CheckedTranslator(translator_for(monkeypatch, server), batch_size=8)
+        # JSON nested 100,000 levels deep: Python's decoder raises RecursionError on it.
+        hostile = Reply(200, b"[" * 100_000 + b"]" * 100_000)
+        server.queue(hostile, hostile)
+        first, second = checked.translate(
+            [SourceText("a", "We study things."), SourceText("b", "We study more.")], "zh"
+        )
+        assert first.failure is Failure.rejected and "RecursionError" in first.problem
+        assert second.text is not None  # asked alone the second time, answered normally
+        assert checked.halted is None
+
+
+def test_control_characters_in_a_translation_fail_its_check(monkeypatch):
+    with TranslatorServer("deepl", translate=lambda text, code: f"{text}\x00\x1b") as server:
+        checked = CheckedTranslator(translator_for(monkeypatch, server))
+        (outcome,) = checked.translate([SourceText("a", "We study things.")], "de")
+        assert outcome.text is None and "control characters" in outcome.problem
+
+
 def test_a_translation_damaged_twice_falls_back_with_the_reason(monkeypatch):
     def breaks_urls(text: str, code: str) -> str:
         return fake_translation(text, code).replace("[[3]]", "https：//github.com/example/method")

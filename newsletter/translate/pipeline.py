@@ -7,6 +7,7 @@ the run stops asking it: what is left stays untranslated this time.
 from __future__ import annotations
 
 import enum
+import logging
 import re
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,10 @@ from newsletter.translate.base import (
 )
 from newsletter.translate.masking import Masked, MaskMismatch, mask, problems, restore
 
+log = logging.getLogger(__name__)
+
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Emphasis changes nothing a reader of the rendered text sees: translate the words inside it.
 _EMPHASIS = re.compile(r"\\(?:emph|textit|textbf|textsl|underline)\{([^{}$\\]*)\}")
 
@@ -111,6 +115,10 @@ class CheckedTranslator:
         except TranslatorUnavailable as error:
             self.halted = (Failure.unavailable, str(error))
             return [Outcome(item.key, None, Failure.unavailable, str(error)) for item in batch]
+        except Exception as error:  # a provider's answer it could not read: not the run's end
+            log.debug("%s: unreadable answer", type(self.translator).__name__, exc_info=True)
+            reason = f"unreadable answer ({type(error).__name__}: {error})"
+            return [Outcome(item.key, None, Failure.rejected, reason) for item in batch]
         return [
             _checked(item, source, masked_text, answer, target)
             for item, source, masked_text, answer in zip(
@@ -119,13 +127,17 @@ class CheckedTranslator:
         ]
 
 
-def _checked(item: SourceText, source: str, masked: Masked, answer: str, target: str) -> Outcome:
+def _checked(item: SourceText, source: str, masked: Masked, answer: object, target: str) -> Outcome:
     """The restored translation if it passes every check, else what is wrong with it."""
+    if not isinstance(answer, str):
+        return Outcome(item.key, None, Failure.rejected, f"not a text: {type(answer).__name__}")
     try:
         restored = restore(answer, masked)
     except MaskMismatch as error:
         return Outcome(item.key, None, Failure.rejected, str(error))
     issues = problems(source, restored, target, item.names)
+    if _CONTROL.search(restored):  # NUL and the like: nothing a text needs, PostgreSQL refuses NUL
+        issues.append("control characters in the translation")
     if issues:
         return Outcome(item.key, None, Failure.rejected, "; ".join(issues))
     return Outcome(item.key, restored)
