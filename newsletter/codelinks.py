@@ -136,7 +136,10 @@ def strip_trailing(url: str) -> str:
 
 
 def _classify(url: str) -> tuple[int, str] | None:
-    parts = urlsplit(url if "://" in url else "https://" + url)
+    try:
+        parts = urlsplit(url if "://" in url else "https://" + url)
+    except ValueError:  # `http://[::1`: not a URL anyone can open
+        return None
     host = (parts.hostname or "").lower().removeprefix("www.")
     segments = [segment for segment in parts.path.split("/") if segment]
     if not host or "." not in host or any(_on_host(host, ignored) for ignored in _IGNORED_HOSTS):

@@ -236,7 +236,7 @@ class Deliverer:
             try:
                 message = self.message(row)
             except Exception as error:  # one subscriber's message, never the batch
-                log.warning("delivery %d to %s not built: %s", row.delivery_id, row.email, error)
+                log.debug("delivery %d not built", row.delivery_id, exc_info=True)
                 detail = f"not sent: the message could not be built: {error}"
                 unsent.pop(row.delivery_id, None)
                 outcomes.add(SendResult(row.delivery_id, False, True, detail), row)

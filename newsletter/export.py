@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from newsletter import store
 from newsletter.arxiv_api import abs_url_for
 from newsletter.codelinks import link_label
-from newsletter.models import Paper, Topic
+from newsletter.models import Paper, Topic, Translation
 from newsletter.textfmt import http_url, is_http_url, readable_paragraphs, readable_title
 from newsletter.translate.languages import translation_language
 
@@ -100,14 +100,15 @@ def build_export(
                 anchor=github_anchor(topic.name),
                 description=topic.description or "",
                 papers=tuple(
-                    _exported_paper(paper, translations.get(paper.arxiv_id)) for paper in papers
+                    exported_paper(paper, translations.get(paper.arxiv_id)) for paper in papers
                 ),
             )
         )
     return Export(updated=updated, language=language, topics=tuple(exported))
 
 
-def _exported_paper(paper: Paper, translation) -> ExportedPaper:
+def exported_paper(paper: Paper, translation: Translation | None) -> ExportedPaper:
+    """A paper as the export shows it: readable text, only http(s) links."""
     code = [url for url in paper.code_urls if link_label(url) == "Code"] or list(paper.code_urls)
     return ExportedPaper(
         arxiv_id=paper.arxiv_id,

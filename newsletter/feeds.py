@@ -10,8 +10,8 @@ The XML is written by ElementTree, which escapes all text; characters XML 1.0 fo
 from __future__ import annotations
 
 import bisect
-import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,15 +19,13 @@ from sqlalchemy.orm import Session
 
 from newsletter import store
 from newsletter.arxiv_api import abs_url_for
-from newsletter.models import Digest, Topic
-from newsletter.textfmt import http_url, readable_paragraphs, readable_title
+from newsletter.models import Digest, Paper, Topic
+from newsletter.textfmt import http_url, readable_paragraphs, readable_title, xml_safe
 
 ATOM_NAMESPACE = "http://www.w3.org/2005/Atom"
 FEED_ENTRIES = 50
 """Papers per feed: a few days of a busy topic; feed readers keep what they have seen."""
 ATOM_MIMETYPE = "application/atom+xml"
-
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 @dataclass(frozen=True)
@@ -84,20 +82,8 @@ def build_feed(
         for paper, linked in found:
             digest = digests[bisect.bisect_left(ends, linked)]
             archive = f"{base_url}/digests/{digest.issue_date.isoformat()}"
-            entries.append(
-                FeedEntry(
-                    arxiv_id=paper.arxiv_id,
-                    title=readable_title(paper.title),
-                    authors=tuple(paper.authors),
-                    summary="\n\n".join(readable_paragraphs(paper.abstract)),
-                    published=paper.published,
-                    updated=max(paper.updated, paper.published),
-                    abs_url=paper.abs_url,
-                    pdf_url=paper.pdf_url,
-                    archive_url=archive if topic is None else f"{archive}/{topic.slug}",
-                    topics=tuple(topic_names.get(paper.id, ())),
-                )
-            )
+            archive = archive if topic is None else f"{archive}/{topic.slug}"
+            entries.append(feed_entry(paper, archive, topic_names.get(paper.id, ())))
     return Feed(
         id=self_url,
         title=title,
@@ -107,6 +93,22 @@ def build_feed(
         author=site_name,
         updated=_feed_updated(digests, entries),
         entries=tuple(entries),
+    )
+
+
+def feed_entry(paper: Paper, archive_url: str, topics: Iterable[str]) -> FeedEntry:
+    """A paper as a feed shows it: readable text, the digest page that carried it."""
+    return FeedEntry(
+        arxiv_id=paper.arxiv_id,
+        title=readable_title(paper.title),
+        authors=tuple(paper.authors),
+        summary="\n\n".join(readable_paragraphs(paper.abstract)),
+        published=paper.published,
+        updated=max(paper.updated, paper.published),
+        abs_url=paper.abs_url,
+        pdf_url=paper.pdf_url,
+        archive_url=archive_url,
+        topics=tuple(topics),
     )
 
 
@@ -185,5 +187,5 @@ def _link(
 
 
 def _clean(text: str) -> str:
-    return _NOT_XML.sub("", text)
+    return xml_safe(text)
 

@@ -44,6 +44,7 @@ from newsletter.textfmt import (
     readable_paragraphs,
     readable_title,
     shorten,
+    xml_safe,
 )
 
 UNSUBSCRIBE_PLACEHOLDER = "__NEWSLETTER_UNSUBSCRIBE_URL__"
@@ -537,6 +538,7 @@ def environment() -> jinja2.Environment:
             default=True,
         ),
         undefined=jinja2.StrictUndefined,
+        finalize=_xml_safe_output,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
@@ -555,6 +557,17 @@ def environment() -> jinja2.Environment:
         wrap=_wrap,
     )
     return env
+
+
+def _xml_safe_output(value: object) -> object:
+    """Every value a template prints, without the characters XML forbids: one NUL or ESC in a
+    paper's text made MJML refuse the whole email."""
+    if not isinstance(value, str):
+        return value
+    cleaned = xml_safe(value)
+    if len(cleaned) == len(value):
+        return value
+    return Markup(cleaned) if isinstance(value, Markup) else cleaned  # noqa: S704 (was Markup)
 
 
 def _cached(function):

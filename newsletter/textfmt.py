@@ -74,6 +74,8 @@ _LINK_OR_COMMAND = re.compile(f"{_HREF}|{_URL_MACRO}|{_COMMAND.pattern}", re.VER
 # Characters authors escape inside a URL that are plain in one (`\_`, `\%`, `\#`, `\&`, `\~`).
 _URL_ESCAPE = re.compile(r"\\([_%#&~])")
 
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
 ELLIPSIS = "…"
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,12 @@ _LOSSY_MACROS = {"cite", "citep", "citet", "ref", "eqref", "label", "footnote", 
 
 class _Unconvertible(Exception):
     """A LaTeX piece that pylatexenc cannot turn into text without losing something."""
+
+
+def xml_safe(text: str) -> str:
+    """`text` without the characters XML 1.0 forbids (NUL, most C0 controls, U+FFFE, U+FFFF):
+    no page, feed or MJML document may carry them (MJML refuses the whole email)."""
+    return _NOT_XML.sub("", text)
 
 
 def collapse_whitespace(text: str) -> str:
@@ -235,7 +243,7 @@ def _convert_piece(source: str, *, math: bool = False) -> str:
         return source
     except Exception:  # noqa: BLE001  pylatexenc's IndexError, KeyError, RecursionError on odd input
         return source
-    if not converted.strip() and any(char.isalnum() for char in source):
+    if not converted.strip() and source.strip("$ "):  # `$\\$` would vanish from a title
         return source
     if math:
         converted = _SPACED_SYMBOLS.sub(r" \1 ", converted)
