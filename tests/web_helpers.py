@@ -1,22 +1,31 @@
 """Helpers the web tests share: forms with their CSRF token, the database's view of a
-subscriber, and the links in the mail that reached the local SMTP server."""
+subscriber, the links in the mail that reached the local SMTP server, and the app under a real
+server (gunicorn as the Procfile runs it, or `newsletter serve`) in a process of its own."""
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from email.message import EmailMessage
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from newsletter import store, tokens
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from tests.conftest import set_env
+from tests.conftest import REPO, set_env
 from tests.smtp_server import LocalSMTPServer
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -108,3 +117,62 @@ def confirm_path(message: EmailMessage) -> str:
 
 def mail_to(server: LocalSMTPServer, email: str) -> list[EmailMessage]:
     return [message for message in server.messages if message["To"] == email]
+
+
+# ---------------------------------------------------------------- a real server, its own process
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def procfile_web(port: int) -> list[str]:
+    """The Procfile's `web` command, listening on 127.0.0.1:`port` rather than every address."""
+    line = (REPO / "Procfile").read_text().split("web:", 1)[1].splitlines()[0]
+    bind = "0.0.0.0:${PORT:-8000}"
+    assert bind in line, f"the Procfile's web command no longer binds {bind}: {line}"
+    command = shlex.split(line.replace(bind, f"127.0.0.1:{port}"))
+    assert command[0] == "gunicorn", command
+    return [sys.executable, "-m", "gunicorn", *command[1:]]
+
+
+def newsletter_serve(port: int) -> list[str]:
+    """`newsletter serve`, as a user types it."""
+    entry = "from newsletter.cli import main; main()"
+    return [sys.executable, "-c", entry, "serve", "--host", "127.0.0.1", "--port", str(port)]
+
+
+SERVERS = {"gunicorn": procfile_web, "newsletter serve": newsletter_serve}
+
+
+@contextmanager
+def running(server: str, log: Path) -> Iterator[int]:
+    """The app under `server` (a name in SERVERS) with this test's settings (its environment);
+    yields the port once the server answers. Its output goes to `log`."""
+    port = free_port()
+    # This working tree's code, not a copy installed into the environment.
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            SERVERS[server](port), env=environment, stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, f"{server} stopped:\n{log.read_text()}"
+            try:
+                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except (requests.ConnectionError, requests.Timeout):  # not up, or still booting
+                assert time.monotonic() < deadline, f"{server} never answered:\n{log.read_text()}"
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable, Iterable
 
 from flask import Flask, Response, request, send_from_directory
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import OperationalError
+from werkzeug.serving import WSGIRequestHandler
 
 from newsletter.config import Settings, get_settings
+from newsletter.db import lock_timeout
 from newsletter.render import static_dir
-from newsletter.web import admin, archive, feeds, preferences, subscribe, unsubscribe
+from newsletter.web import admin, archive, feeds, limits, preferences, subscribe, unsubscribe
 from newsletter.web.common import (
+    HSTS,
     PRIVATE_BLUEPRINTS,
     PRIVATE_ENDPOINTS,
     SECURITY_HEADERS,
@@ -35,17 +40,50 @@ BLUEPRINTS = (
 )
 
 
+class UnversionedRequestHandler(WSGIRequestHandler):
+    """Werkzeug's request handler without the versions it names in every answer's Server
+    header (`Werkzeug/3.1.9 Python/3.11.7`), which tell a scanner which known flaws to try.
+    gunicorn says only `gunicorn` since 20.1."""
+
+    def version_string(self) -> str:
+        return "Werkzeug"
+
+
+class WebApp(Flask):
+    """Flask, with the database wait and the server header of this app."""
+
+    def wsgi_app(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        limits.bound_chunked_body(environ)
+        # Every request's units of work wait a short while for a locked database (see
+        # `limits.LOCK_WAIT`); the worker and the CLI, in their own processes, wait longer.
+        with lock_timeout(limits.LOCK_WAIT):
+            return super().wsgi_app(environ, start_response)
+
+    def run(self, *args, **options) -> None:
+        # `newsletter serve` runs Werkzeug's server through here.
+        options.setdefault("request_handler", UnversionedRequestHandler)
+        super().run(*args, **options)
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
-    app = Flask(__name__, static_folder=None)
+    app = WebApp(__name__, static_folder=None)
+    https = settings.base_url.startswith("https://")
     # A key of its own for cookies, derived from the signing secret, never the secret itself.
     app.secret_key = hmac.new(settings.secret().encode(), b"flask-session", hashlib.sha256).digest()
     app.config.update(
         {SETTINGS_KEY: settings},
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
+        SESSION_COOKIE_SECURE=https,
         WTF_CSRF_TIME_LIMIT=None,
+        MAX_CONTENT_LENGTH=limits.MAX_BODY,
     )
+    # Before CSRF's own check, which reads the form: a request too large, or with a NUL in it,
+    # is refused before anything else looks at it.
+    app.before_request(limits.refuse_oversized_body)
+    app.before_request(limits.refuse_nul)
+    app.register_error_handler(413, limits.too_large)
+    app.register_error_handler(OperationalError, limits.database_busy)
     csrf.init_app(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
@@ -57,6 +95,10 @@ def create_app(settings: Settings | None = None) -> Flask:
             response.headers.setdefault(name, value)
         if request.blueprint in PRIVATE_BLUEPRINTS or request.endpoint in PRIVATE_ENDPOINTS:
             response.headers["Cache-Control"] = "no-store"
+        if https:
+            # Decided by the configured address, not the request: behind the TLS proxy every
+            # request arrives as plain http. Over http a browser would ignore it anyway.
+            response.headers["Strict-Transport-Security"] = HSTS
         return response
 
     @app.errorhandler(CSRFError)

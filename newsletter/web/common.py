@@ -23,6 +23,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 
+HSTS = "max-age=31536000; includeSubDomains"
+"""Sent when NEWSLETTER_BASE_URL is https: browsers then use https only, for a year."""
+
 PRIVATE_BLUEPRINTS = {"unsubscribe", "subscribe", "preferences", "admin"}
 """Pages that are one person's, or carry a CSRF token: no shared cache may keep them."""
 PRIVATE_ENDPOINTS = {"archive.personal_digest"}
