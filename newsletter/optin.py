@@ -19,7 +19,7 @@ from newsletter import store
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.errors import InvalidToken, NewsletterError
-from newsletter.mail import Outgoing, compose, transport_from_settings
+from newsletter.mail import Outgoing, SendResult, compose, transport_from_settings
 from newsletter.models import Subscriber, Topic, utcnow
 from newsletter.render import inline_css, mjml_to_html, render_page
 from newsletter.subscribers import LANGUAGE_CHOICES
@@ -67,14 +67,15 @@ class Confirmation:
 # ---------------------------------------------------------------- asking
 
 
-SENT, HELD_BACK, FAILED = "sent", "held back", "failed"
+SENT, HELD_BACK, FAILED, REFUSED = "sent", "held back", "failed", "refused"
 
 
 def request(
     settings: Settings, email: str, topic_ids: list[int], language: str, now: datetime | None = None
 ) -> str:
     """Handle a request to subscribe `email`: `SENT`, `HELD_BACK` (one was sent within the
-    window) or `FAILED` (the mail server could not take it; the next request may try again).
+    window), `FAILED` (the mail server could not take it now; the next request may try again)
+    or `REFUSED` (it never will: the relay refused the address for good, or cannot carry it).
 
     `email` is normalised and `topic_ids` are known ids (the caller checked both).
     """
@@ -98,15 +99,17 @@ def request(
         message = confirmation_message(settings, subscriber.email, confirmation, topics)
         subscriber_id = subscriber.id
     # Sent outside the unit of work: no database lock is held while the mail server answers.
-    ok, detail = _send(settings, message)
+    result = _send(settings, message)
     with session_scope(settings) as session:
         subscriber = store.subscriber_by_id(session, subscriber_id)
-        if subscriber is not None and ok:
-            store.log_event(session, subscriber, "confirmation sent", "web", detail)
+        if subscriber is not None and result.ok:
+            store.log_event(session, subscriber, "confirmation sent", "web", result.detail)
         elif subscriber is not None:
             store.release_confirmation(session, subscriber, sent_at)
-            store.log_event(session, subscriber, "confirmation failed", "web", detail)
-    return SENT if ok else FAILED
+            store.log_event(session, subscriber, "confirmation failed", "web", result.detail)
+    if result.ok:
+        return SENT
+    return REFUSED if result.permanent else FAILED
 
 
 def confirmation_message(
@@ -135,21 +138,25 @@ def confirmation_message(
     )
 
 
-def _send(settings: Settings, message: EmailMessage) -> tuple[bool, str]:
-    """Deliver one message now, through the configured SMTP relay or the outbox."""
+def _send(settings: Settings, message: EmailMessage) -> SendResult:
+    """Deliver one message now, through the configured SMTP relay or the outbox; whatever
+    goes wrong is a failed result (so the caller always releases what it claimed)."""
     transport = None
     try:
         transport = transport_from_settings(settings)
         result = next(iter(transport.send([Outgoing.of(0, message)])))
     except (NewsletterError, OSError) as error:
         log.warning("confirmation to %s not sent: %s", message["To"], error)
-        return False, str(error)[:500]
+        return SendResult(0, ok=False, permanent=False, detail=str(error)[:500])
+    except Exception as error:  # a bug of ours must not keep the address's window claimed
+        log.exception("confirmation to %s not sent", message["To"])
+        return SendResult(0, ok=False, permanent=False, detail=f"{type(error).__name__}: {error}")
     finally:
         if transport is not None:
             transport.close()
     if not result.ok:
         log.warning("confirmation to %s refused: %s", message["To"], result.detail)
-    return result.ok, result.detail
+    return result
 
 
 def _duration(seconds: float) -> str:

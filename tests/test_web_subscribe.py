@@ -15,6 +15,7 @@ from newsletter.config import get_settings
 from newsletter.models import utcnow
 from newsletter.web import create_app
 from tests.conftest import set_env
+from tests.smtp_server import LocalSMTPServer
 from tests.test_digest import DAY1, paper, store_papers, subscribe
 from tests.web_helpers import (
     FORM,
@@ -326,6 +327,31 @@ def test_a_mail_server_that_is_down_is_said_and_the_next_request_sends(
         client = create_app(get_settings()).test_client()
         assert subscribe_form(client, ADA, "slam").status_code == 200
         assert len(server.messages) == 1
+
+
+@pytest.mark.parametrize("offers_smtputf8", [True, False])
+def test_international_addresses_get_a_confirmation_or_a_clear_form_error(
+    settings, monkeypatch, cli, example_topics, offers_smtputf8
+):
+    with LocalSMTPServer(smtputf8=offers_smtputf8) as server:
+        set_env(monkeypatch, SMTP_URL=server.url)
+        client = create_app(get_settings()).test_client()
+        # An internationalised domain travels in IDNA: every relay takes it.
+        assert subscribe_form(client, "user@bücher.example", "slam").status_code == 200
+        for address in ("用户@例子.广告", "ｆｕｌｌ@example.org"):
+            for _attempt in range(2):  # a refusal keeps no window: asking again says it again
+                answer = subscribe_form(client, address, "slam")
+                if offers_smtputf8:
+                    assert answer.status_code == 200
+                    break
+                html = answer.get_data(as_text=True)
+                assert answer.status_code == 400
+                assert "cannot deliver to this address" in html and 'role="alert"' in html
+        recipients = sorted(message.rcpt_tos[0] for message in server.messages)
+    expected = ["user@xn--bcher-kva.example"]
+    if offers_smtputf8:
+        expected += ["ｆｕｌｌ@example.org", "用户@xn--fsqu00a.xn--4rr70v"]
+    assert recipients == sorted(expected)
 
 
 def test_without_smtp_the_confirmation_goes_to_the_outbox(settings, cli, example_topics):

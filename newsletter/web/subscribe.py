@@ -55,6 +55,13 @@ def subscribe():
     if form.errors:
         return _form_page(form, 400)
     outcome = optin.request(settings(), form.email, [topic.id for topic in topics], form.language)
+    if outcome == optin.REFUSED:
+        # The relay will never take this address (it refused it for good, or the address
+        # needs SMTPUTF8 and the relay has none): say so at the field, as for a typo.
+        form.errors["email"] = (
+            "Our mail server cannot deliver to this address. Check it, or use another one."
+        )
+        return _form_page(form, 400)
     if outcome == optin.FAILED:
         return message(
             "Please try again later",
