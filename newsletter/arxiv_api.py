@@ -117,8 +117,9 @@ _CATEGORY = re.compile(r"[A-Za-z-]+(\.[A-Za-z-]+|\.\*)?")
 def _field_terms(phrases: Sequence[str]) -> str:
     terms = []
     for phrase in phrases:
-        # arXiv has no way to escape a double quote inside a phrase: drop it.
-        text = " ".join(phrase.replace('"', " ").split())
+        # arXiv has no way to escape a double quote inside a phrase: drop it; and a backslash,
+        # which could escape the closing quote (topics.TopicSpec drops both before storing).
+        text = " ".join(phrase.replace('"', " ").replace("\\", " ").split())
         if not text:
             continue
         if not _BARE_TERM.fullmatch(text) or text.upper() in _OPERATORS:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from sqlalchemy import and_, case, delete, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from newsletter.bounces import Bounce, classify
@@ -29,7 +29,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.subscribers import SubscriberSpec, email_key
-from newsletter.topics import TopicSpec, slugify
+from newsletter.topics import TopicSpec, slugify, topic_key
 
 # ---------------------------------------------------------------- topics
 
@@ -39,8 +39,8 @@ def list_topics(session: Session) -> list[Topic]:
 
 
 def get_topic(session: Session, name: str) -> Topic:
-    """The topic of that name (any case); the error lists the names that exist."""
-    topic = session.scalar(select(Topic).where(Topic.name_key == name.strip().casefold()))
+    """The topic of that name (any case or spacing); the error lists the names that exist."""
+    topic = session.scalar(select(Topic).where(Topic.name_key == topic_key(name)))
     if topic is None:
         raise UnknownTopic(f"unknown topic {name!r}; known topics: {known_topics_text(session)}")
     return topic
@@ -52,14 +52,16 @@ def known_topics_text(session: Session) -> str:
 
 
 def get_topics(session: Session, names: Iterable[str]) -> list[Topic]:
-    return [get_topic(session, name) for name in names]
+    """The named topics, each once (`MLLM` and `mllm` are one), in the order first named."""
+    topics = {topic.id: topic for topic in (get_topic(session, name) for name in names)}
+    return list(topics.values())
 
 
 def add_topic(session: Session, spec: TopicSpec) -> Topic:
-    if session.scalar(select(Topic.id).where(Topic.name_key == spec.name.casefold())):
+    if session.scalar(select(Topic.id).where(Topic.name_key == topic_key(spec.name))):
         raise InvalidInput(f"topic {spec.name!r} exists already (change it with `topics edit`)")
     position = (session.scalar(select(func.max(Topic.position))) or 0) + 1
-    topic = Topic(name=spec.name, name_key=spec.name.casefold(), position=position)
+    topic = Topic(name=spec.name, name_key=topic_key(spec.name), position=position)
     topic.slug = _free_slug(session, slugify(spec.name))
     apply_topic_spec(topic, spec)
     session.add(topic)
@@ -90,20 +92,9 @@ def apply_topic_spec(topic: Topic, spec: TopicSpec) -> bool:
     return changed
 
 
-def spec_of(topic: Topic) -> TopicSpec:
-    return TopicSpec(
-        name=topic.name,
-        description=topic.description,
-        keywords=tuple(topic.keywords),
-        categories=tuple(topic.categories),
-        excludes=tuple(topic.excludes),
-        raw_query=topic.raw_query,
-    )
-
-
 def upsert_topic(session: Session, spec: TopicSpec) -> str:
     """Add the topic or bring it in line with the spec: "added", "updated" or "unchanged"."""
-    existing = session.scalar(select(Topic).where(Topic.name_key == spec.name.casefold()))
+    existing = session.scalar(select(Topic).where(Topic.name_key == topic_key(spec.name)))
     if existing is None:
         add_topic(session, spec)
         return "added"
@@ -503,7 +494,9 @@ def pause_subscriber(
 
 
 def resubscribe(session: Session, subscriber: Subscriber, source: str) -> bool:
-    """An address that left (or bounced) comes back, by its owner's act; logged."""
+    """An address that left (or bounced) comes back, by its owner's act (the preferences page)
+    or an operator's (`subscribers edit --resubscribe`); logged. Its old hard failures no
+    longer count: one more must not bounce it again."""
     subscriber.bounce_count = 0
     subscriber.paused_until = None
     return set_status(session, subscriber, SubscriberStatus.active, source, "came back")
@@ -568,6 +561,23 @@ def deliveries_of(session: Session, digest_id: int) -> list[Delivery]:
             select(Delivery).where(Delivery.digest_id == digest_id).order_by(Delivery.id)
         )
     )
+
+
+Written = TypeVar("Written")
+
+
+def in_savepoint(session: Session, write: Callable[[], Written]) -> Written:
+    """`write()` in a savepoint of its own: when the database refuses it (any SQLAlchemyError,
+    a constraint, a NUL PostgreSQL will not store), only its writes are undone, the session
+    goes on, and InvalidInput says why. So one bad record of an import never stops the rest,
+    and what is kept is the same on SQLite and PostgreSQL."""
+    try:
+        with session.begin_nested():
+            return write()
+    except SQLAlchemyError as error:
+        cause = error.orig if isinstance(error, DBAPIError) else error
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise InvalidInput(f"the database refused it: {reason}") from error
 
 
 def import_subscriber(session: Session, spec: SubscriberSpec, *, update_existing: bool) -> str:

@@ -11,8 +11,14 @@ from email_validator import EmailNotValidError, validate_email
 
 from newsletter.errors import InvalidInput
 from newsletter.models import MailFormat
+from newsletter.topics import topic_key
+from newsletter.userinput import one_line, without_control_characters
 
 CSV_COLUMNS = ("email", "name", "topics", "language", "format")
+MAX_NAME = 200
+"""What the name's column holds (PostgreSQL refuses longer; SQLite would keep it)."""
+MAX_LANGUAGE = 35
+"""What the language's column holds: a valid BCP-47 tag can be longer, with extensions."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,34 @@ class SubscriberSpec:
     format: MailFormat | None = None
     """None: HTML for a new subscriber, and a known one keeps theirs (a CSV without the column
     must not undo what readers chose on their preferences page)."""
+
+    def __post_init__(self) -> None:
+        # Checked here, so the command line and the CSV import refuse the same things before
+        # anything is written (the address and language are checked by their callers).
+        object.__setattr__(self, "topics", topic_names(self.topics))
+        object.__setattr__(self, "name", subscriber_name(self.name))
+        if not self.topics:
+            raise InvalidInput("a subscriber needs at least one topic")
+
+
+def topic_names(names) -> tuple[str, ...]:
+    """Topic names as given, blanks dropped, each topic once: `MLLM;mllm` is one topic, spelled
+    as first written (names match as the store matches them, `topic_key`)."""
+    found: dict[str, str] = {}
+    for name in names:
+        text = one_line(name, f"the topic name {name!r}")
+        if text:
+            found.setdefault(topic_key(text), text)
+    return tuple(found.values())
+
+
+def subscriber_name(name: str) -> str:
+    """How to greet someone, on one line (it goes into the To: header); raises when it holds a
+    control character or is too long to store."""
+    text = one_line(name, "the name")
+    if len(text) > MAX_NAME:
+        raise InvalidInput(f"the name is over {MAX_NAME} characters")
+    return text
 
 
 @dataclass(frozen=True)
@@ -57,7 +91,10 @@ def normalise_language(code: str) -> str:
         raise InvalidInput(
             f"{code!r} is not a language code (use BCP-47, like en, zh, zh-TW, pt-BR)"
         )
-    return langcodes.standardize_tag(text)
+    tag = langcodes.standardize_tag(text)
+    if len(tag) > MAX_LANGUAGE:
+        raise InvalidInput(f"{code!r} is a language code too long to store (over {MAX_LANGUAGE})")
+    return tag
 
 
 LANGUAGE_CHOICES: dict[str, str] = {
@@ -122,10 +159,13 @@ def read_subscriber_csv(
     """Rows of `email,name,topics,language,format` (topics separated by `;`; language and format
     optional), each with its line number.
 
-    A bad row is reported with its line and reason and never stops the good ones. Topic names
-    are checked later, against the database.
+    A bad row is reported with its line and reason and never stops the good ones: every field
+    is checked here (control characters too, in any column); whether the topics exist is
+    checked against the database, before anything is written.
     """
     reader = csv.DictReader(io.StringIO(text))
+    for column in reader.fieldnames or []:
+        without_control_characters(column, "the header row")
     missing = [column for column in ("email", "topics") if column not in (reader.fieldnames or [])]
     if missing:
         raise InvalidInput(
@@ -155,12 +195,14 @@ def read_subscriber_csv(
 def _spec_from_record(record: dict, default_language: str, check: bool) -> SubscriberSpec:
     if None in record:
         raise InvalidInput(f"too many columns (expected {','.join(CSV_COLUMNS)})")
+    for column, value in record.items():
+        if value is not None:
+            without_control_characters(value, f"the {column} column")
     email = normalise_email(record.get("email") or "", check_deliverability=check)
-    topics = tuple(t.strip() for t in (record.get("topics") or "").split(";") if t.strip())
+    topics = topic_names((record.get("topics") or "").split(";"))
     if not topics:
         raise InvalidInput("no topics (separate several with ';')")
     language = normalise_language(record.get("language") or default_language)
     written = (record.get("format") or "").strip()
     mail_format = normalise_format(written) if written else None
-    name = (record.get("name") or "").strip()
-    return SubscriberSpec(email, topics, name, language, mail_format)
+    return SubscriberSpec(email, topics, record.get("name") or "", language, mail_format)

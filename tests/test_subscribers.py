@@ -287,3 +287,174 @@ def test_public_ids_are_unguessable_and_distinct(cli, example_topics, settings):
         ids = [s.public_id for s in store.list_subscribers(session)]
     assert len(set(ids)) == 3
     assert all(len(public_id) >= 22 for public_id in ids)  # 128 random bits, URL-safe
+
+
+# ---------------------------------------------------------------- one bad row never stops the rest
+
+
+def refuse_rows(settings, table: str, column: str, value: str) -> None:
+    """Make the database itself refuse to insert or update a row of `table` whose `column` is
+    `value` (a trigger, on SQLite and PostgreSQL alike): a failure no check can foresee."""
+    from newsletter import db
+
+    engine = db.engine_for(settings.database_url)
+    if engine.dialect.name == "sqlite":
+        statements = [
+            f"CREATE TRIGGER refuse_{table}_{event} BEFORE {event} ON {table}"
+            f" WHEN NEW.{column} = '{value}'"
+            " BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END"
+            for event in ("INSERT", "UPDATE")
+        ]
+    else:
+        statements = [
+            f"CREATE FUNCTION refuse_{table}() RETURNS trigger LANGUAGE plpgsql AS $$"
+            f" BEGIN IF NEW.{column} = '{value}' THEN"
+            " RAISE EXCEPTION 'refused by a test trigger'; END IF; RETURN NEW; END $$",
+            f"CREATE TRIGGER refuse_{table} BEFORE INSERT OR UPDATE ON {table}"
+            f" FOR EACH ROW EXECUTE FUNCTION refuse_{table}()",
+        ]
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.exec_driver_sql(statement)
+
+
+def rejections(output: str, filename: str) -> dict[int, str]:
+    """`{line: reason}` of an import's report."""
+    found = {}
+    for text in output.splitlines():
+        if text.startswith(f"{filename}:") or f"/{filename}:" in text:
+            where, _, reason = text.partition(": rejected: ")
+            found[int(where.rsplit(":", 1)[1])] = reason
+    return found
+
+
+def history(settings, email: str) -> list[tuple[str, str]]:
+    from newsletter import store
+    from newsletter.db import session_scope
+
+    with session_scope(settings) as session:
+        subscriber = store.get_subscriber(session, email)
+        return [(event.kind, event.detail) for event in store.events_of(session, subscriber)]
+
+
+MIXED_CSV = (
+    "email,name,topics,language\n"
+    "ada@example.org,Ada,MLLM,en\n"  # 2
+    "bo@example.org,Bo,MLLM;mllm; MLLM ,en\n"  # 3: one topic, three spellings
+    "cy@example.org,Cy\x00Nul,SLAM,en\n"  # 4: a NUL (SQLite stores it, PostgreSQL refuses)
+    "dee@example.org,Dee,Quantum,en\n"  # 5: no such topic
+    "eve@example.org,Refused,NeRF,en\n"  # 6: the database refuses it
+    "fay@example.org,Fay,visual localization;Visual Localization;SLAM,de\n"  # 7
+    "gus@example.org,\x1b[31mGus,SLAM,en\n"  # 8: a terminal escape sequence
+    'hal@example.org,"Hal\n  Jordan",SFM,en\n'  # 9-10: a line break in a name is a space
+    "ida@example.org,Ida,SLAM\x07,en\n"  # 11: a bell in the topics
+)
+
+
+def test_import_keeps_exactly_the_rows_it_reports(cli, example_topics, settings, tmp_path):
+    refuse_rows(settings, "subscribers", "name", "Refused")
+    path = tmp_path / "people.csv"
+    path.write_text(MIXED_CSV, encoding="utf-8")
+
+    result = cli("subscribers", "import", str(path), ok=False)
+
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    reasons = rejections(result.output, "people.csv")
+    assert sorted(reasons) == [4, 5, 6, 8, 11]
+    assert reasons[4] == "the name column holds a control character (U+0000 at position 3)"
+    assert reasons[5].startswith("unknown topic 'Quantum'")
+    assert reasons[6] == "the database refused it: refused by a test trigger"
+    assert reasons[8] == "the name column holds a control character (U+001B at position 1)"
+    assert reasons[11] == "the topics column holds a control character (U+0007 at position 5)"
+    assert "4 added; 5 rejected." in result.output
+    rows = {p["email"]: p for p in people(cli)}
+    assert sorted(rows) == [f"{who}@example.org" for who in ("ada", "bo", "fay", "hal")]
+    assert rows["bo@example.org"]["topics"] == ["MLLM"]
+    assert rows["fay@example.org"]["topics"] == ["SLAM", "Visual Localization"]
+    assert rows["hal@example.org"]["name"] == "Hal Jordan"
+    assert history(settings, "bo@example.org") == [("subscribed", "MLLM")]
+
+    again = cli("subscribers", "import", str(path), ok=False)
+    assert rejections(again.output, "people.csv") == reasons
+    assert "4 unchanged; 5 rejected." in again.output
+    assert people(cli) == list(rows.values())
+
+
+def test_an_update_the_database_refuses_is_undone_alone(cli, example_topics, settings, tmp_path):
+    path = tmp_path / "people.csv"
+    path.write_text("email,name,topics\nada@example.org,Ada,MLLM\nbo@example.org,Bo,SLAM\n")
+    cli("subscribers", "import", str(path))
+    refuse_rows(settings, "subscribers", "name", "Refused")
+    path.write_text("email,name,topics\nada@example.org,Refused,NeRF\nbo@example.org,Bo,SFM\n")
+
+    result = cli("subscribers", "import", str(path), "--update", ok=False)
+
+    assert rejections(result.output, "people.csv") == {
+        2: "the database refused it: refused by a test trigger"
+    }
+    assert "1 updated; 1 rejected." in result.output
+    rows = {p["email"]: p for p in people(cli)}
+    assert (rows["ada@example.org"]["name"], rows["ada@example.org"]["topics"]) == ("Ada", ["MLLM"])
+    assert rows["bo@example.org"]["topics"] == ["SFM"]
+    assert [kind for kind, _ in history(settings, "ada@example.org")] == ["subscribed"]
+
+
+def test_repeated_topics_on_add_and_edit_are_one(cli, example_topics, settings):
+    added = cli("subscribers", "add", "ada@example.org", "-t", "MLLM", "-t", "mllm", "-t", " MLLM")
+    assert "to MLLM." in added.output
+    cli("subscribers", "edit", "ada@example.org", "--add-topic", "nerf", "--add-topic", "NeRF")
+    assert people(cli)[0]["topics"] == ["MLLM", "NeRF"]
+    assert history(settings, "ada@example.org")[0] == ("subscribed", "MLLM")
+
+
+@pytest.mark.parametrize(
+    "option, value, shown",
+    [
+        ("--name", "Ada\x00", "the name holds a control character (U+0000 at position 4)"),
+        ("--name", "\x1b]0;pwned\x07", "the name holds a control character (U+001B at position 1)"),
+        ("--topic", "SLAM\x00", "the topic name 'SLAM\\x00' holds a control character (U+0000"),
+        ("--name", "A" * 201, "the name is over 200 characters"),
+    ],
+)
+def test_control_characters_are_refused_on_add_and_edit(cli, example_topics, option, value, shown):
+    result = cli("subscribers", "add", "ada@example.org", "-t", "MLLM", option, value, ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"Error: {shown}" in result.output
+    assert people(cli) == []
+
+    cli("subscribers", "add", "ada@example.org", "-t", "MLLM", "--name", "Ada")
+    before = people(cli)
+    edit_option = "--add-topic" if option == "--topic" else option
+    result = cli("subscribers", "edit", "ada@example.org", edit_option, value, ok=False)
+    assert result.exit_code == 1 and f"Error: {shown}" in result.output
+    assert people(cli) == before
+
+
+def test_a_line_break_in_a_name_becomes_a_space(cli, example_topics):
+    cli("subscribers", "add", "ada@example.org", "-t", "MLLM", "--name", " Ada\r\n\tLovelace ")
+    assert people(cli)[0]["name"] == "Ada Lovelace"
+    cli("subscribers", "edit", "ada@example.org", "--name", "Ada\nKing")
+    assert people(cli)[0]["name"] == "Ada King"
+
+
+def test_resubscribe_on_the_command_line_forgets_old_hard_failures(cli, example_topics, settings):
+    from newsletter import store
+    from newsletter.bounces import Bounce
+    from newsletter.db import session_scope
+
+    cli("subscribers", "add", "ada@example.org", "-t", "MLLM")
+    full = Bounce("ada@example.org", "failed", "5.2.2", "mailbox full")
+
+    def bounce() -> tuple[str, str, int]:
+        with session_scope(settings) as session:
+            outcome = store.record_bounce(session, full)
+            subscriber = store.get_subscriber(session, "ada@example.org")
+            return outcome, subscriber.status.value, subscriber.bounce_count
+
+    assert [bounce() for _ in range(3)][-1] == ("bounced", "bounced", 3)
+
+    shown = cli("subscribers", "edit", "ada@example.org", "--resubscribe").output
+    assert "active" in shown
+    # As after the preferences page's "resubscribe": one more failure counts, it does not bounce.
+    assert bounce() == ("counted", "active", 1)
+    assert ("active", "came back") in history(settings, "ada@example.org")

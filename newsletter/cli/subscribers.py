@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +24,8 @@ from newsletter.subscribers import (
     normalise_format,
     normalise_language,
     read_subscriber_csv,
+    subscriber_name,
+    topic_names,
 )
 
 app = typer.Typer(
@@ -51,7 +54,7 @@ def add(
     """
     language = normalise_language(lang or current_settings().default_language)
     chosen_format = normalise_format(mail_format)
-    spec = SubscriberSpec(_address(email), tuple(topic), name.strip(), language, chosen_format)
+    spec = SubscriberSpec(_address(email), tuple(topic), name, language, chosen_format)
     with session() as unit:
         subscriber = store.add_subscriber(unit, spec, source="cli")
         topics = ", ".join(t.name for t in subscriber.topics)
@@ -135,27 +138,31 @@ def edit(
 
     Example: newsletter subscribers edit ada@example.org --add-topic NeRF --remove-topic SLAM
     """
+    # Everything typed is checked before the database is touched: a bad value changes nothing.
     chosen_format = normalise_format(mail_format) if mail_format is not None else None
+    language = normalise_language(lang) if lang is not None else None
+    new_name = subscriber_name(name) if name is not None else None
+    added, removed = topic_names(add_topic or ()), topic_names(remove_topic or ())
     with session() as unit:
         subscriber = store.get_subscriber(unit, email)
         topics = {t.id: t for t in subscriber.topics}
-        for topic in store.get_topics(unit, add_topic or ()):
+        for topic in store.get_topics(unit, added):
             topics[topic.id] = topic
-        for topic in store.get_topics(unit, remove_topic or ()):
+        for topic in store.get_topics(unit, removed):
             topics.pop(topic.id, None)
         if not topics:
             raise InvalidInput(
                 "a subscriber needs at least one topic (or use `subscribers remove`)"
             )
         subscriber.topics = list(topics.values())
-        if lang is not None:
-            subscriber.language = normalise_language(lang)
+        if language is not None:
+            subscriber.language = language
         if chosen_format is not None:
             subscriber.format = chosen_format
-        if name is not None:
-            subscriber.name = name.strip()
+        if new_name is not None:
+            subscriber.name = new_name
         if resubscribe:
-            store.set_status(unit, subscriber, SubscriberStatus.active, "cli", "resubscribed")
+            store.resubscribe(unit, subscriber, "cli")
         row = _row(subscriber)
         topics_text = ", ".join(row["topics"])
         detail = f"{topics_text} ({row['language']}, {row['format']})"
@@ -202,6 +209,9 @@ def import_(
     rejected row is reported with its line number; the good rows are kept.
     Example: newsletter subscribers import subscribers/example.csv
     """
+    # Each row is checked in full (fields, then that its topics exist) before anything is
+    # written, then written in a savepoint of its own: a row the database refuses is undone
+    # alone and reported, so the report and the database agree, on SQLite and PostgreSQL.
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
@@ -214,10 +224,18 @@ def import_(
     )
     outcomes: dict[str, int] = {}
     with session() as unit:
+        checked = []
         for line, spec in rows:
             try:
-                with unit.begin_nested():
-                    outcome = store.import_subscriber(unit, spec, update_existing=update)
+                store.get_topics(unit, spec.topics)  # reads only
+            except InvalidInput as error:
+                rejected.append(RejectedRow(line, str(error), spec.email))
+                continue
+            checked.append((line, spec))
+        for line, spec in checked:
+            try:
+                write = partial(store.import_subscriber, unit, spec, update_existing=update)
+                outcome = store.in_savepoint(unit, write)
             except InvalidInput as error:
                 rejected.append(RejectedRow(line, str(error), spec.email))
                 continue

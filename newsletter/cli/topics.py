@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -10,10 +10,18 @@ import typer
 from rich.table import Table
 
 from newsletter import store
-from newsletter.cli.common import NewsletterGroup, console, print_json, session, settings
+from newsletter.cli.common import (
+    NewsletterGroup,
+    console,
+    err_console,
+    print_json,
+    session,
+    settings,
+)
+from newsletter.errors import InvalidInput
 from newsletter.jobs import arxiv_source, topic_query
 from newsletter.textfmt import readable_title
-from newsletter.topics import TopicSpec, read_topic_file
+from newsletter.topics import RejectedTopic, TopicSpec, read_topics
 
 app = typer.Typer(cls=NewsletterGroup, help="Define topics: what each one matches on arXiv.")
 
@@ -135,14 +143,15 @@ def edit(
     """
     with session() as unit:
         topic = store.get_topic(unit, name)
-        spec = store.spec_of(topic)
-        spec = replace(
-            spec,
-            keywords=_edited(spec.keywords, add_keyword, remove_keyword),
-            categories=_edited(spec.categories, add_category, remove_category),
-            excludes=_edited(spec.excludes, add_exclude, remove_exclude),
-            raw_query=spec.raw_query if query is None else query,
-            description=spec.description if description is None else description,
+        # Built from the stored values with the edits applied, then checked as a whole: a
+        # keyword stored before the checks were stricter can still be removed.
+        spec = TopicSpec(
+            name=topic.name,
+            keywords=_edited(tuple(topic.keywords), add_keyword, remove_keyword),
+            categories=_edited(tuple(topic.categories), add_category, remove_category),
+            excludes=_edited(tuple(topic.excludes), add_exclude, remove_exclude),
+            raw_query=topic.raw_query if query is None else query,
+            description=topic.description if description is None else description,
         )
         store.apply_topic_spec(topic, spec)
         console.print(f"Topic {topic.name} now runs: {topic_query(topic)}")
@@ -178,17 +187,33 @@ def remove(
 def import_(path: Path) -> None:
     """Add or update topics from a .toml or .yaml file.
 
+    Every bad topic is reported with the file, its position and name; the good ones are kept.
     Example: newsletter topics import subscribers/topics.toml
     """
-    specs = read_topic_file(path)
+    # As `subscribers import`: each topic checked in full, then written in a savepoint of its
+    # own, so one the database refuses is undone alone and the report matches the database.
+    specs, rejected = read_topics(path)
+    in_file = len(specs) + len(rejected)
+    outcomes: list[tuple[str, str]] = []
     with session() as unit:
-        outcomes = [(spec.name, store.upsert_topic(unit, spec)) for spec in specs]
+        for where, spec in specs:
+            try:
+                outcome = store.in_savepoint(unit, partial(store.upsert_topic, unit, spec))
+            except InvalidInput as error:
+                rejected.append(RejectedTopic(where, str(error)))
+                continue
+            outcomes.append((spec.name, outcome))
     for name, outcome in outcomes:
         console.print(f"{outcome:>9}  {name}")
+    for topic in rejected:
+        err_console.print(f"{topic.where}: rejected: {topic.reason}")
     counts = {kind: sum(1 for _, o in outcomes if o == kind) for kind in ("added", "updated")}
     console.print(
-        f"{counts['added']} added, {counts['updated']} updated, {len(outcomes)} in the file."
+        f"{counts['added']} added, {counts['updated']} updated, {in_file} in the file;"
+        f" {len(rejected)} rejected."
     )
+    if rejected:
+        raise typer.Exit(code=1)
 
 
 @app.command("test")
