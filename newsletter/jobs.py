@@ -10,9 +10,8 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import TypeVar
-
-from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter import store
 from newsletter.arxiv_api import STOP_AFTER_KNOWN, ArxivSource, FetchedPaper, build_query
@@ -21,7 +20,7 @@ from newsletter.config import Settings, get_settings
 from newsletter.db import session_scope
 from newsletter.delivery import deliver_all, segments_for
 from newsletter.digest import Segment, draft_digest, open_digest
-from newsletter.errors import CodeLinkError, FetchError
+from newsletter.errors import CodeLinkError, FetchError, InvalidInput
 from newsletter.hfpapers import CodeLinkSource, HuggingFacePapers, RateLimited
 from newsletter.mail import Transport, message_id_for, transport_from_settings
 from newsletter.models import DeliveryStatus, utcnow
@@ -153,23 +152,20 @@ def save_fetched(settings: Settings, topic_id: int, papers: list[FetchedPaper]) 
             values["categories"] = list(fetched.categories)
             values["code_urls"] = list(fetched.code_urls)
             try:
-                with session.begin_nested():
-                    paper, created = store.upsert_paper(session, values)
-                    linked = store.link_paper(session, topic_id, paper.id, now)
-                    session.flush()
-            except SQLAlchemyError as error:
-                saved.rejected.append(f"{fetched.arxiv_id}: not stored: {_first_line(error)}")
+                created, linked = store.in_savepoint(
+                    session, partial(_store_one, session, topic_id, values, now)
+                )
+            except InvalidInput as error:
+                saved.rejected.append(f"{fetched.arxiv_id}: not stored: {error}")
                 continue
             saved.new_papers += created
             saved.new_links += linked
     return saved
 
 
-def _first_line(error: Exception) -> str:
-    """A database error's own message, without SQLAlchemy's statement and parameters (which
-    would print a whole abstract)."""
-    original = getattr(error, "orig", None) or error
-    return (str(original).strip().splitlines() or [type(error).__name__])[0][:200]
+def _store_one(session, topic_id: int, values: dict, now: datetime) -> tuple[bool, bool]:
+    paper, created = store.upsert_paper(session, values)
+    return created, store.link_paper(session, topic_id, paper.id, now)
 
 
 # ---------------------------------------------------------------- code links
