@@ -8,7 +8,7 @@ with a redirect to the page (so a reload never posts twice) saying what was done
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from flask import Blueprint, redirect, request
 from flask_wtf.csrf import generate_csrf
@@ -87,7 +87,7 @@ def _apply(session, subscriber: Subscriber, action: str, known: list[Topic]) -> 
         weeks = request.form.get("weeks", "")
         if not weeks.isdigit() or int(weeks) not in PAUSE_WEEKS:
             raise InvalidInput("Choose how many weeks to pause for.")
-        until = _today() + timedelta(weeks=int(weeks))
+        until = settings().today() + timedelta(weeks=int(weeks))
         store.pause_subscriber(session, subscriber, until, "web")
     elif action == "resume":
         store.pause_subscriber(session, subscriber, None, "web")
@@ -128,16 +128,12 @@ def _chosen_format() -> MailFormat | None:
         raise InvalidInput("Choose an email format from the list.") from None
 
 
-def _today():
-    return datetime.now(settings().zone).date()
-
-
 def _context(
     subscriber: Subscriber, known: list[Topic], token: str, errors: dict[str, str]
 ) -> dict[str, object]:
     languages = dict(LANGUAGE_CHOICES)
     languages.setdefault(subscriber.language, subscriber.language)  # set by the operator
-    paused = subscriber.paused_until is not None and subscriber.paused_until > _today()
+    paused = subscriber.paused_until is not None and subscriber.paused_until > settings().today()
     return {
         "token": token,
         "email": subscriber.email,
