@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime, tzinfo
 from typing import Annotated
 
 import typer
@@ -25,11 +25,12 @@ def _language(code: str | None) -> str | None:
     return normalise_language(code) if code is not None else None
 
 
-def _since(text: str | None) -> datetime | None:
+def _since(text: str | None, zone: tzinfo) -> datetime | None:
+    """The start of that day in NEWSLETTER_TIMEZONE, the zone of every other date here."""
     if text is None:
         return None
     try:
-        return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=UTC)
+        return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=zone)
     except ValueError as error:
         raise typer.BadParameter(f"{text!r} is not a date like 2026-11-27") from error
 
@@ -43,7 +44,10 @@ def translate(
     ] = None,
     since: Annotated[
         str | None,
-        typer.Option("--since", help="Only papers first seen on or after this date, YYYY-MM-DD."),
+        typer.Option(
+            "--since",
+            help="Only papers first seen on or after this date (YYYY-MM-DD, NEWSLETTER_TIMEZONE).",
+        ),
     ] = None,
 ) -> None:
     """Translate stored abstracts that have no translation yet in the subscribers' languages.
@@ -56,7 +60,7 @@ def translate(
         return
     settings = ready_settings()
     translator = translations.require_translator(settings)
-    work = translations.pending_for_stored(settings, _language(lang), _since(since))
+    work = translations.pending_for_stored(settings, _language(lang), _since(since, settings.zone))
     if not work:
         console.print("Nothing to translate: every abstract asked for is translated.")
         return
