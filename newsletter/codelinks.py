@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 __all__ = ["find_code_links"]
 
@@ -113,7 +113,9 @@ def _join_wrapped(text: str, url: str, end: int) -> tuple[str, int]:
 def _is_incomplete(url: str) -> bool:
     if re.fullmatch(r"(?i)https?://", url):
         return True
-    parts = urlsplit(url if "://" in url else "https://" + url)
+    parts = _split(url)
+    if parts is None:
+        return False
     host = (parts.hostname or "").removeprefix("www.")
     segments = [segment for segment in parts.path.split("/") if segment]
     if host in ("github.com", "gitlab.com", "huggingface.co"):
@@ -136,9 +138,8 @@ def strip_trailing(url: str) -> str:
 
 
 def _classify(url: str) -> tuple[int, str] | None:
-    try:
-        parts = urlsplit(url if "://" in url else "https://" + url)
-    except ValueError:  # `http://[::1`: not a URL anyone can open
+    parts = _split(url)
+    if parts is None:
         return None
     host = (parts.hostname or "").lower().removeprefix("www.")
     segments = [segment for segment in parts.path.split("/") if segment]
@@ -173,12 +174,24 @@ def _classify(url: str) -> tuple[int, str] | None:
 
 def _is_project_link(url: str, before: str) -> bool:
     """`*.github.io` is always a project page; another site only when the text says so."""
-    if _on_host(urlsplit(url).hostname or "", "github.io"):
+    parts = _split(url)
+    if parts is None:
+        return False
+    if _on_host(parts.hostname or "", "github.io"):
         return True
     # Look back to the start of the sentence, not into the previous one.
     window = before[-_CUE_WINDOW:]
     window = re.split(r"[.!?;]\s", window)[-1]
     return bool(_CUE.search(window))
+
+
+def _split(url: str) -> SplitResult | None:
+    """The URL's parts (https:// assumed when it has no scheme); None for what is not a URL
+    anyone can open (`http://[::1`), which authors' text can hold."""
+    try:
+        return urlsplit(url if "://" in url else "https://" + url)
+    except ValueError:
+        return None
 
 
 def _repo_url(host: str, segments: list[str]) -> str:

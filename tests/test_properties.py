@@ -30,6 +30,7 @@ from lxml import etree
 from markdown_it import MarkdownIt
 
 from newsletter import export, feeds, render
+from newsletter.codelinks import find_code_links
 from newsletter.digest import DigestContent, TopicSection, paper_item
 from newsletter.errors import InvalidInput
 from newsletter.mail import compose, message_bytes, smtp_address
@@ -59,7 +60,8 @@ PIECES = [
     "\\emph{", "\\frac{", "\\'", '\\"', "\\alpha", "\\mathcal{", "\\cite{", "\\\\", "\\(",
     "\\)", "\\[", "\\]", "\\textbf", "\\_", "\\%",
     # links, good and bad
-    "https://x.org/a_b", "http://", "https://", "javascript:alert(1)", "JaVaScRiPt:x",
+    "https://x.org/a_b", "http://[::1", "github.com/", "hf.co/spaces/", "http://", "https://",
+    "javascript:alert(1)", "JaVaScRiPt:x",
     "data:text/html,<b>", "vbscript:x", " https://github.com/a/b ", "www.x.org",
     # HTML, MJML and XML
     "<script>alert(1)</script>", "</mj-text><mj-raw>", "<b>", "<!--", "-->", "]]>", "&amp;",
@@ -182,6 +184,14 @@ def test_readable_text_never_raises(text):
     assert all("\n" not in paragraph for paragraph in readable_paragraphs(text))
     assert isinstance(shorten(text, 40), str)
     assert isinstance(authors_line([text, text, text, text]), str)
+
+
+@examples(600)
+@given(abstract=any_text, comment=st.none() | any_text)
+def test_code_links_are_found_in_any_text_and_are_http(abstract, comment):
+    # Run on every fetched paper's abstract and comment, before anything is stored.
+    for url in find_code_links(abstract, comment):
+        assert scheme_of(url) in {"http", "https"}, url
 
 
 @examples(120)

@@ -1,0 +1,90 @@
+"""One bad record never stops the rest, end to end.
+
+A real arXiv server hands out a poisoned paper (LaTeX the converter chokes on, links to other
+schemes, markup), a real SMTP relay without SMTPUTF8 cannot take one reader's address, and a
+real mbox holds a message nested 1,000 levels deep between two unsubscribe requests. Every
+other reader gets their digest exactly once, `status` names the bad delivery and its reason,
+the inbox read lists the bad message and applies the requests around it, and a rerun of both
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+
+from tests.arxiv_server import ArxivServer, Reply
+from tests.atom import Entry, feed
+from tests.conftest import set_env
+from tests.smtp_server import LocalSMTPServer
+from tests.test_bounces import status_of, write_mbox
+from tests.test_mailboxes import nested
+from tests.test_unsubscribe_mail import mailto_of, request_for
+
+POISONED = Entry(
+    "2611.00666",
+    r"PanGu: \href{https://github.com/a/b}{code}, \verb|x|, $\\$ and <b>bold</b>",
+    abstract=(
+        r"See \href{javascript:alert(1)}{this}, \url{http://[::1}, {unbalanced"
+        r" \begin{weird} $\verb|y|$ <script>alert(1)</script> [l](javascript:x)."
+    ),
+)
+GOOD = Entry("2611.00001", "A good paper about SLAM")
+READERS = ("ada@example.org", "bo@example.org", "cy@example.org")
+UNSENDABLE = "用户@例子.广告"  # needs SMTPUTF8, which this relay does not offer
+
+
+@pytest.fixture
+def world(cli, settings, example_topics, monkeypatch, tmp_path):
+    arxiv_answer = Reply(body=feed([POISONED, GOOD]))
+    with ArxivServer(default=arxiv_answer) as arxiv, LocalSMTPServer() as smtp:
+        set_env(monkeypatch, arxiv_api_url=arxiv.url, smtp_url=smtp.url)
+        for address in (*READERS, UNSENDABLE):
+            cli("subscribers", "add", address, "--topic", "SLAM")
+        yield smtp
+
+
+def received(smtp) -> Counter:
+    return Counter(message.rcpt_tos[0] for message in smtp.messages)
+
+
+def test_a_poisoned_paper_an_unsendable_reader_and_a_hostile_message_stop_nothing(
+    cli, settings, world, tmp_path
+):
+    smtp = world
+    run = cli("run", ok=False)
+
+    assert run.exit_code == 1  # one delivery failed, and says so
+    assert "3 sent, 1 failed" in run.output and "left out" not in run.output
+    assert received(smtp) == Counter(READERS)
+    html = smtp.messages[0].get_body(("html",)).get_content()
+    assert "code (https://github.com/a/b)" in html and r"\verb|x|" in html
+    assert "&lt;b&gt;bold&lt;/b&gt;" in html and "<script" not in html
+    assert not re.search(r'href="(?:javascript|data):', html)
+
+    status = cli("status").output
+    assert UNSENDABLE in status and "SMTPUTF8" in status
+
+    # Bo and Cy ask to leave through the mailto:, with a hostile message between them.
+    by_reader = {message.rcpt_tos[0]: message for message in smtp.messages}
+    requests = [
+        request_for(mailto_of(by_reader[address]), address) for address in READERS[1:]
+    ]
+    box = write_mbox(tmp_path / "inbox.mbox", requests[0], nested(1000), requests[1])
+    read = cli("unsubscribes", "import", str(box))
+    assert "2 unsubscribed" in read.output
+    assert "unreadable  inbox.mbox message 2" in read.output and "nested deeper" in read.output
+    assert [status_of(cli, address) for address in READERS] == [
+        "active",
+        "unsubscribed",
+        "unsubscribed",
+    ]
+
+    # A rerun of both stops at nothing and changes nothing.
+    again = cli("run", ok=False)
+    assert "0 sent" in again.output and received(smtp) == Counter(READERS)
+    assert cli("status").output == status
+    reread = cli("unsubscribes", "import", str(box))
+    assert "0 unsubscribed" in reread.output and "2 read before" in reread.output
