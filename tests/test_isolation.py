@@ -10,11 +10,15 @@ changes nothing.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
+from newsletter.config import get_settings
+from newsletter.web import create_app
 from tests.arxiv_server import ArxivServer, Reply
 from tests.atom import Entry, feed
 from tests.conftest import set_env
@@ -31,6 +35,7 @@ POISONED = Entry(
         r" \begin{weird} $\verb|y|$ <script>alert(1)</script> [l](javascript:x)."
     ),
 )
+POISONED_TITLE = r"PanGu: code (https://github.com/a/b), \verb|x|, $\\$ and <b>bold</b>"
 GOOD = Entry("2611.00001", "A good paper about SLAM")
 READERS = ("ada@example.org", "bo@example.org", "cy@example.org")
 UNSENDABLE = "用户@例子.广告"  # needs SMTPUTF8, which this relay does not offer
@@ -88,3 +93,37 @@ def test_a_poisoned_paper_an_unsendable_reader_and_a_hostile_message_stop_nothin
     assert cli("status").output == status
     reread = cli("unsubscribes", "import", str(box))
     assert "0 unsubscribed" in reread.output and "2 read before" in reread.output
+
+
+def test_every_page_and_export_that_shows_the_poisoned_paper_answers(cli, settings, world):
+    cli("fetch")
+    preview = cli("preview", "--subscriber", READERS[0], "-o", "preview.html")  # before a send
+    assert "preview.html" in preview.output
+    page = Path("preview.html").read_text(encoding="utf-8")
+    assert "code (https://github.com/a/b)" in page
+    cli("run", ok=False)
+    day = settings.today().isoformat()
+    by_reader = {message.rcpt_tos[0]: message for message in world.messages}
+    personal = re.search(
+        r"/digests/[^/]+/for/[^\s\"]+", by_reader[READERS[0]].get_body(("plain",)).get_content()
+    ).group()
+
+    client = create_app(get_settings()).test_client()
+    paths = [
+        "/digests/",
+        f"/digests/{day}",
+        f"/digests/{day}/slam",
+        personal,
+        "/feed.xml",
+        "/topics/slam/feed.xml",
+        f"/admin/preview?email={READERS[0]}",
+    ]
+    for path in paths:
+        answer = client.get(path, environ_base={"REMOTE_ADDR": "127.0.0.1"})
+        assert answer.status_code == 200, path
+        assert "PanGu: code" in answer.get_data(as_text=True) or path == "/digests/", path
+    markdown = cli("export", "markdown", "--topic", "SLAM").output
+    assert "PanGu: code (https://github.com/a/b)" in markdown
+    assert not re.search(r"(?<!\\)\]\((?!https?://|#)", markdown)  # every link http(s)
+    papers = json.loads(cli("export", "json", "--topic", "SLAM").output)["topics"][0]["papers"]
+    assert {paper["title"] for paper in papers} >= {POISONED_TITLE}
