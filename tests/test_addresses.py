@@ -22,6 +22,7 @@ from newsletter.models import SubscriberStatus
 from tests.conftest import set_env
 from tests.smtp_server import LocalSMTPServer
 from tests.test_digest import paper, store_papers, subscribe
+from tests.test_send import statuses
 
 DAY = date(2026, 11, 27)
 
@@ -56,14 +57,6 @@ def international(cli, settings, example_topics):
     return settings
 
 
-def outcomes(settings) -> dict[str, tuple[str, str]]:
-    with session_scope(settings) as session:
-        digest = store.digest_on(session, DAY)
-        return {
-            store.subscriber_by_id(session, d.subscriber_id).email: (d.status.value, d.detail)
-            for d in store.deliveries_of(session, digest.id)
-        }
-
 
 def test_a_server_offering_smtputf8_gets_every_address_the_cli_and_csv_accepted(
     cli, international, monkeypatch
@@ -79,7 +72,7 @@ def test_a_server_offering_smtputf8_gets_every_address_the_cli_and_csv_accepted(
     for rcpt, message in received.items():
         assert str(message["To"]) == rcpt  # the header says the same, in UTF-8 (RFC 6532)
         assert message["Message-ID"] and message.get_body(("plain",)) is not None
-    assert {state for state, _ in outcomes(international).values()} == {"sent"}
+    assert {state for state, _ in statuses(international).values()} == {"sent"}
 
 
 def test_without_smtputf8_only_the_non_ascii_local_parts_fail_and_say_why(
@@ -102,7 +95,7 @@ def test_without_smtputf8_only_the_non_ascii_local_parts_fail_and_say_why(
         again = cli("send", "--date", DAY.isoformat())
         assert "0 sent" in again.output and len(smtp.messages) == 2
 
-    found = outcomes(international)
+    found = statuses(international)
     for address in UTF8_LOCAL_PARTS:
         state, detail = found[address]
         assert state == "failed" and "SMTPUTF8" in detail
@@ -135,5 +128,5 @@ def test_an_address_that_cannot_be_written_fails_alone(cli, international, monke
         result = cli("send", "--date", DAY.isoformat(), ok=False)
         assert "3 sent, 1 failed" in result.output
         assert len(smtp.messages) == 3
-    state, detail = outcomes(international)[broken]
+    state, detail = statuses(international)[broken]
     assert state == "failed" and "could not be built" in detail and "IDNA" in detail

@@ -97,23 +97,39 @@ urls = st.one_of(
 MOMENT = datetime(2026, 11, 26, 17, 30, tzinfo=UTC)
 
 
+def stored_paper(number: int = 1, **fields: object) -> Paper:
+    """A paper as the database holds it; `fields` replace the plain defaults."""
+    arxiv_id = f"2611.{number:05d}"
+    values: dict = {
+        "arxiv_id": arxiv_id,
+        "version": 1,
+        "title": "A paper",
+        "abstract": "We study things.",
+        "authors": ["Ada First"],
+        "categories": ["cs.CV"],
+        "primary_category": "cs.CV",
+        "published": MOMENT,
+        "updated": MOMENT,
+        "comment": None,
+        "journal_ref": None,
+        "doi": None,
+        "abs_url": f"https://arxiv.org/abs/{arxiv_id}",
+        "pdf_url": None,
+        "code_urls": [],
+    }
+    return Paper(**{**values, **fields})
+
+
 @st.composite
 def papers(draw, number: int = 1) -> Paper:
-    """A paper as the database holds it, every text field drawn."""
-    arxiv_id = f"2611.{number:05d}"
-    return Paper(
-        arxiv_id=arxiv_id,
-        version=1,
+    """A paper with every text field drawn."""
+    return stored_paper(
+        number,
         title=draw(any_text),
         abstract=draw(any_text),
         authors=draw(st.lists(any_text, max_size=5)),
-        categories=["cs.CV"],
         primary_category=draw(st.sampled_from(["cs.CV", "<b>x</b>", ""])),
-        published=MOMENT,
-        updated=MOMENT,
         comment=draw(st.none() | any_text),
-        journal_ref=None,
-        doi=None,
         abs_url=draw(urls),
         pdf_url=draw(st.none() | urls),
         code_urls=draw(st.lists(urls, max_size=3)),
@@ -166,6 +182,24 @@ def scheme_of(url: str) -> str:
     return found.group(1).lower() if found else ""
 
 
+def composed(body: render.RenderedBody, to: str) -> bytes:
+    """A subscriber's message composed whole, as the Deliverer does for an address its
+    templates cannot carry (a non-ASCII local part)."""
+    return message_bytes(
+        compose(
+            sender="Digest <digest@example.org>",
+            to=to,
+            subject=body.subject,
+            html=body.html,
+            text=body.text,
+            message_id="<1@example.org>",
+            list_id="Digest <digest.example.org>",
+            unsubscribe_url=LINKS[0],
+            unsubscribe_mailto="mailto:digest@example.org?subject=unsubscribe",
+        )
+    )
+
+
 def mime(data: bytes) -> email.message.EmailMessage:
     message = email.message_from_bytes(data, policy=policy.strict)
     for part in message.walk():
@@ -205,18 +239,7 @@ def test_papers_go_through_the_email_and_the_web_page(items, language):
     assert_links_are_safe(parsed_html(page))
     for scheme in ("javascript:", "data:", "vbscript:"):
         assert f'href="{scheme}' not in body.html.lower()
-    message = compose(
-        sender="Digest <digest@example.org>",
-        to="ada@example.org",
-        subject=body.subject,
-        html=body.html,
-        text=body.text,
-        message_id="<1@example.org>",
-        list_id="Digest <digest.example.org>",
-        unsubscribe_url=LINKS[0],
-        unsubscribe_mailto="mailto:digest@example.org?subject=unsubscribe",
-    )
-    parsed = mime(message_bytes(message))
+    parsed = mime(composed(body, "ada@example.org"))
     sent_html = parsed.get_body(("html",)).get_content().replace("\r\n", "\n")
     assert sent_html.rstrip("\n") == body.html.rstrip("\n")
 
@@ -282,22 +305,9 @@ addresses = st.one_of(
 @lru_cache(maxsize=1)
 def one_digest() -> tuple[render.RenderedBody, MessageTemplate]:
     """A digest's body and its message template, as every subscriber of a segment gets."""
-    item = Paper(
-        arxiv_id="2611.00001",
-        version=1,
+    item = stored_paper(
         title="PanGu-$π$: <b>Hostile</b> [x](javascript:y)",
         abstract="We study \\href{https://github.com/a/b}{code}.",
-        authors=["Ada First"],
-        categories=["cs.CV"],
-        primary_category="cs.CV",
-        published=MOMENT,
-        updated=MOMENT,
-        comment=None,
-        journal_ref=None,
-        doi=None,
-        abs_url="https://arxiv.org/abs/2611.00001",
-        pdf_url=None,
-        code_urls=[],
     )
     body = render.render_email(content_of((item,)), sender_name="Digest")
     template = MessageTemplate.build(
@@ -335,20 +345,7 @@ def test_a_subscriber_s_message_parses_whatever_their_address(address):
             }
         )
     else:  # the slow path: composed whole, UTF-8 headers (RFC 6532)
-        personal = render.personalise(body, *LINKS)
-        data = message_bytes(
-            compose(
-                sender="Digest <digest@example.org>",
-                to=normalised,
-                subject=body.subject,
-                html=personal.html,
-                text=personal.text,
-                message_id="<1@example.org>",
-                list_id="Digest <digest.example.org>",
-                unsubscribe_url=LINKS[0],
-                unsubscribe_mailto="mailto:digest@example.org",
-            )
-        )
+        data = composed(render.personalise(body, *LINKS), normalised)
     message = mime(data)
     assert str(message["To"]) == recipient
     assert LINKS[0] in message.get_body(("plain",)).get_content()
@@ -371,19 +368,11 @@ every output, always."""
 
 @pytest.mark.parametrize("text", FOUND)
 def test_texts_that_once_broke_the_digest(text):
-    item = Paper(
-        arxiv_id="2611.00001",
-        version=1,
+    item = stored_paper(
         title=text,
         abstract=text,
         authors=[text],
-        categories=["cs.CV"],
-        primary_category="cs.CV",
-        published=MOMENT,
-        updated=MOMENT,
         comment=text,
-        journal_ref=None,
-        doi=None,
         abs_url=text,
         pdf_url=text,
         code_urls=[text],

@@ -22,18 +22,19 @@ import requests
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from newsletter import jobs, store
+from newsletter import store
 from newsletter.db import engine_for, session_scope
 from newsletter.models import SubscriberStatus
 from newsletter.web import create_app
 from newsletter.web.common import HSTS
 from newsletter.web.limits import LOCK_WAIT, MAX_BODY, RETRY_AFTER
 from tests.conftest import set_env
-from tests.test_digest import DAY1, paper, store_papers, subscribe
+from tests.test_digest import DAY1
 from tests.web_helpers import (
     FORM,
     ONE_CLICK,
     SERVERS,
+    app_after_a_digest,
     csrf_token,
     procfile_web,
     running,
@@ -51,11 +52,7 @@ ONE_DATABASE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True
 
 @pytest.fixture
 def app(settings, cli, example_topics):
-    subscribe(cli, ADA, "SLAM")
-    subscribe(cli, BO, "SLAM")
-    store_papers(settings, "SLAM", paper(1))
-    jobs.send(settings, DAY1)
-    return create_app(settings)
+    return app_after_a_digest(settings, cli, ADA, BO)
 
 
 @pytest.fixture

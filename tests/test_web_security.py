@@ -6,20 +6,16 @@ from __future__ import annotations
 import pytest
 from lxml import html as lxml_html
 
-from newsletter import jobs, tokens
-from newsletter.web import create_app
-from tests.test_digest import DAY1, paper, store_papers, subscribe
-from tests.web_helpers import public_id, state
+from newsletter import tokens
+from tests.test_digest import DAY1
+from tests.web_helpers import app_after_a_digest, public_id, state
 
 ADA = "ada@example.org"
 
 
 @pytest.fixture
 def app(settings, cli, example_topics):
-    subscribe(cli, ADA, "SLAM")
-    store_papers(settings, "SLAM", paper(1))
-    jobs.send(settings, DAY1)
-    return create_app(settings)
+    return app_after_a_digest(settings, cli, ADA)
 
 
 @pytest.fixture

@@ -22,11 +22,13 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from newsletter import store, tokens
+from newsletter import jobs, store, tokens
 from newsletter.config import Settings
 from newsletter.db import session_scope
+from newsletter.web import create_app
 from tests.conftest import REPO, set_env
 from tests.smtp_server import LocalSMTPServer
+from tests.test_digest import DAY1, paper, store_papers, subscribe
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 CONFIRM_LINK = re.compile(r"https?://\S+/confirm/[A-Za-z0-9_.\-]+")
@@ -41,6 +43,15 @@ def local_smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalSMTPServer]:
         set_env(monkeypatch, SMTP_URL=server.url)
         yield server
 
+
+
+def app_after_a_digest(settings: Settings, cli, *readers: str):
+    """The web app once `readers` (on SLAM) were sent a digest: their links have pages."""
+    for reader in readers:
+        subscribe(cli, reader, "SLAM")
+    store_papers(settings, "SLAM", paper(1))
+    jobs.send(settings, DAY1)
+    return create_app(settings)
 
 def csrf_token(html: str) -> str:
     found = CSRF_FIELD.search(html)
