@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import email
 import re
+from datetime import timedelta
 from email import policy
 from urllib.parse import urlsplit
 
 import pytest
 
 from newsletter import jobs, store
+from newsletter.config import get_settings
 from newsletter.db import session_scope
 from newsletter.web import create_app
 from tests.conftest import set_env
@@ -50,6 +52,18 @@ def test_the_archive_lists_each_digests_topics_and_the_feeds(client):
     assert f'href="/digests/{DAY2}/slam"' in html and f'href="/digests/{DAY2}/nerf"' not in html
     assert 'href="/feed.xml"' in html and 'href="/topics/nerf/feed.xml"' in html
     assert 'href="/subscribe"' in html
+
+
+def test_a_day_without_new_papers_is_not_an_issue_of_the_archive(sent, monkeypatch):
+    set_env(monkeypatch, send_empty="true")  # its readers were mailed: its page must answer
+    empty_day = DAY2 + timedelta(days=1)
+    assert jobs.send(get_settings(), empty_day).sent == 2
+    client = create_app(get_settings()).test_client()
+
+    html = client.get("/digests/").get_data(as_text=True)
+    assert f'href="/digests/{DAY2}"' in html and f'href="/digests/{DAY1}"' in html
+    assert str(empty_day) not in html
+    assert client.get(f"/digests/{empty_day}").status_code == 200
 
 
 def test_a_page_per_topic(client):

@@ -25,17 +25,22 @@ def home():
 
 @blueprint.get("/digests/")
 def digests():
+    """Every digest that carried papers: a day with nothing new is not an issue of the list
+    (its page still answers, for the emails NEWSLETTER_SEND_EMPTY sent that day)."""
     with session_scope(settings()) as session:
         topics = store.list_topics(session)
         items = []
         for digest in store.list_digests(session):
             day = digest.issue_date.isoformat()
             start, end = digest.window_start, digest.window_end
+            paper_count = store.count_papers_between(session, start, end)
+            if not paper_count:
+                continue
             counts = store.topic_counts_between(session, start, end)
             items.append(
                 DigestListItem(
                     digest.issue_date,
-                    store.count_papers_between(session, start, end),
+                    paper_count,
                     f"/digests/{day}",
                     tuple(
                         (topic.name, f"/digests/{day}/{topic.slug}", counts[topic.id])
