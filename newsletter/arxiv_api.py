@@ -28,6 +28,7 @@ import requests
 from lxml import etree
 from tenacity import retry_if_exception, wait_exponential, wait_fixed
 
+from newsletter import metrics
 from newsletter.codelinks import find_code_links
 from newsletter.errors import FetchError, InvalidInput
 from newsletter.retrying import AttemptFailed, call_with_retries
@@ -443,14 +444,17 @@ class _CheckedSession(requests.Session):
                 response = super().get(url, **kwargs)
                 response.content  # noqa: B018 - read the whole body inside our turn
             except requests.Timeout as error:
+                metrics.arxiv_request("timeout")
                 timeout = kwargs["timeout"]
                 raise _Failed(ArxivUnavailable, f"no answer within {timeout:g} s") from error
             except requests.RequestException as error:
+                metrics.arxiv_request("unreachable")
                 problem = f"could not reach arXiv: {_reason(error)}"
                 raise _Failed(ArxivUnavailable, problem) from error
             finally:
                 self._last_request_end = time.monotonic()
         self.last_total_results = _check(response)
+        metrics.arxiv_request("ok")
         return response
 
     def _wait_for_turn(self) -> None:
@@ -467,6 +471,7 @@ def _check(response: requests.Response) -> int:
     status = response.status_code
     described = f"HTTP {status}, {response.headers.get('Content-Type') or 'no content type'}"
     if body.strip().startswith(b"Rate exceeded"):
+        metrics.arxiv_request("rate_limited")
         problem = f"arXiv is rate limiting us: it answered 'Rate exceeded.' ({described})"
         raise _Failed(ArxivRateLimited, problem)
     feed = _parse_atom(body)
@@ -475,15 +480,18 @@ def _check(response: requests.Response) -> int:
             # arXiv reports a bad query as a feed with one entry titled "Error" (the parser
             # skips it for lacking <published>, leaving an empty, "successful" result).
             if "/api/errors" in (entry.findtext(f"{ATOM}id") or ""):
+                metrics.arxiv_request("refused")
                 message = " ".join((entry.findtext(f"{ATOM}summary") or "").split())
                 problem = f"arXiv rejected the query: {message} ({described})"
                 raise _Failed(ArxivQueryError, problem, retry=False)
     if status != 200:
+        metrics.arxiv_request(metrics.http_outcome(status))
         problem = f"arXiv answered HTTP {status} {response.reason or ''}".rstrip()
         problem += f": {_gist(body)!r}" if body.strip() else " with an empty body"
         transient = status in (408, 429) or status >= 500
         raise _Failed(ArxivUnavailable if transient else ArxivQueryError, problem, retry=transient)
     if feed is None:
+        metrics.arxiv_request("bad_answer")
         if re.match(rb"\s*(<!doctype html|<html)", body, re.IGNORECASE):
             what = "an HTML page instead of an Atom feed"
         else:

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from functools import partial
 from typing import TypeVar
 
-from newsletter import store
+from newsletter import metrics, store
 from newsletter.arxiv_api import STOP_AFTER_KNOWN, ArxivSource, FetchedPaper, build_query
 from newsletter.codelinks import link_label
 from newsletter.config import Settings, get_settings
@@ -129,6 +129,7 @@ def fetch(
         incomplete = entry.error is not None and (bool(papers) or catching_up)
         with session_scope(settings) as session:
             store.set_fetch_incomplete(session, topic_id, incomplete)
+    metrics.record_fetch(report)
     return report
 
 
@@ -348,6 +349,7 @@ def build(settings: Settings, issue_date: date) -> tuple[int, TranslationReport]
     """Translate what the day's digest shows and give each of its readers a delivery row."""
     translation = translate_for_digest(settings, open_digest_id(settings, issue_date))
     digest_id, _segments = prepare(settings, issue_date, translation.notes)
+    metrics.record_digest_built()
     return digest_id, translation
 
 
@@ -377,7 +379,7 @@ def send(
         if on_total is not None:
             on_total(store.count_unfinished(session, digest_id))
     own_transport = transport is None
-    transport = transport or transport_from_settings(settings)
+    transport = metrics.measured(transport or transport_from_settings(settings))
     try:
         outcome = deliver_all(
             settings,
@@ -390,6 +392,7 @@ def send(
     finally:
         if own_transport:
             transport.close()
+    metrics.record_delivery_report(outcome)
     for name in ("sent", "failed", "deferred", "skipped", "bounced"):
         setattr(report, name, getattr(outcome, name))
     report.failures = outcome.failures

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import requests
 from tenacity import RetryCallState, retry_if_exception_type
 
+from newsletter import metrics
 from newsletter.errors import TranslationError
 from newsletter.retrying import AttemptFailed, call_with_retries
 
@@ -142,15 +143,20 @@ class HttpClient:
         try:
             response = self.session.request(method, url, timeout=min(self.timeout, left), **kwargs)
         except requests.Timeout as error:
+            metrics.translator_request("timeout")
             raise _Retryable(f"no answer within {min(self.timeout, left):.0f} s") from error
         except requests.ConnectionError as error:
+            metrics.translator_request("unreachable")
             raise _Retryable(f"cannot connect: {error.__class__.__name__}") from error
         except requests.RequestException as error:  # a malformed address, too many redirects
+            metrics.translator_request("unreachable")
             raise TranslatorRefused(
                 f"request impossible: {error.__class__.__name__} — {_without_query(url)}",
                 fatal=True,
             ) from error
         status = response.status_code
+        if status >= 400:
+            metrics.translator_request(metrics.http_outcome(status))
         if status == 429 or status >= 500:
             raise _Retryable(f"HTTP {status}: {_snippet(response.text)}", _retry_after(response))
         if status >= 400:
@@ -160,11 +166,14 @@ class HttpClient:
                 fatal=status in (401, 403, 404, 405, 456),
             )
         try:
-            return response.json()
+            answer = response.json()
         except ValueError as error:
+            metrics.translator_request("bad_answer")
             raise TranslatorBadAnswer(
                 f"not JSON: {_snippet(response.text)} — {method} {_without_query(url)}"
             ) from error
+        metrics.translator_request("ok")
+        return answer
 
 
 def _retry_after(response: requests.Response) -> float | None:
