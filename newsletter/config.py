@@ -1,92 +1,168 @@
 """Settings: one source of truth, read from NEWSLETTER_* environment variables and `.env`.
 
 Every setting has a safe default so that nothing needs configuring to try the service; the
-README lists them all (a test checks that it does).
+README lists them all (a test checks that it does). Settings are checked when they are read,
+before any command, the worker or the web app does anything: a value that cannot work is one
+line naming its variable (`read_settings`), a name that is no setting is a warning with the
+closest one that is (`unknown_variables`), and no password is ever shown (`mask_url_password`).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import secrets
+from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from newsletter.errors import ConfigError
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
+PREFIX = "NEWSLETTER_"
+ENV_FILE = ".env"
+MIN_SECRET_LENGTH = 32
+"""Characters a production signing key needs at least (`openssl rand -hex 32` makes 64)."""
+MASK = "********"
+COMMAND_LINE_VARIABLES = ("NEWSLETTER_DEBUG",)
+"""NEWSLETTER_* names the command line reads itself (`--debug`): known, though not settings."""
+URL_SECRETS = ("redis_url", "smtp_url")
+"""Secrets that are URLs: shown with only their password masked (the rest is needed to tell
+what is wrong); every other secret is masked whole."""
+TEST_PREFIX = "NEWSLETTER_TEST_"
+"""The test suite's own variables (which servers to use): never settings, never reported."""
 
 
 class Settings(BaseSettings):
     """The effective configuration of one process."""
 
     model_config = SettingsConfigDict(
-        env_prefix="NEWSLETTER_", env_file=".env", extra="ignore", populate_by_name=True
+        env_prefix=PREFIX,
+        env_file=ENV_FILE,
+        extra="ignore",
+        populate_by_name=True,
+        # Each field's docstring is its description: error messages end with it.
+        use_attribute_docstrings=True,
     )
 
     env: Literal["development", "production"] = "development"
+    """How careful to be; production needs NEWSLETTER_SECRET_KEY, never migrates on the fly."""
     var_dir: Path = Path("./var")
+    """The folder of the embedded defaults: database, queue, outbox, signing key, previews."""
     database_url: str = ""
+    """A SQLite or PostgreSQL URL; empty: a SQLite file in NEWSLETTER_VAR_DIR."""
     redis_url: SecretStr | None = None
+    """The Redis of the queue, which every worker shares; unset: a SQLite file in the var
+    folder."""
     smtp_url: SecretStr | None = None
-    smtp_timeout: float = 30.0
+    """The mail relay; unset: .eml files in the outbox."""
+    smtp_timeout: float = Field(30.0, gt=0)
+    """Seconds for each SMTP connection and command."""
     smtp_max_attempts: int = Field(5, ge=1)
-    smtp_retry_backoff: float = 30.0
+    """Tries for a message the server refuses for now, before it counts as failed."""
+    smtp_retry_backoff: float = Field(30.0, ge=0)
+    """Seconds before the first retry of such a message; doubled for each further one."""
     delivery_lease: float = Field(600.0, gt=0)
+    """Seconds a worker holds the deliveries it claimed."""
     record_every: int = Field(250, ge=1)
-    """Successful sends written to the database together, one UPDATE; also the most messages a
-    sending thread that dies can leave sent but unmarked (sent again, same Message-ID)."""
+    """Successful sends written to the database together, one UPDATE. Each is also noted at once
+    in the send journal (`send_journal`), so a sending thread that dies sends again at most its
+    one message in flight; without the journal (a crashed machine) up to this many."""
     record_interval: float = Field(1.0, gt=0)
     """Seconds after which sends are written even if fewer than `record_every`."""
+    heartbeat_interval: float = Field(10.0, gt=0)
+    """Seconds between a worker's heartbeats; it counts as alive for three of them."""
+    recovery_interval: float = Field(60.0, ge=1)
+    """The longest wait between tries while Redis, the database or the SMTP relay is down
+    (1 s, 2 s, 4 s … up to this), and how often the worker that runs the schedule looks for
+    deliveries no task is working on."""
     dkim_key_file: Path | None = None
+    """A PEM RSA private key that DKIM-signs every message; unset: no signature."""
     dkim_selector: str = "digest"
+    """The DKIM selector: the public key is published at <selector>._domainkey.<domain>."""
     dkim_domain: str = ""
+    """The DKIM signing domain; empty: the domain of NEWSLETTER_FROM."""
     outbox_dir: Path | None = None
+    """Where messages go as .eml files when no SMTP URL is set."""
     arxiv_api_url: str = "https://export.arxiv.org/api/query"
-    arxiv_delay: float = 3.0
-    arxiv_timeout: float = 30.0
-    arxiv_retries: int = 3
-    arxiv_backoff: float = 1.0
-    arxiv_page_size: int = 100
-    fetch_max_per_topic: int = 100
+    """arXiv's API, a mirror or a local server."""
+    arxiv_delay: float = Field(3.0, ge=0)
+    """Seconds between arXiv requests (arXiv asks for 3)."""
+    arxiv_timeout: float = Field(30.0, gt=0)
+    """Seconds before an arXiv request is given up."""
+    arxiv_retries: int = Field(3, ge=0)
+    """Further tries of a failing arXiv request."""
+    arxiv_backoff: float = Field(1.0, ge=0)
+    """Seconds: the base of the exponential wait between those tries."""
+    arxiv_page_size: int = Field(100, ge=1, le=2000)
+    """Papers per arXiv request (arXiv gives at most 2000)."""
+    fetch_max_per_topic: int = Field(100, ge=1)
+    """Most papers fetched per topic and run."""
     hf_code_links: bool = True
     """Ask the Hugging Face papers API for the code of papers whose text links none."""
     hf_api_url: str = "https://huggingface.co"
-    hf_timeout: float = 10.0
+    """Where the Hugging Face papers API lives."""
+    hf_timeout: float = Field(10.0, gt=0)
+    """Seconds before a Hugging Face request is given up."""
     code_recheck_days: int = Field(7, ge=0)
     """Papers still without code are asked about again daily for this many days."""
     base_url: str = "http://localhost:8000"
+    """The public address of the web app, which every link in every email starts with."""
     secret_key: SecretStr | None = None
+    """The key that signs the links in emails; unset: one generated into the var folder."""
     from_address: str = Field("arXiv Digest <digest@localhost>", alias="NEWSLETTER_FROM")
+    """The sender of every email; its domain also ends Message-IDs."""
     list_id: str = ""
-    digest_max_per_topic: int = 10
+    """The List-Id header; empty: made from NEWSLETTER_FROM."""
+    digest_max_per_topic: int = Field(10, ge=1)
+    """Papers shown per topic in an email."""
     send_empty: bool = False
+    """Also mail subscribers whose topics have nothing new."""
     daily_time: str = "06:00"
+    """The time of day of the daily job, in NEWSLETTER_TIMEZONE."""
     timezone: str = "UTC"
+    """The time zone of the daily time and of "today"."""
     send_days: str = "mon,tue,wed,thu,fri"
-    send_rate: float = 0.0
-    send_batch_size: int = 500
+    """The days the daily job runs."""
+    send_rate: float = Field(0.0, ge=0)
+    """Messages per second across every worker; 0: unlimited."""
+    send_batch_size: int = Field(500, ge=1)
+    """Messages handed to one SMTP connection at a time."""
     check_deliverability: bool = False
+    """Also check that an address's domain receives mail (a DNS lookup)."""
     default_language: str = "en"
+    """The language of subscribers added without one."""
     translator: Literal["none", "google", "openai", "deepl", "libretranslate"] = "none"
+    """Which translator translates abstracts."""
     translator_url: str = ""
-    """Empty: the provider's usual address (see `newsletter.translate.DEFAULT_URLS`)."""
+    """The translator's base address; empty: the provider's usual one (see
+    `newsletter.translate.DEFAULT_URLS`)."""
     translator_key: SecretStr | None = None
+    """The translator's API key."""
     translator_model: str = "gpt-4o-mini"
-    translator_timeout: float = 30.0
-    translator_retries: int = 3
-    translator_backoff: float = 1.0
-    translator_budget: float = 300.0
+    """The model an OpenAI-compatible translator uses."""
+    translator_timeout: float = Field(30.0, gt=0)
+    """Seconds before a translation request is given up."""
+    translator_retries: int = Field(3, ge=0)
+    """Further tries of a translation request that got 429, 5xx or no answer."""
+    translator_backoff: float = Field(1.0, ge=0)
+    """Seconds: the base of the exponential wait between those tries."""
+    translator_budget: float = Field(300.0, ge=0)
     """Seconds a digest may spend on translation, retries included; then originals go out."""
     translator_batch_size: int = Field(8, ge=1, le=50)
+    """Texts per translation request where the API takes several."""
     translate_titles: bool = False
+    """Also translate titles."""
     confirm_window: float = Field(900.0, ge=0)
     """Seconds after a confirmation email during which another request for the address sends
     none (no mail-bombing through the subscribe form)."""
@@ -102,11 +178,77 @@ class Settings(BaseSettings):
     admin_localhost: bool = True
     """Admin pages open without a token to requests from 127.0.0.0/8 and ::1 that no proxy
     forwarded; turn off when a proxy on the same machine forwards without saying so."""
+    log_format: Literal["text", "json"] = "text"
+    """How the worker, `newsletter serve` and gunicorn write logs: one line per event, as text
+    or as a JSON object (for log shippers); see `newsletter.logs`."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    """The least severe log lines written."""
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    """The port on which `newsletter worker` answers Prometheus scrapes; unset: it does not."""
+    metrics_host: str = "127.0.0.1"
+    """The address the worker's metrics endpoint listens on (all: 0.0.0.0)."""
+    daily_grace_hours: float = Field(6.0, gt=0)
+    """Hours after NEWSLETTER_DAILY_TIME by which the day's digest must be delivered; later,
+    /readyz says the daily job is stale."""
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_name(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator(
+        "metrics_port",
+        "redis_url",
+        "smtp_url",
+        "secret_key",
+        "translator_key",
+        "admin_token",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `NEWSLETTER_SMTP_URL=` (a line left empty in a .env) means "none", as no line does:
+        # never an empty signing key, nor a relay at "".
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("base_url", "arxiv_api_url", "translator_url", "hf_api_url")
     @classmethod
-    def _strip_slash(cls, value: str) -> str:
-        return value.rstrip("/")
+    def _web_address(cls, value: str, info) -> str:
+        value = value.strip().rstrip("/")
+        if info.field_name == "translator_url" and not value:
+            return value  # the provider's usual address
+        check_web_url(value, links=info.field_name == "base_url")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_address(cls, value: str) -> str:
+        return checked_database_url(value.strip()) if value.strip() else ""
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_address(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        url = value.get_secret_value().strip()
+        check_redis_url(url)
+        return SecretStr(url)
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_address(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        url = value.get_secret_value().strip()
+        check_smtp_url(url)
+        return SecretStr(url)
+
+    @field_validator("dkim_selector")
+    @classmethod
+    def _valid_selector(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?", value.strip()):
+            raise ValueError("must be a DNS name part of letters, digits, '-', '_' and '.'")
+        return value.strip()
 
     @field_validator("daily_time")
     @classmethod
@@ -114,7 +256,7 @@ class Settings(BaseSettings):
         try:
             return time.fromisoformat(value.strip()).strftime("%H:%M")
         except ValueError as error:
-            raise ValueError(f"NEWSLETTER_DAILY_TIME must be HH:MM, got {value!r}") from error
+            raise ValueError("NEWSLETTER_DAILY_TIME must be HH:MM, like 06:00") from error
 
     @field_validator("timezone")
     @classmethod
@@ -122,7 +264,9 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value.strip())
         except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(f"NEWSLETTER_TIMEZONE: unknown time zone {value!r}") from error
+            raise ValueError(
+                "NEWSLETTER_TIMEZONE: unknown time zone (a name like UTC or Europe/Berlin)"
+            ) from error
         return value.strip()
 
     @field_validator("send_days")
@@ -132,30 +276,20 @@ class Settings(BaseSettings):
         unknown = [day for day in days if day not in WEEKDAYS]
         if unknown:
             raise ValueError(f"NEWSLETTER_SEND_DAYS: {unknown} are not days (mon … sun)")
+        if not days:
+            raise ValueError("names no day: the daily job would never run (mon … sun)")
         return ",".join(days)
 
-    @field_validator("translator", mode="before")
+    @field_validator("translator", "log_format", mode="before")
     @classmethod
-    def _provider_name(cls, value: object) -> object:
+    def _lower_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _usable_translator(self) -> Settings:
-        # Said when the process starts, rather than found out by the daily job.
-        if self.translator_url and not self.translator_url.startswith(("http://", "https://")):
-            raise ValueError(
-                f"NEWSLETTER_TRANSLATOR_URL must start with http:// or https://,"
-                f" got {self.translator_url!r}"
-            )
-        if self.translator == "deepl" and self.translator_key is None:
-            raise ValueError("NEWSLETTER_TRANSLATOR=deepl needs NEWSLETTER_TRANSLATOR_KEY")
-        return self
 
     @field_validator("from_address")
     @classmethod
     def _valid_from(cls, value: str) -> str:
         if "@" not in parseaddr(value)[1]:
-            raise ValueError(f"NEWSLETTER_FROM needs an address with a domain, got {value!r}")
+            raise ValueError("NEWSLETTER_FROM needs an address with a domain")
         return value
 
     @model_validator(mode="after")
@@ -167,6 +301,28 @@ class Settings(BaseSettings):
         if not self.list_id:
             self.list_id = f"{self.sender_name} <digest.{self.sender_domain}>"
         return self
+
+    def problems(self) -> list[str]:
+        """What makes these settings unusable together, one line each (each value alone is
+        checked as it is read)."""
+        problems = []
+        if self.env == "production":
+            key = self.secret_key.get_secret_value() if self.secret_key else ""
+            make_one = "make one with `openssl rand -hex 32`"
+            if not key:
+                problems.append(
+                    "NEWSLETTER_SECRET_KEY is not set: NEWSLETTER_ENV=production needs a key of"
+                    f" at least {MIN_SECRET_LENGTH} characters ({make_one})"
+                )
+            elif len(key) < MIN_SECRET_LENGTH:
+                length = f"{len(key)} character{'s' * (len(key) > 1)}"
+                problems.append(
+                    f"NEWSLETTER_SECRET_KEY={MASK}: is {length} long; NEWSLETTER_ENV=production"
+                    f" needs at least {MIN_SECRET_LENGTH} ({make_one})"
+                )
+        if self.translator == "deepl" and self.translator_key is None:
+            problems.append("NEWSLETTER_TRANSLATOR=deepl needs NEWSLETTER_TRANSLATOR_KEY")
+        return problems
 
     @property
     def sender_email(self) -> str:
@@ -214,53 +370,302 @@ class Settings(BaseSettings):
         return path.read_text().strip()
 
     def check_production(self) -> list[str]:
-        """Problems that make this configuration unfit for production, in words."""
-        problems = []
-        if self.secret_key is None:
-            problems.append("NEWSLETTER_SECRET_KEY is not set")
+        """What is unwise but not wrong in production, in words (what is wrong: `problems`)."""
+        warnings = []
         if not self.base_url.startswith("https://"):
-            problems.append(
+            warnings.append(
                 "NEWSLETTER_BASE_URL is not https (mail clients want https unsubscribe links)"
             )
         if self.smtp_url is None:
-            problems.append("NEWSLETTER_SMTP_URL is not set (mail goes to the outbox folder)")
-        return problems
+            warnings.append("NEWSLETTER_SMTP_URL is not set (mail goes to the outbox folder)")
+        return warnings
 
     def masked(self) -> dict[str, str]:
         """Every setting by its environment name, with secrets and passwords masked."""
-        shown = {}
-        for name, field in type(self).model_fields.items():
-            env_name = field.alias or f"NEWSLETTER_{name.upper()}"
-            shown[env_name] = mask(getattr(self, name))
-        return shown
+        return {
+            variable_name(name): shown(name, getattr(self, name))
+            for name in type(self).model_fields
+        }
 
 
-def mask(value: object) -> str:
-    """A setting as text, never revealing a secret or the password inside a URL."""
-    if value is None:
-        return "(unset)"
-    if isinstance(value, SecretStr):
-        raw = value.get_secret_value()
-        if "://" in raw:
-            return mask_url_password(raw)
-        return "********"
-    return str(value)
+# ------------------------------------------------------------------------ reading, checking
 
 
-def mask_url_password(url: str) -> str:
-    """`smtp://user:pass@host` → `smtp://user:********@host`."""
-    scheme, _, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user, colon, _password = credentials.partition(":")
-    return f"{scheme}://{user}{':********' if colon else ''}@{host}"
+@dataclass
+class SettingsReport:
+    """The settings as read, and everything wrong with them."""
+
+    settings: Settings | None
+    """None only if even the defaults could not stand in for the values found wrong."""
+    errors: list[str] = field(default_factory=list)
+    """One line per variable that cannot work: no command may run with them."""
+    invalid: dict[str, str] = field(default_factory=dict)
+    """The variables found wrong, with their values as read (masked): `settings` has their
+    defaults instead."""
+
+
+def read_settings() -> SettingsReport:
+    """Read the settings, and say what is wrong with every one of them, never raising: the
+    values found wrong are replaced by their defaults, so that the rest can still be shown."""
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        errors, invalid, fields = [], {}, set()
+        for detail in error.errors():
+            name = _field_name(detail["loc"])
+            errors.append(_in_words(name, detail))
+            if name is not None:
+                fields.add(name)
+                invalid[variable_name(name)] = shown(name, detail.get("input"))
+        defaults = {name: Settings.model_fields[name].get_default() for name in fields}
+        try:
+            settings = Settings(**defaults)
+        except ValidationError:
+            return SettingsReport(None, errors, invalid)
+        return SettingsReport(settings, errors + settings.problems(), invalid)
+    return SettingsReport(settings, settings.problems())
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The settings of this process, read once."""
+    """The settings of this process, read once; ConfigError (one line per problem) if any
+    cannot work."""
+    report = read_settings()
+    if report.errors or report.settings is None:
+        raise ConfigError("\n".join(report.errors))
+    return report.settings
+
+
+def check_settings(settings: Settings) -> Settings:
+    """`settings` if they can work together, else ConfigError: for those made in code."""
+    problems = settings.problems()
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return settings
+
+
+def variable_name(name: str) -> str:
+    """The environment variable of a field: NEWSLETTER_SMTP_TIMEOUT for `smtp_timeout`."""
+    return Settings.model_fields[name].alias or f"{PREFIX}{name.upper()}"
+
+
+def known_variables() -> set[str]:
+    return {variable_name(name) for name in Settings.model_fields} | set(COMMAND_LINE_VARIABLES)
+
+
+def unknown_variables(env_file: Path | None = None) -> list[str]:
+    """A warning for every NEWSLETTER_* name in the environment or the .env file that is no
+    setting (and so changes nothing), with the closest name that is."""
+    env_file = Path(ENV_FILE) if env_file is None else env_file
+    found = {name.upper(): "the environment" for name in os.environ}
+    if env_file.is_file():
+        from dotenv import dotenv_values  # pydantic-settings reads .env with it too
+
+        for name in dotenv_values(env_file):
+            found.setdefault(name.upper(), str(env_file))
+    known = known_variables()
+    suffixes = {name.removeprefix(PREFIX): name for name in known}
+    warnings = []
+    for name, where in sorted(found.items()):
+        if not name.startswith(PREFIX) or name.startswith(TEST_PREFIX) or name in known:
+            continue
+        # Compared without the prefix, which every name shares and would make all look alike.
+        close = difflib.get_close_matches(name.removeprefix(PREFIX), suffixes, n=1)
+        hint = f"; did you mean {suffixes[close[0]]}?" if close else ""
+        warnings.append(f"{name} (in {where}) is not a setting, so it changes nothing{hint}")
+    return warnings
+
+
+def _field_name(loc: tuple) -> str | None:
+    for name, field_info in Settings.model_fields.items():
+        if loc and loc[0] in (name, field_info.alias):
+            return name
+    return None
+
+
+def _in_words(name: str | None, detail: Any) -> str:
+    """One pydantic error as `NEWSLETTER_X=value: what is wrong (what the setting is)`."""
+    kind, context = detail["type"], detail.get("ctx") or {}
+    if kind == "value_error":
+        what = str(context.get("error", detail["msg"]))
+    elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        limit = next(iter(context.values()))
+        words = {
+            "greater_than": "more than",
+            "greater_than_equal": "at least",
+            "less_than": "less than",
+            "less_than_equal": "at most",
+        }
+        what = f"must be {words[kind]} {limit:g}"
+    elif kind.startswith("int_"):
+        what = "must be a whole number"
+    elif kind.startswith("float_") or kind == "finite_number":
+        what = "must be a number"
+    elif kind.startswith("bool_"):
+        what = "must be true or false"
+    elif kind == "literal_error":
+        what = "must be " + str(context.get("expected", "")).replace("'", "")
+    else:
+        what = detail["msg"]
+    if name is None:
+        return what
+    variable = variable_name(name)
+    line = f"{variable}={shown(name, detail.get('input'))}: "
+    if kind == "value_error":
+        # Our own checks say what the value should be; they may name the variable already.
+        return line + re.sub(rf"^{variable}\b:?\s*", "", what)
+    about = _about(name)  # pydantic's only say what is wrong: the setting's purpose helps
+    return line + what + (f" ({about})" if about else "")
+
+
+def _about(name: str) -> str:
+    """The first clause of a setting's description, to end its error message with."""
+    text = " ".join((Settings.model_fields[name].description or "").split())
+    clause = re.split(r"; |\. |\.$", text, maxsplit=1)[0].strip()
+    first_word = clause.split(" ", 1)[0]
+    if sum(letter.isupper() for letter in first_word) == 1:  # "The", not "SQLite" or "PEM"
+        clause = clause[0].lower() + clause[1:]
+    return clause
+
+
+def shown(name: str, value: object) -> str:
+    """A setting's value fit to print: a secret masked, the password of a URL masked."""
+    if value is None:
+        return "(unset)"
+    text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+    if name in URL_SECRETS or name == "database_url" or "://" in text:
+        return mask_url_password(text)
+    is_secret = "SecretStr" in str(Settings.model_fields[name].annotation)
+    return (MASK if text else "") if is_secret else text
+
+
+# ---------------------------------------------------------------------------- addresses
+
+
+def check_web_url(url: str, *, links: bool = False) -> None:
+    """ValueError unless `url` is an absolute http(s) address with a host; `links`: also none
+    of the ?query or #fragment that the paths appended to it would end up behind."""
     try:
-        return Settings()
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises for a port that is no number)
     except ValueError as error:
-        raise ConfigError(str(error)) from error
+        raise ValueError("is not a valid address (check the host and the port)") from error
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        if links:
+            raise ValueError(
+                "must start with https:// (or http://) and name a host, like"
+                " https://digest.example.org: every link in every email starts with it"
+            )
+        raise ValueError(
+            "must start with http:// or https:// and name a host, like https://example.org"
+        )
+    if links and (parts.query or parts.fragment):
+        raise ValueError("must not have a ?query or #fragment: link paths are appended to it")
+
+
+def check_smtp_url(url: str) -> None:
+    """ValueError unless `url` is an SMTP URL we can use; the message never repeats the URL
+    (it holds the password)."""
+    example = "like smtp://user:pass@host:587 or smtps://user:pass@host:465"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises for a port that is no number)
+    except ValueError:
+        raise ValueError(f"has a port that is no number ({example})") from None
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError(f"must start with smtp:// or smtps:// and name a host, {example}")
+    query = parse_qs(parts.query)
+    starttls = query.pop("starttls", ["auto"])[-1]
+    if query or starttls not in ("auto", "require", "never"):
+        raise ValueError("takes only ?starttls=auto, ?starttls=require or ?starttls=never")
+
+
+def check_redis_url(url: str) -> None:
+    """ValueError unless `url` is a Redis URL: redis://, rediss:// or unix://, and a database
+    number, if any, that is a number."""
+    from redis.connection import parse_url
+
+    example = "like redis://127.0.0.1:6379/0"
+    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"must start with redis://, rediss:// or unix://, {example}")
+    try:
+        options = parse_url(url)
+    except ValueError as error:  # redis-py's words name the part, never the password
+        raise ValueError(f"{error} ({example})") from None
+    path = urlsplit(url).path.strip("/")
+    if url.startswith(("redis://", "rediss://")) and path and not path.isdigit():
+        raise ValueError(f"has {path!r} where the database number goes ({example})")
+    if options.get("db", 0) < 0:
+        raise ValueError(f"has a negative database number ({example})")
+
+
+SUPPORTED_DATABASES = "SQLite (sqlite:///path/to/file.db) and PostgreSQL (postgresql://…)"
+
+
+def checked_database_url(url: str) -> str:
+    """A database URL we can use, common forms made exact: `postgres://` and `postgresql://`
+    (what hosting providers hand out) become `postgresql+psycopg://`, the driver installed
+    with `pip install '.[postgres]'`. ValueError, saying what to do, for anything else."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    scheme, found, rest = url.partition("://")
+    if not found:
+        raise ValueError(f"is not a database URL: use {SUPPORTED_DATABASES}")
+    backend, _, driver = scheme.lower().partition("+")
+    if backend in ("postgres", "postgresql"):
+        url = f"postgresql+{driver or 'psycopg'}://{rest}"
+    elif backend != "sqlite":
+        name = {"mysql": "MySQL", "mariadb": "MariaDB"}.get(backend, backend)
+        raise ValueError(f"{name} is not supported: only {SUPPORTED_DATABASES} are (and tested)")
+    try:
+        dialect = make_url(url).get_dialect()
+    except ArgumentError:
+        raise ValueError(f"is not a database URL: use {SUPPORTED_DATABASES}") from None
+    except NoSuchModuleError:
+        raise ValueError(
+            f"SQLAlchemy has no driver {driver!r}: leave it out (postgresql://…) to use psycopg"
+        ) from None
+    if dialect.is_async:
+        raise ValueError(f"{driver} is an asyncio driver, which this service cannot use")
+    try:
+        dialect.import_dbapi()
+    except ImportError as error:
+        extra = "pip install '.[postgres]'"
+        if driver and driver != "psycopg":
+            raise ValueError(
+                f"the driver {driver} is not installed ({error}): leave `+{driver}` out to use"
+                f" psycopg, which `{extra}` installs"
+            ) from None
+        raise ValueError(f"the PostgreSQL driver is not installed: {extra}") from None
+    return url
+
+
+def mask_url_password(url: str) -> str:
+    """`smtp://user:pass@host` → `smtp://user:********@host`, found by parsing the URL (so no
+    other part is touched), also written without its scheme (`user:pass@host:587`) and in a
+    `?password=` parameter. A URL too broken to parse, with an `@` in it, is masked whole."""
+    try:
+        parts = urlsplit(url)
+        if not parts.netloc and "@" in url and "//" not in url:
+            # Without "//" there is no authority to parse: read it as one, then drop the "//".
+            return mask_url_password(f"//{url}")[2:]
+        netloc = parts.netloc
+        if parts.password is not None:
+            userinfo, _, hostport = netloc.rpartition("@")
+            user = userinfo.partition(":")[0]
+            netloc = f"{user}:{MASK}@{hostport}"
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        query = parts.query
+        if any(key.lower() == "password" for key, _ in pairs):
+            masked = [(key, MASK if key.lower() == "password" else val) for key, val in pairs]
+            query = urlencode(masked, safe="*/:")
+    except ValueError:
+        return MASK if "@" in url else url
+    # Put back only the parts parsed: geturl() would also rewrite what it did not need to
+    # (`unix:///path` loses its "//").
+    if netloc != parts.netloc:
+        url = url.replace(f"//{parts.netloc}", f"//{netloc}", 1)
+    if query != parts.query:
+        url = url.replace(f"?{parts.query}", f"?{query}", 1)
+    return url

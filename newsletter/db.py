@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -9,12 +10,12 @@ from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter.config import Settings
-from newsletter.errors import ConfigError
+from newsletter.config import Settings, mask_url_password
+from newsletter.errors import ConfigError, DatabaseError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -40,6 +41,7 @@ def engine_for(database_url: str) -> Engine:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
+            check_sqlite_file(Path(url.database), database_url)
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": LOCK_TIMEOUT})
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -142,3 +144,96 @@ def is_busy(error: DBAPIError) -> bool:
     if sqlite_error is not None:
         return sqlite_error.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
     return getattr(error.orig, "sqlstate", None) in BUSY_SQLSTATES
+
+
+# ------------------------------------------------------------------ failures, in words
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_sqlite_file(path: Path, database_url: str) -> None:
+    """DatabaseError if a file is at `path` that is no SQLite database. One of zero bytes (a
+    full disk, a failed copy or restore leaves them) SQLite would take for a new database and
+    fill with empty tables, hiding the loss: it is refused, named, never written over. (Our
+    own connections write the header as they open, with `journal_mode=WAL`, so a database being
+    made is empty only for that instant.)"""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except (FileNotFoundError, NotADirectoryError):
+        return  # a new database: made on first use
+    except OSError:
+        return  # unreadable: SQLite's own error says so, in words (see `describe_error`)
+    setting = f"NEWSLETTER_DATABASE_URL={mask_url_password(database_url)}"
+    if not header:
+        raise DatabaseError(
+            f"{setting}: {path} is empty (0 bytes), so it holds no database; restore it from a"
+            " backup, or delete it to start with an empty database"
+        )
+    if header != SQLITE_HEADER:
+        raise DatabaseError(
+            f"{setting}: {path} is not a SQLite database (it does not begin like one); point"
+            " the URL at the database file, or restore that file from a backup"
+        )
+
+
+SQLITE_ADVICE = {
+    # SQLite's error names (Python 3.11+), a few of them with their extended codes' prefix.
+    "SQLITE_NOTADB": "restore it from a backup, or move it away to start with an empty database",
+    "SQLITE_CORRUPT": "restore it from a backup (`sqlite3 {path} .recover` saves what it can)",
+    "SQLITE_CANTOPEN": "check that its folder exists and that this user may write there",
+    "SQLITE_READONLY": "let this user write the file and its folder",
+    "SQLITE_PERM": "let this user write the file and its folder",
+    "SQLITE_FULL": "free some space on its disk",
+    "SQLITE_IOERR": "check the disk and the file system it is on",
+    "SQLITE_BUSY": "another command or worker held it too long: try again",
+    "SQLITE_LOCKED": "another command or worker held it too long: try again",
+}
+POSTGRES_ADVICE = [
+    # psycopg gives no SQLSTATE for a failed connection: its words are all there is.
+    (r'database "(?P<name>[^"]*)" does not exist', "create it ({createdb}), or correct its name"),
+    (
+        r"password authentication failed|role \"[^\"]*\" does not exist|no pg_hba\.conf entry",
+        "check the user and password in the URL (and pg_hba.conf on the server)",
+    ),
+    (
+        r"Connection refused|timeout expired|No route to host|resolve host|Name or service",
+        "start PostgreSQL there, or correct the host and port in the URL",
+    ),
+    (r"No space left|disk full|could not extend file", "free some space on the server's disk"),
+]
+
+
+def describe_error(error: DBAPIError, database_url: str) -> DatabaseError:
+    """A database failure as one line: the setting, what failed, what the database said, and
+    what to do. The URL's password is masked; the driver's words never hold it."""
+    url = make_url(database_url)
+    setting = f"NEWSLETTER_DATABASE_URL={mask_url_password(database_url)}"
+    said = _driver_words(error)
+    if url.get_backend_name() == "sqlite":
+        name = getattr(error.orig, "sqlite_errorname", "") or ""
+        advice = next(
+            (text for prefix, text in SQLITE_ADVICE.items() if name.startswith(prefix)),
+            "see `--debug` for where it happened",
+        )
+        advice = advice.format(path=url.database)
+        return DatabaseError(f"{setting}: cannot use {url.database} ({said}); {advice}")
+    where = f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}"
+    for pattern, advice in POSTGRES_ADVICE:
+        if re.search(pattern, said):
+            advice = advice.format(createdb=_createdb(url))
+            return DatabaseError(f"{setting}: cannot use {where} ({said}); {advice}")
+    return DatabaseError(f"{setting}: cannot use {where} ({said})")
+
+
+def _driver_words(error: DBAPIError) -> str:
+    """What the database said, without psycopg's framing (`connection failed: connection to
+    server at "…", port … failed: FATAL:  …`) or SQLAlchemy's link."""
+    text = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else str(error)
+    text = text.rsplit(" failed: ", 1)[-1]
+    return re.sub(r"^(FATAL|ERROR):\s+", "", text).strip()
+
+
+def _createdb(url: URL) -> str:
+    host, port = url.host or "localhost", url.port or 5432
+    return f"createdb -h {host} -p {port} -U {url.username or 'postgres'} {url.database}"

@@ -9,6 +9,18 @@ class ConfigError(NewsletterError):
     """A setting is missing or does not make sense."""
 
 
+class DatabaseError(NewsletterError):
+    """The database cannot be reached or used (refused, missing, damaged, full)."""
+
+
+class QueueError(NewsletterError):
+    """The task queue (Redis, or the queue's SQLite file) cannot be reached or used."""
+
+
+class StorageError(NewsletterError):
+    """A file or folder we need cannot be read or written (permissions, full or read-only disk)."""
+
+
 class FetchError(NewsletterError):
     """arXiv did not give us a usable answer."""
 

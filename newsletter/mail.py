@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import dkim
 import idna
 
-from newsletter.config import mask_url_password
+from newsletter.config import check_smtp_url, mask_url_password
 from newsletter.errors import ConfigError, DeliveryError, InvalidInput
 from newsletter.ratelimit import SendPace
 
@@ -415,23 +415,16 @@ class SMTPEndpoint:
 
 def parse_smtp_url(url: str) -> SMTPEndpoint:
     """Read an SMTP URL; the password never appears in an error (ConfigError)."""
-    shown = mask_url_password(url)
-    parts = urlsplit(url)
-    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-        raise ConfigError(f"an SMTP URL looks like smtp://user:pass@host:587, got {shown!r}")
     try:
-        port = parts.port or (465 if parts.scheme == "smtps" else 25)
-    except ValueError:
-        raise ConfigError(f"the SMTP URL has an invalid port: {shown!r}") from None
-    query = parse_qs(parts.query)
-    starttls = query.pop("starttls", ["auto"])[-1]
-    if query or starttls not in ("auto", "require", "never"):
-        raise ConfigError(f"the SMTP URL only takes ?starttls=auto|require|never: {shown!r}")
+        check_smtp_url(url)  # the same check as when the settings are read
+    except ValueError as error:
+        raise ConfigError(f"NEWSLETTER_SMTP_URL={mask_url_password(url)}: {error}") from None
+    parts = urlsplit(url)
     return SMTPEndpoint(
-        host=parts.hostname,
-        port=port,
+        host=parts.hostname or "",
+        port=parts.port or (465 if parts.scheme == "smtps" else 25),
         implicit_tls=parts.scheme == "smtps",
-        starttls=starttls,  # type: ignore[arg-type]  # checked just above
+        starttls=parse_qs(parts.query).get("starttls", ["auto"])[-1],  # type: ignore[arg-type]
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password or ""),
     )
@@ -602,23 +595,41 @@ class SMTPTransport:
             raise smtplib.SMTPNotSupportedError("no STARTTLS offered, and the URL requires it")
 
     def _describe(self, error: OSError | UnicodeError) -> str:
-        """Why the connection failed, in words, with the password scrubbed out of it."""
+        """Why the connection failed and what to do, in words. Nothing in it comes from the
+        password: only the host, the port, the username and the server's own words."""
         where = self.endpoint.where
+        url = "NEWSLETTER_SMTP_URL"
         if isinstance(error, UnicodeError):  # smtplib encodes AUTH as ASCII
             reason = "the SMTP username and password must be ASCII"
+            todo = f"use an ASCII password in {url} (an app password, say)"
         elif isinstance(error, smtplib.SMTPAuthenticationError):
             reason = f"login as {self.endpoint.username!r} rejected: {_reply_text(error)}"
+            todo = f"check the username and password in {url}"
         elif isinstance(error, smtplib.SMTPResponseException):
             reason = _reply_text(error)
+            todo = f"check the host and port in {url}"
+        elif isinstance(error, smtplib.SMTPNotSupportedError):  # no AUTH, no STARTTLS offered
+            reason = str(error)
+            if "STARTTLS" in reason:  # ours, for ?starttls=require
+                todo = f"if the relay speaks TLS from the start (port 465), use smtps:// in {url}"
+            else:  # smtplib's "SMTP AUTH extension not supported by server."
+                todo = (
+                    f"a relay that offers AUTH only after STARTTLS needs ?starttls=require (or"
+                    f" smtps://) in {url}; one that needs no login, no user:password in it"
+                )
         elif isinstance(error, ssl.SSLCertVerificationError):
             reason = f"TLS certificate not trusted: {error.verify_message}"
+            todo = f"the relay needs a certificate for {self.endpoint.host} this machine trusts"
         elif isinstance(error, ssl.SSLError):
             reason = f"TLS failed: {error.reason or error}"
-        else:
+            todo = f"smtps:// is TLS from the start (465), smtp:// STARTTLS (587): check {url}"
+        elif isinstance(error, TimeoutError):
+            reason = f"no answer within {self.timeout:g} s"
+            todo = f"check the host and port in {url}, or raise NEWSLETTER_SMTP_TIMEOUT"
+        else:  # refused, unknown host, unreachable, dropped
             reason = error.strerror or str(error) or type(error).__name__
-        message = f"cannot use SMTP server {where}: {reason}"
-        password = self.endpoint.password
-        return message.replace(password, "********") if password else message
+            todo = f"check that the relay is running and the host and port in {url}"
+        return f"cannot use SMTP server {where}: {reason}; {todo}"
 
 
 def _data(connection: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:

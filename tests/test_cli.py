@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from newsletter import jobs
+from tests.arxiv_server import ArxivServer
 from tests.conftest import REPO, set_env
 from tests.test_digest import paper, store_papers, subscribe
 from tests.test_docs import COMMANDS
@@ -128,7 +129,7 @@ def test_serve_answers_on_the_port_it_was_given(settings, cli):
                 assert server.poll() is None, server.stdout.read().decode()
                 assert time.monotonic() < deadline, "newsletter serve did not start in 20 s"
                 time.sleep(0.1)
-        assert answer.json() == {"ok": True}
+        assert answer.status_code == 200  # what it says is test_health's business
         assert answer.headers["X-Frame-Options"] == "DENY"
     finally:
         server.terminate()

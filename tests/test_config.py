@@ -3,15 +3,42 @@
 from __future__ import annotations
 
 import stat
+import typing
 
 import pytest
 
-from newsletter.config import Settings
+from newsletter.cli.common import ExitStatus
+from newsletter.config import Settings, get_settings, mask_url_password, read_settings
 from newsletter.errors import ConfigError
+from newsletter.web import create_app
+from tests.arxiv_server import ArxivServer
 from tests.conftest import set_env
 
 # Settings are the same whatever the database: these run on the default (SQLite) only.
 pytestmark = pytest.mark.parametrize("database_url", [None])
+
+NO_KEY = (
+    "NEWSLETTER_SECRET_KEY is not set: NEWSLETTER_ENV=production needs a key of at least 32"
+    " characters (make one with `openssl rand -hex 32`)"
+)
+GOOD_KEY = "0123456789abcdef" * 4
+
+
+def set_raw(monkeypatch, **values: str) -> None:
+    """Set variables that may not make valid settings (`set_env` reads them back at once)."""
+    for key, value in values.items():
+        monkeypatch.setenv(f"NEWSLETTER_{key.upper()}", value)
+    get_settings.cache_clear()
+
+
+def refused(cli, *args: str) -> list[str]:
+    """A command refused for its settings: exit 3, one `Error:` line per problem, no traceback
+    and none of pydantic's own text."""
+    result = cli(*args, ok=False)
+    assert result.exit_code == ExitStatus.CONFIG, result.output
+    assert "Traceback" not in result.output and "pydantic" not in result.output
+    assert "Input should be" not in result.output
+    return [line for line in result.output.splitlines() if line.startswith("Error: ")]
 
 
 def test_defaults_need_nothing_configured(settings, tmp_path):
@@ -38,10 +65,16 @@ def test_secret_key_is_made_once_and_kept_private(settings):
 
 
 def test_production_needs_an_explicit_secret(settings, monkeypatch):
-    production = set_env(monkeypatch, env="production")
+    set_raw(monkeypatch, env="production")
+    with pytest.raises(ConfigError, match="NEWSLETTER_SECRET_KEY is not set"):
+        get_settings()
+    # Made in code, the same settings are refused by what uses them.
+    production = Settings(env="production")
+    assert production.problems() == [NO_KEY]
     with pytest.raises(ConfigError, match="NEWSLETTER_SECRET_KEY must be set"):
         production.secret()
-    assert "NEWSLETTER_SECRET_KEY is not set" in production.check_production()
+    with pytest.raises(ConfigError, match="NEWSLETTER_SECRET_KEY is not set"):
+        create_app(production)
 
 
 def test_config_command_masks_secrets(cli, monkeypatch):
@@ -63,3 +96,158 @@ def test_bad_settings_say_which(monkeypatch, settings):
     monkeypatch.setenv("NEWSLETTER_FROM", "no address here")
     with pytest.raises(ValueError, match="NEWSLETTER_FROM"):
         Settings()
+
+
+# ------------------------------------------------------------- checked before anything runs
+
+
+@pytest.mark.parametrize(
+    "variable, value, line",
+    [
+        (
+            "SMTP_TIMEOUT",
+            "-1",
+            "NEWSLETTER_SMTP_TIMEOUT=-1: must be more than 0 (seconds for each SMTP connection"
+            " and command)",
+        ),
+        (
+            "SEND_BATCH_SIZE",
+            "0",
+            "NEWSLETTER_SEND_BATCH_SIZE=0: must be at least 1 (messages handed to one SMTP"
+            " connection at a time)",
+        ),
+        (
+            "BASE_URL",
+            "digest.example.org",
+            "NEWSLETTER_BASE_URL=digest.example.org: must start with https:// (or http://) and"
+            " name a host, like https://digest.example.org: every link in every email starts"
+            " with it",
+        ),
+        (
+            "ARXIV_API_URL",
+            "ftp://export.arxiv.org/api/query",
+            "NEWSLETTER_ARXIV_API_URL=ftp://export.arxiv.org/api/query: must start with http://"
+            " or https:// and name a host, like https://example.org",
+        ),
+        (
+            "SEND_RATE",
+            "fast",
+            "NEWSLETTER_SEND_RATE=fast: must be a number (messages per second across every worker)",
+        ),
+        (
+            "ENV",
+            "staging",
+            "NEWSLETTER_ENV=staging: must be development or production (how careful to be)",
+        ),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_its_variable_and_exit_3(
+    cli, monkeypatch, variable, value, line
+):
+    set_raw(monkeypatch, **{variable: value})
+
+    for command in (["run"], ["topics", "list"], ["config"]):
+        assert refused(cli, *command) == [f"Error: {line}"]
+
+
+def test_every_number_has_a_floor(settings, monkeypatch):
+    numbers = [
+        name
+        for name, field in Settings.model_fields.items()
+        if {int, float} & set(typing.get_args(field.annotation) or [field.annotation])
+    ]
+    assert {"smtp_timeout", "send_batch_size", "send_rate", "arxiv_page_size"} <= set(numbers)
+    for name in numbers:
+        monkeypatch.setenv(f"NEWSLETTER_{name.upper()}", "-1")
+
+    errors = read_settings().errors
+
+    assert sorted(line.split("=", 1)[0] for line in errors) == sorted(
+        f"NEWSLETTER_{name.upper()}" for name in numbers
+    )
+    assert all(line.split(": ", 1)[1].startswith("must be") for line in errors), errors
+
+
+def test_config_shows_every_problem_at_once(cli, monkeypatch):
+    set_raw(
+        monkeypatch,
+        smtp_timeout="-1",
+        send_batch_size="0",
+        base_url="digest.example.org",
+        env="production",
+        secret_key="short",
+    )
+
+    result = cli("config", ok=False)
+
+    assert result.exit_code == ExitStatus.CONFIG
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert [line.split("=", 1)[0] for line in errors] == [
+        "Error: NEWSLETTER_SMTP_TIMEOUT",
+        "Error: NEWSLETTER_BASE_URL",
+        "Error: NEWSLETTER_SEND_BATCH_SIZE",
+        "Error: NEWSLETTER_SECRET_KEY",
+    ]
+    # The table still shows every setting, the bad ones as they were read.
+    assert "NEWSLETTER_SMTP_TIMEOUT=-1\n" in result.stdout
+    assert "NEWSLETTER_ARXIV_DELAY=0.0\n" in result.stdout
+    assert "short" not in result.output
+
+
+def test_a_short_secret_key_is_refused_in_production(cli, monkeypatch):
+    set_raw(monkeypatch, env="production", secret_key="k")
+
+    assert refused(cli, "run") == [
+        "Error: NEWSLETTER_SECRET_KEY=********: is 1 character long; NEWSLETTER_ENV=production"
+        " needs at least 32 (make one with `openssl rand -hex 32`)"
+    ]
+    set_raw(monkeypatch, secret_key=GOOD_KEY)
+    assert "NEWSLETTER_SECRET_KEY=********" in cli("config").output
+
+
+def test_production_without_a_key_refuses_to_start_before_asking_arxiv(
+    cli, monkeypatch, example_topics
+):
+    with ArxivServer() as arxiv:
+        set_raw(monkeypatch, env="production", arxiv_api_url=arxiv.url)
+
+        for command in (["run"], ["run", "--inline"], ["fetch"], ["send"], ["worker"], ["serve"]):
+            assert refused(cli, *command) == [f"Error: {NO_KEY}"], command
+
+        assert arxiv.requests == []  # refused before the first request, not after
+
+
+def test_a_misspelt_setting_is_a_warning_with_the_name_meant(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("NEWSLETTER_DAILYTIME", "07:30")
+    (tmp_path / ".env").write_text("NEWSLETTER_SMTP_TIMOUT=10\nNEWSLETTER_XYZZY=1\n")
+    monkeypatch.setenv("NEWSLETTER_TEST_WHATEVER", "the test suite's own: never reported")
+
+    result = cli("topics", "list")  # warned, and still done
+
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]
+    assert warnings == [
+        "Warning: NEWSLETTER_DAILYTIME (in the environment) is not a setting, so it changes"
+        " nothing; did you mean NEWSLETTER_DAILY_TIME?",
+        "Warning: NEWSLETTER_SMTP_TIMOUT (in .env) is not a setting, so it changes nothing;"
+        " did you mean NEWSLETTER_SMTP_TIMEOUT?",
+        "Warning: NEWSLETTER_XYZZY (in .env) is not a setting, so it changes nothing",
+    ]
+    assert "NEWSLETTER_DAILY_TIME=06:00" in cli("config").output  # indeed nothing changed
+
+
+def test_the_urls_we_check_are_the_urls_we_mask(settings):
+    assert mask_url_password("smtp://u:p@mail.example.org:587") == (
+        "smtp://u:********@mail.example.org:587"
+    )
+    assert mask_url_password("me:hunter2@mail.example.org:587") == (
+        "me:********@mail.example.org:587"
+    )
+    assert mask_url_password("unix:///run/redis.sock?db=2&password=s3cret") == (
+        "unix:///run/redis.sock?db=2&password=********"
+    )
+    assert mask_url_password("postgresql://digest:p%40ss@db.example.org/newsletter") == (
+        "postgresql://digest:********@db.example.org/newsletter"
+    )
+    # Nothing but the password changes: not a letter of the user, host or path.
+    assert mask_url_password("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert mask_url_password("smtp://p:p@p.example.org") == "smtp://p:********@p.example.org"

@@ -287,7 +287,7 @@ def test_translate_text_prints_one_translation(cli, google):
 
 def test_translate_text_says_when_no_translator_is_configured(cli):
     result = cli("translate", "text", "Hello.", "--lang", "zh", ok=False)
-    assert result.exit_code == 1 and "no translator is configured" in result.output
+    assert result.exit_code == 3 and "no translator is configured" in result.output  # a setting
 
 
 def test_translate_text_rejects_a_bad_language(cli, google):

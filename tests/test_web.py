@@ -397,11 +397,6 @@ def test_home_redirects_to_the_archive(client):
     assert response.status_code == 302 and response.headers["Location"] == "/digests/"
 
 
-def test_health_check(client):
-    response = client.get("/healthz")
-    assert response.status_code == 200 and response.get_json() == {"ok": True}
-
-
 # ---------------------------------------------------------------- a real HTTP server
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from newsletter.cli import (
@@ -15,13 +17,37 @@ from newsletter.cli import (
     translate,
     unsubscribes,
 )
-from newsletter.cli.common import NewsletterGroup
+from newsletter.cli.common import DEBUG, NewsletterGroup, err_console
+from newsletter.config import unknown_variables
 
 app = typer.Typer(
     cls=NewsletterGroup,
     no_args_is_help=True,
     help="A self-hosted arXiv daily digest. Start with: newsletter init --examples; newsletter run",
 )
+
+
+@app.callback()
+def before_every_command(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar="NEWSLETTER_DEBUG",
+            help="On an error, also show its traceback (NEWSLETTER_DEBUG=1 does the same).",
+        ),
+    ] = False,
+) -> None:
+    # Before every command: a misspelt setting is only a warning, because the environment is
+    # often shared (one .env or EnvironmentFile for the web app, the worker and the versions
+    # of an upgrade), where a name one of them does not know must not stop it; it still
+    # changes nothing, so each command says so, with the name that was probably meant.
+    ctx.meta[DEBUG] = debug
+    for warning in unknown_variables():
+        err_console.print(f"Warning: {warning}")
+
+
 app.add_typer(topics.app, name="topics")
 app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(ops.db_app, name="db")

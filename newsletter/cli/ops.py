@@ -8,10 +8,22 @@ from typing import Annotated
 import typer
 
 from newsletter import db, store
-from newsletter.cli.common import NewsletterGroup, console, err_console, examples_dir, session
+from newsletter.cli.common import (
+    ExitStatus,
+    NewsletterGroup,
+    check_folders,
+    console,
+    err_console,
+    examples_dir,
+    session,
+)
 from newsletter.cli.common import settings as current_settings
+from newsletter.config import read_settings
+from newsletter.errors import ConfigError
 from newsletter.subscribers import read_subscriber_csv
 from newsletter.topics import read_topic_file
+
+log = logging.getLogger(__name__)
 
 
 def init(
@@ -57,16 +69,25 @@ def _load_examples(settings) -> None:
 
 
 def config() -> None:
-    """Print the effective settings, secrets masked.
+    """Print the effective settings, secrets and passwords masked, and every problem with them.
 
+    A value that cannot work is shown as it was read, with an error line on stderr saying why;
+    then the command exits with 3.
     Example: NEWSLETTER_SMTP_URL=smtp://me:pw@mail.example.org:587 newsletter config
     """
-    settings = current_settings()
-    for name, value in settings.masked().items():
+    report = read_settings()
+    shown = report.settings.masked() if report.settings is not None else {}
+    shown.update(report.invalid)  # what was read, rather than the default standing in for it
+    for name, value in shown.items():
         console.print(f"{name}={value}")
-    if settings.env == "production":
-        for problem in settings.check_production():
-            err_console.print(f"Warning: {problem}")
+    if report.settings is not None and report.settings.env == "production":
+        for warning in report.settings.check_production():
+            if not warning.startswith(tuple(report.invalid)):  # said below, and better
+                err_console.print(f"Warning: {warning}")
+    for error in report.errors:
+        err_console.print(f"Error: {error}")
+    if report.errors:
+        raise typer.Exit(code=ExitStatus.CONFIG)
 
 
 db_app = typer.Typer(cls=NewsletterGroup, help="The database schema (Alembic migrations).")
@@ -105,9 +126,12 @@ def serve(
 
     Example: newsletter serve --port 8000
     """
+    from newsletter.logs import setup_logging
     from newsletter.web import create_app
 
     settings = current_settings()
+    setup_logging(settings)
+    check_folders(settings)
     db.ensure_schema(settings)
     create_app(settings).run(host=host, port=port)
 
@@ -118,14 +142,38 @@ def worker(
         bool,
         typer.Option(help="Run the schedule here (daily job, inbox reads): on exactly one worker."),
     ] = True,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Answer Prometheus scrapes at /metrics on this port (default:"
+            " NEWSLETTER_METRICS_PORT; unset: no endpoint), on NEWSLETTER_METRICS_HOST.",
+        ),
+    ] = None,
 ) -> None:
     """Run the Huey consumer: the daily job (NEWSLETTER_DAILY_TIME in NEWSLETTER_TIMEZONE), the
     inbox reads (NEWSLETTER_INBOX) and queued tasks.
 
-    Example: newsletter worker --workers 2
+    Logs one line per event on stderr (NEWSLETTER_LOG_FORMAT=json for JSON).
+    Example: newsletter worker --workers 2 --metrics-port 9108
     """
-    from newsletter.tasks import huey
+    from newsletter import logs, metrics, tasks
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    db.ensure_schema(current_settings())
-    huey.create_consumer(workers=workers, periodic=periodic).run()
+    settings = current_settings()
+    logs.setup_logging(settings)
+    check_folders(settings)  # the outbox, the queue's file: before a task fails on them
+    db.ensure_schema(settings)
+    metrics.watch_tasks(tasks.huey)
+    port = metrics_port or settings.metrics_port
+    if port:
+        registry = metrics.exposition_registry()
+        metrics.watch_queue(tasks.queue_depth, registry)
+        try:
+            metrics.serve(port, settings.metrics_host, registry)
+        except OSError as error:  # the port is taken, or the address is not this machine's
+            raise ConfigError(
+                f"cannot serve metrics on {settings.metrics_host}:{port}: {error}"
+            ) from error
+        log.info("metrics at http://%s:%d/metrics", settings.metrics_host, port)
+    tasks.huey.create_consumer(workers=workers, periodic=periodic).run()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from collections.abc import Callable, Iterable
 
 from flask import Flask, Response, request, send_from_directory
@@ -16,10 +17,19 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
 from werkzeug.serving import WSGIRequestHandler
 
-from newsletter.config import Settings, get_settings
+from newsletter.config import Settings, check_settings, get_settings, unknown_variables
 from newsletter.db import lock_timeout
 from newsletter.render import static_dir
-from newsletter.web import admin, archive, feeds, limits, preferences, subscribe, unsubscribe
+from newsletter.web import (
+    admin,
+    archive,
+    feeds,
+    health,
+    limits,
+    preferences,
+    subscribe,
+    unsubscribe,
+)
 from newsletter.web.common import (
     HSTS,
     PRIVATE_BLUEPRINTS,
@@ -30,6 +40,8 @@ from newsletter.web.common import (
     message,
 )
 
+log = logging.getLogger(__name__)
+
 BLUEPRINTS = (
     archive.blueprint,
     subscribe.blueprint,
@@ -37,6 +49,7 @@ BLUEPRINTS = (
     unsubscribe.blueprint,
     feeds.blueprint,
     admin.blueprint,
+    health.blueprint,
 )
 
 
@@ -66,7 +79,11 @@ class WebApp(Flask):
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or get_settings()
+    # Checked before anything is served: under gunicorn, a ConfigError here stops the boot with
+    # its lines (one per setting) rather than answering every request with a 500.
+    settings = check_settings(settings) if settings is not None else get_settings()
+    for warning in unknown_variables():
+        log.warning("%s", warning)
     app = WebApp(__name__, static_folder=None)
     https = settings.base_url.startswith("https://")
     # A key of its own for cookies, derived from the signing secret, never the secret itself.
@@ -116,9 +133,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.get("/static/<path:name>")
     def static_file(name: str):
         return send_from_directory(static_dir(), name)
-
-    @app.get("/healthz")
-    def health():
-        return {"ok": True}
 
     return app
