@@ -33,6 +33,10 @@ class CodeLinkError(NewsletterError):
     """A code-link source (the Hugging Face papers API) gave no usable answer."""
 
 
+class NothingToDo(NewsletterError):
+    """A job was asked for with nothing to work on (no topic, nobody following one)."""
+
+
 class InvalidInput(NewsletterError):
     """Something a user typed or imported cannot be used as it is."""
 

@@ -40,6 +40,28 @@ def today(settings: Settings | None = None) -> date:
     return (settings or get_settings()).today()
 
 
+def nothing_to_do(settings: Settings) -> str | None:
+    """Why the daily job would have nothing to do, saying what to do next; None when it has.
+
+    Without a topic there is nothing to fetch, and without a reader following one nothing to
+    send: a run then would only publish an empty digest and report "0 sent" as a success.
+    """
+    with session_scope(settings) as session:
+        topics = store.list_topics(session)
+        followers = store.topic_subscriber_counts(session)
+    if not topics:
+        return (
+            "there are no topics yet: add one with `newsletter topics add NAME --keyword WORDS`,"
+            " or load the examples with `newsletter init --examples`"
+        )
+    if not any(followers.values()):
+        return (
+            "no active subscriber follows a topic: add one with `newsletter subscribers add"
+            " EMAIL --topic NAME`, or import a list with `newsletter subscribers import FILE`"
+        )
+    return None
+
+
 # ---------------------------------------------------------------- fetch
 
 

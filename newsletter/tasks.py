@@ -2,10 +2,18 @@
 
 Embedded default: Huey on a SQLite file under the var folder, no server needed. With
 NEWSLETTER_REDIS_URL set: Huey on Redis, so any number of workers on any number of machines
-share the work. The daily job fetches (one fetch at a time across all workers: arXiv allows
-one request every 3 seconds from all your machines together), builds the digest, then fans
-the delivery out into `deliver` tasks that claim batches of deliveries (see `delivery`).
-With NEWSLETTER_INBOX set, `read_inbox` acts on the mail that came back every few minutes.
+share the work. The daily job is two tasks, so that a step that fails is retried from where
+it failed and arXiv is asked once per job: `daily_job` fetches (one fetch at a time across all
+workers: arXiv allows one request every 3 seconds from all your machines together), then
+queues `daily_digest`, which builds the digest and fans the delivery out into `deliver` tasks
+that claim batches of deliveries (see `delivery`). With NEWSLETTER_INBOX set, `read_inbox`
+acts on the mail that came back every few minutes.
+
+The worker heals itself (see `consumer` and `outages`): Redis, the database or the SMTP relay
+down is waited out with a growing backoff, one log line a step, and the work goes on when the
+part is back; what was lost meanwhile (tasks in a Redis that restarted empty, a task whose
+worker was killed) is found again by `sweep`.
+
 Tasks take plain values, look everything up themselves, and are safe to run twice.
 """
 
@@ -14,57 +22,121 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
 from huey import Huey, RedisHuey, SqliteHuey
+from huey.exceptions import CancelExecution, RetryTask
 
-from newsletter import delivery, inbox, jobs
+from newsletter import delivery, heartbeat, inbox, jobs, metrics, store
 from newsletter.config import Settings, get_settings
+from newsletter.consumer import HealingConsumer
+from newsletter.db import session_scope
+from newsletter.errors import ConfigError
 from newsletter.mail import Transport, transport_from_settings
 from newsletter.models import utcnow
+from newsletter.outages import Stopped, keep_trying
 
 log = logging.getLogger(__name__)
 
 FETCH_LOCK = "arxiv-fetch"
+SWEEP_DAYS = 7
+"""Digests of the last week are swept; an older one is news no longer (`newsletter send
+--date` still finishes it by hand)."""
+
+
+class _Healing:
+    """The worker's consumer: Huey's, made to ride out outages (see `consumer`)."""
+
+    def create_consumer(self, **options) -> HealingConsumer:
+        return HealingConsumer(self, settings=get_settings(), sweep=sweep, **options)
+
+
+class RedisQueue(_Healing, RedisHuey):
+    pass
+
+
+class SqliteQueue(_Healing, SqliteHuey):
+    pass
 
 
 def make_huey(settings: Settings) -> Huey:
     if settings.redis_url is not None:
-        return RedisHuey("newsletter", url=settings.redis_url.get_secret_value())
+        return RedisQueue("newsletter", url=settings.redis_url.get_secret_value())
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    return SqliteHuey("newsletter", filename=str(settings.huey_path))
+    return SqliteQueue("newsletter", filename=str(settings.huey_path))
 
 
 huey = make_huey(get_settings())
 
 
+@huey.pre_execute()
+def _running(task) -> None:
+    """What this thread is running, for the worker's heartbeat."""
+    digest_id = task.args[0] if task.name == "deliver" and task.args else None
+    heartbeat.ACTIVITY.start(f"{task.name}({', '.join(map(repr, task.args))})", digest_id)
+
+
+@huey.post_execute()
+def _finished(task, value, exception) -> None:
+    heartbeat.ACTIVITY.end()
+
+
+# ---------------------------------------------------------------- the daily job
+
+
 @huey.task(retries=20, retry_delay=30)
 def daily_job() -> dict:
-    """Fetch, build today's digest, and queue its delivery; returns a short summary.
+    """Fetch the day's papers, then queue `daily_digest` to build and send the digest.
 
     If another worker is fetching, the fetch lock makes this task fail and Huey retries it.
+    A fetch that meets an outage waits for the part to come back (see `outages`).
     """
     settings = get_settings()
+    idle = jobs.nothing_to_do(settings)
+    if idle is not None:  # no empty digest published, no arXiv request for nothing
+        log.warning("daily job: nothing to do: %s", idle)
+        return {"date": jobs.today(settings).isoformat(), "nothing_to_do": idle}
     with huey.lock_task(FETCH_LOCK):
-        fetched = jobs.fetch(settings)
+        fetched = _waiting_out_outages(settings, partial(jobs.fetch, settings))
     for entry in fetched.topics:
         for reason in entry.skipped:
             log.warning("fetch: topic %r: left out %s", entry.topic, reason)
     for error in fetched.errors:
         log.error("fetch: %s", error)
-    jobs.check_code_links(settings)
-    issue_date = jobs.today(settings)
-    digest_id, _translation = jobs.build(settings, issue_date)
+    issue_date = jobs.today(settings).isoformat()
+    daily_digest(issue_date)
+    return {"date": issue_date, "fetch_errors": len(fetched.errors)}
+
+
+@huey.task(retries=20, retry_delay=30)
+def daily_digest(issue_date: str) -> dict:
+    """The daily job's second step: ask for code links, build the day's digest (translations,
+    one delivery row per reader) and queue its delivery; retried on its own, never refetching.
+
+    A setting that makes the digest impossible (no NEWSLETTER_SECRET_KEY in production) stops
+    it at once: this process's settings will not change by waiting, so retrying is pointless.
+    """
+    settings = get_settings()
+    day = date.fromisoformat(issue_date)
+    try:
+        _waiting_out_outages(settings, partial(jobs.check_code_links, settings))
+        digest_id, _translation = _waiting_out_outages(settings, partial(jobs.build, settings, day))
+    except ConfigError as error:
+        log.error("daily job: the digest of %s cannot be built: %s", issue_date, error)
+        raise CancelExecution(str(error), retry=False) from error
     batches = queue_delivery(settings, digest_id)
-    summary = {
-        "date": issue_date.isoformat(),
-        "fetch_errors": len(fetched.errors),
-        "digest_id": digest_id,
-        "batches": batches,
-    }
+    summary = {"date": issue_date, "digest_id": digest_id, "batches": batches}
     log.info("daily job queued its delivery: %s", summary)
     return summary
+
+
+def _waiting_out_outages(settings: Settings, step):
+    """A daily step's result, outages waited out; stopped meanwhile, it is queued again."""
+    try:
+        return keep_trying(settings, step)
+    except Stopped as stopped:
+        raise RetryTask(str(stopped), delay=settings.recovery_interval) from stopped
 
 
 def queue_delivery(settings: Settings, digest_id: int) -> int:
@@ -76,13 +148,15 @@ def queue_delivery(settings: Settings, digest_id: int) -> int:
     return batches
 
 
+# ---------------------------------------------------------------- delivery
+
 _local = threading.local()
 
 
 def _transport(settings: Settings) -> Transport:
     """One long-lived transport (one SMTP connection) per worker thread; it reconnects itself."""
     if getattr(_local, "transport", None) is None:
-        _local.transport = transport_from_settings(settings)
+        _local.transport = metrics.measured(transport_from_settings(settings))
     return _local.transport
 
 
@@ -98,35 +172,86 @@ def _deliverer(settings: Settings, digest_id: int) -> delivery.Deliverer:
 def deliver(digest_id: int) -> dict:
     """Send batches of a digest's due deliveries until none is due; come back for the rest.
 
-    Rows other workers hold are left to them; if one of them dies, its rows come due when
-    their lease ends, and this task, rescheduled for that moment, takes them over.
-
-    Huey forgets a task whose worker dies (SIGKILL, out of memory, a machine lost), and with
-    it the rescheduling it would have done: so each run first schedules its own take-over for
-    when its claims would lapse, and replaces it with the successor the digest needs when it
-    ends normally. A run that outlasts its take-over leaves the rest to it.
+    Rows other workers hold are left to them. When the SMTP relay, the database or Redis is
+    down, this task waits for it (see `outages`): the batch it had claimed is handed back (or,
+    with the database away, left to its lease), and no row counts as failed because a part was
+    down. Rows that come due later (a retry's backoff, a dead worker's lease) get a successor
+    scheduled for that moment; what a task lost with its worker or its queue leaves undone,
+    `sweep` finds.
     """
     settings = get_settings()
-    takeover_delay = settings.delivery_lease + 1.0
-    takeover_at = time.monotonic() + takeover_delay
-    takeover = deliver.schedule((digest_id,), delay=takeover_delay)
     deliverer = _deliverer(settings, digest_id)
     report = delivery.DeliveryReport()
-    while True:
-        batch = deliverer.deliver_batch(settings.send_batch_size)
-        report.add(batch)
-        if not (batch.sent + batch.failed + batch.deferred + batch.skipped):
-            break
-    remaining, next_due = delivery.unfinished(settings, digest_id)
-    if time.monotonic() < takeover_at:  # not started yet: replace it by what is needed
-        takeover.revoke()
+    try:
+        while True:
+            batch = keep_trying(
+                settings, partial(deliverer.deliver_batch, settings.send_batch_size)
+            )
+            report.add(batch)
+            if not (batch.sent + batch.failed + batch.deferred + batch.skipped):
+                break
+        remaining, next_due = keep_trying(
+            settings, partial(delivery.unfinished, settings, digest_id)
+        )
         if remaining and next_due is not None:
             delay = max(0.0, (next_due - utcnow()).total_seconds()) + 0.5
             deliver.schedule((digest_id,), delay=delay)
+    except Stopped as stopped:
+        # The rows not sent are back in the table: the next worker's first sweep finds them.
+        log.warning("deliver digest %d: %s; left to the next worker", digest_id, stopped)
+        remaining = None
     for failure in report.failures:
         log.error("send: %s", failure)
+    metrics.record_delivery_report(report)
     return {"digest_id": digest_id, "sent": report.sent, "failed": report.failed,
             "deferred": report.deferred, "remaining": remaining}  # fmt: skip
+
+
+def sweep(settings: Settings | None = None) -> list[int]:
+    """Queue delivery for each recent digest whose deliveries are due (or come due before the
+    next sweep) and that no live worker is delivering; the digests queued.
+
+    This is what makes the system converge whatever was lost: tasks enqueued in a Redis that
+    went away, a task whose worker was killed (its rows come due when their lease ends), rows
+    a task left when its worker stopped mid-outage. Safe at any time: a `deliver` task that
+    finds nothing to claim ends at once.
+    """
+    settings = settings or get_settings()
+    if huey.pending_count():
+        # The workers have a backlog (maybe the very tasks this would add): whatever was lost
+        # is looked for once they are through it, rather than piling up tasks behind it.
+        return []
+    _doing, here = heartbeat.ACTIVITY.now()
+    busy = set(here).union(*(beat.delivering for beat in heartbeat.live_workers(settings)))
+    now = utcnow()
+    horizon = now + timedelta(seconds=settings.recovery_interval)
+    queued = []
+    for digest_id, next_due in _unfinished_digests(settings, now):
+        if digest_id in busy or next_due > horizon:
+            continue
+        wait = (next_due - now).total_seconds()
+        if wait <= 0:
+            batches = queue_delivery(settings, digest_id)
+            log.info("sweep: digest %d has deliveries due and no worker on it:"
+                     " %d deliver task(s) queued", digest_id, batches)  # fmt: skip
+        else:
+            deliver.schedule((digest_id,), delay=wait + 0.5)
+            log.info("sweep: digest %d has deliveries coming due in %.0f s and no worker on"
+                     " it: a deliver task scheduled then", digest_id, wait)  # fmt: skip
+        queued.append(digest_id)
+    return queued
+
+
+def _unfinished_digests(settings: Settings, now: datetime) -> list[tuple[int, datetime]]:
+    """(digest, when its next delivery can be sent) for the last SWEEP_DAYS' unfinished ones."""
+    since = now.date() - timedelta(days=SWEEP_DAYS)
+    with session_scope(settings) as session:
+        recent = [d.id for d in store.list_digests(session) if d.issue_date >= since]
+        due = [(digest_id, store.next_due_at(session, digest_id)) for digest_id in recent]
+    return [(digest_id, next_due) for digest_id, next_due in due if next_due is not None]
+
+
+# ---------------------------------------------------------------- the schedule
 
 
 def is_daily_time(moment: datetime) -> bool:
@@ -172,6 +297,9 @@ def read_inbox() -> dict:
     return {"acted_on": report.acted_on, "read_before": report.read_before}
 
 
+# ---------------------------------------------------------------- watching
+
+
 def queue_depth() -> dict[str, int]:
-    """Tasks waiting to run now, and scheduled for later (retries, lease take-overs)."""
+    """Tasks waiting to run now, and scheduled for later (retries, successors)."""
     return {"pending": huey.pending_count(), "scheduled": huey.scheduled_count()}

@@ -156,3 +156,18 @@ def test_a_normal_install_ships_templates_and_examples(tmp_path: Path):
         "newsletter/migrations/versions/0001_initial_schema.py",
     ]:
         assert needed in names, f"{needed} is missing from the wheel"
+
+
+def test_run_and_send_with_nothing_to_do_say_what_to_add_and_exit_1(cli, settings, monkeypatch):
+    with ArxivServer() as server:  # no request may reach it
+        set_env(monkeypatch, arxiv_api_url=server.url)
+        for command in (["run"], ["send"]):
+            result = cli(*command, ok=False)
+            assert result.exit_code == 1
+            assert "nothing to do: there are no topics yet" in result.output
+            assert "newsletter init --examples" in result.output
+        cli("topics", "add", "SLAM", "-k", "slam")
+        result = cli("run", ok=False)
+        assert result.exit_code == 1 and "no active subscriber follows a topic" in result.output
+        assert server.requests == []
+    assert "No digest yet." in cli("status").output

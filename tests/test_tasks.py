@@ -7,12 +7,14 @@ in immediate mode and in a real worker process that shares the SQLite queue with
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesParser
@@ -22,8 +24,10 @@ from types import ModuleType
 import pytest
 from huey import RedisHuey, SqliteHuey
 
+from newsletter import store
 from newsletter.arxiv_api import build_query
 from newsletter.config import Settings, get_settings
+from newsletter.db import session_scope
 from tests.arxiv_server import ArxivServer, Reply
 from tests.atom import Entry, feed
 from tests.conftest import Cli, set_env
@@ -39,6 +43,21 @@ def load_tasks() -> ModuleType:
     import newsletter.tasks
 
     return importlib.reload(newsletter.tasks)
+
+
+@contextmanager
+def tasks_on_redis(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """`newsletter.tasks` on the Redis at `url`, as a worker started with it loads it; loaded
+    again with the default queue after."""
+    set_env(monkeypatch, redis_url=url)
+    tasks = load_tasks()
+    try:
+        yield tasks
+    finally:
+        tasks.huey.storage.conn.close()
+        monkeypatch.delenv("NEWSLETTER_REDIS_URL")
+        get_settings.cache_clear()
+        load_tasks()
 
 
 @pytest.fixture
@@ -110,7 +129,8 @@ def test_the_queue_is_redis_when_a_redis_url_is_set(settings, monkeypatch, redis
     huey = tasks.huey
     try:
         assert isinstance(huey, RedisHuey)
-        assert huey.storage.conn.connection_pool.connection_kwargs["db"] == 15
+        wanted_db = int(redis_url.rsplit("/", 1)[1])
+        assert huey.storage.conn.connection_pool.connection_kwargs["db"] == wanted_db
         huey.flush()
 
         tasks.daily_job()  # enqueued in Redis, not run: no worker listens here
@@ -126,11 +146,14 @@ def test_the_queue_is_redis_when_a_redis_url_is_set(settings, monkeypatch, redis
 # --------------------------------------------------------------------------- the daily task
 
 
-def test_the_daily_task_fetches_builds_and_sends(immediate, arxiv):
+def test_the_daily_task_fetches_builds_and_sends(immediate, arxiv, caplog):
+    caplog.set_level(logging.INFO, logger="newsletter.tasks")
     summary = immediate.daily_job().get()
 
-    assert (summary["date"], summary["fetch_errors"], summary["batches"]) == (today(), 0, 1)
+    assert summary == {"date": today(), "fetch_errors": 0}
     assert len(arxiv.requests) == 2
+    (queued,) = [r.getMessage() for r in caplog.records if "queued its delivery" in r.getMessage()]
+    assert f"'date': '{today()}'" in queued and "'batches': 1" in queued
     mail = outbox()
     assert set(mail) == {"ada@example.org", "bo@example.org"}
     assert all(arxiv_id in mail["ada@example.org"] for arxiv_id in ("2611.00001", "2611.00002"))
@@ -138,7 +161,7 @@ def test_the_daily_task_fetches_builds_and_sends(immediate, arxiv):
 
     again = immediate.daily_job().get()  # safe to run twice: nothing is sent twice
 
-    assert again["fetch_errors"] == 0
+    assert again == {"date": today(), "fetch_errors": 0}
     assert len(outbox()) == 2
     assert len(list(Path(get_settings().outbox_dir).glob("*.eml"))) == 2
 
@@ -273,7 +296,7 @@ def test_a_real_worker_runs_the_queued_daily_job(arxiv, settings, monkeypatch, t
     finally:
         code = stop(worker)
 
-    assert (summary["date"], summary["fetch_errors"], summary["batches"]) == (today(), 0, 1)
+    assert summary == {"date": today(), "fetch_errors": 0}
     assert set(outbox()) == {"ada@example.org", "bo@example.org"}
     assert {request.search_query for request in arxiv.requests} == {
         query_of(name) for name in PAPERS
@@ -289,12 +312,18 @@ def test_a_real_worker_runs_the_queued_daily_job(arxiv, settings, monkeypatch, t
 
 
 def test_run_hands_the_job_to_the_workers_when_redis_is_set(cli, settings, monkeypatch, redis_url):
+    cli("topics", "add", "SLAM", "-k", "slam")
+    cli("subscribers", "add", "ada@example.org", "--topic", "SLAM")
     set_env(monkeypatch, redis_url=redis_url)
     tasks = load_tasks()
     tasks.huey.flush()
     try:
         result = cli("run")
         assert "queued for the workers" in result.output
+        assert (
+            "Warning: 1 task(s) waiting and no worker is alive: start `newsletter worker`"
+            in result.output
+        )
         assert tasks.huey.pending_count() == 1
         (queued,) = tasks.huey.pending()
         assert queued.name == "daily_job"
@@ -325,6 +354,29 @@ def test_only_one_fetch_runs_at_a_time(immediate, arxiv):
     assert arxiv.requests == []  # nothing was asked of arXiv meanwhile
     immediate.daily_job.call_local()  # the lock is free again: the retry goes through
     assert len(arxiv.requests) == len(PAPERS)
+
+
+def test_a_step_that_fails_after_the_fetch_is_retried_without_fetching_again(
+    immediate, arxiv, settings, caplog
+):
+    # The signing key cannot be read (a folder where its file should be): building fails.
+    key = settings.var_dir / "secret_key"
+    key.unlink(missing_ok=True)
+    key.mkdir(parents=True)
+
+    assert immediate.daily_job().get() == {"date": today(), "fetch_errors": 0}
+
+    assert len(arxiv.requests) == len(PAPERS)  # fetched once
+    assert outbox() == {}
+    assert any(r.exc_info and isinstance(r.exc_info[1], IsADirectoryError) for r in caplog.records)
+    (retry,) = immediate.huey.scheduled()  # Huey's retry of the failed step, in 30 s
+    assert (retry.name, retry.args, retry.retries) == ("daily_digest", (today(),), 19)
+
+    key.rmdir()  # the operator fixes it; the retry comes
+    immediate.huey.execute(retry, timestamp=retry.eta)  # as a worker does when it is due
+
+    assert set(outbox()) == {"ada@example.org", "bo@example.org"}
+    assert len(arxiv.requests) == len(PAPERS)  # and arXiv was not asked again
 
 
 def test_status_shows_the_queue_deliveries_and_failures(cli, immediate, arxiv, monkeypatch):
@@ -371,3 +423,19 @@ def test_the_worker_acts_on_new_mail_in_the_inbox_once(
     assert status_of(cli, "ada@example.org") == "active"
 
     assert immediate.read_inbox.call_local() == {"acted_on": 0, "read_before": 1}
+
+
+def test_a_daily_job_with_nothing_to_do_fetches_nothing_and_publishes_nothing(
+    immediate, cli, settings, monkeypatch, caplog
+):
+    cli("topics", "list")  # a fresh install: the schema, no topic
+    with ArxivServer() as server:  # no request may reach it
+        set_env(monkeypatch, arxiv_api_url=server.url)
+        summary = immediate.daily_job().get()
+        assert "there are no topics yet" in summary["nothing_to_do"]
+        cli("topics", "add", "SLAM", "-k", "slam")
+        assert "no active subscriber" in immediate.daily_job().get()["nothing_to_do"]
+        assert server.requests == []
+    with session_scope(settings) as session:
+        assert store.list_digests(session) == []
+    assert "daily job: nothing to do" in caplog.text

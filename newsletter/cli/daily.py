@@ -14,6 +14,7 @@ from rich.table import Table
 from newsletter import jobs
 from newsletter import preview as previews
 from newsletter.cli.common import console, err_console, ready_settings, session
+from newsletter.errors import NothingToDo
 
 Day = Annotated[
     str | None,
@@ -99,6 +100,7 @@ def send(
     if dry_run:
         _print_plan(jobs.plan(settings, _day(day)))
         return
+    _require_work(settings)
     report = _send_with_progress(settings, _day(day), wait)
     if report.failed:
         raise typer.Exit(code=1)
@@ -160,17 +162,14 @@ def run(
 
     With NEWSLETTER_REDIS_URL set, the job is handed to the workers (see `newsletter status`);
     otherwise, or with --inline, it runs here. Exits with 1 when arXiv failed for a topic or a
-    message failed; everything else still goes.
+    message failed (everything else still goes), or when there is nothing to do: no topic, or
+    nobody following one (it says what to add).
     Example: newsletter run --inline
     """
     settings = ready_settings()
+    _require_work(settings)
     if settings.redis_url is not None and not inline:
-        from newsletter.tasks import daily_job
-
-        daily_job()
-        console.print(
-            "The daily job is queued for the workers; follow it with `newsletter status`."
-        )
+        _hand_to_workers(settings)
         return
     fetched = jobs.fetch(settings)
     _print_fetch(fetched)
@@ -178,6 +177,33 @@ def run(
     sent = _send_with_progress(settings, None)
     if not fetched.ok or sent.failed:
         raise typer.Exit(code=1)
+
+
+def _require_work(settings) -> None:
+    """Stop, saying what to do next, when there is nothing to fetch or nobody to send to."""
+    reason = jobs.nothing_to_do(settings)
+    if reason is not None:
+        raise NothingToDo(f"nothing to do: {reason}.")
+
+
+def _hand_to_workers(settings) -> None:
+    """Queue the daily job and return at once, warning when no worker is alive to take it
+    (it waits in the queue for one)."""
+    import redis
+
+    from newsletter import heartbeat
+    from newsletter.errors import QueueError
+    from newsletter.tasks import daily_job, queue_depth
+
+    try:
+        daily_job()
+    except redis.RedisError as error:
+        raise QueueError(f"the daily job was not queued: {error}") from error
+    waiting, workers = queue_depth()["pending"], heartbeat.live_workers(settings)
+    console.print("The daily job is queued for the workers; follow it with `newsletter status`.")
+    warning = heartbeat.idle_queue_warning(waiting, workers)
+    if warning:
+        err_console.print(f"Warning: {warning}")
 
 
 def preview(

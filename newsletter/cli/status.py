@@ -1,31 +1,33 @@
-"""`newsletter status`: the queue, the latest digest's deliveries, and what went wrong."""
+"""`newsletter status`: the workers, the queue, the latest digest's deliveries, what went wrong."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from newsletter import store
-from newsletter.cli.common import console, session
+from newsletter import heartbeat, store
+from newsletter.cli.common import ExitStatus, console, ready_settings, session
 
 
 def status(
     failures: Annotated[int, typer.Option(help="How many failures to list.")] = 20,
 ) -> None:
-    """Show the queue depth, the latest digest's deliveries by state, and failures with reasons.
+    """Show the live workers and what they wait for, the queue, the latest digest's deliveries
+    by state, and failures and retries with their reasons.
 
+    Exits with 5 when the queue cannot be read (Redis down); the rest is shown all the same.
     Example: newsletter status --failures 50
     """
-    from newsletter.tasks import queue_depth
-
-    depth = queue_depth()
-    console.print(f"Queue: {depth['pending']} task(s) waiting, {depth['scheduled']} scheduled.")
+    settings = ready_settings()
+    queue_ok, workers = _print_queue_and_workers(settings)
     with session() as unit:
         digest = next(iter(store.list_digests(unit)), None)
         if digest is None:
             console.print("No digest yet.")
+            _exit_unless(queue_ok)
             return
         counts = store.delivery_counts(unit, digest.id)
         in_flight = store.claims_in_flight(unit, digest.id)
@@ -40,6 +42,58 @@ def status(
     for worker, count, lease in in_flight:
         console.print(f"In flight: {count} claimed by {worker} until {lease:%H:%M:%S} UTC")
     if next_due is not None and counts.get("pending", 0):
-        console.print(f"Next retry or take-over: {next_due:%Y-%m-%d %H:%M:%S} UTC")
-    for email, state, detail in failed:
+        overdue = queue_ok and not workers and next_due.timestamp() <= time.time()
+        late = ": due, and no worker is alive to send it" if overdue else ""
+        console.print(f"Next retry or take-over: {next_due:%Y-%m-%d %H:%M:%S} UTC{late}")
+    for email, state, detail in failed:  # failed for good, or pending a retry: the last reply
         console.print(f"{state:>8}  {email}  {detail}")
+    _exit_unless(queue_ok)
+
+
+def _print_queue_and_workers(settings) -> tuple[bool, list[heartbeat.Beat]]:
+    """Print the queue's depth and the live workers; (False, []) when Redis did not answer."""
+    from newsletter.outages import outage_of
+    from newsletter.tasks import queue_depth
+
+    try:
+        depth = queue_depth()
+        workers = heartbeat.live_workers(settings)
+    except Exception as error:
+        outage = outage_of(error, settings)
+        if outage is None:
+            raise
+        console.print(f"Queue: {outage.line()}: tasks and workers cannot be seen.")
+        return False, []
+    console.print(f"Queue: {depth['pending']} task(s) waiting, {depth['scheduled']} scheduled.")
+    if not workers:
+        console.print("Workers: none alive.")
+    else:
+        console.print(f"Workers: {len(workers)} alive.")
+    now = time.time()
+    for beat in workers:
+        doing = "; ".join(beat.doing) or "idle"
+        schedule = ", runs the schedule" if beat.periodic else ""
+        console.print(
+            f"  {beat.name}: {beat.threads} thread(s){schedule}, up {_span(now - beat.started)},"
+            f" last beat {_span(now - beat.beat)} ago: {doing}"
+        )
+        for part in beat.down:
+            console.print(f"    waiting: {part}")
+    warning = heartbeat.idle_queue_warning(depth["pending"], workers)
+    if warning:
+        console.print(warning)
+    return True, workers
+
+
+def _span(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h"
+
+
+def _exit_unless(queue_ok: bool) -> None:
+    if not queue_ok:
+        raise typer.Exit(code=ExitStatus.QUEUE)
