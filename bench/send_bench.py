@@ -2,6 +2,7 @@
 
     python bench/send_bench.py --n 100000
     python bench/send_bench.py --n 20000 --database-url postgresql+psycopg://postgres@127.0.0.1/test
+    python bench/send_bench.py --n 20000 --redis-url redis://127.0.0.1:6379/13
 
 N subscribers over 20 topics and 3 languages (en, zh, de), their topic sets drawn from a pool
 of 100 sets with a long tail (a few hundred segments), and 3-25 new papers a topic with
@@ -14,7 +15,10 @@ a schema of its own in the PostgreSQL database given, dropped afterwards). Then:
 2. build: one process makes every message as the Deliverer does (segment rendering, then per
    message the three signed links and the bytes by substitution), without SMTP or claims;
 3. send: `--processes` processes each run `deliver_all` (claims, render, personalise, one SMTP
-   connection, grouped recording) over the same digest into Postfix's smtp-sink;
+   connection, grouped recording, each accepted message noted in the send journal: a file per
+   process under the var folder, or with `--redis-url` a hash in that Redis database, which
+   must be one nothing else uses) over the same digest into Postfix's smtp-sink, and the
+   journal must be empty once they are done;
 4. smtp-source sends messages of the same average size over as many connections into the
    same sink: the line rate to compare with;
 5. 1% of the messages handed to the SMTP server (delivery ids divisible by 100) are checked:
@@ -51,6 +55,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import redis  # noqa: E402
 from sqlalchemy import event, insert, select  # noqa: E402
 
 from newsletter import db, jobs, store  # noqa: E402
@@ -67,6 +72,7 @@ from newsletter.models import (  # noqa: E402
     Translation,
     new_public_id,
 )
+from newsletter.send_journal import FOLDER, RedisJournal  # noqa: E402
 from newsletter.subscribers import email_key  # noqa: E402
 from newsletter.tokens import UNSUBSCRIBE, read_token  # noqa: E402
 from newsletter.topics import TopicSpec  # noqa: E402
@@ -591,6 +597,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
                 "NEWSLETTER_DKIM_KEY_FILE",
             ):
                 os.environ.pop(name, None)
+            if args.redis_url:  # the send journal's home (nothing else here uses Redis)
+                os.environ["NEWSLETTER_REDIS_URL"] = args.redis_url
             get_settings.cache_clear()
             settings = get_settings()
             db.upgrade(settings)
@@ -611,12 +619,16 @@ def run_benchmark(args: argparse.Namespace) -> int:
                 ]
             ]
             build_seconds = max(result["seconds"] for result in builders)  # they run at once
+            if args.redis_url:  # a fresh database numbers its digest as an earlier run's did
+                with redis.Redis.from_url(args.redis_url) as client:
+                    client.delete(RedisJournal(args.redis_url, digest_id).key)
             senders, send_seconds = run_together(
                 [["send", digest_id, "--samples", str(samples)]] * args.processes, deadline
             )
             sent = sum(result["sent"] for result in senders)
             with session_scope(settings) as session:
                 states = store.delivery_counts(session, digest_id)
+            journal_left = journal_entries(settings, digest_id)
             checked, problems = check_samples(settings, digest_id, samples)
             shutil.rmtree(samples)
             size = round(sum(result["bytes"] for result in senders) / max(1, sent))
@@ -627,6 +639,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
 
     if states != {"sent": args.n} or sent != args.n:
         problems.append(f"deliveries {states}, {sent} reported sent, for {args.n} subscribers")
+    if journal_left:
+        problems.append(f"the send journal still holds {journal_left} entries or files")
     statements = sum(result["statements"] for result in senders)
     send_rate = sent / send_seconds
     built = sum(result["messages"] for result in builders)
@@ -657,9 +671,23 @@ def run_benchmark(args: argparse.Namespace) -> int:
         "ratio_to_smtp_source": round(send_rate / source_rate, 2),
         "peak_rss_mb": round(peak),
         "sql_statements_per_1000": round(statements / max(1, sent) * 1000, 1),
+        "journal": "redis" if args.redis_url else "file",
     }
     print(json.dumps(figures), flush=True)
     return 1 if problems or checked < args.n // SAMPLE_EVERY else 0
+
+
+def journal_entries(settings, digest_id: int) -> int:
+    """What the send journal still holds once every sender is done: Redis entries, or files."""
+    if settings.redis_url is not None:
+        journal = RedisJournal(settings.redis_url.get_secret_value(), digest_id)
+        client = redis.Redis.from_url(journal.url)
+        try:
+            return client.hlen(journal.key)
+        finally:
+            client.close()
+    folder = settings.var_dir / FOLDER
+    return len(list(folder.iterdir())) if folder.exists() else 0
 
 
 def _each(results: list[dict], key: str) -> str:
@@ -677,6 +705,10 @@ def main() -> int:
         help="processes building the messages at once, each every n-th batch (1)",
     )
     parser.add_argument("--database-url", help="PostgreSQL URL (default: SQLite in a temp dir)")
+    parser.add_argument(
+        "--redis-url",
+        help="the send journal in this Redis database, one nothing else uses (default: files)",
+    )
     parser.add_argument("--seed", type=int, default=7, help="of the synthetic data (7)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds in all (1800)")
     parser.add_argument("--role", choices=["build", "send"], help=argparse.SUPPRESS)

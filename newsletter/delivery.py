@@ -6,9 +6,11 @@ RETURNING on SQLite, whose writers take turns) and holds them under a lease; row
 expired (their worker died) are claimed again. Failures are written as soon as the server
 answers; successes in groups of NEWSLETTER_RECORD_EVERY (or after NEWSLETTER_RECORD_INTERVAL
 seconds, whichever comes first), one UPDATE a group, so that writing outcomes costs a few
-statements per thousand messages. The price: a worker that dies may have had up to
-NEWSLETTER_RECORD_EVERY messages accepted by the server and not yet marked, and those are sent
-again; each copy has the same Message-ID, so receivers recognise it.
+statements per thousand messages. So that a worker that dies does not leave its unwritten
+group to be sent again, each success is also noted at once in the send journal (Redis, or a
+file: see `send_journal`), and every claim looks its rows up there before sending any: what a
+dead worker can still have sent twice is the one message it had in flight, accepted by the
+server and not yet noted. Each copy has the same Message-ID, so receivers recognise it.
 
 Bodies are rendered once per segment (same topics, same language) and per process, encoded
 once into a `MessageTemplate`, and each message's bytes are the template's with the
@@ -60,6 +62,7 @@ from newsletter.render import (
     personalise,
     render_email,
 )
+from newsletter.send_journal import SendJournal, journal_for
 from newsletter.store import ClaimedDelivery
 from newsletter.tokens import DigestLinks
 from newsletter.translations import translation_options
@@ -102,10 +105,12 @@ class DeliveryReport:
     deferred: int = 0
     skipped: int = 0
     bounced: int = 0
+    recovered: int = 0
+    """Rows a sender that died had sent without marking them, found in the send journal."""
     failures: list[str] = field(default_factory=list)
 
     def add(self, other: DeliveryReport) -> None:
-        for name in ("sent", "failed", "deferred", "skipped", "bounced"):
+        for name in ("sent", "failed", "deferred", "skipped", "bounced", "recovered"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures.extend(other.failures)
 
@@ -148,6 +153,15 @@ class Deliverer:
         # The Date of this sender's messages: when it began (headers are composed once).
         self._date = datetime.now(UTC)
         self._sender = settings.sender_email  # a property that parses NEWSLETTER_FROM: once
+        self._journal: SendJournal | None = None
+        self._outcomes = _Outcomes(self)
+
+    @property
+    def journal(self) -> SendJournal:
+        """Where this sender notes each message the server accepted (made on first use)."""
+        if self._journal is None:
+            self._journal = journal_for(self.settings, self.digest_id, self.worker)
+        return self._journal
 
     # ---------------------------------------------------------------- one batch
 
@@ -156,15 +170,16 @@ class Deliverer:
 
         However the batch ends (an error, SIGINT), the outcomes known are written and the rows
         not sent are handed back, so the next run need not wait for the lease (SIGKILL leaves
-        that to the lease).
+        that to the lease, and the sends not written yet to the send journal).
         """
         report = DeliveryReport()
+        outcomes = self._outcomes.start(report, progress)
         claimed_at = time.monotonic()
-        claimed = self._claim(limit)
+        claimed = self._claim(limit, report, progress)
         if not claimed:
+            self.journal.close()
             return report
         rows = self._skip_unsubscribed(claimed, report, progress)
-        outcomes = _Outcomes(self, report, progress)
         unsent = {row.delivery_id: row for row in rows}
         try:
             messages = self._messages(rows, unsent, outcomes, claimed_at)
@@ -177,6 +192,7 @@ class Deliverer:
                 self._release(list(unsent))
             raise
         outcomes.write()
+        self.journal.close()
         return report
 
     def message(self, row: ClaimedDelivery) -> Outgoing:
@@ -252,16 +268,43 @@ class Deliverer:
         with session_scope(self.settings) as session:
             store.release_deliveries(session, delivery_ids, self.worker)
 
-    def _claim(self, limit: int) -> list[ClaimedDelivery]:
-        """Claim due rows and read what sending them needs: two statements."""
+    def _claim(
+        self, limit: int, report: DeliveryReport, progress: Progress | None
+    ) -> list[ClaimedDelivery]:
+        """Claim due rows and read what sending them needs: two statements.
+
+        Before any is sent, the claimed rows are looked up in the send journal: a row found
+        there was sent by a sender that died before writing it (its lease ended, so it was due
+        again). Those are marked sent in the same unit of work, one UPDATE more after a crash
+        only, and others claimed in their place. A dead sender's file journal is marked sent
+        whole, its rows this claim did not take in a unit of work of their own.
+        """
         lease = timedelta(seconds=self.settings.delivery_lease)
-        with session_scope(self.settings) as session:
-            ids = store.claim_deliveries(
-                session, self.digest_id, self.worker, limit, utcnow(), lease
-            )
-            rows = store.claimed_rows(session, ids)
-            self.prepare(session, rows)
-            return rows
+        while True:
+            with session_scope(self.settings) as session:
+                ids = store.claim_deliveries(
+                    session, self.digest_id, self.worker, limit, utcnow(), lease
+                )
+                journaled = self.journal.recorded_among(ids) if ids else {}
+                ours = {key: journaled[key] for key in ids if key in journaled}
+                recovered = store.finish_sent(session, ours) if ours else 0
+                rows = store.claimed_rows(session, [key for key in ids if key not in ours])
+                self.prepare(session, rows)
+            if len(ours) < len(journaled):  # a dead sender's other rows (its whole file)
+                # Apart from the claim: rows another sender may be claiming at this moment
+                # are waited for, never waited for while holding ours (no deadlock).
+                others = {key: reply for key, reply in journaled.items() if key not in ours}
+                with session_scope(self.settings) as session:
+                    recovered += store.finish_sent(session, others)
+            if journaled:
+                self.journal.folded(journaled)  # only now that the database has them
+            if recovered:
+                log.info("%d deliveries found sent in the send journal, marked sent", recovered)
+                report.recovered += recovered
+                if progress is not None:
+                    progress(recovered)
+            if rows or not ids:
+                return rows
 
     def prepare(self, session: Session, rows: list[ClaimedDelivery]) -> None:
         """Read what `message` needs for these rows: the digest's topics and papers on first
@@ -381,29 +424,41 @@ class Deliverer:
 
 
 class _Outcomes:
-    """A batch's outcomes: failures written at once, successes in groups.
+    """A sender's outcomes: failures written at once, each success noted in the send journal
+    at once and written to the database in groups.
 
     A group is written when it holds NEWSLETTER_RECORD_EVERY messages, or when its first is
     NEWSLETTER_RECORD_INTERVAL seconds old (checked as results come and before each message
-    goes, so a slow relay still records promptly), or when the batch ends however it ends.
+    goes, so a slow relay still records promptly), or when the batch ends however it ends. A
+    group whose write failed (the database was down) is kept, as its journal entries are, and
+    written before the sender claims again: the journal and the group always agree.
     """
 
-    def __init__(
-        self, deliverer: Deliverer, report: DeliveryReport, progress: Progress | None
-    ) -> None:
+    def __init__(self, deliverer: Deliverer) -> None:
         self.deliverer = deliverer
-        self.report = report
-        self.progress = progress
+        self.report = DeliveryReport()
+        self.progress: Progress | None = None
         self.every = deliverer.settings.record_every
         self.interval = deliverer.settings.record_interval
         self.sent: dict[int, str] = {}
         self.since = 0.0
+
+    def start(self, report: DeliveryReport, progress: Progress | None) -> _Outcomes:
+        """A new batch's outcomes, once what an earlier batch could not write is written."""
+        self.report, self.progress = report, progress
+        self.write()
+        return self
 
     def add(self, result: SendResult, row: ClaimedDelivery) -> None:
         if result.ok:
             if not self.sent:
                 self.since = time.monotonic()
             self.sent[result.key] = result.detail
+            # Noted before the next message starts: if this process is killed now, whoever
+            # claims the row next finds it and does not send it again. If it cannot be noted
+            # (Redis down), the batch ends here, and its sends, this one included, are written
+            # as it ends.
+            self.deliverer.journal.record(result.key, result.detail)
             if len(self.sent) >= self.every:
                 self.write()
             else:
@@ -423,6 +478,7 @@ class _Outcomes:
             return
         with session_scope(self.deliverer.settings) as session:
             store.finish_sent(session, self.sent)
+        self.deliverer.journal.written(self.sent)
         self.report.sent += len(self.sent)
         self.sent = {}
 

@@ -934,15 +934,23 @@ def finish_delivery(
     session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
 
 
-def finish_sent(session: Session, replies: Mapping[int, str]) -> None:
+def finish_sent(session: Session, replies: Mapping[int, str]) -> int:
     """Many deliveries sent, each with the server's reply: one UPDATE for them all (for up to
-    `IN_LIST_LIMIT` of them)."""
+    `IN_LIST_LIMIT` of them); how many were not marked finished before.
+
+    Rows already finished are left as they are: a sender's group and the send journal folded
+    by another sender (see `send_journal`) may both say the same message went, and it went once.
+    """
     items = list(replies.items())
+    marked = 0
     for start in range(0, len(items), IN_LIST_LIMIT):
         chunk = dict(items[start : start + IN_LIST_LIMIT])
-        session.execute(
+        marked += session.execute(
             update(Delivery)
-            .where(Delivery.id.in_(list(chunk)))
+            .where(
+                Delivery.id.in_(list(chunk)),
+                Delivery.status.in_([DeliveryStatus.pending, DeliveryStatus.sending]),
+            )
             .values(
                 status=DeliveryStatus.sent,
                 detail=case({key: reply[:2000] for key, reply in chunk.items()}, value=Delivery.id),
@@ -952,7 +960,8 @@ def finish_sent(session: Session, replies: Mapping[int, str]) -> None:
                 lease_until=None,
             )
             .execution_options(synchronize_session=False)
-        )
+        ).rowcount
+    return marked
 
 
 def skip_deliveries(session: Session, delivery_ids: list[int], detail: str) -> None:

@@ -1,11 +1,14 @@
-"""A worker killed in the middle of a big send: nobody is missed, nothing is sent twice but what
-the dead worker had sent and not yet marked sent, at most NEWSLETTER_RECORD_EVERY messages
-(the documented bound).
+"""A sender killed in the middle of a big send: nobody is missed, and nothing is sent twice but
+the one message a killed sending thread had in flight (accepted by the relay, not yet noted in
+the send journal): the documented bound.
 
 Two real `newsletter worker --workers 1` processes share a 5,000-subscriber digest over Redis
 and deliver it into one smtp-sink, which keeps every accepted message's recipient and
-Message-ID. A third of the way through, one worker is killed with SIGKILL (no cleanup of any
-kind: its claimed rows stay `sending` until their lease ends) and started again.
+Message-ID. A third of the way through, while one worker has sends the database does not know
+of yet (a whole batch is written at once here), it is killed with SIGKILL (no cleanup of any
+kind: its claimed rows stay `sending` until their lease ends) and started again: the Redis
+journal is what keeps those sends from going again. Then the same with `newsletter send`
+(no Redis: the file journal) killed and run again.
 """
 
 from __future__ import annotations
@@ -25,22 +28,27 @@ import redis
 from sqlalchemy import insert, select
 
 from newsletter import jobs, store
-from newsletter.config import get_settings
 from newsletter.db import session_scope
-from newsletter.models import Delivery, Subscriber, SubscriberTopic, new_public_id
+from newsletter.models import Delivery, DeliveryStatus, Subscriber, SubscriberTopic, new_public_id
+from newsletter.send_journal import FOLDER, journal_for
 from newsletter.subscribers import email_key
 from tests.conftest import set_env
 from tests.smtp_sink import SmtpSink
 from tests.test_digest import paper, store_papers
-from tests.test_tasks import load_tasks, read, stop, worker_command
+from tests.test_tasks import read, stop, tasks_on_redis, worker_command
 
 DAY = date(2026, 11, 27)
 SUBSCRIBERS = 5_000
 BATCH = 100
 LEASE = 3.0  # seconds: rows the dead worker held come due again this soon
-SENDING_THREADS_KILLED = 1  # one worker process, --workers 1
-RECORD_EVERY = 20  # sends written together: several groups a batch, so a kill can split one
-IN_FLIGHT_BOUND = SENDING_THREADS_KILLED * RECORD_EVERY  # accepted, not yet marked, per thread
+SENDING_THREADS_KILLED = 1  # one worker process, --workers 1 (and `newsletter send`: one)
+IN_FLIGHT_PER_THREAD = 1  # accepted by the relay, not yet noted in the send journal
+IN_FLIGHT_BOUND = SENDING_THREADS_KILLED * IN_FLIGHT_PER_THREAD
+UNWRITTEN_AT_KILL = 10
+"""Sends the killed sender has noted in the journal and not written to the database, at least:
+without the journal, each would go twice."""
+GROUPS = {"record_every": str(BATCH), "record_interval": "600"}
+"""Sends written to the database a whole batch at once, so that a kill leaves many unwritten."""
 DEADLINE = 150.0  # seconds for the whole send; a run takes a fraction of it
 
 
@@ -58,17 +66,10 @@ def clean_redis(redis_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def redis_tasks(
-    settings, clean_redis: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[ModuleType]:
+def redis_tasks(clean_redis: str, settings, monkeypatch) -> Iterator[ModuleType]:
     """`newsletter.tasks` on the test Redis, as the workers load it; the default one after."""
-    set_env(monkeypatch, redis_url=clean_redis)
-    tasks = load_tasks()
-    yield tasks
-    tasks.huey.storage.conn.close()
-    monkeypatch.delenv("NEWSLETTER_REDIS_URL")
-    get_settings.cache_clear()
-    load_tasks()
+    with tasks_on_redis(clean_redis, monkeypatch) as tasks:
+        yield tasks
 
 
 def add_subscribers(settings, topic: str, count: int) -> list[str]:
@@ -143,11 +144,24 @@ def delivery_states(settings, digest_id: int) -> dict[str, int]:
         return store.delivery_counts(session, digest_id)
 
 
-def held_by(settings, digest_id: int, pid: int) -> int:
-    """Rows a process holds (`sending`, claimed under its pid)."""
+def held_by(settings, digest_id: int, pid: int) -> list[int]:
+    """The rows a process holds (`sending`, claimed under its pid)."""
     with session_scope(settings) as session:
-        rows = store.claims_in_flight(session, digest_id)
-    return sum(count for worker, count, _lease in rows if f":{pid}:" in worker)
+        return list(
+            session.scalars(
+                select(Delivery.id).where(
+                    Delivery.digest_id == digest_id,
+                    Delivery.status == DeliveryStatus.sending,
+                    Delivery.claimed_by.like(f"%:{pid}:%"),
+                )
+            )
+        )
+
+
+def unwritten_sends(settings, digest_id: int, delivery_ids: list[int]) -> int:
+    """How many of these rows are noted in the send journal (sent, maybe not marked yet)."""
+    journal = journal_for(settings, digest_id, "the-test:0:0")
+    return len(journal.recorded_among(delivery_ids))
 
 
 def message_ids(settings, digest_id: int) -> dict[str, str]:
@@ -160,7 +174,7 @@ def message_ids(settings, digest_id: int) -> dict[str, str]:
         return {email: message_id for email, message_id in rows}
 
 
-def test_a_worker_killed_midway_misses_nobody_and_duplicates_at_most_its_unmarked_sends(
+def test_a_worker_killed_midway_misses_nobody_and_duplicates_at_most_its_message_in_flight(
     cli, settings, example_topics, monkeypatch, tmp_path, redis_tasks, capsys
 ):
     emails = add_subscribers(settings, "SLAM", SUBSCRIBERS)
@@ -171,8 +185,8 @@ def test_a_worker_killed_midway_misses_nobody_and_duplicates_at_most_its_unmarke
             smtp_url=sink.url,
             delivery_lease=str(LEASE),
             send_batch_size=str(BATCH),
-            record_every=str(RECORD_EVERY),
             send_rate="2000",  # high enough not to limit, so that the shared pace is exercised
+            **GROUPS,
         )
         tasks = redis_tasks  # the test's Huey is the workers' Redis queue
         workers = Workers(tmp_path)
@@ -186,13 +200,17 @@ def test_a_worker_killed_midway_misses_nobody_and_duplicates_at_most_its_unmarke
 
             doomed = workers.running["worker-a"].pid
 
-            def midway() -> bool:  # a third sent, and the doomed worker holds a batch
-                return sink.count() >= SUBSCRIBERS // 3 and held_by(settings, digest_id, doomed) > 0
+            def midway() -> bool:  # a third sent, the doomed worker midway through a batch
+                if sink.count() < SUBSCRIBERS // 3:
+                    return False
+                held = held_by(settings, digest_id, doomed)
+                return unwritten_sends(settings, digest_id, held) >= UNWRITTEN_AT_KILL
 
             wait_until(midway, DEADLINE, "a third sent", workers)
             killed_pid = workers.kill("worker-a")
             arrived_at_kill = sink.count()
             held_at_kill = held_by(settings, digest_id, killed_pid)
+            unwritten_at_kill = unwritten_sends(settings, digest_id, held_at_kill)
             workers.start("worker-a-again")
 
             wait_until(
@@ -207,27 +225,47 @@ def test_a_worker_killed_midway_misses_nobody_and_duplicates_at_most_its_unmarke
         received = sink.messages()
         sink_output = sink.output
 
-    # The kill happened midway, so the test is about a crash, not a finished send.
+    report(
+        capsys,
+        settings,
+        received,
+        f"redis journal, {{backend}}] {len(received)} messages for {SUBSCRIBERS} subscribers"
+        f" in {elapsed:.1f} s ({len(received) / elapsed:.0f}/s); killed after"
+        f" {arrived_at_kill} arrived, holding {len(held_at_kill)} rows, {unwritten_at_kill}"
+        " of them sent and not written",
+    )
+    # The kill happened midway, with sends the database did not know of: a crash that matters.
     assert SUBSCRIBERS // 3 <= arrived_at_kill < SUBSCRIBERS
+    assert unwritten_at_kill >= UNWRITTEN_AT_KILL
+    check_once_each(settings, digest_id, emails, received, sink_output)
+    assert unwritten_sends(settings, digest_id, held_at_kill) == 0  # folded, and dropped
+
+
+def report(capsys, settings, received, what: str) -> None:
+    """Print the run's figures and its duplicates (the suite's output shows them), `what`
+    holding `{backend}` where the database's name goes."""
+    duplicates = len(received) - len({message.recipient for message in received})
+    backend = settings.database_url.split(":", 1)[0]
+    with capsys.disabled():
+        print(
+            f"\n[crash, {what.format(backend=backend)}; duplicates: {duplicates}"
+            f" (bound {IN_FLIGHT_BOUND})"
+        )
+
+
+def check_once_each(settings, digest_id: int, emails: list[str], received, log: str) -> None:
+    """Everyone got the digest, at most IN_FLIGHT_BOUND of them twice, each copy recognisable
+    as one, and every row ended sent."""
     copies = Counter(message.recipient for message in received)
     assert set(copies) == set(emails), (
-        f"missed: {sorted(set(emails) - set(copies))[:10]}; sink log: {sink_output[-2000:]}"
+        f"missed: {sorted(set(emails) - set(copies))[:10]}; sink log: {log[-2000:]}"
     )
-    duplicates = len(received) - len(copies)
-    assert duplicates <= IN_FLIGHT_BOUND, Counter(copies.values())
+    twice = [email for email, count in copies.items() if count > 1]
+    assert len(received) - len(copies) <= IN_FLIGHT_BOUND, (Counter(copies.values()), twice)
     # Every copy carries its row's Message-ID, so a duplicate is recognisable as one.
     expected = message_ids(settings, digest_id)
     assert all(message.message_id == expected[message.recipient] for message in received)
-    assert delivery_states(settings, digest_id) == {"sent": SUBSCRIBERS}
-
-    with capsys.disabled():
-        backend = settings.database_url.split(":", 1)[0]
-        print(
-            f"\n[crash, {backend}] {len(received)} messages for {SUBSCRIBERS} subscribers in"
-            f" {elapsed:.1f} s ({len(received) / elapsed:.0f}/s); killed after"
-            f" {arrived_at_kill} arrived, holding {held_at_kill} rows;"
-            f" duplicates: {duplicates} (bound {IN_FLIGHT_BOUND})"
-        )
+    assert delivery_states(settings, digest_id) == {"sent": len(emails)}
 
 
 def test_a_lone_worker_killed_mid_task_finishes_the_digest_once_started_again(
@@ -243,7 +281,7 @@ def test_a_lone_worker_killed_mid_task_finishes_the_digest_once_started_again(
             smtp_url=sink.url,
             delivery_lease="2",
             send_batch_size=str(BATCH),
-            record_every=str(RECORD_EVERY),
+            **GROUPS,
         )
         tasks = redis_tasks
         workers = Workers(tmp_path)
@@ -269,3 +307,70 @@ def test_a_lone_worker_killed_mid_task_finishes_the_digest_once_started_again(
     copies = Counter(message.recipient for message in received)
     assert set(copies) == set(emails)
     assert len(received) - len(copies) <= IN_FLIGHT_BOUND
+
+
+# --------------------------------------------------------------------------- `newsletter send`
+
+CLI_SUBSCRIBERS = 2_000
+CLI_BATCH = 500  # the default claim; its sends written all at once, when it ends
+CLI_UNWRITTEN_AT_KILL = 100
+
+
+def test_newsletter_send_killed_then_run_again_sends_nothing_twice_but_its_message_in_flight(
+    cli, settings, example_topics, monkeypatch, tmp_path, capsys
+):
+    """`newsletter send` without Redis keeps its journal in a file under the var folder, which
+    the kernel keeps when SIGKILL ends the process; the run after it reads it."""
+    emails = add_subscribers(settings, "SLAM", CLI_SUBSCRIBERS)
+    store_papers(settings, "SLAM", paper(1), paper(2))
+    digest_id, _translation = jobs.build(settings, DAY)
+    with session_scope(settings) as session:
+        every_row = [row.id for row in store.deliveries_of(session, digest_id)]
+    command = [*worker_command()[:-1], "send", "--date", DAY.isoformat()]
+    log = tmp_path / "send.log"
+    with SmtpSink() as sink:
+        settings = set_env(
+            monkeypatch,
+            smtp_url=sink.url,
+            delivery_lease=str(LEASE),
+            send_batch_size=str(CLI_BATCH),
+            record_every=str(CLI_BATCH),
+            record_interval="600",
+        )
+        with log.open("wb") as output:
+            first = subprocess.Popen(
+                command, cwd=tmp_path, env=dict(os.environ), stdout=output, stderr=subprocess.STDOUT
+            )
+        try:
+            deadline = time.monotonic() + DEADLINE
+            while unwritten_sends(settings, digest_id, every_row) < CLI_UNWRITTEN_AT_KILL:
+                if first.poll() is not None:
+                    pytest.fail(f"newsletter send ended ({first.returncode}):\n{read(log)[-4000:]}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"newsletter send sent nothing in {DEADLINE:.0f} s:\n{read(log)}")
+                time.sleep(0.02)
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=10)  # reaped: a zombie's pid would still look alive
+        arrived_at_kill = sink.count()
+        unwritten_at_kill = unwritten_sends(settings, digest_id, every_row)
+
+        again = subprocess.run(
+            command, cwd=tmp_path, env=dict(os.environ), capture_output=True, timeout=DEADLINE
+        )
+        assert again.returncode == 0, (again.stdout + again.stderr).decode(errors="replace")
+        received = sink.messages()
+        sink_output = sink.output
+
+    report(
+        capsys,
+        settings,
+        received,
+        f"file journal, {{backend}}] newsletter send killed after {arrived_at_kill} arrived,"
+        f" {unwritten_at_kill} of them not written; run again: {len(received)} messages for"
+        f" {CLI_SUBSCRIBERS} subscribers",
+    )
+    assert 0 < arrived_at_kill < CLI_SUBSCRIBERS
+    assert unwritten_at_kill >= CLI_UNWRITTEN_AT_KILL
+    check_once_each(settings, digest_id, emails, received, sink_output)
+    assert list((settings.var_dir / FOLDER).iterdir()) == []  # folded, then removed

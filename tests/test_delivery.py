@@ -1,5 +1,7 @@
 """The fast path of delivery: each message by substitution in its segment's template, its links
-signed in bulk, outcomes written in groups, a few SQL statements per thousand messages.
+signed in bulk, outcomes written in groups, a few SQL statements per thousand messages; each
+accepted message noted in the send journal at once, so a sender that dies leaves nothing to
+send twice but its message in flight.
 
 Speed itself is measured by bench/send_bench.py; these check that the fast path is the slow
 path's equal and that nothing is lost or sent twice on the way.
@@ -10,16 +12,21 @@ from __future__ import annotations
 import email
 import math
 import re
+import shutil
+import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 from email import policy
 from email.utils import parsedate_to_datetime
 from types import SimpleNamespace
 
 import pytest
+import redis
 from sqlalchemy import event, insert, select, update
 
 from newsletter import delivery, jobs, store
@@ -33,8 +40,9 @@ from newsletter.mail import (
     message_bytes,
     message_id_for,
 )
-from newsletter.models import Delivery, MailFormat, Subscriber, SubscriberTopic
+from newsletter.models import Delivery, MailFormat, Subscriber, SubscriberTopic, utcnow
 from newsletter.render import personalise, render_email
+from newsletter.send_journal import FOLDER, journal_for
 from newsletter.subscribers import email_key
 from newsletter.tokens import (
     PREFERENCES,
@@ -47,8 +55,8 @@ from newsletter.tokens import (
     web_version_url,
 )
 from newsletter.unsubscribe_mail import mailto_for
-from tests.conftest import set_env
-from tests.smtp_sink import SmtpSink
+from tests.conftest import missing_tool, set_env
+from tests.smtp_sink import SmtpSink, free_port
 from tests.test_crash import add_subscribers
 from tests.test_digest import paper, store_papers, subscribe
 
@@ -347,6 +355,204 @@ def test_a_stopped_batch_writes_what_was_sent_then_hands_back_the_rest(
     states = {address: row.status.value for address, row in rows.items()}
     assert states == {address: "sent" if n < 4 else "pending" for n, address in enumerate(emails)}
     assert all(row.claimed_by is None for row in rows.values())
+
+
+# --------------------------------------------------------------------------- the send journal
+
+
+@pytest.fixture(params=["file", "redis"])
+def journal(request, settings, monkeypatch) -> Iterator[str]:
+    """A test once with the file journal (no Redis: the var folder's) and once with Redis'."""
+    if request.param == "file":
+        yield "file"
+        return
+    url = request.getfixturevalue("redis_url")
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    set_env(monkeypatch, redis_url=url)
+    try:
+        yield "redis"
+    finally:
+        client.flushdb()
+        client.close()
+
+
+def journal_left(settings) -> list[str]:
+    """What is left in the send journals: files, or Redis keys."""
+    if settings.redis_url is None:
+        folder = settings.var_dir / FOLDER
+        return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
+    client = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    try:
+        return sorted(key.decode() for key in client.keys("newsletter:send-journal:*"))
+    finally:
+        client.close()
+
+
+def all_rows(settings, digest_id: int) -> dict[int, Delivery]:
+    with session_scope(settings) as session:
+        return {row.id: row for row in store.deliveries_of(session, digest_id)}
+
+
+class LooksInTheJournal:
+    """A relay that accepts everything and, as each message reaches it, looks the one before
+    up in the send journal, as a sender claiming that row would."""
+
+    def __init__(self, settings, digest_id: int) -> None:
+        self.journal = journal_for(settings, digest_id, "onlooker:0:0")
+        self.found: list[bool] = []
+
+    def send(self, messages: Iterable[Outgoing]) -> Iterator[SendResult]:
+        previous = None
+        for message in messages:
+            if previous is not None:
+                self.found.append(previous in self.journal.recorded_among([previous]))
+            previous = message.key
+            yield SendResult(message.key, True, False, f"250 2.0.0 Ok: queued as Q{message.key}")
+
+    def close(self) -> None:
+        pass
+
+
+def test_each_accepted_message_is_in_the_journal_before_the_next_one_goes(
+    cli, settings, example_topics, monkeypatch, journal
+):
+    add_subscribers(settings, "SLAM", 12)
+    store_papers(settings, "SLAM", paper(1))
+    settings = set_env(monkeypatch, record_every="1000", record_interval="600")
+    digest_id = build(settings)
+    relay = LooksInTheJournal(settings, digest_id)
+
+    report = Deliverer(settings, digest_id, relay).deliver_batch(100)
+
+    assert report.sent == 12
+    assert relay.found == [True] * 11  # none written to the database yet: the journal alone
+    # Written to the database when the batch ended, then dropped from the journal.
+    assert {row.status.value for row in all_rows(settings, digest_id).values()} == {"sent"}
+    assert journal_left(settings) == []
+
+
+def ended_sender() -> str:
+    """The name a sender of this machine had (see `worker_name`), whose process has ended."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return f"{socket.gethostname()}:{int(done.stdout)}:1"
+
+
+def test_what_a_dead_sender_journaled_is_marked_sent_and_not_sent_again(
+    cli, settings, example_topics, monkeypatch, journal
+):
+    emails = add_subscribers(settings, "SLAM", 8)
+    store_papers(settings, "SLAM", paper(1))
+    digest_id = build(settings)
+    dead = ended_sender()
+    with session_scope(settings) as session:  # it claimed five rows, and its lease has ended
+        long_ago = utcnow() - timedelta(minutes=1)
+        held = store.claim_deliveries(session, digest_id, dead, 5, long_ago, timedelta(seconds=1))
+    its_journal = journal_for(settings, digest_id, dead)
+    for key in held[:3]:  # the relay accepted three, noted, not written; then SIGKILL
+        its_journal.record(key, f"250 2.0.0 Ok: queued as D{key}")
+    address = {row.id: email for email, row in rows_by_email(settings, digest_id).items()}
+
+    with SmtpSink() as sink, SMTPTransport(sink.url, 10) as transport:
+        with counted(settings) as statements:
+            report = deliver_all(settings, digest_id, transport)
+        received = sink.messages()
+
+    assert sorted(m.recipient for m in received) == sorted(
+        set(emails) - {address[key] for key in held[:3]}
+    )
+    assert (report.sent, report.recovered) == (5, 3)
+    rows = all_rows(settings, digest_id)
+    for key in held[:3]:  # marked as if it had written them: its reply, one attempt
+        row = rows[key]
+        assert (row.status.value, row.attempts, row.claimed_by) == ("sent", 1, None)
+        assert row.detail == f"250 2.0.0 Ok: queued as D{key}" and row.sent_at
+    assert {row.status.value for row in rows.values()} == {"sent"}
+    assert grouped_writes(statements) == 2  # the three found, then the five sent
+    assert journal_left(settings) == []
+
+
+def test_a_claim_whose_journal_cannot_be_read_is_undone(cli, settings, example_topics, monkeypatch):
+    add_subscribers(settings, "SLAM", 3)
+    store_papers(settings, "SLAM", paper(1))
+    digest_id = build(settings)
+    settings = set_env(monkeypatch, redis_url=f"redis://127.0.0.1:{free_port()}/0")  # refused
+    relay = Scripted({})
+
+    with pytest.raises(redis.ConnectionError):  # as it came: the worker waits for Redis
+        Deliverer(settings, digest_id, relay).deliver_batch(100)
+
+    # Rows that may have gone (a dead sender's) are never sent unlooked-up: none was claimed.
+    rows = all_rows(settings, digest_id).values()
+    assert [(row.status.value, row.claimed_by) for row in rows] == [("pending", None)] * 3
+
+
+@contextmanager
+def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
+    """A Redis server of the test's own, which it may stop."""
+    program = shutil.which("redis-server")
+    if program is None:
+        missing_tool("no redis-server (apt-get install redis-server)")
+    port = free_port()
+    process = subprocess.Popen(
+        [program, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield url, process
+    finally:
+        client.close()
+        process.kill()
+        process.wait()
+
+
+class RedisStopsAfter(Scripted):
+    """A relay that accepts everything; Redis stops once `after` messages are accepted."""
+
+    def __init__(self, server: subprocess.Popen, after: int) -> None:
+        super().__init__({})
+        self.server, self.after = server, after
+
+    def send(self, messages: Iterable[Outgoing]) -> Iterator[SendResult]:
+        for number, result in enumerate(super().send(messages), 1):
+            yield result
+            if number == self.after:
+                self.server.kill()
+                self.server.wait()
+
+
+def test_a_journal_that_stops_mid_batch_ends_it_with_every_send_written(
+    cli, settings, example_topics, monkeypatch
+):
+    emails = add_subscribers(settings, "SLAM", 8)
+    store_papers(settings, "SLAM", paper(1))
+    digest_id = build(settings)
+    with private_redis() as (url, server):
+        settings = set_env(monkeypatch, redis_url=url, record_every="1000")
+
+        with pytest.raises(redis.ConnectionError):
+            Deliverer(settings, digest_id, RedisStopsAfter(server, 3)).deliver_batch(100)
+
+    # The fourth was accepted and could not be noted: written with the three before it; the
+    # rest handed back, to go with the next claim.
+    states = {email: row.status.value for email, row in rows_by_email(settings, digest_id).items()}
+    assert states == {email: "sent" if n < 4 else "pending" for n, email in enumerate(emails)}
 
 
 # --------------------------------------------------------------------------- a real run
