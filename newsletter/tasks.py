@@ -33,13 +33,13 @@ from newsletter.config import Settings, get_settings
 from newsletter.consumer import HealingConsumer
 from newsletter.db import session_scope
 from newsletter.errors import ConfigError
+from newsletter.fetchlock import fetch_lock
 from newsletter.mail import Transport, transport_from_settings
 from newsletter.models import utcnow
 from newsletter.outages import Stopped, keep_trying
 
 log = logging.getLogger(__name__)
 
-FETCH_LOCK = "arxiv-fetch"
 SWEEP_DAYS = 7
 """Digests of the last week are swept; an older one is news no longer (`newsletter send
 --date` still finishes it by hand)."""
@@ -97,7 +97,7 @@ def daily_job() -> dict:
     if idle is not None:  # no empty digest published, no arXiv request for nothing
         log.warning("daily job: nothing to do: %s", idle)
         return {"date": jobs.today(settings).isoformat(), "nothing_to_do": idle}
-    with huey.lock_task(FETCH_LOCK):
+    with fetch_lock(settings):
         fetched = _waiting_out_outages(settings, partial(jobs.fetch, settings))
     for entry in fetched.topics:
         for reason in entry.skipped:

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import redis
 from huey import RedisHuey, SqliteHuey
 
 from newsletter import store
@@ -345,15 +346,64 @@ def test_run_inline_runs_here_even_with_workers(cli, arxiv, settings, monkeypatc
         tasks.huey.flush()
 
 
-def test_only_one_fetch_runs_at_a_time(immediate, arxiv):
+@contextmanager
+def fetching_elsewhere() -> Iterator[subprocess.Popen]:
+    """Another process holding the fetch lock, as a worker does while it fetches."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from newsletter.config import get_settings;"
+            " from newsletter.fetchlock import fetch_lock\n"
+            "with fetch_lock(get_settings()):\n print('held', flush=True); time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+
+
+def only_one_fetch_and_none_kept_by_a_killed_worker(tasks: ModuleType, arxiv, released_within):
     from huey.exceptions import TaskLockedException
 
-    with immediate.huey.lock_task(immediate.FETCH_LOCK):  # another worker is fetching
+    with fetching_elsewhere() as holder:
         with pytest.raises(TaskLockedException):
-            immediate.daily_job.call_local()
-    assert arxiv.requests == []  # nothing was asked of arXiv meanwhile
-    immediate.daily_job.call_local()  # the lock is free again: the retry goes through
+            tasks.daily_job.call_local()
+        assert arxiv.requests == []  # nothing was asked of arXiv meanwhile
+        holder.send_signal(signal.SIGKILL)  # killed mid-fetch: no release of any kind
+        holder.wait(timeout=10)
+        deadline = time.monotonic() + released_within
+        while True:
+            try:
+                tasks.daily_job.call_local()  # Huey's retry of the job goes through
+                break
+            except TaskLockedException:
+                assert time.monotonic() < deadline, "the killed worker's lock was kept"
+                time.sleep(0.1)
     assert len(arxiv.requests) == len(PAPERS)
+
+
+def test_only_one_fetch_runs_at_a_time_and_a_killed_fetcher_keeps_no_lock(immediate, arxiv):
+    # The embedded default: a file lock, released by the kernel when its process ends.
+    only_one_fetch_and_none_kept_by_a_killed_worker(immediate, arxiv, released_within=1)
+
+
+def test_on_redis_a_killed_fetcher_s_lock_lapses_within_three_heartbeats(
+    arxiv, monkeypatch, redis_url
+):
+    set_env(monkeypatch, heartbeat_interval="0.5")
+    with tasks_on_redis(redis_url, monkeypatch) as tasks:
+        redis.Redis.from_url(redis_url).delete("newsletter:fetch-lock")
+        tasks.huey.immediate = True  # the job runs here; the lock is still Redis'
+        try:
+            only_one_fetch_and_none_kept_by_a_killed_worker(tasks, arxiv, released_within=3)
+        finally:
+            tasks.huey.immediate = False
 
 
 def test_a_step_that_fails_after_the_fetch_is_retried_without_fetching_again(
@@ -439,3 +489,15 @@ def test_a_daily_job_with_nothing_to_do_fetches_nothing_and_publishes_nothing(
     with session_scope(settings) as session:
         assert store.list_digests(session) == []
     assert "daily job: nothing to do" in caplog.text
+
+
+def test_a_fetch_longer_than_the_lock_s_lifetime_keeps_it(settings, monkeypatch, redis_url):
+    from newsletter.fetchlock import KEY, fetch_lock
+
+    settings = set_env(monkeypatch, redis_url=redis_url, heartbeat_interval="0.2")
+    client = redis.Redis.from_url(redis_url)
+    client.delete(KEY)
+    with fetch_lock(settings):
+        time.sleep(1.5)  # more than twice the 0.6 s the key lives unless renewed
+        assert client.get(KEY) is not None and client.pttl(KEY) > 0
+    assert client.get(KEY) is None  # released by its holder
