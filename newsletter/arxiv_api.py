@@ -32,6 +32,7 @@ from newsletter import metrics
 from newsletter.codelinks import find_code_links
 from newsletter.errors import FetchError, InvalidInput
 from newsletter.retrying import AttemptFailed, call_with_retries
+from newsletter.userinput import CONTROL_CHARACTERS
 
 __all__ = [
     "ArxivBadResponse",
@@ -177,9 +178,6 @@ def abs_url_for(arxiv_id: str) -> str:
 _ARXIV_ID = re.compile(r"\d{4}\.\d{4,5}|[a-z][a-z-]*(?:\.[A-Z]{2})?/\d{7}")
 """arXiv's identifiers: `2312.17296` since 2007, `hep-th/9901001` before."""
 
-# C0 and C1 control characters but tab and line breaks: no text of a paper needs them, and
-# PostgreSQL refuses NUL in any text.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def paper_from_result(result: arxiv.Result) -> FetchedPaper:
@@ -215,7 +213,8 @@ def paper_from_result(result: arxiv.Result) -> FetchedPaper:
 
 
 def _clean(text: str | None) -> str:
-    return _CONTROL.sub("", text or "")
+    # No text of a paper needs a control character, and PostgreSQL refuses NUL in any text.
+    return CONTROL_CHARACTERS.sub("", text or "")
 
 
 def _at_most(text: str | None, length: int) -> str | None:

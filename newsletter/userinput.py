@@ -14,12 +14,15 @@ import re
 
 from newsletter.errors import InvalidInput
 
-_REFUSED = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+"""What no text we store may hold: C0 controls but tab and line breaks, DEL, C1, and unpaired
+surrogates. Typed or imported text is refused with it; text from arXiv or a translator is
+cleaned or checked with it."""
 
 
 def without_control_characters(value: str, what: str) -> str:
     """`value` as it is; InvalidInput naming `what` when it holds a control character."""
-    found = _REFUSED.search(value)
+    found = CONTROL_CHARACTERS.search(value)
     if found:
         code = ord(found.group())
         kind = "an unpaired surrogate" if 0xD800 <= code <= 0xDFFF else "a control character"

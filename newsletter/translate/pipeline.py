@@ -20,11 +20,11 @@ from newsletter.translate.base import (
     batches,
 )
 from newsletter.translate.masking import Masked, MaskMismatch, mask, problems, restore
+from newsletter.userinput import CONTROL_CHARACTERS
 
 log = logging.getLogger(__name__)
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Emphasis changes nothing a reader of the rendered text sees: translate the words inside it.
 _EMPHASIS = re.compile(r"\\(?:emph|textit|textbf|textsl|underline)\{([^{}$\\]*)\}")
 
@@ -136,7 +136,7 @@ def _checked(item: SourceText, source: str, masked: Masked, answer: object, targ
     except MaskMismatch as error:
         return Outcome(item.key, None, Failure.rejected, str(error))
     issues = problems(source, restored, target, item.names)
-    if _CONTROL.search(restored):  # NUL and the like: nothing a text needs, PostgreSQL refuses NUL
+    if CONTROL_CHARACTERS.search(restored):  # nothing a text needs; PostgreSQL refuses NUL
         issues.append("control characters in the translation")
     if issues:
         return Outcome(item.key, None, Failure.rejected, "; ".join(issues))
