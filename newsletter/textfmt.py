@@ -239,9 +239,7 @@ def _convert_piece(source: str, *, math: bool = False) -> str:
             latex = _FUNCTION_AFTER_SYMBOL.sub(" ", latex)
         _check_convertible(latex)
         converted = _latex_to_text().latex_to_text(latex, latex_context=_walker_context())
-    except (_Unconvertible, latexwalker.LatexWalkerError):
-        return source
-    except Exception:  # noqa: BLE001  pylatexenc's IndexError, KeyError, RecursionError on odd input
+    except Exception:  # _Unconvertible, and pylatexenc's errors: IndexError, KeyError, …
         return source
     if not converted.strip() and source.strip("$ "):  # `$\\$` would vanish from a title
         return source
