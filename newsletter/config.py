@@ -18,11 +18,19 @@ from datetime import date, datetime, time
 from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
+from typing import Any, Literal, get_args
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+import idna
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from newsletter.errors import ConfigError
@@ -33,6 +41,8 @@ PREFIX = "NEWSLETTER_"
 ENV_FILE = ".env"
 MIN_SECRET_LENGTH = 32
 """Characters a production signing key needs at least (`openssl rand -hex 32` makes 64)."""
+PLACEHOLDER_KEY = "change-me"
+"""How the placeholder of an example's signing key starts: refused in production."""
 MASK = "********"
 COMMAND_LINE_VARIABLES = ("NEWSLETTER_DEBUG",)
 """NEWSLETTER_* names the command line reads itself (`--debug`): known, though not settings."""
@@ -49,6 +59,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=PREFIX,
         env_file=ENV_FILE,
+        env_file_encoding="utf-8",  # whatever the locale: `env_file_problem` checks it is
         extra="ignore",
         populate_by_name=True,
         # Each field's docstring is its description: error messages end with it.
@@ -196,25 +207,19 @@ class Settings(BaseSettings):
     def _level_name(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator(
-        "metrics_port",
-        "redis_url",
-        "smtp_url",
-        "secret_key",
-        "translator_key",
-        "admin_token",
-        mode="before",
-    )
+    @field_validator("*", mode="before")
     @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        # `NEWSLETTER_SMTP_URL=` (a line left empty in a .env) means "none", as no line does:
-        # never an empty signing key, nor a relay at "".
-        return None if isinstance(value, str) and not value.strip() else value
+    def _empty_is_unset(cls, value: object, info: ValidationInfo) -> object:
+        # `NEWSLETTER_SMTP_URL=` (a line left empty in a .env) means "none", as no line does,
+        # for every setting that may be unset: never an empty signing key, a relay at "", nor
+        # the current folder for NEWSLETTER_INBOX (Path("") is ".").
+        optional = type(None) in get_args(cls.model_fields[info.field_name].annotation)
+        return None if optional and isinstance(value, str) and not value.strip() else value
 
     @field_validator("base_url", "arxiv_api_url", "translator_url", "hf_api_url")
     @classmethod
-    def _web_address(cls, value: str, info) -> str:
-        value = value.strip().rstrip("/")
+    def _web_address(cls, value: str, info: ValidationInfo) -> str:
+        value = lower_case_scheme(value.strip()).rstrip("/")
         if info.field_name == "translator_url" and not value:
             return value  # the provider's usual address
         check_web_url(value, links=info.field_name == "base_url")
@@ -230,7 +235,7 @@ class Settings(BaseSettings):
     def _redis_address(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None:
             return None
-        url = value.get_secret_value().strip()
+        url = lower_case_scheme(value.get_secret_value().strip())
         check_redis_url(url)
         return SecretStr(url)
 
@@ -239,7 +244,7 @@ class Settings(BaseSettings):
     def _smtp_address(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None:
             return None
-        url = value.get_secret_value().strip()
+        url = lower_case_scheme(value.get_secret_value().strip())
         check_smtp_url(url)
         return SecretStr(url)
 
@@ -288,8 +293,13 @@ class Settings(BaseSettings):
     @field_validator("from_address")
     @classmethod
     def _valid_from(cls, value: str) -> str:
-        if "@" not in parseaddr(value)[1]:
+        address = parseaddr(value)[1]
+        if "@" not in address:
             raise ValueError("NEWSLETTER_FROM needs an address with a domain")
+        try:
+            ascii_domain(address.rpartition("@")[2])
+        except ValueError as error:
+            raise ValueError(f"NEWSLETTER_FROM: its domain has no IDNA form ({error})") from None
         return value
 
     @model_validator(mode="after")
@@ -320,13 +330,23 @@ class Settings(BaseSettings):
                     f"NEWSLETTER_SECRET_KEY={MASK}: is {length} long; NEWSLETTER_ENV=production"
                     f" needs at least {MIN_SECRET_LENGTH} ({make_one})"
                 )
+            elif key.lower().startswith(PLACEHOLDER_KEY):
+                # Long enough, and known to everyone who read an example: no key at all.
+                problems.append(
+                    f"NEWSLETTER_SECRET_KEY={MASK}: is a placeholder (it starts with"
+                    f" {PLACEHOLDER_KEY!r}), which anyone could sign links with ({make_one})"
+                )
         if self.translator == "deepl" and self.translator_key is None:
             problems.append("NEWSLETTER_TRANSLATOR=deepl needs NEWSLETTER_TRANSLATOR_KEY")
         return problems
 
     @property
     def sender_email(self) -> str:
-        return parseaddr(self.from_address)[1]
+        """The address of NEWSLETTER_FROM as mail carries it: its domain in IDNA, so that the
+        envelope sender, Message-IDs, List-Id and DKIM need no SMTPUTF8 for a domain like
+        `bücher.example` (only a local part that is not ASCII does)."""
+        local, _, domain = parseaddr(self.from_address)[1].rpartition("@")
+        return f"{local}@{ascii_domain(domain)}"
 
     @property
     def sender_name(self) -> str:
@@ -407,8 +427,13 @@ class SettingsReport:
 def read_settings() -> SettingsReport:
     """Read the settings, and say what is wrong with every one of them, never raising: the
     values found wrong are replaced by their defaults, so that the rest can still be shown."""
+    unreadable = env_file_problem(Path(ENV_FILE))
+    # An .env that cannot be read is one error, and the environment alone is read, so the rest
+    # can still be shown and checked.
+    options: dict[str, Any] = {"_env_file": None} if unreadable else {}
+    first = [unreadable] if unreadable else []
     try:
-        settings = Settings()
+        settings = Settings(**options)
     except ValidationError as error:
         errors, invalid, fields = [], {}, set()
         for detail in error.errors():
@@ -419,11 +444,28 @@ def read_settings() -> SettingsReport:
                 invalid[variable_name(name)] = shown(name, detail.get("input"))
         defaults = {name: Settings.model_fields[name].get_default() for name in fields}
         try:
-            settings = Settings(**defaults)
+            settings = Settings(**options, **defaults)
         except ValidationError:
-            return SettingsReport(None, errors, invalid)
-        return SettingsReport(settings, errors + settings.problems(), invalid)
-    return SettingsReport(settings, settings.problems())
+            return SettingsReport(None, first + errors, invalid)
+        return SettingsReport(settings, first + errors + settings.problems(), invalid)
+    return SettingsReport(settings, first + settings.problems())
+
+
+def env_file_problem(path: Path) -> str | None:
+    """Why the .env file at `path` cannot be read as settings, in one line; None when it can
+    (or there is none). Its text is never quoted: it holds secrets."""
+    try:
+        data = path.read_bytes() if path.is_file() else b""
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        return (
+            f"{path}: line {line} is not UTF-8 text (byte 0x{data[error.start]:02x}): save the"
+            " file as UTF-8"
+        )
+    except OSError:
+        return None  # unreadable: reading it says why, in words (`file_failure`)
+    return None
 
 
 @lru_cache(maxsize=1)
@@ -458,10 +500,11 @@ def unknown_variables(env_file: Path | None = None) -> list[str]:
     setting (and so changes nothing), with the closest name that is."""
     env_file = Path(ENV_FILE) if env_file is None else env_file
     found = {name.upper(): "the environment" for name in os.environ}
-    if env_file.is_file():
+    # An .env that is no UTF-8 text is not read here: `read_settings` says so, as an error.
+    if env_file.is_file() and env_file_problem(env_file) is None:
         from dotenv import dotenv_values  # pydantic-settings reads .env with it too
 
-        for name in dotenv_values(env_file):
+        for name in dotenv_values(env_file, encoding="utf-8"):
             found.setdefault(name.upper(), str(env_file))
     known = known_variables()
     suffixes = {name.removeprefix(PREFIX): name for name in known}
@@ -510,7 +553,7 @@ def _in_words(name: str | None, detail: Any) -> str:
     if name is None:
         return what
     variable = variable_name(name)
-    line = f"{variable}={shown(name, detail.get('input'))}: "
+    line = f"{shown_setting(name, detail.get('input'))}: "
     if kind == "value_error":
         # Our own checks say what the value should be; they may name the variable already.
         return line + re.sub(rf"^{variable}\b:?\s*", "", what)
@@ -533,18 +576,43 @@ def shown(name: str, value: object) -> str:
     if value is None:
         return "(unset)"
     text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-    if name in URL_SECRETS or name == "database_url" or "://" in text:
-        return mask_url_password(text)
+    if name in URL_SECRETS or name == "database_url":
+        # Only a URL's password can be told from the rest; a value with no host part at all
+        # (the password itself, pasted by mistake, or `smtp:/user:pass@host`) is masked whole.
+        has_host = _SCHEME.match(text) or _WITHOUT_SCHEME.match(text)
+        return mask_url_password(text) if has_host else (MASK if text else "")
+    if "://" in text:
+        return mask_url_password(text)  # a translator's ?api_key=, say
     is_secret = "SecretStr" in str(Settings.model_fields[name].annotation)
     return (MASK if text else "") if is_secret else text
 
 
+def shown_setting(name: str, value: object) -> str:
+    """`NEWSLETTER_SMTP_URL=smtp://me:********@relay:587`: how every message names a setting."""
+    return f"{variable_name(name)}={shown(name, value)}"
+
+
 # ---------------------------------------------------------------------------- addresses
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_WITHOUT_SCHEME = re.compile(r"[^/@\s]*@[^/@\s]|[A-Za-z0-9.-]+:\d+(?:/|$)")
+"""`user:pass@host:587` or `127.0.0.1:6379/0`: a URL with its scheme left out. (A bare word
+might be a host, or the password itself pasted by mistake: that one is not shown.)"""
+SECRET_PARAMETERS = re.compile(
+    r"(?P<head>[?&;](?:token|key|api_key|apikey|access_token|auth_key|password)=)[^&;#\s\"']+",
+    re.IGNORECASE,
+)
+"""The query parameters that carry a secret: `?token=` of the admin pages, `?api_key=` of a
+translator, `?password=` of a Redis socket."""
+PERCENT_ENCODE = (
+    "has a password the URL cannot hold as it is: percent-encode / # ? @ : in it"
+    " (%2F %23 %3F %40 %3A)"
+)
 
 
 def check_web_url(url: str, *, links: bool = False) -> None:
-    """ValueError unless `url` is an absolute http(s) address with a host; `links`: also none
-    of the ?query or #fragment that the paths appended to it would end up behind."""
+    """ValueError unless `url` is an absolute http(s) address with a host; `links`: also no
+    `?` or `#` (even an empty one) that the paths appended to it would end up behind."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (raises for a port that is no number)
@@ -559,20 +627,31 @@ def check_web_url(url: str, *, links: bool = False) -> None:
         raise ValueError(
             "must start with http:// or https:// and name a host, like https://example.org"
         )
-    if links and (parts.query or parts.fragment):
+    if links and ("?" in url or "#" in url):
         raise ValueError("must not have a ?query or #fragment: link paths are appended to it")
+
+
+def lower_case_scheme(url: str) -> str:
+    """`HTTPS://Example.org/x` → `https://Example.org/x`: schemes are case-insensitive, and
+    what compares them (HSTS, secure cookies, the production check) looks for `https://`."""
+    scheme = _SCHEME.match(url)
+    return url if scheme is None else scheme.group().lower() + url[scheme.end() :]
 
 
 def check_smtp_url(url: str) -> None:
     """ValueError unless `url` is an SMTP URL we can use; the message never repeats the URL
     (it holds the password)."""
     example = "like smtp://user:pass@host:587 or smtps://user:pass@host:465"
+    if not url.lower().startswith(("smtp://", "smtps://")):
+        raise ValueError(f"must start with smtp:// or smtps:// and name a host, {example}")
+    if password_breaks_url(url):
+        raise ValueError(f"{PERCENT_ENCODE}, {example}")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (raises for a port that is no number)
     except ValueError:
         raise ValueError(f"has a port that is no number ({example})") from None
-    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+    if not parts.hostname:
         raise ValueError(f"must start with smtp:// or smtps:// and name a host, {example}")
     query = parse_qs(parts.query)
     starttls = query.pop("starttls", ["auto"])[-1]
@@ -582,16 +661,26 @@ def check_smtp_url(url: str) -> None:
 
 def check_redis_url(url: str) -> None:
     """ValueError unless `url` is a Redis URL: redis://, rediss:// or unix://, and a database
-    number, if any, that is a number."""
+    number, if any, that is a number. The message never repeats redis-py's (it may quote a
+    piece of the password: "Port could not be cast to integer value as 'sec'")."""
     from redis.connection import parse_url
 
     example = "like redis://127.0.0.1:6379/0"
-    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+    if not url.lower().startswith(("redis://", "rediss://", "unix://")):
         raise ValueError(f"must start with redis://, rediss:// or unix://, {example}")
+    if password_breaks_url(url):
+        raise ValueError(f"{PERCENT_ENCODE} ({example})")
+    try:
+        urlsplit(url).port  # noqa: B018 (raises for a port that is no number)
+    except ValueError:
+        raise ValueError(f"has a port that is no number ({example})") from None
     try:
         options = parse_url(url)
-    except ValueError as error:  # redis-py's words name the part, never the password
-        raise ValueError(f"{error} ({example})") from None
+    except ValueError as error:
+        # redis-py's only other refusal: "Invalid value for 'name' in connection URL."
+        option = re.search(r"for '(\w+)'", str(error))
+        name = f" ?{option.group(1)}=" if option else " ?option"
+        raise ValueError(f"has a{name} value redis-py cannot read ({example})") from None
     path = urlsplit(url).path.strip("/")
     if url.startswith(("redis://", "rediss://")) and path and not path.isdigit():
         raise ValueError(f"has {path!r} where the database number goes ({example})")
@@ -619,13 +708,19 @@ def checked_database_url(url: str) -> str:
         name = {"mysql": "MySQL", "mariadb": "MariaDB"}.get(backend, backend)
         raise ValueError(f"{name} is not supported: only {SUPPORTED_DATABASES} are (and tested)")
     try:
-        dialect = make_url(url).get_dialect()
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
     except ArgumentError:
         raise ValueError(f"is not a database URL: use {SUPPORTED_DATABASES}") from None
     except NoSuchModuleError:
         raise ValueError(
             f"SQLAlchemy has no driver {driver!r}: leave it out (postgresql://…) to use psycopg"
         ) from None
+    except ValueError:  # int() of the port; its message may quote a piece of the password
+        raise ValueError(f"has a port that is no number, or {PERCENT_ENCODE}") from None
+    if "@" in (parsed.host or ""):
+        # SQLAlchemy ends the password at its first "@": the rest would be taken for the host.
+        raise ValueError(PERCENT_ENCODE)
     if dialect.is_async:
         raise ValueError(f"{driver} is an asyncio driver, which this service cannot use")
     try:
@@ -641,31 +736,83 @@ def checked_database_url(url: str) -> str:
     return url
 
 
-def mask_url_password(url: str) -> str:
-    """`smtp://user:pass@host` → `smtp://user:********@host`, found by parsing the URL (so no
-    other part is touched), also written without its scheme (`user:pass@host:587`) and in a
-    `?password=` parameter. A URL too broken to parse, with an `@` in it, is masked whole."""
+def ascii_domain(domain: str) -> str:
+    """A domain as DNS and mail carry it: `bücher.example` → `xn--bcher-kva.example` (IDNA);
+    ValueError when it has no such form."""
+    if domain.isascii():
+        return domain
     try:
-        parts = urlsplit(url)
-        if not parts.netloc and "@" in url and "//" not in url:
-            # Without "//" there is no authority to parse: read it as one, then drop the "//".
-            return mask_url_password(f"//{url}")[2:]
-        netloc = parts.netloc
-        if parts.password is not None:
-            userinfo, _, hostport = netloc.rpartition("@")
-            user = userinfo.partition(":")[0]
-            netloc = f"{user}:{MASK}@{hostport}"
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
-        query = parts.query
-        if any(key.lower() == "password" for key, _ in pairs):
-            masked = [(key, MASK if key.lower() == "password" else val) for key, val in pairs]
-            query = urlencode(masked, safe="*/:")
-    except ValueError:
-        return MASK if "@" in url else url
-    # Put back only the parts parsed: geturl() would also rewrite what it did not need to
-    # (`unix:///path` loses its "//").
-    if netloc != parts.netloc:
-        url = url.replace(f"//{parts.netloc}", f"//{netloc}", 1)
-    if query != parts.query:
-        url = url.replace(f"?{parts.query}", f"?{query}", 1)
-    return url
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as error:
+        raise ValueError(str(error)) from None
+
+
+# ------------------------------------------------------------------------------- masking
+
+
+def mask_url_password(url: str) -> str:
+    """`url` fit to print: `smtp://user:pass@host` → `smtp://user:********@host`, also written
+    without its scheme (`user:pass@host:587`), and the values of `?password=`, `?key=`,
+    `?token=`, `?api_key=` … masked. Nothing else changes: the rest tells what is wrong.
+
+    The password runs from the colon after the user to the "@" before the host, found so that
+    it holds whatever any parser we hand the URL to reads as the password (see `_userinfo_end`).
+    """
+    span = _password_span(url)
+    if span is not None:
+        url = f"{url[: span[0]]}{MASK}{url[span[1] :]}"
+    return SECRET_PARAMETERS.sub(rf"\g<head>{MASK}", url)
+
+
+def url_password(url: str) -> str | None:
+    """The password in `url` as `mask_url_password` finds it (percent-encoded as written)."""
+    span = _password_span(url)
+    return url[span[0] : span[1]] if span is not None and span[0] < span[1] else None
+
+
+def password_breaks_url(url: str) -> bool:
+    """Whether the password of `url` holds a / ? or # that is not percent-encoded: urlsplit
+    (and so redis-py, and our SMTP settings) then end the host part early, at that character."""
+    rest = url[_after_scheme(url) :]
+    return _stray_at(rest[len(_authority(rest)) :])
+
+
+def _password_span(url: str) -> tuple[int, int] | None:
+    start = _after_scheme(url)
+    rest = url[start:]
+    end = _userinfo_end(rest)
+    colon = rest.find(":", 0, end) if end >= 0 else -1
+    if colon < 0 or "/" in rest[:colon]:  # no userinfo, or no password in it
+        return None
+    return start + colon + 1, start + end
+
+
+def _after_scheme(url: str) -> int:
+    scheme = _SCHEME.match(url)
+    return scheme.end() if scheme else 0  # `user:pass@host:587`: all of it is the authority
+
+
+def _authority(rest: str) -> str:
+    """The authority of `rest` (a URL after its `scheme://`) as urlsplit sees it."""
+    return re.split(r"[/?#]", rest, maxsplit=1)[0]
+
+
+def _userinfo_end(rest: str) -> int:
+    """Where the userinfo of `rest` (a URL after its `scheme://`) ends: the index of its "@",
+    or -1. Normally the last "@" of the authority. An unencoded / ? or # in the password ends
+    the authority early for urlsplit (SQLAlchemy reads on to the "@"), and then an "@" turns
+    up where a URL has none: the userinfo runs to the very last "@" (hiding too much is safe;
+    too little is not)."""
+    authority = _authority(rest)
+    if _stray_at(rest[len(authority) :]):
+        return rest.rfind("@")
+    return authority.rfind("@")
+
+
+def _stray_at(after_authority: str) -> bool:
+    """Whether an "@" is in the path, the fragment, or a query parameter's name: never in a
+    URL we take, always the end of a password that an unencoded / ? # cut short."""
+    path_and_query, _, fragment = after_authority.partition("#")
+    path, _, query = path_and_query.partition("?")
+    names = (pair.partition("=")[0] for pair in re.split("[&;]", query))
+    return "@" in path or "@" in fragment or any("@" in name for name in names)

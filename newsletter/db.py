@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter.config import Settings, mask_url_password
+from newsletter.config import Settings, shown_setting
 from newsletter.errors import ConfigError, DatabaseError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -73,17 +73,33 @@ def upgrade(settings: Settings) -> None:
     """Bring the schema to the newest migration."""
     from alembic import command
 
+    _revisions(settings)  # DatabaseError for a schema newer than this program
     command.upgrade(alembic_config(settings), "head")
 
 
 def schema_is_current(settings: Settings) -> bool:
+    current, heads = _revisions(settings)
+    return current == heads
+
+
+def _revisions(settings: Settings) -> tuple[set[str], set[str]]:
+    """The database's schema revisions and this program's newest ones. DatabaseError when the
+    database has one this program does not know: a newer version migrated it, and this one
+    can neither use nor migrate it (Alembic would only say "Can't locate revision")."""
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    heads = set(ScriptDirectory.from_config(alembic_config(settings)).get_heads())
+    scripts = ScriptDirectory.from_config(alembic_config(settings))
     with engine_for(settings.database_url).connect() as connection:
         current = set(MigrationContext.configure(connection).get_current_heads())
-    return current == heads
+    unknown = current - {script.revision for script in scripts.walk_revisions()}
+    if unknown:
+        raise DatabaseError(
+            f"{shown_setting('database_url', settings.database_url)}: this database was"
+            f" migrated by a newer version of this program (schema {', '.join(sorted(unknown))},"
+            " which this one does not know): upgrade the program"
+        )
+    return current, set(scripts.get_heads())
 
 
 def ensure_schema(settings: Settings) -> None:
@@ -164,7 +180,7 @@ def check_sqlite_file(path: Path, database_url: str) -> None:
         return  # a new database: made on first use
     except OSError:
         return  # unreadable: SQLite's own error says so, in words (see `describe_error`)
-    setting = f"NEWSLETTER_DATABASE_URL={mask_url_password(database_url)}"
+    setting = shown_setting("database_url", database_url)
     if not header:
         raise DatabaseError(
             f"{setting}: {path} is empty (0 bytes), so it holds no database; restore it from a"
@@ -208,7 +224,7 @@ def describe_error(error: DBAPIError, database_url: str) -> DatabaseError:
     """A database failure as one line: the setting, what failed, what the database said, and
     what to do. The URL's password is masked; the driver's words never hold it."""
     url = make_url(database_url)
-    setting = f"NEWSLETTER_DATABASE_URL={mask_url_password(database_url)}"
+    setting = shown_setting("database_url", database_url)
     said = _driver_words(error)
     if url.get_backend_name() == "sqlite":
         name = getattr(error.orig, "sqlite_errorname", "") or ""

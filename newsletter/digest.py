@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from newsletter import store
 from newsletter.arxiv_api import abs_url_for
 from newsletter.models import Digest, Paper, Topic
-from newsletter.textfmt import http_url
+from newsletter.textfmt import first_http_url, http_url
 from newsletter.translate.languages import translation_language
 
 UNTRANSLATED_NOTE = "Not translated yet: the original abstract is shown."
@@ -182,7 +182,7 @@ def paper_item(paper: Paper) -> PaperItem:
         published=paper.published,
         abs_url=http_url(paper.abs_url) or abs_url_for(paper.arxiv_id),
         pdf_url=paper.pdf_url,
-        code_url=paper.code_urls[0] if paper.code_urls else None,
+        code_url=first_http_url(paper.code_urls),
         primary_category=paper.primary_category,
         comment=paper.comment,
     )

@@ -31,7 +31,13 @@ from newsletter import store
 from newsletter.arxiv_api import abs_url_for
 from newsletter.codelinks import link_label
 from newsletter.models import Paper, Topic, Translation
-from newsletter.textfmt import http_url, is_http_url, readable_paragraphs, readable_title
+from newsletter.textfmt import (
+    first_http_url,
+    http_url,
+    is_http_url,
+    readable_paragraphs,
+    readable_title,
+)
 from newsletter.translate.languages import translation_language
 
 NO_CODE = "–"
@@ -109,7 +115,7 @@ def build_export(
 
 def exported_paper(paper: Paper, translation: Translation | None) -> ExportedPaper:
     """A paper as the export shows it: readable text, only http(s) links."""
-    code = [url for url in paper.code_urls if link_label(url) == "Code"] or list(paper.code_urls)
+    repositories = [url for url in paper.code_urls if link_label(url) == "Code"]
     return ExportedPaper(
         arxiv_id=paper.arxiv_id,
         version=paper.version,
@@ -122,7 +128,7 @@ def exported_paper(paper: Paper, translation: Translation | None) -> ExportedPap
         ),
         abs_url=http_url(paper.abs_url) or abs_url_for(paper.arxiv_id),
         pdf_url=http_url(paper.pdf_url) or None,
-        code_url=(http_url(code[0]) or None) if code else None,
+        code_url=first_http_url(repositories) or first_http_url(paper.code_urls),
         code_urls=tuple(url for url in paper.code_urls if is_http_url(url)),
         primary_category=paper.primary_category,
     )

@@ -23,12 +23,19 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import IO
-from urllib.parse import urlsplit
+from urllib.parse import unquote
 
 from gunicorn import glogging
 from pydantic import SecretStr
 
-from newsletter.config import MASK, Settings, get_settings
+from newsletter.config import (
+    MASK,
+    SECRET_PARAMETERS,
+    Settings,
+    get_settings,
+    mask_url_password,
+    url_password,
+)
 
 HANDLER_NAME = "newsletter"
 """The name of the handler `setup_logging` adds, so that running it again replaces it (and
@@ -37,26 +44,27 @@ SHORTEST_SECRET = 6
 """Secret values shorter than this are not searched for: masking every "abc" in every line
 would hide more than the secret."""
 
-_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*):[^\s@/]+@")
-_SECRET_PARAMETER = re.compile(
-    r"(?P<head>[?&;](?:token|key|api_key|apikey|access_token|auth_key|password)=)[^&;\s\"']+",
-    re.IGNORECASE,
-)
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://\S+")
 
 
 def mask_secrets(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with URL passwords, token and key parameters and each of `secrets` masked."""
-    text = _URL_PASSWORD.sub(rf"\g<head>:{MASK}@", text)
-    text = _SECRET_PARAMETER.sub(rf"\g<head>{MASK}", text)
+    """`text` with each of `secrets`, URL passwords and token and key parameters masked.
+
+    The known secrets go first: a password is found whole that way, whatever it holds (an
+    "@", a space), where reading it out of a URL is a guess. What is left is masked as
+    `newsletter config` masks a setting (`mask_url_password`), in each URL of the line, then
+    the parameters of what is no whole URL (an access log's `GET /metrics?token=…`).
+    """
     for secret in secrets:
         if len(secret) >= SHORTEST_SECRET:
             text = text.replace(secret, MASK)
-    return text
+    text = _URL.sub(lambda url: mask_url_password(url.group()), text)
+    return SECRET_PARAMETERS.sub(rf"\g<head>{MASK}", text)
 
 
 def secret_values(settings: Settings) -> list[str]:
     """The secrets of these settings as they could appear in a line: each secret setting's
-    value, and the password inside each address setting."""
+    value, and the password inside each address setting, as written and decoded."""
     values = []
     for name in type(settings).model_fields:
         value = getattr(settings, name)
@@ -64,12 +72,9 @@ def secret_values(settings: Settings) -> list[str]:
         if not isinstance(raw, str):
             continue
         if "://" in raw:
-            try:
-                password = urlsplit(raw).password
-            except ValueError:
-                password = None
+            password = url_password(raw)
             if password:
-                values.append(password)
+                values += [password, unquote(password)]
         elif isinstance(value, SecretStr) and raw:
             values.append(raw)
     # Longest first: a secret that contains another is masked whole.

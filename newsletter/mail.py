@@ -31,9 +31,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import dkim
-import idna
 
-from newsletter.config import check_smtp_url, mask_url_password
+from newsletter.config import ascii_domain, check_smtp_url, shown_setting
 from newsletter.errors import ConfigError, DeliveryError, InvalidInput
 from newsletter.ratelimit import SendPace
 
@@ -81,7 +80,8 @@ def compose(
     for name, value in one_line.items():
         _require_one_line(name, value)
     message = EmailMessage(policy=MESSAGE_POLICY)
-    message["From"] = _single_address("sender", sender)
+    # The sender's domain in IDNA too: an encoded word is not allowed inside an address.
+    message["From"] = _with_smtp_address(_single_address("sender", sender))
     message["To"] = _with_smtp_address(_single_address("to", to))
     message["Subject"] = subject
     message["Date"] = format_datetime(_aware(date or datetime.now(UTC)))
@@ -134,12 +134,15 @@ def message_id_for(secret: str, digest_key: str, subscriber_key: str, domain: st
 def message_bytes(message: EmailMessage, linesep: str = "\r\n") -> bytes:
     """The message as bytes: CRLF line ends throughout (SMTP's), or LF ones for files.
 
-    A message to an address whose local part is not ASCII has its headers in UTF-8 (RFC 6532,
-    sent with SMTPUTF8): such an address has no other form, and RFC 2047 words are not
-    allowed in one.
+    A message from or to an address whose local part is not ASCII has its headers in UTF-8
+    (RFC 6532, sent with SMTPUTF8): such an address has no other form, and RFC 2047 words are
+    not allowed in one.
     """
-    recipients = getattr(message.get("To"), "addresses", ())
-    utf8 = any(needs_smtputf8(address.addr_spec) for address in recipients)
+    addresses = [
+        *getattr(message.get("From"), "addresses", ()),
+        *getattr(message.get("To"), "addresses", ()),
+    ]
+    utf8 = any(needs_smtputf8(address.addr_spec) for address in addresses)
     return message.as_bytes(policy=MESSAGE_POLICY.clone(linesep=linesep, utf8=utf8))
 
 
@@ -156,10 +159,9 @@ def smtp_address(address: str) -> str:
     if not at:
         raise InvalidInput(f"not an email address: {address[:80]!r}")
     try:
-        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
-    except (idna.IDNAError, UnicodeError) as error:
+        return f"{local}@{ascii_domain(domain)}"
+    except ValueError as error:
         raise InvalidInput(f"the domain of {address[:80]!r} has no IDNA form: {error}") from None
-    return f"{local}@{ascii_domain}"
 
 
 def needs_smtputf8(address: str) -> bool:
@@ -180,7 +182,8 @@ def _single_address(name: str, value: str) -> str:
 
 
 def _with_smtp_address(value: str) -> str | Address:
-    """A To value with its address as mail carries it (see `smtp_address`), its name kept."""
+    """A From or To value with its address as mail carries it (see `smtp_address`), its name
+    kept."""
     name, address = getaddresses([value])[0]
     if address.isascii():
         return value
@@ -225,6 +228,9 @@ class Outgoing:
         )
 
 
+Stage = Literal["mail", "rcpt", "data"]
+
+
 @dataclass(frozen=True)
 class SendResult:
     """What became of one message."""
@@ -233,6 +239,10 @@ class SendResult:
     ok: bool
     permanent: bool  # a failure that retrying will not fix (5xx); False for 4xx and lost links
     detail: str  # the server's reply ("250 2.0.0 Ok"), or the outbox file path
+    stage: Stage | None = None
+    """Which step of the SMTP transaction failed, and so whose problem it is: "rcpt" the
+    recipient's address, "mail" the sender's, "data" the message; None for none of them (a
+    lost connection, the outbox)."""
 
 
 class Transport(Protocol):
@@ -418,7 +428,7 @@ def parse_smtp_url(url: str) -> SMTPEndpoint:
     try:
         check_smtp_url(url)  # the same check as when the settings are read
     except ValueError as error:
-        raise ConfigError(f"NEWSLETTER_SMTP_URL={mask_url_password(url)}: {error}") from None
+        raise ConfigError(f"{shown_setting('smtp_url', url)}: {error}") from None
     parts = urlsplit(url)
     return SMTPEndpoint(
         host=parts.hostname or "",
@@ -483,7 +493,7 @@ class SMTPTransport:
         sender = self.envelope_from or outgoing.sender
         if not sender:
             detail = "the message has no From address"
-            return SendResult(outgoing.key, ok=False, permanent=True, detail=detail)
+            return SendResult(outgoing.key, ok=False, permanent=True, detail=detail, stage="mail")
         data = _signed(self.signer, outgoing.data)
         lost: OSError | None = None
         # A relay may close an idle or busy connection at any time: reconnect once and retry the
@@ -519,30 +529,38 @@ class SMTPTransport:
     ) -> SendResult:
         """MAIL, RCPT, DATA; the first reply that is not a success decides the result."""
         options = [f"SIZE={len(data)}"] if connection.has_extn("size") else []
-        if needs_smtputf8(outgoing.recipient) or needs_smtputf8(sender):
+        utf8_needed_by: Stage | None = None
+        if needs_smtputf8(sender):
+            utf8_needed_by = "mail"
+        elif needs_smtputf8(outgoing.recipient):
+            utf8_needed_by = "rcpt"
+        if utf8_needed_by is not None:
             if not connection.has_extn("smtputf8"):
                 detail = (
                     f"not sent: {self.endpoint.where} does not offer SMTPUTF8 (RFC 6531), which"
                     " an address with a non-ASCII local part needs"
                 )
-                return SendResult(outgoing.key, ok=False, permanent=True, detail=detail)
+                return SendResult(outgoing.key, False, True, detail, stage=utf8_needed_by)
             options.append("SMTPUTF8")
+        stage: Stage = "mail"
         try:
             code, reply = connection.mail(sender, options)
             if code == 250:
+                stage = "rcpt"
                 code, reply = connection.rcpt(outgoing.recipient)
                 if code in (250, 251):
+                    stage = "data"
                     try:
                         code, reply = _data(connection, data)
                     except smtplib.SMTPResponseException:
                         raise
                     except OSError as error:
                         raise _LostInData(str(error)) from error
-                    return _reply_result(outgoing.key, _unless_closing(code, reply), reply)
+                    return _reply_result(outgoing.key, _unless_closing(code, reply), reply, stage)
         except smtplib.SMTPResponseException as error:  # DATA was not answered with 354
             code, reply = error.smtp_code, error.smtp_error
         self._reset(connection)
-        return _reply_result(outgoing.key, _unless_closing(code, reply), reply)
+        return _reply_result(outgoing.key, _unless_closing(code, reply), reply, stage)
 
     def _reset(self, connection: smtplib.SMTP) -> None:
         # RSET makes the next message start clean after a refusal mid-transaction.
@@ -657,9 +675,10 @@ def _unless_closing(code: int, reply: bytes) -> int:
     return code
 
 
-def _reply_result(key: int, code: int, reply: bytes) -> SendResult:
+def _reply_result(key: int, code: int, reply: bytes, stage: Stage) -> SendResult:
     detail = f"{code} {reply.decode('utf-8', errors='replace')}".replace("\n", " ")
-    return SendResult(key, ok=200 <= code < 300, permanent=code >= 500, detail=detail)
+    ok = 200 <= code < 300
+    return SendResult(key, ok, permanent=code >= 500, detail=detail, stage=None if ok else stage)
 
 
 def _reply_text(error: smtplib.SMTPResponseException) -> str:

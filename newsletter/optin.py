@@ -74,8 +74,9 @@ def request(
     settings: Settings, email: str, topic_ids: list[int], language: str, now: datetime | None = None
 ) -> str:
     """Handle a request to subscribe `email`: `SENT`, `HELD_BACK` (one was sent within the
-    window), `FAILED` (the mail server could not take it now; the next request may try again)
-    or `REFUSED` (it never will: the relay refused the address for good, or cannot carry it).
+    window), `REFUSED` (never will: the relay refused the address for good, or cannot carry
+    it) or `FAILED` (anything else: the mail server could not take it now, or refuses what is
+    the operator's to fix, the sender or the message; the next request may try again).
 
     `email` is normalised and `topic_ids` are known ids (the caller checked both).
     """
@@ -109,7 +110,20 @@ def request(
             store.log_event(session, subscriber, "confirmation failed", "web", result.detail)
     if result.ok:
         return SENT
-    return REFUSED if result.permanent else FAILED
+    if result.permanent and result.stage == "rcpt":
+        return REFUSED
+    if result.permanent:
+        # Not the visitor's doing (a sender the relay does not accept, a message it refuses):
+        # they are asked to come back later, and whoever runs the service must act.
+        step = f"at {result.stage.upper()}" if result.stage else "for good"
+        log.error(
+            "confirmation to %s refused %s, not for its address (check NEWSLETTER_FROM and the"
+            " relay): %s",
+            email,
+            step,
+            result.detail,
+        )
+    return FAILED
 
 
 def confirmation_message(

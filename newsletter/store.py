@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple, TypeVar
 
 from sqlalchemy import and_, case, delete, func, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.bounces import Bounce, classify
@@ -567,16 +567,20 @@ Written = TypeVar("Written")
 
 
 def in_savepoint(session: Session, write: Callable[[], Written]) -> Written:
-    """`write()` in a savepoint of its own: when the database refuses it (any SQLAlchemyError,
-    a constraint, a NUL PostgreSQL will not store), only its writes are undone, the session
-    goes on, and InvalidInput says why. So one bad record of an import never stops the rest,
-    and what is kept is the same on SQLite and PostgreSQL."""
+    """`write()` in a savepoint of its own: when the database refuses the record itself (a
+    constraint or trigger: IntegrityError; a value it cannot store, PostgreSQL's NUL or one
+    too long for its column: DataError), only its writes are undone, the session goes on,
+    and InvalidInput says why. So one bad record of an import never stops the rest, and what
+    is kept is the same on SQLite and PostgreSQL.
+
+    A failure of the database itself (locked, gone, its disk full: OperationalError and the
+    rest) is no verdict on the record, and would be the same for every one: it goes on up,
+    to be said once (the CLI) or waited out (the worker), and nothing of the unit is kept."""
     try:
         with session.begin_nested():
             return write()
-    except SQLAlchemyError as error:
-        cause = error.orig if isinstance(error, DBAPIError) else error
-        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    except (IntegrityError, DataError) as error:
+        reason = (str(error.orig).strip().splitlines() or [type(error.orig).__name__])[0]
         raise InvalidInput(f"the database refused it: {reason}") from error
 
 

@@ -161,9 +161,15 @@ def read_subscriber_csv(
 
     A bad row is reported with its line and reason and never stops the good ones: every field
     is checked here (control characters too, in any column); whether the topics exist is
-    checked against the database, before anything is written.
+    checked against the database, before anything is written. Where the CSV itself cannot be
+    read on (a quote left open swallows the lines after it), the rows before are kept and the
+    rest is one rejection, at the line where it began.
     """
     reader = csv.DictReader(io.StringIO(text))
+    try:
+        reader.fieldnames  # noqa: B018 (reads the header row)
+    except csv.Error as error:
+        raise InvalidInput(f"line 1, the header row, is no CSV ({error})") from None
     for column in reader.fieldnames or []:
         without_control_characters(column, "the header row")
     missing = [column for column in ("email", "topics") if column not in (reader.fieldnames or [])]
@@ -175,7 +181,19 @@ def read_subscriber_csv(
     rows: list[tuple[int, SubscriberSpec]] = []
     rejected: list[RejectedRow] = []
     seen: dict[str, int] = {}
-    for record in reader:
+    while True:
+        starts_at = reader.line_num + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            reason = (
+                f"the CSV cannot be read from this line on ({error}: a quote left open?);"
+                " nothing from here to the end is imported"
+            )
+            rejected.append(RejectedRow(starts_at, reason, ""))
+            break
         line = reader.line_num
         raw = ",".join(str(value) for value in record.values() if value is not None)
         try:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 
 from pylatexenc import latexwalker
@@ -209,6 +209,12 @@ def http_url(url: str | None) -> str:
     paper's feed must never reach a page, a feed or an export."""
     url = (url or "").strip()
     return url if is_http_url(url) else ""
+
+
+def first_http_url(urls: Iterable[str]) -> str | None:
+    """The first of `urls` that is http(s), trimmed; None if none is. Checked before it is
+    chosen: a `javascript:` link first in the list must not hide the good one after it."""
+    return next((url for url in map(http_url, urls) if url), None)
 
 
 def _typography(text: str) -> str:

@@ -7,9 +7,10 @@
         assert server.connections == 1
 
 Options cover what a relay does to a sender: AUTH, STARTTLS or implicit TLS with a test
-certificate (from `trustme`), and faults: a 451 for the first N DATA commands, a 550 for chosen
-recipients, and a connection dropped in the middle of DATA (after the content, before the reply,
-so the client cannot tell whether the message arrived: nothing is kept, as a crash would do).
+certificate (from `trustme`), and faults: a 451 or a 554 for the first N DATA commands, a 550
+for chosen senders or recipients, and a connection dropped in the middle of DATA (after the
+content, before the reply, so the client cannot tell whether the message arrived: nothing is
+kept, as a crash would do).
 """
 
 from __future__ import annotations
@@ -98,13 +99,29 @@ class _Handler:
     """aiosmtpd hooks: record what arrives, and play the faults the test asked for."""
 
     def __init__(
-        self, tempfail_data: int, reject_recipients: Collection[str], drop_data: int
+        self,
+        tempfail_data: int,
+        reject_recipients: Collection[str],
+        drop_data: int,
+        reject_senders: Collection[str] = (),
+        reject_data: int = 0,
     ) -> None:
         self.tempfail_data = tempfail_data
         self.reject_recipients = {address.lower() for address in reject_recipients}
         self.drop_data = drop_data
+        self.reject_senders = {address.lower() for address in reject_senders}
+        self.reject_data = reject_data
         self.received: list[ReceivedMessage] = []
         self.lock = threading.Lock()
+
+    async def handle_MAIL(  # noqa: N802 (aiosmtpd's hook names)
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
+    ) -> str:
+        if address.lower() in self.reject_senders:
+            return f"550 5.7.1 <{address}>: Sender address rejected: not owned by user"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook names)
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
@@ -120,10 +137,13 @@ class _Handler:
         with self.lock:
             drop = self.drop_data > 0
             tempfail = not drop and self.tempfail_data > 0
+            refuse = not (drop or tempfail) and self.reject_data > 0
             if drop:
                 self.drop_data -= 1
             elif tempfail:
                 self.tempfail_data -= 1
+            elif refuse:
+                self.reject_data -= 1
         if drop:
             assert server.transport is not None
             server.transport.abort()
@@ -131,6 +151,8 @@ class _Handler:
             await asyncio.sleep(60)
         if tempfail:
             return "451 4.3.0 Temporary failure, please try again later"
+        if refuse:
+            return "554 5.7.1 Message rejected: content policy"
         return f"250 2.0.0 Ok: queued as {self._keep(server, session, envelope)}"
 
     def _keep(self, server: SMTP, session: Session, envelope: Envelope) -> int:
@@ -173,6 +195,8 @@ class LocalSMTPServer:
     implicit_tls:       speak TLS from the first byte (smtps)
     tempfail_data:      reply 451 to the first N DATA commands
     reject_recipients:  reply 550 at RCPT for these addresses
+    reject_senders:     reply 550 at MAIL for these addresses
+    reject_data:        reply 554 (content refused) to the first N DATA commands
     drop_data:          drop the connection during the first N DATA commands, before replying
     smtputf8:           offer SMTPUTF8 (RFC 6531): addresses with a non-ASCII local part
     """
@@ -188,12 +212,16 @@ class LocalSMTPServer:
         reject_recipients: Collection[str] = (),
         drop_data: int = 0,
         smtputf8: bool = False,
+        reject_senders: Collection[str] = (),
+        reject_data: int = 0,
     ) -> None:
         if starttls and implicit_tls:
             raise ValueError("choose STARTTLS or implicit TLS, not both")
         self.auth = auth
         self.implicit_tls = implicit_tls
-        self._handler = _Handler(tempfail_data, reject_recipients, drop_data)
+        self._handler = _Handler(
+            tempfail_data, reject_recipients, drop_data, reject_senders, reject_data
+        )
         self._controller = _Controller(
             self._handler,
             ssl_context=server_ssl_context() if implicit_tls else None,

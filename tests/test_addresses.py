@@ -130,3 +130,23 @@ def test_an_address_that_cannot_be_written_fails_alone(cli, international, monke
         assert len(smtp.messages) == 3
     state, detail = statuses(international)[broken]
     assert state == "failed" and "could not be built" in detail and "IDNA" in detail
+
+
+def test_a_sender_at_an_international_domain_needs_no_smtputf8(
+    cli, settings, example_topics, monkeypatch
+):
+    subscribe(cli, "ada@example.org", "SLAM")
+    store_papers(settings, "SLAM", paper(1))
+    with LocalSMTPServer() as smtp:  # no SMTPUTF8, as most relays
+        set_env(monkeypatch, smtp_url=smtp.url, **{"from": "Bücher <digest@bücher.example>"})
+        result = cli("send", "--date", DAY.isoformat())
+        (message,) = smtp.messages
+
+    assert "1 sent, 0 failed" in result.output
+    assert message.mail_from == "digest@xn--bcher-kva.example"
+    # The address in IDNA: an encoded word inside it (`digest@=?utf-8?q?b=C3=BCcher?=…`) is
+    # no address; the name may be one.
+    (from_line,) = [line for line in message.raw.splitlines() if line.startswith(b"From:")]
+    assert from_line.endswith(b" <digest@xn--bcher-kva.example>")
+    assert message["From"].addresses[0].display_name == "Bücher"
+    assert str(message["Message-ID"]).endswith("@xn--bcher-kva.example>")

@@ -8,11 +8,11 @@ import typing
 import pytest
 
 from newsletter.cli.common import ExitStatus
-from newsletter.config import Settings, get_settings, mask_url_password, read_settings
+from newsletter.config import MASK, Settings, get_settings, mask_url_password, read_settings
 from newsletter.errors import ConfigError
 from newsletter.web import create_app
 from tests.arxiv_server import ArxivServer
-from tests.conftest import set_env
+from tests.conftest import REPO, set_env
 
 # Settings are the same whatever the database: these run on the default (SQLite) only.
 pytestmark = pytest.mark.parametrize("database_url", [None])
@@ -92,6 +92,25 @@ def test_config_command_masks_secrets(cli, monkeypatch):
     assert "NEWSLETTER_ARXIV_DELAY=0.0" in output  # the tests' own setting, read from the env
 
 
+def test_an_empty_value_is_unset_for_every_setting_that_may_be(settings, monkeypatch):
+    optional = [
+        name
+        for name, field in Settings.model_fields.items()
+        if type(None) in typing.get_args(field.annotation)
+    ]
+    assert {"inbox", "dkim_key_file", "outbox_dir", "smtp_url", "metrics_port"} <= set(optional)
+    # A line left empty in a .env: never the current folder (Path("") is "."), nor "".
+    for name in optional:
+        monkeypatch.setenv(f"NEWSLETTER_{name.upper()}", "")
+
+    read = set_env(monkeypatch)
+
+    assert {name: getattr(read, name) for name in optional if name != "outbox_dir"} == {
+        name: None for name in optional if name != "outbox_dir"
+    }
+    assert read.outbox_dir == settings.var_dir / "outbox"  # its default, as when unset
+
+
 def test_bad_settings_say_which(monkeypatch, settings):
     monkeypatch.setenv("NEWSLETTER_FROM", "no address here")
     with pytest.raises(ValueError, match="NEWSLETTER_FROM"):
@@ -122,6 +141,19 @@ def test_bad_settings_say_which(monkeypatch, settings):
             "NEWSLETTER_BASE_URL=digest.example.org: must start with https:// (or http://) and"
             " name a host, like https://digest.example.org: every link in every email starts"
             " with it",
+        ),
+        # Even an empty one: `…/#` + "/unsubscribe/…" is a fragment, not a page.
+        (
+            "BASE_URL",
+            "https://digest.example.org/#",
+            "NEWSLETTER_BASE_URL=https://digest.example.org/#: must not have a ?query or"
+            " #fragment: link paths are appended to it",
+        ),
+        (
+            "BASE_URL",
+            "https://digest.example.org/?",
+            "NEWSLETTER_BASE_URL=https://digest.example.org/?: must not have a ?query or"
+            " #fragment: link paths are appended to it",
         ),
         (
             "ARXIV_API_URL",
@@ -205,6 +237,37 @@ def test_a_short_secret_key_is_refused_in_production(cli, monkeypatch):
     assert "NEWSLETTER_SECRET_KEY=********" in cli("config").output
 
 
+def test_the_example_env_file_s_key_is_no_key(cli, monkeypatch, tmp_path):
+    # The shipped example must not start as it is; nor may a placeholder long enough to pass.
+    example = REPO / "deploy" / "systemd" / "newsletter.env.example"
+    lines = example.read_text(encoding="utf-8").splitlines()
+    key_line = next(line for line in lines if line.startswith("NEWSLETTER_SECRET_KEY="))
+    assert key_line == "NEWSLETTER_SECRET_KEY="
+    assert lines[lines.index(key_line) - 1] == "# openssl rand -hex 32"
+
+    set_raw(monkeypatch, env="production", secret_key="change-me-to-64-random-characters-please")
+    assert refused(cli, "run") == [
+        "Error: NEWSLETTER_SECRET_KEY=********: is a placeholder (it starts with 'change-me'),"
+        " which anyone could sign links with (make one with `openssl rand -hex 32`)"
+    ]
+
+
+def test_an_upper_case_scheme_is_read_in_lower_case(settings, monkeypatch):
+    # HSTS, secure cookies and the production check look for "https://".
+    read = set_env(
+        monkeypatch,
+        base_url="HTTPS://Digest.example.org/",
+        env="production",
+        secret_key=GOOD_KEY,
+        smtp_url="smtp://relay.example.org",
+    )
+
+    assert read.base_url == "https://Digest.example.org"
+    assert read.check_production() == []
+    response = create_app(read).test_client().get("/healthz")
+    assert response.status_code == 200 and "Strict-Transport-Security" in response.headers
+
+
 def test_production_without_a_key_refuses_to_start_before_asking_arxiv(
     cli, monkeypatch, example_topics
 ):
@@ -233,6 +296,134 @@ def test_a_misspelt_setting_is_a_warning_with_the_name_meant(cli, monkeypatch, t
         "Warning: NEWSLETTER_XYZZY (in .env) is not a setting, so it changes nothing",
     ]
     assert "NEWSLETTER_DAILY_TIME=06:00" in cli("config").output  # indeed nothing changed
+
+
+def test_an_env_file_that_is_not_utf8_is_one_line_naming_it(cli, monkeypatch, tmp_path):
+    # Latin-1, as an editor on another system may save it; the secret must not be quoted.
+    (tmp_path / ".env").write_bytes(
+        b"NEWSLETTER_SMTP_TIMEOUT=10\nNEWSLETTER_SECRET_KEY=cl\xe9-secr\xe8te-assez-longue\n"
+    )
+    set_raw(monkeypatch, send_rate="5")
+    line = "Error: .env: line 2 is not UTF-8 text (byte 0xe9): save the file as UTF-8"
+
+    for command in (["topics", "list"], ["config"]):
+        assert refused(cli, *command) == [line], command
+    shown = cli("config", ok=False).stdout
+    assert "NEWSLETTER_SEND_RATE=5.0\n" in shown  # the environment is still read and shown
+    assert "secr" not in cli("config", ok=False).output
+
+
+SMTP_EXAMPLE = "like smtp://user:pass@host:587 or smtps://user:pass@host:465"
+PERCENT_ENCODE = (
+    "has a password the URL cannot hold as it is: percent-encode / # ? @ : in it"
+    " (%2F %23 %3F %40 %3A)"
+)
+
+
+@pytest.mark.parametrize(
+    "variable, value, shown, error",
+    [
+        # SQLAlchemy reads this password whole: it works, and is masked whole.
+        (
+            "DATABASE_URL",
+            "postgresql://app:Se/cr3t@db.example.org/app",
+            "postgresql+psycopg://app:********@db.example.org/app",
+            None,
+        ),
+        # SQLAlchemy ends a password at its first "@", and would take "ss9cr3t@db…" for a host.
+        (
+            "DATABASE_URL",
+            "postgresql://app:Pa@ss9cr3t@db.example.org/app",
+            "postgresql://app:********@db.example.org/app",
+            PERCENT_ENCODE,
+        ),
+        # SQLAlchemy's own words here were "invalid literal for int() … 'Word1cr3t@h0st'".
+        (
+            "DATABASE_URL",
+            "postgresql://app:Pa@db:Word1cr3t@h0st/app",
+            "postgresql://app:********@h0st/app",
+            f"has a port that is no number, or {PERCENT_ENCODE}",
+        ),
+        # urlsplit ends the host part at / ? #: the rest was "a port that is no number".
+        (
+            "SMTP_URL",
+            "smtp://user:Se/cr3t@relay.example.org:587",
+            "smtp://user:********@relay.example.org:587",
+            f"{PERCENT_ENCODE}, {SMTP_EXAMPLE}",
+        ),
+        (
+            "SMTP_URL",
+            "smtp://user:Se#cr3t@relay.example.org",
+            "smtp://user:********@relay.example.org",
+            f"{PERCENT_ENCODE}, {SMTP_EXAMPLE}",
+        ),
+        # redis-py's words here were "Port could not be cast to integer value as 'Se'".
+        (
+            "REDIS_URL",
+            "redis://:Se?cr3t@127.0.0.1:6379/0",
+            "redis://:********@127.0.0.1:6379/0",
+            f"{PERCENT_ENCODE} (like redis://127.0.0.1:6379/0)",
+        ),
+        # No URL at all (the password pasted by mistake, a slash left out): masked whole.
+        (
+            "SMTP_URL",
+            "Sup3rS3cr3t!",
+            "********",
+            f"must start with smtp:// or smtps:// and name a host, {SMTP_EXAMPLE}",
+        ),
+        (
+            "SMTP_URL",
+            "smtp:/user:Se3cr3t@relay.example.org",
+            "********",
+            f"must start with smtp:// or smtps:// and name a host, {SMTP_EXAMPLE}",
+        ),
+        (
+            "REDIS_URL",
+            "Plainwordcr3t",  # as much a host name as a password: not shown
+            "********",
+            "must start with redis://, rediss:// or unix://, like redis://127.0.0.1:6379/0",
+        ),
+        (
+            "DATABASE_URL",
+            "Sup3rS3cr3t!",
+            "********",
+            "is not a database URL: use SQLite (sqlite:///path/to/file.db) and PostgreSQL"
+            " (postgresql://…)",
+        ),
+        # A key in a translator's address, shown by `config` as the logs show it.
+        (
+            "TRANSLATOR_URL",
+            "https://translate.example.org/v1?api_key=Tr4nsl8cr3t&model=x",
+            "https://translate.example.org/v1?api_key=********&model=x",
+            None,
+        ),
+    ],
+)
+def test_a_password_is_never_shown_whatever_it_holds(
+    cli, monkeypatch, variable, value, shown, error
+):
+    set_raw(monkeypatch, **{variable: value})
+
+    result = cli("config", ok=error is None)
+
+    assert "cr3t" not in result.output
+    assert f"NEWSLETTER_{variable}={shown}\n" in result.stdout
+    if error is not None:
+        assert refused(cli, "topics", "list") == [f"Error: NEWSLETTER_{variable}={shown}: {error}"]
+
+
+def test_a_password_is_masked_wherever_the_parser_used_reads_it(settings):
+    from sqlalchemy.engine import make_url
+
+    from newsletter.config import shown
+
+    for url in (
+        "postgresql+psycopg://app:Se/cr3t@db/app",
+        "postgresql+psycopg://a?b:Se#cr3t@db/app",
+        "postgresql+psycopg://app:Pa@ss@db/app",
+    ):
+        password = make_url(url).password
+        assert password and password not in shown("database_url", url).replace(MASK, "")
 
 
 def test_the_urls_we_check_are_the_urls_we_mask(settings):

@@ -193,6 +193,27 @@ def test_a_postgresql_login_that_is_refused(cli, monkeypatch):
     assert "hunter2" not in line
 
 
+def test_a_password_with_a_slash_is_masked_on_every_line(cli, monkeypatch):
+    # SQLAlchemy reads "Se/cr3t" whole (and this server's trust login ignores it); urlsplit
+    # ended the host part at the "/" and so found no password to mask.
+    with postgres_schema() as exact:
+        url = exact.replace("://postgres@", "://postgres:Se/cr3t@")
+        set_env(monkeypatch, database_url=url)
+        lines = cli("init").output + cli("db", "upgrade").output
+        masked = url.replace("Se/cr3t", "********")
+        assert f"Database ready: {masked}\n" in lines and f"Schema up to date: {masked}\n" in lines
+    port = closed_port()
+    set_env(monkeypatch, database_url=postgres_url_on(port).replace("@", ":Se/cr3t@", 1))
+
+    (line,) = failed(cli, "topics", "list", status=ExitStatus.DATABASE)
+
+    assert line.startswith(
+        f"Error: NEWSLETTER_DATABASE_URL=postgresql+psycopg://postgres:********@127.0.0.1:{port}"
+        f"/test: cannot use PostgreSQL at 127.0.0.1:{port} (Connection refused)"
+    )
+    assert "cr3t" not in lines + line
+
+
 @pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
 def test_the_urls_hosting_providers_hand_out_work(cli, monkeypatch, scheme):
     with postgres_schema() as exact:
@@ -280,6 +301,19 @@ def test_a_truncated_database_is_said_to_be_damaged(cli, settings, example_topic
         f"Error: {sqlite_setting(settings)}: cannot use {path} (database disk image is"
         f" malformed); restore it from a backup (`sqlite3 {path} .recover` saves what it can)"
     ]
+
+
+def test_a_database_a_newer_version_migrated_says_to_upgrade_the_program(cli, settings):
+    cli("init")
+    with db.engine_for(settings.database_url).begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0099_future'")
+    expected = [
+        f"Error: {sqlite_setting(settings)}: this database was migrated by a newer version of"
+        " this program (schema 0099_future, which this one does not know): upgrade the program"
+    ]
+
+    for command in (["topics", "list"], ["db", "upgrade"], ["db", "current"], ["init"]):
+        assert failed(cli, *command, status=ExitStatus.DATABASE) == expected, command
 
 
 # --------------------------------------------------------------------------- files, disk

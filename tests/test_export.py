@@ -144,6 +144,24 @@ def test_only_http_links_leave_and_titles_cannot_inject_links_or_html(cli, setti
     assert exported["code_urls"] == ["https://github.com/a/b c|d"]
 
 
+def test_the_code_link_is_the_first_http_one_in_the_export_and_the_digest(cli, settings):
+    from sqlalchemy import select
+
+    from newsletter.digest import paper_item
+    from newsletter.models import Paper
+
+    cli("topics", "add", "MLLM", "-k", "mllm")
+    project = "https://example.org/project"  # no repository: the project page is the link
+    store_papers(settings, "MLLM", made(5, 26, "Title", "Abstract.", "javascript:x()", project))
+
+    (exported,) = json.loads(cli("export", "json").output)["topics"][0]["papers"]
+    with session_scope(settings) as session:
+        (row,) = session.scalars(select(Paper))
+        in_the_digest = paper_item(row).code_url
+
+    assert exported["code_url"] == in_the_digest == project
+
+
 def test_an_unknown_language_or_topic_is_an_error(cli, papers):
     result = cli("export", "markdown", "--lang", "not a language", ok=False)
     assert result.exit_code == 1 and "not a language code" in result.output

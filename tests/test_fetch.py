@@ -262,6 +262,26 @@ def test_a_paper_the_database_refuses_is_reported_and_the_others_kept(cli, setti
     assert sorted(stored_papers(settings)) == ["2611.00001", "2611.00003"]
 
 
+def test_a_locked_database_stores_no_paper_rather_than_rejecting_each(cli, settings):
+    # Each paper "not stored" while the topic counted as fetched lost them from the digest:
+    # a lock is the database's failure, which the worker waits out and fetches again.
+    from sqlalchemy.exc import OperationalError
+
+    from newsletter.db import lock_timeout
+    from tests.test_web_limits import write_locked
+
+    add_topic(cli, "Robots")
+    robots = topic_id(settings, "Robots")
+
+    with write_locked(settings, at_most=30, table="papers"), lock_timeout(1.0):
+        with pytest.raises(OperationalError):
+            jobs.save_fetched(settings, robots, [paper(1), paper(2)])
+
+    assert stored_papers(settings) == {}
+    saved = jobs.save_fetched(settings, robots, [paper(1), paper(2)])
+    assert (saved.new_papers, saved.rejected) == (2, [])
+
+
 def test_an_unexpected_failure_on_one_topic_stops_no_other(cli, arxiv, settings):
     # A topic whose query arXiv answers with a feed the parser cannot read as a paper list.
     arxiv.route(Reply(body=feed(ROBOTS)), search_query=add_topic(cli, "Robots"))

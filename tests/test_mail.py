@@ -401,6 +401,28 @@ def test_smtp_refused_recipient_is_permanent_with_the_server_text(smtp_server: C
     ]
 
 
+@pytest.mark.parametrize(
+    "refusal, stage, reply",
+    [
+        ({"reject_senders": {"digest@example.org"}}, "mail", "550 5.7.1"),
+        ({"reject_recipients": {"reader0@example.net"}}, "rcpt", "550 5.1.1"),
+        ({"reject_data": 1}, "data", "554 5.7.1"),
+    ],
+)
+def test_a_permanent_refusal_says_which_step_refused(
+    smtp_server: Callable, refusal: dict, stage: str, reply: str
+) -> None:
+    # Only a refused recipient is about the address: the sender and the message are ours.
+    server = smtp_server(**refusal)
+
+    with smtp_transport(server) as transport:
+        (result,) = transport.send(outgoing(1))
+
+    assert (result.ok, result.permanent, result.stage) == (False, True, stage)
+    assert result.detail.startswith(reply)
+    assert server.messages == []
+
+
 def test_a_drop_during_data_defers_that_message_and_reconnects(smtp_server: Callable) -> None:
     # The server may have kept a message whose DATA was cut off: resending it at once could
     # deliver it twice, so it is reported as a temporary failure (retried after a backoff).

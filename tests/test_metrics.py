@@ -434,6 +434,61 @@ def test_secrets_are_masked_wherever_they_appear():
     assert mask_secrets(f"key is {SECRET}", [SECRET]) == "key is ********"
 
 
+TRICKY_URLS = [
+    # The password holds what ends the host part for urlsplit (/ ? #), or an "@"; the user
+    # is an email address.
+    "postgresql+psycopg://app:Se/cr3t@db.example.org/app",
+    "smtp://user:Se?cr3t@relay.example.org:587",
+    "smtp://user:Se#cr3t@relay.example.org:587",
+    "smtp://user:hunter@2024cr3t@relay.example.org:587",
+    "smtp://me@example.org:Pw/cr3t@relay.example.org:587",
+    "postgresql+psycopg://app:Pw@host:Word1cr3t@db.example.org/app",
+]
+
+
+@pytest.mark.parametrize("url", TRICKY_URLS)
+def test_logs_mask_a_url_as_the_settings_are_shown(url):
+    from newsletter.config import mask_url_password
+
+    line = mask_secrets(f"connecting to {url} failed")
+
+    assert "cr3t" not in line
+    assert line == f"connecting to {mask_url_password(url)} failed"  # one masking, not two
+    assert line.endswith(":********@relay.example.org:587 failed") or line.endswith(
+        ":********@db.example.org/app failed"
+    )
+
+
+def test_a_known_secret_is_masked_whole_before_any_url_is_read():
+    # Read out of the URL first, "hunter" alone was masked and "@2024cr3t" shown.
+    secret = "hunter@2024cr3t"
+    assert mask_secrets(f"smtp://user:{secret}@relay:587 and {secret}", [secret]) == (
+        "smtp://user:********@relay:587 and ********"
+    )
+
+
+@pytest.mark.parametrize("database_url", [None])
+def test_the_password_of_a_url_setting_is_masked_as_written_and_decoded(settings, monkeypatch):
+    from newsletter.logs import secret_values
+
+    config = set_env(monkeypatch, smtp_url="smtp://user:Pw%2Fcr3t%40x@relay.example.org:587")
+    line = TextFormatter(secret_values(config)).format(
+        logging.LogRecord("t", logging.ERROR, __file__, 1, "login Pw/cr3t@x refused", (), None)
+    )
+    assert line.endswith("login ******** refused")
+
+
+def test_a_translator_s_failure_names_its_address_without_the_password():
+    url = refused_url().replace("http://", "http://reader:Tr4ns/cr3t@") + "/translate?q=text"
+
+    with pytest.raises(TranslationError) as raised:
+        HttpClient(timeout=2, retries=0).get_json(url, [])
+
+    message = str(raised.value)
+    assert "cr3t" not in message and "?q=" not in message
+    assert "http://reader:********@127.0.0.1:" in message
+
+
 def test_the_worker_logs_json_lines_with_secrets_masked(arxiv, settings, monkeypatch, tmp_path):
     # arXiv fails for one topic, and says so with its address, which carries a password.
     arxiv.route_first(arxiv_server.Reply.text("down", status=500), search_query=query_of("Alpha"))

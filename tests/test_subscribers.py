@@ -200,6 +200,27 @@ def test_import_reports_each_bad_row_and_keeps_the_good(cli, example_topics, tmp
     assert people(cli) == list(rows.values())
 
 
+def test_a_quote_left_open_keeps_the_rows_before_and_rejects_the_rest_in_one_line(
+    cli, example_topics, tmp_path
+):
+    # The open quote swallows every line after it into one field, past csv's field limit.
+    after = "".join(f"reader{n}@example.org,Reader {n},SLAM\n" for n in range(5000))
+    path = tmp_path / "people.csv"
+    path.write_text(
+        'email,name,topics\nada@example.org,Ada,MLLM\nbo@example.org,"Bo,SLAM\n' + after
+    )
+
+    result = cli("subscribers", "import", str(path), ok=False)
+
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert rejections(result.output, "people.csv") == {
+        3: "the CSV cannot be read from this line on (field larger than field limit (131072):"
+        " a quote left open?); nothing from here to the end is imported"
+    }
+    assert "1 added; 1 rejected." in result.output
+    assert [row["email"] for row in people(cli)] == ["ada@example.org"]
+
+
 def test_import_never_resubscribes_and_update_overwrites(cli, example_topics, tmp_path):
     path = tmp_path / "people.csv"
     path.write_text(
@@ -294,7 +315,8 @@ def test_public_ids_are_unguessable_and_distinct(cli, example_topics, settings):
 
 def refuse_rows(settings, table: str, column: str, value: str) -> None:
     """Make the database itself refuse to insert or update a row of `table` whose `column` is
-    `value` (a trigger, on SQLite and PostgreSQL alike): a failure no check can foresee."""
+    `value` (a trigger, on SQLite and PostgreSQL alike): a failure no check can foresee, of
+    the kind a constraint raises (IntegrityError on both)."""
     from newsletter import db
 
     engine = db.engine_for(settings.database_url)
@@ -309,7 +331,8 @@ def refuse_rows(settings, table: str, column: str, value: str) -> None:
         statements = [
             f"CREATE FUNCTION refuse_{table}() RETURNS trigger LANGUAGE plpgsql AS $$"
             f" BEGIN IF NEW.{column} = '{value}' THEN"
-            " RAISE EXCEPTION 'refused by a test trigger'; END IF; RETURN NEW; END $$",
+            " RAISE EXCEPTION 'refused by a test trigger' USING ERRCODE = 'check_violation';"
+            " END IF; RETURN NEW; END $$",
             f"CREATE TRIGGER refuse_{table} BEFORE INSERT OR UPDATE ON {table}"
             f" FOR EACH ROW EXECUTE FUNCTION refuse_{table}()",
         ]
@@ -397,6 +420,29 @@ def test_an_update_the_database_refuses_is_undone_alone(cli, example_topics, set
     assert (rows["ada@example.org"]["name"], rows["ada@example.org"]["topics"]) == ("Ada", ["MLLM"])
     assert rows["bo@example.org"]["topics"] == ["SFM"]
     assert [kind for kind, _ in history(settings, "ada@example.org")] == ["subscribed"]
+
+
+def test_a_locked_database_fails_the_import_in_one_line_and_imports_nothing(
+    cli, example_topics, settings, tmp_path
+):
+    # Not a verdict on any row: every one would meet the same lock. Said once, exit 4.
+    from newsletter.cli.common import ExitStatus
+    from newsletter.db import lock_timeout
+    from tests.test_web_limits import write_locked
+
+    path = tmp_path / "people.csv"
+    path.write_text("email,name,topics\nada@example.org,Ada,MLLM\nbo@example.org,Bo,SLAM\n")
+
+    # The CLI's own wait (30 s) shortened, as the web app shortens its own.
+    with write_locked(settings, at_most=30), lock_timeout(1.0):
+        result = cli("subscribers", "import", str(path), ok=False)
+
+    assert result.exit_code == ExitStatus.DATABASE, result.output
+    assert "rejected" not in result.output and "Traceback" not in result.output
+    (line,) = [text for text in result.output.splitlines() if text.startswith("Error: ")]
+    assert line.startswith("Error: NEWSLETTER_DATABASE_URL=")
+    assert "database is locked" in line or "lock timeout" in line
+    assert people(cli) == []
 
 
 def test_repeated_topics_on_add_and_edit_are_one(cli, example_topics, settings):

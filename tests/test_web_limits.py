@@ -187,14 +187,15 @@ def outbox_mail(settings):
 
 
 @contextmanager
-def write_locked(settings, at_most: float) -> Iterator[None]:
+def write_locked(settings, at_most: float, table: str = "subscribers") -> Iterator[None]:
     """Another connection holding the write lock, as a long write of the worker would: readers
-    go on, writers wait. Held by a thread of its own for `at_most` seconds at most, so a request
-    that would wait for ever fails the test rather than hang it."""
+    go on, writers wait (on PostgreSQL, writers of `table`; SQLite locks all of them). Held by
+    a thread of its own for `at_most` seconds at most, so a request that would wait for ever
+    fails the test rather than hang it."""
     held, release = threading.Event(), threading.Event()
 
     def hold():
-        with _lock(settings):
+        with _lock(settings, table):
             held.set()
             release.wait(at_most)
 
@@ -209,7 +210,7 @@ def write_locked(settings, at_most: float) -> Iterator[None]:
 
 
 @contextmanager
-def _lock(settings) -> Iterator[None]:
+def _lock(settings, table: str) -> Iterator[None]:
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
         connection = sqlite3.connect(url.database, isolation_level=None)
@@ -221,7 +222,7 @@ def _lock(settings) -> Iterator[None]:
             connection.close()
     else:
         with engine_for(settings.database_url).connect() as connection:
-            connection.execute(text("LOCK TABLE subscribers IN EXCLUSIVE MODE"))
+            connection.execute(text(f"LOCK TABLE {table} IN EXCLUSIVE MODE"))
             try:
                 yield
             finally:

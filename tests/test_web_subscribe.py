@@ -329,6 +329,37 @@ def test_a_mail_server_that_is_down_is_said_and_the_next_request_sends(
         assert len(server.messages) == 1
 
 
+@pytest.mark.parametrize(
+    "refusal",
+    [{"reject_senders": {"digest@localhost"}}, {"reject_data": 1}],
+    ids=["sender refused at MAIL", "message refused after DATA"],
+)
+def test_a_relay_refusing_the_sender_or_the_message_never_blames_the_address(
+    settings, monkeypatch, cli, example_topics, caplog, refusal
+):
+    with LocalSMTPServer(**refusal) as server:
+        set_env(monkeypatch, SMTP_URL=server.url)
+        answer = subscribe_form(create_app(get_settings()).test_client(), ADA, "slam")
+
+    html = answer.get_data(as_text=True)
+    assert answer.status_code == 503 and "try again" in html
+    assert "cannot deliver to this address" not in html
+    assert state(settings, ADA).events[-1] == ("confirmation failed", "web")
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("not for its address" in message for message in errors), errors
+
+
+def test_a_relay_refusing_the_address_says_so_at_the_field(
+    settings, monkeypatch, cli, example_topics
+):
+    with LocalSMTPServer(reject_recipients={ADA}) as server:
+        set_env(monkeypatch, SMTP_URL=server.url)
+        answer = subscribe_form(create_app(get_settings()).test_client(), ADA, "slam")
+
+    assert answer.status_code == 400
+    assert "cannot deliver to this address" in answer.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("offers_smtputf8", [True, False])
 def test_international_addresses_get_a_confirmation_or_a_clear_form_error(
     settings, monkeypatch, cli, example_topics, offers_smtputf8

@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from newsletter import db
-from newsletter.config import Settings, get_settings, mask_url_password
+from newsletter.config import Settings, get_settings, shown_setting
 from newsletter.errors import (
     CodeLinkError,
     ConfigError,
@@ -149,7 +149,7 @@ def redis_failure(error: redis.RedisError, url: str | None) -> str:
     url = url or "redis://localhost:6379/0"
     options = parse_url(url)
     where = options.get("path") or f"{options.get('host', 'localhost')}:{options.get('port', 6379)}"
-    setting = f"NEWSLETTER_REDIS_URL={mask_url_password(url)}"
+    setting = shown_setting("redis_url", url)
     said = str(error).strip().rstrip(".")
     # redis-py: "Error 111 connecting to 127.0.0.1:6399. Connection refused."
     said = re.sub(r"^Error -?\d+ connecting to \S+?\.\s+", "", said)

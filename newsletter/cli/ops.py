@@ -18,7 +18,7 @@ from newsletter.cli.common import (
     session,
 )
 from newsletter.cli.common import settings as current_settings
-from newsletter.config import read_settings
+from newsletter.config import read_settings, shown
 from newsletter.errors import ConfigError
 from newsletter.subscribers import read_subscriber_csv
 from newsletter.topics import read_topic_file
@@ -39,15 +39,9 @@ def init(
     settings = current_settings()
     db.upgrade(settings)
     settings.secret()
-    console.print(f"Database ready: {_masked_db(settings.database_url)}")
+    console.print(f"Database ready: {shown('database_url', settings.database_url)}")
     if examples:
         _load_examples(settings)
-
-
-def _masked_db(url: str) -> str:
-    from newsletter.config import mask_url_password
-
-    return mask_url_password(url)
 
 
 def _load_examples(settings) -> None:
@@ -76,9 +70,9 @@ def config() -> None:
     Example: NEWSLETTER_SMTP_URL=smtp://me:pw@mail.example.org:587 newsletter config
     """
     report = read_settings()
-    shown = report.settings.masked() if report.settings is not None else {}
-    shown.update(report.invalid)  # what was read, rather than the default standing in for it
-    for name, value in shown.items():
+    values = report.settings.masked() if report.settings is not None else {}
+    values.update(report.invalid)  # what was read, rather than the default standing in for it
+    for name, value in values.items():
         console.print(f"{name}={value}")
     if report.settings is not None and report.settings.env == "production":
         for warning in report.settings.check_production():
@@ -101,7 +95,7 @@ def upgrade() -> None:
     """
     settings = current_settings()
     db.upgrade(settings)
-    console.print(f"Schema up to date: {_masked_db(settings.database_url)}")
+    console.print(f"Schema up to date: {shown('database_url', settings.database_url)}")
 
 
 @db_app.command()

@@ -13,6 +13,7 @@ import requests
 from tenacity import RetryCallState, retry_if_exception_type
 
 from newsletter import metrics
+from newsletter.config import mask_url_password
 from newsletter.errors import TranslationError
 from newsletter.retrying import AttemptFailed, call_with_retries
 
@@ -189,5 +190,7 @@ def _snippet(text: str, limit: int = 200) -> str:
 
 
 def _without_query(url: str) -> str:
-    # The text to translate travels in Google's query string: keep it out of messages.
-    return url.split("?", 1)[0]
+    # The text to translate travels in Google's query string, a key may too, and a password
+    # in the userinfo of NEWSLETTER_TRANSLATOR_URL: keep them all out of messages. Masked
+    # first, so that a "?" in the password cannot decide where the query starts.
+    return mask_url_password(url).split("?", 1)[0]
