@@ -189,11 +189,21 @@ class Deliverer:
             try:
                 outcomes.write()
             finally:
-                self._release(list(unsent))
+                try:
+                    self._release(list(unsent))
+                finally:
+                    self.journal.close()  # its file stays if the sends could not be written
             raise
-        outcomes.write()
-        self.journal.close()
+        try:
+            outcomes.write()
+        finally:
+            self.journal.close()
         return report
+
+    def close(self) -> None:
+        """This sender is done with the digest: let go of its journal's file."""
+        if self._journal is not None:
+            self._journal.close()
 
     def message(self, row: ClaimedDelivery) -> Outgoing:
         """One subscriber's message: their segment's template with their values substituted
@@ -291,11 +301,11 @@ class Deliverer:
                 rows = store.claimed_rows(session, [key for key in ids if key not in ours])
                 self.prepare(session, rows)
             if len(ours) < len(journaled):  # a dead sender's other rows (its whole file)
-                # Apart from the claim: rows another sender may be claiming at this moment
-                # are waited for, never waited for while holding ours (no deadlock).
                 others = {key: reply for key, reply in journaled.items() if key not in ours}
-                with session_scope(self.settings) as session:
-                    recovered += store.finish_sent(session, others)
+                marked = self._mark_others_sent(others)
+                if marked is None:
+                    journaled = {}  # not in the database: left in the journal for a later claim
+                recovered += marked or 0
             if journaled:
                 self.journal.folded(journaled)  # only now that the database has them
             if recovered:
@@ -305,6 +315,28 @@ class Deliverer:
                     progress(recovered)
             if rows or not ids:
                 return rows
+
+    def _mark_others_sent(self, others: dict[int, str]) -> int | None:
+        """Mark sent the rows a gone sender journaled beyond this claim: how many, or None
+        when that failed.
+
+        Apart from the claim: rows another sender may be claiming at this moment are waited
+        for, never while holding ours (no deadlock). Best effort: the claim is made, and its
+        rows are to be sent now, not left `sending` until their lease ends because this
+        failed; a row left is found in the journal by the claim that takes it.
+        """
+        try:
+            with session_scope(self.settings) as session:
+                return store.finish_sent(session, others)
+        except Exception as error:
+            log.debug("journaled deliveries not marked sent", exc_info=True)
+            log.warning(
+                "send journal: %d deliveries a gone sender had sent are not marked sent yet"
+                " (%s); the claims that take them will",
+                len(others),
+                error,
+            )
+            return None
 
     def prepare(self, session: Session, rows: list[ClaimedDelivery]) -> None:
         """Read what `message` needs for these rows: the digest's topics and papers on first
@@ -477,9 +509,11 @@ class _Outcomes:
         if not self.sent:
             return
         with session_scope(self.deliverer.settings) as session:
-            store.finish_sent(session, self.sent)
+            marked = store.finish_sent(session, self.sent)
         self.deliverer.journal.written(self.sent)
-        self.report.sent += len(self.sent)
+        # A row another sender found in the journal and marked meanwhile (this one's lease
+        # had ended) is counted there, as recovered, not here again.
+        self.report.sent += marked
         self.sent = {}
 
 

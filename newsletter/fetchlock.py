@@ -68,7 +68,8 @@ def _file_lock(settings: Settings) -> Iterator[None]:
 
 @contextmanager
 def _redis_lock(url: str, interval: float) -> Iterator[None]:
-    client = redis.Redis.from_url(url)
+    # Timeouts: a Redis that stops answering fails the job (Huey retries it) rather than hang it.
+    client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     ttl_ms = int(LIVE_BEATS * interval * 1000)
     try:
@@ -85,7 +86,7 @@ def _redis_lock(url: str, interval: float) -> Iterator[None]:
             yield
         finally:
             stop.set()
-            renewer.join()
+            renewer.join(timeout=interval + 10)  # a renewal caught in a timeout ends by then
             try:
                 client.eval(_RELEASE, 1, KEY, owner)
             except redis.RedisError:

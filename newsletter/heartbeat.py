@@ -3,15 +3,16 @@
 Every `newsletter worker` beats every NEWSLETTER_HEARTBEAT_INTERVAL seconds: its host and pid,
 its threads, whether it runs the schedule, when it started, what each busy thread is doing,
 and which parts (Redis, the database, the SMTP relay) it finds down. A worker is alive while
-its last beat is under three intervals old; `newsletter status` lists those, and says so when
-tasks wait and none is.
+its last beat is under three intervals old (and, on this machine, while its process runs);
+`newsletter status` lists those, and says so when tasks wait and none is.
 
 Where beats live: with NEWSLETTER_REDIS_URL, in Redis beside the queue, one key per worker
-that expires three intervals after its last beat (so a worker killed without a word drops out
-by itself, on Redis' clock, whatever the machines' clocks say); otherwise one small JSON file
-per worker under the var folder, which the embedded default's one machine shares with the
-command line. Neither needs the database, so a worker still shows, and says what is down,
-while the database is away.
+that expires three intervals after its last beat, and a worker is alive while its key exists:
+a worker killed without a word drops out by itself, on Redis' clock, whatever the machines'
+clocks say. Otherwise one small JSON file per worker under the var folder, which the embedded
+default's one machine shares with the command line, read by that machine's clock. Neither
+needs the database, so a worker still shows, and says what is down, while the database is
+away.
 """
 
 from __future__ import annotations
@@ -39,12 +40,29 @@ LIVE_BEATS = 3
 KEY_PREFIX = "newsletter:worker:"
 
 
-def _pid_namespace() -> int:
-    """Which process-id space this process lives in (containers on one host each have one)."""
+def pid_namespace() -> int:
+    """Which process-id space this process lives in (containers on one host each have one);
+    0 where the system does not say (no /proc)."""
     try:
         return os.stat("/proc/self/ns/pid").st_ino
     except OSError:
         return 0
+
+
+def process_is_gone(host: str, pid: int, namespace: int) -> bool:
+    """Whether the process `pid` of `host`, in pid namespace `namespace`, has ended, as far as
+    this process can tell: only one of this machine and of this namespace can be looked up (a
+    pid in another container's namespace names another process, or none, here). Any other
+    counts as alive."""
+    if host != socket.gethostname() or namespace == 0 or namespace != pid_namespace():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: someone else's process by that number, alive
+        return False
+    return False
 
 
 @dataclass
@@ -68,28 +86,15 @@ class Beat:
     def name(self) -> str:
         return f"{self.host}:{self.pid}"
 
-    def alive(self, now: float | None = None) -> bool:
+    def gone(self) -> bool:
+        """Killed on this machine: no need to wait for its beats to lapse."""
+        return process_is_gone(self.host, self.pid, self.pid_namespace)
+
+    def young(self, now: float | None = None) -> bool:
+        """Whether its last beat is recent, by this machine's clock (for beats that only this
+        machine writes: the file beats)."""
         now = time.time() if now is None else now
-        if self._here() and not _running(self.pid):
-            return False  # killed on this machine: no need to wait for its beats to age
         return now - self.beat <= LIVE_BEATS * self.interval
-
-    def _here(self) -> bool:
-        return (
-            self.host == socket.gethostname()
-            and self.pid_namespace != 0
-            and self.pid_namespace == _pid_namespace()
-        )
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process by that number: alive
-        return True
-    return True
 
 
 def _from_json(data: bytes | str) -> Beat | None:
@@ -120,6 +125,11 @@ class RedisBeats:
         values = self.client.mget(keys) if keys else []
         return [beat for value in values if value and (beat := _from_json(value))]
 
+    def live(self) -> list[Beat]:
+        # A key lives while its worker beats, on Redis' clock: the beat's own time was taken by
+        # another machine's clock, which may be minutes off this one's.
+        return [beat for beat in self.all() if not beat.gone()]
+
 
 class FileBeats:
     """One JSON file per worker in a folder (the embedded default: one machine)."""
@@ -149,11 +159,14 @@ class FileBeats:
                 continue
             if beat is None:
                 continue
-            if not beat.alive() and time.time() - beat.beat > 86_400:
+            if time.time() - beat.beat > 86_400:
                 path.unlink(missing_ok=True)  # a worker killed long ago: its file goes too
                 continue
             beats.append(beat)
         return beats
+
+    def live(self) -> list[Beat]:
+        return [beat for beat in self.all() if beat.young() and not beat.gone()]
 
 
 def beat_store(settings: Settings) -> RedisBeats | FileBeats:
@@ -164,11 +177,7 @@ def beat_store(settings: Settings) -> RedisBeats | FileBeats:
 
 def live_workers(settings: Settings) -> list[Beat]:
     """The workers alive now, by name; raises Redis' error when Redis does not answer."""
-    now = time.time()
-    return sorted(
-        (beat for beat in beat_store(settings).all() if beat.alive(now)),
-        key=lambda beat: beat.name,
-    )
+    return sorted(beat_store(settings).live(), key=lambda beat: beat.name)
 
 
 def idle_queue_warning(waiting: int, workers: list[Beat]) -> str | None:
@@ -244,7 +253,7 @@ class Heart:
             doing=doing,
             delivering=delivering,
             down=self.down(),
-            pid_namespace=_pid_namespace(),
+            pid_namespace=pid_namespace(),
         )
 
     def beat(self) -> None:

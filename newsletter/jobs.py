@@ -278,6 +278,8 @@ class SendReport:
     deferred: int = 0
     skipped: int = 0
     bounced: int = 0
+    recovered: int = 0
+    """Found sent in the send journal (a sender stopped before writing them), marked sent."""
     unfinished: int = 0
     already_sent: int = 0
     planned: list[PlannedMessage] = field(default_factory=list)
@@ -415,7 +417,7 @@ def send(
         if own_transport:
             transport.close()
     metrics.record_delivery_report(outcome)
-    for name in ("sent", "failed", "deferred", "skipped", "bounced"):
+    for name in ("sent", "failed", "deferred", "skipped", "bounced", "recovered"):
         setattr(report, name, getattr(outcome, name))
     report.failures = outcome.failures
     with session_scope(settings) as session:

@@ -203,6 +203,11 @@ def keep_trying(
         except Exception as error:
             outage = outage_of(error, settings)
             if outage is None:
+                # The part answered, if only with an error of another kind: it is back (else
+                # it would show "waiting … since" for good, and its next outage would start at
+                # the longest step).
+                for part in waited:
+                    BACKOFF.back(part)
                 raise
             log.debug("%s", outage.line(), exc_info=True)
             waited.add(outage.part)

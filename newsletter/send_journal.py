@@ -16,11 +16,14 @@ Where the journal lives follows where the senders meet:
   relay's reply; one HSET per message, which every sender sees.
 - Otherwise (the embedded queue's workers and `newsletter send`, on one machine): a file per
   sending thread in NEWSLETTER_VAR_DIR/send-journal, one appended line per message (O_APPEND,
-  one write, no fsync), which every sender on the machine reads.
+  one write, no fsync), which every sender on the machine reads. Its name says the digest, the
+  sender's pid namespace and the sender (host, pid, thread).
 
 A sender drops its own entries once its group is in the database; entries found by a sender
 that claimed their rows are dropped once it has marked them sent; a file whose process is gone
-is marked sent whole and removed by the next sender that looks.
+is marked sent whole and removed by the next sender that looks. Gone means a process of this
+host and pid namespace that has ended (`heartbeat.process_is_gone`): a sender in another
+container sharing the folder counts as alive, whatever its pid names here.
 
 What survives what: a process killed (SIGKILL, out of memory) leaves its journal, in Redis or
 in the kernel's page cache, which outlives the process. A machine that crashes may lose a
@@ -38,7 +41,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 from collections.abc import Collection
 from functools import lru_cache
 from pathlib import Path
@@ -48,6 +50,7 @@ from urllib.parse import quote, unquote
 import redis
 
 from newsletter.config import Settings
+from newsletter.heartbeat import pid_namespace, process_is_gone
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +79,8 @@ class SendJournal(Protocol):
         """`recorded_among`'s entries are marked sent in the database now: drop them."""
 
     def close(self) -> None:
-        """A batch is over and its sends written: let go of what the journal holds open."""
+        """A batch is over: let go of what the journal holds open, and of what it holds for
+        this sender once its sends are all written."""
 
 
 def journal_for(settings: Settings, digest_id: int, worker: str) -> SendJournal:
@@ -142,13 +146,20 @@ class RedisJournal:
 
 class FileJournal:
     """This sender's journal: a file of lines `<delivery id> <reply as JSON>`, emptied when its
-    group is written, removed when its batch ends; the other files of the digest are the other
-    senders' on this machine."""
+    group is written, removed when its batch ends with its group written; the other files of
+    the digest are the other senders' on this machine.
 
-    def __init__(self, folder: Path, digest_id: int, worker: str) -> None:
+    `namespace` is the sender's pid namespace (this process's unless told), in the file's name
+    so that another sender can tell whether the pid in it can be looked up from where it runs.
+    """
+
+    def __init__(
+        self, folder: Path, digest_id: int, worker: str, namespace: int | None = None
+    ) -> None:
         self.folder = folder
         self.prefix = f"{digest_id}@"
-        self.path = folder / f"{self.prefix}{quote(worker, safe='')}{SUFFIX}"
+        namespace = pid_namespace() if namespace is None else namespace
+        self.path = folder / f"{self.prefix}{namespace}@{quote(worker, safe='')}{SUFFIX}"
         self._fd: int | None = None
         self._unwritten = 0
         self._gone: list[Path] = []
@@ -164,11 +175,17 @@ class FileJournal:
         self._unwritten += 1
 
     def written(self, delivery_ids: Collection[int]) -> None:
-        # The file holds exactly the sends since the last write, which are these.
-        if self._fd is None:
+        # The file holds exactly the sends since the last write, which are these (closed after
+        # a batch that could not write them, it is emptied by name).
+        if self._fd is None and not self._unwritten:
             return
         try:
-            os.ftruncate(self._fd, 0)
+            if self._fd is not None:
+                os.ftruncate(self._fd, 0)
+            else:
+                os.truncate(self.path, 0)
+        except FileNotFoundError:
+            pass  # nothing of this sender's left to empty
         except OSError as error:
             log.warning("send journal: %s not emptied: %s", self.path, error)
             return
@@ -188,7 +205,7 @@ class FileJournal:
             return found
         for path in paths:
             entries = _read_entries(path)
-            gone = path != self.path and _owner_gone(path.name[len(self.prefix) : -len(SUFFIX)])
+            gone = path != self.path and _writer_gone(path.name[len(self.prefix) : -len(SUFFIX)])
             if gone:
                 found.update(entries)
                 self._gone.append(path)
@@ -203,11 +220,11 @@ class FileJournal:
         self._gone = []
 
     def close(self) -> None:
-        if self._fd is None or self._unwritten:
-            return  # what is not in the database yet stays noted
-        os.close(self._fd)
-        self._fd = None
-        self.path.unlink(missing_ok=True)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if not self._unwritten:  # else what is not in the database yet stays noted
+            self.path.unlink(missing_ok=True)
 
 
 def _read_entries(path: Path) -> dict[int, str]:
@@ -225,18 +242,14 @@ def _read_entries(path: Path) -> dict[int, str]:
     return entries
 
 
-def _owner_gone(quoted_worker: str) -> bool:
-    """Whether the sender that wrote a journal is a process of this machine that has ended.
-    Senders elsewhere (a folder shared between machines) or named otherwise count as alive:
-    their files are read, never taken whole."""
+def _writer_gone(name: str) -> bool:
+    """Whether the sender that wrote a journal (`<pid namespace>@<quoted worker>`) is a process
+    of this machine and pid namespace that has ended. Others (a folder shared between machines
+    or containers, a name of another form) count as alive: their files are read, never taken
+    whole."""
+    namespace, _, quoted_worker = name.partition("@")
     process, _, _thread = unquote(quoted_worker).rpartition(":")
     host, _, pid = process.rpartition(":")  # as `delivery.worker_name` makes it
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+    if not namespace.isdigit() or not pid.isdigit() or int(pid) == os.getpid():
         return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # PermissionError: alive, someone else's
-        return False
-    return False
+    return process_is_gone(host, int(pid), int(namespace))

@@ -522,6 +522,12 @@ def list_digests(session: Session) -> list[Digest]:
     return list(session.scalars(select(Digest).order_by(Digest.issue_date.desc())))
 
 
+def digest_ids_since(session: Session, since: date) -> list[int]:
+    """The ids of the digests of `since` and after, newest first."""
+    query = select(Digest.id).where(Digest.issue_date >= since).order_by(Digest.issue_date.desc())
+    return list(session.scalars(query))
+
+
 def public_ids_without_delivery(
     session: Session, digest_id: int, subscriber_ids: Iterable[int]
 ) -> dict[int, str]:

@@ -30,7 +30,7 @@ from huey.exceptions import CancelExecution, RetryTask
 
 from newsletter import delivery, heartbeat, inbox, jobs, metrics, store
 from newsletter.config import Settings, get_settings
-from newsletter.consumer import HealingConsumer
+from newsletter.consumer import HealingConsumer, PatientStorage
 from newsletter.db import session_scope
 from newsletter.errors import ConfigError
 from newsletter.fetchlock import fetch_lock
@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 SWEEP_DAYS = 7
 """Digests of the last week are swept; an older one is news no longer (`newsletter send
 --date` still finishes it by hand)."""
+SWEEP_GRACE = 5.0
+"""Seconds, beyond a heartbeat interval, that a digest must be overdue before the periodic
+sweep takes it for forgotten: time for a successor task due then to leave the schedule (the
+scheduler looks every second), start and show in its worker's next heartbeat."""
 
 
 class _Healing:
@@ -93,10 +97,13 @@ def daily_job() -> dict:
     A fetch that meets an outage waits for the part to come back (see `outages`).
     """
     settings = get_settings()
-    idle = jobs.nothing_to_do(settings)
+    # The day it runs for, read first: a fetch that waits out an outage past midnight still
+    # builds that day's digest.
+    issue_date = jobs.today(settings).isoformat()
+    idle = _waiting_out_outages(settings, partial(jobs.nothing_to_do, settings))
     if idle is not None:  # no empty digest published, no arXiv request for nothing
         log.warning("daily job: nothing to do: %s", idle)
-        return {"date": jobs.today(settings).isoformat(), "nothing_to_do": idle}
+        return {"date": issue_date, "nothing_to_do": idle}
     with fetch_lock(settings):
         fetched = _waiting_out_outages(settings, partial(jobs.fetch, settings))
     for entry in fetched.topics:
@@ -104,7 +111,6 @@ def daily_job() -> dict:
             log.warning("fetch: topic %r: left out %s", entry.topic, reason)
     for error in fetched.errors:
         log.error("fetch: %s", error)
-    issue_date = jobs.today(settings).isoformat()
     daily_digest(issue_date)
     return {"date": issue_date, "fetch_errors": len(fetched.errors)}
 
@@ -125,7 +131,7 @@ def daily_digest(issue_date: str) -> dict:
     except ConfigError as error:
         log.error("daily job: the digest of %s cannot be built: %s", issue_date, error)
         raise CancelExecution(str(error), retry=False) from error
-    batches = queue_delivery(settings, digest_id)
+    batches = _waiting_out_outages(settings, partial(queue_delivery, settings, digest_id))
     summary = {"date": issue_date, "digest_id": digest_id, "batches": batches}
     log.info("daily job queued its delivery: %s", summary)
     return summary
@@ -140,8 +146,9 @@ def _waiting_out_outages(settings: Settings, step):
 
 
 def queue_delivery(settings: Settings, digest_id: int) -> int:
-    """Enough `deliver` tasks for the digest's unfinished deliveries, one per batch."""
-    remaining, _next = delivery.unfinished(settings, digest_id)
+    """Enough `deliver` tasks for the digest's unfinished deliveries, one per batch (the count
+    read once the database answers; `Stopped` if the worker stops meanwhile)."""
+    remaining, _next = keep_trying(settings, partial(delivery.unfinished, settings, digest_id))
     batches = max(1, math.ceil(remaining / max(settings.send_batch_size, 1)))
     for _ in range(batches):
         deliver(digest_id)
@@ -164,6 +171,8 @@ def _deliverer(settings: Settings, digest_id: int) -> delivery.Deliverer:
     """A worker thread keeps the digest's segments and rendered bodies between batches."""
     cached = getattr(_local, "deliverer", None)
     if cached is None or cached.digest_id != digest_id:
+        if cached is not None:
+            cached.close()  # its journal's file, before it is forgotten
         cached = _local.deliverer = delivery.Deliverer(settings, digest_id, _transport(settings))
     return cached
 
@@ -203,18 +212,28 @@ def deliver(digest_id: int) -> dict:
     for failure in report.failures:
         log.error("send: %s", failure)
     metrics.record_delivery_report(report)
-    return {"digest_id": digest_id, "sent": report.sent, "failed": report.failed,
-            "deferred": report.deferred, "remaining": remaining}  # fmt: skip
+    summary = {"digest_id": digest_id, "sent": report.sent, "failed": report.failed,
+               "deferred": report.deferred, "remaining": remaining}  # fmt: skip
+    if report.recovered:
+        summary["recovered"] = report.recovered
+    return summary
 
 
-def sweep(settings: Settings | None = None) -> list[int]:
-    """Queue delivery for each recent digest whose deliveries are due (or come due before the
-    next sweep) and that no live worker is delivering; the digests queued.
+def sweep(settings: Settings | None = None, *, periodic: bool = False) -> list[int]:
+    """Queue delivery for each recent digest whose deliveries are due and that no live worker
+    is delivering; the digests queued.
 
     This is what makes the system converge whatever was lost: tasks enqueued in a Redis that
     went away, a task whose worker was killed (its rows come due when their lease ends), rows
     a task left when its worker stopped mid-outage. Safe at any time: a `deliver` task that
     finds nothing to claim ends at once.
+
+    The sweep a worker makes when it starts also schedules a task for rows coming due before
+    the next sweep (a lone worker started again has no other sweep to wait for: the rows its
+    killed self held come due when their lease ends). The sweeps of the worker that runs the
+    schedule (`periodic`) take only digests overdue by SWEEP_GRACE and a heartbeat interval:
+    until then, the successor the last `deliver` task scheduled for that moment may be on its
+    way and not yet in any heartbeat, and a second set of tasks would only find nothing to do.
     """
     settings = settings or get_settings()
     if huey.pending_count():
@@ -224,10 +243,13 @@ def sweep(settings: Settings | None = None) -> list[int]:
     _doing, here = heartbeat.ACTIVITY.now()
     busy = set(here).union(*(beat.delivering for beat in heartbeat.live_workers(settings)))
     now = utcnow()
-    horizon = now + timedelta(seconds=settings.recovery_interval)
+    if periodic:
+        latest = now - timedelta(seconds=SWEEP_GRACE + settings.heartbeat_interval)
+    else:
+        latest = now + timedelta(seconds=settings.recovery_interval)
     queued = []
     for digest_id, next_due in _unfinished_digests(settings, now):
-        if digest_id in busy or next_due > horizon:
+        if digest_id in busy or next_due > latest:
             continue
         wait = (next_due - now).total_seconds()
         if wait <= 0:
@@ -246,7 +268,7 @@ def _unfinished_digests(settings: Settings, now: datetime) -> list[tuple[int, da
     """(digest, when its next delivery can be sent) for the last SWEEP_DAYS' unfinished ones."""
     since = now.date() - timedelta(days=SWEEP_DAYS)
     with session_scope(settings) as session:
-        recent = [d.id for d in store.list_digests(session) if d.issue_date >= since]
+        recent = store.digest_ids_since(session, since)
         due = [(digest_id, store.next_due_at(session, digest_id)) for digest_id in recent]
     return [(digest_id, next_due) for digest_id, next_due in due if next_due is not None]
 
@@ -301,5 +323,13 @@ def read_inbox() -> dict:
 
 
 def queue_depth() -> dict[str, int]:
-    """Tasks waiting to run now, and scheduled for later (retries, successors)."""
-    return {"pending": huey.pending_count(), "scheduled": huey.scheduled_count()}
+    """Tasks waiting to run now, and scheduled for later (retries, successors); raises what the
+    queue's storage raised when it does not answer.
+
+    Read for display (`/metrics`, `newsletter status`): from the queue's own storage, never the
+    worker's `PatientStorage`, which would wait for Redis to come back and hang the page.
+    """
+    storage = huey.storage
+    if isinstance(storage, PatientStorage):
+        storage = storage.storage
+    return {"pending": storage.queue_size(), "scheduled": storage.schedule_size()}

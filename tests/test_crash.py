@@ -372,5 +372,7 @@ def test_newsletter_send_killed_then_run_again_sends_nothing_twice_but_its_messa
     )
     assert 0 < arrived_at_kill < CLI_SUBSCRIBERS
     assert unwritten_at_kill >= CLI_UNWRITTEN_AT_KILL
+    summary = again.stdout.decode(errors="replace")
+    assert f" sent before, {unwritten_at_kill} found sent in the send journal." in summary
     check_once_each(settings, digest_id, emails, received, sink_output)
     assert list((settings.var_dir / FOLDER).iterdir()) == []  # folded, then removed

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email
 import math
+import os
 import re
 import shutil
 import socket
@@ -23,6 +24,7 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 from email import policy
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -32,6 +34,7 @@ from sqlalchemy import event, insert, select, update
 from newsletter import delivery, jobs, store
 from newsletter.db import engine_for, session_scope
 from newsletter.delivery import Deliverer, deliver_all, segments_for
+from newsletter.heartbeat import pid_namespace
 from newsletter.mail import (
     Outgoing,
     SendResult,
@@ -42,7 +45,7 @@ from newsletter.mail import (
 )
 from newsletter.models import Delivery, MailFormat, Subscriber, SubscriberTopic, utcnow
 from newsletter.render import personalise, render_email
-from newsletter.send_journal import FOLDER, journal_for
+from newsletter.send_journal import FOLDER, FileJournal, journal_for
 from newsletter.subscribers import email_key
 from newsletter.tokens import (
     PREFERENCES,
@@ -355,6 +358,23 @@ def test_a_stopped_batch_writes_what_was_sent_then_hands_back_the_rest(
     states = {address: row.status.value for address, row in rows.items()}
     assert states == {address: "sent" if n < 4 else "pending" for n, address in enumerate(emails)}
     assert all(row.claimed_by is None for row in rows.values())
+    # Its sends all written, its journal's file is closed and gone: a worker that meets this
+    # every day does not run out of file descriptors.
+    assert journal_left(settings) == []
+    assert open_files_under(settings.var_dir / FOLDER) == []
+
+
+def open_files_under(folder: Path) -> list[str]:
+    """The files under `folder` this process holds open (Linux: /proc/self/fd)."""
+    held = []
+    for descriptor in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(descriptor)
+        except OSError:  # the one listing the folder, closed by now
+            continue
+        if target.startswith(f"{folder}/"):
+            held.append(target)
+    return held
 
 
 # --------------------------------------------------------------------------- the send journal
@@ -474,6 +494,114 @@ def test_what_a_dead_sender_journaled_is_marked_sent_and_not_sent_again(
         assert row.detail == f"250 2.0.0 Ok: queued as D{key}" and row.sent_at
     assert {row.status.value for row in rows.values()} == {"sent"}
     assert grouped_writes(statements) == 2  # the three found, then the five sent
+    assert journal_left(settings) == []
+
+
+def test_a_journal_of_another_pid_namespace_is_read_never_taken_whole(
+    cli, settings, example_topics
+):
+    add_subscribers(settings, "SLAM", 7)
+    store_papers(settings, "SLAM", paper(1))
+    digest_id = build(settings)
+    # No such process here; in the container that shares the folder, maybe a live sender.
+    sender = ended_sender()
+    with session_scope(settings) as session:
+        long_ago = utcnow() - timedelta(minutes=1)
+        held = store.claim_deliveries(session, digest_id, sender, 5, long_ago, timedelta(seconds=1))
+    namespace = pid_namespace() + 1
+    its_journal = FileJournal(settings.var_dir / FOLDER, digest_id, sender, namespace)
+    for key in held[3:]:  # the last two it had sent
+        its_journal.record(key, f"250 2.0.0 Ok: queued as E{key}")
+
+    first = Deliverer(settings, digest_id, Scripted({})).deliver_batch(2)  # held[0], held[1]
+
+    assert (first.sent, first.recovered) == (2, 0)
+    rows = all_rows(settings, digest_id)
+    assert [rows[key].status.value for key in held[3:]] == ["sending", "sending"]
+    assert its_journal.path.exists()  # its sender's to remove
+
+    rest = deliver_all(settings, digest_id, Scripted({}))
+
+    # Its rows were looked up when claimed: found there, and not sent again.
+    assert (rest.sent, rest.recovered) == (7 - 2 - 2, 2)
+    rows = all_rows(settings, digest_id)
+    for key in held[3:]:
+        assert rows[key].detail == f"250 2.0.0 Ok: queued as E{key}"
+    assert {row.status.value for row in rows.values()} == {"sent"}
+    assert its_journal.path.exists()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_claim_sends_its_rows_though_a_dead_sender_s_others_cannot_be_marked(
+    cli, settings, example_topics, monkeypatch, caplog
+):
+    add_subscribers(settings, "SLAM", 6)
+    store_papers(settings, "SLAM", paper(1))
+    digest_id = build(settings)
+    dead = ended_sender()
+    with session_scope(settings) as session:
+        long_ago = utcnow() - timedelta(minutes=1)
+        held = store.claim_deliveries(session, digest_id, dead, 5, long_ago, timedelta(seconds=1))
+    its_journal = journal_for(settings, digest_id, dead)
+    for key in held[3:]:  # the last two it had sent, noted, not written; then SIGKILL
+        its_journal.record(key, f"250 2.0.0 Ok: queued as D{key}")
+    # Another session holds one of them: marking it waits, and gives up after 300 ms.
+    direct = settings.database_url
+    impatient = set_env(monkeypatch, database_url=f"{direct}%20-clock_timeout%3D300")
+    try:
+        with engine_for(direct).connect() as holder, holder.begin():
+            holder.execute(select(Delivery.id).where(Delivery.id == held[4]).with_for_update())
+            first = Deliverer(impatient, digest_id, Scripted({})).deliver_batch(2)
+
+        # Its claim (held[0], held[1]) sent, not left `sending` until the lease ends.
+        assert (first.sent, first.recovered) == (2, 0)
+        rows = all_rows(impatient, digest_id)
+        assert [rows[key].status.value for key in held[:2]] == ["sent", "sent"]
+        assert [rows[key].status.value for key in held[3:]] == ["sending", "sending"]
+        (warning,) = [r for r in caplog.records if "not marked sent yet" in r.getMessage()]
+        assert warning.levelname == "WARNING" and not warning.exc_info
+
+        rest = deliver_all(impatient, digest_id, Scripted({}))  # nobody holds anything now
+    finally:
+        engine_for(impatient.database_url).dispose()
+
+    assert (rest.sent, rest.recovered) == (6 - 2 - 2, 2)  # the journal was left for them
+    assert {row.status.value for row in all_rows(settings, digest_id).values()} == {"sent"}
+    assert journal_left(settings) == []
+
+
+class TakenOverAtTheEnd(Scripted):
+    """A relay that accepts everything; as its last reply comes, another sender takes the
+    batch's rows over (their lease ended: a relay slower than the lease) before they are
+    written, finding them in the journal."""
+
+    def __init__(self, settings, digest_id: int) -> None:
+        super().__init__({})
+        self.settings, self.digest_id = settings, digest_id
+        self.other: delivery.DeliveryReport | None = None
+
+    def send(self, messages: Iterable[Outgoing]) -> Iterator[SendResult]:
+        yield from super().send(messages)
+        with session_scope(self.settings) as session:
+            session.execute(update(Delivery).values(lease_until=utcnow() - timedelta(seconds=1)))
+        other = Deliverer(self.settings, self.digest_id, Scripted({}), worker="other:1:1")
+        self.other = other.deliver_batch(100)
+
+
+def test_a_send_another_sender_recovered_is_counted_once(
+    cli, settings, example_topics, monkeypatch, journal
+):
+    add_subscribers(settings, "SLAM", 3)
+    store_papers(settings, "SLAM", paper(1))
+    settings = set_env(monkeypatch, record_every="1000", record_interval="600")
+    digest_id = build(settings)
+    relay = TakenOverAtTheEnd(settings, digest_id)
+
+    report = Deliverer(settings, digest_id, relay).deliver_batch(100)
+
+    assert (relay.other.sent, relay.other.recovered) == (0, 3)  # found in the journal
+    assert report.sent == 0  # already marked when this sender wrote its group: not counted again
+    assert {row.status.value for row in all_rows(settings, digest_id).values()} == {"sent"}
     assert journal_left(settings) == []
 
 

@@ -357,6 +357,43 @@ def test_the_worker_serves_its_metrics_on_loopback(arxiv, settings, monkeypatch,
 
 
 @pytest.mark.parametrize("database_url", [None])
+def test_the_worker_s_metrics_answer_at_once_while_its_redis_is_down(
+    settings, monkeypatch, tmp_path
+):
+    from tests.test_worker_recovery import RedisServer
+
+    server = RedisServer(tmp_path).start()
+    port = free_port()
+    page = f"http://127.0.0.1:{port}/metrics"
+    set_env(monkeypatch, redis_url=server.url, heartbeat_interval="0.5", recovery_interval="4")
+    try:
+        worker, log = start_worker(tmp_path, "--metrics-port", str(port))
+        try:
+            server.stop()
+            part = f"Redis 127.0.0.1:{server.port} unreachable"
+            wait_for(lambda: part in log.read_text(), worker, log, "the worker waiting for Redis")
+            started = time.monotonic()
+            page_while_down = requests.get(page, timeout=5)
+            took = time.monotonic() - started
+            server.start()
+            wait_for(lambda: "is back after" in log.read_text(), worker, log, "Redis back")
+            page_after = scraped(requests.get(page, timeout=5).text)
+        finally:
+            code = stop(worker)
+    finally:
+        server.stop()
+
+    # The queue's depth is asked of Redis itself, not of the worker's storage that waits for it.
+    assert took < 1, took
+    assert page_while_down.status_code == 200
+    samples = scraped(page_while_down.text)
+    assert ("newsletter_queue_depth", (("state", "pending"),)) not in samples  # no sample
+    assert ("newsletter_messages_sent_total", ()) in samples  # but a scrape
+    assert page_after[("newsletter_queue_depth", (("state", "pending"),))] == 0
+    assert code == 0, log.read_text()
+
+
+@pytest.mark.parametrize("database_url", [None])
 def test_a_worker_whose_metrics_port_is_taken_says_so_and_stops(settings, tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

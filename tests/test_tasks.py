@@ -10,12 +10,14 @@ import importlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -24,6 +26,7 @@ from types import ModuleType
 import pytest
 import redis
 from huey import RedisHuey, SqliteHuey
+from sqlalchemy import update
 
 from newsletter import store
 from newsletter.arxiv_api import build_query
@@ -501,3 +504,124 @@ def test_a_fetch_longer_than_the_lock_s_lifetime_keeps_it(settings, monkeypatch,
         time.sleep(1.5)  # more than twice the 0.6 s the key lives unless renewed
         assert client.get(KEY) is not None and client.pttl(KEY) > 0
     assert client.get(KEY) is None  # released by its holder
+
+
+@pytest.mark.parametrize("database_url", [None])
+def test_a_redis_that_stops_answering_fails_the_fetch_lock_rather_than_hang_it(
+    settings, monkeypatch
+):
+    from newsletter.fetchlock import fetch_lock
+
+    outcome: list[object] = []
+
+    def take(settings: Settings) -> None:
+        try:
+            with fetch_lock(settings):
+                outcome.append("held")
+        except redis.RedisError as error:
+            outcome.append(error)
+
+    # A server that takes connections (the kernel's backlog does) and never says a word.
+    with socket.create_server(("127.0.0.1", 0), backlog=8) as silent:
+        port = silent.getsockname()[1]
+        settings = set_env(monkeypatch, redis_url=f"redis://127.0.0.1:{port}/0")
+        thread = threading.Thread(target=take, args=(settings,), daemon=True)
+        thread.start()
+        thread.join(timeout=20)
+        assert not thread.is_alive(), "the fetch lock waited for ever on a silent Redis"
+    (error,) = outcome
+    assert isinstance(error, redis.TimeoutError)  # a failure, which Huey retries
+
+
+# --------------------------------------------------------------------------- catching up
+
+
+@pytest.mark.parametrize("database_url", [None])
+def test_the_worker_s_scheduler_catches_up_the_minutes_it_missed_once(tasks, settings, monkeypatch):
+    set_env(monkeypatch, inbox=str(settings.var_dir / "mail"), inbox_interval="15")
+    scheduler = tasks.huey.create_consumer(workers=1, periodic=True)._create_scheduler()
+    scheduler.last_checked = datetime(2026, 11, 27, 5, 57)  # a Friday; the daily time is 06:00
+
+    def enqueued_at(*moment: int) -> list[str]:
+        """The periodic tasks the scheduler queues when it checks at this UTC time."""
+        scheduler.enqueue_periodic_tasks(datetime(*moment))
+        names = sorted(task.name for task in tasks.huey.pending())
+        tasks.huey.flush()
+        return names
+
+    assert enqueued_at(2026, 11, 27, 5, 58, 40) == []
+    # Blocked from 05:59 to 06:20 (the queue was away): what was due meanwhile runs, once each,
+    # though the inbox's minutes came twice (06:00 and 06:15).
+    assert enqueued_at(2026, 11, 27, 6, 20, 3) == ["read_inbox", "scheduled_daily_job"]
+    assert enqueued_at(2026, 11, 27, 6, 20, 59) == []  # a minute is checked once
+    assert enqueued_at(2026, 11, 27, 6, 19, 30) == []  # even when the clock steps back
+    assert enqueued_at(2026, 11, 27, 6, 30, 0) == ["read_inbox"]
+    # Away all weekend: the last day is caught up, the Monday's daily job once.
+    assert enqueued_at(2026, 11, 30, 6, 5) == ["read_inbox", "scheduled_daily_job"]
+    # A clock set back a week (it was wrong): checked from then on, not stuck for a week.
+    assert enqueued_at(2026, 11, 23, 6, 0, 30) == ["read_inbox", "scheduled_daily_job"]
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+def test_the_periodic_sweep_waits_a_grace_and_looks_at_the_last_week_only(
+    tasks, cli, settings, example_topics
+):
+    from newsletter import jobs
+    from newsletter.models import Delivery, Digest, utcnow
+    from tests.test_digest import paper, store_papers
+
+    for address in ("ada@example.org", "bo@example.org"):
+        cli("subscribers", "add", address, "-t", "SLAM")
+    store_papers(settings, "SLAM", paper(1))
+    digest_id, _translation = jobs.build(settings, jobs.today(settings))
+
+    def swept(**options: bool) -> list[int]:
+        queued = tasks.sweep(settings, **options)
+        assert tasks.huey.pending_count() == (1 if queued else 0)  # one batch: one task
+        tasks.huey.flush()
+        return queued
+
+    # Due this very moment: a `deliver` task's successor may be due now too, on its way.
+    assert swept(periodic=True) == []
+    assert swept() == [digest_id]  # a worker that starts has no later sweep to wait for
+    grace = tasks.SWEEP_GRACE + settings.heartbeat_interval
+    with session_scope(settings) as session:
+        session.execute(update(Delivery).values(created_at=utcnow() - timedelta(seconds=grace)))
+    assert swept(periodic=True) == [digest_id]  # overdue: forgotten
+
+    with session_scope(settings) as session:
+        older = jobs.today(settings) - timedelta(days=tasks.SWEEP_DAYS + 1)
+        session.execute(update(Digest).values(issue_date=older))
+    assert swept() == []  # news no longer
+
+
+def test_a_deliver_task_says_how_many_it_found_in_the_send_journal(
+    immediate, cli, settings, example_topics, monkeypatch
+):
+    from newsletter import jobs
+    from newsletter.models import utcnow
+    from newsletter.send_journal import journal_for
+    from tests.test_crash import add_subscribers
+    from tests.test_delivery import ended_sender
+    from tests.test_digest import paper, store_papers
+
+    settings = set_env(monkeypatch, outbox_dir=str(settings.var_dir.parent / "outbox"))
+    add_subscribers(settings, "SLAM", 4)
+    store_papers(settings, "SLAM", paper(1))
+    digest_id, _translation = jobs.build(settings, jobs.today(settings))
+    dead = ended_sender()
+    with session_scope(settings) as session:  # it claimed two rows, sent them, and died
+        long_ago = utcnow() - timedelta(minutes=1)
+        held = store.claim_deliveries(session, digest_id, dead, 2, long_ago, timedelta(seconds=1))
+    for key in held:
+        journal_for(settings, digest_id, dead).record(key, f"250 2.0.0 Ok: queued as D{key}")
+
+    found = immediate.deliver(digest_id).get()
+    nothing_left = immediate.deliver(digest_id).get()
+
+    assert found == {"digest_id": digest_id, "sent": 2, "failed": 0, "deferred": 0,
+                     "remaining": 0, "recovered": 2}  # fmt: skip
+    assert "recovered" not in nothing_left  # said only when there is something to say
+    assert len(outbox()) == 2

@@ -469,3 +469,198 @@ def test_run_hands_the_job_over_and_returns_at_once_even_with_no_worker(
     assert "No digest yet." in status.output  # and the rest is shown all the same
     assert "Traceback" not in status.output
     assert time.monotonic() - started < 10
+
+
+# --------------------------------------------------------------------------- waiting, in-process
+
+
+@pytest.fixture
+def backoff_clean() -> Iterator[None]:
+    """The process's shared backoff and stop flag as a worker starts with them, before and
+    after (a test's part left down would make the next test's waits start at the long step)."""
+    from newsletter.outages import BACKOFF, STOPPING
+
+    STOPPING.clear()
+    try:
+        yield
+    finally:
+        for line in BACKOFF.current():
+            BACKOFF.back(re.split(r" (?:unreachable|busy|read-only) \(", line)[0])
+        STOPPING.clear()
+
+
+def in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
+    """Run `call` in a thread; its result or its exception lands in the list."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except Exception as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def wait_until(condition: Callable[[], bool], what: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {seconds:.0f} s")
+        time.sleep(0.05)
+
+
+def down_now(part: str) -> bool:
+    from newsletter.outages import BACKOFF
+
+    return any(line.startswith(f"{part} ") for line in BACKOFF.current())
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_part_that_answers_with_another_error_is_back_all_the_same(
+    quick, own_redis, backoff_clean, monkeypatch, caplog
+):
+    from newsletter.outages import keep_trying
+
+    settings = set_env(monkeypatch, redis_url=own_redis.url)
+    part = f"Redis 127.0.0.1:{own_redis.port}"
+    client = redis.Redis.from_url(own_redis.url, socket_connect_timeout=1)
+    own_redis.stop()
+    try:
+        # A command Redis refuses once it answers: an error of ours, not an outage.
+        thread, outcome = in_thread(
+            lambda: keep_trying(settings, lambda: client.execute_command("NO-SUCH-COMMAND"))
+        )
+        wait_until(lambda: down_now(part), "wait for Redis")
+        own_redis.start()
+        thread.join(timeout=2 * CAP + 5)
+    finally:
+        client.close()
+
+    (error,) = outcome
+    assert isinstance(error, redis.ResponseError)  # raised as it came
+    assert not down_now(part)  # `status` no longer shows the worker waiting for it
+    assert re.search(rf"{re.escape(part)} is back after \d+ s", caplog.text)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_daily_job_s_reads_of_the_database_wait_out_an_outage(
+    cli, quick, backoff_clean, settings, monkeypatch
+):
+    tasks = load_tasks()
+    cli("topics", "list")  # the schema, and no topic yet
+    direct = make_url(settings.database_url).render_as_string(hide_password=False)
+    relay = TcpRelay((make_url(direct).host, make_url(direct).port or 5432)).start()
+    relayed = make_url(direct).set(host="127.0.0.1", port=relay.port)
+    part = f"PostgreSQL 127.0.0.1:{relay.port}"
+
+    def waited_out(step: Callable[[], object]) -> list[object]:
+        """`step`'s outcome, run while PostgreSQL refuses connections, which it then takes."""
+        set_env(monkeypatch, database_url=relayed.render_as_string(hide_password=False))
+        relay.stop()
+        thread, outcome = in_thread(step)
+        wait_until(lambda: down_now(part), "wait for PostgreSQL")
+        relay.start()
+        thread.join(timeout=2 * CAP + 5)
+        set_env(monkeypatch, database_url=direct)
+        return outcome
+
+    try:
+        idle = waited_out(tasks.daily_job.call_local)  # its first read: is there anything to do?
+        cli("topics", "add", "SLAM", "-k", "slam")
+        cli("subscribers", "add", READERS[0], "-t", "SLAM")
+        store_papers(get_settings(), "SLAM", paper(1))
+        digest_id, _translation = jobs.build(get_settings(), jobs.today())
+        batches = waited_out(lambda: tasks.queue_delivery(get_settings(), digest_id))
+    finally:
+        relay.stop()
+
+    # The reads' results, not the database's errors (each of which Huey would have retried
+    # after 30 s, 20 times at most).
+    (summary,) = idle
+    assert isinstance(summary, dict), summary
+    assert "there are no topics yet" in summary["nothing_to_do"]
+    assert batches == [1]
+
+
+# --------------------------------------------------------------------------- the sweeper
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_after_a_part_comes_back_the_sweeper_lets_the_other_workers_beat_first(
+    quick, own_redis, backoff_clean, monkeypatch
+):
+    from newsletter.heartbeat import LIVE_BEATS
+    from newsletter.outages import STOPPING, keep_trying
+
+    settings = set_env(monkeypatch, redis_url=own_redis.url, recovery_interval="60")
+    tasks = load_tasks()
+    sweeps: list[tuple[float, bool]] = []
+
+    def sweep(settings, *, periodic: bool) -> None:  # what the sweeper does, and when
+        sweeps.append((time.monotonic(), periodic))
+
+    consumer = tasks.HealingConsumer(tasks.huey, settings=settings, sweep=sweep, periodic=True)
+    sweeper = threading.Thread(target=consumer._sweep, daemon=True)
+    sweeper.start()
+    try:
+        wait_until(lambda: len(sweeps) == 1, "sweep as the worker starts")
+        own_redis.stop()  # and back: the other workers' beats in it have lapsed meanwhile
+        client = redis.Redis.from_url(own_redis.url, socket_connect_timeout=1)
+        thread, _outcome = in_thread(lambda: keep_trying(settings, client.ping))
+        wait_until(lambda: down_now(f"Redis 127.0.0.1:{own_redis.port}"), "wait for Redis")
+        own_redis.start()
+        thread.join(timeout=2 * CAP + 5)
+        back_at = time.monotonic()
+        client.close()
+        wait_until(lambda: len(sweeps) == 2, "sweep after Redis came back")
+    finally:
+        STOPPING.set()
+        sweeper.join(timeout=5)
+
+    (_started, first), (swept_at, second) = sweeps
+    assert (first, second) == (False, True)  # as the worker starts, then a periodic one
+    # Not at once, when the others' digests would look forgotten: after they could beat again,
+    # and not a whole recovery interval later either.
+    beats = LIVE_BEATS * settings.heartbeat_interval
+    assert beats - 0.1 <= swept_at - back_at < beats + 1.5, swept_at - back_at
+
+
+# --------------------------------------------------------------------------- heartbeats
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_on_redis_a_worker_is_alive_while_its_key_lives_whatever_its_clock_says(
+    settings, own_redis, monkeypatch, tmp_path
+):
+    from newsletter.heartbeat import Beat, FileBeats, RedisBeats, live_workers, pid_namespace
+
+    hour_behind = time.time() - 3600
+    elsewhere = Beat("elsewhere", 42, 1, True, hour_behind, hour_behind, 10.0)
+    killed_here = Beat(
+        socket.gethostname(), ended_pid(), 1, False, time.time(), time.time(), 10.0,
+        pid_namespace=pid_namespace(),
+    )  # fmt: skip
+
+    settings = set_env(monkeypatch, redis_url=own_redis.url)
+    store = RedisBeats(own_redis.url)
+    store.put(elsewhere)
+    store.put(killed_here)
+    on_redis = [beat.name for beat in live_workers(settings)]
+
+    monkeypatch.delenv("NEWSLETTER_REDIS_URL")
+    settings = set_env(monkeypatch)
+    FileBeats(settings.var_dir / "workers").put(elsewhere)  # one machine, one clock
+    in_files = [beat.name for beat in live_workers(settings)]
+
+    assert on_redis == ["elsewhere:42"]  # its key lives: Redis' clock says so
+    assert in_files == []
+
+
+def ended_pid() -> int:
+    """The pid of a process of this machine that has ended (and been reaped)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid

@@ -139,9 +139,10 @@ def _print_plan(report: jobs.SendReport) -> None:
 def _print_send(report: jobs.SendReport) -> None:
     if report.translation.summary():
         console.print(report.translation.summary())
+    journaled = f", {report.recovered} found sent in the send journal" if report.recovered else ""
     console.print(
         f"Digest {report.issue_date}: {report.sent} sent, {report.failed} failed,"
-        f" {report.unfinished} to retry later, {report.already_sent} sent before."
+        f" {report.unfinished} to retry later, {report.already_sent} sent before{journaled}."
     )
     if report.deferred:
         console.print(f"{report.deferred} temporary failure(s) were met and retried or deferred.")
