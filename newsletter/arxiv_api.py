@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 import arxiv
 import requests
@@ -32,6 +31,7 @@ from newsletter import metrics
 from newsletter.codelinks import find_code_links
 from newsletter.errors import FetchError, InvalidInput
 from newsletter.retrying import AttemptFailed, call_with_retries
+from newsletter.textfmt import abs_url_for
 from newsletter.userinput import CONTROL_CHARACTERS
 
 __all__ = [
@@ -170,14 +170,8 @@ class FetchedPaper:
 _VERSIONED_ID = re.compile(r"(?P<id>.+?)v(?P<version>\d+)")
 
 
-def abs_url_for(arxiv_id: str) -> str:
-    """A paper's page on arXiv, without version, so it always shows the latest."""
-    return f"https://arxiv.org/abs/{quote(arxiv_id, safe='/')}"
-
-
 _ARXIV_ID = re.compile(r"\d{4}\.\d{4,5}|[a-z][a-z-]*(?:\.[A-Z]{2})?/\d{7}")
 """arXiv's identifiers: `2312.17296` since 2007, `hep-th/9901001` before."""
-
 
 
 def paper_from_result(result: arxiv.Result) -> FetchedPaper:

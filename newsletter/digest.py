@@ -14,9 +14,8 @@ from datetime import date, datetime
 from sqlalchemy.orm import Session
 
 from newsletter import store
-from newsletter.arxiv_api import abs_url_for
 from newsletter.models import Digest, Paper, Topic
-from newsletter.textfmt import first_http_url, http_url
+from newsletter.textfmt import abs_url_for, first_http_url, http_url
 from newsletter.translate.languages import translation_language
 
 UNTRANSLATED_NOTE = "Not translated yet: the original abstract is shown."

@@ -28,10 +28,10 @@ from urllib.parse import quote
 from sqlalchemy.orm import Session
 
 from newsletter import store
-from newsletter.arxiv_api import abs_url_for
 from newsletter.codelinks import link_label
 from newsletter.models import Paper, Topic, Translation
 from newsletter.textfmt import (
+    abs_url_for,
     first_http_url,
     http_url,
     is_http_url,

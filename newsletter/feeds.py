@@ -18,9 +18,8 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session
 
 from newsletter import store
-from newsletter.arxiv_api import abs_url_for
 from newsletter.models import Digest, Paper, Topic
-from newsletter.textfmt import http_url, readable_paragraphs, readable_title, xml_safe
+from newsletter.textfmt import abs_url_for, http_url, readable_paragraphs, readable_title, xml_safe
 
 ATOM_NAMESPACE = "http://www.w3.org/2005/Atom"
 FEED_ENTRIES = 50
@@ -188,4 +187,3 @@ def _link(
 
 def _clean(text: str) -> str:
     return xml_safe(text)
-

@@ -27,6 +27,7 @@ import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
+from urllib.parse import quote
 
 from pylatexenc import latexwalker
 from pylatexenc.latex2text import LatexNodes2Text, MacroTextSpec, get_default_latex_context_db
@@ -202,6 +203,11 @@ def _convert_command(match: re.Match[str]) -> str:
 def is_http_url(url: str) -> bool:
     """Whether `url` is an absolute http(s) URL with a host: the only links that leave us."""
     return bool(re.match(r"https?://[^\s/?#]", url, re.IGNORECASE))
+
+
+def abs_url_for(arxiv_id: str) -> str:
+    """A paper's page on arXiv, without version, so it always shows the latest."""
+    return f"https://arxiv.org/abs/{quote(arxiv_id, safe='/')}"
 
 
 def http_url(url: str | None) -> str:
