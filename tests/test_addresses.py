@@ -57,7 +57,6 @@ def international(cli, settings, example_topics):
     return settings
 
 
-
 def test_a_server_offering_smtputf8_gets_every_address_the_cli_and_csv_accepted(
     cli, international, monkeypatch
 ):

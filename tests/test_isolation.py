@@ -74,9 +74,7 @@ def test_a_poisoned_paper_an_unsendable_reader_and_a_hostile_message_stop_nothin
 
     # Bo and Cy ask to leave through the mailto:, with a hostile message between them.
     by_reader = {message.rcpt_tos[0]: message for message in smtp.messages}
-    requests = [
-        request_for(mailto_of(by_reader[address]), address) for address in READERS[1:]
-    ]
+    requests = [request_for(mailto_of(by_reader[address]), address) for address in READERS[1:]]
     box = write_mbox(tmp_path / "inbox.mbox", requests[0], nested(1000), requests[1])
     read = cli("unsubscribes", "import", str(box))
     assert "2 unsubscribed" in read.output

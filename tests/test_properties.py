@@ -73,9 +73,9 @@ PIECES = [
     "\x00", "\x0b", "\x1b", "\x85", "\u2028", "\ufeff", "🚀",
 ]  # fmt: skip
 
-latex_like = st.lists(
-    st.one_of(st.sampled_from(PIECES), st.text(max_size=3)), max_size=40
-).map("".join)
+latex_like = st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=3)), max_size=40).map(
+    "".join
+)
 any_text = st.one_of(latex_like, st.text(max_size=120))
 urls = st.one_of(
     st.sampled_from(

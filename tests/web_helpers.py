@@ -44,7 +44,6 @@ def local_smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalSMTPServer]:
         yield server
 
 
-
 def app_after_a_digest(settings: Settings, cli, *readers: str):
     """The web app once `readers` (on SLAM) were sent a digest: their links have pages."""
     for reader in readers:
@@ -52,6 +51,7 @@ def app_after_a_digest(settings: Settings, cli, *readers: str):
     store_papers(settings, "SLAM", paper(1))
     jobs.send(settings, DAY1)
     return create_app(settings)
+
 
 def csrf_token(html: str) -> str:
     found = CSRF_FIELD.search(html)
