@@ -11,7 +11,7 @@ segments show the translation with the original below, as translated digests do)
 written to a fresh database (SQLite in a temporary folder, or
 a schema of its own in the PostgreSQL database given, dropped afterwards). Then:
 
-1. prepare: `jobs.prepare` gives every subscriber a delivery row (not timed in the rates);
+1. prepare: `daily_send.prepare` gives every subscriber a delivery row (not timed in the rates);
 2. build: one process makes every message as the Deliverer does (segment rendering, then per
    message the three signed links and the bytes by substitution), without SMTP or claims;
 3. send: `--processes` processes each run `deliver_all` (claims, render, personalise, one SMTP
@@ -58,12 +58,18 @@ sys.path.insert(0, str(REPO))
 import redis  # noqa: E402
 from sqlalchemy import event, insert, select  # noqa: E402
 
-from newsletter import db, jobs, store  # noqa: E402
-from newsletter.arxiv_api import FetchedPaper  # noqa: E402
+from newsletter import db, store  # noqa: E402
 from newsletter.config import get_settings  # noqa: E402
+from newsletter.daily import fetch  # noqa: E402
+from newsletter.daily import send as daily_send  # noqa: E402
 from newsletter.db import session_scope  # noqa: E402
-from newsletter.delivery import Deliverer, deliver_all  # noqa: E402
-from newsletter.mail import Outgoing, transport_from_settings  # noqa: E402
+from newsletter.delivery import deliverer  # noqa: E402
+from newsletter.delivery.deliverer import Deliverer, deliver_all  # noqa: E402
+from newsletter.delivery.journal import FOLDER, RedisJournal  # noqa: E402
+from newsletter.delivery.outgoing import Outgoing  # noqa: E402
+from newsletter.delivery.transports import transport_from_settings  # noqa: E402
+from newsletter.intake.subscribers import email_key  # noqa: E402
+from newsletter.intake.topics import TopicSpec  # noqa: E402
 from newsletter.models import (  # noqa: E402
     Delivery,
     Paper,
@@ -72,10 +78,8 @@ from newsletter.models import (  # noqa: E402
     Translation,
     new_public_id,
 )
-from newsletter.send_journal import FOLDER, RedisJournal  # noqa: E402
-from newsletter.subscribers import email_key  # noqa: E402
+from newsletter.sources.arxiv import FetchedPaper  # noqa: E402
 from newsletter.tokens import UNSUBSCRIBE, read_token  # noqa: E402
-from newsletter.topics import TopicSpec  # noqa: E402
 
 POSTFIX_TOOLS = REPO.parent / "shared" / "tools" / "postfix-tools"
 SAMPLE_EVERY = 100  # delivery ids divisible by this are checked: 1%
@@ -225,7 +229,7 @@ def populate(settings, n: int, rng: random.Random) -> None:
             own.append(fake_paper(number, rng, now - timedelta(minutes=number)))
         shared = rng.sample(papers, min(len(papers), rng.randint(0, 3)))  # "Also in" papers
         papers += own
-        jobs.save_fetched(settings, topic_id, own + shared)
+        fetch.save_fetched(settings, topic_id, own + shared)
     with session_scope(settings) as session:
         paper_ids = dict(session.execute(select(Paper.arxiv_id, Paper.id)).all())
         session.execute(
@@ -286,12 +290,10 @@ def run_build(digest_id: int, share: int, shares: int) -> dict:
     """This process's share of the messages (every `shares`-th batch of rows), built as the
     Deliverer builds them and none sent: the segments' rendering, then substitution. Timed
     without the reading of rows (a claim's work, counted in the send)."""
-    from newsletter import delivery
-
     settings = get_settings()
     deliverer = Deliverer(settings, digest_id, transport=None)  # type: ignore[arg-type]
     rendering = [0.0, 0]
-    real_render = delivery.render_email
+    real_render = deliverer.render_email
 
     def timed_render(*args, **kwargs):
         started = time.perf_counter()
@@ -301,7 +303,7 @@ def run_build(digest_id: int, share: int, shares: int) -> dict:
             rendering[0] += time.perf_counter() - started
             rendering[1] += 1
 
-    delivery.render_email = timed_render
+    deliverer.render_email = timed_render
     with session_scope(settings) as session:
         ids = session.scalars(
             select(Delivery.id).where(Delivery.digest_id == digest_id).order_by(Delivery.id)
@@ -356,10 +358,9 @@ class SampledTransport:
 
 
 def run_send(digest_id: int, samples: Path) -> dict:
-    from newsletter import delivery
 
     settings = get_settings()
-    renders = _counted(delivery, "render_email")
+    renders = _counted(deliverer, "render_email")
     statements = [0]
 
     def count(*_args) -> None:
@@ -606,7 +607,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
             populate(settings, args.n, random.Random(args.seed))
             populated = time.perf_counter() - started
             started = time.perf_counter()
-            digest_id, prepared_segments = jobs.prepare(settings, jobs.today(settings))
+            digest_id, prepared_segments = daily_send.prepare(settings, daily_send.today(settings))
             prepared = time.perf_counter() - started
             segments = len(prepared_segments)
             del prepared_segments

@@ -82,7 +82,7 @@ def secret_values(settings: Settings) -> list[str]:
 
 
 class TextFormatter(logging.Formatter):
-    """`2026-11-27 06:00:01,234 INFO newsletter.tasks message`, a traceback on the same line."""
+    """`2026-11-27 06:00:01,234 INFO newsletter.worker.tasks message`, traceback on the line."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")

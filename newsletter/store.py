@@ -10,8 +10,10 @@ from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
-from newsletter.bounces import Bounce, classify
+from newsletter.delivery.bounces import Bounce, classify
 from newsletter.errors import InvalidInput, UnknownSubscriber, UnknownTopic
+from newsletter.intake.subscribers import SubscriberSpec, email_key
+from newsletter.intake.topics import TopicSpec, slugify, topic_key
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -28,8 +30,6 @@ from newsletter.models import (
     Translation,
     utcnow,
 )
-from newsletter.subscribers import SubscriberSpec, email_key
-from newsletter.topics import TopicSpec, slugify, topic_key
 
 # ---------------------------------------------------------------- topics
 

@@ -17,7 +17,7 @@ import pytest
 from newsletter import store
 from newsletter.db import session_scope
 from newsletter.errors import InvalidInput
-from newsletter.mail import smtp_address
+from newsletter.message.addresses import smtp_address
 from newsletter.models import SubscriberStatus
 from tests.conftest import set_env
 from tests.smtp_server import LocalSMTPServer

@@ -21,7 +21,8 @@ from arxiv_server import (
 )
 from lxml import etree
 
-from newsletter.arxiv_api import (
+from newsletter.errors import FetchError, InvalidInput
+from newsletter.sources.arxiv import (
     ArxivBadResponse,
     ArxivQueryError,
     ArxivRateLimited,
@@ -30,7 +31,6 @@ from newsletter.arxiv_api import (
     FetchedPaper,
     build_query,
 )
-from newsletter.errors import FetchError, InvalidInput
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 

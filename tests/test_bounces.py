@@ -8,7 +8,8 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from newsletter.bounces import Bounce, bounce_from_reply, bounces_in, classify
+from newsletter.delivery.bounces import Bounce, bounce_from_reply, classify
+from newsletter.inbound.bounces import bounces_in
 
 DSN = """From: MAILER-DAEMON@mx.example.net
 To: digest@localhost
@@ -60,13 +61,13 @@ def dsn(*recipients: tuple[str, str, str, str], original: str = "<unknown@exampl
 
 def digests_sent(cli, settings, *addresses: str) -> dict[str, str]:
     """These addresses subscribed to SLAM and sent a digest: the Message-ID each one got."""
-    from newsletter import jobs
+    from newsletter.daily import send
     from tests.test_digest import outbox, paper, store_papers
 
     for address in addresses:
         cli("subscribers", "add", address, "--topic", "SLAM")
     store_papers(settings, "SLAM", paper(1))
-    jobs.send(settings)
+    send.send(settings)
     return {to: message["Message-ID"] for to, message in outbox(settings).items()}
 
 
@@ -174,7 +175,7 @@ def test_a_forged_report_bounces_nobody(cli, settings, tmp_path, example_topics)
 
 
 def test_bounced_subscribers_get_no_digest(cli, settings, example_topics, tmp_path):
-    from newsletter import jobs
+    from newsletter.daily import send
     from tests.test_digest import clear_outbox, outbox, paper, store_papers
 
     sent = digests_sent(cli, settings, "ghost@example.net", "ada@example.org")
@@ -183,7 +184,7 @@ def test_bounced_subscribers_get_no_digest(cli, settings, example_topics, tmp_pa
     cli("bounces", "import", str(report))
     clear_outbox(settings)
     store_papers(settings, "SLAM", paper(2))
-    jobs.send(settings, jobs.today(settings) + timedelta(days=1))
+    send.send(settings, send.today(settings) + timedelta(days=1))
     assert set(outbox(settings)) == {"ada@example.org"}
 
 

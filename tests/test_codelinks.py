@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from arxiv_server import ArxivServer, Reply, shared_fixture
 
-from newsletter.arxiv_api import ArxivSource, FetchedPaper
-from newsletter.codelinks import find_code_links, link_label
+from newsletter.sources.arxiv import ArxivSource, FetchedPaper
+from newsletter.sources.codelinks import find_code_links, link_label
 
 
 @pytest.mark.parametrize(

@@ -27,11 +27,12 @@ import pytest
 import redis
 from sqlalchemy import insert, select
 
-from newsletter import jobs, store
+from newsletter import store
+from newsletter.daily import send
 from newsletter.db import session_scope
+from newsletter.delivery.journal import FOLDER, journal_for
+from newsletter.intake.subscribers import email_key
 from newsletter.models import Delivery, DeliveryStatus, Subscriber, SubscriberTopic, new_public_id
-from newsletter.send_journal import FOLDER, journal_for
-from newsletter.subscribers import email_key
 from tests.conftest import set_env
 from tests.smtp_sink import SmtpSink
 from tests.test_digest import paper, store_papers
@@ -67,7 +68,7 @@ def clean_redis(redis_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def redis_tasks(clean_redis: str, settings, monkeypatch) -> Iterator[ModuleType]:
-    """`newsletter.tasks` on the test Redis, as the workers load it; the default one after."""
+    """`newsletter.worker.tasks` on the test Redis, as workers load it; the default one after."""
     with tasks_on_redis(clean_redis, monkeypatch) as tasks:
         yield tasks
 
@@ -194,7 +195,7 @@ def test_a_worker_killed_midway_misses_nobody_and_duplicates_at_most_its_message
             workers.start("worker-a")
             workers.start("worker-b")
             started = time.monotonic()
-            digest_id, _translation = jobs.build(settings, DAY)
+            digest_id, _translation = send.build(settings, DAY)
             batches = tasks.queue_delivery(settings, digest_id)
             assert batches == SUBSCRIBERS // BATCH
 
@@ -287,7 +288,7 @@ def test_a_lone_worker_killed_mid_task_finishes_the_digest_once_started_again(
         workers = Workers(tmp_path)
         try:
             workers.start("worker")
-            digest_id, _translation = jobs.build(settings, DAY)
+            digest_id, _translation = send.build(settings, DAY)
             assert tasks.queue_delivery(settings, digest_id) == 1
 
             wait_until(lambda: sink.count() >= 2, 30, "two messages", workers)
@@ -323,7 +324,7 @@ def test_newsletter_send_killed_then_run_again_sends_nothing_twice_but_its_messa
     the kernel keeps when SIGKILL ends the process; the run after it reads it."""
     emails = add_subscribers(settings, "SLAM", CLI_SUBSCRIBERS)
     store_papers(settings, "SLAM", paper(1), paper(2))
-    digest_id, _translation = jobs.build(settings, DAY)
+    digest_id, _translation = send.build(settings, DAY)
     with session_scope(settings) as session:
         every_row = [row.id for row in store.deliveries_of(session, digest_id)]
     command = [*worker_command()[:-1], "send", "--date", DAY.isoformat()]

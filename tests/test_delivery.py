@@ -31,22 +31,19 @@ import pytest
 import redis
 from sqlalchemy import event, insert, select, update
 
-from newsletter import delivery, jobs, store
+from newsletter import store
+from newsletter.daily import send as daily_send
 from newsletter.db import engine_for, session_scope
-from newsletter.delivery import Deliverer, deliver_all, segments_for
-from newsletter.heartbeat import pid_namespace
-from newsletter.mail import (
-    Outgoing,
-    SendResult,
-    SMTPTransport,
-    compose,
-    message_bytes,
-    message_id_for,
-)
+from newsletter.delivery import deliverer as delivery_deliverer
+from newsletter.delivery.deliverer import Deliverer, deliver_all, segments_for
+from newsletter.delivery.journal import FOLDER, FileJournal, journal_for
+from newsletter.delivery.outgoing import Outgoing, SendResult
+from newsletter.delivery.smtp import SMTPTransport
+from newsletter.intake.subscribers import email_key
+from newsletter.message.compose import compose, mailto_for, message_bytes, message_id_for
 from newsletter.models import Delivery, MailFormat, Subscriber, SubscriberTopic, utcnow
-from newsletter.render import personalise, render_email
-from newsletter.send_journal import FOLDER, FileJournal, journal_for
-from newsletter.subscribers import email_key
+from newsletter.processes import pid_namespace
+from newsletter.render.email import personalise, render_email
 from newsletter.tokens import (
     PREFERENCES,
     UNSUBSCRIBE,
@@ -57,7 +54,6 @@ from newsletter.tokens import (
     unsubscribe_url,
     web_version_url,
 )
-from newsletter.unsubscribe_mail import mailto_for
 from tests.conftest import missing_tool, set_env
 from tests.smtp_sink import SmtpSink, free_port
 from tests.test_crash import add_subscribers
@@ -72,7 +68,7 @@ HEADERS = (
 
 
 def build(settings) -> int:
-    digest_id, _translation = jobs.build(settings, DAY)
+    digest_id, _translation = daily_send.build(settings, DAY)
     return digest_id
 
 
@@ -192,9 +188,11 @@ def test_plain_text_readers_get_the_text_part_alone_from_the_same_render(
         )
     digest_id = build(settings)
     renders = []
-    real_render = delivery.render_email
+    real_render = delivery_deliverer.render_email
     monkeypatch.setattr(
-        delivery, "render_email", lambda *a, **k: renders.append(1) or real_render(*a, **k)
+        delivery_deliverer,
+        "render_email",
+        lambda *a, **k: renders.append(1) or real_render(*a, **k),
     )
     deliverer = Deliverer(settings, digest_id, transport=None)
     by_address = {row.email: row for row in claimed(settings, deliverer, digest_id)}
@@ -332,7 +330,7 @@ def test_a_slow_relay_gets_its_sends_written_after_the_interval(
     settings = set_env(monkeypatch, record_every="1000", record_interval="1")
     digest_id = build(settings)
     clock = [0.0]
-    monkeypatch.setattr(delivery, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(delivery_deliverer, "time", SimpleNamespace(monotonic=lambda: clock[0]))
 
     with counted(settings) as statements:
         report = Deliverer(settings, digest_id, Scripted({}, clock)).deliver_batch(100)
@@ -578,7 +576,7 @@ class TakenOverAtTheEnd(Scripted):
     def __init__(self, settings, digest_id: int) -> None:
         super().__init__({})
         self.settings, self.digest_id = settings, digest_id
-        self.other: delivery.DeliveryReport | None = None
+        self.other: delivery_deliverer.DeliveryReport | None = None
 
     def send(self, messages: Iterable[Outgoing]) -> Iterator[SendResult]:
         yield from super().send(messages)
@@ -740,11 +738,11 @@ def test_a_list_goes_out_once_each_in_a_few_statements_per_thousand(
 def test_delivery_rows_are_written_in_chunks_once_each(cli, settings, example_topics, monkeypatch):
     emails = add_subscribers(settings, "SLAM", 20)
     store_papers(settings, "SLAM", paper(1))
-    monkeypatch.setattr(jobs, "INSERT_CHUNK", 7)
+    monkeypatch.setattr(daily_send, "INSERT_CHUNK", 7)
 
     with counted(settings) as statements:
-        digest_id, _segments = jobs.prepare(settings, DAY)
-    jobs.prepare(settings, DAY)  # again: nothing new
+        digest_id, _segments = daily_send.prepare(settings, DAY)
+    daily_send.prepare(settings, DAY)  # again: nothing new
 
     inserts = [s for s in statements if s.startswith("INSERT INTO deliveries")]
     assert len(inserts) == math.ceil(20 / 7)

@@ -7,9 +7,10 @@ from datetime import UTC, date, datetime, timedelta
 from email import policy
 from pathlib import Path
 
-from newsletter import jobs, store
-from newsletter.arxiv_api import FetchedPaper
+from newsletter import store
+from newsletter.daily import fetch, send
 from newsletter.db import session_scope
+from newsletter.sources.arxiv import FetchedPaper
 from tests.conftest import set_env
 
 DAY1, DAY2 = date(2026, 11, 26), date(2026, 11, 27)
@@ -45,7 +46,7 @@ def topic_id(settings, name: str) -> int:
 
 
 def store_papers(settings, topic: str, *papers: FetchedPaper) -> None:
-    jobs.save_fetched(settings, topic_id(settings, topic), list(papers))
+    fetch.save_fetched(settings, topic_id(settings, topic), list(papers))
 
 
 def outbox(settings) -> dict[str, email.message.EmailMessage]:
@@ -81,7 +82,7 @@ def test_each_subscriber_gets_only_their_topics_once(cli, settings, example_topi
     store_papers(settings, "SLAM", shared, paper(2, "Only SLAM"))
     store_papers(settings, "NeRF", shared, paper(3, "Only NeRF"))
 
-    report = jobs.send(settings, DAY1)
+    report = send.send(settings, DAY1)
     assert report.sent == 2  # cy's topic has nothing new: no email
     messages = outbox(settings)
     assert set(messages) == {"ada@example.org", "bo@example.org"}
@@ -95,19 +96,19 @@ def test_each_subscriber_gets_only_their_topics_once(cli, settings, example_topi
 def test_windows_never_drop_or_repeat_a_paper(cli, settings, example_topics):
     subscribe(cli, "ada@example.org", "SLAM")
     store_papers(settings, "SLAM", paper(1), paper(2))
-    assert jobs.send(settings, DAY1).sent == 1
+    assert send.send(settings, DAY1).sent == 1
     first = text_of(outbox(settings)["ada@example.org"])
     assert "Paper number 1" in first and "Paper number 2" in first
 
     # A rerun on the same day sends nothing twice.
-    again = jobs.send(settings, DAY1)
+    again = send.send(settings, DAY1)
     assert (again.sent, again.already_sent) == (0, 1)
 
     # Next day: paper 1 comes back (known), paper 3 is new, and paper 4 was indexed late by
     # arXiv (submitted days ago) but is new to us: it must not be dropped.
     clear_outbox(settings)
     store_papers(settings, "SLAM", paper(1), paper(3), paper(4, days_old=5))
-    assert jobs.send(settings, DAY2).sent == 1
+    assert send.send(settings, DAY2).sent == 1
     second = text_of(outbox(settings)["ada@example.org"])
     assert "Paper number 3" in second and "Paper number 4" in second
     assert "Paper number 1" not in second and "Paper number 2" not in second
@@ -118,7 +119,7 @@ def test_sections_are_capped_with_a_count_of_the_rest(cli, settings, example_top
     settings = set_env(monkeypatch, digest_max_per_topic="3")
     subscribe(cli, "ada@example.org", "SLAM")
     store_papers(settings, "SLAM", *[paper(n) for n in range(1, 8)])
-    jobs.send(settings, DAY1)
+    send.send(settings, DAY1)
     message = outbox(settings)["ada@example.org"]
     text = text_of(message)
     shown = [n for n in range(1, 8) if f"Paper number {n}" in text]
@@ -136,7 +137,7 @@ def test_send_empty_setting_mails_everyone(cli, settings, example_topics, monkey
     subscribe(cli, "cy@example.org", "Diffusion")
     store_papers(settings, "SLAM", paper(1))
     settings = set_env(monkeypatch, send_empty="true")
-    assert jobs.send(settings, DAY1).sent == 2
+    assert send.send(settings, DAY1).sent == 2
     assert "no new papers" in outbox(settings)["cy@example.org"]["Subject"]
 
 
@@ -145,7 +146,7 @@ def test_unsubscribed_and_bounced_get_nothing(cli, settings, example_topics):
     subscribe(cli, "bo@example.org", "SLAM")
     cli("subscribers", "remove", "bo@example.org")
     store_papers(settings, "SLAM", paper(1))
-    assert jobs.send(settings, DAY1).sent == 1
+    assert send.send(settings, DAY1).sent == 1
     assert set(outbox(settings)) == {"ada@example.org"}
 
 

@@ -12,8 +12,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from newsletter.config import get_settings
+from newsletter.delivery.dkim import DkimSigner
+from newsletter.delivery.outbox import OutboxTransport
+from newsletter.delivery.outgoing import Outgoing
+from newsletter.delivery.transports import transport_from_settings
 from newsletter.errors import ConfigError
-from newsletter.mail import DkimSigner, OutboxTransport, Outgoing, compose, transport_from_settings
+from newsletter.message.compose import compose
 from tests.conftest import set_env
 from tests.smtp_server import LocalSMTPServer
 from tests.test_digest import paper, store_papers, subscribe

@@ -14,8 +14,9 @@ from datetime import UTC, date, datetime
 import pytest
 from lxml import html as lxml_html
 
-from newsletter import jobs, render
-from newsletter.digest import DigestContent, PaperItem, TopicSection
+from newsletter.daily import send
+from newsletter.digest.content import DigestContent, PaperItem, TopicSection
+from newsletter.render import email as render_email
 from newsletter.web import create_app
 from tests.conftest import set_env
 from tests.test_digest import outbox, paper, store_papers, subscribe, text_of
@@ -97,9 +98,9 @@ def listed(section_html: str) -> set[str]:
 @pytest.mark.parametrize("translated", [False, True], ids=["english", "with-translations"])
 def test_ten_topics_of_twenty_papers_stay_under_gmail_s_clipping(translated):
     content = big_digest(translated)
-    full = render.render_fitted(content, "arXiv Digest", render.Fit())
-    body = render.render_email(content, sender_name="arXiv Digest")
-    personal = render.personalise(
+    full = render_email.render_fitted(content, "arXiv Digest", render_email.Fit())
+    body = render_email.render_email(content, sender_name="arXiv Digest")
+    personal = render_email.personalise(
         body,
         "https://digest.example.org/unsubscribe/" + "x" * 120,
         "https://digest.example.org/preferences/" + "x" * 120,
@@ -107,14 +108,14 @@ def test_ten_topics_of_twenty_papers_stay_under_gmail_s_clipping(translated):
     )
     size = len(personal.html.encode("utf-8"))
     print(f"\nHTML: {full.html_bytes:,} bytes in full, {size:,} as sent with {body.fit}")
-    assert full.html_bytes > 3 * render.HTML_SIZE_LIMIT  # the test means something
-    assert size < render.HTML_SIZE_LIMIT
-    assert body.fit != render.Fit()
+    assert full.html_bytes > 3 * render_email.HTML_SIZE_LIMIT  # the test means something
+    assert size < render_email.HTML_SIZE_LIMIT
+    assert body.fit != render_email.Fit()
     # Nothing is cut off: the footer, with its unsubscribe link, is all there.
     assert personal.html.rstrip().endswith("</html>")
     assert 'href="https://digest.example.org/unsubscribe/' in personal.html
 
-    fitted = render.fit_content(content, body.fit)
+    fitted = render_email.fit_content(content, body.fit)
     for section in fitted.sections:
         assert len(section.papers) + len(section.titles_only) + section.more == section.total
         assert section.more > 0
@@ -131,22 +132,23 @@ def test_ten_topics_of_twenty_papers_stay_under_gmail_s_clipping(translated):
 def test_the_fit_steps_show_less_and_less():
     content = big_digest(topics=3, papers=12)
     sizes = [
-        render.render_fitted(content, "arXiv Digest", step).html_bytes for step in render.FIT_STEPS
+        render_email.render_fitted(content, "arXiv Digest", step).html_bytes
+        for step in render_email.FIT_STEPS
     ]
     assert sizes == sorted(sizes, reverse=True)
 
 
 def test_a_digest_that_fits_is_sent_whole():
     content = big_digest(topics=2, papers=3)
-    body = render.render_email(content, sender_name="arXiv Digest")
-    assert body.fit == render.Fit()
+    body = render_email.render_email(content, sender_name="arXiv Digest")
+    assert body.fit == render_email.Fit()
     assert body.html.count("Code, models and data are available") == 6
 
 
 def test_a_smaller_limit_shortens_abstracts_before_dropping_papers():
     content = big_digest(topics=2, papers=5)
-    whole = render.render_email(content, sender_name="arXiv Digest")
-    body = render.render_email(
+    whole = render_email.render_email(content, sender_name="arXiv Digest")
+    body = render_email.render_email(
         content, sender_name="arXiv Digest", size_limit=whole.html_bytes - 2_000
     )
     assert body.fit.abstract_chars is not None and body.fit.cards is None
@@ -157,8 +159,8 @@ def test_a_smaller_limit_shortens_abstracts_before_dropping_papers():
 
 
 @pytest.fixture(scope="module")
-def email() -> render.RenderedBody:
-    return render.render_email(CONTENT, sender_name="arXiv Digest")
+def email() -> render_email.RenderedBody:
+    return render_email.render_email(CONTENT, sender_name="arXiv Digest")
 
 
 def test_dark_mode_is_declared_and_styled(email):
@@ -176,7 +178,7 @@ def test_lang_outlook_fallbacks_and_no_images(email):
     assert re.search(r'<html[^>]* lang="en" dir="ltr"', email.html)
     assert "<!--[if mso | IE]>" in email.html and "<o:OfficeDocumentSettings>" in email.html
     assert "<img" not in email.html
-    arabic = render.render_email(replace(CONTENT, language="ar"), sender_name="x")
+    arabic = render_email.render_email(replace(CONTENT, language="ar"), sender_name="x")
     assert re.search(r'<html[^>]* lang="ar" dir="rtl"', arabic.html)
 
 
@@ -218,7 +220,7 @@ def test_a_topic_listed_under_an_earlier_one_counts_its_papers(cli, settings, mo
     assert "3 papers, listed under MLLM" in html and "0 papers" not in html
     assert 'id="diffusion"' not in html  # no empty panel for it
     assert 'href="#mllm"' in html and 'href="#diffusion"' not in html
-    page = create_app(settings).test_client().get(f"/digests/{jobs.today().isoformat()}")
+    page = create_app(settings).test_client().get(f"/digests/{send.today().isoformat()}")
     assert "3 papers, listed under MLLM" in page.get_data(as_text=True)
 
 
@@ -240,13 +242,13 @@ def test_the_text_part_reads_on_its_own(email):
 def test_the_size_search_finds_the_first_step_that_fits(topics, papers, translated, limit):
     """However the search walks the steps, its answer is the first step small enough."""
     content = big_digest(translated, topics, papers)
-    limit = limit or render.HTML_SIZE_LIMIT
-    budget = limit - render.PERSONAL_RESERVE
+    limit = limit or render_email.HTML_SIZE_LIMIT
+    budget = limit - render_email.PERSONAL_RESERVE
     fitting = [
         step
-        for step in render.FIT_STEPS
-        if render.render_fitted(content, "arXiv Digest", step, budget) is not None
+        for step in render_email.FIT_STEPS
+        if render_email.render_fitted(content, "arXiv Digest", step, budget) is not None
     ]
-    body = render.render_email(content, sender_name="arXiv Digest", size_limit=limit)
-    assert body.fit == (fitting[0] if fitting else render.FIT_STEPS[-1])
-    assert body == render.render_fitted(content, "arXiv Digest", body.fit)
+    body = render_email.render_email(content, sender_name="arXiv Digest", size_limit=limit)
+    assert body.fit == (fitting[0] if fitting else render_email.FIT_STEPS[-1])
+    assert body == render_email.render_fitted(content, "arXiv Digest", body.fit)

@@ -11,8 +11,8 @@ import pytest
 
 from newsletter import store
 from newsletter.db import session_scope
-from newsletter.export import github_anchor, markdown_cell
 from newsletter.models import Translation
+from newsletter.publish.export import github_anchor, markdown_cell
 from tests.conftest import REPO
 from tests.test_digest import paper, store_papers
 
@@ -147,7 +147,7 @@ def test_only_http_links_leave_and_titles_cannot_inject_links_or_html(cli, setti
 def test_the_code_link_is_the_first_http_one_in_the_export_and_the_digest(cli, settings):
     from sqlalchemy import select
 
-    from newsletter.digest import paper_item
+    from newsletter.digest.content import paper_item
     from newsletter.models import Paper
 
     cli("topics", "add", "MLLM", "-k", "mllm")

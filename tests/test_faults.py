@@ -17,10 +17,12 @@ from datetime import date, timedelta
 
 import pytest
 
-from newsletter import jobs, store
+from newsletter import store
+from newsletter.daily import send as daily_send
 from newsletter.db import session_scope
-from newsletter.delivery import Deliverer, DeliveryReport, deliver_all
-from newsletter.mail import Outgoing, SendResult, SMTPTransport, Transport
+from newsletter.delivery.deliverer import Deliverer, DeliveryReport, deliver_all
+from newsletter.delivery.outgoing import Outgoing, SendResult, Transport
+from newsletter.delivery.smtp import SMTPTransport
 from newsletter.models import DeliveryStatus, utcnow
 from tests.conftest import set_env
 from tests.smtp_sink import SmtpSink, SunkMessage
@@ -32,7 +34,7 @@ SMTP_TIMEOUT = 5.0
 
 
 def build(settings, day: date = DAY) -> int:
-    digest_id, _translation = jobs.build(settings, day)
+    digest_id, _translation = daily_send.build(settings, day)
     return digest_id
 
 
@@ -366,10 +368,10 @@ def test_an_interrupted_send_resumes_where_it_stopped_and_resends_nothing(
     store_papers(settings, "SLAM", paper(1))
     with SmtpSink() as sink:
         settings = set_env(monkeypatch, smtp_url=sink.url, send_batch_size="5")
-        real_transport = jobs.transport_from_settings
+        real_transport = daily_send.transport_from_settings
         interrupt = ctrl_c if interruption == "ctrl-c" else sink.stop
         monkeypatch.setattr(
-            jobs,
+            daily_send,
             "transport_from_settings",
             lambda s: InterruptedAfter(real_transport(s), 7, interrupt),  # mid second batch
         )
@@ -383,7 +385,7 @@ def test_an_interrupted_send_resumes_where_it_stopped_and_resends_nothing(
         if interruption == "relay gone":
             assert f"cannot use SMTP server 127.0.0.1:{sink.port}" in first.output
             sink.start()
-        monkeypatch.setattr(jobs, "transport_from_settings", real_transport)
+        monkeypatch.setattr(daily_send, "transport_from_settings", real_transport)
 
         second = cli("send", "--date", DAY.isoformat())
 

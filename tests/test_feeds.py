@@ -9,8 +9,8 @@ from datetime import datetime
 import pytest
 from lxml import etree
 
-from newsletter import jobs
-from newsletter.arxiv_api import FetchedPaper
+from newsletter.daily import send
+from newsletter.sources.arxiv import FetchedPaper
 from newsletter.web import create_app
 from tests.test_digest import DAY1, DAY2, paper, store_papers
 
@@ -32,9 +32,9 @@ def published(settings, client):
     )
     store_papers(settings, "SLAM", hostile, paper(2, "Second SLAM paper"))
     store_papers(settings, "NeRF", paper(3, "Radiance"), paper(2, "Second SLAM paper"))
-    jobs.send(settings, DAY1)
+    send.send(settings, DAY1)
     store_papers(settings, "SLAM", paper(4, "Next day"))
-    jobs.send(settings, DAY2)
+    send.send(settings, DAY2)
     store_papers(settings, "SLAM", paper(5, "Not in a digest yet"))
     return client
 

@@ -1,4 +1,4 @@
-"""Fetching: `newsletter fetch`, `jobs.fetch` and `newsletter topics test` against a local arXiv.
+"""Fetching: `newsletter fetch`, `fetch.fetch` and `newsletter topics test` against a local arXiv.
 
 Every test talks to a real HTTP server on loopback (tests/arxiv_server.py) serving bytes arXiv
 actually sent (../shared/fixtures/arxiv, skipped where absent) or this project's own feeds,
@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from newsletter import jobs, store
-from newsletter.arxiv_api import build_query
+from newsletter import store
 from newsletter.config import Settings, get_settings
+from newsletter.daily import fetch
 from newsletter.db import session_scope
 from newsletter.models import Paper, Topic, TopicPaper
+from newsletter.sources.arxiv import build_query
 from tests.arxiv_server import ArxivServer, Reply, local_fixture, refused_url, shared_fixture
 from tests.atom import Entry, feed
 from tests.conftest import Cli, set_env
@@ -197,7 +198,7 @@ def test_a_paper_two_topics_match_is_one_row_with_two_links(cli, arxiv, settings
     serve_mllm_pages(arxiv, search_query=add_topic(cli, "MLLM"))
     arxiv.route(Reply(body=feed(ROBOTS)), search_query=add_topic(cli, "Robots"))
 
-    report = jobs.fetch(get_settings())
+    report = fetch.fetch(get_settings())
 
     assert report.ok and report.errors == []
     assert [(t.topic, t.fetched, t.new_papers, t.new_links) for t in report.topics] == [
@@ -254,7 +255,7 @@ def test_a_paper_the_database_refuses_is_reported_and_the_others_kept(cli, setti
     add_topic(cli, "Robots")
     broken = replace(paper(2), published=None)  # NOT NULL on both databases
 
-    saved = jobs.save_fetched(settings, topic_id(settings, "Robots"), [paper(1), broken, paper(3)])
+    saved = fetch.save_fetched(settings, topic_id(settings, "Robots"), [paper(1), broken, paper(3)])
 
     assert (saved.new_papers, saved.new_links) == (2, 2)
     (reason,) = saved.rejected
@@ -275,10 +276,10 @@ def test_a_locked_database_stores_no_paper_rather_than_rejecting_each(cli, setti
 
     with write_locked(settings, at_most=30, table="papers"), lock_timeout(1.0):
         with pytest.raises(OperationalError):
-            jobs.save_fetched(settings, robots, [paper(1), paper(2)])
+            fetch.save_fetched(settings, robots, [paper(1), paper(2)])
 
     assert stored_papers(settings) == {}
-    saved = jobs.save_fetched(settings, robots, [paper(1), paper(2)])
+    saved = fetch.save_fetched(settings, robots, [paper(1), paper(2)])
     assert (saved.new_papers, saved.rejected) == (2, [])
 
 

@@ -10,7 +10,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from alembic import command
 
-from newsletter import db, jobs
+from newsletter import db
+from newsletter.daily import send
 from newsletter.web import create_app
 from newsletter.web.health import CHECK_TIMEOUT, day_due
 from tests.conftest import set_env
@@ -160,7 +161,7 @@ def reader(cli, settings, example_topics):
 
 
 def test_a_digest_delivered_today_is_fresh(reader):
-    jobs.send(reader, today(reader))
+    send.send(reader, today(reader))
 
     status, body = ready(reader)
 
@@ -173,7 +174,7 @@ def test_a_digest_delivered_today_is_fresh(reader):
 
 def test_a_digest_older_than_the_schedule_allows_is_stale(reader):
     old = today(reader) - timedelta(days=10)
-    jobs.send(reader, old)
+    send.send(reader, old)
 
     status, body = ready(reader)
 
@@ -186,16 +187,16 @@ def test_a_digest_older_than_the_schedule_allows_is_stale(reader):
 
 
 def test_a_digest_still_being_delivered_is_no_success(reader):
-    jobs.send(reader, today(reader) - timedelta(days=10))
+    send.send(reader, today(reader) - timedelta(days=10))
     store_papers(reader, "SLAM", paper(2))  # something new for today's digest
-    jobs.build(reader, today(reader))  # delivery rows written, nothing sent yet
+    send.build(reader, today(reader))  # delivery rows written, nothing sent yet
 
     status, body = ready(reader)
 
     assert status == 503
     assert body["checks"]["daily_job"]["state"] == "stale"
 
-    jobs.send(reader, today(reader))
+    send.send(reader, today(reader))
 
     assert ready(reader)[0] == 200
 

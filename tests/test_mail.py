@@ -16,20 +16,12 @@ import pytest
 from smtp_server import LocalSMTPServer, ReceivedMessage
 
 from newsletter.config import Settings
+from newsletter.delivery.outbox import OutboxTransport, outbox_file_name
+from newsletter.delivery.outgoing import Outgoing, SendResult, Transport
+from newsletter.delivery.smtp import SMTPTransport, parse_smtp_url
+from newsletter.delivery.transports import transport_from_settings
 from newsletter.errors import ConfigError, DeliveryError, InvalidInput
-from newsletter.mail import (
-    OutboxTransport,
-    Outgoing,
-    SendResult,
-    SMTPTransport,
-    Transport,
-    compose,
-    message_bytes,
-    message_id_for,
-    outbox_file_name,
-    parse_smtp_url,
-    transport_from_settings,
-)
+from newsletter.message.compose import compose, message_bytes, message_id_for
 
 PASSWORD = "p@ss:w/rd %#?"  # every character a URL must escape
 URL_PASSWORD = quote(PASSWORD, safe="")

@@ -14,9 +14,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from newsletter import inbox
-from newsletter.bounces import bounces_in
-from newsletter.mailboxes import (
+from newsletter.inbound import reader
+from newsletter.inbound.bounces import bounces_in
+from newsletter.inbound.mailboxes import (
     MAX_DEPTH,
     MAX_MESSAGE_BYTES,
     MAX_PARTS,
@@ -86,7 +86,7 @@ def write_maildir(path: Path, *messages: str) -> Path:
 
 def write_mailbox(kind: str, folder: Path, *messages: str) -> Path:
     if kind == "mbox":
-        return write_mbox(folder / "inbox.mbox", *messages)
+        return write_mbox(folder / "reader.mbox", *messages)
     return write_maildir(folder / "Maildir", *messages)
 
 
@@ -180,11 +180,11 @@ def test_the_inbox_lists_an_unreadable_message_at_every_read_and_logs_it_once(
     )
     listed = unreadable_line(maildir, HOSTILE["nested"][1])
 
-    first = inbox.read_inbox(settings, maildir)
+    first = reader.read_inbox(settings, maildir)
     assert (first.acted_on, first.unreadable, first.read_before) == (1, 1, 0)
     assert len(first.lines) == 1 and listed.fullmatch(first.lines[0])
     assert first.still_unreadable == []
-    second = inbox.read_inbox(settings, maildir)
+    second = reader.read_inbox(settings, maildir)
     assert (second.acted_on, second.unreadable, second.read_before) == (0, 1, 1)
     assert second.lines == [] and second.still_unreadable == first.lines
 
@@ -193,7 +193,7 @@ def test_the_inbox_lists_an_unreadable_message_at_every_read_and_logs_it_once(
     write_maildir(maildir, many_parts(10_000))
     tasks = load_tasks()
     set_env(monkeypatch, inbox=str(maildir))
-    with caplog.at_level(logging.INFO, logger="newsletter.tasks"):
+    with caplog.at_level(logging.INFO, logger="newsletter.worker.tasks"):
         assert tasks.read_inbox.call_local() == {"acted_on": 0, "read_before": 1}
         assert tasks.read_inbox.call_local() == {"acted_on": 0, "read_before": 1}
     logged = [r.getMessage() for r in caplog.records if "unreadable  " in r.getMessage()]
@@ -206,14 +206,14 @@ def test_a_message_unreadable_at_one_read_is_acted_on_once_it_can_be_read(
 ):
     """Being listed unreadable is remembered apart from being acted on: a request read with
     stricter limits (an older release, a parser that failed) still counts when read later."""
-    from newsletter import mailboxes
+    from newsletter.inbound import mailboxes
 
     mailto = mailto_of(sent_digests(cli, settings, example_topics)["ada@example.org"])
     subject = parse_qs(urlsplit(mailto).query)["subject"][0]
-    box = write_mbox(tmp_path / "inbox.mbox", nested(12, subject=subject))
+    box = write_mbox(tmp_path / "reader.mbox", nested(12, subject=subject))
     monkeypatch.setattr(mailboxes, "MAX_DEPTH", 10)
     first = cli("unsubscribes", "import", str(box)).output
-    assert "unreadable  inbox.mbox message 1  (nested deeper than the limit of 10 levels)" in first
+    assert "unreadable  reader.mbox message 1  (nested deeper than the limit of 10 levels)" in first
     assert status_of(cli, "ada@example.org") == "active"
 
     monkeypatch.setattr(mailboxes, "MAX_DEPTH", 30)

@@ -21,11 +21,13 @@ import requests
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from newsletter import delivery, jobs, metrics
-from newsletter.arxiv_api import ArxivSource
+from newsletter import metrics
+from newsletter.daily import send
+from newsletter.delivery import deliverer
+from newsletter.delivery.smtp import SMTPTransport
 from newsletter.errors import FetchError, TranslationError
 from newsletter.logs import JsonFormatter, TextFormatter, mask_secrets
-from newsletter.mail import SMTPTransport
+from newsletter.sources.arxiv import ArxivSource
 from newsletter.translate.base import HttpClient
 from newsletter.web import create_app
 from tests import arxiv_server
@@ -145,14 +147,14 @@ def test_a_retried_message_counts_as_deferred_then_sent(cli, readers, monkeypatc
 def test_a_delivery_report_is_counted_by_reason(cli, readers, monkeypatch):
     subscribe(cli, "用户@例子.广告", "SLAM")  # a non-ASCII local part: needs SMTPUTF8
     config = set_env(monkeypatch, smtp_max_attempts="1")
-    digest_id, _translation = jobs.build(config, DAY)
+    digest_id, _translation = send.build(config, DAY)
     reasons = ("refused", "lost_connection", "smtputf8")
     failed = [("newsletter_messages_failed_total", {"reason": reason}) for reason in reasons]
     # The relay refuses Bo, drops the first message's connection during DATA, lacks SMTPUTF8.
     with LocalSMTPServer(reject_recipients=["bo@example.org"], drop_data=1) as smtp:
         transport = SMTPTransport(smtp.url, timeout=5)
         try:
-            report = delivery.deliver_all(config, digest_id, transport, wait_for_retries=False)
+            report = deliverer.deliver_all(config, digest_id, transport, wait_for_retries=False)
         finally:
             transport.close()
     assert (report.sent, report.failed) == (0, 3)  # Ada's message was the one dropped
@@ -178,7 +180,7 @@ def test_failure_reasons_are_a_closed_set():
         assert reason in metrics.DELIVERY_REASONS
     other = ("newsletter_messages_failed_total", {"reason": "other"})
     with Delta(other) as delta:  # failures the report does not explain
-        metrics.record_delivery_report(delivery.DeliveryReport(failed=2))
+        metrics.record_delivery_report(deliverer.DeliveryReport(failed=2))
     assert delta.grew == [2]
     with pytest.raises(ValueError):
         metrics.arxiv_request("something new")

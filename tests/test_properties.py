@@ -29,14 +29,16 @@ from hypothesis import strategies as st
 from lxml import etree
 from markdown_it import MarkdownIt
 
-from newsletter import export, feeds, render
-from newsletter.codelinks import find_code_links
-from newsletter.digest import DigestContent, TopicSection, paper_item
+from newsletter.digest.content import DigestContent, TopicSection, paper_item
 from newsletter.errors import InvalidInput
-from newsletter.mail import compose, message_bytes, smtp_address
-from newsletter.mime_template import MessageTemplate
+from newsletter.intake.subscribers import normalise_email
+from newsletter.message.addresses import smtp_address
+from newsletter.message.compose import compose, message_bytes
+from newsletter.message.template import MessageTemplate
 from newsletter.models import Paper
-from newsletter.subscribers import normalise_email
+from newsletter.publish import export, feeds
+from newsletter.render import email as render_email
+from newsletter.sources.codelinks import find_code_links
 from newsletter.textfmt import authors_line, readable_paragraphs, readable_title, shorten
 
 SCALE = float(os.environ.get("NEWSLETTER_TEST_EXAMPLES", "1"))
@@ -182,7 +184,7 @@ def scheme_of(url: str) -> str:
     return found.group(1).lower() if found else ""
 
 
-def composed(body: render.RenderedBody, to: str) -> bytes:
+def composed(body: render_email.RenderedBody, to: str) -> bytes:
     """A subscriber's message composed whole, as the Deliverer does for an address its
     templates cannot carry (a non-ASCII local part)."""
     return message_bytes(
@@ -232,8 +234,10 @@ def test_code_links_are_found_in_any_text_and_are_http(abstract, comment):
 @given(items=paper_lists, language=st.sampled_from(["en", "zh", "ar"]))
 def test_papers_go_through_the_email_and_the_web_page(items, language):
     content = content_of(items, language)
-    body = render.personalise(render.render_email(content, sender_name="Digest"), *LINKS)
-    page = render.render_web_digest(content, site_name="Digest")
+    body = render_email.personalise(
+        render_email.render_email(content, sender_name="Digest"), *LINKS
+    )
+    page = render_email.render_web_digest(content, site_name="Digest")
 
     assert_links_are_safe(parsed_html(body.html))
     assert_links_are_safe(parsed_html(page))
@@ -303,13 +307,13 @@ addresses = st.one_of(
 
 
 @lru_cache(maxsize=1)
-def one_digest() -> tuple[render.RenderedBody, MessageTemplate]:
+def one_digest() -> tuple[render_email.RenderedBody, MessageTemplate]:
     """A digest's body and its message template, as every subscriber of a segment gets."""
     item = stored_paper(
         title="PanGu-$π$: <b>Hostile</b> [x](javascript:y)",
         abstract="We study \\href{https://github.com/a/b}{code}.",
     )
-    body = render.render_email(content_of((item,)), sender_name="Digest")
+    body = render_email.render_email(content_of((item,)), sender_name="Digest")
     template = MessageTemplate.build(
         sender="Digest <digest@example.org>",
         subject=body.subject,
@@ -317,9 +321,9 @@ def one_digest() -> tuple[render.RenderedBody, MessageTemplate]:
         text_body=body.text,
         list_id="Digest <digest.example.org>",
         body_fields={
-            "unsubscribe_url": render.UNSUBSCRIBE_PLACEHOLDER,
-            "preferences_url": render.PREFERENCES_PLACEHOLDER,
-            "web_version_url": render.WEB_VERSION_PLACEHOLDER,
+            "unsubscribe_url": render_email.UNSUBSCRIBE_PLACEHOLDER,
+            "preferences_url": render_email.PREFERENCES_PLACEHOLDER,
+            "web_version_url": render_email.WEB_VERSION_PLACEHOLDER,
         },
     )
     return body, template
@@ -345,7 +349,7 @@ def test_a_subscriber_s_message_parses_whatever_their_address(address):
             }
         )
     else:  # the slow path: composed whole, UTF-8 headers (RFC 6532)
-        data = composed(render.personalise(body, *LINKS), normalised)
+        data = composed(render_email.personalise(body, *LINKS), normalised)
     message = mime(data)
     assert str(message["To"]) == recipient
     assert LINKS[0] in message.get_body(("plain",)).get_content()
@@ -378,7 +382,7 @@ def test_texts_that_once_broke_the_digest(text):
         code_urls=[text],
     )
     content = content_of((item,))
-    body = render.personalise(render.render_email(content, sender_name="D"), *LINKS)
+    body = render_email.personalise(render_email.render_email(content, sender_name="D"), *LINKS)
     assert_links_are_safe(parsed_html(body.html))
-    assert_links_are_safe(parsed_html(render.render_web_digest(content, site_name="D")))
+    assert_links_are_safe(parsed_html(render_email.render_web_digest(content, site_name="D")))
     assert export.exported_paper(item, None).title

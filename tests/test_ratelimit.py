@@ -9,14 +9,11 @@ import uuid
 import pytest
 
 from newsletter.config import get_settings
-from newsletter.mail import (
-    OutboxTransport,
-    Outgoing,
-    PacedTransport,
-    compose,
-    transport_from_settings,
-)
-from newsletter.ratelimit import SendPace
+from newsletter.delivery.outbox import OutboxTransport
+from newsletter.delivery.outgoing import Outgoing
+from newsletter.delivery.pacing import PacedTransport, SendPace
+from newsletter.delivery.transports import transport_from_settings
+from newsletter.message.compose import compose
 from tests.conftest import set_env
 
 

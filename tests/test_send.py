@@ -7,9 +7,10 @@ from datetime import date
 
 import pytest
 
-from newsletter import jobs, store
+from newsletter import store
+from newsletter.daily import send as daily_send
 from newsletter.db import session_scope
-from newsletter.mail import OutboxTransport
+from newsletter.delivery.outbox import OutboxTransport
 from tests.arxiv_server import refused_url
 from tests.conftest import set_env
 from tests.smtp_server import LocalSMTPServer
@@ -107,11 +108,11 @@ def test_an_interrupted_send_resumes_without_resending(two_subscribers, tmp_path
                 yield result
 
     with pytest.raises(KeyboardInterrupt):
-        jobs.send(two_subscribers, DAY, transport=DiesAfterOne(tmp_path / "first"))
+        daily_send.send(two_subscribers, DAY, transport=DiesAfterOne(tmp_path / "first"))
     assert (
         len(list((tmp_path / "first").glob("*.eml"))) == 2
     )  # the second was written, not recorded
-    resumed = jobs.send(two_subscribers, DAY, transport=OutboxTransport(tmp_path / "second"))
+    resumed = daily_send.send(two_subscribers, DAY, transport=OutboxTransport(tmp_path / "second"))
     assert (resumed.sent, resumed.already_sent) == (1, 1)
     (again,) = (tmp_path / "second").glob("*.eml")
     # The one possible duplicate keeps its Message-ID, so receivers recognise it.

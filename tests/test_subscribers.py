@@ -7,13 +7,13 @@ import json
 import pytest
 
 from newsletter.errors import InvalidInput
-from newsletter.models import MailFormat
-from newsletter.subscribers import (
+from newsletter.intake.subscribers import (
     normalise_email,
     normalise_format,
     normalise_language,
     read_subscriber_csv,
 )
+from newsletter.models import MailFormat
 from tests.conftest import REPO
 
 
@@ -485,8 +485,8 @@ def test_a_line_break_in_a_name_becomes_a_space(cli, example_topics):
 
 def test_resubscribe_on_the_command_line_forgets_old_hard_failures(cli, example_topics, settings):
     from newsletter import store
-    from newsletter.bounces import Bounce
     from newsletter.db import session_scope
+    from newsletter.delivery.bounces import Bounce
 
     cli("subscribers", "add", "ada@example.org", "-t", "MLLM")
     full = Bounce("ada@example.org", "failed", "5.2.2", "mailbox full")

@@ -29,9 +29,9 @@ from huey import RedisHuey, SqliteHuey
 from sqlalchemy import update
 
 from newsletter import store
-from newsletter.arxiv_api import build_query
 from newsletter.config import Settings, get_settings
 from newsletter.db import session_scope
+from newsletter.sources.arxiv import build_query
 from tests.arxiv_server import ArxivServer, Reply
 from tests.atom import Entry, feed
 from tests.conftest import Cli, set_env
@@ -43,15 +43,15 @@ PAPERS = {
 
 
 def load_tasks() -> ModuleType:
-    """`newsletter.tasks` as a process started with the current settings imports it."""
-    import newsletter.tasks
+    """`newsletter.worker.tasks` as a process started with the current settings imports it."""
+    import newsletter.worker.tasks
 
-    return importlib.reload(newsletter.tasks)
+    return importlib.reload(newsletter.worker.tasks)
 
 
 @contextmanager
 def tasks_on_redis(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    """`newsletter.tasks` on the Redis at `url`, as a worker started with it loads it; loaded
+    """`newsletter.worker.tasks` on the Redis at `url`, as a worker started with it loads it; loaded
     again with the default queue after."""
     set_env(monkeypatch, redis_url=url)
     tasks = load_tasks()
@@ -151,7 +151,7 @@ def test_the_queue_is_redis_when_a_redis_url_is_set(settings, monkeypatch, redis
 
 
 def test_the_daily_task_fetches_builds_and_sends(immediate, arxiv, caplog):
-    caplog.set_level(logging.INFO, logger="newsletter.tasks")
+    caplog.set_level(logging.INFO, logger="newsletter.worker.tasks")
     summary = immediate.daily_job().get()
 
     assert summary == {"date": today(), "fetch_errors": 0}
@@ -357,7 +357,7 @@ def fetching_elsewhere() -> Iterator[subprocess.Popen]:
             sys.executable,
             "-c",
             "import time; from newsletter.config import get_settings;"
-            " from newsletter.fetchlock import fetch_lock\n"
+            " from newsletter.worker.fetchlock import fetch_lock\n"
             "with fetch_lock(get_settings()):\n print('held', flush=True); time.sleep(120)",
         ],
         stdout=subprocess.PIPE,
@@ -495,7 +495,7 @@ def test_a_daily_job_with_nothing_to_do_fetches_nothing_and_publishes_nothing(
 
 
 def test_a_fetch_longer_than_the_lock_s_lifetime_keeps_it(settings, monkeypatch, redis_url):
-    from newsletter.fetchlock import KEY, fetch_lock
+    from newsletter.worker.fetchlock import KEY, fetch_lock
 
     settings = set_env(monkeypatch, redis_url=redis_url, heartbeat_interval="0.2")
     client = redis.Redis.from_url(redis_url)
@@ -510,7 +510,7 @@ def test_a_fetch_longer_than_the_lock_s_lifetime_keeps_it(settings, monkeypatch,
 def test_a_redis_that_stops_answering_fails_the_fetch_lock_rather_than_hang_it(
     settings, monkeypatch
 ):
-    from newsletter.fetchlock import fetch_lock
+    from newsletter.worker.fetchlock import fetch_lock
 
     outcome: list[object] = []
 
@@ -568,14 +568,14 @@ def test_the_worker_s_scheduler_catches_up_the_minutes_it_missed_once(tasks, set
 def test_the_periodic_sweep_waits_a_grace_and_looks_at_the_last_week_only(
     tasks, cli, settings, example_topics
 ):
-    from newsletter import jobs
+    from newsletter.daily import send
     from newsletter.models import Delivery, Digest, utcnow
     from tests.test_digest import paper, store_papers
 
     for address in ("ada@example.org", "bo@example.org"):
         cli("subscribers", "add", address, "-t", "SLAM")
     store_papers(settings, "SLAM", paper(1))
-    digest_id, _translation = jobs.build(settings, jobs.today(settings))
+    digest_id, _translation = send.build(settings, send.today(settings))
 
     def swept(**options: bool) -> list[int]:
         queued = tasks.sweep(settings, **options)
@@ -592,7 +592,7 @@ def test_the_periodic_sweep_waits_a_grace_and_looks_at_the_last_week_only(
     assert swept(periodic=True) == [digest_id]  # overdue: forgotten
 
     with session_scope(settings) as session:
-        older = jobs.today(settings) - timedelta(days=tasks.SWEEP_DAYS + 1)
+        older = send.today(settings) - timedelta(days=tasks.SWEEP_DAYS + 1)
         session.execute(update(Digest).values(issue_date=older))
     assert swept() == []  # news no longer
 
@@ -600,9 +600,9 @@ def test_the_periodic_sweep_waits_a_grace_and_looks_at_the_last_week_only(
 def test_a_deliver_task_says_how_many_it_found_in_the_send_journal(
     immediate, cli, settings, example_topics, monkeypatch
 ):
-    from newsletter import jobs
+    from newsletter.daily import send
+    from newsletter.delivery.journal import journal_for
     from newsletter.models import utcnow
-    from newsletter.send_journal import journal_for
     from tests.test_crash import add_subscribers
     from tests.test_delivery import ended_sender
     from tests.test_digest import paper, store_papers
@@ -610,7 +610,7 @@ def test_a_deliver_task_says_how_many_it_found_in_the_send_journal(
     settings = set_env(monkeypatch, outbox_dir=str(settings.var_dir.parent / "outbox"))
     add_subscribers(settings, "SLAM", 4)
     store_papers(settings, "SLAM", paper(1))
-    digest_id, _translation = jobs.build(settings, jobs.today(settings))
+    digest_id, _translation = send.build(settings, send.today(settings))
     dead = ended_sender()
     with session_scope(settings) as session:  # it claimed two rows, sent them, and died
         long_ago = utcnow() - timedelta(minutes=1)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from newsletter.errors import InvalidInput
-from newsletter.topics import TopicSpec, read_topic_file, slugify
+from newsletter.intake.topics import TopicSpec, read_topic_file, slugify
 from tests.conftest import REPO
 
 SEED_TOPICS = [

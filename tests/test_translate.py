@@ -14,6 +14,12 @@ import pytest
 
 from newsletter.config import get_settings
 from newsletter.errors import ConfigError
+from newsletter.languages import (
+    deepl_code,
+    google_code,
+    libretranslate_candidates,
+    translation_language,
+)
 from newsletter.translate import (
     Budget,
     CheckedTranslator,
@@ -23,12 +29,6 @@ from newsletter.translate import (
     TranslatorRefused,
     TranslatorUnavailable,
     translator_from_settings,
-)
-from newsletter.translate.languages import (
-    deepl_code,
-    google_code,
-    libretranslate_candidates,
-    translation_language,
 )
 from tests.conftest import set_env
 from tests.test_masking import CITED, CITING, as_translators_write

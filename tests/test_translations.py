@@ -11,11 +11,13 @@ from datetime import date
 
 import pytest
 
-from newsletter import jobs, store, translations
+from newsletter import store
 from newsletter.config import get_settings
+from newsletter.daily import send
 from newsletter.db import session_scope
+from newsletter.intake.subscribers import SubscriberSpec
 from newsletter.models import Translation
-from newsletter.subscribers import SubscriberSpec
+from newsletter.translate import step
 from tests.conftest import set_env
 from tests.smtp_server import LocalSMTPServer
 from tests.test_digest import outbox, paper, store_papers, subscribe, text_of
@@ -91,7 +93,7 @@ def test_requests_are_papers_times_languages_never_subscribers(
 
     with TranslatorServer(protocol) as server:
         settings = use_translator(monkeypatch, server, translator_batch_size="4")
-        report = jobs.send(settings, DAY1)
+        report = send.send(settings, DAY1)
         assert report.sent == 100
         calls = len(server.translation_requests())
         assert server.texts_translated == papers * 3
@@ -103,7 +105,7 @@ def test_requests_are_papers_times_languages_never_subscribers(
         assert report.translation.translated == {"zh": papers, "de": papers, "ja": papers}
 
         server.clear()
-        again = jobs.send(settings, DAY1)
+        again = send.send(settings, DAY1)
         assert again.already_sent == 100 and server.requests == []
 
 
@@ -185,12 +187,12 @@ def test_a_provider_down_past_the_budget_delays_nothing_and_the_next_run_transla
 def test_what_failed_yesterday_is_translated_with_todays_papers(cli, readers, google, monkeypatch):
     set_env(monkeypatch, translator_retries="0")
     google.fail_always(Reply.status_only(503))
-    jobs.send(get_settings(), DAY1)
+    send.send(get_settings(), DAY1)
     assert stored(readers) == {}
 
     google.fail_always(None)
     store_papers(readers, "SLAM", rich_paper(3))
-    report = jobs.send(get_settings(), DAY2)
+    report = send.send(get_settings(), DAY2)
     assert report.translation.translated == {"zh": 3, "de": 3}
     assert set(stored(readers)) == {
         (f"2611.0000{n}", language) for n in (1, 2, 3) for language in ("zh", "de")
@@ -203,7 +205,7 @@ def test_a_damaged_translation_goes_out_in_english_with_a_note(cli, readers, mon
 
     with TranslatorServer("deepl", translate=damages_urls) as server:
         use_translator(monkeypatch, server)
-        report = jobs.send(get_settings(), DAY1)
+        report = send.send(get_settings(), DAY1)
         assert report.sent == 3 and len(report.translation.failed) == 4
         assert len(server.requests) == 2 + 4  # a batch per language, then each alone once
     li = text_of(outbox(readers)["li@example.org"])
@@ -213,7 +215,7 @@ def test_a_damaged_translation_goes_out_in_english_with_a_note(cli, readers, mon
 
 def test_translated_titles_show_under_the_english_title(cli, readers, google, monkeypatch):
     set_env(monkeypatch, translate_titles="true")
-    jobs.send(get_settings(), DAY1)
+    send.send(get_settings(), DAY1)
     html = html_of(outbox(readers)["li@example.org"])
     assert re.search(r'class="paper-title-translated"[^>]*lang="zh"[^>]*>\[zh-CN\] PanGu-π', html)
     assert "PanGu-π: Enhancing Models</a>" in html
@@ -223,27 +225,27 @@ def test_translated_titles_show_under_the_english_title(cli, readers, google, mo
 
 
 def test_turning_titles_on_later_translates_only_the_titles(cli, readers, google, monkeypatch):
-    jobs.send(get_settings(), DAY1)
+    send.send(get_settings(), DAY1)
     google.clear()
     settings = set_env(monkeypatch, translate_titles="true")
     with session_scope(settings) as session:
-        wanted = translations.shown_by_language(session, settings, store.digest_on(session, DAY1))
-        work = translations.pending(session, wanted, titles=True)
+        wanted = step.shown_by_language(session, settings, store.digest_on(session, DAY1))
+        work = step.pending(session, wanted, titles=True)
     assert {(w.abstract_needed, w.title_needed) for w in work} == {(False, True)}
-    translations.translate_work(settings, translations.require_translator(settings), work)
+    step.translate_work(settings, step.require_translator(settings), work)
     assert len(google.requests) == 4
     assert all(row.title for row in stored(settings).values())
 
 
 def test_no_translator_means_english_for_everyone(cli, readers):
-    report = jobs.send(get_settings(), DAY1)
+    report = send.send(get_settings(), DAY1)
     assert report.sent == 3 and report.translation.summary() == ""
     li = text_of(outbox(readers)["li@example.org"])
     assert "Original (English)" not in li and "translat" not in li.lower()
 
 
 def test_a_new_version_with_a_new_abstract_is_translated_afresh(cli, readers, google):
-    jobs.send(get_settings(), DAY1)
+    send.send(get_settings(), DAY1)
     assert len(stored(readers)) == 4
     newer = replace(rich_paper(1, "PanGu-π: Enhancing Models"), version=2, abstract="Changed.")
     store_papers(readers, "SLAM", newer)

@@ -8,9 +8,9 @@ from email import policy
 from email.message import EmailMessage
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from newsletter import jobs
+from newsletter.daily import send
+from newsletter.inbound.unsubscribes import request_in
 from newsletter.tokens import UNSUBSCRIBE, read_token
-from newsletter.unsubscribe_mail import request_in
 from tests.test_bounces import dsn, status_of, write_mbox
 from tests.test_digest import outbox, paper, store_papers
 
@@ -37,7 +37,7 @@ def sent_digests(cli, settings, example_topics):
     for address in READERS:
         cli("subscribers", "add", address, "--topic", "SLAM")
     store_papers(settings, "SLAM", paper(1))
-    jobs.send(settings)
+    send.send(settings)
     return outbox(settings)
 
 

@@ -13,7 +13,8 @@ import requests
 from itsdangerous import URLSafeTimedSerializer
 from werkzeug.serving import make_server
 
-from newsletter import jobs, store, tokens
+from newsletter import store, tokens
+from newsletter.daily import send
 from newsletter.db import session_scope
 from newsletter.models import SubscriberStatus, new_public_id
 from newsletter.web import create_app
@@ -300,9 +301,9 @@ def sent(settings, app):
     store_papers(settings, "SLAM", paper(1, "<script>alert(1)</script> Hostile SLAM"))
     store_papers(settings, "NeRF", paper(2, "PanGu-$π$: radiance fields"), paper(3))
     store_papers(settings, "MLLM", paper(4, "A paper no subscriber follows"))
-    jobs.send(settings, DAY1)
+    send.send(settings, DAY1)
     store_papers(settings, "SLAM", paper(5, "The next day"))
-    jobs.send(settings, DAY2)
+    send.send(settings, DAY2)
     return app
 
 

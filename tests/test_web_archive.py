@@ -11,8 +11,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from newsletter import jobs, store
+from newsletter import store
 from newsletter.config import get_settings
+from newsletter.daily import send
 from newsletter.db import session_scope
 from newsletter.web import create_app
 from tests.conftest import set_env
@@ -30,9 +31,9 @@ def sent(settings, cli, example_topics):
     store_papers(settings, "SLAM", paper(1, "<b>Bold</b> SLAM & friends"))
     store_papers(settings, "NeRF", paper(2, "Radiance"), paper(3))
     store_papers(settings, "MLLM", paper(4, "A paper no subscriber follows"))
-    jobs.send(settings, DAY1)
+    send.send(settings, DAY1)
     store_papers(settings, "SLAM", paper(5, "The next day"))
-    jobs.send(settings, DAY2)
+    send.send(settings, DAY2)
     return settings
 
 
@@ -57,7 +58,7 @@ def test_the_archive_lists_each_digests_topics_and_the_feeds(client):
 def test_a_day_without_new_papers_is_not_an_issue_of_the_archive(sent, monkeypatch):
     set_env(monkeypatch, send_empty="true")  # its readers were mailed: its page must answer
     empty_day = DAY2 + timedelta(days=1)
-    assert jobs.send(get_settings(), empty_day).sent == 2
+    assert send.send(get_settings(), empty_day).sent == 2
     client = create_app(get_settings()).test_client()
 
     html = client.get("/digests/").get_data(as_text=True)

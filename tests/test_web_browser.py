@@ -24,8 +24,8 @@ import pytest
 import requests
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from newsletter import jobs
 from newsletter.config import Settings
+from newsletter.daily import send
 from newsletter.web import create_app
 from tests.conftest import SCREENSHOTS, set_env
 from tests.smtp_server import LocalSMTPServer
@@ -243,7 +243,7 @@ def test_subscribe_confirm_change_and_unsubscribe_in_a_browser(browser, site, sm
 
     # A digest goes out; its List-Unsubscribe URL is what a mail client posts to.
     store_papers(config, "NeRF", paper(1, "Radiance fields, escaped: <b>&</b>"))
-    assert jobs.send(config, DAY1).sent == 1
+    assert send.send(config, DAY1).sent == 1
     digest = next(m for m in mail_to(smtp, ADA) if m["Subject"].startswith("arXiv digest"))
     header = str(digest["List-Unsubscribe"])
     unsubscribe_url = re.search(r"<(http[^>]+)>", header).group(1)

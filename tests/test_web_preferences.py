@@ -8,7 +8,8 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from newsletter import jobs, store
+from newsletter import store
+from newsletter.daily import send
 from newsletter.db import session_scope
 from newsletter.models import MailFormat
 from newsletter.tokens import PREFERENCES, read_token
@@ -195,10 +196,10 @@ def test_pausing_skips_digests_until_the_day(settings, client, path, monkeypatch
     assert 'name="action" value="resume"' in html
 
     store_papers(settings, "NeRF", paper(1))
-    jobs.send(settings, today)
+    send.send(settings, today)
     assert set(outbox(settings)) == {BO}  # Ada is paused; Bo is not
     store_papers(settings, "NeRF", paper(2))
-    jobs.send(settings, until)
+    send.send(settings, until)
     assert ADA in outbox(settings)  # the pause is over on its last day
 
 
@@ -226,7 +227,7 @@ def test_leaving_everything_and_coming_back(settings, client, path):
     assert 'value="save"' not in html and 'value="pause"' not in html
 
     store_papers(settings, "SLAM", paper(1))
-    jobs.send(settings, DAY1)
+    send.send(settings, DAY1)
     assert ADA not in outbox(settings)
 
     assert 'name="format" value="html" checked' in html

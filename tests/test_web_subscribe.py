@@ -10,10 +10,10 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 from itsdangerous.timed import TimestampSigner
 
-from newsletter import jobs, optin
 from newsletter.config import get_settings
+from newsletter.daily import send
 from newsletter.models import utcnow
-from newsletter.web import create_app
+from newsletter.web import create_app, optin
 from tests.conftest import set_env
 from tests.smtp_server import LocalSMTPServer
 from tests.test_digest import DAY1, paper, store_papers, subscribe
@@ -115,7 +115,7 @@ def test_a_pending_subscriber_gets_no_digest(settings, config, client, smtp):
     subscribe_form(client, ADA, "slam")
     smtp.clear()
     store_papers(settings, "SLAM", paper(1))
-    report = jobs.send(config, DAY1)
+    report = send.send(config, DAY1)
     assert report.sent == 0 and smtp.messages == []
 
 
@@ -141,7 +141,7 @@ def test_confirming_takes_a_button_press(settings, config, client, smtp):
 
     store_papers(settings, "SLAM", paper(1))
     smtp.clear()
-    assert jobs.send(config, DAY1).sent == 1
+    assert send.send(config, DAY1).sent == 1
     assert mail_to(smtp, ADA)[0]["Subject"].startswith("arXiv digest")
 
 
@@ -209,7 +209,7 @@ def test_an_unsubscribed_address_comes_back_only_through_confirmation(
     assert state(settings, "left@example.org").status == "unsubscribed"
     store_papers(settings, "SLAM", paper(1))
     before = len(smtp.messages)
-    assert jobs.send(config, DAY1).sent == 0
+    assert send.send(config, DAY1).sent == 0
     assert len(smtp.messages) == before
 
     confirm(client, confirm_path(mail_to(smtp, "left@example.org")[-1]))

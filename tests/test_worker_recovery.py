@@ -31,8 +31,9 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from newsletter import jobs, store
+from newsletter import store
 from newsletter.config import get_settings
+from newsletter.daily import send
 from newsletter.db import session_scope
 from newsletter.models import Delivery, DeliveryStatus
 from tests.conftest import Cli, missing_tool, set_env
@@ -238,7 +239,7 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def redis_tasks(own_redis: RedisServer, settings, monkeypatch) -> Iterator[ModuleType]:
-    """`newsletter.tasks` on the test's Redis, as the worker loads it; the default one after."""
+    """`newsletter.worker.tasks` on the test's Redis, as the worker loads it; the default after."""
     with tasks_on_redis(own_redis.url, monkeypatch) as tasks:
         yield tasks
 
@@ -302,7 +303,7 @@ def test_redis_going_away_is_waited_out_and_the_lost_tasks_are_found_again(
             worker.wait_for(lambda: len(worker.steps(part)) >= 3, "three backoff steps")
 
             # Meanwhile the digest is built: the tasks it needs cannot reach the queue.
-            digest_id, _translation = jobs.build(get_settings(), jobs.today())
+            digest_id, _translation = send.build(get_settings(), send.today())
             own_redis.start()  # empty: whatever was queued before is gone too
 
             worker.wait_for(
@@ -331,7 +332,7 @@ def test_an_smtp_relay_gone_mid_send_is_waited_out_and_each_reader_gets_one_dige
         settings = set_env(monkeypatch, smtp_url=sink.url)
         worker = Worker(tmp_path, "--workers", "1")
         try:
-            digest_id, _translation = jobs.build(settings, jobs.today())
+            digest_id, _translation = send.build(settings, send.today())
             assert tasks.queue_delivery(settings, digest_id) == 1
             worker.wait_for(lambda: sink.count() >= 2, "two messages")
             sink.stop()  # mid-send: the connection drops, and the relay refuses new ones
@@ -378,7 +379,7 @@ def test_postgresql_refusing_connections_is_waited_out(
     try:
         with SmtpSink() as sink:
             set_env(monkeypatch, smtp_url=sink.url)
-            digest_id, _translation = jobs.build(get_settings(), jobs.today())
+            digest_id, _translation = send.build(get_settings(), send.today())
             relayed = direct.set(host="127.0.0.1", port=relay.port)
             set_env(monkeypatch, database_url=relayed.render_as_string(hide_password=False))
             worker = Worker(tmp_path, "--workers", "2")  # it reaches PostgreSQL through the relay
@@ -414,7 +415,7 @@ def test_status_says_when_tasks_wait_and_no_worker_is_alive(
 ):
     settings = set_env(monkeypatch, send_batch_size="3")
     tasks = load_tasks()
-    digest_id, _translation = jobs.build(settings, jobs.today())
+    digest_id, _translation = send.build(settings, send.today())
     assert tasks.queue_delivery(settings, digest_id) == 2
 
     waiting = cli("status").output
@@ -478,7 +479,7 @@ def test_run_hands_the_job_over_and_returns_at_once_even_with_no_worker(
 def backoff_clean() -> Iterator[None]:
     """The process's shared backoff and stop flag as a worker starts with them, before and
     after (a test's part left down would make the next test's waits start at the long step)."""
-    from newsletter.outages import BACKOFF, STOPPING
+    from newsletter.worker.outages import BACKOFF, STOPPING
 
     STOPPING.clear()
     try:
@@ -513,7 +514,7 @@ def wait_until(condition: Callable[[], bool], what: str, seconds: float = 20) ->
 
 
 def down_now(part: str) -> bool:
-    from newsletter.outages import BACKOFF
+    from newsletter.worker.outages import BACKOFF
 
     return any(line.startswith(f"{part} ") for line in BACKOFF.current())
 
@@ -522,7 +523,7 @@ def down_now(part: str) -> bool:
 def test_a_part_that_answers_with_another_error_is_back_all_the_same(
     quick, own_redis, backoff_clean, monkeypatch, caplog
 ):
-    from newsletter.outages import keep_trying
+    from newsletter.worker.outages import keep_trying
 
     settings = set_env(monkeypatch, redis_url=own_redis.url)
     part = f"Redis 127.0.0.1:{own_redis.port}"
@@ -572,7 +573,7 @@ def test_the_daily_job_s_reads_of_the_database_wait_out_an_outage(
         cli("topics", "add", "SLAM", "-k", "slam")
         cli("subscribers", "add", READERS[0], "-t", "SLAM")
         store_papers(get_settings(), "SLAM", paper(1))
-        digest_id, _translation = jobs.build(get_settings(), jobs.today())
+        digest_id, _translation = send.build(get_settings(), send.today())
         batches = waited_out(lambda: tasks.queue_delivery(get_settings(), digest_id))
     finally:
         relay.stop()
@@ -592,8 +593,8 @@ def test_the_daily_job_s_reads_of_the_database_wait_out_an_outage(
 def test_after_a_part_comes_back_the_sweeper_lets_the_other_workers_beat_first(
     quick, own_redis, backoff_clean, monkeypatch
 ):
-    from newsletter.heartbeat import LIVE_BEATS
-    from newsletter.outages import STOPPING, keep_trying
+    from newsletter.worker.heartbeat import LIVE_BEATS
+    from newsletter.worker.outages import STOPPING, keep_trying
 
     settings = set_env(monkeypatch, redis_url=own_redis.url, recovery_interval="60")
     tasks = load_tasks()
@@ -635,7 +636,8 @@ def test_after_a_part_comes_back_the_sweeper_lets_the_other_workers_beat_first(
 def test_on_redis_a_worker_is_alive_while_its_key_lives_whatever_its_clock_says(
     settings, own_redis, monkeypatch, tmp_path
 ):
-    from newsletter.heartbeat import Beat, FileBeats, RedisBeats, live_workers, pid_namespace
+    from newsletter.processes import pid_namespace
+    from newsletter.worker.heartbeat import Beat, FileBeats, RedisBeats, live_workers
 
     hour_behind = time.time() - 3600
     elsewhere = Beat("elsewhere", 42, 1, True, hour_behind, hour_behind, 10.0)

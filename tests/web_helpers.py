@@ -22,8 +22,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from newsletter import jobs, store, tokens
+from newsletter import store, tokens
 from newsletter.config import Settings
+from newsletter.daily import send
 from newsletter.db import session_scope
 from newsletter.web import create_app
 from tests.conftest import REPO, set_env
@@ -49,7 +50,7 @@ def app_after_a_digest(settings: Settings, cli, *readers: str):
     for reader in readers:
         subscribe(cli, reader, "SLAM")
     store_papers(settings, "SLAM", paper(1))
-    jobs.send(settings, DAY1)
+    send.send(settings, DAY1)
     return create_app(settings)
 
 

@@ -10,7 +10,8 @@ from newsletter.cli import (
     bounces,
     daily,
     export,
-    ops,
+    services,
+    setup,
     status,
     subscribers,
     topics,
@@ -50,15 +51,15 @@ def before_every_command(
 
 app.add_typer(topics.app, name="topics")
 app.add_typer(subscribers.app, name="subscribers")
-app.add_typer(ops.db_app, name="db")
+app.add_typer(setup.db_app, name="db")
 app.add_typer(translate.app, name="translate")
 app.add_typer(bounces.app, name="bounces")
 app.add_typer(unsubscribes.app, name="unsubscribes")
 app.add_typer(export.app, name="export")
-for command in (ops.init, ops.config, daily.fetch, daily.send, daily.run, daily.preview):
+for command in (setup.init, setup.config, daily.fetch, daily.send, daily.run, daily.preview):
     app.command()(command)
-app.command()(ops.serve)
-app.command()(ops.worker)
+app.command()(services.serve)
+app.command()(services.worker)
 app.command()(status.status)
 
 

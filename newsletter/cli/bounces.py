@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from newsletter.cli.common import NewsletterGroup, console, ready_settings
-from newsletter.inbox import BOUNCES, InboxReport, read_inbox
+from newsletter.inbound.reader import BOUNCES, InboxReport, read_inbox
 
 app = typer.Typer(cls=NewsletterGroup, help="Bounces: mark addresses that cannot receive mail.")
 

@@ -11,10 +11,12 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from newsletter import jobs
-from newsletter import preview as previews
 from newsletter.cli.common import console, err_console, ready_settings, session
+from newsletter.daily import code_links
+from newsletter.daily import fetch as daily_fetch
+from newsletter.daily import send as daily_send
 from newsletter.errors import NothingToDo
+from newsletter.render import preview as previews
 
 Day = Annotated[
     str | None,
@@ -44,7 +46,7 @@ def fetch(
     Example: newsletter fetch --topic NeRF
     """
     settings = ready_settings()
-    report = jobs.fetch(settings, topic or ())
+    report = daily_fetch.fetch(settings, topic or ())
     _print_fetch(report)
     _check_code_links(settings)
     if not report.ok:
@@ -53,14 +55,14 @@ def fetch(
 
 def _check_code_links(settings) -> None:
     """Hugging Face's answers are a bonus: failures are shown, never a reason to exit with 1."""
-    report = jobs.check_code_links(settings)
+    report = code_links.check_code_links(settings)
     if report.summary():
         console.print(report.summary())
     if report.stopped:
         err_console.print(f"Warning: stopped asking Hugging Face this run: {report.stopped}")
 
 
-def _print_fetch(report: jobs.FetchReport) -> None:
+def _print_fetch(report: daily_fetch.FetchReport) -> None:
     table = Table("Topic", "Fetched", "New papers", "Newly matched", "Problem")
     for entry in report.topics:
         table.add_row(
@@ -98,7 +100,7 @@ def send(
     """
     settings = ready_settings()
     if dry_run:
-        _print_plan(jobs.plan(settings, _day(day)))
+        _print_plan(daily_send.plan(settings, _day(day)))
         return
     _require_work(settings)
     report = _send_with_progress(settings, _day(day), wait)
@@ -106,11 +108,13 @@ def send(
         raise typer.Exit(code=1)
 
 
-def _send_with_progress(settings, issue_date: date | None, wait: bool = True) -> jobs.SendReport:
+def _send_with_progress(
+    settings, issue_date: date | None, wait: bool = True
+) -> daily_send.SendReport:
     columns = (TextColumn("Sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task("send", total=None)
-        report = jobs.send(
+        report = daily_send.send(
             settings,
             issue_date,
             progress=lambda n: bar.advance(task, n),
@@ -121,7 +125,7 @@ def _send_with_progress(settings, issue_date: date | None, wait: bool = True) ->
     return report
 
 
-def _print_plan(report: jobs.SendReport) -> None:
+def _print_plan(report: daily_send.SendReport) -> None:
     table = Table("To", "Lang", "Topics", "Papers", "Delivery")
     for planned in report.planned:
         table.add_row(
@@ -136,7 +140,7 @@ def _print_plan(report: jobs.SendReport) -> None:
     console.print(f"Digest {report.issue_date}: {waiting} message(s) would be sent (dry run).")
 
 
-def _print_send(report: jobs.SendReport) -> None:
+def _print_send(report: daily_send.SendReport) -> None:
     if report.translation.summary():
         console.print(report.translation.summary())
     journaled = f", {report.recovered} found sent in the send journal" if report.recovered else ""
@@ -172,7 +176,7 @@ def run(
     if settings.redis_url is not None and not inline:
         _hand_to_workers(settings)
         return
-    fetched = jobs.fetch(settings)
+    fetched = daily_fetch.fetch(settings)
     _print_fetch(fetched)
     _check_code_links(settings)
     sent = _send_with_progress(settings, None)
@@ -182,7 +186,7 @@ def run(
 
 def _require_work(settings) -> None:
     """Stop, saying what to do next, when there is nothing to fetch or nobody to send to."""
-    reason = jobs.nothing_to_do(settings)
+    reason = daily_send.nothing_to_do(settings)
     if reason is not None:
         raise NothingToDo(f"nothing to do: {reason}.")
 
@@ -192,9 +196,9 @@ def _hand_to_workers(settings) -> None:
     (it waits in the queue for one)."""
     import redis
 
-    from newsletter import heartbeat
     from newsletter.errors import QueueError
-    from newsletter.tasks import daily_job, queue_depth
+    from newsletter.worker import heartbeat
+    from newsletter.worker.tasks import daily_job, queue_depth
 
     try:
         daily_job()

@@ -11,8 +11,8 @@ import typer
 
 from newsletter import store
 from newsletter.cli.common import NewsletterGroup, console, session, settings
-from newsletter.export import Export, build_export, to_json, to_markdown
-from newsletter.subscribers import normalise_language
+from newsletter.intake.subscribers import normalise_language
+from newsletter.publish.export import Export, build_export, to_json, to_markdown
 
 app = typer.Typer(
     cls=NewsletterGroup,

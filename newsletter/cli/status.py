@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from newsletter import heartbeat, store
+from newsletter import store
 from newsletter.cli.common import ExitStatus, console, ready_settings, session
+from newsletter.worker import heartbeat
 
 
 def status(
@@ -52,8 +53,8 @@ def status(
 
 def _print_queue_and_workers(settings) -> tuple[bool, list[heartbeat.Beat]]:
     """Print the queue's depth and the live workers; (False, []) when Redis did not answer."""
-    from newsletter.outages import outage_of
-    from newsletter.tasks import queue_depth
+    from newsletter.worker.outages import outage_of
+    from newsletter.worker.tasks import queue_depth
 
     try:
         depth = queue_depth()

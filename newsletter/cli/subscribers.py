@@ -15,8 +15,7 @@ from newsletter import store
 from newsletter.cli.common import NewsletterGroup, console, err_console, print_json, session
 from newsletter.cli.common import settings as current_settings
 from newsletter.errors import InvalidInput
-from newsletter.models import MailFormat, Subscriber, SubscriberStatus
-from newsletter.subscribers import (
+from newsletter.intake.subscribers import (
     CSV_COLUMNS,
     RejectedRow,
     SubscriberSpec,
@@ -27,6 +26,7 @@ from newsletter.subscribers import (
     subscriber_name,
     topic_names,
 )
+from newsletter.models import MailFormat, Subscriber, SubscriberStatus
 
 app = typer.Typer(
     cls=NewsletterGroup, help="Manage subscribers: their topics, language and mail format."

@@ -18,10 +18,10 @@ from newsletter.cli.common import (
     session,
     settings,
 )
+from newsletter.daily.fetch import arxiv_source, topic_query
 from newsletter.errors import InvalidInput
-from newsletter.jobs import arxiv_source, topic_query
+from newsletter.intake.topics import RejectedTopic, TopicSpec, read_topics
 from newsletter.textfmt import readable_title
-from newsletter.topics import RejectedTopic, TopicSpec, read_topics
 
 app = typer.Typer(cls=NewsletterGroup, help="Define topics: what each one matches on arXiv.")
 

@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from newsletter import translations
 from newsletter.cli.common import NewsletterGroup, console, err_console, ready_settings
-from newsletter.subscribers import normalise_language
+from newsletter.intake.subscribers import normalise_language
 from newsletter.translate import (
     CheckedTranslator,
     SourceText,
+    step,
     system_names,
     translation_language,
 )
@@ -59,15 +59,15 @@ def translate(
     if ctx.invoked_subcommand is not None:
         return
     settings = ready_settings()
-    translator = translations.require_translator(settings)
-    work = translations.pending_for_stored(settings, _language(lang), _since(since, settings.zone))
+    translator = step.require_translator(settings)
+    work = step.pending_for_stored(settings, _language(lang), _since(since, settings.zone))
     if not work:
         console.print("Nothing to translate: every abstract asked for is translated.")
         return
     columns = (TextColumn("Translating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task("translate", total=len(work))
-        report = translations.translate_work(
+        report = step.translate_work(
             settings, translator, work, progress=lambda n: bar.advance(task, n)
         )
     console.print(report.summary())
@@ -96,7 +96,7 @@ def text(
     if target is None:
         console.print(source)
         return
-    checked = CheckedTranslator(translations.require_translator(settings), batch_size=1)
+    checked = CheckedTranslator(step.require_translator(settings), batch_size=1)
     names = system_names(title) if title else ()
     (outcome,) = checked.translate([SourceText(0, source, names)], target)
     if outcome.text is None:

@@ -6,7 +6,7 @@ import typer
 
 from newsletter.cli.bounces import Mailbox, show_inbox_report
 from newsletter.cli.common import NewsletterGroup, ready_settings
-from newsletter.inbox import UNSUBSCRIBES, read_inbox
+from newsletter.inbound.reader import UNSUBSCRIBES, read_inbox
 
 app = typer.Typer(
     cls=NewsletterGroup, help="Unsubscribe requests sent by email (List-Unsubscribe's mailto:)."

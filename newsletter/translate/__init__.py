@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from newsletter.config import Settings
 from newsletter.errors import ConfigError
+from newsletter.languages import needs_translation, translation_language
 from newsletter.translate import deepl, google, libretranslate, openai_chat
 from newsletter.translate.base import (
     Budget,
@@ -22,7 +23,6 @@ from newsletter.translate.base import (
     TranslatorRefused,
     TranslatorUnavailable,
 )
-from newsletter.translate.languages import needs_translation, translation_language
 from newsletter.translate.masking import MaskMismatch, mask, problems, restore, system_names
 from newsletter.translate.pipeline import (
     CheckedTranslator,

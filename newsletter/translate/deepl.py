@@ -5,8 +5,8 @@ paid ones at api.deepl.com; NEWSLETTER_TRANSLATOR_URL picks another.
 
 from __future__ import annotations
 
+from newsletter.languages import deepl_code
 from newsletter.translate.base import HttpClient, TranslatorBadAnswer, batches
-from newsletter.translate.languages import deepl_code
 
 FREE_URL = "https://api-free.deepl.com"
 PRO_URL = "https://api.deepl.com"

@@ -5,8 +5,8 @@ pages use it: no key, one text per request, an answer of nested lists:
 
 from __future__ import annotations
 
+from newsletter.languages import google_code
 from newsletter.translate.base import HttpClient, TranslatorBadAnswer
-from newsletter.translate.languages import google_code
 
 DEFAULT_URL = "https://translate.googleapis.com"
 PATH = "/translate_a/single"

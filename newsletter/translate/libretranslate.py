@@ -6,13 +6,13 @@ which of the candidates this one knows.
 
 from __future__ import annotations
 
+from newsletter.languages import libretranslate_candidates
 from newsletter.translate.base import (
     HttpClient,
     TranslatorBadAnswer,
     TranslatorRefused,
     batches,
 )
-from newsletter.translate.languages import libretranslate_candidates
 
 DEFAULT_URL = "http://localhost:5000"
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import re
 
+from newsletter.languages import language_name, translation_language
 from newsletter.translate.base import HttpClient, TranslatorBadAnswer, batches
-from newsletter.translate.languages import language_name, translation_language
 
 DEFAULT_URL = "https://api.openai.com/v1"
 PATH = "/chat/completions"

@@ -14,10 +14,10 @@ import ipaddress
 
 from flask import Blueprint, Response, request
 
-from newsletter import preview
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.errors import UnknownSubscriber
+from newsletter.render import preview
 from newsletter.web.common import message, page, settings
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, abort
 
 from newsletter import store
 from newsletter.db import session_scope
-from newsletter.feeds import ATOM_MIMETYPE, atom_xml, build_feed
+from newsletter.publish.feeds import ATOM_MIMETYPE, atom_xml, build_feed
 from newsletter.web.common import settings
 
 blueprint = Blueprint("feeds", __name__)

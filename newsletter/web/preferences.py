@@ -16,8 +16,8 @@ from flask_wtf.csrf import generate_csrf
 from newsletter import store
 from newsletter.db import session_scope
 from newsletter.errors import InvalidInput
+from newsletter.intake.subscribers import LANGUAGE_CHOICES, normalise_format, offered_language
 from newsletter.models import MailFormat, Subscriber, SubscriberStatus, Topic
-from newsletter.subscribers import LANGUAGE_CHOICES, normalise_format, offered_language
 from newsletter.tokens import PREFERENCES
 from newsletter.web.common import invalid_link, message, page, settings, token_value
 

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from flask import Blueprint, request
 from flask_wtf.csrf import generate_csrf
 
-from newsletter import optin, store
+from newsletter import store
 from newsletter.db import session_scope
 from newsletter.errors import ExpiredToken, InvalidInput, InvalidToken
+from newsletter.intake.subscribers import LANGUAGE_CHOICES, normalise_email, offered_language
 from newsletter.models import Topic
-from newsletter.subscribers import LANGUAGE_CHOICES, normalise_email, offered_language
 from newsletter.tokens import PREFERENCES, make_token
+from newsletter.web import optin
 from newsletter.web.common import message, page, settings
 
 blueprint = Blueprint("subscribe", __name__)

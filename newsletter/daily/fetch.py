@@ -1,0 +1,144 @@
+"""newsletter.daily.fetch: (to describe)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from functools import partial
+
+from newsletter import metrics, store
+from newsletter.config import Settings
+from newsletter.db import session_scope
+from newsletter.errors import FetchError, InvalidInput
+from newsletter.models import utcnow
+from newsletter.sources.arxiv import STOP_AFTER_KNOWN, ArxivSource, FetchedPaper, build_query
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TopicFetch:
+    topic: str
+    fetched: int = 0
+    new_papers: int = 0
+    new_links: int = 0
+    error: str | None = None
+    skipped: list[str] = field(default_factory=list)
+    """Entries left out, each "<id>: <reason>" (not a paper we can read or store)."""
+
+
+@dataclass
+class FetchReport:
+    topics: list[TopicFetch] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(entry.error is None for entry in self.topics)
+
+    @property
+    def errors(self) -> list[str]:
+        return [entry.error for entry in self.topics if entry.error]
+
+
+def arxiv_source(settings: Settings) -> ArxivSource:
+    return ArxivSource(
+        settings.arxiv_api_url,
+        delay=settings.arxiv_delay,
+        timeout=settings.arxiv_timeout,
+        retries=settings.arxiv_retries,
+        backoff=settings.arxiv_backoff,
+        page_size=settings.arxiv_page_size,
+    )
+
+
+def topic_query(topic) -> str:
+    return build_query(topic.keywords, topic.categories, topic.excludes, topic.raw_query)
+
+
+def fetch(
+    settings: Settings, names: Iterable[str] = (), source: ArxivSource | None = None
+) -> FetchReport:
+    """Fetch every topic's (or the named topics') new papers; one topic's failure stops no other.
+
+    Whatever a topic fetched before arXiv failed is stored all the same.
+    """
+    source = source or arxiv_source(settings)
+    with session_scope(settings) as session:
+        topics = store.get_topics(session, names) if names else store.list_topics(session)
+        plan = [(t.id, t.name, topic_query(t), t.fetch_incomplete) for t in topics]
+    report = FetchReport()
+    for topic_id, name, query, catching_up in plan:
+        entry = TopicFetch(name)
+        report.topics.append(entry)
+        with session_scope(settings) as session:
+            known = store.linked_arxiv_ids(session, topic_id)
+        papers: dict[str, FetchedPaper] = {}
+        # After a fetch that failed half-way, paging must not stop at the papers it stored:
+        # the ones it missed come after them.
+        stop_after_known = None if catching_up else STOP_AFTER_KNOWN
+        try:
+            for paper in source.newest(
+                query,
+                settings.fetch_max_per_topic,
+                is_known=known.__contains__,
+                stop_after_known=stop_after_known,
+                skipped=entry.skipped,
+            ):
+                # arXiv's paging can repeat an entry across pages: keep it once, and count
+                # the repeat as known so that paging still stops.
+                papers.setdefault(paper.arxiv_id, paper)
+                known.add(paper.arxiv_id)
+        except FetchError as error:
+            entry.error = f"topic {name!r}: {error}"
+        except Exception as error:  # a bug of ours on one topic's answer: not every topic's end
+            log.debug("fetching topic %r failed", name, exc_info=True)
+            entry.error = f"topic {name!r}: {type(error).__name__}: {error}"
+        entry.fetched = len(papers)
+        saved = save_fetched(settings, topic_id, list(papers.values()))
+        entry.new_papers, entry.new_links = saved.new_papers, saved.new_links
+        entry.skipped += saved.rejected
+        # Stopped after storing some papers (or while catching up already): the next fetch
+        # reads on past them. Stopped before any: nothing is behind a known paper.
+        incomplete = entry.error is not None and (bool(papers) or catching_up)
+        with session_scope(settings) as session:
+            store.set_fetch_incomplete(session, topic_id, incomplete)
+    metrics.record_fetch(report)
+    return report
+
+
+@dataclass
+class SavedPapers:
+    new_papers: int = 0
+    new_links: int = 0
+    rejected: list[str] = field(default_factory=list)
+    """Papers the database refused, each "<id>: <reason>"."""
+
+
+def save_fetched(settings: Settings, topic_id: int, papers: list[FetchedPaper]) -> SavedPapers:
+    """Store papers once and link them to the topic, each in a savepoint of its own: one the
+    database refuses is reported and the others are kept, alike on SQLite and PostgreSQL."""
+    now = utcnow()
+    saved = SavedPapers()
+    with session_scope(settings) as session:
+        for fetched in papers:
+            values = asdict(fetched)
+            values["authors"] = list(fetched.authors)
+            values["categories"] = list(fetched.categories)
+            values["code_urls"] = list(fetched.code_urls)
+            try:
+                created, linked = store.in_savepoint(
+                    session, partial(_store_one, session, topic_id, values, now)
+                )
+            except InvalidInput as error:
+                saved.rejected.append(f"{fetched.arxiv_id}: not stored: {error}")
+                continue
+            saved.new_papers += created
+            saved.new_links += linked
+    return saved
+
+
+def _store_one(session, topic_id: int, values: dict, now: datetime) -> tuple[bool, bool]:
+    paper, created = store.upsert_paper(session, values)
+    return created, store.link_paper(session, topic_id, paper.id, now)

@@ -1,0 +1,229 @@
+"""The daily job's steps (fetch, build, send), composed from the layers above.
+
+The CLI and the Huey tasks both call these; each step takes settings and plain values, opens
+its own units of work, and is safe to run twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TypeVar
+
+from newsletter import metrics, store
+from newsletter.config import Settings, get_settings
+from newsletter.db import session_scope
+from newsletter.delivery.deliverer import deliver_all, segments_for
+from newsletter.delivery.outgoing import Transport
+from newsletter.delivery.transports import transport_from_settings
+from newsletter.digest.content import Segment, draft_digest, open_digest
+from newsletter.message.compose import message_id_for
+from newsletter.models import DeliveryStatus, utcnow
+from newsletter.translate.step import TranslationReport, translate_for_digest
+
+Progress = Callable[[int], None]
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+
+def today(settings: Settings | None = None) -> date:
+    """The digest's date: today in NEWSLETTER_TIMEZONE (`Settings.today`)."""
+    return (settings or get_settings()).today()
+
+
+def nothing_to_do(settings: Settings) -> str | None:
+    """Why the daily job would have nothing to do, saying what to do next; None when it has.
+
+    Without a topic there is nothing to fetch, and without a reader following one nothing to
+    send: a run then would only publish an empty digest and report "0 sent" as a success.
+    """
+    with session_scope(settings) as session:
+        topics = store.list_topics(session)
+        followers = store.topic_subscriber_counts(session)
+    if not topics:
+        return (
+            "there are no topics yet: add one with `newsletter topics add NAME --keyword WORDS`,"
+            " or load the examples with `newsletter init --examples`"
+        )
+    if not any(followers.values()):
+        return (
+            "no active subscriber follows a topic: add one with `newsletter subscribers add"
+            " EMAIL --topic NAME`, or import a list with `newsletter subscribers import FILE`"
+        )
+    return None
+
+
+# ---------------------------------------------------------------- fetch
+
+
+# ---------------------------------------------------------------- code links
+
+
+# ---------------------------------------------------------------- build and send
+
+
+@dataclass
+class PlannedMessage:
+    email: str
+    language: str
+    topics: tuple[str, ...]
+    papers: int
+    status: str
+
+
+@dataclass
+class SendReport:
+    issue_date: date
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    skipped: int = 0
+    bounced: int = 0
+    recovered: int = 0
+    """Found sent in the send journal (a sender stopped before writing them), marked sent."""
+    unfinished: int = 0
+    already_sent: int = 0
+    planned: list[PlannedMessage] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    translation: TranslationReport = field(default_factory=TranslationReport)
+
+
+def open_digest_id(settings: Settings, issue_date: date) -> int:
+    """The id of the day's digest, stored on first call (its window fixed from then on)."""
+    with session_scope(settings) as session:
+        return open_digest(session, issue_date, utcnow()).id
+
+
+INSERT_CHUNK = 1_000
+"""Delivery rows written per INSERT when a digest is prepared."""
+
+
+def prepare(
+    settings: Settings, issue_date: date, notes: dict[tuple[str, str], str] | None = None
+) -> tuple[int, list[Segment]]:
+    """Open the day's digest and give every subscriber with something new a delivery row.
+
+    Rows are written segment after segment, so that a batch of claimed rows spans few
+    segments, in chunks: memory holds a chunk of rows, not the list. `notes` tell readers
+    why an abstract is not translated (see `translations`).
+    """
+    secret, domain, day = settings.secret(), settings.sender_domain, issue_date.isoformat()
+    with session_scope(settings) as session:
+        digest = open_digest(session, issue_date, utcnow())
+        segments = segments_for(session, settings, digest, notes=notes)
+        members = ((segment, sid) for segment in segments for sid in segment.subscriber_ids)
+        for chunk in _chunks(members, INSERT_CHUNK):
+            public_ids = store.public_ids_without_delivery(
+                session, digest.id, [subscriber_id for _segment, subscriber_id in chunk]
+            )
+            now = utcnow()
+            rows = [
+                {
+                    "digest_id": digest.id,
+                    "subscriber_id": subscriber_id,
+                    "message_id": message_id_for(secret, day, public_ids[subscriber_id], domain),
+                    "paper_count": segment.content.paper_count,
+                    "status": DeliveryStatus.pending,
+                    "created_at": now,
+                }
+                for segment, subscriber_id in chunk
+                if subscriber_id in public_ids
+            ]
+            store.add_deliveries(session, rows)
+        return digest.id, segments
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def plan(settings: Settings, issue_date: date | None = None) -> SendReport:
+    """Who would get what, changing nothing (`newsletter send --dry-run`)."""
+    issue_date = issue_date or today(settings)
+    report = SendReport(issue_date)
+    with session_scope(settings) as session:
+        digest = draft_digest(session, issue_date, utcnow())
+        segments = segments_for(session, settings, digest)
+        deliveries = store.deliveries_of(session, digest.id) if digest.id else []
+        status = {d.subscriber_id: d.status.value for d in deliveries}
+        emails = store.subscriber_emails(
+            session, (sid for segment in segments for sid in segment.subscriber_ids)
+        )
+        for segment in segments:
+            for subscriber_id in segment.subscriber_ids:
+                report.planned.append(
+                    PlannedMessage(
+                        emails[subscriber_id],
+                        segment.language,
+                        segment.content.topic_names,
+                        segment.content.paper_count,
+                        status.get(subscriber_id, "new"),
+                    )
+                )
+    return report
+
+
+def build(settings: Settings, issue_date: date) -> tuple[int, TranslationReport]:
+    """Translate what the day's digest shows and give each of its readers a delivery row."""
+    translation = translate_for_digest(settings, open_digest_id(settings, issue_date))
+    digest_id, _segments = prepare(settings, issue_date, translation.notes)
+    metrics.record_digest_built()
+    return digest_id, translation
+
+
+def send(
+    settings: Settings,
+    issue_date: date | None = None,
+    transport: Transport | None = None,
+    progress: Progress | None = None,
+    wait_for_retries: bool = True,
+    on_total: Callable[[int], None] | None = None,
+) -> SendReport:
+    """Build the day's digest and deliver every message not delivered yet.
+
+    A rerun sends nothing twice: each (digest, subscriber) has one delivery row, and only rows
+    not yet sent are sent (see `delivery`). Temporary failures are retried after their backoff
+    (here, with `wait_for_retries`; otherwise by a later run or a worker).
+
+    Before rendering, the abstracts the emails show are translated into the subscribers'
+    languages (those not stored yet, within NEWSLETTER_TRANSLATOR_BUDGET); what fails goes
+    out in English with a note, and is translated on the next run.
+    """
+    issue_date = issue_date or today(settings)
+    digest_id, translation = build(settings, issue_date)
+    report = SendReport(issue_date, translation=translation)
+    with session_scope(settings) as session:
+        report.already_sent = store.delivery_counts(session, digest_id).get("sent", 0)
+        if on_total is not None:
+            on_total(store.count_unfinished(session, digest_id))
+    own_transport = transport is None
+    transport = metrics.measured(transport or transport_from_settings(settings))
+    try:
+        outcome = deliver_all(
+            settings,
+            digest_id,
+            transport,
+            notes=translation.notes,
+            progress=progress,
+            wait_for_retries=wait_for_retries,
+        )
+    finally:
+        if own_transport:
+            transport.close()
+    metrics.record_delivery_report(outcome)
+    for name in ("sent", "failed", "deferred", "skipped", "bounced", "recovered"):
+        setattr(report, name, getattr(outcome, name))
+    report.failures = outcome.failures
+    with session_scope(settings) as session:
+        report.unfinished = store.count_unfinished(session, digest_id)
+    return report

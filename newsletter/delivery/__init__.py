@@ -1,0 +1,1 @@
+"""newsletter.delivery.deliverer: (to describe)."""

@@ -1,0 +1,1 @@
+"""newsletter.digest.content: (to describe)."""

@@ -1,0 +1,1 @@
+"""newsletter.inbound: (to describe)."""

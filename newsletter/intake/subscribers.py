@@ -1,0 +1,226 @@
+"""What a subscriber is, checked: addresses, languages, formats and rows of a CSV import."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+import langcodes
+from email_validator import EmailNotValidError, validate_email
+
+from newsletter.errors import InvalidInput
+from newsletter.intake.topics import topic_key
+from newsletter.models import MailFormat
+from newsletter.userinput import one_line, without_control_characters
+
+CSV_COLUMNS = ("email", "name", "topics", "language", "format")
+MAX_NAME = 200
+"""What the name's column holds (PostgreSQL refuses longer; SQLite would keep it)."""
+MAX_LANGUAGE = 35
+"""What the language's column holds: a valid BCP-47 tag can be longer, with extensions."""
+
+
+@dataclass(frozen=True)
+class SubscriberSpec:
+    email: str
+    topics: tuple[str, ...]
+    name: str = ""
+    language: str = "en"
+    format: MailFormat | None = None
+    """None: HTML for a new subscriber, and a known one keeps theirs (a CSV without the column
+    must not undo what readers chose on their preferences page)."""
+
+    def __post_init__(self) -> None:
+        # Checked here, so the command line and the CSV import refuse the same things before
+        # anything is written (the address and language are checked by their callers).
+        object.__setattr__(self, "topics", topic_names(self.topics))
+        object.__setattr__(self, "name", subscriber_name(self.name))
+        if not self.topics:
+            raise InvalidInput("a subscriber needs at least one topic")
+
+
+def topic_names(names) -> tuple[str, ...]:
+    """Topic names as given, blanks dropped, each topic once: `MLLM;mllm` is one topic, spelled
+    as first written (names match as the store matches them, `topic_key`)."""
+    found: dict[str, str] = {}
+    for name in names:
+        text = one_line(name, f"the topic name {name!r}")
+        if text:
+            found.setdefault(topic_key(text), text)
+    return tuple(found.values())
+
+
+def subscriber_name(name: str) -> str:
+    """How to greet someone, on one line (it goes into the To: header); raises when it holds a
+    control character or is too long to store."""
+    text = one_line(name, "the name")
+    if len(text) > MAX_NAME:
+        raise InvalidInput(f"the name is over {MAX_NAME} characters")
+    return text
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    line: int
+    reason: str
+    text: str
+
+
+def normalise_email(address: str, *, check_deliverability: bool = False) -> str:
+    """A valid address in its normal form (domain lower-cased, IDNA decoded); raises otherwise."""
+    try:
+        checked = validate_email(address.strip(), check_deliverability=check_deliverability)
+    except EmailNotValidError as error:
+        raise InvalidInput(f"{address!r} is not a valid email address: {error}") from error
+    return checked.normalized
+
+
+def normalise_format(value: str) -> MailFormat:
+    """`html` (HTML with a text alternative) or `text` (plain text only); raises otherwise."""
+    try:
+        return MailFormat(value.strip().lower())
+    except ValueError as error:
+        raise InvalidInput(f"{value!r} is not a mail format (use html or text)") from error
+
+
+def normalise_language(code: str) -> str:
+    """A BCP-47 language tag in its standard form (`zh-tw` → `zh-TW`); raises otherwise."""
+    text = code.strip().replace("_", "-")
+    if not text or not langcodes.tag_is_valid(text):
+        raise InvalidInput(
+            f"{code!r} is not a language code (use BCP-47, like en, zh, zh-TW, pt-BR)"
+        )
+    tag = langcodes.standardize_tag(text)
+    if len(tag) > MAX_LANGUAGE:
+        raise InvalidInput(f"{code!r} is a language code too long to store (over {MAX_LANGUAGE})")
+    return tag
+
+
+LANGUAGE_CHOICES: dict[str, str] = {
+    "en": "English",
+    "ar": "العربية (Arabic)",
+    "bg": "Български (Bulgarian)",
+    "cs": "Čeština (Czech)",
+    "da": "Dansk (Danish)",
+    "de": "Deutsch (German)",
+    "el": "Ελληνικά (Greek)",
+    "es": "Español (Spanish)",
+    "fa": "فارسی (Persian)",
+    "fi": "Suomi (Finnish)",
+    "fr": "Français (French)",
+    "he": "עברית (Hebrew)",
+    "hi": "हिन्दी (Hindi)",
+    "hu": "Magyar (Hungarian)",
+    "id": "Bahasa Indonesia (Indonesian)",
+    "it": "Italiano (Italian)",
+    "ja": "日本語 (Japanese)",
+    "ko": "한국어 (Korean)",
+    "nl": "Nederlands (Dutch)",
+    "no": "Norsk (Norwegian)",
+    "pl": "Polski (Polish)",
+    "pt-BR": "Português do Brasil (Brazilian Portuguese)",
+    "pt-PT": "Português europeu (European Portuguese)",
+    "ro": "Română (Romanian)",
+    "ru": "Русский (Russian)",
+    "sv": "Svenska (Swedish)",
+    "th": "ไทย (Thai)",
+    "tr": "Türkçe (Turkish)",
+    "uk": "Українська (Ukrainian)",
+    "vi": "Tiếng Việt (Vietnamese)",
+    "zh": "简体中文 (Simplified Chinese)",
+    "zh-TW": "繁體中文 (Traditional Chinese)",
+}
+"""The languages the web pages offer (BCP-47 tags, in standard form), each named in itself."""
+
+
+def offered_language(code: str, also: str | None = None) -> str:
+    """A language the web pages offer (or `also`, the subscriber's current one); raises otherwise.
+
+    The select on the page limits what a browser sends, not what a request can carry.
+    """
+    try:
+        tag = normalise_language(code)
+    except InvalidInput:
+        tag = ""
+    if tag not in LANGUAGE_CHOICES and (also is None or tag != also):
+        raise InvalidInput("Choose a language from the list.")
+    return tag
+
+
+def email_key(address: str) -> str:
+    """The form under which addresses are unique: case never makes two subscribers."""
+    return address.casefold()
+
+
+def read_subscriber_csv(
+    text: str, *, default_language: str, check_deliverability: bool = False
+) -> tuple[list[tuple[int, SubscriberSpec]], list[RejectedRow]]:
+    """Rows of `email,name,topics,language,format` (topics separated by `;`; language and format
+    optional), each with its line number.
+
+    A bad row is reported with its line and reason and never stops the good ones: every field
+    is checked here (control characters too, in any column); whether the topics exist is
+    checked against the database, before anything is written. Where the CSV itself cannot be
+    read on (a quote left open swallows the lines after it), the rows before are kept and the
+    rest is one rejection, at the line where it began.
+    """
+    reader = csv.DictReader(io.StringIO(text))
+    try:
+        reader.fieldnames  # noqa: B018 (reads the header row)
+    except csv.Error as error:
+        raise InvalidInput(f"line 1, the header row, is no CSV ({error})") from None
+    for column in reader.fieldnames or []:
+        without_control_characters(column, "the header row")
+    missing = [column for column in ("email", "topics") if column not in (reader.fieldnames or [])]
+    if missing:
+        raise InvalidInput(
+            f"the CSV needs a header row with the columns {','.join(CSV_COLUMNS)};"
+            f" missing: {', '.join(missing)}"
+        )
+    rows: list[tuple[int, SubscriberSpec]] = []
+    rejected: list[RejectedRow] = []
+    seen: dict[str, int] = {}
+    while True:
+        starts_at = reader.line_num + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            reason = (
+                f"the CSV cannot be read from this line on ({error}: a quote left open?);"
+                " nothing from here to the end is imported"
+            )
+            rejected.append(RejectedRow(starts_at, reason, ""))
+            break
+        line = reader.line_num
+        raw = ",".join(str(value) for value in record.values() if value is not None)
+        try:
+            spec = _spec_from_record(record, default_language, check_deliverability)
+        except InvalidInput as error:
+            rejected.append(RejectedRow(line, str(error), raw))
+            continue
+        key = email_key(spec.email)
+        if key in seen:
+            rejected.append(RejectedRow(line, f"{spec.email} repeats line {seen[key]}", raw))
+            continue
+        seen[key] = line
+        rows.append((line, spec))
+    return rows, rejected
+
+
+def _spec_from_record(record: dict, default_language: str, check: bool) -> SubscriberSpec:
+    if None in record:
+        raise InvalidInput(f"too many columns (expected {','.join(CSV_COLUMNS)})")
+    for column, value in record.items():
+        if value is not None:
+            without_control_characters(value, f"the {column} column")
+    email = normalise_email(record.get("email") or "", check_deliverability=check)
+    topics = topic_names((record.get("topics") or "").split(";"))
+    if not topics:
+        raise InvalidInput("no topics (separate several with ';')")
+    language = normalise_language(record.get("language") or default_language)
+    written = (record.get("format") or "").strip()
+    mail_format = normalise_format(written) if written else None
+    return SubscriberSpec(email, topics, record.get("name") or "", language, mail_format)

@@ -1,0 +1,1 @@
+"""newsletter.message: (to describe)."""

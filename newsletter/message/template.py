@@ -1,0 +1,225 @@
+"""A message encoded once for a whole segment; each recipient's bytes by substitution.
+
+MIME-encoding a 90 KB digest costs far more than everything else a message needs, and every
+member of a segment gets the same body but for a few values: the recipient, the Message-ID
+and their own links. So the message is encoded once, with markers where those values go,
+and cut into pieces; a recipient's message is the pieces joined with their values encoded
+for each place (raw in a header, quoted-printable and HTML-escaped in the HTML part,
+quoted-printable in the text part).
+
+Quoted-printable allows a soft line break ("=" at the end of a line) anywhere: every piece
+ends with one, so a value always starts a fresh line and no marker or value is ever split by
+the encoder's 76-column wrapping. A decoder joins the lines back exactly.
+"""
+
+from __future__ import annotations
+
+import binascii
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+
+from newsletter.errors import InvalidInput
+from newsletter.message.compose import compose, message_bytes, subject_header
+
+# Header markers: what compose() is given instead of the recipient's values.
+TO = "nl-recipient@marker.invalid"
+MESSAGE_ID = "<nl-message-id@marker.invalid>"
+HEADER_UNSUBSCRIBE = "https://marker.invalid/nl-unsubscribe"
+HEADER_UNSUBSCRIBE_MAILTO = "mailto:nl-unsubscribe@marker.invalid"
+
+SUBJECT = "nl-subject-marker"
+_SUBJECT_LINE = f"Subject: {SUBJECT}\r\n".encode()
+
+# Body markers: one line each, so the encoder leaves them whole.
+TEXT_BODY = "nl-text-body-marker"
+HTML_BODY = "nl-html-body-marker"
+
+SOFT_BREAK = b"=\r\n"
+MAX_LINE = 76
+"""Characters a quoted-printable line may have (RFC 2045), its soft break's "=" included."""
+_QP_PLAIN = re.compile(rb"[!-<>-~]+")
+"""Bytes quoted-printable writes as they are: printable ASCII but "=" (and no spaces, which
+would need care at a line's end)."""
+_HTML_SPECIAL = re.compile(r"[&<>\"']")
+_UNSAFE_HEADER_VALUE = re.compile(r"[\r\n\x00]")
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    context: str  # "header", "text" or "html"
+
+
+class MessageTemplate:
+    """Build with `build(...)`; `bytes_for(values)` gives one recipient's message."""
+
+    def __init__(self, pieces: list[bytes | _Field]) -> None:
+        self.pieces = pieces
+        # For `bytes_for`: the static pieces with a gap per field, and which value fills each
+        # gap (a link recurs: it is encoded once per context, not once per place).
+        self._fields = list(dict.fromkeys(p for p in pieces if isinstance(p, _Field)))
+        self._static = [piece if isinstance(piece, bytes) else b"" for piece in pieces]
+        self._gaps = [
+            (position, self._fields.index(piece))
+            for position, piece in enumerate(pieces)
+            if isinstance(piece, _Field)
+        ]
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        sender: str,
+        subject: str,
+        html_body: str | None,
+        text_body: str,
+        list_id: str,
+        body_fields: Mapping[str, str],
+        date: datetime | None = None,
+    ) -> MessageTemplate:
+        """`body_fields` maps a field name to the placeholder standing for it in the bodies;
+        `html_body` None makes a plain-text message.
+
+        With a `date`, the headers common to all templates (all but the Subject) are composed
+        once for every template of that date and sender, not once per template.
+        """
+        if date is None:
+            skeleton = _skeleton(sender, list_id, None, html_body is not None)
+        else:
+            skeleton = _shared_skeleton(sender, list_id, date, html_body is not None)
+        skeleton = skeleton.replace(_SUBJECT_LINE, subject_header(subject), 1)
+        header_fields = {
+            TO.encode(): _Field("to", "header"),
+            MESSAGE_ID.encode(): _Field("message_id", "header"),
+            HEADER_UNSUBSCRIBE.encode(): _Field("unsubscribe_url", "header"),
+            HEADER_UNSUBSCRIBE_MAILTO.encode(): _Field("unsubscribe_mailto", "header"),
+        }
+        bodies = {TEXT_BODY.encode(): _encoded_body(text_body, body_fields, "text")}
+        if html_body is not None:
+            bodies[HTML_BODY.encode()] = _encoded_body(html_body, body_fields, "html")
+        return cls(_cut(skeleton, header_fields, bodies))
+
+    def bytes_for(self, values: Mapping[str, str]) -> bytes:
+        """One recipient's message; `values` has "to", "message_id", "unsubscribe_url",
+        "unsubscribe_mailto" and every body field."""
+        encoded = []
+        plain: dict[str, bytes] = {}  # a value the two parts encode alike (a link): once
+        for field in self._fields:
+            value = values[field.name]
+            if field.context == "header":
+                encoded.append(_encode(value, "header"))
+            elif field.context == "html" and _HTML_SPECIAL.search(value):
+                encoded.append(_qp(html.escape(value)))
+            else:
+                data = plain.get(value)
+                if data is None:
+                    data = plain[value] = _qp(value)
+                encoded.append(data)
+        out = self._static.copy()
+        for position, field in self._gaps:
+            out[position] = encoded[field]
+        return b"".join(out)
+
+
+def _skeleton(sender: str, list_id: str, date: datetime | None, with_html: bool) -> bytes:
+    """The message with markers for everything per recipient and per segment."""
+    message = compose(
+        sender=sender,
+        to=TO,
+        subject=SUBJECT,
+        html=HTML_BODY if with_html else None,
+        text=TEXT_BODY,
+        message_id=MESSAGE_ID,
+        list_id=list_id,
+        unsubscribe_url=HEADER_UNSUBSCRIBE,
+        unsubscribe_mailto=HEADER_UNSUBSCRIBE_MAILTO,
+        date=date,
+    )
+    skeleton = message_bytes(message)
+    if skeleton.count(_SUBJECT_LINE) != 1:
+        raise InvalidInput("the message template lost its Subject marker")
+    return skeleton
+
+
+_shared_skeleton = lru_cache(maxsize=16)(_skeleton)
+
+
+def _cut(
+    skeleton: bytes, header_fields: dict[bytes, _Field], bodies: dict[bytes, list[bytes | _Field]]
+) -> list[bytes | _Field]:
+    """Split the encoded skeleton at every marker; body markers become their encoded pieces."""
+    markers = [*header_fields, *bodies]
+    pattern = re.compile(b"|".join(re.escape(m) for m in markers))
+    pieces: list[bytes | _Field] = []
+    position = 0
+    for match in pattern.finditer(skeleton):
+        pieces.append(skeleton[position : match.start()])
+        marker = match.group(0)
+        if marker in header_fields:
+            pieces.append(header_fields[marker])
+        else:
+            pieces.extend(bodies[marker])
+        position = match.end()
+    pieces.append(skeleton[position:])
+    found = {match.group(0) for match in pattern.finditer(skeleton)}
+    if found != set(markers):
+        raise InvalidInput(f"the message template lost a marker: {set(markers) - found}")
+    return [piece for piece in pieces if piece != b""]
+
+
+def _encoded_body(body: str, fields: Mapping[str, str], context: str) -> list[bytes | _Field]:
+    """A body as quoted-printable pieces, each ending in a soft break, with its fields cut out."""
+    # The skeleton ends the body's last line itself, as compose() does for any body.
+    body = body.removesuffix("\n")
+    by_placeholder = {placeholder: name for name, placeholder in fields.items()}
+    pattern = re.compile("|".join(re.escape(p) for p in by_placeholder))
+    pieces: list[bytes | _Field] = []
+    position = 0
+    for match in pattern.finditer(body) if by_placeholder else ():
+        pieces.append(_qp(body[position : match.start()]))
+        pieces.append(_Field(by_placeholder[match.group(0)], context))
+        position = match.end()
+    pieces.append(_qp(body[position:]).removesuffix(SOFT_BREAK))
+    return pieces
+
+
+def _qp(text: str) -> bytes:
+    """Quoted-printable with CRLF line ends, ending in a soft break so the next piece starts
+    a fresh line (and the pieces decode back to exactly the text)."""
+    if not text:
+        return b""
+    data = text.encode("utf-8")
+    if _QP_PLAIN.fullmatch(data):  # a link, an address: nothing to escape, only to wrap
+        return _soft_lines(data)
+    encoded = binascii.b2a_qp(data, istext=True).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    # b2a_qp lets a last line run to 76 characters; with the soft break added it would be 77.
+    head, newline, last = encoded.rpartition(b"\r\n")
+    if len(last) > MAX_LINE - 1:
+        cut = MAX_LINE - 1
+        while b"=" in last[cut - 2 : cut]:  # never inside an "=XX" escape
+            cut -= 1
+        last = last[:cut] + SOFT_BREAK + last[cut:]
+        encoded = head + newline + last
+    return encoded + SOFT_BREAK
+
+
+def _soft_lines(data: bytes) -> bytes:
+    """Text that needs no escaping, as quoted-printable lines joined by soft breaks."""
+    width = MAX_LINE - 1  # and the "=" of the soft break
+    if len(data) <= width:
+        return data + SOFT_BREAK
+    return SOFT_BREAK.join([data[i : i + width] for i in range(0, len(data), width)]) + SOFT_BREAK
+
+
+def _encode(value: str, context: str) -> bytes:
+    if context == "header":
+        if _UNSAFE_HEADER_VALUE.search(value) or not value.isascii():
+            raise InvalidInput(f"not usable in a header as is: {value[:80]!r}")
+        return value.encode("ascii")
+    if context == "html" and _HTML_SPECIAL.search(value):
+        value = html.escape(value)
+    return _qp(value)

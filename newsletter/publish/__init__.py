@@ -1,0 +1,1 @@
+"""newsletter.publish: (to describe)."""

@@ -1,0 +1,1 @@
+"""newsletter.render.email: (to describe)."""

@@ -1,0 +1,100 @@
+"""Previews: what a subscriber, or a set of topics, would receive now."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from sqlalchemy.orm import Session
+
+from newsletter import store
+from newsletter.config import Settings
+from newsletter.digest.content import (
+    DigestContent,
+    TranslationOptions,
+    assemble,
+    digest_web_url,
+    draft_digest,
+    new_papers_by_topic,
+    stored_translations,
+)
+from newsletter.languages import translation_language
+from newsletter.models import Digest, Topic, utcnow
+from newsletter.render.email import personalise, render_email
+from newsletter.tokens import preferences_url, unsubscribe_url, web_version_url
+
+
+def preview_html(
+    session: Session, settings: Settings, email: str | None, topic_names: Sequence[str]
+) -> tuple[str, str]:
+    """The email's HTML and a short label for its file name.
+
+    It shows the papers waiting for the next digest; when nothing is waiting, the last digest.
+    """
+    language, public_id = settings.default_language, None
+    if email:
+        subscriber = store.get_subscriber(session, email)
+        topics, language, label = list(subscriber.topics), subscriber.language, "subscriber"
+        public_id = subscriber.public_id
+    elif topic_names:
+        topics, label = store.get_topics(session, topic_names), "topics"
+    else:
+        topics, label = store.list_topics(session), "all-topics"
+    content = preview_content(session, settings, topics, language)
+    body = personalise(
+        render_email(content, sender_name=settings.sender_name),
+        *preview_links(settings, public_id, content.date),
+    )
+    return body.html, f"{label}-{content.date.isoformat()}"
+
+
+def preview_links(
+    settings: Settings, public_id: str | None, issue_date: date
+) -> tuple[str, str, str]:
+    """(unsubscribe, preferences, web version) links: the subscriber's own, or stand-ins."""
+    base_url = settings.base_url
+    if public_id is None:
+        return (
+            f"{base_url}/unsubscribe/preview",
+            f"{base_url}/preferences/preview",
+            digest_web_url(base_url, issue_date),
+        )
+    secret = settings.secret()
+    return (
+        unsubscribe_url(base_url, secret, public_id),
+        preferences_url(base_url, secret, public_id),
+        web_version_url(base_url, secret, public_id, issue_date),
+    )
+
+
+def preview_content(
+    session: Session, settings: Settings, topics: list[Topic], language: str
+) -> DigestContent:
+    # The day the next send would build (NEWSLETTER_TIMEZONE's), not UTC's: near midnight the
+    # two differ, and a preview must show the digest `newsletter send` would send.
+    digest: Digest = draft_digest(session, settings.today(), utcnow())
+    content = _content(session, settings, digest, topics, language)
+    latest = next(iter(store.list_digests(session)), None)
+    if content.paper_count == 0 and latest is not None:
+        content = _content(session, settings, latest, topics, language)
+    return content
+
+
+def _content(session, settings, digest, topics, language) -> DigestContent:
+    papers = new_papers_by_topic(session, digest, topics)
+    target = translation_language(language) if settings.translator != "none" else None
+    translations = None
+    if target is not None:
+        arxiv_ids = {item.arxiv_id for items in papers.values() for item in items}
+        options = TranslationOptions(titles=settings.translate_titles)
+        translations = stored_translations(session, arxiv_ids, target, options)
+    return assemble(
+        topics,
+        papers,
+        issue_date=digest.issue_date,
+        cap=settings.digest_max_per_topic,
+        language=language,
+        web_url=digest_web_url(settings.base_url, digest.issue_date),
+        base_url=settings.base_url,
+        translations=translations,
+    )

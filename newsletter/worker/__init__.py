@@ -1,0 +1,1 @@
+"""newsletter.worker: (to describe)."""

@@ -1,0 +1,344 @@
+"""The Huey instance and its tasks: the daily job on a schedule, or on demand.
+
+Embedded default: Huey on a SQLite file under the var folder, no server needed. With
+NEWSLETTER_REDIS_URL set: Huey on Redis, so any number of workers on any number of machines
+share the work. The daily job is two tasks, so that a step that fails is retried from where
+it failed and arXiv is asked once per job: `daily_job` fetches (one fetch at a time across all
+workers: arXiv allows one request every 3 seconds from all your machines together), then
+queues `daily_digest`, which builds the digest and fans the delivery out into `deliver` tasks
+that claim batches of deliveries (see `delivery`). With NEWSLETTER_INBOX set, `read_inbox`
+acts on the mail that came back every few minutes.
+
+The worker heals itself (see `consumer` and `outages`): Redis, the database or the SMTP relay
+down is waited out with a growing backoff, one log line a step, and the work goes on when the
+part is back; what was lost meanwhile (tasks in a Redis that restarted empty, a task whose
+worker was killed) is found again by `sweep`.
+
+Tasks take plain values, look everything up themselves, and are safe to run twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
+
+from huey import Huey, RedisHuey, SqliteHuey
+from huey.exceptions import CancelExecution, RetryTask
+
+from newsletter import metrics, store
+from newsletter.config import Settings, get_settings
+from newsletter.daily import code_links, fetch, send
+from newsletter.db import session_scope
+from newsletter.delivery import deliverer as delivery_deliverer
+from newsletter.delivery.outgoing import Transport
+from newsletter.delivery.transports import transport_from_settings
+from newsletter.errors import ConfigError
+from newsletter.inbound import reader
+from newsletter.models import utcnow
+from newsletter.worker import heartbeat
+from newsletter.worker.consumer import HealingConsumer, PatientStorage
+from newsletter.worker.fetchlock import fetch_lock
+from newsletter.worker.outages import Stopped, keep_trying
+
+log = logging.getLogger(__name__)
+
+SWEEP_DAYS = 7
+"""Digests of the last week are swept; an older one is news no longer (`newsletter send
+--date` still finishes it by hand)."""
+SWEEP_GRACE = 5.0
+"""Seconds, beyond a heartbeat interval, that a digest must be overdue before the periodic
+sweep takes it for forgotten: time for a successor task due then to leave the schedule (the
+scheduler looks every second), start and show in its worker's next heartbeat."""
+
+
+class _Healing:
+    """The worker's consumer: Huey's, made to ride out outages (see `consumer`)."""
+
+    def create_consumer(self, **options) -> HealingConsumer:
+        return HealingConsumer(self, settings=get_settings(), sweep=sweep, **options)
+
+
+class RedisQueue(_Healing, RedisHuey):
+    pass
+
+
+class SqliteQueue(_Healing, SqliteHuey):
+    pass
+
+
+def make_huey(settings: Settings) -> Huey:
+    if settings.redis_url is not None:
+        return RedisQueue("newsletter", url=settings.redis_url.get_secret_value())
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteQueue("newsletter", filename=str(settings.huey_path))
+
+
+huey = make_huey(get_settings())
+
+
+@huey.pre_execute()
+def _running(task) -> None:
+    """What this thread is running, for the worker's heartbeat."""
+    digest_id = task.args[0] if task.name == "deliver" and task.args else None
+    heartbeat.ACTIVITY.start(f"{task.name}({', '.join(map(repr, task.args))})", digest_id)
+
+
+@huey.post_execute()
+def _finished(task, value, exception) -> None:
+    heartbeat.ACTIVITY.end()
+
+
+# ---------------------------------------------------------------- the daily job
+
+
+@huey.task(retries=20, retry_delay=30)
+def daily_job() -> dict:
+    """Fetch the day's papers, then queue `daily_digest` to build and send the digest.
+
+    If another worker is fetching, the fetch lock makes this task fail and Huey retries it.
+    A fetch that meets an outage waits for the part to come back (see `outages`).
+    """
+    settings = get_settings()
+    # The day it runs for, read first: a fetch that waits out an outage past midnight still
+    # builds that day's digest.
+    issue_date = send.today(settings).isoformat()
+    idle = _waiting_out_outages(settings, partial(send.nothing_to_do, settings))
+    if idle is not None:  # no empty digest published, no arXiv request for nothing
+        log.warning("daily job: nothing to do: %s", idle)
+        return {"date": issue_date, "nothing_to_do": idle}
+    with fetch_lock(settings):
+        fetched = _waiting_out_outages(settings, partial(fetch.fetch, settings))
+    for entry in fetched.topics:
+        for reason in entry.skipped:
+            log.warning("fetch: topic %r: left out %s", entry.topic, reason)
+    for error in fetched.errors:
+        log.error("fetch: %s", error)
+    daily_digest(issue_date)
+    return {"date": issue_date, "fetch_errors": len(fetched.errors)}
+
+
+@huey.task(retries=20, retry_delay=30)
+def daily_digest(issue_date: str) -> dict:
+    """The daily job's second step: ask for code links, build the day's digest (translations,
+    one delivery row per reader) and queue its delivery; retried on its own, never refetching.
+
+    A setting that makes the digest impossible (no NEWSLETTER_SECRET_KEY in production) stops
+    it at once: this process's settings will not change by waiting, so retrying is pointless.
+    """
+    settings = get_settings()
+    day = date.fromisoformat(issue_date)
+    try:
+        _waiting_out_outages(settings, partial(code_links.check_code_links, settings))
+        digest_id, _translation = _waiting_out_outages(settings, partial(send.build, settings, day))
+    except ConfigError as error:
+        log.error("daily job: the digest of %s cannot be built: %s", issue_date, error)
+        raise CancelExecution(str(error), retry=False) from error
+    batches = _waiting_out_outages(settings, partial(queue_delivery, settings, digest_id))
+    summary = {"date": issue_date, "digest_id": digest_id, "batches": batches}
+    log.info("daily job queued its delivery: %s", summary)
+    return summary
+
+
+def _waiting_out_outages(settings: Settings, step):
+    """A daily step's result, outages waited out; stopped meanwhile, it is queued again."""
+    try:
+        return keep_trying(settings, step)
+    except Stopped as stopped:
+        raise RetryTask(str(stopped), delay=settings.recovery_interval) from stopped
+
+
+def queue_delivery(settings: Settings, digest_id: int) -> int:
+    """Enough `deliver` tasks for the digest's unfinished deliveries, one per batch (the count
+    read once the database answers; `Stopped` if the worker stops meanwhile)."""
+    remaining, _next = keep_trying(
+        settings, partial(delivery_deliverer.unfinished, settings, digest_id)
+    )
+    batches = max(1, math.ceil(remaining / max(settings.send_batch_size, 1)))
+    for _ in range(batches):
+        deliver(digest_id)
+    return batches
+
+
+# ---------------------------------------------------------------- delivery
+
+_local = threading.local()
+
+
+def _transport(settings: Settings) -> Transport:
+    """One long-lived transport (one SMTP connection) per worker thread; it reconnects itself."""
+    if getattr(_local, "transport", None) is None:
+        _local.transport = metrics.measured(transport_from_settings(settings))
+    return _local.transport
+
+
+def _deliverer(settings: Settings, digest_id: int) -> delivery_deliverer.Deliverer:
+    """A worker thread keeps the digest's segments and rendered bodies between batches."""
+    cached = getattr(_local, "deliverer", None)
+    if cached is None or cached.digest_id != digest_id:
+        if cached is not None:
+            cached.close()  # its journal's file, before it is forgotten
+        cached = _local.deliverer = delivery_deliverer.Deliverer(
+            settings, digest_id, _transport(settings)
+        )
+    return cached
+
+
+@huey.task()
+def deliver(digest_id: int) -> dict:
+    """Send batches of a digest's due deliveries until none is due; come back for the rest.
+
+    Rows other workers hold are left to them. When the SMTP relay, the database or Redis is
+    down, this task waits for it (see `outages`): the batch it had claimed is handed back (or,
+    with the database away, left to its lease), and no row counts as failed because a part was
+    down. Rows that come due later (a retry's backoff, a dead worker's lease) get a successor
+    scheduled for that moment; what a task lost with its worker or its queue leaves undone,
+    `sweep` finds.
+    """
+    settings = get_settings()
+    deliverer = _deliverer(settings, digest_id)
+    report = delivery_deliverer.DeliveryReport()
+    try:
+        while True:
+            batch = keep_trying(
+                settings, partial(deliverer.deliver_batch, settings.send_batch_size)
+            )
+            report.add(batch)
+            if not (batch.sent + batch.failed + batch.deferred + batch.skipped):
+                break
+        remaining, next_due = keep_trying(
+            settings, partial(delivery_deliverer.unfinished, settings, digest_id)
+        )
+        if remaining and next_due is not None:
+            delay = max(0.0, (next_due - utcnow()).total_seconds()) + 0.5
+            deliver.schedule((digest_id,), delay=delay)
+    except Stopped as stopped:
+        # The rows not sent are back in the table: the next worker's first sweep finds them.
+        log.warning("deliver digest %d: %s; left to the next worker", digest_id, stopped)
+        remaining = None
+    for failure in report.failures:
+        log.error("send: %s", failure)
+    metrics.record_delivery_report(report)
+    summary = {"digest_id": digest_id, "sent": report.sent, "failed": report.failed,
+               "deferred": report.deferred, "remaining": remaining}  # fmt: skip
+    if report.recovered:
+        summary["recovered"] = report.recovered
+    return summary
+
+
+def sweep(settings: Settings | None = None, *, periodic: bool = False) -> list[int]:
+    """Queue delivery for each recent digest whose deliveries are due and that no live worker
+    is delivering; the digests queued.
+
+    This is what makes the system converge whatever was lost: tasks enqueued in a Redis that
+    went away, a task whose worker was killed (its rows come due when their lease ends), rows
+    a task left when its worker stopped mid-outage. Safe at any time: a `deliver` task that
+    finds nothing to claim ends at once.
+
+    The sweep a worker makes when it starts also schedules a task for rows coming due before
+    the next sweep (a lone worker started again has no other sweep to wait for: the rows its
+    killed self held come due when their lease ends). The sweeps of the worker that runs the
+    schedule (`periodic`) take only digests overdue by SWEEP_GRACE and a heartbeat interval:
+    until then, the successor the last `deliver` task scheduled for that moment may be on its
+    way and not yet in any heartbeat, and a second set of tasks would only find nothing to do.
+    """
+    settings = settings or get_settings()
+    if huey.pending_count():
+        # The workers have a backlog (maybe the very tasks this would add): whatever was lost
+        # is looked for once they are through it, rather than piling up tasks behind it.
+        return []
+    _doing, here = heartbeat.ACTIVITY.now()
+    busy = set(here).union(*(beat.delivering for beat in heartbeat.live_workers(settings)))
+    now = utcnow()
+    if periodic:
+        latest = now - timedelta(seconds=SWEEP_GRACE + settings.heartbeat_interval)
+    else:
+        latest = now + timedelta(seconds=settings.recovery_interval)
+    queued = []
+    for digest_id, next_due in _unfinished_digests(settings, now):
+        if digest_id in busy or next_due > latest:
+            continue
+        wait = (next_due - now).total_seconds()
+        if wait <= 0:
+            batches = queue_delivery(settings, digest_id)
+            log.info("sweep: digest %d has deliveries due and no worker on it:"
+                     " %d deliver task(s) queued", digest_id, batches)  # fmt: skip
+        else:
+            deliver.schedule((digest_id,), delay=wait + 0.5)
+            log.info("sweep: digest %d has deliveries coming due in %.0f s and no worker on"
+                     " it: a deliver task scheduled then", digest_id, wait)  # fmt: skip
+        queued.append(digest_id)
+    return queued
+
+
+def _unfinished_digests(settings: Settings, now: datetime) -> list[tuple[int, datetime]]:
+    """(digest, when its next delivery can be sent) for the last SWEEP_DAYS' unfinished ones."""
+    since = now.date() - timedelta(days=SWEEP_DAYS)
+    with session_scope(settings) as session:
+        recent = store.digest_ids_since(session, since)
+        due = [(digest_id, store.next_due_at(session, digest_id)) for digest_id in recent]
+    return [(digest_id, next_due) for digest_id, next_due in due if next_due is not None]
+
+
+# ---------------------------------------------------------------- the schedule
+
+
+def is_daily_time(moment: datetime) -> bool:
+    """Whether `moment` (naive UTC, as Huey's scheduler passes it) is the daily job's minute.
+
+    NEWSLETTER_DAILY_TIME is read in NEWSLETTER_TIMEZONE, on NEWSLETTER_SEND_DAYS only (by
+    default not on Saturday and Sunday, when arXiv announces nothing). The settings are read
+    when the scheduler asks, not at import, so the schedule follows the running process.
+    """
+    settings = get_settings()
+    local = moment.replace(tzinfo=UTC).astimezone(settings.zone)
+    return local.strftime("%H:%M") == settings.daily_time and local.weekday() in settings.weekdays
+
+
+@huey.periodic_task(is_daily_time)
+def scheduled_daily_job() -> None:
+    """The daily job at NEWSLETTER_DAILY_TIME on NEWSLETTER_SEND_DAYS, run by the scheduler."""
+    daily_job()
+
+
+def is_inbox_time(moment: datetime) -> bool:
+    """Whether NEWSLETTER_INBOX is set and `moment` (naive UTC) is one of its reading minutes:
+    every NEWSLETTER_INBOX_INTERVAL minutes of the day."""
+    settings = get_settings()
+    return (
+        settings.inbox is not None
+        and (moment.hour * 60 + moment.minute) % settings.inbox_interval == 0
+    )
+
+
+@huey.periodic_task(is_inbox_time)
+def read_inbox() -> dict:
+    """Act on the bounce reports and unsubscribe requests that came to NEWSLETTER_INBOX since
+    the last read (a mailbox not there yet holds no mail)."""
+    settings = get_settings()
+    if settings.inbox is None or not settings.inbox.exists():
+        return {"acted_on": 0, "read_before": 0}
+    report = reader.read_inbox(settings, settings.inbox)
+    for line in report.lines:  # what is new: an unreadable message is logged once, not each read
+        log.info("inbox: %s", line)
+    if report.acted_on or report.lines:
+        log.info("inbox %s: %s", settings.inbox, report.summary())
+    return {"acted_on": report.acted_on, "read_before": report.read_before}
+
+
+# ---------------------------------------------------------------- watching
+
+
+def queue_depth() -> dict[str, int]:
+    """Tasks waiting to run now, and scheduled for later (retries, successors); raises what the
+    queue's storage raised when it does not answer.
+
+    Read for display (`/metrics`, `newsletter status`): from the queue's own storage, never the
+    worker's `PatientStorage`, which would wait for Redis to come back and hang the page.
+    """
+    storage = huey.storage
+    if isinstance(storage, PatientStorage):
+        storage = storage.storage
+    return {"pending": storage.queue_size(), "scheduled": storage.schedule_size()}
