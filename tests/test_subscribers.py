@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from newsletter.delivery.bounces import apply_bounce
 from newsletter.errors import InvalidInput
 from newsletter.intake.subscribers import (
     normalise_email,
@@ -493,7 +494,7 @@ def test_resubscribe_on_the_command_line_forgets_old_hard_failures(cli, example_
 
     def bounce() -> tuple[str, str, int]:
         with session_scope(settings) as session:
-            outcome = store.record_bounce(session, full)
+            outcome = apply_bounce(session, full)
             subscriber = store.get_subscriber(session, "ada@example.org")
             return outcome, subscriber.status.value, subscriber.bounce_count
 

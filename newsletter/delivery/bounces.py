@@ -5,6 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
+from newsletter import store
+from newsletter.models import SubscriberStatus
+
 STATUS = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
 
 
@@ -50,3 +55,25 @@ def bounce_from_reply(recipient: str, code: int, text: str) -> Bounce:
     status = enhanced.group(1) if enhanced else f"{str(code)[0]}.0.0"
     action = "failed" if code >= 500 else "delayed"
     return Bounce(recipient, action, status, f"{code} {text}".strip(), "smtp")
+
+
+def apply_bounce(session: Session, bounce: Bounce) -> str:
+    """Apply a bounce to the subscriber it names: "bounced", "counted", "ignored" or "unknown".
+
+    An unknown user (5.1.x) is bounced at once; other hard failures are counted and the third
+    bounces the address; temporary ones (4.x.x) change nothing.
+    """
+    subscriber = store.find_subscriber(session, bounce.recipient)
+    if subscriber is None:
+        return "unknown"
+    outcome = classify(bounce, subscriber.bounce_count)
+    if outcome == "ignored":
+        return outcome
+    store.count_hard_failure(subscriber)
+    detail = f"{bounce.status} {bounce.diagnostic}".strip()
+    if outcome == "bounced":
+        if not store.set_status(session, subscriber, SubscriberStatus.bounced, "bounce", detail):
+            return "ignored"
+    else:
+        store.log_event(session, subscriber, "hard failure", "bounce", detail)
+    return outcome

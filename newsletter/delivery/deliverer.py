@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from newsletter import store
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.delivery.bounces import bounce_from_reply
+from newsletter.delivery.bounces import apply_bounce, bounce_from_reply
 from newsletter.delivery.journal import SendJournal, journal_for
 from newsletter.delivery.outgoing import Outgoing, SendResult, Transport
 from newsletter.digest.content import Segment, SegmentContents, SegmentKey, build_segments
@@ -446,7 +446,7 @@ class Deliverer:
         if not detail[:3].isdigit():
             return "ignored"
         bounce = bounce_from_reply(row.email, int(detail[:3]), detail[4:])
-        return store.record_bounce(session, bounce)
+        return apply_bounce(session, bounce)
 
 
 class _Outcomes:

@@ -19,6 +19,7 @@ from pathlib import Path
 from newsletter import store
 from newsletter.config import Settings
 from newsletter.db import session_scope
+from newsletter.delivery.bounces import apply_bounce
 from newsletter.inbound.bounces import bounces_in
 from newsletter.inbound.mailboxes import PARSER_FAILURES, Received, read_messages, why_unreadable
 from newsletter.inbound.unsubscribes import apply_request, request_in
@@ -30,7 +31,7 @@ UNSUBSCRIBES = "unsubscribe"
 @dataclass
 class InboxReport:
     bounces: Counter[str] = field(default_factory=Counter)
-    """What the bounce reports' recipients came to (`store.record_bounce`'s outcomes)."""
+    """What the bounce reports' recipients came to (`apply_bounce`'s outcomes)."""
     requests: Counter[str] = field(default_factory=Counter)
     """What the unsubscribe requests came to (`unsubscribe_mail.apply_request`'s outcomes)."""
     read_before: int = 0
@@ -138,7 +139,7 @@ def _act_on(
             why = "names no digest we sent to that address"
             report.lines.append(_shown(f"not acted on  {bounce.recipient}  ({why}; {source})"))
             continue
-        outcome = store.record_bounce(session, bounce)
+        outcome = apply_bounce(session, bounce)
         report.bounces[outcome] += 1
         if outcome in ("bounced", "counted"):
             line = f"{outcome:>8}  {bounce.recipient}  {bounce.status} {bounce.diagnostic}"

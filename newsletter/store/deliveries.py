@@ -1,0 +1,333 @@
+"""Deliveries: one row per (digest, subscriber), claimed under a lease, finished exactly once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import NamedTuple
+
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from newsletter.intake.subscribers import email_key
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    MailFormat,
+    Subscriber,
+    SubscriberStatus,
+    SubscriberTopic,
+    Topic,
+    utcnow,
+)
+from newsletter.store.subscribers import IN_LIST_LIMIT
+
+
+def public_ids_without_delivery(
+    session: Session, digest_id: int, subscriber_ids: Iterable[int]
+) -> dict[int, str]:
+    """The public ids of those of these subscribers who have no delivery row for the digest."""
+    wanted = sorted(set(subscriber_ids))
+    if not wanted:
+        return {}
+    has_row = (
+        select(Delivery.id)
+        .where(Delivery.digest_id == digest_id, Delivery.subscriber_id == Subscriber.id)
+        .exists()
+    )
+    rows = session.execute(
+        select(Subscriber.id, Subscriber.public_id).where(Subscriber.id.in_(wanted), ~has_row)
+    )
+    return {subscriber_id: public_id for subscriber_id, public_id in rows}
+
+
+def add_deliveries(session: Session, rows: list[dict]) -> None:
+    """Insert delivery rows in one executemany (multi-row INSERTs where the driver allows)."""
+    if rows:
+        session.execute(Delivery.__table__.insert(), rows)
+
+
+def delivery_counts(session: Session, digest_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.digest_id == digest_id)
+        .group_by(Delivery.status)
+    )
+    return {str(status): count for status, count in rows}
+
+
+def deliveries_of(session: Session, digest_id: int) -> list[Delivery]:
+    return list(
+        session.scalars(
+            select(Delivery).where(Delivery.digest_id == digest_id).order_by(Delivery.id)
+        )
+    )
+
+
+def sent_message_to(session: Session, message_id: str, address: str) -> bool:
+    """Whether we sent the message with this Message-ID to this address (a digest delivery)."""
+    if not message_id:
+        return False
+    query = (
+        select(Delivery.id)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.message_id == message_id, Subscriber.email_key == email_key(address))
+        .limit(1)
+    )
+    return session.scalar(query) is not None
+
+
+def _due_now(now: datetime):
+    """Pending rows whose retry time has come, and rows whose claim has lapsed."""
+    return or_(
+        and_(
+            Delivery.status == DeliveryStatus.pending,
+            or_(Delivery.not_before.is_(None), Delivery.not_before <= now),
+        ),
+        and_(Delivery.status == DeliveryStatus.sending, Delivery.lease_until < now),
+    )
+
+
+def claim_deliveries(
+    session: Session, digest_id: int, worker: str, limit: int, now: datetime, lease: timedelta
+) -> list[int]:
+    """Atomically take up to `limit` due deliveries for `worker` until `now + lease`.
+
+    PostgreSQL skips rows other workers have locked meanwhile; SQLite runs the single
+    UPDATE … RETURNING while holding its write lock, which is as exclusive.
+    """
+    due = (
+        select(Delivery.id)
+        .where(Delivery.digest_id == digest_id, _due_now(now))
+        .order_by(Delivery.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    claimed = session.scalars(
+        update(Delivery)
+        .where(Delivery.id.in_(due.scalar_subquery()))
+        .values(status=DeliveryStatus.sending, claimed_by=worker, lease_until=now + lease)
+        .returning(Delivery.id)
+    )
+    return sorted(claimed)
+
+
+class ClaimedDelivery(NamedTuple):
+    """A claimed delivery with what sending it needs of its subscriber."""
+
+    delivery_id: int
+    message_id: str
+    subscriber_id: int
+    email: str
+    public_id: str
+    status: SubscriberStatus
+    language: str
+    format: MailFormat
+    paused_until: date | None
+    topic_ids: tuple[int, ...]
+    """The subscriber's topics now, in display order."""
+
+
+def claimed_rows(session: Session, ids: list[int]) -> list[ClaimedDelivery]:
+    """The claimed deliveries, by id, with their subscribers' fields and topics: one SELECT
+    (a row per topic, grouped here)."""
+    if not ids:
+        return []
+    rows = session.execute(
+        select(
+            Delivery.id,
+            Delivery.message_id,
+            Subscriber.id,
+            Subscriber.email,
+            Subscriber.public_id,
+            Subscriber.status,
+            Subscriber.language,
+            Subscriber.format,
+            Subscriber.paused_until,
+            SubscriberTopic.topic_id,
+        )
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .outerjoin(SubscriberTopic, SubscriberTopic.subscriber_id == Subscriber.id)
+        .outerjoin(Topic, Topic.id == SubscriberTopic.topic_id)
+        .where(Delivery.id.in_(ids))
+        .order_by(Delivery.id, Topic.position, Topic.id)
+    )
+    claimed: dict[int, ClaimedDelivery] = {}
+    topics: dict[int, list[int]] = {}
+    for *fields, topic_id in rows:
+        delivery_id = fields[0]
+        if delivery_id not in claimed:
+            claimed[delivery_id] = ClaimedDelivery(*fields, topic_ids=())
+            topics[delivery_id] = []
+        if topic_id is not None:
+            topics[delivery_id].append(topic_id)
+    return [row._replace(topic_ids=tuple(topics[key])) for key, row in claimed.items()]
+
+
+def finish_delivery(
+    session: Session, delivery_id: int, status: DeliveryStatus, detail: str
+) -> None:
+    """Sent, failed or skipped: the row is done and no longer claimed."""
+    values: dict = {
+        "status": status,
+        "detail": detail[:2000],
+        "claimed_by": None,
+        "lease_until": None,
+    }
+    if status != DeliveryStatus.skipped:
+        values["attempts"] = Delivery.attempts + 1
+    if status == DeliveryStatus.sent:
+        values["sent_at"] = utcnow()
+    session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+
+
+def finish_sent(session: Session, replies: Mapping[int, str]) -> int:
+    """Many deliveries sent, each with the server's reply: one UPDATE for them all (for up to
+    `IN_LIST_LIMIT` of them); how many were not marked finished before.
+
+    Rows already finished are left as they are: a sender's group and the send journal folded
+    by another sender (see `send_journal`) may both say the same message went, and it went once.
+    """
+    items = list(replies.items())
+    marked = 0
+    for start in range(0, len(items), IN_LIST_LIMIT):
+        chunk = dict(items[start : start + IN_LIST_LIMIT])
+        marked += session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id.in_(list(chunk)),
+                Delivery.status.in_([DeliveryStatus.pending, DeliveryStatus.sending]),
+            )
+            .values(
+                status=DeliveryStatus.sent,
+                detail=case({key: reply[:2000] for key, reply in chunk.items()}, value=Delivery.id),
+                attempts=Delivery.attempts + 1,
+                sent_at=utcnow(),
+                claimed_by=None,
+                lease_until=None,
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    return marked
+
+
+def skip_deliveries(session: Session, delivery_ids: list[int], detail: str) -> None:
+    """Deliveries not to send (the subscriber left, bounced or paused): one UPDATE."""
+    if delivery_ids:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(delivery_ids))
+            .values(status=DeliveryStatus.skipped, detail=detail, claimed_by=None, lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def defer_delivery(session: Session, delivery_id: int, detail: str, not_before: datetime) -> None:
+    """A temporary failure: pending again, not before `not_before`."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id)
+        .values(
+            status=DeliveryStatus.pending,
+            detail=detail[:2000],
+            attempts=Delivery.attempts + 1,
+            not_before=not_before,
+            claimed_by=None,
+            lease_until=None,
+        )
+    )
+
+
+def renew_claims(session: Session, ids: list[int], worker: str, lease_until: datetime) -> set[int]:
+    """Extend `worker`'s claim on these deliveries; the ids it still holds (others may have
+    claimed some after its lease ended)."""
+    if not ids:
+        return set()
+    renewed = session.scalars(
+        update(Delivery)
+        .where(
+            Delivery.id.in_(ids),
+            Delivery.status == DeliveryStatus.sending,
+            Delivery.claimed_by == worker,
+        )
+        .values(lease_until=lease_until)
+        .returning(Delivery.id)
+    )
+    return set(renewed)
+
+
+def release_deliveries(session: Session, ids: list[int], worker: str) -> None:
+    """Give claimed, unsent deliveries back (pending, unclaimed) if `worker` still holds them."""
+    if ids:
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id.in_(ids),
+                Delivery.status == DeliveryStatus.sending,
+                Delivery.claimed_by == worker,
+            )
+            .values(status=DeliveryStatus.pending, claimed_by=None, lease_until=None)
+        )
+
+
+def count_unfinished(session: Session, digest_id: int) -> int:
+    """Deliveries pending or being sent."""
+    unfinished = [DeliveryStatus.pending, DeliveryStatus.sending]
+    query = select(func.count()).where(
+        Delivery.digest_id == digest_id, Delivery.status.in_(unfinished)
+    )
+    return session.scalar(query) or 0
+
+
+def next_due_at(session: Session, digest_id: int) -> datetime | None:
+    """When the next unfinished delivery can be sent (now, a retry time, or a lease's end)."""
+    pending = session.scalar(
+        select(func.min(func.coalesce(Delivery.not_before, Delivery.created_at))).where(
+            Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.pending
+        )
+    )
+    leased = session.scalar(
+        select(func.min(Delivery.lease_until)).where(
+            Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.sending
+        )
+    )
+    times = [_aware(moment) for moment in (pending, leased) if moment is not None]
+    return min(times) if times else None
+
+
+def _aware(moment: datetime) -> datetime:
+    # Aggregates bypass the column type, so SQLite hands back naive (UTC) datetimes or text.
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def failed_deliveries(
+    session: Session, digest_id: int, limit: int = 50
+) -> list[tuple[str, str, str]]:
+    """(address, status, server's reply) of deliveries that failed or wait for a retry."""
+    rows = session.execute(
+        select(Subscriber.email, Delivery.status, Delivery.detail)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(
+            Delivery.digest_id == digest_id,
+            or_(
+                Delivery.status == DeliveryStatus.failed,
+                and_(Delivery.status == DeliveryStatus.pending, Delivery.attempts > 0),
+            ),
+        )
+        .order_by(Delivery.id)
+        .limit(limit)
+    )
+    return [(email, str(status), detail) for email, status, detail in rows]
+
+
+def claims_in_flight(session: Session, digest_id: int) -> list[tuple[str, int, datetime]]:
+    """(worker, deliveries it holds, when its lease ends) for the digest's claimed rows."""
+    rows = session.execute(
+        select(Delivery.claimed_by, func.count(), func.max(Delivery.lease_until))
+        .where(Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.sending)
+        .group_by(Delivery.claimed_by)
+    )
+    return [(worker or "?", count, _aware(lease)) for worker, count, lease in rows]

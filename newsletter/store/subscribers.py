@@ -1,0 +1,159 @@
+"""Subscribers: finding, adding, importing, their status and the event log of each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsletter.errors import InvalidInput, UnknownSubscriber
+from newsletter.intake.subscribers import SubscriberSpec, email_key
+from newsletter.models import (
+    Event,
+    MailFormat,
+    Subscriber,
+    SubscriberStatus,
+    SubscriberTopic,
+    Topic,
+)
+from newsletter.store.topics import get_topics
+
+
+def find_subscriber(session: Session, email: str) -> Subscriber | None:
+    return session.scalar(select(Subscriber).where(Subscriber.email_key == email_key(email)))
+
+
+def get_subscriber(session: Session, email: str) -> Subscriber:
+    subscriber = find_subscriber(session, email)
+    if subscriber is None:
+        raise UnknownSubscriber(f"no subscriber with the address {email!r}")
+    return subscriber
+
+
+def subscriber_by_public_id(session: Session, public_id: str) -> Subscriber | None:
+    return session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
+
+
+def add_subscriber(session: Session, spec: SubscriberSpec, source: str) -> Subscriber:
+    if find_subscriber(session, spec.email) is not None:
+        raise InvalidInput(
+            f"{spec.email} is subscribed already (change it with `subscribers edit`)"
+        )
+    subscriber = Subscriber(
+        email=spec.email,
+        email_key=email_key(spec.email),
+        name=spec.name,
+        language=spec.language,
+        format=spec.format or MailFormat.html,
+        topics=get_topics(session, spec.topics),
+    )
+    session.add(subscriber)
+    session.flush()
+    log_event(
+        session, subscriber, "subscribed", source, ", ".join(t.name for t in subscriber.topics)
+    )
+    return subscriber
+
+
+def list_subscribers(
+    session: Session, topic: Topic | None = None, status: SubscriberStatus | None = None
+) -> list[Subscriber]:
+    query = select(Subscriber).order_by(Subscriber.id)
+    if topic is not None:
+        query = query.join(SubscriberTopic).where(SubscriberTopic.topic_id == topic.id)
+    if status is not None:
+        query = query.where(Subscriber.status == status)
+    return list(session.scalars(query))
+
+
+STREAM_CHUNK = 2_000
+"""Rows fetched at a time when a whole list is read (a server-side cursor on PostgreSQL)."""
+
+
+IN_LIST_LIMIT = 5_000
+"""Most values bound in one statement's IN list (SQLite allows 32,766 parameters in all)."""
+
+
+def subscriber_emails(session: Session, ids: Iterable[int]) -> dict[int, str]:
+    """The addresses of these subscribers, by id."""
+    wanted = sorted(set(ids))
+    found: dict[int, str] = {}
+    for start in range(0, len(wanted), IN_LIST_LIMIT):
+        chunk = wanted[start : start + IN_LIST_LIMIT]
+        rows = session.execute(
+            select(Subscriber.id, Subscriber.email).where(Subscriber.id.in_(chunk))
+        )
+        found.update((subscriber_id, email) for subscriber_id, email in rows)
+    return found
+
+
+def set_status(
+    session: Session,
+    subscriber: Subscriber,
+    status: SubscriberStatus,
+    source: str,
+    detail: str = "",
+) -> bool:
+    """Change a subscriber's status and log it; False when it was that already."""
+    if subscriber.status == status:
+        return False
+    subscriber.status = status
+    if status in (SubscriberStatus.unsubscribed, SubscriberStatus.bounced):
+        # A confirmation link sent before must not bring the address back: it no longer
+        # matches (see `confirmation_matches`), and a new request may send one at once.
+        subscriber.confirmation_sent_at = None
+    log_event(session, subscriber, status.value, source, detail)
+    return True
+
+
+def purge_subscriber(session: Session, subscriber: Subscriber) -> None:
+    session.delete(subscriber)
+
+
+def log_event(
+    session: Session, subscriber: Subscriber, kind: str, source: str, detail: str = ""
+) -> None:
+    session.add(Event(subscriber_id=subscriber.id, kind=kind, source=source, detail=detail))
+
+
+def events_of(session: Session, subscriber: Subscriber) -> list[Event]:
+    return list(
+        session.scalars(
+            select(Event).where(Event.subscriber_id == subscriber.id).order_by(Event.id)
+        )
+    )
+
+
+def import_subscriber(session: Session, spec: SubscriberSpec, *, update_existing: bool) -> str:
+    """Add one imported subscriber: "added", "updated", "unchanged" or "left unsubscribed".
+
+    An address that left the list is never put back by an import: only its owner can do that.
+    """
+    topics = get_topics(session, spec.topics)
+    existing = find_subscriber(session, spec.email)
+    if existing is None:
+        add_subscriber(session, spec, source="import")
+        return "added"
+    if existing.status != SubscriberStatus.active:
+        return f"left {existing.status.value}"
+    if not update_existing:
+        return "unchanged"
+    mail_format = spec.format or existing.format  # no format given: theirs stays
+    wanted = (spec.name, spec.language, mail_format, {t.id for t in topics})
+    have = (existing.name, existing.language, existing.format, {t.id for t in existing.topics})
+    if have == wanted:
+        return "unchanged"
+    existing.name, existing.language, existing.topics = spec.name, spec.language, topics
+    existing.format = mail_format
+    log_event(session, existing, "changed", "import", ", ".join(t.name for t in topics))
+    return "updated"
+
+
+def subscriber_by_id(session: Session, subscriber_id: int) -> Subscriber | None:
+    return session.get(Subscriber, subscriber_id)
+
+
+def count_hard_failure(subscriber: Subscriber) -> None:
+    """One more hard failure for this address (a bounce report or a 5xx reply)."""
+    subscriber.bounce_count += 1

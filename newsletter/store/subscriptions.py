@@ -1,0 +1,188 @@
+"""Subscribing and preferences: double opt-in, topics, language, pauses, and who gets which
+topics on a given day."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from newsletter.intake.subscribers import email_key
+from newsletter.models import (
+    MailFormat,
+    Subscriber,
+    SubscriberStatus,
+    SubscriberTopic,
+    Topic,
+    utcnow,
+)
+from newsletter.store.subscribers import (
+    STREAM_CHUNK,
+    find_subscriber,
+    get_subscriber,
+    log_event,
+    set_status,
+)
+
+
+def subscriber_topic_rows(session: Session, on: date) -> Iterator[tuple[int, str, int]]:
+    """(subscriber id, language, topic id) of each active subscriber not paused on `on`, a row
+    per topic, by subscriber then in topic order: the whole list streamed, never loaded."""
+    query = (
+        select(Subscriber.id, Subscriber.language, SubscriberTopic.topic_id)
+        .join(SubscriberTopic, SubscriberTopic.subscriber_id == Subscriber.id)
+        .join(Topic, Topic.id == SubscriberTopic.topic_id)
+        .where(
+            Subscriber.status == SubscriberStatus.active,
+            or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= on),
+        )
+        .order_by(Subscriber.id, Topic.position, Topic.id)
+        .execution_options(yield_per=STREAM_CHUNK)
+    )
+    yield from session.execute(query)  # rows unpack as tuples
+
+
+def request_subscription(
+    session: Session, email: str, topics: list[Topic], language: str
+) -> Subscriber:
+    """The subscriber a web request to subscribe is for, logged; a new address is `pending`.
+
+    Nothing about a known address changes here: its topics and language change only when the
+    confirmation link is used, so a stranger's request cannot alter someone's subscription.
+    """
+    subscriber = find_subscriber(session, email)
+    if subscriber is None:
+        try:
+            with session.begin_nested():
+                subscriber = Subscriber(
+                    email=email,
+                    email_key=email_key(email),
+                    language=language,
+                    topics=topics,
+                    status=SubscriberStatus.pending,
+                )
+                session.add(subscriber)
+        except IntegrityError:  # the same address, asked for twice at the same moment
+            subscriber = get_subscriber(session, email)
+    detail = f"{', '.join(topic.name for topic in topics)} ({language})"
+    log_event(session, subscriber, "requested", "web", detail)
+    return subscriber
+
+
+def claim_confirmation(
+    session: Session, subscriber: Subscriber, now: datetime, window: timedelta
+) -> bool:
+    """Take the right to send a confirmation now: False when one went out within `window`.
+
+    One conditional UPDATE, so two requests at the same moment cannot both send.
+    """
+    result = session.execute(
+        update(Subscriber)
+        .where(
+            Subscriber.id == subscriber.id,
+            or_(
+                Subscriber.confirmation_sent_at.is_(None),
+                Subscriber.confirmation_sent_at <= now - window,
+            ),
+        )
+        .values(confirmation_sent_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(subscriber)
+    return result.rowcount == 1
+
+
+def release_confirmation(session: Session, subscriber: Subscriber, sent_at: datetime) -> None:
+    """The confirmation could not be sent: let the next request try again at once."""
+    if subscriber.confirmation_sent_at == sent_at:
+        subscriber.confirmation_sent_at = None
+
+
+def confirmation_matches(subscriber: Subscriber, sent_at: int) -> bool:
+    """Whether a confirmation link (sent at `sent_at`, Unix ms) is the subscriber's latest.
+
+    An older link, or any link after the address left the list, no longer counts.
+    """
+    latest = subscriber.confirmation_sent_at
+    return latest is not None and milliseconds(latest) == sent_at
+
+
+def milliseconds(moment: datetime) -> int:
+    """Unix time in whole milliseconds (what a link carries of a moment), exactly."""
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+
+
+def confirm_subscription(
+    session: Session, subscriber: Subscriber, topics: list[Topic], language: str
+) -> None:
+    """Make a web subscription active with the confirmed topics and language; logged."""
+    subscriber.topics, subscriber.language = topics, language
+    subscriber.confirmed_at = utcnow()
+    if subscriber.status != SubscriberStatus.active:
+        subscriber.status = SubscriberStatus.active
+        subscriber.paused_until = None
+        subscriber.bounce_count = 0
+    detail = f"{', '.join(topic.name for topic in topics)} ({language})"
+    log_event(session, subscriber, "confirmed", "web", detail)
+
+
+def change_preferences(
+    session: Session,
+    subscriber: Subscriber,
+    topics: list[Topic],
+    language: str,
+    source: str,
+    mail_format: MailFormat | None = None,
+) -> bool:
+    """New topics, language and (unless None) mail format, logged as a change; False when
+    nothing changed. The detail names the format only when it changes."""
+    if mail_format is None:
+        mail_format = subscriber.format
+    before = ([topic.id for topic in subscriber.topics], subscriber.language, subscriber.format)
+    if before == ([topic.id for topic in topics], language, mail_format):
+        return False
+    detail = f"{', '.join(topic.name for topic in topics)} ({language})"
+    if mail_format != subscriber.format:
+        detail += f"; format {mail_format}"
+    subscriber.topics, subscriber.language = topics, language
+    subscriber.format = mail_format
+    log_event(session, subscriber, "changed", source, detail)
+    return True
+
+
+def pause_subscriber(
+    session: Session, subscriber: Subscriber, until: date | None, source: str
+) -> None:
+    """No digest before `until`; None resumes at once. Logged as paused or resumed."""
+    if subscriber.paused_until == until:
+        return
+    subscriber.paused_until = until
+    if until is None:
+        log_event(session, subscriber, "resumed", source)
+    else:
+        log_event(session, subscriber, "paused", source, f"until {until.isoformat()}")
+
+
+def resubscribe(session: Session, subscriber: Subscriber, source: str) -> bool:
+    """An address that left (or bounced) comes back, by its owner's act (the preferences page)
+    or an operator's (`subscribers edit --resubscribe`); logged. Its old hard failures no
+    longer count: one more must not bounce it again."""
+    subscriber.bounce_count = 0
+    subscriber.paused_until = None
+    return set_status(session, subscriber, SubscriberStatus.active, source, "came back")
+
+
+def topics_by_subscriber_language(session: Session) -> dict[str, set[int]]:
+    """Each language active subscribers read, with the topics they follow."""
+    rows = session.execute(
+        select(Subscriber.language, SubscriberTopic.topic_id)
+        .join(SubscriberTopic, SubscriberTopic.subscriber_id == Subscriber.id)
+        .where(Subscriber.status == SubscriberStatus.active)
+    )
+    found: dict[str, set[int]] = {}
+    for language, topic_id in rows:
+        found.setdefault(language, set()).add(topic_id)
+    return found
