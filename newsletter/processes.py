@@ -1,4 +1,6 @@
-"""newsletter.processes: (to describe)."""
+"""Processes across machines: which process-id space this one lives in, and whether a process
+another worker recorded (host, pid, namespace) has ended.
+"""
 
 from __future__ import annotations
 

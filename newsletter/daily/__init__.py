@@ -1,1 +1,8 @@
-"""newsletter.daily: (to describe)."""
+"""The daily job's steps, shared by the CLI and the worker: fetching each topic's new papers
+(`fetch`), looking for code links that appeared since (`code_links`), and building and sending
+the day's digest (`send`).
+
+Each step takes settings and plain values, opens its own sessions, and is safe to run twice.
+May import everything below it (`delivery`, `translate`, `digest`, `store`, `sources`, ...);
+never `worker`, `web` or `cli`.
+"""

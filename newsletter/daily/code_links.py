@@ -1,4 +1,6 @@
-"""newsletter.daily.code_links: (to describe)."""
+"""Code links that appear after a paper was fetched: ask the Hugging Face papers API about the
+recent papers without one, a few times, then give up.
+"""
 
 from __future__ import annotations
 

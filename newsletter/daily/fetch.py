@@ -1,4 +1,6 @@
-"""newsletter.daily.fetch: (to describe)."""
+"""Fetching: each topic's new papers from arXiv, stored and linked to the topic, one topic's
+failure never stopping the others.
+"""
 
 from __future__ import annotations
 

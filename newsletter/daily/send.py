@@ -1,7 +1,5 @@
-"""The daily job's steps (fetch, build, send), composed from the layers above.
-
-The CLI and the Huey tasks both call these; each step takes settings and plain values, opens
-its own units of work, and is safe to run twice.
+"""Building and sending the day's digest: open it, give every subscriber a delivery row, translate
+what it shows, and deliver; `plan` says what a send would do without doing it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""newsletter.delivery.bounces: (to describe)."""
+"""What a bounce means: a permanent or temporary failure, an unknown user, and when hard
+failures mark an address bounced; applied from an SMTP reply or a returned report.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""newsletter.delivery.dkim: (to describe)."""
+"""DKIM signing (rsa-sha256, relaxed/relaxed) of a message's final bytes, with the key file
+named by NEWSLETTER_DKIM_KEY_FILE.
+"""
 
 from __future__ import annotations
 

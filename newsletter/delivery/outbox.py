@@ -1,4 +1,6 @@
-"""newsletter.delivery.outbox: (to describe)."""
+"""The outbox transport (the default, nothing to set up): each message written as one `.eml`
+file, atomically, under a name its Message-ID decides.
+"""
 
 from __future__ import annotations
 

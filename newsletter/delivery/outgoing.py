@@ -1,4 +1,9 @@
-"""newsletter.delivery.outgoing: (to describe)."""
+"""The transports' interface: a message as its final bytes (`Outgoing`), one result per message
+(`SendResult`), and the `Transport` protocol every transport follows.
+
+Transports take a batch and yield one result per message as they go, so the caller records each
+delivery as it becomes known and an interrupted batch resumes where it stopped.
+"""
 
 from __future__ import annotations
 

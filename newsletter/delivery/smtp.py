@@ -1,4 +1,6 @@
-"""newsletter.delivery.smtp: (to describe)."""
+"""The SMTP transport: one connection reused across batches (STARTTLS or TLS, AUTH), pipelined
+replies read per message, and every reply turned into a sent, deferred or failed result.
+"""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
-"""Mail: the MIME message of a digest, and the transports that deliver it.
-
-Two transports share one small interface (`Transport`): the outbox folder (the default, nothing
-to set up) and an SMTP relay. Both take a batch and yield one result per message as they go, so
-the caller can record each delivery as it becomes known and an interrupted batch resumes where
-it stopped. A message travels as its final bytes (`Outgoing`): a digest's are made by
-substitution in a template encoded once per segment (`mime_template`), and no transport
-encodes anything again.
-"""
+"""Which transport the settings choose: the SMTP relay when NEWSLETTER_SMTP_URL is set, else
+the outbox folder; DKIM-signed and paced when those are set."""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
-"""Reading delivery status notifications (RFC 3464) and deciding what a bounce means.
+"""Reading delivery status notifications (RFC 3464): who failed, how, and for which message.
 
 A DSN is a `multipart/report; report-type=delivery-status` message whose
 `message/delivery-status` part holds one block of fields per recipient (Final-Recipient,
 Action, Status, Diagnostic-Code), usually followed by the returned message or its headers
 (`message/rfc822`, `text/rfc822-headers`), whose Message-ID says which message failed.
-Reading them needs nothing but the standard library and `mailboxes`' bounded walk of parts.
+Reading them needs nothing but the standard library and `mailboxes`' bounded walk of parts;
+what a bounce does to a subscriber is `delivery.bounces`.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@
 
 Providers (NEWSLETTER_TRANSLATOR): `google` (the free web endpoint), `openai` (any
 OpenAI-compatible chat-completions API), `deepl`, `libretranslate`; `none` keeps the English.
-Nothing here touches the database: `jobs` decides what to translate and stores the results.
+Only `step` (the translation step of a send and of `newsletter translate`) touches the
+database: it decides what to translate and stores the results. May import `digest`, `store`
+and the bottom modules; never `render`, `delivery`, `web` or `cli`.
 """
 
 from __future__ import annotations
