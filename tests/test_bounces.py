@@ -184,7 +184,7 @@ def test_bounced_subscribers_get_no_digest(cli, settings, example_topics, tmp_pa
     cli("bounces", "import", str(report))
     clear_outbox(settings)
     store_papers(settings, "SLAM", paper(2))
-    send.send(settings, send.today(settings) + timedelta(days=1))
+    send.send(settings, settings.today() + timedelta(days=1))
     assert set(outbox(settings)) == {"ada@example.org"}
 
 

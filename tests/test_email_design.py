@@ -14,7 +14,6 @@ from datetime import UTC, date, datetime
 import pytest
 from lxml import html as lxml_html
 
-from newsletter.daily import send
 from newsletter.digest.content import DigestContent, PaperItem, TopicSection
 from newsletter.render import email as render_email
 from newsletter.web import create_app
@@ -220,7 +219,7 @@ def test_a_topic_listed_under_an_earlier_one_counts_its_papers(cli, settings, mo
     assert "3 papers, listed under MLLM" in html and "0 papers" not in html
     assert 'id="diffusion"' not in html  # no empty panel for it
     assert 'href="#mllm"' in html and 'href="#diffusion"' not in html
-    page = create_app(settings).test_client().get(f"/digests/{send.today().isoformat()}")
+    page = create_app(settings).test_client().get(f"/digests/{settings.today().isoformat()}")
     assert "3 papers, listed under MLLM" in page.get_data(as_text=True)
 
 

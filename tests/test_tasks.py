@@ -575,7 +575,7 @@ def test_the_periodic_sweep_waits_a_grace_and_looks_at_the_last_week_only(
     for address in ("ada@example.org", "bo@example.org"):
         cli("subscribers", "add", address, "-t", "SLAM")
     store_papers(settings, "SLAM", paper(1))
-    digest_id, _translation = send.build(settings, send.today(settings))
+    digest_id, _translation = send.build(settings, settings.today())
 
     def swept(**options: bool) -> list[int]:
         queued = tasks.sweep(settings, **options)
@@ -592,7 +592,7 @@ def test_the_periodic_sweep_waits_a_grace_and_looks_at_the_last_week_only(
     assert swept(periodic=True) == [digest_id]  # overdue: forgotten
 
     with session_scope(settings) as session:
-        older = send.today(settings) - timedelta(days=tasks.SWEEP_DAYS + 1)
+        older = settings.today() - timedelta(days=tasks.SWEEP_DAYS + 1)
         session.execute(update(Digest).values(issue_date=older))
     assert swept() == []  # news no longer
 
@@ -610,7 +610,7 @@ def test_a_deliver_task_says_how_many_it_found_in_the_send_journal(
     settings = set_env(monkeypatch, outbox_dir=str(settings.var_dir.parent / "outbox"))
     add_subscribers(settings, "SLAM", 4)
     store_papers(settings, "SLAM", paper(1))
-    digest_id, _translation = send.build(settings, send.today(settings))
+    digest_id, _translation = send.build(settings, settings.today())
     dead = ended_sender()
     with session_scope(settings) as session:  # it claimed two rows, sent them, and died
         long_ago = utcnow() - timedelta(minutes=1)

@@ -303,7 +303,7 @@ def test_redis_going_away_is_waited_out_and_the_lost_tasks_are_found_again(
             worker.wait_for(lambda: len(worker.steps(part)) >= 3, "three backoff steps")
 
             # Meanwhile the digest is built: the tasks it needs cannot reach the queue.
-            digest_id, _translation = send.build(get_settings(), send.today())
+            digest_id, _translation = send.build(get_settings(), get_settings().today())
             own_redis.start()  # empty: whatever was queued before is gone too
 
             worker.wait_for(
@@ -332,7 +332,7 @@ def test_an_smtp_relay_gone_mid_send_is_waited_out_and_each_reader_gets_one_dige
         settings = set_env(monkeypatch, smtp_url=sink.url)
         worker = Worker(tmp_path, "--workers", "1")
         try:
-            digest_id, _translation = send.build(settings, send.today())
+            digest_id, _translation = send.build(settings, get_settings().today())
             assert tasks.queue_delivery(settings, digest_id) == 1
             worker.wait_for(lambda: sink.count() >= 2, "two messages")
             sink.stop()  # mid-send: the connection drops, and the relay refuses new ones
@@ -379,7 +379,7 @@ def test_postgresql_refusing_connections_is_waited_out(
     try:
         with SmtpSink() as sink:
             set_env(monkeypatch, smtp_url=sink.url)
-            digest_id, _translation = send.build(get_settings(), send.today())
+            digest_id, _translation = send.build(get_settings(), get_settings().today())
             relayed = direct.set(host="127.0.0.1", port=relay.port)
             set_env(monkeypatch, database_url=relayed.render_as_string(hide_password=False))
             worker = Worker(tmp_path, "--workers", "2")  # it reaches PostgreSQL through the relay
@@ -415,7 +415,7 @@ def test_status_says_when_tasks_wait_and_no_worker_is_alive(
 ):
     settings = set_env(monkeypatch, send_batch_size="3")
     tasks = load_tasks()
-    digest_id, _translation = send.build(settings, send.today())
+    digest_id, _translation = send.build(settings, get_settings().today())
     assert tasks.queue_delivery(settings, digest_id) == 2
 
     waiting = cli("status").output
@@ -573,7 +573,7 @@ def test_the_daily_job_s_reads_of_the_database_wait_out_an_outage(
         cli("topics", "add", "SLAM", "-k", "slam")
         cli("subscribers", "add", READERS[0], "-t", "SLAM")
         store_papers(get_settings(), "SLAM", paper(1))
-        digest_id, _translation = send.build(get_settings(), send.today())
+        digest_id, _translation = send.build(get_settings(), get_settings().today())
         batches = waited_out(lambda: tasks.queue_delivery(get_settings(), digest_id))
     finally:
         relay.stop()

@@ -11,9 +11,9 @@ from datetime import date
 from typing import TypeVar
 
 from newsletter import metrics, store
-from newsletter.config import Settings, get_settings
+from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.delivery.deliverer import deliver_all, segments_for
+from newsletter.delivery.deliverer import DeliveryReport, deliver_all, segments_for
 from newsletter.delivery.outgoing import Transport
 from newsletter.delivery.transports import transport_from_settings
 from newsletter.digest.content import Segment, draft_digest, open_digest
@@ -25,11 +25,6 @@ Progress = Callable[[int], None]
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
-
-
-def today(settings: Settings | None = None) -> date:
-    """The digest's date: today in NEWSLETTER_TIMEZONE (`Settings.today`)."""
-    return (settings or get_settings()).today()
 
 
 def nothing_to_do(settings: Settings) -> str | None:
@@ -72,16 +67,11 @@ class PlannedMessage:
     status: str
 
 
-@dataclass
-class SendReport:
+@dataclass(kw_only=True)
+class SendReport(DeliveryReport):
+    """What a send did (the deliveries' outcomes), and the day's digest around it."""
+
     issue_date: date
-    sent: int = 0
-    failed: int = 0
-    deferred: int = 0
-    skipped: int = 0
-    bounced: int = 0
-    recovered: int = 0
-    """Found sent in the send journal (a sender stopped before writing them), marked sent."""
     unfinished: int = 0
     already_sent: int = 0
     planned: list[PlannedMessage] = field(default_factory=list)
@@ -147,8 +137,8 @@ def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 def plan(settings: Settings, issue_date: date | None = None) -> SendReport:
     """Who would get what, changing nothing (`newsletter send --dry-run`)."""
-    issue_date = issue_date or today(settings)
-    report = SendReport(issue_date)
+    issue_date = issue_date or settings.today()
+    report = SendReport(issue_date=issue_date)
     with session_scope(settings) as session:
         digest = draft_digest(session, issue_date, utcnow())
         segments = segments_for(session, settings, digest)
@@ -197,9 +187,9 @@ def send(
     languages (those not stored yet, within NEWSLETTER_TRANSLATOR_BUDGET); what fails goes
     out in English with a note, and is translated on the next run.
     """
-    issue_date = issue_date or today(settings)
+    issue_date = issue_date or settings.today()
     digest_id, translation = build(settings, issue_date)
-    report = SendReport(issue_date, translation=translation)
+    report = SendReport(issue_date=issue_date, translation=translation)
     with session_scope(settings) as session:
         report.already_sent = store.delivery_counts(session, digest_id).get("sent", 0)
         if on_total is not None:
@@ -219,9 +209,7 @@ def send(
         if own_transport:
             transport.close()
     metrics.record_delivery_report(outcome)
-    for name in ("sent", "failed", "deferred", "skipped", "bounced", "recovered"):
-        setattr(report, name, getattr(outcome, name))
-    report.failures = outcome.failures
+    report.add(outcome)
     with session_scope(settings) as session:
         report.unfinished = store.count_unfinished(session, digest_id)
     return report

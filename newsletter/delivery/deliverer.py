@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from sqlalchemy.orm import Session
 
@@ -514,6 +515,16 @@ class _Outcomes:
 # ---------------------------------------------------------------- until nothing is due
 
 
+def until_none_due(batch: Callable[[], DeliveryReport], report: DeliveryReport) -> None:
+    """Send batch after batch (`Deliverer.deliver_batch`, perhaps waiting out outages) until one
+    finds nothing due, adding what each did to `report` as it goes."""
+    while True:
+        done = batch()
+        report.add(done)
+        if not (done.sent + done.failed + done.deferred + done.skipped):
+            return
+
+
 def deliver_all(
     settings: Settings,
     digest_id: int,
@@ -533,10 +544,7 @@ def deliver_all(
     deliverer = Deliverer(settings, digest_id, transport, notes=notes)
     report = DeliveryReport()
     while True:
-        batch = deliverer.deliver_batch(settings.send_batch_size, progress)
-        report.add(batch)
-        if batch.sent + batch.failed + batch.deferred + batch.skipped:
-            continue
+        until_none_due(partial(deliverer.deliver_batch, settings.send_batch_size, progress), report)
         if not wait_for_retries:
             return report
         with session_scope(settings) as session:

@@ -104,7 +104,7 @@ def daily_job() -> dict:
     settings = get_settings()
     # The day it runs for, read first: a fetch that waits out an outage past midnight still
     # builds that day's digest.
-    issue_date = send.today(settings).isoformat()
+    issue_date = settings.today().isoformat()
     idle = _waiting_out_outages(settings, partial(send.nothing_to_do, settings))
     if idle is not None:  # no empty digest published, no arXiv request for nothing
         log.warning("daily job: nothing to do: %s", idle)
@@ -201,13 +201,8 @@ def deliver(digest_id: int) -> dict:
     deliverer = _deliverer(settings, digest_id)
     report = delivery_deliverer.DeliveryReport()
     try:
-        while True:
-            batch = keep_trying(
-                settings, partial(deliverer.deliver_batch, settings.send_batch_size)
-            )
-            report.add(batch)
-            if not (batch.sent + batch.failed + batch.deferred + batch.skipped):
-                break
+        batch = partial(deliverer.deliver_batch, settings.send_batch_size)
+        delivery_deliverer.until_none_due(partial(keep_trying, settings, batch), report)
         remaining, next_due = keep_trying(
             settings, partial(delivery_deliverer.unfinished, settings, digest_id)
         )
