@@ -1,6 +1,6 @@
 """Text people type or import, checked before anything stores it: no control characters.
 
-A NUL is stored by SQLite and refused by PostgreSQL (so one such row used to abort a whole
+A NUL is stored by SQLite and refused by PostgreSQL (where one such row would abort a whole
 import there), and an escape sequence or a line break in a name ends up in mail headers and
 terminals. Tab, line feed and carriage return are ordinary whitespace: a one-line field
 folds them into a space; every other control character (C0, DEL, C1) is refused, naming it.
