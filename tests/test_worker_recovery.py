@@ -44,7 +44,7 @@ from tests.test_tasks import load_tasks, read, stop, tasks_on_redis, worker_comm
 READERS = [f"reader{number}@example.org" for number in range(6)]
 CAP = 4  # NEWSLETTER_RECOVERY_INTERVAL in these tests: the longest wait between tries
 STEP = re.compile(
-    r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) WARNING newsletter\.outages"
+    r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) WARNING newsletter\.worker\.outages"
     r" (?P<part>.+?) (?:unreachable|busy) \((?P<reason>.*)\); retrying in (?P<wait>\d+) s$",
     re.MULTILINE,
 )
@@ -278,7 +278,8 @@ def assert_recovered(worker: Worker, code: int, copies: Counter, part: str) -> s
     assert code == 0, log
     assert all(count == 1 for count in copies.values()), copies
     assert_backoff(worker.steps(part), 3)
-    assert re.search(rf"WARNING newsletter\.outages {re.escape(part)} is back after \d+ s", log)
+    back = rf"WARNING newsletter\.worker\.outages {re.escape(part)} is back after \d+ s"
+    assert re.search(back, log)
     assert "Traceback" not in log
     return log
 
