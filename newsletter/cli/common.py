@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from newsletter import db
-from newsletter.config import Settings, get_settings, shown_setting
+from newsletter.config import Settings, get_settings, redis_where, shown_setting
 from newsletter.errors import (
     CodeLinkError,
     ConfigError,
@@ -144,11 +144,8 @@ def _current(name: str):
 
 def redis_failure(error: redis.RedisError, url: str | None) -> str:
     """`NEWSLETTER_REDIS_URL=…: cannot connect to Redis at host:port (what it said); what to do`."""
-    from redis.connection import parse_url
-
     url = url or "redis://localhost:6379/0"
-    options = parse_url(url)
-    where = options.get("path") or f"{options.get('host', 'localhost')}:{options.get('port', 6379)}"
+    where = redis_where(url)
     setting = shown_setting("redis_url", url)
     said = str(error).strip().rstrip(".")
     # redis-py: "Error 111 connecting to 127.0.0.1:6399. Connection refused."
@@ -164,8 +161,11 @@ def redis_failure(error: redis.RedisError, url: str | None) -> str:
             " correct the URL (unset, the queue is a file in NEWSLETTER_VAR_DIR)"
         )
     if "DB index is out of range" in said:
+        from redis.connection import parse_url
+
+        number = parse_url(url).get("db", 0)
         return (
-            f"{setting}: Redis at {where} has no database {options.get('db', 0)} ({said}); use"
+            f"{setting}: Redis at {where} has no database {number} ({said}); use"
             " one from 0 to 15 (or raise `databases` in redis.conf)"
         )
     return f"{setting}: Redis at {where} failed ({said})"
@@ -174,14 +174,9 @@ def redis_failure(error: redis.RedisError, url: str | None) -> str:
 def queue_file_failure(error: sqlite3.Error) -> str:
     var_dir = _current("var_dir") or Path("var")
     path = Path(var_dir) / "huey.db"
-    name = getattr(error, "sqlite_errorname", "") or ""
-    advice = next(
-        (text for prefix, text in db.SQLITE_ADVICE.items() if name.startswith(prefix)),
-        "see `--debug` for where it happened",
-    )
     return (
         f"NEWSLETTER_VAR_DIR={var_dir}: cannot use the queue's file {path} ({error});"
-        f" {advice.format(path=path)}"
+        f" {db.sqlite_advice(error, path)}"
     )
 
 

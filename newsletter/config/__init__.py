@@ -7,8 +7,8 @@ the worker or the web app does anything, and how a setting is named and printed 
   how a message names a setting and shows its value (`shown_setting`);
 - `checks`: reading the settings (`read_settings`, `get_settings`), and everything wrong with
   them in words, one line per variable, with the names that are no setting (`unknown_variables`);
-- `urls`: what a URL setting may hold, and how any URL is printed without its password
-  (`mask_url_password`).
+- `urls`: what a URL setting may hold, where it points (`redis_where`), and how any URL is
+  printed without its password (`mask_url_password`).
 
 It imports nothing of `newsletter` but `errors`, so that every other module may import it.
 Call sites import from here: `from newsletter.config import Settings, get_settings`.
@@ -34,6 +34,7 @@ from newsletter.config.urls import (
     checked_database_url,
     mask_url_password,
     password_breaks_url,
+    redis_where,
     url_password,
 )
 
@@ -54,6 +55,7 @@ __all__ = [
     "mask_url_password",
     "password_breaks_url",
     "read_settings",
+    "redis_where",
     "shown",
     "shown_setting",
     "unknown_variables",

@@ -170,6 +170,15 @@ def ascii_domain(domain: str) -> str:
         raise ValueError(str(error)) from None
 
 
+def redis_where(url: str | None) -> str:
+    """Where the Redis of `url` listens, for messages: `host:port`, or the path of a unix
+    socket; `url` unset: Redis's own default, localhost:6379."""
+    from redis.connection import parse_url
+
+    options = parse_url(url or "redis://localhost:6379/0")
+    return options.get("path") or f"{options.get('host', 'localhost')}:{options.get('port', 6379)}"
+
+
 # ------------------------------------------------------------------------------- masking
 
 
