@@ -257,11 +257,13 @@ def ready_settings() -> Settings:
 
 
 @contextmanager
-def session() -> Iterator[Session]:
+def open_session() -> Iterator[Session]:
+    """A unit of work on the database (see `db.session_scope`), its schema made current first
+    where that is allowed."""
     current = get_settings()
     db.ensure_schema(current)
-    with db.session_scope(current) as unit:
-        yield unit
+    with db.session_scope(current) as session:
+        yield session
 
 
 def print_json(data: object) -> None:

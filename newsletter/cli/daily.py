@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from newsletter.cli.common import console, err_console, ready_settings, session
+from newsletter.cli.common import console, err_console, open_session, ready_settings
 from newsletter.daily import code_links
 from newsletter.daily import fetch as daily_fetch
 from newsletter.daily import send as daily_send
@@ -228,8 +228,8 @@ def preview(
     Example: newsletter preview --subscriber ada@example.org --open
     """
     settings = ready_settings()
-    with session() as unit:
-        html, label = previews.preview_html(unit, settings, subscriber, topic or ())
+    with open_session() as session:
+        html, label = previews.preview_html(session, settings, subscriber, topic or ())
     path = output or settings.var_dir / "preview" / f"{label}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from newsletter import store
-from newsletter.cli.common import NewsletterGroup, console, session, settings
+from newsletter.cli.common import NewsletterGroup, console, open_session, settings
 from newsletter.intake.subscribers import normalise_language
 from newsletter.publish.export import Export, build_export, to_json, to_markdown
 
@@ -53,10 +53,10 @@ def _export_command(write: Callable[[Export], str]) -> Callable[..., None]:
         day: Updated = None,
     ) -> None:
         updated = _day(day)
-        with session() as unit:
-            topics = store.get_topics(unit, topic) if topic else None
+        with open_session() as session:
+            topics = store.get_topics(session, topic) if topic else None
             data = build_export(
-                unit,
+                session,
                 updated=updated,
                 language=normalise_language(lang) if lang else "en",
                 topics=topics,

@@ -14,7 +14,7 @@ from newsletter.cli.common import (
     console,
     err_console,
     examples_dir,
-    session,
+    open_session,
 )
 from newsletter.cli.common import settings as current_settings
 from newsletter.config import read_settings, shown
@@ -49,9 +49,9 @@ def _load_examples(settings) -> None:
         (folder / "example.csv").read_text(encoding="utf-8"),
         default_language=settings.default_language,
     )
-    with session() as unit:
-        topics = [store.upsert_topic(unit, spec) for spec in specs]
-        people = [store.import_subscriber(unit, spec, update_existing=False) for _, spec in rows]
+    with open_session() as session:
+        topics = [store.upsert_topic(session, spec) for spec in specs]
+        people = [store.import_subscriber(session, spec, update_existing=False) for _, spec in rows]
     console.print(
         f"Example topics: {topics.count('added')} added ({len(specs)} in {folder / 'topics.toml'});"
         f" example subscribers: {people.count('added')} added ({len(rows)} in example.csv)."
