@@ -243,10 +243,6 @@ def check_folders(settings: Settings) -> None:
             pass
 
 
-def settings() -> Settings:
-    return get_settings()
-
-
 def ready_settings() -> Settings:
     """Settings for the daily work: its folders writable, the database created or migrated
     where that is allowed (see db)."""

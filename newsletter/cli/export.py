@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from newsletter import store
-from newsletter.cli.common import NewsletterGroup, console, open_session, settings
+from newsletter.cli.common import NewsletterGroup, console, open_session
+from newsletter.config import get_settings
 from newsletter.intake.subscribers import normalise_language
 from newsletter.publish.export import Export, build_export, to_json, to_markdown
 
@@ -93,7 +94,7 @@ json_ = app.command(
 
 def _day(text: str | None) -> date:
     if text is None:
-        return settings().today()
+        return get_settings().today()
     try:
         return date.fromisoformat(text)
     except ValueError as error:

@@ -11,7 +11,7 @@ from newsletter import db
 from newsletter.cli.common import (
     check_folders,
 )
-from newsletter.cli.common import settings as current_settings
+from newsletter.config import get_settings
 from newsletter.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def serve(
     from newsletter.logs import setup_logging
     from newsletter.web import create_app
 
-    settings = current_settings()
+    settings = get_settings()
     setup_logging(settings)
     check_folders(settings)
     db.ensure_schema(settings)
@@ -60,7 +60,7 @@ def worker(
     from newsletter import logs, metrics
     from newsletter.worker import tasks
 
-    settings = current_settings()
+    settings = get_settings()
     logs.setup_logging(settings)
     check_folders(settings)  # the outbox, the queue's file: before a task fails on them
     db.ensure_schema(settings)

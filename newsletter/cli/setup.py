@@ -16,8 +16,7 @@ from newsletter.cli.common import (
     examples_dir,
     open_session,
 )
-from newsletter.cli.common import settings as current_settings
-from newsletter.config import read_settings, shown
+from newsletter.config import get_settings, read_settings, shown
 from newsletter.intake.subscribers import read_subscriber_csv
 from newsletter.intake.topics import read_topic_file
 
@@ -34,7 +33,7 @@ def init(
     Safe to run again: it changes nothing that exists.
     Example: newsletter init --examples
     """
-    settings = current_settings()
+    settings = get_settings()
     db.upgrade(settings)
     settings.secret()
     console.print(f"Database ready: {shown('database_url', settings.database_url)}")
@@ -91,7 +90,7 @@ def upgrade() -> None:
 
     Example: NEWSLETTER_DATABASE_URL=postgresql+psycopg://localhost/newsletter newsletter db upgrade
     """
-    settings = current_settings()
+    settings = get_settings()
     db.upgrade(settings)
     console.print(f"Schema up to date: {shown('database_url', settings.database_url)}")
 
@@ -102,7 +101,7 @@ def current() -> None:
 
     Example: newsletter db current
     """
-    settings = current_settings()
+    settings = get_settings()
     if db.schema_is_current(settings):
         console.print("The schema is up to date.")
     else:

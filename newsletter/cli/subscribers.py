@@ -13,7 +13,7 @@ from rich.table import Table
 
 from newsletter import store
 from newsletter.cli.common import NewsletterGroup, console, err_console, open_session, print_json
-from newsletter.cli.common import settings as current_settings
+from newsletter.config import get_settings
 from newsletter.errors import InvalidInput
 from newsletter.intake.subscribers import (
     CSV_COLUMNS,
@@ -37,7 +37,7 @@ FORMAT_HELP = "html (HTML with a plain-text alternative) or text (plain text onl
 
 
 def _address(email: str) -> str:
-    return normalise_email(email, check_deliverability=current_settings().check_deliverability)
+    return normalise_email(email, check_deliverability=get_settings().check_deliverability)
 
 
 @app.command()
@@ -52,7 +52,7 @@ def add(
 
     Example: newsletter subscribers add ada@example.org --topic MLLM --topic Diffusion --lang zh
     """
-    language = normalise_language(lang or current_settings().default_language)
+    language = normalise_language(lang or get_settings().default_language)
     chosen_format = normalise_format(mail_format)
     spec = SubscriberSpec(_address(email), tuple(topic), name, language, chosen_format)
     with open_session() as session:
@@ -216,7 +216,7 @@ def import_(
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         raise InvalidInput(f"{path}: cannot read it as UTF-8 text ({error})") from error
-    config = current_settings()
+    config = get_settings()
     rows, rejected = read_subscriber_csv(
         text,
         default_language=config.default_language,

@@ -16,8 +16,8 @@ from newsletter.cli.common import (
     err_console,
     open_session,
     print_json,
-    settings,
 )
+from newsletter.config import get_settings
 from newsletter.daily.fetch import arxiv_source, topic_query
 from newsletter.errors import InvalidInput
 from newsletter.intake.topics import RejectedTopic, TopicSpec, read_topics
@@ -227,7 +227,7 @@ def test_(
     """
     with open_session() as session:
         query = topic_query(store.get_topic(session, name))
-    total, papers = arxiv_source(settings()).probe(query, limit)
+    total, papers = arxiv_source(get_settings()).probe(query, limit)
     console.print(f"{total} papers on arXiv match {name}: {query}")
     for paper in papers:
         title = readable_title(paper.title)
