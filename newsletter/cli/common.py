@@ -23,6 +23,7 @@ from pathlib import Path
 import redis
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -260,6 +261,13 @@ def open_session() -> Iterator[Session]:
     db.ensure_schema(current)
     with db.session_scope(current) as session:
         yield session
+
+
+def progress_bar(label: str) -> Progress:
+    """A progress bar on stderr (stdout stays the command's output), gone when the work ends:
+    `label`, the bar, done/total and the time spent."""
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=err_console, transient=True)
 
 
 def print_json(data: object) -> None:

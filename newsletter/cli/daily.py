@@ -8,10 +8,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from newsletter.cli.common import console, err_console, open_session, ready_settings
+from newsletter.cli.common import (
+    console,
+    err_console,
+    open_session,
+    progress_bar,
+    ready_settings,
+)
 from newsletter.daily import code_links
 from newsletter.daily import fetch as daily_fetch
 from newsletter.daily import send as daily_send
@@ -111,8 +116,7 @@ def send(
 def _send_with_progress(
     settings, issue_date: date | None, wait: bool = True
 ) -> daily_send.SendReport:
-    columns = (TextColumn("Sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
+    with progress_bar("Sending") as bar:
         task = bar.add_task("send", total=None)
         report = daily_send.send(
             settings,

@@ -6,9 +6,14 @@ from datetime import date, datetime, tzinfo
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from newsletter.cli.common import NewsletterGroup, console, err_console, ready_settings
+from newsletter.cli.common import (
+    NewsletterGroup,
+    console,
+    err_console,
+    progress_bar,
+    ready_settings,
+)
 from newsletter.intake.subscribers import normalise_language
 from newsletter.translate import (
     CheckedTranslator,
@@ -64,8 +69,7 @@ def translate(
     if not work:
         console.print("Nothing to translate: every abstract asked for is translated.")
         return
-    columns = (TextColumn("Translating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
+    with progress_bar("Translating") as bar:
         task = bar.add_task("translate", total=len(work))
         report = step.translate_work(
             settings, translator, work, progress=lambda n: bar.advance(task, n)
