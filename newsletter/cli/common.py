@@ -263,6 +263,15 @@ def open_session() -> Iterator[Session]:
         yield session
 
 
+DAY_FORMAT = "%Y-%m-%d"
+
+
+def day_option(flag: str, help: str) -> typer.models.OptionInfo:
+    """An option that takes a day as YYYY-MM-DD: Typer reads it as a datetime at midnight, and
+    refuses anything else with a line naming the option and the format."""
+    return typer.Option(flag, formats=[DAY_FORMAT], metavar="YYYY-MM-DD", help=help)
+
+
 def progress_bar(label: str) -> Progress:
     """A progress bar on stderr (stdout stays the command's output), gone when the work ends:
     `label`, the bar, done/total and the time spent."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import webbrowser
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +12,7 @@ from rich.table import Table
 
 from newsletter.cli.common import (
     console,
+    day_option,
     err_console,
     open_session,
     progress_bar,
@@ -24,20 +25,11 @@ from newsletter.errors import NothingToDo
 from newsletter.render import preview as previews
 
 Day = Annotated[
-    str | None,
-    typer.Option(
+    datetime | None,
+    day_option(
         "--date", help="The digest's date, YYYY-MM-DD (default: today in NEWSLETTER_TIMEZONE)."
     ),
 ]
-
-
-def _day(text: str | None) -> date | None:
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError as error:
-        raise typer.BadParameter(f"{text!r} is not a date like 2026-11-27") from error
 
 
 def fetch(
@@ -104,11 +96,12 @@ def send(
     Example: newsletter send --dry-run
     """
     settings = ready_settings()
+    issue_date = day.date() if day is not None else None
     if dry_run:
-        _print_plan(daily_send.plan(settings, _day(day)))
+        _print_plan(daily_send.plan(settings, issue_date))
         return
     _require_work(settings)
-    report = _send_with_progress(settings, _day(day), wait)
+    report = _send_with_progress(settings, issue_date, wait)
     if report.failed:
         raise typer.Exit(code=1)
 
