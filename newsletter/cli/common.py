@@ -1,4 +1,5 @@
-"""What every command shares: settings, the database, the console, and how errors are shown.
+"""What every command shares: settings made ready, the database, the console and its progress
+bar, `--date` options, and how errors are shown.
 
 A failure of something outside this program (a setting, the database, Redis, the mail server,
 a file or the disk, arXiv or a translator) ends a command with one line: the setting or file,

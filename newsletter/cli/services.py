@@ -1,4 +1,10 @@
-"""newsletter.cli.services: (to describe)."""
+"""Running the service: `serve` (the web app, for trying it; gunicorn serves it live) and
+`worker` (the Huey consumer: the daily job, inbox reads, queued tasks).
+
+Each reads the settings, makes sure its folders take a file and the schema is current, and
+only then starts, so that a setting that cannot work stops it with one line, not a traceback
+in its first request or task.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,7 @@ from typing import Annotated
 import typer
 
 from newsletter import db
-from newsletter.cli.common import (
-    check_folders,
-)
+from newsletter.cli.common import check_folders
 from newsletter.config import get_settings
 from newsletter.errors import ConfigError
 

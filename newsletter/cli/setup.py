@@ -1,8 +1,10 @@
-"""Setting up and running the service: init, config, db, serve, worker."""
+"""Setting the service up: `init`, `config`, and the database schema (`db upgrade`, `db current`).
+
+Running it, once set up, is `newsletter.cli.services` (`serve`, `worker`).
+"""
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 import typer
@@ -19,8 +21,6 @@ from newsletter.cli.common import (
 from newsletter.config import get_settings, read_settings, shown
 from newsletter.intake.subscribers import read_subscriber_csv
 from newsletter.intake.topics import read_topic_file
-
-log = logging.getLogger(__name__)
 
 
 def init(
