@@ -227,19 +227,30 @@ def describe_error(error: DBAPIError, database_url: str) -> DatabaseError:
     setting = shown_setting("database_url", database_url)
     said = _driver_words(error)
     if url.get_backend_name() == "sqlite":
-        name = getattr(error.orig, "sqlite_errorname", "") or ""
-        advice = next(
-            (text for prefix, text in SQLITE_ADVICE.items() if name.startswith(prefix)),
-            "see `--debug` for where it happened",
-        )
-        advice = advice.format(path=url.database)
+        advice = sqlite_advice(error.orig, url.database)
         return DatabaseError(f"{setting}: cannot use {url.database} ({said}); {advice}")
-    where = f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}"
+    where = f"PostgreSQL at {server_where(url)}"
     for pattern, advice in POSTGRES_ADVICE:
         if re.search(pattern, said):
             advice = advice.format(createdb=_createdb(url))
             return DatabaseError(f"{setting}: cannot use {where} ({said}); {advice}")
     return DatabaseError(f"{setting}: cannot use {where} ({said})")
+
+
+def sqlite_advice(error: BaseException | None, path: str | Path | None) -> str:
+    """What to do about SQLite's `error` on the file at `path`, told by SQLite's error name: the
+    database's file, or the queue's."""
+    name = getattr(error, "sqlite_errorname", "") or ""
+    advice = next(
+        (text for prefix, text in SQLITE_ADVICE.items() if name.startswith(prefix)),
+        "see `--debug` for where it happened",
+    )
+    return advice.format(path=path)
+
+
+def server_where(url: URL) -> str:
+    """`host:port` of a database server, for messages; PostgreSQL's defaults where left out."""
+    return f"{url.host or 'localhost'}:{url.port or 5432}"
 
 
 def _driver_words(error: DBAPIError) -> str:

@@ -1,4 +1,11 @@
-"""The `newsletter` command: one Typer sub-app per noun, the daily job's verbs at the top."""
+"""The `newsletter` command: the daily job's verbs and the service's at the top, one Typer
+sub-app per noun below them.
+
+One module per area: `daily` (fetch, send, run, preview), `setup` (init, config, db),
+`services` (serve, worker), `status`, and a sub-app each for `topics`, `subscribers`,
+`translate`, `bounces`, `unsubscribes` and `export`. What they share (the settings, the
+database, the console, errors in words and their exit status) is `common`.
+"""
 
 from __future__ import annotations
 
@@ -49,6 +56,20 @@ def before_every_command(
         err_console.print(f"Warning: {warning}")
 
 
+# Help lists these commands first, in this order, then the sub-apps.
+for command in (
+    setup.init,
+    setup.config,
+    daily.fetch,
+    daily.send,
+    daily.run,
+    daily.preview,
+    services.serve,
+    services.worker,
+    status.status,
+):
+    app.command()(command)
+
 app.add_typer(topics.app, name="topics")
 app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(setup.db_app, name="db")
@@ -56,11 +77,6 @@ app.add_typer(translate.app, name="translate")
 app.add_typer(bounces.app, name="bounces")
 app.add_typer(unsubscribes.app, name="unsubscribes")
 app.add_typer(export.app, name="export")
-for command in (setup.init, setup.config, daily.fetch, daily.send, daily.run, daily.preview):
-    app.command()(command)
-app.command()(services.serve)
-app.command()(services.worker)
-app.command()(status.status)
 
 
 def main() -> None:

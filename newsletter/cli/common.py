@@ -1,4 +1,5 @@
-"""What every command shares: settings, the database, the console, and how errors are shown.
+"""What every command shares: settings made ready, the database, the console and its progress
+bar, `--date` options, and how errors are shown.
 
 A failure of something outside this program (a setting, the database, Redis, the mail server,
 a file or the disk, arXiv or a translator) ends a command with one line: the setting or file,
@@ -23,11 +24,12 @@ from pathlib import Path
 import redis
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from newsletter import db
-from newsletter.config import Settings, get_settings, shown_setting
+from newsletter.config import Settings, get_settings, redis_where, shown_setting
 from newsletter.errors import (
     CodeLinkError,
     ConfigError,
@@ -144,11 +146,8 @@ def _current(name: str):
 
 def redis_failure(error: redis.RedisError, url: str | None) -> str:
     """`NEWSLETTER_REDIS_URL=…: cannot connect to Redis at host:port (what it said); what to do`."""
-    from redis.connection import parse_url
-
     url = url or "redis://localhost:6379/0"
-    options = parse_url(url)
-    where = options.get("path") or f"{options.get('host', 'localhost')}:{options.get('port', 6379)}"
+    where = redis_where(url)
     setting = shown_setting("redis_url", url)
     said = str(error).strip().rstrip(".")
     # redis-py: "Error 111 connecting to 127.0.0.1:6399. Connection refused."
@@ -164,8 +163,11 @@ def redis_failure(error: redis.RedisError, url: str | None) -> str:
             " correct the URL (unset, the queue is a file in NEWSLETTER_VAR_DIR)"
         )
     if "DB index is out of range" in said:
+        from redis.connection import parse_url
+
+        number = parse_url(url).get("db", 0)
         return (
-            f"{setting}: Redis at {where} has no database {options.get('db', 0)} ({said}); use"
+            f"{setting}: Redis at {where} has no database {number} ({said}); use"
             " one from 0 to 15 (or raise `databases` in redis.conf)"
         )
     return f"{setting}: Redis at {where} failed ({said})"
@@ -174,14 +176,9 @@ def redis_failure(error: redis.RedisError, url: str | None) -> str:
 def queue_file_failure(error: sqlite3.Error) -> str:
     var_dir = _current("var_dir") or Path("var")
     path = Path(var_dir) / "huey.db"
-    name = getattr(error, "sqlite_errorname", "") or ""
-    advice = next(
-        (text for prefix, text in db.SQLITE_ADVICE.items() if name.startswith(prefix)),
-        "see `--debug` for where it happened",
-    )
     return (
         f"NEWSLETTER_VAR_DIR={var_dir}: cannot use the queue's file {path} ({error});"
-        f" {advice.format(path=path)}"
+        f" {db.sqlite_advice(error, path)}"
     )
 
 
@@ -248,10 +245,6 @@ def check_folders(settings: Settings) -> None:
             pass
 
 
-def settings() -> Settings:
-    return get_settings()
-
-
 def ready_settings() -> Settings:
     """Settings for the daily work: its folders writable, the database created or migrated
     where that is allowed (see db)."""
@@ -262,11 +255,29 @@ def ready_settings() -> Settings:
 
 
 @contextmanager
-def session() -> Iterator[Session]:
+def open_session() -> Iterator[Session]:
+    """A unit of work on the database (see `db.session_scope`), its schema made current first
+    where that is allowed."""
     current = get_settings()
     db.ensure_schema(current)
-    with db.session_scope(current) as unit:
-        yield unit
+    with db.session_scope(current) as session:
+        yield session
+
+
+DAY_FORMAT = "%Y-%m-%d"
+
+
+def day_option(flag: str, help: str) -> typer.models.OptionInfo:
+    """An option that takes a day as YYYY-MM-DD: Typer reads it as a datetime at midnight, and
+    refuses anything else with a line naming the option and the format."""
+    return typer.Option(flag, formats=[DAY_FORMAT], metavar="YYYY-MM-DD", help=help)
+
+
+def progress_bar(label: str) -> Progress:
+    """A progress bar on stderr (stdout stays the command's output), gone when the work ends:
+    `label`, the bar, done/total and the time spent."""
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=err_console, transient=True)
 
 
 def print_json(data: object) -> None:

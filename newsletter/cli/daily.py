@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import webbrowser
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from newsletter.cli.common import console, err_console, ready_settings, session
+from newsletter.cli.common import (
+    console,
+    day_option,
+    err_console,
+    open_session,
+    progress_bar,
+    ready_settings,
+)
 from newsletter.daily import code_links
 from newsletter.daily import fetch as daily_fetch
 from newsletter.daily import send as daily_send
@@ -19,20 +25,11 @@ from newsletter.errors import NothingToDo
 from newsletter.render import preview as previews
 
 Day = Annotated[
-    str | None,
-    typer.Option(
+    datetime | None,
+    day_option(
         "--date", help="The digest's date, YYYY-MM-DD (default: today in NEWSLETTER_TIMEZONE)."
     ),
 ]
-
-
-def _day(text: str | None) -> date | None:
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError as error:
-        raise typer.BadParameter(f"{text!r} is not a date like 2026-11-27") from error
 
 
 def fetch(
@@ -99,11 +96,12 @@ def send(
     Example: newsletter send --dry-run
     """
     settings = ready_settings()
+    issue_date = day.date() if day is not None else None
     if dry_run:
-        _print_plan(daily_send.plan(settings, _day(day)))
+        _print_plan(daily_send.plan(settings, issue_date))
         return
     _require_work(settings)
-    report = _send_with_progress(settings, _day(day), wait)
+    report = _send_with_progress(settings, issue_date, wait)
     if report.failed:
         raise typer.Exit(code=1)
 
@@ -111,8 +109,7 @@ def send(
 def _send_with_progress(
     settings, issue_date: date | None, wait: bool = True
 ) -> daily_send.SendReport:
-    columns = (TextColumn("Sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
+    with progress_bar("Sending") as bar:
         task = bar.add_task("send", total=None)
         report = daily_send.send(
             settings,
@@ -228,8 +225,8 @@ def preview(
     Example: newsletter preview --subscriber ada@example.org --open
     """
     settings = ready_settings()
-    with session() as unit:
-        html, label = previews.preview_html(unit, settings, subscriber, topic or ())
+    with open_session() as session:
+        html, label = previews.preview_html(session, settings, subscriber, topic or ())
     path = output or settings.var_dir / "preview" / f"{label}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")

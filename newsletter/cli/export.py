@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from newsletter import store
-from newsletter.cli.common import NewsletterGroup, console, session, settings
+from newsletter.cli.common import NewsletterGroup, console, day_option, open_session
+from newsletter.config import get_settings
 from newsletter.intake.subscribers import normalise_language
 from newsletter.publish.export import Export, build_export, to_json, to_markdown
 
@@ -34,8 +35,8 @@ Limit = Annotated[
     int | None, typer.Option("--limit", min=1, help="At most this many papers per topic.")
 ]
 Updated = Annotated[
-    str | None,
-    typer.Option(
+    datetime | None,
+    day_option(
         "--date",
         help="The 'Updated on' date, YYYY-MM-DD (default: today in NEWSLETTER_TIMEZONE).",
     ),
@@ -52,11 +53,11 @@ def _export_command(write: Callable[[Export], str]) -> Callable[..., None]:
         limit: Limit = None,
         day: Updated = None,
     ) -> None:
-        updated = _day(day)
-        with session() as unit:
-            topics = store.get_topics(unit, topic) if topic else None
+        updated = day.date() if day is not None else get_settings().today()
+        with open_session() as session:
+            topics = store.get_topics(session, topic) if topic else None
             data = build_export(
-                unit,
+                session,
                 updated=updated,
                 language=normalise_language(lang) if lang else "en",
                 topics=topics,
@@ -89,12 +90,3 @@ json_ = app.command(
     Example: newsletter export json -o docs/papers.json
     """,
 )(_export_command(to_json))
-
-
-def _day(text: str | None) -> date:
-    if text is None:
-        return settings().today()
-    try:
-        return date.fromisoformat(text)
-    except ValueError as error:
-        raise typer.BadParameter(f"{text!r} is not a date like 2026-11-27") from error

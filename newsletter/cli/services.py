@@ -1,4 +1,10 @@
-"""newsletter.cli.services: (to describe)."""
+"""Running the service: `serve` (the web app, for trying it; gunicorn serves it live) and
+`worker` (the Huey consumer: the daily job, inbox reads, queued tasks).
+
+Each reads the settings, makes sure its folders take a file and the schema is current, and
+only then starts, so that a setting that cannot work stops it with one line, not a traceback
+in its first request or task.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,8 @@ from typing import Annotated
 import typer
 
 from newsletter import db
-from newsletter.cli.common import (
-    check_folders,
-)
-from newsletter.cli.common import settings as current_settings
+from newsletter.cli.common import check_folders
+from newsletter.config import get_settings
 from newsletter.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -28,7 +32,7 @@ def serve(
     from newsletter.logs import setup_logging
     from newsletter.web import create_app
 
-    settings = current_settings()
+    settings = get_settings()
     setup_logging(settings)
     check_folders(settings)
     db.ensure_schema(settings)
@@ -60,7 +64,7 @@ def worker(
     from newsletter import logs, metrics
     from newsletter.worker import tasks
 
-    settings = current_settings()
+    settings = get_settings()
     logs.setup_logging(settings)
     check_folders(settings)  # the outbox, the queue's file: before a task fails on them
     db.ensure_schema(settings)

@@ -1,8 +1,10 @@
-"""Setting up and running the service: init, config, db, serve, worker."""
+"""Setting the service up: `init`, `config`, and the database schema (`db upgrade`, `db current`).
+
+Running it, once set up, is `newsletter.cli.services` (`serve`, `worker`).
+"""
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 import typer
@@ -14,14 +16,11 @@ from newsletter.cli.common import (
     console,
     err_console,
     examples_dir,
-    session,
+    open_session,
 )
-from newsletter.cli.common import settings as current_settings
-from newsletter.config import read_settings, shown
+from newsletter.config import get_settings, read_settings, shown
 from newsletter.intake.subscribers import read_subscriber_csv
 from newsletter.intake.topics import read_topic_file
-
-log = logging.getLogger(__name__)
 
 
 def init(
@@ -34,7 +33,7 @@ def init(
     Safe to run again: it changes nothing that exists.
     Example: newsletter init --examples
     """
-    settings = current_settings()
+    settings = get_settings()
     db.upgrade(settings)
     settings.secret()
     console.print(f"Database ready: {shown('database_url', settings.database_url)}")
@@ -49,9 +48,9 @@ def _load_examples(settings) -> None:
         (folder / "example.csv").read_text(encoding="utf-8"),
         default_language=settings.default_language,
     )
-    with session() as unit:
-        topics = [store.upsert_topic(unit, spec) for spec in specs]
-        people = [store.import_subscriber(unit, spec, update_existing=False) for _, spec in rows]
+    with open_session() as session:
+        topics = [store.upsert_topic(session, spec) for spec in specs]
+        people = [store.import_subscriber(session, spec, update_existing=False) for _, spec in rows]
     console.print(
         f"Example topics: {topics.count('added')} added ({len(specs)} in {folder / 'topics.toml'});"
         f" example subscribers: {people.count('added')} added ({len(rows)} in example.csv)."
@@ -91,7 +90,7 @@ def upgrade() -> None:
 
     Example: NEWSLETTER_DATABASE_URL=postgresql+psycopg://localhost/newsletter newsletter db upgrade
     """
-    settings = current_settings()
+    settings = get_settings()
     db.upgrade(settings)
     console.print(f"Schema up to date: {shown('database_url', settings.database_url)}")
 
@@ -102,7 +101,7 @@ def current() -> None:
 
     Example: newsletter db current
     """
-    settings = current_settings()
+    settings = get_settings()
     if db.schema_is_current(settings):
         console.print("The schema is up to date.")
     else:

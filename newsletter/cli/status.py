@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from newsletter import store
-from newsletter.cli.common import ExitStatus, console, ready_settings, session
+from newsletter.cli.common import ExitStatus, console, open_session, ready_settings
 from newsletter.worker import heartbeat
 
 
@@ -24,16 +24,16 @@ def status(
     """
     settings = ready_settings()
     queue_ok, workers = _print_queue_and_workers(settings)
-    with session() as unit:
-        digest = next(iter(store.list_digests(unit)), None)
+    with open_session() as session:
+        digest = next(iter(store.list_digests(session)), None)
         if digest is None:
             console.print("No digest yet.")
             _exit_unless(queue_ok)
             return
-        counts = store.delivery_counts(unit, digest.id)
-        in_flight = store.claims_in_flight(unit, digest.id)
-        failed = store.failed_deliveries(unit, digest.id, failures)
-        next_due = store.next_due_at(unit, digest.id)
+        counts = store.delivery_counts(session, digest.id)
+        in_flight = store.claims_in_flight(session, digest.id)
+        failed = store.failed_deliveries(session, digest.id, failures)
+        next_due = store.next_due_at(session, digest.id)
     table = Table("Digest", "pending", "sending", "sent", "failed", "skipped")
     table.add_row(
         digest.issue_date.isoformat(),

@@ -12,8 +12,8 @@ import typer
 from rich.table import Table
 
 from newsletter import store
-from newsletter.cli.common import NewsletterGroup, console, err_console, print_json, session
-from newsletter.cli.common import settings as current_settings
+from newsletter.cli.common import NewsletterGroup, console, err_console, open_session, print_json
+from newsletter.config import get_settings
 from newsletter.errors import InvalidInput
 from newsletter.intake.subscribers import (
     CSV_COLUMNS,
@@ -37,7 +37,7 @@ FORMAT_HELP = "html (HTML with a plain-text alternative) or text (plain text onl
 
 
 def _address(email: str) -> str:
-    return normalise_email(email, check_deliverability=current_settings().check_deliverability)
+    return normalise_email(email, check_deliverability=get_settings().check_deliverability)
 
 
 @app.command()
@@ -52,11 +52,11 @@ def add(
 
     Example: newsletter subscribers add ada@example.org --topic MLLM --topic Diffusion --lang zh
     """
-    language = normalise_language(lang or current_settings().default_language)
+    language = normalise_language(lang or get_settings().default_language)
     chosen_format = normalise_format(mail_format)
     spec = SubscriberSpec(_address(email), tuple(topic), name, language, chosen_format)
-    with session() as unit:
-        subscriber = store.add_subscriber(unit, spec, source="cli")
+    with open_session() as session:
+        subscriber = store.add_subscriber(session, spec, source="cli")
         topics = ", ".join(t.name for t in subscriber.topics)
     console.print(f"Added {subscriber.email} ({language}, {chosen_format}) to {topics}.")
 
@@ -83,9 +83,9 @@ def list_(
 
     Example: newsletter subscribers list --topic SLAM --status active --json
     """
-    with session() as unit:
-        chosen = store.get_topic(unit, topic) if topic else None
-        rows = [_row(s) for s in store.list_subscribers(unit, chosen, status)]
+    with open_session() as session:
+        chosen = store.get_topic(session, topic) if topic else None
+        rows = [_row(s) for s in store.list_subscribers(session, chosen, status)]
     if json:
         print_json(rows)
         return
@@ -109,13 +109,13 @@ def show(email: str) -> None:
 
     Example: newsletter subscribers show ada@example.org
     """
-    with session() as unit:
-        subscriber = store.get_subscriber(unit, email)
+    with open_session() as session:
+        subscriber = store.get_subscriber(session, email)
         row = _row(subscriber)
         for key, value in row.items():
             console.print(f"{key:>10}: {', '.join(value) if isinstance(value, list) else value}")
         console.print("   history:")
-        for event in store.events_of(unit, subscriber):
+        for event in store.events_of(session, subscriber):
             when = event.at.isoformat(timespec="seconds")
             console.print(f"    {when}  {event.kind:<13} via {event.source:<9} {event.detail}")
 
@@ -143,12 +143,12 @@ def edit(
     language = normalise_language(lang) if lang is not None else None
     new_name = subscriber_name(name) if name is not None else None
     added, removed = topic_names(add_topic or ()), topic_names(remove_topic or ())
-    with session() as unit:
-        subscriber = store.get_subscriber(unit, email)
+    with open_session() as session:
+        subscriber = store.get_subscriber(session, email)
         topics = {t.id: t for t in subscriber.topics}
-        for topic in store.get_topics(unit, added):
+        for topic in store.get_topics(session, added):
             topics[topic.id] = topic
-        for topic in store.get_topics(unit, removed):
+        for topic in store.get_topics(session, removed):
             topics.pop(topic.id, None)
         if not topics:
             raise InvalidInput(
@@ -162,11 +162,11 @@ def edit(
         if new_name is not None:
             subscriber.name = new_name
         if resubscribe:
-            store.resubscribe(unit, subscriber, "cli")
+            store.resubscribe(session, subscriber, "cli")
         row = _row(subscriber)
         topics_text = ", ".join(row["topics"])
         detail = f"{topics_text} ({row['language']}, {row['format']})"
-        store.log_event(unit, subscriber, "changed", "cli", detail)
+        store.log_event(session, subscriber, "changed", "cli", detail)
     console.print(
         f"{row['email']}: {topics_text} ({row['language']}, {row['format']}, {row['status']})"
     )
@@ -183,13 +183,13 @@ def remove(
 
     Example: newsletter subscribers remove ada@example.org
     """
-    with session() as unit:
-        subscriber = store.get_subscriber(unit, email)
+    with open_session() as session:
+        subscriber = store.get_subscriber(session, email)
         if purge:
-            store.purge_subscriber(unit, subscriber)
+            store.purge_subscriber(session, subscriber)
             console.print(f"Deleted {email} and their history.")
         else:
-            store.set_status(unit, subscriber, SubscriberStatus.unsubscribed, "cli")
+            store.set_status(session, subscriber, SubscriberStatus.unsubscribed, "cli")
             console.print(f"Unsubscribed {subscriber.email}; their history is kept.")
 
 
@@ -216,26 +216,26 @@ def import_(
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         raise InvalidInput(f"{path}: cannot read it as UTF-8 text ({error})") from error
-    config = current_settings()
+    config = get_settings()
     rows, rejected = read_subscriber_csv(
         text,
         default_language=config.default_language,
         check_deliverability=config.check_deliverability,
     )
     outcomes: dict[str, int] = {}
-    with session() as unit:
+    with open_session() as session:
         checked = []
         for line, spec in rows:
             try:
-                store.get_topics(unit, spec.topics)  # reads only
+                store.get_topics(session, spec.topics)  # reads only
             except InvalidInput as error:
                 rejected.append(RejectedRow(line, str(error), spec.email))
                 continue
             checked.append((line, spec))
         for line, spec in checked:
             try:
-                write = partial(store.import_subscriber, unit, spec, update_existing=update)
-                outcome = store.in_savepoint(unit, write)
+                write = partial(store.import_subscriber, session, spec, update_existing=update)
+                outcome = store.in_savepoint(session, write)
             except InvalidInput as error:
                 rejected.append(RejectedRow(line, str(error), spec.email))
                 continue
@@ -259,8 +259,8 @@ def export(
 
     Example: newsletter subscribers export -o subscribers.csv
     """
-    with session() as unit:
-        rows = [_row(s) for s in store.list_subscribers(unit, status=status)]
+    with open_session() as session:
+        rows = [_row(s) for s in store.list_subscribers(session, status=status)]
     handle = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
     try:
         writer = csv.writer(handle)

@@ -14,10 +14,10 @@ from newsletter.cli.common import (
     NewsletterGroup,
     console,
     err_console,
+    open_session,
     print_json,
-    session,
-    settings,
 )
+from newsletter.config import get_settings
 from newsletter.daily.fetch import arxiv_source, topic_query
 from newsletter.errors import InvalidInput
 from newsletter.intake.topics import RejectedTopic, TopicSpec, read_topics
@@ -66,8 +66,8 @@ def add(
         excludes=tuple(exclude or ()),
         raw_query=query,
     )
-    with session() as unit:
-        topic = store.add_topic(unit, spec)
+    with open_session() as session:
+        topic = store.add_topic(session, spec)
         console.print(f"Added topic {topic.name}: {topic_query(topic)}")
 
 
@@ -77,9 +77,9 @@ def list_(json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = Fa
 
     Example: newsletter topics list --json
     """
-    with session() as unit:
-        subscribers = store.topic_subscriber_counts(unit)
-        papers = store.topic_paper_counts(unit)
+    with open_session() as session:
+        subscribers = store.topic_subscriber_counts(session)
+        papers = store.topic_paper_counts(session)
         rows = [
             {
                 "name": topic.name,
@@ -91,7 +91,7 @@ def list_(json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = Fa
                 "subscribers": subscribers.get(topic.id, 0),
                 "papers": papers.get(topic.id, 0),
             }
-            for topic in store.list_topics(unit)
+            for topic in store.list_topics(session)
         ]
     if json:
         print_json(rows)
@@ -115,8 +115,8 @@ def show(name: str) -> None:
 
     Example: newsletter topics show SLAM
     """
-    with session() as unit:
-        topic = store.get_topic(unit, name)
+    with open_session() as session:
+        topic = store.get_topic(session, name)
         console.print(f"{topic.name}  {topic.description}")
         console.print(f"keywords:   {'; '.join(topic.keywords) or '-'}")
         console.print(f"categories: {' '.join(topic.categories) or '-'}")
@@ -141,8 +141,8 @@ def edit(
 
     Example: newsletter topics edit SLAM --add-keyword "visual odometry" --remove-category cs.RO
     """
-    with session() as unit:
-        topic = store.get_topic(unit, name)
+    with open_session() as session:
+        topic = store.get_topic(session, name)
         # Built from the stored values with the edits applied, then checked as a whole: a
         # keyword stored before the checks were stricter can still be removed.
         spec = TopicSpec(
@@ -171,15 +171,15 @@ def remove(
 
     Example: newsletter topics remove NeRF --yes
     """
-    with session() as unit:
-        topic = store.get_topic(unit, name)
-        followers = store.topic_subscriber_counts(unit).get(topic.id, 0)
+    with open_session() as session:
+        topic = store.get_topic(session, name)
+        followers = store.topic_subscriber_counts(session).get(topic.id, 0)
         if followers and not yes:
             raise typer.BadParameter(
                 f"{followers} active subscriber(s) follow {topic.name};"
                 " add --yes to remove it anyway"
             )
-        store.remove_topic(unit, topic)
+        store.remove_topic(session, topic)
     console.print(f"Removed topic {name}.")
 
 
@@ -195,10 +195,10 @@ def import_(path: Path) -> None:
     specs, rejected = read_topics(path)
     in_file = len(specs) + len(rejected)
     outcomes: list[tuple[str, str]] = []
-    with session() as unit:
+    with open_session() as session:
         for where, spec in specs:
             try:
-                outcome = store.in_savepoint(unit, partial(store.upsert_topic, unit, spec))
+                outcome = store.in_savepoint(session, partial(store.upsert_topic, session, spec))
             except InvalidInput as error:
                 rejected.append(RejectedTopic(where, str(error)))
                 continue
@@ -225,9 +225,9 @@ def test_(
 
     Example: newsletter topics test "Image Matching" --limit 5
     """
-    with session() as unit:
-        query = topic_query(store.get_topic(unit, name))
-    total, papers = arxiv_source(settings()).probe(query, limit)
+    with open_session() as session:
+        query = topic_query(store.get_topic(session, name))
+    total, papers = arxiv_source(get_settings()).probe(query, limit)
     console.print(f"{total} papers on arXiv match {name}: {query}")
     for paper in papers:
         title = readable_title(paper.title)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, tzinfo
+from datetime import datetime
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from newsletter.cli.common import NewsletterGroup, console, err_console, ready_settings
+from newsletter.cli.common import (
+    NewsletterGroup,
+    console,
+    day_option,
+    err_console,
+    progress_bar,
+    ready_settings,
+)
 from newsletter.intake.subscribers import normalise_language
 from newsletter.translate import (
     CheckedTranslator,
@@ -25,16 +31,6 @@ def _language(code: str | None) -> str | None:
     return normalise_language(code) if code is not None else None
 
 
-def _since(text: str | None, zone: tzinfo) -> datetime | None:
-    """The start of that day in NEWSLETTER_TIMEZONE, the zone of every other date here."""
-    if text is None:
-        return None
-    try:
-        return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=zone)
-    except ValueError as error:
-        raise typer.BadParameter(f"{text!r} is not a date like 2026-11-27") from error
-
-
 @app.callback()
 def translate(
     ctx: typer.Context,
@@ -43,8 +39,8 @@ def translate(
         typer.Option("--lang", "-l", help="Only this language (BCP-47), for every stored paper."),
     ] = None,
     since: Annotated[
-        str | None,
-        typer.Option(
+        datetime | None,
+        day_option(
             "--since",
             help="Only papers first seen on or after this date (YYYY-MM-DD, NEWSLETTER_TIMEZONE).",
         ),
@@ -60,12 +56,13 @@ def translate(
         return
     settings = ready_settings()
     translator = step.require_translator(settings)
-    work = step.pending_for_stored(settings, _language(lang), _since(since, settings.zone))
+    # The start of that day in NEWSLETTER_TIMEZONE, the zone of every other date here.
+    start = since.replace(tzinfo=settings.zone) if since is not None else None
+    work = step.pending_for_stored(settings, _language(lang), start)
     if not work:
         console.print("Nothing to translate: every abstract asked for is translated.")
         return
-    columns = (TextColumn("Translating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
+    with progress_bar("Translating") as bar:
         task = bar.add_task("translate", total=len(work))
         report = step.translate_work(
             settings, translator, work, progress=lambda n: bar.advance(task, n)

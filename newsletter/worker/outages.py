@@ -24,15 +24,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
-from urllib.parse import urlsplit
 
 import redis
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from newsletter.config import Settings
-from newsletter.db import is_busy
+from newsletter.config import Settings, redis_where
+from newsletter.db import is_busy, server_where
 from newsletter.delivery.smtp import parse_smtp_url
 from newsletter.errors import DeliveryError, NewsletterError
 
@@ -64,9 +63,9 @@ class Stopped(NewsletterError):
 def outage_of(error: BaseException, settings: Settings) -> Outage | None:
     """The outage `error` shows, or None when it is a fault of another kind."""
     if isinstance(error, redis.ConnectionError | redis.TimeoutError):
-        return Outage(f"Redis {_redis_where(settings)}", _reason(error))
+        return Outage(_redis_part(settings), _reason(error))
     if isinstance(error, redis.ReadOnlyError):  # a replica, until a failover makes it primary
-        return Outage(f"Redis {_redis_where(settings)}", _reason(error), "read-only")
+        return Outage(_redis_part(settings), _reason(error), "read-only")
     if isinstance(error, DeliveryError):
         return Outage(_smtp_part(settings), _reason(error, after=": "))
     if isinstance(error, PoolTimeout):
@@ -103,10 +102,9 @@ def _reason(error: BaseException | None, after: str = "") -> str:
     return text.rsplit(": ", 1)[-1] or type(error).__name__
 
 
-def _redis_where(settings: Settings) -> str:
-    url = settings.redis_url.get_secret_value() if settings.redis_url else ""
-    parts = urlsplit(url)
-    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+def _redis_part(settings: Settings) -> str:
+    url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    return f"Redis {redis_where(url)}"
 
 
 def _smtp_part(settings: Settings) -> str:
@@ -119,7 +117,7 @@ def _database_part(settings: Settings) -> str:
     if url.get_backend_name() == "sqlite":
         return f"SQLite database {url.database}"
     name = "PostgreSQL" if url.get_backend_name() == "postgresql" else url.get_backend_name()
-    return f"{name} {url.host or 'localhost'}:{url.port or 5432}"
+    return f"{name} {server_where(url)}"
 
 
 # ---------------------------------------------------------------- waiting, shared by threads

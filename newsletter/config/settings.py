@@ -1,38 +1,37 @@
-"""Settings: one source of truth, read from NEWSLETTER_* environment variables and `.env`.
+"""The `Settings` model: every NEWSLETTER_* setting, its default, and its checks.
 
 Every setting has a safe default so that nothing needs configuring to try the service; the
-README lists them all (a test checks that it does). Settings are checked when they are read,
-before any command, the worker or the web app does anything: a value that cannot work is one
-line naming its variable (`read_settings`), a name that is no setting is a warning with the
-closest one that is (`unknown_variables`), and no password is ever shown (`mask_url_password`).
+README lists them all (a test checks that it does). Each value is checked as it is read, and
+what makes values unusable together is `Settings.problems` (reading them, and saying all that
+is wrong in words: `newsletter.config.checks`). Messages name a setting by its variable, its
+value printed with no secret in it (`shown_setting`).
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import secrets
-from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from email.utils import parseaddr
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, get_args
-from urllib.parse import parse_qs, urlsplit
+from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import idna
-from pydantic import (
-    Field,
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from newsletter.config.urls import (
+    MASK,
+    ascii_domain,
+    check_redis_url,
+    check_smtp_url,
+    check_web_url,
+    checked_database_url,
+    has_host,
+    lower_case_scheme,
+    mask_url_password,
+)
 from newsletter.errors import ConfigError
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -43,14 +42,9 @@ MIN_SECRET_LENGTH = 32
 """Characters a production signing key needs at least (`openssl rand -hex 32` makes 64)."""
 PLACEHOLDER_KEY = "change-me"
 """How the placeholder of an example's signing key starts: refused in production."""
-MASK = "********"
-COMMAND_LINE_VARIABLES = ("NEWSLETTER_DEBUG",)
-"""NEWSLETTER_* names the command line reads itself (`--debug`): known, though not settings."""
 URL_SECRETS = ("redis_url", "smtp_url")
 """Secrets that are URLs: shown with only their password masked (the rest is needed to tell
 what is wrong); every other secret is masked whole."""
-TEST_PREFIX = "NEWSLETTER_TEST_"
-"""The test suite's own variables (which servers to use): never settings, never reported."""
 
 
 class Settings(BaseSettings):
@@ -408,167 +402,9 @@ class Settings(BaseSettings):
         }
 
 
-# ------------------------------------------------------------------------ reading, checking
-
-
-@dataclass
-class SettingsReport:
-    """The settings as read, and everything wrong with them."""
-
-    settings: Settings | None
-    """None only if even the defaults could not stand in for the values found wrong."""
-    errors: list[str] = field(default_factory=list)
-    """One line per variable that cannot work: no command may run with them."""
-    invalid: dict[str, str] = field(default_factory=dict)
-    """The variables found wrong, with their values as read (masked): `settings` has their
-    defaults instead."""
-
-
-def read_settings() -> SettingsReport:
-    """Read the settings, and say what is wrong with every one of them, never raising: the
-    values found wrong are replaced by their defaults, so that the rest can still be shown."""
-    unreadable = env_file_problem(Path(ENV_FILE))
-    # An .env that cannot be read is one error, and the environment alone is read, so the rest
-    # can still be shown and checked.
-    options: dict[str, Any] = {"_env_file": None} if unreadable else {}
-    first = [unreadable] if unreadable else []
-    try:
-        settings = Settings(**options)
-    except ValidationError as error:
-        errors, invalid, fields = [], {}, set()
-        for detail in error.errors():
-            name = _field_name(detail["loc"])
-            errors.append(_in_words(name, detail))
-            if name is not None:
-                fields.add(name)
-                invalid[variable_name(name)] = shown(name, detail.get("input"))
-        defaults = {name: Settings.model_fields[name].get_default() for name in fields}
-        try:
-            settings = Settings(**options, **defaults)
-        except ValidationError:
-            return SettingsReport(None, first + errors, invalid)
-        return SettingsReport(settings, first + errors + settings.problems(), invalid)
-    return SettingsReport(settings, first + settings.problems())
-
-
-def env_file_problem(path: Path) -> str | None:
-    """Why the .env file at `path` cannot be read as settings, in one line; None when it can
-    (or there is none). Its text is never quoted: it holds secrets."""
-    try:
-        data = path.read_bytes() if path.is_file() else b""
-        data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        return (
-            f"{path}: line {line} is not UTF-8 text (byte 0x{data[error.start]:02x}): save the"
-            " file as UTF-8"
-        )
-    except OSError:
-        return None  # unreadable: reading it says why, in words (`file_failure`)
-    return None
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The settings of this process, read once; ConfigError (one line per problem) if any
-    cannot work."""
-    report = read_settings()
-    if report.errors or report.settings is None:
-        raise ConfigError("\n".join(report.errors))
-    return report.settings
-
-
-def check_settings(settings: Settings) -> Settings:
-    """`settings` if they can work together, else ConfigError: for those made in code."""
-    problems = settings.problems()
-    if problems:
-        raise ConfigError("\n".join(problems))
-    return settings
-
-
 def variable_name(name: str) -> str:
     """The environment variable of a field: NEWSLETTER_SMTP_TIMEOUT for `smtp_timeout`."""
     return Settings.model_fields[name].alias or f"{PREFIX}{name.upper()}"
-
-
-def known_variables() -> set[str]:
-    return {variable_name(name) for name in Settings.model_fields} | set(COMMAND_LINE_VARIABLES)
-
-
-def unknown_variables(env_file: Path | None = None) -> list[str]:
-    """A warning for every NEWSLETTER_* name in the environment or the .env file that is no
-    setting (and so changes nothing), with the closest name that is."""
-    env_file = Path(ENV_FILE) if env_file is None else env_file
-    found = {name.upper(): "the environment" for name in os.environ}
-    # An .env that is no UTF-8 text is not read here: `read_settings` says so, as an error.
-    if env_file.is_file() and env_file_problem(env_file) is None:
-        from dotenv import dotenv_values  # pydantic-settings reads .env with it too
-
-        for name in dotenv_values(env_file, encoding="utf-8"):
-            found.setdefault(name.upper(), str(env_file))
-    known = known_variables()
-    suffixes = {name.removeprefix(PREFIX): name for name in known}
-    warnings = []
-    for name, where in sorted(found.items()):
-        if not name.startswith(PREFIX) or name.startswith(TEST_PREFIX) or name in known:
-            continue
-        # Compared without the prefix, which every name shares and would make all look alike.
-        close = difflib.get_close_matches(name.removeprefix(PREFIX), suffixes, n=1)
-        hint = f"; did you mean {suffixes[close[0]]}?" if close else ""
-        warnings.append(f"{name} (in {where}) is not a setting, so it changes nothing{hint}")
-    return warnings
-
-
-def _field_name(loc: tuple) -> str | None:
-    for name, field_info in Settings.model_fields.items():
-        if loc and loc[0] in (name, field_info.alias):
-            return name
-    return None
-
-
-def _in_words(name: str | None, detail: Any) -> str:
-    """One pydantic error as `NEWSLETTER_X=value: what is wrong (what the setting is)`."""
-    kind, context = detail["type"], detail.get("ctx") or {}
-    if kind == "value_error":
-        what = str(context.get("error", detail["msg"]))
-    elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        limit = next(iter(context.values()))
-        words = {
-            "greater_than": "more than",
-            "greater_than_equal": "at least",
-            "less_than": "less than",
-            "less_than_equal": "at most",
-        }
-        what = f"must be {words[kind]} {limit:g}"
-    elif kind.startswith("int_"):
-        what = "must be a whole number"
-    elif kind.startswith("float_") or kind == "finite_number":
-        what = "must be a number"
-    elif kind.startswith("bool_"):
-        what = "must be true or false"
-    elif kind == "literal_error":
-        what = "must be " + str(context.get("expected", "")).replace("'", "")
-    else:
-        what = detail["msg"]
-    if name is None:
-        return what
-    variable = variable_name(name)
-    line = f"{shown_setting(name, detail.get('input'))}: "
-    if kind == "value_error":
-        # Our own checks say what the value should be; they may name the variable already.
-        return line + re.sub(rf"^{variable}\b:?\s*", "", what)
-    about = _about(name)  # pydantic's only say what is wrong: the setting's purpose helps
-    return line + what + (f" ({about})" if about else "")
-
-
-def _about(name: str) -> str:
-    """The first clause of a setting's description, to end its error message with."""
-    text = " ".join((Settings.model_fields[name].description or "").split())
-    clause = re.split(r"; |\. |\.$", text, maxsplit=1)[0].strip()
-    first_word = clause.split(" ", 1)[0]
-    if sum(letter.isupper() for letter in first_word) == 1:  # "The", not "SQLite" or "PEM"
-        clause = clause[0].lower() + clause[1:]
-    return clause
 
 
 def shown(name: str, value: object) -> str:
@@ -579,8 +415,7 @@ def shown(name: str, value: object) -> str:
     if name in URL_SECRETS or name == "database_url":
         # Only a URL's password can be told from the rest; a value with no host part at all
         # (the password itself, pasted by mistake, or `smtp:/user:pass@host`) is masked whole.
-        has_host = _SCHEME.match(text) or _WITHOUT_SCHEME.match(text)
-        return mask_url_password(text) if has_host else (MASK if text else "")
+        return mask_url_password(text) if has_host(text) else (MASK if text else "")
     if "://" in text:
         return mask_url_password(text)  # a translator's ?api_key=, say
     is_secret = "SecretStr" in str(Settings.model_fields[name].annotation)
@@ -590,229 +425,3 @@ def shown(name: str, value: object) -> str:
 def shown_setting(name: str, value: object) -> str:
     """`NEWSLETTER_SMTP_URL=smtp://me:********@relay:587`: how every message names a setting."""
     return f"{variable_name(name)}={shown(name, value)}"
-
-
-# ---------------------------------------------------------------------------- addresses
-
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-_WITHOUT_SCHEME = re.compile(r"[^/@\s]*@[^/@\s]|[A-Za-z0-9.-]+:\d+(?:/|$)")
-"""`user:pass@host:587` or `127.0.0.1:6379/0`: a URL with its scheme left out. (A bare word
-might be a host, or the password itself pasted by mistake: that one is not shown.)"""
-SECRET_PARAMETERS = re.compile(
-    r"(?P<head>[?&;](?:token|key|api_key|apikey|access_token|auth_key|password)=)[^&;#\s\"']+",
-    re.IGNORECASE,
-)
-"""The query parameters that carry a secret: `?token=` of the admin pages, `?api_key=` of a
-translator, `?password=` of a Redis socket."""
-PERCENT_ENCODE = (
-    "has a password the URL cannot hold as it is: percent-encode / # ? @ : in it"
-    " (%2F %23 %3F %40 %3A)"
-)
-
-
-def check_web_url(url: str, *, links: bool = False) -> None:
-    """ValueError unless `url` is an absolute http(s) address with a host; `links`: also no
-    `?` or `#` (even an empty one) that the paths appended to it would end up behind."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 (raises for a port that is no number)
-    except ValueError as error:
-        raise ValueError("is not a valid address (check the host and the port)") from error
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        if links:
-            raise ValueError(
-                "must start with https:// (or http://) and name a host, like"
-                " https://digest.example.org: every link in every email starts with it"
-            )
-        raise ValueError(
-            "must start with http:// or https:// and name a host, like https://example.org"
-        )
-    if links and ("?" in url or "#" in url):
-        raise ValueError("must not have a ?query or #fragment: link paths are appended to it")
-
-
-def lower_case_scheme(url: str) -> str:
-    """`HTTPS://Example.org/x` → `https://Example.org/x`: schemes are case-insensitive, and
-    what compares them (HSTS, secure cookies, the production check) looks for `https://`."""
-    scheme = _SCHEME.match(url)
-    return url if scheme is None else scheme.group().lower() + url[scheme.end() :]
-
-
-def check_smtp_url(url: str) -> None:
-    """ValueError unless `url` is an SMTP URL we can use; the message never repeats the URL
-    (it holds the password)."""
-    example = "like smtp://user:pass@host:587 or smtps://user:pass@host:465"
-    if not url.lower().startswith(("smtp://", "smtps://")):
-        raise ValueError(f"must start with smtp:// or smtps:// and name a host, {example}")
-    if password_breaks_url(url):
-        raise ValueError(f"{PERCENT_ENCODE}, {example}")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 (raises for a port that is no number)
-    except ValueError:
-        raise ValueError(f"has a port that is no number ({example})") from None
-    if not parts.hostname:
-        raise ValueError(f"must start with smtp:// or smtps:// and name a host, {example}")
-    query = parse_qs(parts.query)
-    starttls = query.pop("starttls", ["auto"])[-1]
-    if query or starttls not in ("auto", "require", "never"):
-        raise ValueError("takes only ?starttls=auto, ?starttls=require or ?starttls=never")
-
-
-def check_redis_url(url: str) -> None:
-    """ValueError unless `url` is a Redis URL: redis://, rediss:// or unix://, and a database
-    number, if any, that is a number. The message never repeats redis-py's (it may quote a
-    piece of the password: "Port could not be cast to integer value as 'sec'")."""
-    from redis.connection import parse_url
-
-    example = "like redis://127.0.0.1:6379/0"
-    if not url.lower().startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError(f"must start with redis://, rediss:// or unix://, {example}")
-    if password_breaks_url(url):
-        raise ValueError(f"{PERCENT_ENCODE} ({example})")
-    try:
-        urlsplit(url).port  # noqa: B018 (raises for a port that is no number)
-    except ValueError:
-        raise ValueError(f"has a port that is no number ({example})") from None
-    try:
-        options = parse_url(url)
-    except ValueError as error:
-        # redis-py's only other refusal: "Invalid value for 'name' in connection URL."
-        option = re.search(r"for '(\w+)'", str(error))
-        name = f" ?{option.group(1)}=" if option else " ?option"
-        raise ValueError(f"has a{name} value redis-py cannot read ({example})") from None
-    path = urlsplit(url).path.strip("/")
-    if url.startswith(("redis://", "rediss://")) and path and not path.isdigit():
-        raise ValueError(f"has {path!r} where the database number goes ({example})")
-    if options.get("db", 0) < 0:
-        raise ValueError(f"has a negative database number ({example})")
-
-
-SUPPORTED_DATABASES = "SQLite (sqlite:///path/to/file.db) and PostgreSQL (postgresql://…)"
-
-
-def checked_database_url(url: str) -> str:
-    """A database URL we can use, common forms made exact: `postgres://` and `postgresql://`
-    (what hosting providers hand out) become `postgresql+psycopg://`, the driver installed
-    with `pip install '.[postgres]'`. ValueError, saying what to do, for anything else."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
-    scheme, found, rest = url.partition("://")
-    if not found:
-        raise ValueError(f"is not a database URL: use {SUPPORTED_DATABASES}")
-    backend, _, driver = scheme.lower().partition("+")
-    if backend in ("postgres", "postgresql"):
-        url = f"postgresql+{driver or 'psycopg'}://{rest}"
-    elif backend != "sqlite":
-        name = {"mysql": "MySQL", "mariadb": "MariaDB"}.get(backend, backend)
-        raise ValueError(f"{name} is not supported: only {SUPPORTED_DATABASES} are (and tested)")
-    try:
-        parsed = make_url(url)
-        dialect = parsed.get_dialect()
-    except ArgumentError:
-        raise ValueError(f"is not a database URL: use {SUPPORTED_DATABASES}") from None
-    except NoSuchModuleError:
-        raise ValueError(
-            f"SQLAlchemy has no driver {driver!r}: leave it out (postgresql://…) to use psycopg"
-        ) from None
-    except ValueError:  # int() of the port; its message may quote a piece of the password
-        raise ValueError(f"has a port that is no number, or {PERCENT_ENCODE}") from None
-    if "@" in (parsed.host or ""):
-        # SQLAlchemy ends the password at its first "@": the rest would be taken for the host.
-        raise ValueError(PERCENT_ENCODE)
-    if dialect.is_async:
-        raise ValueError(f"{driver} is an asyncio driver, which this service cannot use")
-    try:
-        dialect.import_dbapi()
-    except ImportError as error:
-        extra = "pip install '.[postgres]'"
-        if driver and driver != "psycopg":
-            raise ValueError(
-                f"the driver {driver} is not installed ({error}): leave `+{driver}` out to use"
-                f" psycopg, which `{extra}` installs"
-            ) from None
-        raise ValueError(f"the PostgreSQL driver is not installed: {extra}") from None
-    return url
-
-
-def ascii_domain(domain: str) -> str:
-    """A domain as DNS and mail carry it: `bücher.example` → `xn--bcher-kva.example` (IDNA);
-    ValueError when it has no such form."""
-    if domain.isascii():
-        return domain
-    try:
-        return idna.encode(domain, uts46=True).decode("ascii")
-    except (idna.IDNAError, UnicodeError) as error:
-        raise ValueError(str(error)) from None
-
-
-# ------------------------------------------------------------------------------- masking
-
-
-def mask_url_password(url: str) -> str:
-    """`url` fit to print: `smtp://user:pass@host` → `smtp://user:********@host`, also written
-    without its scheme (`user:pass@host:587`), and the values of `?password=`, `?key=`,
-    `?token=`, `?api_key=` … masked. Nothing else changes: the rest tells what is wrong.
-
-    The password runs from the colon after the user to the "@" before the host, found so that
-    it holds whatever any parser we hand the URL to reads as the password (see `_userinfo_end`).
-    """
-    span = _password_span(url)
-    if span is not None:
-        url = f"{url[: span[0]]}{MASK}{url[span[1] :]}"
-    return SECRET_PARAMETERS.sub(rf"\g<head>{MASK}", url)
-
-
-def url_password(url: str) -> str | None:
-    """The password in `url` as `mask_url_password` finds it (percent-encoded as written)."""
-    span = _password_span(url)
-    return url[span[0] : span[1]] if span is not None and span[0] < span[1] else None
-
-
-def password_breaks_url(url: str) -> bool:
-    """Whether the password of `url` holds a / ? or # that is not percent-encoded: urlsplit
-    (and so redis-py, and our SMTP settings) then end the host part early, at that character."""
-    rest = url[_after_scheme(url) :]
-    return _stray_at(rest[len(_authority(rest)) :])
-
-
-def _password_span(url: str) -> tuple[int, int] | None:
-    start = _after_scheme(url)
-    rest = url[start:]
-    end = _userinfo_end(rest)
-    colon = rest.find(":", 0, end) if end >= 0 else -1
-    if colon < 0 or "/" in rest[:colon]:  # no userinfo, or no password in it
-        return None
-    return start + colon + 1, start + end
-
-
-def _after_scheme(url: str) -> int:
-    scheme = _SCHEME.match(url)
-    return scheme.end() if scheme else 0  # `user:pass@host:587`: all of it is the authority
-
-
-def _authority(rest: str) -> str:
-    """The authority of `rest` (a URL after its `scheme://`) as urlsplit sees it."""
-    return re.split(r"[/?#]", rest, maxsplit=1)[0]
-
-
-def _userinfo_end(rest: str) -> int:
-    """Where the userinfo of `rest` (a URL after its `scheme://`) ends: the index of its "@",
-    or -1. Normally the last "@" of the authority. An unencoded / ? or # in the password ends
-    the authority early for urlsplit (SQLAlchemy reads on to the "@"), and then an "@" turns
-    up where a URL has none: the userinfo runs to the very last "@" (hiding too much is safe;
-    too little is not)."""
-    authority = _authority(rest)
-    if _stray_at(rest[len(authority) :]):
-        return rest.rfind("@")
-    return authority.rfind("@")
-
-
-def _stray_at(after_authority: str) -> bool:
-    """Whether an "@" is in the path, the fragment, or a query parameter's name: never in a
-    URL we take, always the end of a password that an unencoded / ? # cut short."""
-    path_and_query, _, fragment = after_authority.partition("#")
-    path, _, query = path_and_query.partition("?")
-    names = (pair.partition("=")[0] for pair in re.split("[&;]", query))
-    return "@" in path or "@" in fragment or any("@" in name for name in names)
