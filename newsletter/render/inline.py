@@ -9,6 +9,8 @@ distinct (own style, rules matched) once per process, with premailer's own funct
 result is premailer's. A stylesheet with anything else (an id, `>`, `:first-child`, an
 attribute selector, three compounds) and a document with a floated image or without a head
 go to premailer itself. tests/test_render.py checks that both give the same document.
+
+`inline_css` is the whole step on an HTML string; `inline_styles` the same on a parsed tree.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import re
 from collections import defaultdict
 
+import cssutils
 from lxml import etree
 from premailer import Premailer
 from premailer.merge_style import csstext_to_pairs, merge_styles
@@ -34,6 +37,24 @@ _PREMAILER_OPTIONS = {
 _COMPOUND = re.compile(r"[a-z][a-z0-9]*|\.-?[_a-zA-Z][_a-zA-Z0-9-]*")
 _XML_SPACE = re.compile(r"[ \t\r\n]+")  # what XPath's normalize-space() splits classes on
 _MEMO_LIMIT = 20_000
+
+# cssutils reports every vendor property (mso-*, -webkit-*) of MJML's CSS as a problem.
+cssutils.log.setLevel(logging.CRITICAL)
+
+
+def inline_css(document: str) -> str:
+    """Copy stylesheet rules into `style` attributes, as Gmail and Outlook need.
+
+    Only `<style>` blocks that start with `INLINE_CSS_MARKER` are inlined: MRML's own reset
+    (`table, td {...}`, `p {...}`) is written for a stylesheet, and copying it onto every table
+    cell adds ~10% to a digest for nothing. The `<style>` blocks stay too, since clients that
+    honour them need the `@media` rules (the one-column phone layout).
+    """
+    root = etree.fromstring(document, etree.HTMLParser())
+    inline_styles(root)
+    # Serialised here rather than by premailer, which drops MRML's lower-case doctype; without
+    # a doctype clients render in quirks mode.
+    return "<!doctype html>\n" + etree.tostring(root, method="html", encoding="unicode")
 
 
 def inline_styles(root: etree._Element) -> None:
