@@ -34,7 +34,7 @@ from newsletter.errors import InvalidInput
 from newsletter.intake.subscribers import normalise_email
 from newsletter.message.addresses import smtp_address
 from newsletter.message.compose import compose, message_bytes
-from newsletter.message.template import MessageTemplate
+from newsletter.message.mail_merge import MessageTemplate
 from newsletter.models import Paper
 from newsletter.publish import export, feeds
 from newsletter.render.email import (
