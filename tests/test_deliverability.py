@@ -18,7 +18,7 @@ from email.parser import BytesParser
 
 import pytest
 
-from newsletter.render.email import HTML_SIZE_LIMIT
+from newsletter.render.fit import HTML_SIZE_LIMIT
 from tests.conftest import missing_tool
 from tests.real_digest import SUBSCRIBER, real_digest_message
 

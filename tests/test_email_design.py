@@ -15,7 +15,15 @@ import pytest
 from lxml import html as lxml_html
 
 from newsletter.digest.content import DigestContent, PaperItem, TopicSection
-from newsletter.render import email as render_email
+from newsletter.render.email import (
+    RenderedBody,
+    email_html,
+    email_subject,
+    email_text,
+    personalise,
+    render_email,
+)
+from newsletter.render.fit import FIT_STEPS, HTML_SIZE_LIMIT, PERSONAL_RESERVE, Fit, fit_content
 from newsletter.web import create_app
 from tests.conftest import set_env
 from tests.test_digest import outbox, paper, store_papers, subscribe, text_of
@@ -97,9 +105,9 @@ def listed(section_html: str) -> set[str]:
 @pytest.mark.parametrize("translated", [False, True], ids=["english", "with-translations"])
 def test_ten_topics_of_twenty_papers_stay_under_gmail_s_clipping(translated):
     content = big_digest(translated)
-    full = render_email.render_fitted(content, "arXiv Digest", render_email.Fit())
-    body = render_email.render_email(content, sender_name="arXiv Digest")
-    personal = render_email.personalise(
+    full = render_email(content, sender_name="arXiv Digest", size_limit=10**9)  # all of it
+    body = render_email(content, sender_name="arXiv Digest")
+    personal = personalise(
         body,
         "https://digest.example.org/unsubscribe/" + "x" * 120,
         "https://digest.example.org/preferences/" + "x" * 120,
@@ -107,14 +115,14 @@ def test_ten_topics_of_twenty_papers_stay_under_gmail_s_clipping(translated):
     )
     size = len(personal.html.encode("utf-8"))
     print(f"\nHTML: {full.html_bytes:,} bytes in full, {size:,} as sent with {body.fit}")
-    assert full.html_bytes > 3 * render_email.HTML_SIZE_LIMIT  # the test means something
-    assert size < render_email.HTML_SIZE_LIMIT
-    assert body.fit != render_email.Fit()
+    assert full.html_bytes > 3 * HTML_SIZE_LIMIT  # the test means something
+    assert size < HTML_SIZE_LIMIT
+    assert body.fit != Fit()
     # Nothing is cut off: the footer, with its unsubscribe link, is all there.
     assert personal.html.rstrip().endswith("</html>")
     assert 'href="https://digest.example.org/unsubscribe/' in personal.html
 
-    fitted = render_email.fit_content(content, body.fit)
+    fitted = fit_content(content, body.fit)
     for section in fitted.sections:
         assert len(section.papers) + len(section.titles_only) + section.more == section.total
         assert section.more > 0
@@ -130,26 +138,21 @@ def test_ten_topics_of_twenty_papers_stay_under_gmail_s_clipping(translated):
 
 def test_the_fit_steps_show_less_and_less():
     content = big_digest(topics=3, papers=12)
-    sizes = [
-        render_email.render_fitted(content, "arXiv Digest", step).html_bytes
-        for step in render_email.FIT_STEPS
-    ]
+    sizes = [len(email_html(content, "arXiv Digest", step).encode()) for step in FIT_STEPS]
     assert sizes == sorted(sizes, reverse=True)
 
 
 def test_a_digest_that_fits_is_sent_whole():
     content = big_digest(topics=2, papers=3)
-    body = render_email.render_email(content, sender_name="arXiv Digest")
-    assert body.fit == render_email.Fit()
+    body = render_email(content, sender_name="arXiv Digest")
+    assert body.fit == Fit()
     assert body.html.count("Code, models and data are available") == 6
 
 
 def test_a_smaller_limit_shortens_abstracts_before_dropping_papers():
     content = big_digest(topics=2, papers=5)
-    whole = render_email.render_email(content, sender_name="arXiv Digest")
-    body = render_email.render_email(
-        content, sender_name="arXiv Digest", size_limit=whole.html_bytes - 2_000
-    )
+    whole = render_email(content, sender_name="arXiv Digest")
+    body = render_email(content, sender_name="arXiv Digest", size_limit=whole.html_bytes - 2_000)
     assert body.fit.abstract_chars is not None and body.fit.cards is None
     assert listed(body.html) == listed(whole.html)
 
@@ -158,8 +161,8 @@ def test_a_smaller_limit_shortens_abstracts_before_dropping_papers():
 
 
 @pytest.fixture(scope="module")
-def email() -> render_email.RenderedBody:
-    return render_email.render_email(CONTENT, sender_name="arXiv Digest")
+def email() -> RenderedBody:
+    return render_email(CONTENT, sender_name="arXiv Digest")
 
 
 def test_dark_mode_is_declared_and_styled(email):
@@ -177,7 +180,7 @@ def test_lang_outlook_fallbacks_and_no_images(email):
     assert re.search(r'<html[^>]* lang="en" dir="ltr"', email.html)
     assert "<!--[if mso | IE]>" in email.html and "<o:OfficeDocumentSettings>" in email.html
     assert "<img" not in email.html
-    arabic = render_email.render_email(replace(CONTENT, language="ar"), sender_name="x")
+    arabic = render_email(replace(CONTENT, language="ar"), sender_name="x")
     assert re.search(r'<html[^>]* lang="ar" dir="rtl"', arabic.html)
 
 
@@ -241,13 +244,16 @@ def test_the_text_part_reads_on_its_own(email):
 def test_the_size_search_finds_the_first_step_that_fits(topics, papers, translated, limit):
     """However the search walks the steps, its answer is the first step small enough."""
     content = big_digest(translated, topics, papers)
-    limit = limit or render_email.HTML_SIZE_LIMIT
-    budget = limit - render_email.PERSONAL_RESERVE
+    limit = limit or HTML_SIZE_LIMIT
+    budget = limit - PERSONAL_RESERVE
     fitting = [
-        step
-        for step in render_email.FIT_STEPS
-        if render_email.render_fitted(content, "arXiv Digest", step, budget) is not None
+        step for step in FIT_STEPS if email_html(content, "arXiv Digest", step, budget) is not None
     ]
-    body = render_email.render_email(content, sender_name="arXiv Digest", size_limit=limit)
-    assert body.fit == (fitting[0] if fitting else render_email.FIT_STEPS[-1])
-    assert body == render_email.render_fitted(content, "arXiv Digest", body.fit)
+    body = render_email(content, sender_name="arXiv Digest", size_limit=limit)
+    assert body.fit == (fitting[0] if fitting else FIT_STEPS[-1])
+    assert body == RenderedBody(
+        email_subject(content),
+        email_html(content, "arXiv Digest", body.fit),
+        email_text(content, "arXiv Digest", body.fit),
+        body.fit,
+    )

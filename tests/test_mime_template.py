@@ -14,9 +14,9 @@ from email import policy
 import pytest
 
 from newsletter.errors import InvalidInput
-from newsletter.message import template as message_template
+from newsletter.message import mail_merge
 from newsletter.message.compose import compose, message_bytes
-from newsletter.message.template import MessageTemplate
+from newsletter.message.mail_merge import MessageTemplate
 
 LONG = "Lorem ipsum dolor sit amet, consectetur adipiscing elit — ünïcödé 中文 русский "
 HTML = (
@@ -154,8 +154,8 @@ def test_encoded_values_of_every_length_decode_exactly_and_keep_lines_short(alph
     for length in range(1, 320):
         text = "".join(rng.choice(alphabet) for _ in range(length))
         for context in ("text", "html"):
-            encoded = message_template._encode(text, context)
-            assert encoded.endswith(message_template.SOFT_BREAK)
+            encoded = mail_merge._encode(text, context)
+            assert encoded.endswith(mail_merge.SOFT_BREAK)
             assert all(len(line) <= 76 for line in encoded.split(b"\r\n")), (length, encoded)
             decoded = binascii.a2b_qp(encoded).decode()
             assert decoded == (html.escape(text) if context == "html" else text)

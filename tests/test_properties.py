@@ -34,10 +34,18 @@ from newsletter.errors import InvalidInput
 from newsletter.intake.subscribers import normalise_email
 from newsletter.message.addresses import smtp_address
 from newsletter.message.compose import compose, message_bytes
-from newsletter.message.template import MessageTemplate
+from newsletter.message.mail_merge import MessageTemplate
 from newsletter.models import Paper
 from newsletter.publish import export, feeds
-from newsletter.render import email as render_email
+from newsletter.render.email import (
+    PREFERENCES_PLACEHOLDER,
+    UNSUBSCRIBE_PLACEHOLDER,
+    WEB_VERSION_PLACEHOLDER,
+    RenderedBody,
+    personalise,
+    render_email,
+)
+from newsletter.render.pages import render_web_digest
 from newsletter.sources.codelinks import find_code_links
 from newsletter.textfmt import authors_line, readable_paragraphs, readable_title, shorten
 
@@ -184,7 +192,7 @@ def scheme_of(url: str) -> str:
     return found.group(1).lower() if found else ""
 
 
-def composed(body: render_email.RenderedBody, to: str) -> bytes:
+def composed(body: RenderedBody, to: str) -> bytes:
     """A subscriber's message composed whole, as the Deliverer does for an address its
     templates cannot carry (a non-ASCII local part)."""
     return message_bytes(
@@ -234,10 +242,8 @@ def test_code_links_are_found_in_any_text_and_are_http(abstract, comment):
 @given(items=paper_lists, language=st.sampled_from(["en", "zh", "ar"]))
 def test_papers_go_through_the_email_and_the_web_page(items, language):
     content = content_of(items, language)
-    body = render_email.personalise(
-        render_email.render_email(content, sender_name="Digest"), *LINKS
-    )
-    page = render_email.render_web_digest(content, site_name="Digest")
+    body = personalise(render_email(content, sender_name="Digest"), *LINKS)
+    page = render_web_digest(content, site_name="Digest")
 
     assert_links_are_safe(parsed_html(body.html))
     assert_links_are_safe(parsed_html(page))
@@ -307,13 +313,13 @@ addresses = st.one_of(
 
 
 @lru_cache(maxsize=1)
-def one_digest() -> tuple[render_email.RenderedBody, MessageTemplate]:
+def one_digest() -> tuple[RenderedBody, MessageTemplate]:
     """A digest's body and its message template, as every subscriber of a segment gets."""
     item = stored_paper(
         title="PanGu-$π$: <b>Hostile</b> [x](javascript:y)",
         abstract="We study \\href{https://github.com/a/b}{code}.",
     )
-    body = render_email.render_email(content_of((item,)), sender_name="Digest")
+    body = render_email(content_of((item,)), sender_name="Digest")
     template = MessageTemplate.build(
         sender="Digest <digest@example.org>",
         subject=body.subject,
@@ -321,9 +327,9 @@ def one_digest() -> tuple[render_email.RenderedBody, MessageTemplate]:
         text_body=body.text,
         list_id="Digest <digest.example.org>",
         body_fields={
-            "unsubscribe_url": render_email.UNSUBSCRIBE_PLACEHOLDER,
-            "preferences_url": render_email.PREFERENCES_PLACEHOLDER,
-            "web_version_url": render_email.WEB_VERSION_PLACEHOLDER,
+            "unsubscribe_url": UNSUBSCRIBE_PLACEHOLDER,
+            "preferences_url": PREFERENCES_PLACEHOLDER,
+            "web_version_url": WEB_VERSION_PLACEHOLDER,
         },
     )
     return body, template
@@ -349,7 +355,7 @@ def test_a_subscriber_s_message_parses_whatever_their_address(address):
             }
         )
     else:  # the slow path: composed whole, UTF-8 headers (RFC 6532)
-        data = composed(render_email.personalise(body, *LINKS), normalised)
+        data = composed(personalise(body, *LINKS), normalised)
     message = mime(data)
     assert str(message["To"]) == recipient
     assert LINKS[0] in message.get_body(("plain",)).get_content()
@@ -382,7 +388,7 @@ def test_texts_that_once_broke_the_digest(text):
         code_urls=[text],
     )
     content = content_of((item,))
-    body = render_email.personalise(render_email.render_email(content, sender_name="D"), *LINKS)
+    body = personalise(render_email(content, sender_name="D"), *LINKS)
     assert_links_are_safe(parsed_html(body.html))
-    assert_links_are_safe(parsed_html(render_email.render_web_digest(content, site_name="D")))
+    assert_links_are_safe(parsed_html(render_web_digest(content, site_name="D")))
     assert export.exported_paper(item, None).title

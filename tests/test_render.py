@@ -12,8 +12,32 @@ from markupsafe import Markup
 
 from newsletter.digest.content import DigestContent, PaperItem, TopicSection
 from newsletter.errors import RenderError
-from newsletter.render import email as render_email
-from newsletter.render import inline as render_inline
+from newsletter.render import cards as render_cards
+from newsletter.render.cards import EMAIL_CARD_TEMPLATE, EMAIL_LINE_TEMPLATE
+from newsletter.render.email import (
+    EMAIL_HTML_TEMPLATE,
+    EMAIL_TEXT_TEMPLATE,
+    PREFERENCES_PLACEHOLDER,
+    UNSUBSCRIBE_PLACEHOLDER,
+    WEB_VERSION_PLACEHOLDER,
+    RenderedBody,
+    email_context,
+    email_html,
+    email_subject,
+    personalise,
+    preheader,
+    render_email,
+)
+from newsletter.render.environment import environment, render_template, static_dir, template_dir
+from newsletter.render.fit import FIT_STEPS, Fit
+from newsletter.render.inline import inline_css
+from newsletter.render.mjml import mjml_to_html
+from newsletter.render.pages import (
+    DigestListItem,
+    render_digest_list,
+    render_page,
+    render_web_digest,
+)
 from newsletter.textfmt import authors_line, readable_abstract, readable_title
 
 WEB_URL = "https://digest.example.org/d/2026-11-27/abc"
@@ -62,8 +86,8 @@ CONTENT = DigestContent(
 
 
 @pytest.fixture(scope="module")
-def email() -> render_email.RenderedBody:
-    return render_email.render_email(CONTENT, sender_name="arXiv Digest")
+def email() -> RenderedBody:
+    return render_email(CONTENT, sender_name="arXiv Digest")
 
 
 # textfmt
@@ -132,16 +156,16 @@ def test_authors_line_limit() -> None:
 
 def test_templates_are_found() -> None:
     for name in (
-        render_email.EMAIL_HTML_TEMPLATE,
-        render_email.EMAIL_TEXT_TEMPLATE,
+        EMAIL_HTML_TEMPLATE,
+        EMAIL_TEXT_TEMPLATE,
         "web/base.html.j2",
     ):
-        assert (render_email.template_dir() / name).is_file()
-    assert (render_email.static_dir() / "style.css").is_file()
+        assert (template_dir() / name).is_file()
+    assert (static_dir() / "style.css").is_file()
 
 
 def test_autoescape_for_html_and_mjml_not_text() -> None:
-    autoescape = render_email.environment().autoescape
+    autoescape = environment().autoescape
     assert autoescape("email/digest.mjml.j2")
     assert autoescape("web/digest.html.j2")
     assert not autoescape("email/digest.txt.j2")
@@ -150,19 +174,19 @@ def test_autoescape_for_html_and_mjml_not_text() -> None:
 # Subject
 
 
-def test_subject_names_date_count_and_topics(email: render_email.RenderedBody) -> None:
+def test_subject_names_date_count_and_topics(email: RenderedBody) -> None:
     assert email.subject == "arXiv digest 2026-11-27: 8 new papers in MLLM, Diffusion"
 
 
 def test_subject_singular_and_truncated_topics() -> None:
     one = replace(CONTENT, sections=(replace(CONTENT.sections[1], total=1),))
-    assert render_email.email_subject(one) == "arXiv digest 2026-11-27: 1 new paper in Diffusion"
+    assert email_subject(one) == "arXiv digest 2026-11-27: 1 new paper in Diffusion"
     sections = tuple(TopicSection(f"Topic {n}", f"topic-{n}", "", (), 2) for n in range(1, 6))
     many = replace(CONTENT, sections=sections)
-    assert render_email.email_subject(many) == (
+    assert email_subject(many) == (
         "arXiv digest 2026-11-27: 10 new papers in Topic 1, Topic 2, Topic 3 and 2 more"
     )
-    assert render_email.email_subject(replace(CONTENT, sections=())) == (
+    assert email_subject(replace(CONTENT, sections=())) == (
         "arXiv digest 2026-11-27: no new papers"
     )
 
@@ -171,18 +195,18 @@ def test_subject_singular_and_truncated_topics() -> None:
 
 
 def test_html_is_a_complete_document_in_the_digest_language(
-    email: render_email.RenderedBody,
+    email: RenderedBody,
 ) -> None:
     assert email.html.startswith("<!doctype html>")
     assert re.search(r'<html[^>]* lang="en"', email.html)
     assert email.html.rstrip().endswith("</html>")
-    chinese = render_email.render_email(replace(CONTENT, language="zh"), sender_name="Digest")
+    chinese = render_email(replace(CONTENT, language="zh"), sender_name="Digest")
     assert re.search(r'<html[^>]* lang="zh"', chinese.html)
 
 
-def test_html_has_each_readable_title_once(email: render_email.RenderedBody) -> None:
+def test_html_has_each_readable_title_once(email: RenderedBody) -> None:
     # The preheader (hidden, for the inbox) names the first paper too.
-    shown = email.html.replace(render_email.preheader(CONTENT), "")
+    shown = email.html.replace(preheader(CONTENT), "")
     for title in (
         "PanGu-π: Enhancing Language Model Architectures via Nonlinearity Compensation",
         "α-Net: Sharper Diffusion",
@@ -191,7 +215,7 @@ def test_html_has_each_readable_title_once(email: render_email.RenderedBody) -> 
     assert "$π$" not in email.html
 
 
-def test_html_links_abstract_pdf_and_code(email: render_email.RenderedBody) -> None:
+def test_html_links_abstract_pdf_and_code(email: RenderedBody) -> None:
     for paper in (PANGU, HOSTILE, ALPHA):
         assert f'href="{paper.abs_url}"' in email.html
         assert f'href="{paper.pdf_url}"' in email.html
@@ -199,10 +223,10 @@ def test_html_links_abstract_pdf_and_code(email: render_email.RenderedBody) -> N
     # Only PanGu has code: one Code link in the whole email.
     assert email.html.count(">Code</a>") == 1
     # "View in browser" is the subscriber's own version, filled in by `personalise`.
-    assert email.html.count(f'href="{render_email.WEB_VERSION_PLACEHOLDER}"') == 2  # top and footer
+    assert email.html.count(f'href="{WEB_VERSION_PLACEHOLDER}"') == 2  # top and footer
 
 
-def test_html_paper_details(email: render_email.RenderedBody) -> None:
+def test_html_paper_details(email: RenderedBody) -> None:
     assert "Ada First, Bo Second, Cy Third et al." in email.html
     assert "et.al." not in email.html
     assert "2026-11-26" in email.html
@@ -210,7 +234,7 @@ def test_html_paper_details(email: render_email.RenderedBody) -> None:
     assert "R&amp;D" in email.html and "R&amp;amp;D" not in email.html
 
 
-def test_html_escapes_hostile_titles(email: render_email.RenderedBody) -> None:
+def test_html_escapes_hostile_titles(email: RenderedBody) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in email.html
     assert "<script" not in email.html
     assert "&lt;/mj-text&gt;&lt;mj-raw&gt;&lt;b&gt;raw" in email.html
@@ -221,7 +245,7 @@ def test_html_escapes_hostile_titles(email: render_email.RenderedBody) -> None:
 def test_html_drops_links_that_are_not_http() -> None:
     evil = replace(PANGU, code_url="javascript:alert(1)")
     content = replace(CONTENT, sections=(replace(CONTENT.sections[0], papers=(evil,)),))
-    body = render_email.render_email(content, sender_name="Digest")
+    body = render_email(content, sender_name="Digest")
     assert "javascript:" not in body.html and "javascript:" not in body.text
     assert ">Code</a>" not in body.html
 
@@ -233,8 +257,8 @@ def test_links_in_abstracts_are_links_and_only_http_ones() -> None:
     )
     linked = replace(PANGU, abstract=abstract, code_url=None)
     content = replace(CONTENT, sections=(replace(CONTENT.sections[0], papers=(linked,)),))
-    body = render_email.render_email(content, sender_name="Digest")
-    page = render_email.render_web_digest(content, site_name="Digest")
+    body = render_email(content, sender_name="Digest")
+    page = render_web_digest(content, site_name="Digest")
 
     for html in (body.html, page):
         assert '<a href="https://github.com/a/b"' in html
@@ -245,14 +269,14 @@ def test_links_in_abstracts_are_links_and_only_http_ones() -> None:
     assert "here (https://github.com/a/b)" in body.text and "javascript:" not in body.text
 
 
-def test_html_keeps_media_rules_and_inlines_styles(email: render_email.RenderedBody) -> None:
+def test_html_keeps_media_rules_and_inlines_styles(email: RenderedBody) -> None:
     styles = re.findall(r"<style[^>]*>(.*?)</style>", email.html, re.DOTALL)
     assert any("@media only screen and (max-width: 479px)" in css for css in styles)
     assert re.search(r'<div class="paper-card[^"]*" style="[^"]*border-top', email.html)
     assert re.search(r'<h3 class="paper-title" style="[^"]*font-size:18px', email.html)
 
 
-def test_html_has_preheader_contents_and_more_link(email: render_email.RenderedBody) -> None:
+def test_html_has_preheader_contents_and_more_link(email: RenderedBody) -> None:
     assert "8 new papers today: MLLM (7), Diffusion (1)." in email.html
     assert 'href="#mllm"' in email.html and 'id="mllm"' in email.html
     assert f'href="{WEB_URL}#mllm"' in email.html
@@ -261,7 +285,7 @@ def test_html_has_preheader_contents_and_more_link(email: render_email.RenderedB
 
 
 def test_empty_digest_renders() -> None:
-    body = render_email.render_email(replace(CONTENT, sections=()), sender_name="Digest")
+    body = render_email(replace(CONTENT, sections=()), sender_name="Digest")
     assert "No new papers in your topics today." in body.html
     assert "No new papers in your topics today." in body.text
 
@@ -269,22 +293,22 @@ def test_empty_digest_renders() -> None:
 # Placeholder round trip
 
 
-def test_unsubscribe_placeholder_survives_mjml_and_premailer(
-    email: render_email.RenderedBody,
+def test_unsubscribe_placeholder_survives_mjml_and_inlining(
+    email: RenderedBody,
 ) -> None:
-    assert email.html.count(f'href="{render_email.UNSUBSCRIBE_PLACEHOLDER}"') == 1
-    assert email.text.count(render_email.UNSUBSCRIBE_PLACEHOLDER) == 1
+    assert email.html.count(f'href="{UNSUBSCRIBE_PLACEHOLDER}"') == 1
+    assert email.text.count(UNSUBSCRIBE_PLACEHOLDER) == 1
 
 
-def test_personalise_fills_in_the_subscribers_links(email: render_email.RenderedBody) -> None:
+def test_personalise_fills_in_the_subscribers_links(email: RenderedBody) -> None:
     url = "https://digest.example.org/unsubscribe?token=a.b&lang=en"
     preferences = "https://digest.example.org/preferences/p.q"
     own = "https://digest.example.org/digests/2026-11-27/for/v.w"
-    personal = render_email.personalise(email, url, preferences, own)
+    personal = personalise(email, url, preferences, own)
     placeholders = (
-        render_email.UNSUBSCRIBE_PLACEHOLDER,
-        render_email.PREFERENCES_PLACEHOLDER,
-        render_email.WEB_VERSION_PLACEHOLDER,
+        UNSUBSCRIBE_PLACEHOLDER,
+        PREFERENCES_PLACEHOLDER,
+        WEB_VERSION_PLACEHOLDER,
     )
     for placeholder in placeholders:
         assert placeholder not in personal.html + personal.text
@@ -301,7 +325,7 @@ def test_personalise_fills_in_the_subscribers_links(email: render_email.Rendered
 # The text part
 
 
-def test_text_has_content_and_links(email: render_email.RenderedBody) -> None:
+def test_text_has_content_and_links(email: RenderedBody) -> None:
     text = email.text
     assert "PanGu-π: Enhancing Language Model Architectures via" in text
     assert "2026-11-26 · Ada First, Bo Second, Cy Third et al." in text
@@ -312,18 +336,18 @@ def test_text_has_content_and_links(email: render_email.RenderedBody) -> None:
     assert text.count("Code: ") == 1 and "Code: https://github.com/example/pangu" in text
     assert HOSTILE_TITLE.split(" R&D")[0] in text  # plain text: nothing to escape
     assert f"5 more papers in MLLM on the web: {WEB_URL}#mllm" in text
-    assert f"View in browser: {render_email.WEB_VERSION_PLACEHOLDER}" in text
-    assert f"Preferences: {render_email.PREFERENCES_PLACEHOLDER}" in text
+    assert f"View in browser: {WEB_VERSION_PLACEHOLDER}" in text
+    assert f"Preferences: {PREFERENCES_PLACEHOLDER}" in text
     assert "Also in: MLLM" in text
 
 
-def test_text_is_wrapped(email: render_email.RenderedBody) -> None:
+def test_text_is_wrapped(email: RenderedBody) -> None:
     long_abstract = "Words that go on " * 40
     content = replace(
         CONTENT,
         sections=(replace(CONTENT.sections[0], papers=(replace(PANGU, abstract=long_abstract),)),),
     )
-    text = render_email.render_email(content, sender_name="Digest").text
+    text = render_email(content, sender_name="Digest").text
     assert all(len(line) <= 76 for line in text.splitlines() if "://" not in line)
 
 
@@ -331,7 +355,7 @@ def test_text_is_wrapped(email: render_email.RenderedBody) -> None:
 
 
 def test_web_digest_page() -> None:
-    page = render_email.render_web_digest(CONTENT, site_name="arXiv Digest")
+    page = render_web_digest(CONTENT, site_name="arXiv Digest")
     assert page.startswith("<!doctype html>") and '<html lang="en"' in page
     assert '<link rel="stylesheet" href="/static/style.css">' in page
     assert 'id="mllm"' in page and 'id="diffusion"' in page
@@ -345,41 +369,41 @@ def test_web_digest_page() -> None:
 
 
 def test_digest_list_page() -> None:
-    page = render_email.render_digest_list(
+    page = render_digest_list(
         [
             (date(2026, 11, 27), 14, "/digests/2026-11-27"),
-            render_email.DigestListItem(date(2026, 11, 26), 1, "/digests/2026-11-26"),
+            DigestListItem(date(2026, 11, 26), 1, "/digests/2026-11-26"),
         ],
         site_name="arXiv Digest",
     )
     assert '<a href="/digests/2026-11-27"><time datetime="2026-11-27">2026-11-27</time></a>' in page
     assert '<td class="numeric">14</td>' in page and '<td class="numeric">1</td>' in page
-    assert "No digests yet." in render_email.render_digest_list([], site_name="arXiv Digest")
+    assert "No digests yet." in render_digest_list([], site_name="arXiv Digest")
 
 
 def test_render_page_with_the_base_layout() -> None:
-    page = render_email.render_page("web/base.html.j2", site_name="A <Digest>", lang="de")
+    page = render_page("web/base.html.j2", site_name="A <Digest>", lang="de")
     assert '<html lang="de"' in page
     assert "<title>A &lt;Digest&gt;</title>" in page
     assert '<main id="main"' in page and 'href="#main"' in page
-    assert render_email.render_page("base.html.j2", site_name="A <Digest>", lang="de") == page
+    assert render_page("base.html.j2", site_name="A <Digest>", lang="de") == page
 
 
 def test_render_page_errors_are_render_errors() -> None:
     with pytest.raises(RenderError):
-        render_email.render_page("web/no-such-page.html.j2", site_name="x")
+        render_page("web/no-such-page.html.j2", site_name="x")
     with pytest.raises(RenderError):
-        render_email.render_page("web/base.html.j2")  # site_name missing
+        render_page("web/base.html.j2")  # site_name missing
 
 
 def test_repositories_are_code_and_project_pages_are_projects() -> None:
     page = replace(PANGU, code_url="https://pangu.github.io/demo/")
     content = replace(CONTENT, sections=(replace(CONTENT.sections[0], papers=(page,)),))
-    body = render_email.render_email(content, sender_name="Digest")
+    body = render_email(content, sender_name="Digest")
     assert re.search(r'<a href="https://pangu.github.io/demo/"[^>]*>Project</a>', body.html)
     assert ">Code</a>" not in body.html
     assert "Project: https://pangu.github.io/demo/" in body.text
-    repo = render_email.render_email(
+    repo = render_email(
         replace(content, sections=(replace(content.sections[0], papers=(PANGU,)),)),
         sender_name="Digest",
     )
@@ -390,29 +414,26 @@ def test_repositories_are_code_and_project_pages_are_projects() -> None:
 # --------------------------------------------------------------------------- CSS inlining
 
 
-def _pre_inline(content: DigestContent, fit: render_email.Fit) -> str:
+def _pre_inline(content: DigestContent, fit: Fit) -> str:
     """The whole digest through MJML, its papers rendered in place: the document as it would
-    be without `render_email._PIECES`."""
-    context = render_email._email_context(content, "arXiv Digest", fit)
+    be without `render_cards.PAPER_CARDS`."""
+    context = email_context(content, "arXiv Digest", fit)
 
     def in_place(template_name: str):
         return lambda paper: Markup(  # noqa: S704 (an autoescaped template's output)
-            render_email._render(template_name, {"paper": paper, "lang": content.language})
+            render_template(template_name, {"paper": paper, "lang": content.language})
         )
 
     context.update(
-        paper_card=in_place(render_email.EMAIL_CARD_TEMPLATE),
-        paper_line=in_place(render_email.EMAIL_LINE_TEMPLATE),
+        paper_card=in_place(EMAIL_CARD_TEMPLATE),
+        paper_line=in_place(EMAIL_LINE_TEMPLATE),
     )
-    return render_email.mjml_to_html(
-        render_email._render(render_email.EMAIL_HTML_TEMPLATE, context)
-    )
+    return mjml_to_html(render_template(EMAIL_HTML_TEMPLATE, context))
 
 
-def _inlined(document: str, inline) -> str:
-    root = etree.fromstring(document, etree.HTMLParser())
-    inline(root)
-    return etree.tostring(root, method="html", encoding="unicode")
+def _inlined(document: str) -> str:
+    """The document with its styles inlined, after its doctype line."""
+    return inline_css(document).removeprefix("<!doctype html>\n")
 
 
 TRANSLATED = replace(
@@ -426,7 +447,7 @@ NOTED = replace(ALPHA, arxiv_id="2611.00010", translation_note="The translator f
 
 @pytest.mark.parametrize("language", ["en", "zh", "ar"])
 def test_papers_made_once_give_the_document_made_whole(language):
-    """`_PIECES` puts in each paper's HTML made apart from the digest: the result is the
+    """`PAPER_CARDS` puts in each paper's HTML made apart from the digest: the result is the
     digest rendered in one piece, at every step of the size ladder."""
     section = TopicSection(
         "Everything", "everything", "All <kinds> of papers", (TRANSLATED, NOTED, PANGU), 9,
@@ -434,48 +455,44 @@ def test_papers_made_once_give_the_document_made_whole(language):
     )  # fmt: skip
     content = replace(CONTENT, language=language, sections=(*CONTENT.sections, section))
     for fit in (
-        render_email.Fit(),
-        render_email.FIT_STEPS[2],
-        render_email.FIT_STEPS[5],
-        render_email.FIT_STEPS[-3],
+        Fit(),
+        FIT_STEPS[2],
+        FIT_STEPS[5],
+        FIT_STEPS[-3],
     ):
-        whole = _inlined(_pre_inline(content, fit), render_inline.inline_styles)
-        made = render_email.render_fitted(content, "arXiv Digest", fit)
-        assert made.html == "<!doctype html>\n" + whole, fit
-        assert 'class="nl-piece' not in made.html
-        budget = made.html_bytes
-        assert render_email.render_fitted(content, "arXiv Digest", fit, budget) == made
-        assert render_email.render_fitted(content, "arXiv Digest", fit, budget - 1) is None
+        whole = _inlined(_pre_inline(content, fit))
+        made = email_html(content, "arXiv Digest", fit)
+        assert made == "<!doctype html>\n" + whole, fit
+        assert 'class="nl-piece' not in made
+        budget = len(made.encode())
+        assert email_html(content, "arXiv Digest", fit, budget) == made
+        assert email_html(content, "arXiv Digest", fit, budget - 1) is None
 
 
 def test_a_paper_shown_in_english_is_made_once_for_every_language():
-    render_email._PIECES._made.clear()
+    render_cards.PAPER_CARDS._made.clear()
     for language in ("en", "de", "zh"):
-        render_email.render_fitted(
-            replace(CONTENT, language=language), "Digest", render_email.Fit()
-        )
-    keys = list(render_email._PIECES._made)
+        email_html(replace(CONTENT, language=language), "Digest", Fit())
+    keys = list(render_cards.PAPER_CARDS._made)
     assert len(keys) == 3 and {language for _t, _p, language in keys} == {""}
     translated = replace(CONTENT, sections=(TopicSection("T", "t", "", (TRANSLATED,), 1),))
     for language in ("de", "zh"):
-        render_email.render_fitted(
-            replace(translated, language=language), "Digest", render_email.Fit()
-        )
+        email_html(replace(translated, language=language), "Digest", Fit())
     assert {
-        language for _t, paper, language in render_email._PIECES._made if paper is TRANSLATED
+        language for _t, paper, language in render_cards.PAPER_CARDS._made if paper is TRANSLATED
     } == {
         "de",
         "zh",
     }
 
 
-def test_the_store_of_pieces_stays_bounded_and_right(monkeypatch):
-    expected = render_email.render_fitted(CONTENT, "Digest", render_email.Fit())
-    monkeypatch.setattr(render_email._Pieces, "LIMIT", 2)
-    monkeypatch.setattr(render_email, "_PIECES", render_email._Pieces())
+def test_the_store_of_cards_stays_bounded_and_right(monkeypatch):
+    expected = email_html(CONTENT, "Digest", Fit())
+    monkeypatch.setattr(render_cards.PaperCards, "LIMIT", 2)
+    monkeypatch.setattr(render_cards, "PAPER_CARDS", render_cards.PaperCards())
     for _ in range(2):
-        assert render_email.render_fitted(CONTENT, "Digest", render_email.Fit()) == expected
-        assert len(render_email._PIECES._made) <= 3  # this digest's three papers, never more
+        assert email_html(CONTENT, "Digest", Fit()) == expected
+        assert len(render_cards.PAPER_CARDS._made) <= 3  # this digest's three papers, never more
 
 
 HANDMADE = """<!doctype html><html><head>
@@ -497,20 +514,42 @@ td { vertical-align: top; }
 </body></html>"""
 
 
-def test_the_fast_inliner_writes_exactly_what_premailer_writes():
-    documents = [HANDMADE] + [
-        _pre_inline(content, fit)
-        for content in (CONTENT, replace(CONTENT, language="ar"))
-        for fit in (render_email.Fit(), render_email.FIT_STEPS[5], render_email.FIT_STEPS[-1])
+PREMAILER_STYLES = [
+    ("p", "margin:0; font-size:12px; color:red; text-align:right"),
+    ("a", "color:#b31b1b; text-decoration:underline"),
+    ("p", "margin:0; background-color:#fff; width:20px"),
+    ("p", "margin:0; font-size:12px; color:#6b7280; text-align:right; background-color:#fff;"
+          " width:20px"),
+    ("td", "vertical-align:top; font-size:12px; color:#6b7280; text-align:right"),
+    ("td", "vertical-align:top; background-color:#abc"),
+    ("a", "color:#b31b1b"),
+    ("p", "margin:0"),
+]  # fmt: skip
+"""The `style` premailer wrote on each styled element of HANDMADE's body, kept when css-inline
+replaced it: the own style wins, only the marked block is inlined, never a media rule, and a
+class is found however the attribute spaces it."""
+
+
+def _declarations(style: str) -> dict[str, str]:
+    pairs = (declaration.partition(":") for declaration in style.split(";"))
+    return {name.strip(): value.strip() for name, _, value in pairs if name.strip()}
+
+
+def _body_styles(document: str) -> list[tuple[str, dict[str, str]]]:
+    body = etree.fromstring(document, etree.HTMLParser()).find("body")
+    return [
+        (element.tag, _declarations(element.get("style")))
+        for element in body.iter()
+        if isinstance(element.tag, str) and element.get("style")
     ]
-    for document in documents:
-        fast = _inlined(document, render_inline.inline_styles)
-        assert fast == _inlined(document, render_inline.inline_with_premailer)
-        assert 'style="' in fast and "data-premailer" not in fast
 
 
-def test_selectors_the_fast_inliner_does_not_know_go_to_premailer():
-    document = HANDMADE.replace(".box p {", ".box > p:first-child {")
-    assert _inlined(document, render_inline.inline_styles) == _inlined(
-        document, render_inline.inline_with_premailer
-    )
+def test_the_inliner_gives_each_element_what_premailer_gave_it():
+    for document in (HANDMADE, HANDMADE.replace(".box p {", ".box > div > p {")):
+        inlined = inline_css(document)
+        assert _body_styles(inlined) == [
+            (tag, _declarations(style)) for tag, style in PREMAILER_STYLES
+        ]
+        assert inlined.startswith("<!doctype html>\n")
+        # Every <style> block stays (the @media one for phones), and so does the comment.
+        assert inlined.count("<style") == 3 and "<!-- a comment -->" in inlined

@@ -10,7 +10,8 @@ import pytest
 from lxml import html as lxml_html
 
 from newsletter.digest.content import DigestContent, TopicSection
-from newsletter.render import email
+from newsletter.render.email import render_email
+from newsletter.render.pages import render_web_digest
 from newsletter.sources.arxiv import ArxivSource
 from newsletter.textfmt import (
     authors_line,
@@ -156,9 +157,9 @@ def test_entities_are_decoded_once_from_feed_to_email_web_and_text():
         web_url="https://digest.example.org/digests/2026-11-27",
         topic_names=("R&D",),
     )
-    body = email.render_email(content, sender_name="Digest & Co")
+    body = render_email(content, sender_name="Digest & Co")
     shown = lxml_html.fromstring(body.html).text_content()
-    web = lxml_html.fromstring(email.render_web_digest(content, site_name="x")).text_content()
+    web = lxml_html.fromstring(render_web_digest(content, site_name="x")).text_content()
     for readable in (shown, web, body.text):
         assert "R&D at scale" in readable and "Budgets for R&D & more." in readable
         assert "Literal &amp; entity" in readable and "Writes &lt;b&gt; as text." in readable
@@ -180,7 +181,7 @@ def test_non_latin_author_names_stay_intact(name):
         sections=(TopicSection("T", "t", "", (paper,), 1),),
         topic_names=("T",),
     )
-    body = email.render_email(content, sender_name="Digest")
+    body = render_email(content, sender_name="Digest")
     assert authors_line((name, "Bo Second")) == f"{name}, Bo Second"
     assert f"{name}, Bo Second" in lxml_html.fromstring(body.html).text_content()
     assert f"{name}, Bo Second" in body.text

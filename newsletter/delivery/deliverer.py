@@ -42,7 +42,7 @@ from newsletter.delivery.outgoing import Outgoing, SendResult, Transport
 from newsletter.digest.content import Segment, SegmentContents, SegmentKey, build_segments
 from newsletter.message.addresses import smtp_address
 from newsletter.message.compose import compose, mailto_for, message_bytes
-from newsletter.message.template import MessageTemplate
+from newsletter.message.mail_merge import MessageTemplate
 from newsletter.models import (
     Delivery,
     DeliveryStatus,

@@ -1,4 +1,5 @@
-"""newsletter.message.addresses: (to describe)."""
+"""Email addresses as mail carries them: internationalised domains in IDNA, and whether an
+address can only travel with SMTPUTF8."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""newsletter.message.compose: (to describe)."""
+"""One email as a MIME message (`compose`) and its bytes on the wire (`message_bytes`): the
+digest's text and HTML parts, its list headers (List-Id, one-click List-Unsubscribe), a
+Message-ID that names neither digest nor subscriber, and header values refused when they
+could start a header of their own."""
 
 from __future__ import annotations
 

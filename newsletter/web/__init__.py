@@ -19,7 +19,7 @@ from werkzeug.serving import WSGIRequestHandler
 
 from newsletter.config import Settings, check_settings, get_settings, unknown_variables
 from newsletter.db import lock_timeout
-from newsletter.render.email import static_dir
+from newsletter.render.environment import static_dir
 from newsletter.web import (
     admin,
     archive,

@@ -10,7 +10,7 @@ from newsletter import store
 from newsletter.db import session_scope
 from newsletter.digest.content import web_content
 from newsletter.publish.feeds import topic_feed_url
-from newsletter.render.email import DigestListItem, render_digest_list, render_web_digest
+from newsletter.render.pages import DigestListItem, render_digest_list, render_web_digest
 from newsletter.tokens import VIEW
 from newsletter.translate.step import translation_options
 from newsletter.web.common import invalid_link, parse_day, settings, token_value

@@ -9,7 +9,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from newsletter.config import Settings
 from newsletter.errors import InvalidToken
-from newsletter.render.email import render_page
+from newsletter.render.pages import render_page
 from newsletter.tokens import read_token
 
 csrf = CSRFProtect()

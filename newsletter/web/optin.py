@@ -24,7 +24,8 @@ from newsletter.errors import InvalidToken, NewsletterError
 from newsletter.intake.subscribers import LANGUAGE_CHOICES
 from newsletter.message.compose import compose
 from newsletter.models import Subscriber, Topic, utcnow
-from newsletter.render.email import inline_css, mjml_to_html, render_page
+from newsletter.render.environment import render_template
+from newsletter.render.mjml import mjml_to_email
 from newsletter.tokens import CONFIRM, make_token, read_token
 
 log = logging.getLogger(__name__)
@@ -140,13 +141,13 @@ def confirmation_message(
         "language_name": LANGUAGE_CHOICES.get(confirmation.language, confirmation.language),
         "expires_in": _duration(settings.confirm_max_age),
     }
-    html = inline_css(mjml_to_html(render_page(CONFIRM_HTML_TEMPLATE, **context)))
+    html = mjml_to_email(render_template(CONFIRM_HTML_TEMPLATE, context))
     return compose(
         sender=settings.from_address,
         to=email,
         subject=f"Confirm your subscription to {settings.sender_name}",
         html=html,
-        text=render_page(CONFIRM_TEXT_TEMPLATE, **context),
+        text=render_template(CONFIRM_TEXT_TEMPLATE, context),
         message_id=make_msgid(domain=settings.sender_domain),
         list_id=None,
         unsubscribe_url=None,

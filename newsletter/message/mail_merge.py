@@ -1,4 +1,5 @@
-"""A message encoded once for a whole segment; each recipient's bytes by substitution.
+"""A mail merge: a message encoded once for a whole segment (`MessageTemplate`); each
+recipient's bytes by substitution.
 
 MIME-encoding a 90 KB digest costs far more than everything else a message needs, and every
 member of a segment gets the same body but for a few values: the recipient, the Message-ID
@@ -55,7 +56,10 @@ class _Field:
 
 
 class MessageTemplate:
-    """Build with `build(...)`; `bytes_for(values)` gives one recipient's message."""
+    """A segment's message, MIME-encoded once with a gap for each recipient's value.
+
+    Build with `build(...)`; `bytes_for(values)` gives one recipient's message.
+    """
 
     def __init__(self, pieces: list[bytes | _Field]) -> None:
         self.pieces = pieces
