@@ -78,7 +78,7 @@ from newsletter.models import (  # noqa: E402
     Translation,
     new_public_id,
 )
-from newsletter.sources.arxiv import FetchedPaper  # noqa: E402
+from newsletter.sources.papers import FetchedPaper  # noqa: E402
 from newsletter.tokens import UNSUBSCRIBE, read_token  # noqa: E402
 
 POSTFIX_TOOLS = REPO.parent / "shared" / "tools" / "postfix-tools"

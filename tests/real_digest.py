@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.sources.arxiv import build_query
+from newsletter.sources.arxiv_query import build_query
 from tests.arxiv_server import ArxivServer, Reply, shared_fixture
 from tests.conftest import set_env
 

@@ -28,9 +28,9 @@ from newsletter.sources.arxiv import (
     ArxivRateLimited,
     ArxivSource,
     ArxivUnavailable,
-    FetchedPaper,
-    build_query,
 )
+from newsletter.sources.arxiv_query import build_query
+from newsletter.sources.papers import FetchedPaper
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 import pytest
 from arxiv_server import ArxivServer, Reply, shared_fixture
 
-from newsletter.sources.arxiv import ArxivSource, FetchedPaper
+from newsletter.sources.arxiv import ArxivSource
 from newsletter.sources.codelinks import find_code_links, link_label
+from newsletter.sources.papers import FetchedPaper
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from pathlib import Path
 from newsletter import store
 from newsletter.daily import fetch, send
 from newsletter.db import session_scope
-from newsletter.sources.arxiv import FetchedPaper
+from newsletter.sources.papers import FetchedPaper
 from tests.conftest import set_env
 
 DAY1, DAY2 = date(2026, 11, 26), date(2026, 11, 27)

@@ -10,7 +10,7 @@ import pytest
 from newsletter import store
 from newsletter.db import session_scope
 from newsletter.models import SubscriberStatus
-from newsletter.sources.arxiv import build_query
+from newsletter.sources.arxiv_query import build_query
 from newsletter.web import create_app
 from tests.arxiv_server import ArxivServer, Reply, shared_fixture
 from tests.atom import Entry, feed

@@ -10,7 +10,7 @@ import pytest
 from lxml import etree
 
 from newsletter.daily import send
-from newsletter.sources.arxiv import FetchedPaper
+from newsletter.sources.papers import FetchedPaper
 from newsletter.web import create_app
 from tests.test_digest import DAY1, DAY2, paper, store_papers
 

@@ -19,7 +19,7 @@ from newsletter.config import Settings, get_settings
 from newsletter.daily import fetch
 from newsletter.db import session_scope
 from newsletter.models import Paper, Topic, TopicPaper
-from newsletter.sources.arxiv import build_query
+from newsletter.sources.arxiv_query import build_query
 from tests.arxiv_server import ArxivServer, Reply, local_fixture, refused_url, shared_fixture
 from tests.atom import Entry, feed
 from tests.conftest import Cli, set_env

@@ -15,7 +15,7 @@ import re
 import pytest
 from arxiv import _feed
 
-from newsletter.sources.arxiv import paper_from_result
+from newsletter.sources.papers import paper_from_result
 from newsletter.translate.masking import (
     MaskMismatch,
     mask,

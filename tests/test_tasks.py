@@ -31,7 +31,7 @@ from sqlalchemy import update
 from newsletter import store
 from newsletter.config import Settings, get_settings
 from newsletter.db import session_scope
-from newsletter.sources.arxiv import build_query
+from newsletter.sources.arxiv_query import build_query
 from tests.arxiv_server import ArxivServer, Reply
 from tests.atom import Entry, feed
 from tests.conftest import Cli, set_env

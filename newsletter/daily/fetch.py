@@ -15,7 +15,9 @@ from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.errors import FetchError, InvalidInput
 from newsletter.models import utcnow
-from newsletter.sources.arxiv import STOP_AFTER_KNOWN, ArxivSource, FetchedPaper, build_query
+from newsletter.sources.arxiv import STOP_AFTER_KNOWN, ArxivSource
+from newsletter.sources.arxiv_query import build_query
+from newsletter.sources.papers import FetchedPaper
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Talking to arXiv's API: build a topic's query, fetch the newest papers, return plain data.
+"""Talking to arXiv's API: fetch a query's newest papers, return plain data (`papers`).
 
 The `arxiv` package pages through results and parses the Atom feed. Everything it does not do
 is here: a timeout on every request, one request at a time at least `delay` seconds apart
@@ -17,9 +17,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import arxiv
@@ -28,11 +26,9 @@ from lxml import etree
 from tenacity import retry_if_exception, wait_exponential, wait_fixed
 
 from newsletter import metrics
-from newsletter.errors import FetchError, InvalidInput
+from newsletter.errors import FetchError
 from newsletter.retrying import AttemptFailed, call_with_retries
-from newsletter.sources.codelinks import find_code_links
-from newsletter.textfmt import abs_url_for
-from newsletter.userinput import CONTROL_CHARACTERS
+from newsletter.sources.papers import FetchedPaper, paper_from_result
 
 __all__ = [
     "ArxivBadResponse",
@@ -40,9 +36,7 @@ __all__ = [
     "ArxivRateLimited",
     "ArxivSource",
     "ArxivUnavailable",
-    "FetchedPaper",
     "STOP_AFTER_KNOWN",
-    "build_query",
 ]
 
 logger = logging.getLogger(__name__)
@@ -73,159 +67,8 @@ USER_AGENT = f"arxiv-newsletter (arxiv.py {arxiv.__version__})"
 # Queries
 
 
-def build_query(
-    keywords: Sequence[str] = (),
-    categories: Sequence[str] = (),
-    excludes: Sequence[str] = (),
-    raw_query: str | None = None,
-) -> str:
-    """The arXiv `search_query` of a topic.
-
-    Keywords are searched in title and abstract (`ti:`/`abs:`), never unfielded: an unfielded
-    term matches author names and comments too. An expert's `raw_query` is used as written;
-    given together with keywords, a paper matching either belongs to the topic. Categories
-    narrow the result, excluded phrases remove papers whose title or abstract mention them.
-
-    Example: build_query(["vision language model", "VLM"], ["cs.CV"]) ==
-    '(ti:"vision language model" OR abs:"vision language model" OR ti:VLM OR abs:VLM)
-    AND (cat:cs.CV)'
-    """
-    raw_query = (raw_query or "").strip()
-    keyword_terms = _field_terms(keywords)
-    if raw_query and keyword_terms:
-        parts = [f"(({raw_query}) OR {keyword_terms})"]
-    elif raw_query:
-        parts = [f"({raw_query})"]
-    elif keyword_terms:
-        parts = [f"({keyword_terms})"]
-    else:
-        raise InvalidInput(
-            "a topic needs keywords (searched in title and abstract) or a raw arXiv query"
-        )
-    category_terms = [_category_term(category) for category in categories if category.strip()]
-    if category_terms:
-        parts.append(f"AND ({' OR '.join(category_terms)})")
-    exclude_terms = _field_terms(excludes)
-    if exclude_terms:
-        parts.append(f"ANDNOT ({exclude_terms})")
-    return " ".join(parts)
-
-
-_BARE_TERM = re.compile(r"[\w.]+")
-_OPERATORS = {"AND", "OR", "ANDNOT", "NOT"}
-_CATEGORY = re.compile(r"[A-Za-z-]+(\.[A-Za-z-]+|\.\*)?")
-
-
-def _field_terms(phrases: Sequence[str]) -> str:
-    terms = []
-    for phrase in phrases:
-        # arXiv has no way to escape a double quote inside a phrase: drop it; and a backslash,
-        # which could escape the closing quote (topics.TopicSpec drops both before storing).
-        text = " ".join(phrase.replace('"', " ").replace("\\", " ").split())
-        if not text:
-            continue
-        if not _BARE_TERM.fullmatch(text) or text.upper() in _OPERATORS:
-            text = f'"{text}"'
-        terms += [f"ti:{text}", f"abs:{text}"]
-    return " OR ".join(terms)
-
-
-def _category_term(category: str) -> str:
-    category = category.strip()
-    if not _CATEGORY.fullmatch(category):
-        raise InvalidInput(f"{category!r} is not an arXiv category (like cs.CV or hep-th)")
-    return f"cat:{category}"
-
-
 # ---------------------------------------------------------------------------------------------
 # Papers
-
-
-@dataclass(frozen=True)
-class FetchedPaper:
-    """One paper as arXiv describes it, in plain values (text as arXiv gave it)."""
-
-    arxiv_id: str
-    """Without version: `2405.01234`, `hep-th/0101001`."""
-    version: int
-    title: str
-    """Whitespace collapsed; otherwise as given (LaTeX and `<`, `&` included: escape on output)."""
-    abstract: str
-    authors: tuple[str, ...]
-    categories: tuple[str, ...]
-    primary_category: str
-    published: datetime
-    """When version 1 appeared (tz-aware, UTC)."""
-    updated: datetime
-    """When this version appeared (tz-aware, UTC)."""
-    comment: str | None
-    journal_ref: str | None
-    doi: str | None
-    abs_url: str
-    """`https://arxiv.org/abs/<id>`, without version, so it always shows the latest."""
-    pdf_url: str | None
-    code_urls: tuple[str, ...]
-
-
-_VERSIONED_ID = re.compile(r"(?P<id>.+?)v(?P<version>\d+)")
-
-
-_ARXIV_ID = re.compile(r"\d{4}\.\d{4,5}|[a-z][a-z-]*(?:\.[A-Z]{2})?/\d{7}")
-"""arXiv's identifiers: `2312.17296` since 2007, `hep-th/9901001` before."""
-
-
-def paper_from_result(result: arxiv.Result) -> FetchedPaper:
-    """A `FetchedPaper` from the `arxiv` package's parsed entry; InvalidInput when it is not
-    a paper we can store (no arXiv id), with control characters dropped from its text and
-    fields over their column's size left out."""
-    short_id = result.get_short_id()
-    match = _VERSIONED_ID.fullmatch(short_id)
-    arxiv_id, version = (match["id"], int(match["version"])) if match else (short_id, 1)
-    if not _ARXIV_ID.fullmatch(arxiv_id):
-        raise InvalidInput(f"not an arXiv identifier: {short_id[:80]!r}")
-    abstract = _clean(result.summary).strip()
-    comment = _single_line(result.comment)
-    categories = tuple(_clean(category)[:40] for category in result.categories)
-    return FetchedPaper(
-        arxiv_id=arxiv_id,
-        version=version,
-        title=_single_line(result.title) or "",
-        abstract=abstract,
-        authors=tuple(_clean(author.name).strip() for author in result.authors),
-        categories=categories,
-        primary_category=_clean(result.primary_category or "")[:40]
-        or (categories[0] if categories else ""),
-        published=result.published,
-        updated=result.updated,
-        comment=comment,
-        journal_ref=_single_line(result.journal_ref),
-        doi=_at_most(_single_line(result.doi), 200),
-        abs_url=abs_url_for(arxiv_id),
-        pdf_url=_at_most(_https(result.pdf_url), 300),
-        code_urls=find_code_links(abstract, comment),
-    )
-
-
-def _clean(text: str | None) -> str:
-    # No text of a paper needs a control character, and PostgreSQL refuses NUL in any text.
-    return CONTROL_CHARACTERS.sub("", text or "")
-
-
-def _at_most(text: str | None, length: int) -> str | None:
-    """A value that fits its column, or None: a cut DOI or URL would point somewhere else."""
-    return text if text is None or len(text) <= length else None
-
-
-def _single_line(text: str | None) -> str | None:
-    """Whitespace collapsed (legacy feeds wrap lines); None for absent or blank."""
-    collapsed = " ".join(_clean(text).split())
-    return collapsed or None
-
-
-def _https(url: str | None) -> str | None:
-    if url and url.startswith("http://arxiv.org/"):
-        return "https://" + url.removeprefix("http://")
-    return url
 
 
 # ---------------------------------------------------------------------------------------------
