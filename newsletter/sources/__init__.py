@@ -1,4 +1,5 @@
-"""Where papers and their code come from: arXiv's API (`arxiv`), the Hugging Face papers API
+"""Where papers and their code come from: arXiv's API (`arxiv`, asked with a topic's query
+from `arxiv_query`, answering `papers.FetchedPaper`s), the Hugging Face papers API
 (`huggingface`), and links to code found in a paper's own text (`codelinks`).
 
 Each returns plain data (`FetchedPaper`, URLs) and knows nothing of the database; a source that
