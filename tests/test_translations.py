@@ -16,7 +16,7 @@ from newsletter.config import get_settings
 from newsletter.daily import send
 from newsletter.db import session_scope
 from newsletter.intake.subscribers import SubscriberSpec
-from newsletter.models import Translation
+from newsletter.models import Paper, Translation
 from newsletter.translate import step
 from tests.conftest import set_env
 from tests.smtp_server import LocalSMTPServer
@@ -67,7 +67,7 @@ def stored(settings) -> dict[tuple[str, str], Translation]:
 
 
 def _all_ids(session) -> list[str]:
-    return [paper.arxiv_id for paper in session.query(store.Paper).all()]
+    return [paper.arxiv_id for paper in session.query(Paper).all()]
 
 
 # ---------------------------------------------------------------- bounded by papers × languages
