@@ -18,7 +18,8 @@ from newsletter.db import session_scope
 from newsletter.delivery.deliverer import deliver_all, segments_for
 from newsletter.delivery.outgoing import Transport
 from newsletter.delivery.transports import transport_from_settings
-from newsletter.digest.content import Segment, draft_digest, open_digest
+from newsletter.digest.segments import Segment
+from newsletter.digest.window import draft_digest, open_digest
 from newsletter.message.compose import message_id_for
 from newsletter.models import DeliveryStatus, utcnow
 from newsletter.translate.step import TranslationReport, translate_for_digest

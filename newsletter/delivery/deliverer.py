@@ -38,7 +38,7 @@ from newsletter.db import session_scope
 from newsletter.delivery.bounces import apply_bounce, bounce_from_reply
 from newsletter.delivery.journal import SendJournal, journal_for
 from newsletter.delivery.outgoing import Outgoing, SendResult, Transport
-from newsletter.digest.content import Segment, SegmentContents, SegmentKey, build_segments
+from newsletter.digest.segments import Segment, SegmentContents, SegmentKey, build_segments
 from newsletter.message.addresses import smtp_address
 from newsletter.message.compose import compose, mailto_for, message_bytes
 from newsletter.message.template import MessageTemplate

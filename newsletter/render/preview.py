@@ -9,15 +9,13 @@ from sqlalchemy.orm import Session
 
 from newsletter import store
 from newsletter.config import Settings
-from newsletter.digest.content import (
-    DigestContent,
+from newsletter.digest.content import DigestContent, assemble, digest_web_url
+from newsletter.digest.segments import (
     TranslationOptions,
-    assemble,
-    digest_web_url,
-    draft_digest,
     new_papers_by_topic,
     stored_translations,
 )
+from newsletter.digest.window import draft_digest
 from newsletter.languages import translation_language
 from newsletter.models import Digest, Topic, utcnow
 from newsletter.render.email import personalise, render_email

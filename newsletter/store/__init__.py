@@ -32,6 +32,7 @@ from newsletter.store.deliveries import (
     skip_deliveries,
 )
 from newsletter.store.digests import (
+    add_digest,
     digest_by_id,
     digest_ids_since,
     digest_on,
@@ -117,6 +118,7 @@ __all__ = [
     "IN_LIST_LIMIT",
     "STREAM_CHUNK",
     "add_deliveries",
+    "add_digest",
     "add_subscriber",
     "add_topic",
     "apply_topic_spec",

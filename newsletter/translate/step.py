@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from newsletter import store
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.digest.content import TRANSLATION_NOTES, TranslationOptions, build_segments
+from newsletter.digest.content import TRANSLATION_NOTES
+from newsletter.digest.segments import TranslationOptions, build_segments
 from newsletter.errors import ConfigError, InvalidInput
 from newsletter.models import Digest
 from newsletter.translate import (

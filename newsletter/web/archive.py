@@ -8,7 +8,7 @@ from flask import Blueprint, abort, redirect
 
 from newsletter import store
 from newsletter.db import session_scope
-from newsletter.digest.content import web_content
+from newsletter.digest.segments import web_content
 from newsletter.publish.feeds import topic_feed_url
 from newsletter.render.email import DigestListItem, render_digest_list, render_web_digest
 from newsletter.tokens import VIEW
