@@ -15,6 +15,8 @@ from newsletter import store
 from newsletter.config import get_settings
 from newsletter.daily import send
 from newsletter.db import session_scope
+from newsletter.digest.edition import Edition, EditionOptions
+from newsletter.digest.segments import Readers
 from newsletter.intake.subscribers import SubscriberSpec
 from newsletter.models import Paper, Translation
 from newsletter.translate import step
@@ -229,7 +231,10 @@ def test_turning_titles_on_later_translates_only_the_titles(cli, readers, google
     google.clear()
     settings = set_env(monkeypatch, translate_titles="true")
     with session_scope(settings) as session:
-        wanted = step.shown_by_language(session, settings, store.digest_on(session, DAY1))
+        digest = store.digest_on(session, DAY1)
+        edition = Edition.read(session, digest, EditionOptions.from_settings(settings))
+        readers = Readers.stream(session, DAY1)
+        wanted = step.shown_by_language(edition, readers.groups)
         work = step.pending(session, wanted, titles=True)
     assert {(w.abstract_needed, w.title_needed) for w in work} == {(False, True)}
     step.translate_work(settings, step.require_translator(settings), work)

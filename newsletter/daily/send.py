@@ -15,10 +15,11 @@ from typing import TypeVar
 from newsletter import metrics, store
 from newsletter.config import Settings, get_settings
 from newsletter.db import session_scope
-from newsletter.delivery.deliverer import deliver_all, segments_for
+from newsletter.delivery.deliverer import deliver_all
 from newsletter.delivery.outgoing import Transport
 from newsletter.delivery.transports import transport_from_settings
-from newsletter.digest.segments import Segment
+from newsletter.digest.edition import Edition, EditionOptions
+from newsletter.digest.segments import Readers, Segment, read_segments, segments_of
 from newsletter.digest.window import draft_digest, open_digest
 from newsletter.message.compose import message_id_for
 from newsletter.models import DeliveryStatus, utcnow
@@ -103,27 +104,36 @@ INSERT_CHUNK = 1_000
 
 
 def prepare(
-    settings: Settings, issue_date: date, notes: dict[tuple[str, str], str] | None = None
+    settings: Settings,
+    issue_date: date,
+    *,
+    edition: Edition | None = None,
+    readers: Readers | None = None,
 ) -> tuple[int, list[Segment]]:
     """Open the day's digest and give every subscriber with something new a delivery row.
 
-    Rows are written segment after segment, so that a batch of claimed rows spans few
-    segments, in chunks: memory holds a chunk of rows, not the list. `notes` tell readers
-    why an abstract is not translated (see `translations`).
+    `edition` and `readers` are the day's, when the caller has them already (`build`: the
+    list is streamed once a send); otherwise they are read here. Rows are written segment
+    after segment, so that a batch of claimed rows spans few segments, in chunks: memory holds
+    a chunk of rows, not the list.
     """
     secret, domain, day = settings.secret(), settings.sender_domain, issue_date.isoformat()
     with session_scope(settings) as session:
-        digest = open_digest(session, issue_date, utcnow())
-        segments = segments_for(session, settings, digest, notes=notes)
+        if edition is None:
+            digest = open_digest(session, issue_date, utcnow())
+            edition = Edition.read(session, digest, EditionOptions.from_settings(settings))
+        if readers is None:
+            readers = Readers.stream(session, issue_date)
+        segments = segments_of(session, edition, readers)
         members = ((segment, sid) for segment in segments for sid in segment.subscriber_ids)
         for chunk in _chunks(members, INSERT_CHUNK):
             public_ids = store.public_ids_without_delivery(
-                session, digest.id, [subscriber_id for _segment, subscriber_id in chunk]
+                session, edition.digest_id, [subscriber_id for _segment, subscriber_id in chunk]
             )
             now = utcnow()
             rows = [
                 {
-                    "digest_id": digest.id,
+                    "digest_id": edition.digest_id,
                     "subscriber_id": subscriber_id,
                     "message_id": message_id_for(secret, day, public_ids[subscriber_id], domain),
                     "paper_count": segment.content.paper_count,
@@ -134,7 +144,7 @@ def prepare(
                 if subscriber_id in public_ids
             ]
             store.add_deliveries(session, rows)
-        return digest.id, segments
+        return edition.digest_id, segments
 
 
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -154,7 +164,7 @@ def plan(settings: Settings, issue_date: date | None = None) -> SendReport:
     report = SendReport(issue_date)
     with session_scope(settings) as session:
         digest = draft_digest(session, issue_date, utcnow())
-        segments = segments_for(session, settings, digest)
+        segments = read_segments(session, digest, EditionOptions.from_settings(settings))
         deliveries = store.deliveries_of(session, digest.id) if digest.id else []
         status = {d.subscriber_id: d.status.value for d in deliveries}
         emails = store.subscriber_emails(
@@ -177,7 +187,7 @@ def plan(settings: Settings, issue_date: date | None = None) -> SendReport:
 def build(settings: Settings, issue_date: date) -> tuple[int, TranslationReport]:
     """Translate what the day's digest shows and give each of its readers a delivery row."""
     translation = translate_for_digest(settings, open_digest_id(settings, issue_date))
-    digest_id, _segments = prepare(settings, issue_date, translation.notes)
+    digest_id, _segments = prepare(settings, issue_date)
     metrics.record_digest_built()
     return digest_id, translation
 
@@ -207,6 +217,9 @@ def send(
         report.already_sent = store.delivery_counts(session, digest_id).get("sent", 0)
         if on_total is not None:
             on_total(store.count_unfinished(session, digest_id))
+        # As the readers get it: told why the abstracts that failed are not translated.
+        options = EditionOptions.from_settings(settings, notes=translation.notes)
+        edition = Edition.read(session, store.digest_by_id(session, digest_id), options)
     own_transport = transport is None
     transport = metrics.measured(transport or transport_from_settings(settings))
     try:
@@ -214,7 +227,7 @@ def send(
             settings,
             digest_id,
             transport,
-            notes=translation.notes,
+            edition=edition,
             progress=progress,
             wait_for_retries=wait_for_retries,
         )

@@ -20,7 +20,8 @@ from newsletter import store
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.digest.content import TRANSLATION_NOTES
-from newsletter.digest.segments import TranslationOptions, build_segments
+from newsletter.digest.edition import Edition, EditionOptions
+from newsletter.digest.segments import Readers, SegmentKey
 from newsletter.errors import ConfigError, InvalidInput
 from newsletter.models import Digest
 from newsletter.translate import (
@@ -84,15 +85,6 @@ class TranslationReport:
         return text
 
 
-def translation_options(
-    settings: Settings, notes: dict[tuple[str, str], str] | None = None
-) -> TranslationOptions | None:
-    """How digests show translations under these settings; None when nothing is translated."""
-    if settings.translator == "none":
-        return None
-    return TranslationOptions(titles=settings.translate_titles, notes=notes or {})
-
-
 # ---------------------------------------------------------------- what is needed
 
 
@@ -109,10 +101,13 @@ def translate_for_digest(
         return TranslationReport()
     with session_scope(settings) as session:
         digest = session.get(Digest, digest_id)
-        wanted = shown_by_language(session, settings, digest)
+        edition = Edition.read(session, digest, EditionOptions.from_settings(settings))
+        wanted = shown_by_language(edition, Readers.stream(session, digest.issue_date).groups)
         previous = store.latest_digest_before(session, digest.issue_date)
         if previous is not None:
-            for language, arxiv_ids in shown_by_language(session, settings, previous).items():
+            earlier = edition.for_digest(session, previous)
+            keys = Readers.stream(session, previous.issue_date).groups
+            for language, arxiv_ids in shown_by_language(earlier, keys).items():
                 wanted.setdefault(language, []).extend(arxiv_ids)
         work = pending(session, wanted, titles=settings.translate_titles)
     if not work:
@@ -126,18 +121,14 @@ def translate_for_digest(
     return report
 
 
-def shown_by_language(session: Session, settings: Settings, digest: Digest) -> dict[str, list[str]]:
-    """The arXiv ids a digest's emails show, by translation language (English left out)."""
+def shown_by_language(edition: Edition, keys: Iterable[SegmentKey]) -> dict[str, list[str]]:
+    """The arXiv ids the edition's emails to these segments show, by translation language
+    (English left out)."""
     wanted: dict[str, list[str]] = {}
-    segments = build_segments(
-        session, digest, cap=settings.digest_max_per_topic, base_url=settings.base_url
-    )
-    for segment in segments:
-        language = translation_language(segment.language)
-        if language is None:
-            continue
-        for section in segment.content.sections:
-            wanted.setdefault(language, []).extend(item.arxiv_id for item in section.papers)
+    for topic_ids, language in keys:
+        target = translation_language(language)
+        if target is not None:
+            wanted.setdefault(target, []).extend(edition.shown(topic_ids))
     return wanted
 
 
