@@ -22,6 +22,7 @@ from newsletter.models import Paper, Translation
 from newsletter.translate import step
 from tests.conftest import set_env
 from tests.smtp_server import LocalSMTPServer
+from tests.test_delivery import counted
 from tests.test_digest import outbox, paper, store_papers, subscribe, text_of
 from tests.translation_servers import Reply, TranslatorServer
 
@@ -199,6 +200,31 @@ def test_what_failed_yesterday_is_translated_with_todays_papers(cli, readers, go
     assert set(stored(readers)) == {
         (f"2611.0000{n}", language) for n in (1, 2, 3) for language in ("zh", "de")
     }
+
+
+def test_one_stream_of_the_list_serves_a_send_yesterdays_readers_included(
+    cli, readers, google, monkeypatch
+):
+    """A send needs today's segments (what to translate, then the delivery rows) and yesterday's
+    (what failed then is translated now): the list is streamed once for all three. Jo, paused
+    yesterday, had no digest then: yesterday's papers are not wanted in Japanese."""
+    subscribe(cli, "jo@example.org", "SLAM")
+    cli("subscribers", "edit", "jo@example.org", "--lang", "ja")
+    with session_scope(readers) as session:
+        jo = store.get_subscriber(session, "jo@example.org")
+        store.pause_subscriber(session, jo, DAY2, "test")
+    set_env(monkeypatch, translator_retries="0")
+    google.fail_always(Reply.status_only(503))
+    send.send(get_settings(), DAY1)
+    google.fail_always(None)
+    store_papers(readers, "SLAM", rich_paper(3))
+
+    with counted(get_settings()) as statements:
+        report = send.send(get_settings(), DAY2)
+    streams = [s for s in statements if "ORDER BY subscribers.id, topics.position" in s]
+    assert len(streams) == 1, streams
+    assert report.sent == 4
+    assert report.translation.translated == {"zh": 3, "de": 3, "ja": 1}
 
 
 def test_a_damaged_translation_goes_out_in_english_with_a_note(cli, readers, monkeypatch):

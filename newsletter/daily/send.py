@@ -93,12 +93,6 @@ class SendReport:
     translation: TranslationReport = field(default_factory=TranslationReport)
 
 
-def open_digest_id(settings: Settings, issue_date: date) -> int:
-    """The id of the day's digest, stored on first call (its window fixed from then on)."""
-    with session_scope(settings) as session:
-        return open_digest(session, issue_date, utcnow()).id
-
-
 INSERT_CHUNK = 1_000
 """Delivery rows written per INSERT when a digest is prepared."""
 
@@ -186,10 +180,27 @@ def plan(settings: Settings, issue_date: date | None = None) -> SendReport:
 
 def build(settings: Settings, issue_date: date) -> tuple[int, TranslationReport]:
     """Translate what the day's digest shows and give each of its readers a delivery row."""
-    translation = translate_for_digest(settings, open_digest_id(settings, issue_date))
-    digest_id, _segments = prepare(settings, issue_date)
+    edition, translation = build_edition(settings, issue_date)
+    return edition.digest_id, translation
+
+
+def build_edition(settings: Settings, issue_date: date) -> tuple[Edition, TranslationReport]:
+    """`build`, giving the day's edition as its readers get it (translations and notes).
+
+    The list is streamed once: the segments it forms serve the translation step (which also
+    needs the previous digest's, noted on the same stream) and then the delivery rows.
+    """
+    with session_scope(settings) as session:
+        digest = open_digest(session, issue_date, utcnow())
+        previous = store.latest_digest_before(session, issue_date)
+        earlier = previous.issue_date if previous is not None else None
+        readers = Readers.stream(session, issue_date, earlier=earlier)
+        edition = Edition.read(session, digest, EditionOptions.from_settings(settings))
+    translation = translate_for_digest(settings, edition, readers, previous)
+    edition = edition.with_notes(translation.notes)
+    prepare(settings, issue_date, edition=edition, readers=readers)
     metrics.record_digest_built()
-    return digest_id, translation
+    return edition, translation
 
 
 def send(
@@ -211,15 +222,13 @@ def send(
     out in English with a note, and is translated on the next run.
     """
     issue_date = issue_date or today(settings)
-    digest_id, translation = build(settings, issue_date)
+    edition, translation = build_edition(settings, issue_date)
+    digest_id = edition.digest_id
     report = SendReport(issue_date, translation=translation)
     with session_scope(settings) as session:
         report.already_sent = store.delivery_counts(session, digest_id).get("sent", 0)
         if on_total is not None:
             on_total(store.count_unfinished(session, digest_id))
-        # As the readers get it: told why the abstracts that failed are not translated.
-        options = EditionOptions.from_settings(settings, notes=translation.notes)
-        edition = Edition.read(session, store.digest_by_id(session, digest_id), options)
     own_transport = transport is None
     transport = metrics.measured(transport or transport_from_settings(settings))
     try:

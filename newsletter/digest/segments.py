@@ -2,8 +2,9 @@
 
 A segment is the subscribers who receive the same body: the same topics (in display order)
 and the same language. (The mail format is not part of it: a body is encoded in each format
-its segment's readers take when it is sent.) The list is streamed (subscriber ids, languages
-and topic ids, never whole subscribers), so memory holds an integer a subscriber.
+its segment's readers take when it is sent.) The list is streamed (subscriber ids, languages,
+pauses and topic ids, never whole subscribers), so memory holds an integer a subscriber; a
+send streams it once (`Readers`) and hands the groups to the steps that need them.
 """
 
 from __future__ import annotations
@@ -36,35 +37,59 @@ class Segment:
 
 @dataclass(frozen=True)
 class Readers:
-    """A day's readers by segment: the active subscribers not paused that day, streamed once."""
+    """A day's readers by segment: the active subscribers not paused that day, streamed once.
+
+    With `earlier` (an earlier day: the previous digest's), the segments that had readers on
+    that day too are noted as the stream goes by. Nobody paused on a day is active on an
+    earlier one (a pause lasts until a day), so they are among these groups: the earlier day's
+    segments need no stream of their own.
+    """
 
     on: date
     groups: dict[SegmentKey, tuple[int, ...]]
     """Subscriber ids by segment key, in the order of each group's first subscriber."""
+    earlier: date | None = None
+    earlier_keys: tuple[SegmentKey, ...] = ()
+    """The segments with readers not paused on `earlier`, in the same order for that day."""
 
     @classmethod
-    def stream(cls, session: Session, on: date) -> Readers:
+    def stream(cls, session: Session, on: date, *, earlier: date | None = None) -> Readers:
+        if earlier is not None and earlier > on:
+            raise ValueError(f"{earlier} is not before {on}")
         groups: dict[SegmentKey, list[int]] = defaultdict(list)
-        for subscriber_id, key in subscriber_segments(session, on):
+        earlier_keys: dict[SegmentKey, None] = {}
+        for subscriber_id, key, paused_until in subscriber_segments(session, on):
             groups[key].append(subscriber_id)
-        return cls(on, {key: tuple(ids) for key, ids in groups.items()})
+            if earlier is not None and (paused_until is None or paused_until <= earlier):
+                earlier_keys.setdefault(key, None)
+        return cls(
+            on,
+            {key: tuple(ids) for key, ids in groups.items()},
+            earlier,
+            tuple(earlier_keys),
+        )
 
     @property
     def languages(self) -> set[str]:
         return {language for _topic_ids, language in self.groups}
 
 
-def subscriber_segments(session: Session, on: date) -> Iterator[tuple[int, SegmentKey]]:
-    """(subscriber id, segment key) of every active subscriber not paused on `on`."""
-    current, language, topic_ids = None, "", []
-    for subscriber_id, row_language, topic_id in store.subscriber_topic_rows(session, on):
+def subscriber_segments(
+    session: Session, on: date
+) -> Iterator[tuple[int, SegmentKey, date | None]]:
+    """(subscriber id, segment key, paused until) of every active subscriber not paused on
+    `on`."""
+    current, language, paused_until, topic_ids = None, "", None, []
+    for subscriber_id, row_language, row_paused, topic_id in store.subscriber_topic_rows(
+        session, on
+    ):
         if subscriber_id != current:
             if current is not None:
-                yield current, (tuple(topic_ids), language)
-            current, language, topic_ids = subscriber_id, row_language, []
+                yield current, (tuple(topic_ids), language), paused_until
+            current, language, paused_until, topic_ids = subscriber_id, row_language, row_paused, []
         topic_ids.append(topic_id)
     if current is not None:
-        yield current, (tuple(topic_ids), language)
+        yield current, (tuple(topic_ids), language), paused_until
 
 
 def segments_of(session: Session, edition: Edition, readers: Readers) -> list[Segment]:

@@ -20,7 +20,7 @@ from newsletter import store
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.digest.content import TRANSLATION_NOTES
-from newsletter.digest.edition import Edition, EditionOptions
+from newsletter.digest.edition import Edition
 from newsletter.digest.segments import Readers, SegmentKey
 from newsletter.errors import ConfigError, InvalidInput
 from newsletter.models import Digest
@@ -89,25 +89,28 @@ class TranslationReport:
 
 
 def translate_for_digest(
-    settings: Settings, digest_id: int, translator: Translator | None = None
+    settings: Settings,
+    edition: Edition,
+    readers: Readers,
+    previous: Digest | None,
+    translator: Translator | None = None,
 ) -> TranslationReport:
-    """Translate what the digest's emails show and is not stored yet, within the time budget.
+    """Translate what the edition's emails show and is not stored yet, within the time budget.
 
-    The previous digest's papers come after, so abstracts that failed yesterday are
-    translated today. Nothing here raises for a translator's failure: what failed is reported
-    (and shown in English, with a note).
+    `readers` are the digest's, streamed once for the whole send. The `previous` digest's
+    papers come after, for the segments that had readers on its day (noted on that same
+    stream), so abstracts that failed yesterday are translated today. Nothing here raises for
+    a translator's failure: what failed is reported (and shown in English, with a note).
     """
     if settings.translator == "none" and translator is None:
         return TranslationReport()
     with session_scope(settings) as session:
-        digest = session.get(Digest, digest_id)
-        edition = Edition.read(session, digest, EditionOptions.from_settings(settings))
-        wanted = shown_by_language(edition, Readers.stream(session, digest.issue_date).groups)
-        previous = store.latest_digest_before(session, digest.issue_date)
+        wanted = shown_by_language(edition, readers.groups)
         if previous is not None:
+            if readers.earlier != previous.issue_date:
+                raise ValueError(f"the readers were not streamed for {previous.issue_date}")
             earlier = edition.for_digest(session, previous)
-            keys = Readers.stream(session, previous.issue_date).groups
-            for language, arxiv_ids in shown_by_language(earlier, keys).items():
+            for language, arxiv_ids in shown_by_language(earlier, readers.earlier_keys).items():
                 wanted.setdefault(language, []).extend(arxiv_ids)
         work = pending(session, wanted, titles=settings.translate_titles)
     if not work:
