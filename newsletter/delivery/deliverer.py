@@ -44,7 +44,6 @@ from newsletter.message.addresses import smtp_address
 from newsletter.message.compose import compose, mailto_for, message_bytes
 from newsletter.message.template import MessageTemplate
 from newsletter.models import (
-    Delivery,
     DeliveryStatus,
     MailFormat,
     SubscriberStatus,
@@ -399,7 +398,7 @@ class Deliverer:
     def _record_failure(self, result: SendResult, row: ClaimedDelivery, report: DeliveryReport):
         """Write a failure at once: it may bounce the subscriber, and it is rare."""
         with session_scope(self.settings) as session:
-            delivery = session.get(Delivery, result.key)
+            delivery = store.delivery_by_id(session, result.key)
             attempts = delivery.attempts + 1
             if result.permanent or attempts >= self.settings.smtp_max_attempts:
                 store.finish_delivery(session, result.key, DeliveryStatus.failed, result.detail)
