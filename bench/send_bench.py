@@ -607,7 +607,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
             populate(settings, args.n, random.Random(args.seed))
             populated = time.perf_counter() - started
             started = time.perf_counter()
-            digest_id, prepared_segments = daily_send.prepare(settings, daily_send.today(settings))
+            digest_id, prepared_segments = daily_send.prepare(settings, settings.today())
             prepared = time.perf_counter() - started
             segments = len(prepared_segments)
             del prepared_segments

@@ -35,10 +35,12 @@ from newsletter import store
 from newsletter.daily import send as daily_send
 from newsletter.db import engine_for, session_scope
 from newsletter.delivery import deliverer as delivery_deliverer
-from newsletter.delivery.deliverer import Deliverer, deliver_all, segments_for
+from newsletter.delivery.deliverer import Deliverer, deliver_all
 from newsletter.delivery.journal import FOLDER, FileJournal, journal_for
 from newsletter.delivery.outgoing import Outgoing, SendResult
 from newsletter.delivery.smtp import SMTPTransport
+from newsletter.digest.edition import EditionOptions
+from newsletter.digest.segments import read_segments
 from newsletter.intake.subscribers import email_key
 from newsletter.message.compose import compose, mailto_for, message_bytes, message_id_for
 from newsletter.models import Delivery, MailFormat, Subscriber, SubscriberTopic, utcnow
@@ -107,7 +109,8 @@ def test_a_message_by_substitution_equals_one_composed_for_its_subscriber(
     rows = claimed(settings, deliverer, digest_id)
     with session_scope(settings) as session:
         digest = store.digest_by_id(session, digest_id)
-        segments = segments_for(session, settings, digest, include_empty=True)
+        options = EditionOptions.from_settings(settings, include_empty=True)
+        segments = read_segments(session, digest, options)
     content_of = {sid: segment.content for segment in segments for sid in segment.subscriber_ids}
     secret, base = settings.secret(), settings.base_url
 

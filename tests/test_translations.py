@@ -15,11 +15,14 @@ from newsletter import store
 from newsletter.config import get_settings
 from newsletter.daily import send
 from newsletter.db import session_scope
+from newsletter.digest.edition import Edition, EditionOptions
+from newsletter.digest.segments import Readers
 from newsletter.intake.subscribers import SubscriberSpec
 from newsletter.models import Paper, Translation
 from newsletter.translate import step
 from tests.conftest import set_env
 from tests.smtp_server import LocalSMTPServer
+from tests.test_delivery import counted
 from tests.test_digest import outbox, paper, store_papers, subscribe, text_of
 from tests.translation_servers import Reply, TranslatorServer
 
@@ -199,6 +202,31 @@ def test_what_failed_yesterday_is_translated_with_todays_papers(cli, readers, go
     }
 
 
+def test_one_stream_of_the_list_serves_a_send_yesterdays_readers_included(
+    cli, readers, google, monkeypatch
+):
+    """A send needs today's segments (what to translate, then the delivery rows) and yesterday's
+    (what failed then is translated now): the list is streamed once for all three. Jo, paused
+    yesterday, had no digest then: yesterday's papers are not wanted in Japanese."""
+    subscribe(cli, "jo@example.org", "SLAM")
+    cli("subscribers", "edit", "jo@example.org", "--lang", "ja")
+    with session_scope(readers) as session:
+        jo = store.get_subscriber(session, "jo@example.org")
+        store.pause_subscriber(session, jo, DAY2, "test")
+    set_env(monkeypatch, translator_retries="0")
+    google.fail_always(Reply.status_only(503))
+    send.send(get_settings(), DAY1)
+    google.fail_always(None)
+    store_papers(readers, "SLAM", rich_paper(3))
+
+    with counted(get_settings()) as statements:
+        report = send.send(get_settings(), DAY2)
+    streams = [s for s in statements if "ORDER BY subscribers.id, topics.position" in s]
+    assert len(streams) == 1, streams
+    assert report.sent == 4
+    assert report.translation.translated == {"zh": 3, "de": 3, "ja": 1}
+
+
 def test_a_damaged_translation_goes_out_in_english_with_a_note(cli, readers, monkeypatch):
     def damages_urls(text: str, code: str) -> str:
         return f"[{code}] " + re.sub(r"\[\[\d+\]\]", "https：//github.com", text)
@@ -229,7 +257,10 @@ def test_turning_titles_on_later_translates_only_the_titles(cli, readers, google
     google.clear()
     settings = set_env(monkeypatch, translate_titles="true")
     with session_scope(settings) as session:
-        wanted = step.shown_by_language(session, settings, store.digest_on(session, DAY1))
+        digest = store.digest_on(session, DAY1)
+        edition = Edition.read(session, digest, EditionOptions.from_settings(settings))
+        readers = Readers.stream(session, DAY1)
+        wanted = step.shown_by_language(edition, readers.groups)
         work = step.pending(session, wanted, titles=True)
     assert {(w.abstract_needed, w.title_needed) for w in work} == {(False, True)}
     step.translate_work(settings, step.require_translator(settings), work)

@@ -13,10 +13,12 @@ from typing import TypeVar
 from newsletter import metrics, store
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.delivery.deliverer import DeliveryReport, deliver_all, segments_for
+from newsletter.delivery.deliverer import DeliveryReport, deliver_all
 from newsletter.delivery.outgoing import Transport
 from newsletter.delivery.transports import transport_from_settings
-from newsletter.digest.content import Segment, draft_digest, open_digest
+from newsletter.digest.edition import Edition, EditionOptions
+from newsletter.digest.segments import Readers, Segment, read_segments, segments_of
+from newsletter.digest.window import draft_digest, open_digest
 from newsletter.message.compose import message_id_for
 from newsletter.models import DeliveryStatus, utcnow
 from newsletter.translate.step import TranslationReport, translate_for_digest
@@ -79,38 +81,41 @@ class SendReport(DeliveryReport):
     translation: TranslationReport = field(default_factory=TranslationReport)
 
 
-def open_digest_id(settings: Settings, issue_date: date) -> int:
-    """The id of the day's digest, stored on first call (its window fixed from then on)."""
-    with session_scope(settings) as session:
-        return open_digest(session, issue_date, utcnow()).id
-
-
 INSERT_CHUNK = 1_000
 """Delivery rows written per INSERT when a digest is prepared."""
 
 
 def prepare(
-    settings: Settings, issue_date: date, notes: dict[tuple[str, str], str] | None = None
+    settings: Settings,
+    issue_date: date,
+    *,
+    edition: Edition | None = None,
+    readers: Readers | None = None,
 ) -> tuple[int, list[Segment]]:
     """Open the day's digest and give every subscriber with something new a delivery row.
 
-    Rows are written segment after segment, so that a batch of claimed rows spans few
-    segments, in chunks: memory holds a chunk of rows, not the list. `notes` tell readers
-    why an abstract is not translated (see `translations`).
+    `edition` and `readers` are the day's, when the caller has them already (`build`: the
+    list is streamed once a send); otherwise they are read here. Rows are written segment
+    after segment, so that a batch of claimed rows spans few segments, in chunks: memory holds
+    a chunk of rows, not the list.
     """
     secret, domain, day = settings.secret(), settings.sender_domain, issue_date.isoformat()
     with session_scope(settings) as session:
-        digest = open_digest(session, issue_date, utcnow())
-        segments = segments_for(session, settings, digest, notes=notes)
+        if edition is None:
+            digest = open_digest(session, issue_date, utcnow())
+            edition = Edition.read(session, digest, EditionOptions.from_settings(settings))
+        if readers is None:
+            readers = Readers.stream(session, issue_date)
+        segments = segments_of(session, edition, readers)
         members = ((segment, sid) for segment in segments for sid in segment.subscriber_ids)
         for chunk in _chunks(members, INSERT_CHUNK):
             public_ids = store.public_ids_without_delivery(
-                session, digest.id, [subscriber_id for _segment, subscriber_id in chunk]
+                session, edition.digest_id, [subscriber_id for _segment, subscriber_id in chunk]
             )
             now = utcnow()
             rows = [
                 {
-                    "digest_id": digest.id,
+                    "digest_id": edition.digest_id,
                     "subscriber_id": subscriber_id,
                     "message_id": message_id_for(secret, day, public_ids[subscriber_id], domain),
                     "paper_count": segment.content.paper_count,
@@ -121,7 +126,7 @@ def prepare(
                 if subscriber_id in public_ids
             ]
             store.add_deliveries(session, rows)
-        return digest.id, segments
+        return edition.digest_id, segments
 
 
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -141,7 +146,7 @@ def plan(settings: Settings, issue_date: date | None = None) -> SendReport:
     report = SendReport(issue_date=issue_date)
     with session_scope(settings) as session:
         digest = draft_digest(session, issue_date, utcnow())
-        segments = segments_for(session, settings, digest)
+        segments = read_segments(session, digest, EditionOptions.from_settings(settings))
         deliveries = store.deliveries_of(session, digest.id) if digest.id else []
         status = {d.subscriber_id: d.status.value for d in deliveries}
         emails = store.subscriber_emails(
@@ -163,10 +168,27 @@ def plan(settings: Settings, issue_date: date | None = None) -> SendReport:
 
 def build(settings: Settings, issue_date: date) -> tuple[int, TranslationReport]:
     """Translate what the day's digest shows and give each of its readers a delivery row."""
-    translation = translate_for_digest(settings, open_digest_id(settings, issue_date))
-    digest_id, _segments = prepare(settings, issue_date, translation.notes)
+    edition, translation = build_edition(settings, issue_date)
+    return edition.digest_id, translation
+
+
+def build_edition(settings: Settings, issue_date: date) -> tuple[Edition, TranslationReport]:
+    """`build`, giving the day's edition as its readers get it (translations and notes).
+
+    The list is streamed once: the segments it forms serve the translation step (which also
+    needs the previous digest's, noted on the same stream) and then the delivery rows.
+    """
+    with session_scope(settings) as session:
+        digest = open_digest(session, issue_date, utcnow())
+        previous = store.latest_digest_before(session, issue_date)
+        earlier = previous.issue_date if previous is not None else None
+        readers = Readers.stream(session, issue_date, earlier=earlier)
+        edition = Edition.read(session, digest, EditionOptions.from_settings(settings))
+    translation = translate_for_digest(settings, edition, readers, previous)
+    edition = edition.with_notes(translation.notes)
+    prepare(settings, issue_date, edition=edition, readers=readers)
     metrics.record_digest_built()
-    return digest_id, translation
+    return edition, translation
 
 
 def send(
@@ -188,7 +210,8 @@ def send(
     out in English with a note, and is translated on the next run.
     """
     issue_date = issue_date or settings.today()
-    digest_id, translation = build(settings, issue_date)
+    edition, translation = build_edition(settings, issue_date)
+    digest_id = edition.digest_id
     report = SendReport(issue_date=issue_date, translation=translation)
     with session_scope(settings) as session:
         report.already_sent = store.delivery_counts(session, digest_id).get("sent", 0)
@@ -201,7 +224,7 @@ def send(
             settings,
             digest_id,
             transport,
-            notes=translation.notes,
+            edition=edition,
             progress=progress,
             wait_for_retries=wait_for_retries,
         )

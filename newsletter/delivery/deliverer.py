@@ -39,14 +39,13 @@ from newsletter.db import session_scope
 from newsletter.delivery.bounces import apply_bounce, bounce_from_reply
 from newsletter.delivery.journal import SendJournal, journal_for
 from newsletter.delivery.outgoing import Outgoing, SendResult, Transport
-from newsletter.digest.content import Segment, SegmentContents, SegmentKey, build_segments
+from newsletter.digest.edition import Edition, EditionOptions
+from newsletter.digest.segments import SegmentKey
 from newsletter.message.addresses import smtp_address
 from newsletter.message.compose import compose, mailto_for, message_bytes
 from newsletter.message.mail_merge import MessageTemplate
 from newsletter.models import (
-    Delivery,
     DeliveryStatus,
-    Digest,
     MailFormat,
     SubscriberStatus,
     utcnow,
@@ -61,31 +60,10 @@ from newsletter.render.email import (
 )
 from newsletter.store import ClaimedDelivery
 from newsletter.tokens import DigestLinks
-from newsletter.translate.step import translation_options
 
 Progress = Callable[[int], None]
 
 log = logging.getLogger(__name__)
-
-
-def segments_for(
-    session: Session,
-    settings: Settings,
-    digest: Digest,
-    *,
-    notes: dict[tuple[str, str], str] | None = None,
-    include_empty: bool | None = None,
-) -> list[Segment]:
-    """The digest's segments as the settings shape them: cap, links, translations, and
-    whether subscribers with nothing new get a message (NEWSLETTER_SEND_EMPTY by default)."""
-    return build_segments(
-        session,
-        digest,
-        cap=settings.digest_max_per_topic,
-        base_url=settings.base_url,
-        include_empty=settings.send_empty if include_empty is None else include_empty,
-        translation=translation_options(settings, notes),
-    )
 
 
 def worker_name() -> str:
@@ -133,15 +111,14 @@ class Deliverer:
         digest_id: int,
         transport: Transport,
         *,
-        notes: dict[tuple[str, str], str] | None = None,
+        edition: Edition | None = None,
         worker: str | None = None,
     ) -> None:
         self.settings = settings
         self.digest_id = digest_id
         self.transport = transport
-        self.notes = notes
         self.worker = worker or worker_name()
-        self._contents: SegmentContents | None = None
+        self._edition = edition
         self._links: DigestLinks | None = None
         self._templates: dict[tuple[SegmentKey, MailFormat], MessageTemplate] = {}
         self._bodies: OrderedDict[SegmentKey, RenderedBody] = OrderedDict()
@@ -334,29 +311,25 @@ class Deliverer:
             return None
 
     def prepare(self, session: Session, rows: list[ClaimedDelivery]) -> None:
-        """Read what `message` needs for these rows: the digest's topics and papers on first
-        use, the stored translations of languages not seen before."""
+        """Read what `message` needs for these rows: the digest's edition on first use (unless
+        it was given), the stored translations of languages not seen before."""
         if not rows:
             return
-        if self._contents is None:
-            settings = self.settings
+        settings = self.settings
+        if self._edition is None:
             digest = store.digest_by_id(session, self.digest_id)
-            self._contents = SegmentContents(
-                session,
-                digest,
-                cap=settings.digest_max_per_topic,
-                base_url=settings.base_url,
-                translation=translation_options(settings, self.notes),
-            )
-            self._links = DigestLinks(settings.base_url, settings.secret(), digest.issue_date)
-        self._contents.load_languages(session, {row.language for row in rows})
+            self._edition = Edition.read(session, digest, EditionOptions.from_settings(settings))
+        if self._links is None:
+            issue_date = self._edition.issue_date
+            self._links = DigestLinks(settings.base_url, settings.secret(), issue_date)
+        self._edition.load_languages(session, {row.language for row in rows})
 
     def _skip_unsubscribed(
         self, rows: list[ClaimedDelivery], report: DeliveryReport, progress: Progress | None
     ) -> list[ClaimedDelivery]:
         """The rows to send; the others (the subscriber left, bounced, paused past the digest's
         day or follows no topic now) are marked skipped, in one statement."""
-        issue_date = self._contents.issue_date
+        issue_date = self._edition.issue_date
         sendable, skipped = [], []
         for row in rows:
             paused = row.paused_until is not None and row.paused_until > issue_date
@@ -391,7 +364,7 @@ class Deliverer:
         """The segment's rendered body; the last few kept (templates are what is reused)."""
         body = self._bodies.get(key)
         if body is None:
-            content = self._contents.content(*key)
+            content = self._edition.content(*key)
             body = render_email(content, sender_name=self.settings.sender_name)
             self._bodies[key] = body
             if len(self._bodies) > 4:
@@ -426,7 +399,7 @@ class Deliverer:
     def _record_failure(self, result: SendResult, row: ClaimedDelivery, report: DeliveryReport):
         """Write a failure at once: it may bounce the subscriber, and it is rare."""
         with session_scope(self.settings) as session:
-            delivery = session.get(Delivery, result.key)
+            delivery = store.delivery_by_id(session, result.key)
             attempts = delivery.attempts + 1
             if result.permanent or attempts >= self.settings.smtp_max_attempts:
                 store.finish_delivery(session, result.key, DeliveryStatus.failed, result.detail)
@@ -530,7 +503,7 @@ def deliver_all(
     digest_id: int,
     transport: Transport,
     *,
-    notes: dict[tuple[str, str], str] | None = None,
+    edition: Edition | None = None,
     progress: Progress | None = None,
     wait_for_retries: bool = True,
     sleep: Callable[[float], None] = time.sleep,
@@ -539,9 +512,10 @@ def deliver_all(
 
     With `wait_for_retries`, temporary failures are retried here once their backoff has
     passed, and rows claimed by a worker that died are taken over once their lease expires;
-    otherwise they are left to a later run (or a worker's next batch).
+    otherwise they are left to a later run (or a worker's next batch). `edition` is the digest's,
+    when the caller has it (its readers told why some abstracts are not translated).
     """
-    deliverer = Deliverer(settings, digest_id, transport, notes=notes)
+    deliverer = Deliverer(settings, digest_id, transport, edition=edition)
     report = DeliveryReport()
     while True:
         until_none_due(partial(deliverer.deliver_batch, settings.send_batch_size, progress), report)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session
 
 from newsletter import store
+from newsletter.digest.content import digest_web_url
 from newsletter.models import Digest, Paper, Topic
 from newsletter.textfmt import abs_url_for, http_url, readable_paragraphs, readable_title, xml_safe
 
@@ -80,7 +81,7 @@ def build_feed(
         ends = [digest.window_end for digest in digests]
         for paper, linked in found:
             digest = digests[bisect.bisect_left(ends, linked)]
-            archive = f"{base_url}/digests/{digest.issue_date.isoformat()}"
+            archive = digest_web_url(base_url, digest.issue_date)
             archive = archive if topic is None else f"{archive}/{topic.slug}"
             entries.append(feed_entry(paper, archive, topic_names.get(paper.id, ())))
     return Feed(

@@ -9,17 +9,10 @@ from sqlalchemy.orm import Session
 
 from newsletter import store
 from newsletter.config import Settings
-from newsletter.digest.content import (
-    DigestContent,
-    TranslationOptions,
-    assemble,
-    digest_web_url,
-    draft_digest,
-    new_papers_by_topic,
-    stored_translations,
-)
-from newsletter.languages import translation_language
-from newsletter.models import Digest, Topic, utcnow
+from newsletter.digest.content import DigestContent, digest_web_url
+from newsletter.digest.edition import Edition, EditionOptions
+from newsletter.digest.window import draft_digest
+from newsletter.models import Topic, utcnow
 from newsletter.render.email import personalise, render_email
 from newsletter.tokens import preferences_url, unsubscribe_url, web_version_url
 
@@ -70,31 +63,17 @@ def preview_links(
 def preview_content(
     session: Session, settings: Settings, topics: list[Topic], language: str
 ) -> DigestContent:
+    """What a reader of these topics and this language would receive: the digest the next send
+    would build, or the last one when nothing is waiting (as the emails show it, capped)."""
+    options = EditionOptions.from_settings(settings)
+    topic_ids = [topic.id for topic in topics]
     # The day the next send would build (NEWSLETTER_TIMEZONE's), not UTC's: near midnight the
     # two differ, and a preview must show the digest `newsletter send` would send.
-    digest: Digest = draft_digest(session, settings.today(), utcnow())
-    content = _content(session, settings, digest, topics, language)
+    digest = draft_digest(session, settings.today(), utcnow())
+    edition = Edition.read(session, digest, options, topics=topics, languages=[language])
+    content = edition.content(topic_ids, language)
     latest = next(iter(store.list_digests(session)), None)
     if content.paper_count == 0 and latest is not None:
-        content = _content(session, settings, latest, topics, language)
+        edition = Edition.read(session, latest, options, topics=topics, languages=[language])
+        content = edition.content(topic_ids, language)
     return content
-
-
-def _content(session, settings, digest, topics, language) -> DigestContent:
-    papers = new_papers_by_topic(session, digest, topics)
-    target = translation_language(language) if settings.translator != "none" else None
-    translations = None
-    if target is not None:
-        arxiv_ids = {item.arxiv_id for items in papers.values() for item in items}
-        options = TranslationOptions(titles=settings.translate_titles)
-        translations = stored_translations(session, arxiv_ids, target, options)
-    return assemble(
-        topics,
-        papers,
-        issue_date=digest.issue_date,
-        cap=settings.digest_max_per_topic,
-        language=language,
-        web_url=digest_web_url(settings.base_url, digest.issue_date),
-        base_url=settings.base_url,
-        translations=translations,
-    )

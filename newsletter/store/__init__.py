@@ -20,6 +20,7 @@ from newsletter.store.deliveries import (
     count_unfinished,
     defer_delivery,
     deliveries_of,
+    delivery_by_id,
     delivery_counts,
     failed_deliveries,
     finish_delivery,
@@ -32,6 +33,7 @@ from newsletter.store.deliveries import (
     skip_deliveries,
 )
 from newsletter.store.digests import (
+    add_digest,
     digest_by_id,
     digest_ids_since,
     digest_on,
@@ -117,6 +119,7 @@ __all__ = [
     "IN_LIST_LIMIT",
     "STREAM_CHUNK",
     "add_deliveries",
+    "add_digest",
     "add_subscriber",
     "add_topic",
     "apply_topic_spec",
@@ -133,6 +136,7 @@ __all__ = [
     "count_unfinished",
     "defer_delivery",
     "deliveries_of",
+    "delivery_by_id",
     "delivery_counts",
     "digest_by_id",
     "digest_ids_since",

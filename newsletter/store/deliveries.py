@@ -64,6 +64,10 @@ def deliveries_of(session: Session, digest_id: int) -> list[Delivery]:
     )
 
 
+def delivery_by_id(session: Session, delivery_id: int) -> Delivery:
+    return session.get(Delivery, delivery_id)
+
+
 def sent_message_to(session: Session, message_id: str, address: str) -> bool:
     """Whether we sent the message with this Message-ID to this address (a digest delivery)."""
     if not message_id:

@@ -37,3 +37,9 @@ def digest_ids_since(session: Session, since: date) -> list[int]:
 
 def digest_by_id(session: Session, digest_id: int) -> Digest:
     return session.get(Digest, digest_id)
+
+
+def add_digest(session: Session, digest: Digest) -> None:
+    """Store a new digest now (its id is known on return)."""
+    session.add(digest)
+    session.flush()

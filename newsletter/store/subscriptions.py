@@ -28,11 +28,16 @@ from newsletter.store.subscribers import (
 )
 
 
-def subscriber_topic_rows(session: Session, on: date) -> Iterator[tuple[int, str, int]]:
-    """(subscriber id, language, topic id) of each active subscriber not paused on `on`, a row
-    per topic, by subscriber then in topic order: the whole list streamed, never loaded."""
+def subscriber_topic_rows(
+    session: Session, on: date
+) -> Iterator[tuple[int, str, date | None, int]]:
+    """(subscriber id, language, paused until, topic id) of each active subscriber not paused
+    on `on`, a row per topic, by subscriber then in topic order: the whole list streamed, never
+    loaded."""
     query = (
-        select(Subscriber.id, Subscriber.language, SubscriberTopic.topic_id)
+        select(
+            Subscriber.id, Subscriber.language, Subscriber.paused_until, SubscriberTopic.topic_id
+        )
         .join(SubscriberTopic, SubscriberTopic.subscriber_id == Subscriber.id)
         .join(Topic, Topic.id == SubscriberTopic.topic_id)
         .where(

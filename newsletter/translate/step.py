@@ -19,7 +19,9 @@ from sqlalchemy.orm import Session
 from newsletter import store
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.digest.content import TRANSLATION_NOTES, TranslationOptions, build_segments
+from newsletter.digest.content import TRANSLATION_NOTES
+from newsletter.digest.edition import Edition
+from newsletter.digest.segments import Readers, SegmentKey
 from newsletter.errors import ConfigError, InvalidInput
 from newsletter.models import Digest
 from newsletter.translate import (
@@ -83,35 +85,32 @@ class TranslationReport:
         return text
 
 
-def translation_options(
-    settings: Settings, notes: dict[tuple[str, str], str] | None = None
-) -> TranslationOptions | None:
-    """How digests show translations under these settings; None when nothing is translated."""
-    if settings.translator == "none":
-        return None
-    return TranslationOptions(titles=settings.translate_titles, notes=notes or {})
-
-
 # ---------------------------------------------------------------- what is needed
 
 
 def translate_for_digest(
-    settings: Settings, digest_id: int, translator: Translator | None = None
+    settings: Settings,
+    edition: Edition,
+    readers: Readers,
+    previous: Digest | None,
+    translator: Translator | None = None,
 ) -> TranslationReport:
-    """Translate what the digest's emails show and is not stored yet, within the time budget.
+    """Translate what the edition's emails show and is not stored yet, within the time budget.
 
-    The previous digest's papers come after, so abstracts that failed yesterday are
-    translated today. Nothing here raises for a translator's failure: what failed is reported
-    (and shown in English, with a note).
+    `readers` are the digest's, streamed once for the whole send. The `previous` digest's
+    papers come after, for the segments that had readers on its day (noted on that same
+    stream), so abstracts that failed yesterday are translated today. Nothing here raises for
+    a translator's failure: what failed is reported (and shown in English, with a note).
     """
     if settings.translator == "none" and translator is None:
         return TranslationReport()
     with session_scope(settings) as session:
-        digest = session.get(Digest, digest_id)
-        wanted = shown_by_language(session, settings, digest)
-        previous = store.latest_digest_before(session, digest.issue_date)
+        wanted = shown_by_language(edition, readers.groups)
         if previous is not None:
-            for language, arxiv_ids in shown_by_language(session, settings, previous).items():
+            if readers.earlier != previous.issue_date:
+                raise ValueError(f"the readers were not streamed for {previous.issue_date}")
+            earlier = edition.for_digest(session, previous)
+            for language, arxiv_ids in shown_by_language(earlier, readers.earlier_keys).items():
                 wanted.setdefault(language, []).extend(arxiv_ids)
         work = pending(session, wanted, titles=settings.translate_titles)
     if not work:
@@ -125,18 +124,14 @@ def translate_for_digest(
     return report
 
 
-def shown_by_language(session: Session, settings: Settings, digest: Digest) -> dict[str, list[str]]:
-    """The arXiv ids a digest's emails show, by translation language (English left out)."""
+def shown_by_language(edition: Edition, keys: Iterable[SegmentKey]) -> dict[str, list[str]]:
+    """The arXiv ids the edition's emails to these segments show, by translation language
+    (English left out)."""
     wanted: dict[str, list[str]] = {}
-    segments = build_segments(
-        session, digest, cap=settings.digest_max_per_topic, base_url=settings.base_url
-    )
-    for segment in segments:
-        language = translation_language(segment.language)
-        if language is None:
-            continue
-        for section in segment.content.sections:
-            wanted.setdefault(language, []).extend(item.arxiv_id for item in section.papers)
+    for topic_ids, language in keys:
+        target = translation_language(language)
+        if target is not None:
+            wanted.setdefault(target, []).extend(edition.shown(topic_ids))
     return wanted
 
 

@@ -8,11 +8,10 @@ from flask import Blueprint, abort, redirect
 
 from newsletter import store
 from newsletter.db import session_scope
-from newsletter.digest.content import web_content
+from newsletter.digest.edition import Edition, EditionOptions
 from newsletter.publish.feeds import topic_feed_url
 from newsletter.render.pages import DigestListItem, render_digest_list, render_web_digest
 from newsletter.tokens import VIEW
-from newsletter.translate.step import translation_options
 from newsletter.web.common import invalid_link, parse_day, settings, token_value
 
 blueprint = Blueprint("archive", __name__)
@@ -58,7 +57,8 @@ def digest_page(day: str):
     issue_date = parse_day(day)
     with session_scope(settings()) as session:
         digest = store.digest_on(session, issue_date) or abort(404)
-        content = web_content(session, digest, base_url=settings().base_url)
+        edition = Edition.read(session, digest, web_options())
+        content = edition.content(edition.topic_ids)
     return render_web_digest(content, site_name=settings().sender_name)
 
 
@@ -68,7 +68,7 @@ def topic_page(day: str, slug: str):
     with session_scope(settings()) as session:
         digest = store.digest_on(session, issue_date) or abort(404)
         topic = store.topic_by_slug(session, slug) or abort(404)
-        content = web_content(session, digest, base_url=settings().base_url, topics=[topic])
+        content = Edition.read(session, digest, web_options(), topics=[topic]).content([topic.id])
     return render_web_digest(content, site_name=settings().sender_name)
 
 
@@ -83,20 +83,22 @@ def personal_digest(day: str, token: str):
     if public_id is None:
         return invalid_link("web version")
     config = settings()
+    options = web_options()
     with session_scope(config) as session:
         digest = store.digest_on(session, issue_date) or abort(404)
         subscriber = store.subscriber_by_public_id(session, public_id)
         if subscriber is None or not subscriber.topics:
-            content = web_content(session, digest, base_url=config.base_url)
+            edition = Edition.read(session, digest, options)
+            content = edition.content(edition.topic_ids)
         else:
             # Without a translator every page is English, and says so (`lang`).
-            options = translation_options(config)
-            content = web_content(
-                session,
-                digest,
-                base_url=config.base_url,
-                topics=list(subscriber.topics),
-                language=subscriber.language if options is not None else "en",
-                translation=options,
-            )
+            language = subscriber.language if options.translated else "en"
+            topics = list(subscriber.topics)
+            edition = Edition.read(session, digest, options, topics=topics, languages=[language])
+            content = edition.content([topic.id for topic in topics], language)
     return render_web_digest(content, site_name=config.sender_name)
+
+
+def web_options() -> EditionOptions:
+    """A web page shows every paper of its digest (the emails' cap is for mailboxes)."""
+    return EditionOptions.from_settings(settings(), every_paper=True)

@@ -1,0 +1,193 @@
+"""One Edition: a digest as its readers see it, made in one place.
+
+An `Edition` is read once from a digest (its topics, the papers of its window) under
+`EditionOptions` (the cap, the links, whether translations show and why some abstracts are not
+translated), then asked for "the content of these topics in this language": the email, the web
+pages and the preview all take their `DigestContent` from it. The stored translations are read
+once per language (`load_languages`, inside a unit of work); after that `content` needs no
+database, so a sender can find any subscriber's body without reading the list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from sqlalchemy.orm import Session
+
+from newsletter import store
+from newsletter.config import Settings
+from newsletter.digest.content import (
+    DigestContent,
+    PaperItem,
+    TranslatedText,
+    Translations,
+    assemble,
+    digest_web_url,
+    paper_item,
+)
+from newsletter.languages import translation_language
+from newsletter.models import Digest, Topic
+
+Notes = Mapping[tuple[str, str], str]
+"""What readers are told about an abstract left in English, by (arXiv id, translation language)."""
+
+
+@dataclass(frozen=True)
+class EditionOptions:
+    """How an edition shows its digest: the same for every reader of it."""
+
+    cap: int | None
+    """Papers shown per topic (the others are counted); None shows every one (web pages)."""
+    base_url: str
+    include_empty: bool = False
+    """Readers whose topics have nothing new get a body too (NEWSLETTER_SEND_EMPTY)."""
+    translated: bool = False
+    """Readers of another language than English see the stored translations (a translator is
+    configured); off, every abstract is the original and carries no note."""
+    titles: bool = False
+    """With translations, translated titles show under the English ones."""
+    notes: Notes = field(default_factory=dict)
+    """Why an abstract is not translated this time (the translation step's failures)."""
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        every_paper: bool = False,
+        include_empty: bool | None = None,
+        notes: Notes | None = None,
+    ) -> EditionOptions:
+        """The options the settings give: NEWSLETTER_DIGEST_MAX_PER_TOPIC papers a topic (all of
+        them with `every_paper`), links under NEWSLETTER_BASE_URL, NEWSLETTER_SEND_EMPTY unless
+        `include_empty` says otherwise, translations when a translator is configured."""
+        return cls(
+            cap=None if every_paper else settings.digest_max_per_topic,
+            base_url=settings.base_url,
+            include_empty=settings.send_empty if include_empty is None else include_empty,
+            translated=settings.translator != "none",
+            titles=settings.translate_titles,
+            notes=dict(notes or {}),
+        )
+
+
+class Edition:
+    """One digest's content for any reader: built once, asked per (topics, language)."""
+
+    def __init__(
+        self,
+        digest: Digest,
+        topics: Sequence[Topic],
+        papers: Mapping[int, list[PaperItem]],
+        options: EditionOptions,
+    ) -> None:
+        self.digest = digest
+        self.digest_id: int | None = digest.id
+        self.issue_date = digest.issue_date
+        self.options = options
+        self.topics = tuple(topics)
+        """The topics read, in display order (every topic, unless `read` was given some)."""
+        self.papers = papers
+        """Each topic's papers of the digest's window, newest first, uncapped."""
+        self.web_url = digest_web_url(options.base_url, digest.issue_date)
+        self._by_id = {topic.id: topic for topic in self.topics}
+        self._translations: dict[str | None, Translations | None] = {None: None}
+        self._contents: dict[tuple[tuple[int, ...], str], DigestContent] = {}
+
+    @classmethod
+    def read(
+        cls,
+        session: Session,
+        digest: Digest,
+        options: EditionOptions,
+        *,
+        topics: Sequence[Topic] | None = None,
+        languages: Iterable[str] = (),
+    ) -> Edition:
+        """The edition of `digest`: every topic (or these), their papers in one query, and the
+        stored translations these reader languages need."""
+        topics = store.list_topics(session) if topics is None else list(topics)
+        edition = cls(digest, topics, new_papers_by_topic(session, digest, topics), options)
+        edition.load_languages(session, languages)
+        return edition
+
+    @property
+    def topic_ids(self) -> tuple[int, ...]:
+        return tuple(self._by_id)
+
+    def with_notes(self, notes: Notes) -> Edition:
+        """The same digest, its readers told why these abstracts are not translated; the
+        translations are read again (the step that failed on these stored the others)."""
+        options = replace(self.options, notes=dict(notes))
+        return Edition(self.digest, self.topics, self.papers, options)
+
+    def for_digest(self, session: Session, digest: Digest) -> Edition:
+        """Another digest's edition under the same options, with the same topics (not read
+        again)."""
+        return Edition.read(session, digest, self.options, topics=self.topics)
+
+    def load_languages(self, session: Session, languages: Iterable[str]) -> None:
+        """Read the stored translations each of these reader languages needs, once each."""
+        if not self.options.translated:
+            return
+        arxiv_ids = {item.arxiv_id for items in self.papers.values() for item in items}
+        for language in languages:
+            target = translation_language(language)
+            if target not in self._translations:
+                self._translations[target] = self._stored(session, arxiv_ids, target)
+
+    def content(self, topic_ids: Sequence[int], language: str = "en") -> DigestContent:
+        """What a reader of these topics (in display order) and this language receives; topics
+        since deleted are left out. With translations on, the language's must have been loaded
+        (`load_languages`)."""
+        key = (tuple(topic_ids), language)
+        if key not in self._contents:
+            target = translation_language(language) if self.options.translated else None
+            if target not in self._translations:
+                raise LookupError(f"the translations into {target} are not loaded")
+            self._contents[key] = self._assemble(key[0], language, self._translations[target])
+        return self._contents[key]
+
+    def shown(self, topic_ids: Sequence[int]) -> list[str]:
+        """The arXiv ids a body of these topics shows, whatever its language, in order."""
+        content = self._assemble(tuple(topic_ids), "en", None)
+        return [item.arxiv_id for section in content.sections for item in section.papers]
+
+    def _assemble(
+        self, topic_ids: tuple[int, ...], language: str, translations: Translations | None
+    ) -> DigestContent:
+        return assemble(
+            [self._by_id[topic_id] for topic_id in topic_ids if topic_id in self._by_id],
+            self.papers,
+            issue_date=self.issue_date,
+            cap=self.options.cap,
+            language=language,
+            web_url=self.web_url,
+            base_url=self.options.base_url,
+            translations=translations,
+        )
+
+    def _stored(self, session: Session, arxiv_ids: Iterable[str], language: str) -> Translations:
+        """The stored translations of these papers into `language` (a translation language)."""
+        rows = store.translations_of(session, arxiv_ids, language)
+        notes = self.options.notes.items()
+        return Translations(
+            texts={key: TranslatedText(row.abstract, row.title) for key, row in rows.items()},
+            notes={key: note for (key, lang), note in notes if lang == language},
+            titles=self.options.titles,
+        )
+
+
+def new_papers_by_topic(
+    session: Session, digest: Digest, topics: Sequence[Topic]
+) -> dict[int, list[PaperItem]]:
+    """Every topic's papers in the digest's window, newest first, uncapped (one query)."""
+    papers: dict[int, list[PaperItem]] = {topic.id: [] for topic in topics}
+    items: dict[int, PaperItem] = {}  # a paper in two topics is one PaperItem
+    rows = store.papers_of_topics_between(session, papers, digest.window_start, digest.window_end)
+    for topic_id, paper in rows:
+        if paper.id not in items:
+            items[paper.id] = paper_item(paper)
+        papers[topic_id].append(items[paper.id])
+    return papers
