@@ -291,7 +291,7 @@ def run_build(digest_id: int, share: int, shares: int) -> dict:
     Deliverer builds them and none sent: the segments' rendering, then substitution. Timed
     without the reading of rows (a claim's work, counted in the send)."""
     settings = get_settings()
-    deliverer = Deliverer(settings, digest_id, transport=None)  # type: ignore[arg-type]
+    builder = Deliverer(settings, digest_id, transport=None)  # type: ignore[arg-type]
     rendering = [0.0, 0]
     real_render = deliverer.render_email
 
@@ -315,10 +315,10 @@ def run_build(digest_id: int, share: int, shares: int) -> dict:
     for start in range(share * batch, len(ids), shares * batch):
         with session_scope(settings) as session:  # what a claim reads: not part of the build
             rows = store.claimed_rows(session, ids[start : start + batch])
-            deliverer.prepare(session, rows)
+            builder.prepare(session, rows)
         started = time.perf_counter()
         for row in rows:
-            size += len(deliverer.message(row).data)
+            size += len(builder.message(row).data)
         busy += time.perf_counter() - started
         built += len(rows)
     return {
@@ -358,7 +358,6 @@ class SampledTransport:
 
 
 def run_send(digest_id: int, samples: Path) -> dict:
-
     settings = get_settings()
     renders = _counted(deliverer, "render_email")
     statements = [0]
