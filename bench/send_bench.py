@@ -63,9 +63,10 @@ from newsletter.config import get_settings  # noqa: E402
 from newsletter.daily import fetch  # noqa: E402
 from newsletter.daily import send as daily_send  # noqa: E402
 from newsletter.db import session_scope  # noqa: E402
-from newsletter.delivery import deliverer  # noqa: E402
-from newsletter.delivery.deliverer import Deliverer, deliver_all  # noqa: E402
+from newsletter.delivery import messages  # noqa: E402
+from newsletter.delivery.deliverer import deliver_all  # noqa: E402
 from newsletter.delivery.journal import FOLDER, RedisJournal  # noqa: E402
+from newsletter.delivery.messages import MessageBuilder  # noqa: E402
 from newsletter.delivery.outgoing import Outgoing  # noqa: E402
 from newsletter.delivery.transports import transport_from_settings  # noqa: E402
 from newsletter.intake.subscribers import email_key  # noqa: E402
@@ -287,13 +288,13 @@ def populate(settings, n: int, rng: random.Random) -> None:
 
 
 def run_build(digest_id: int, share: int, shares: int) -> dict:
-    """This process's share of the messages (every `shares`-th batch of rows), built as the
-    Deliverer builds them and none sent: the segments' rendering, then substitution. Timed
-    without the reading of rows (a claim's work, counted in the send)."""
+    """This process's share of the messages (every `shares`-th batch of rows), built by the
+    Deliverer's `MessageBuilder` and none sent: the segments' rendering, then substitution.
+    Timed without the reading of rows (a claim's work, counted in the send)."""
     settings = get_settings()
-    builder = Deliverer(settings, digest_id, transport=None)  # type: ignore[arg-type]
+    builder = MessageBuilder(settings, digest_id)
     rendering = [0.0, 0]
-    real_render = deliverer.render_email
+    real_render = messages.render_email
 
     def timed_render(*args, **kwargs):
         started = time.perf_counter()
@@ -303,7 +304,7 @@ def run_build(digest_id: int, share: int, shares: int) -> dict:
             rendering[0] += time.perf_counter() - started
             rendering[1] += 1
 
-    deliverer.render_email = timed_render
+    messages.render_email = timed_render
     with session_scope(settings) as session:
         ids = session.scalars(
             select(Delivery.id).where(Delivery.digest_id == digest_id).order_by(Delivery.id)
@@ -359,7 +360,7 @@ class SampledTransport:
 
 def run_send(digest_id: int, samples: Path) -> dict:
     settings = get_settings()
-    renders = _counted(deliverer, "render_email")
+    renders = _counted(messages, "render_email")
     statements = [0]
 
     def count(*_args) -> None:

@@ -35,6 +35,8 @@ from newsletter import store
 from newsletter.daily import send as daily_send
 from newsletter.db import engine_for, session_scope
 from newsletter.delivery import deliverer as delivery_deliverer
+from newsletter.delivery import messages as delivery_messages
+from newsletter.delivery import outcomes as delivery_outcomes
 from newsletter.delivery.deliverer import Deliverer, deliver_all
 from newsletter.delivery.journal import FOLDER, FileJournal, journal_for
 from newsletter.delivery.outgoing import Outgoing, SendResult
@@ -79,7 +81,7 @@ def claimed(settings, deliverer: Deliverer, digest_id: int) -> list[store.Claime
     with session_scope(settings) as session:
         ids = [row.id for row in store.deliveries_of(session, digest_id)]
         rows = store.claimed_rows(session, ids)
-        deliverer.prepare(session, rows)
+        deliverer.messages.prepare(session, rows)
     return rows
 
 
@@ -116,7 +118,7 @@ def test_a_message_by_substitution_equals_one_composed_for_its_subscriber(
 
     assert len(rows) == 3 and len(segments) == 3
     for row in rows:
-        ours = parse(deliverer.message(row).data)
+        ours = parse(deliverer.messages.message(row).data)
         body = render_email(content_of[row.subscriber_id], sender_name=settings.sender_name)
         links = (
             unsubscribe_url(base, secret, row.public_id),
@@ -164,7 +166,7 @@ def test_an_address_that_is_not_ascii_is_composed_the_slow_way(
     deliverer = Deliverer(settings, digest_id, transport=None)
     (row,) = claimed(settings, deliverer, digest_id)
 
-    outgoing = deliverer.message(row)
+    outgoing = deliverer.messages.message(row)
 
     message = parse(outgoing.data)
     assert outgoing.recipient == "zoë@example.org"
@@ -191,16 +193,16 @@ def test_plain_text_readers_get_the_text_part_alone_from_the_same_render(
         )
     digest_id = build(settings)
     renders = []
-    real_render = delivery_deliverer.render_email
+    real_render = delivery_messages.render_email
     monkeypatch.setattr(
-        delivery_deliverer,
+        delivery_messages,
         "render_email",
         lambda *a, **k: renders.append(1) or real_render(*a, **k),
     )
     deliverer = Deliverer(settings, digest_id, transport=None)
     by_address = {row.email: row for row in claimed(settings, deliverer, digest_id)}
     ada, bo, cy = (
-        parse(deliverer.message(by_address[address]).data)
+        parse(deliverer.messages.message(by_address[address]).data)
         for address in ("ada@example.org", "bo@example.org", "cyö@example.org")
     )
 
@@ -333,7 +335,8 @@ def test_a_slow_relay_gets_its_sends_written_after_the_interval(
     settings = set_env(monkeypatch, record_every="1000", record_interval="1")
     digest_id = build(settings)
     clock = [0.0]
-    monkeypatch.setattr(delivery_deliverer, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    for module in (delivery_deliverer, delivery_outcomes):
+        monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
 
     with counted(settings) as statements:
         report = Deliverer(settings, digest_id, Scripted({}, clock)).deliver_batch(100)
