@@ -16,7 +16,7 @@ import pytest
 
 from newsletter.sources.arxiv_query import build_query
 from tests.arxiv_server import ArxivServer, Reply, shared_fixture
-from tests.conftest import set_env
+from tests.helpers import set_env
 
 TOPICS = {
     # name: (raw arXiv query, real response)

@@ -22,8 +22,7 @@ from newsletter.models import Paper, Topic, TopicPaper
 from newsletter.sources.arxiv_query import build_query
 from tests.arxiv_server import ArxivServer, Reply, local_fixture, refused_url, shared_fixture
 from tests.atom import Entry, feed
-from tests.conftest import Cli, set_env
-from tests.test_digest import paper, topic_id
+from tests.helpers import Cli, paper, set_env, topic_id, write_locked
 
 
 @pytest.fixture
@@ -269,7 +268,6 @@ def test_a_locked_database_stores_no_paper_rather_than_rejecting_each(cli, setti
     from sqlalchemy.exc import OperationalError
 
     from newsletter.db import lock_timeout
-    from tests.test_web_limits import write_locked
 
     add_topic(cli, "Robots")
     robots = topic_id(settings, "Robots")

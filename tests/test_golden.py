@@ -25,7 +25,7 @@ import pytest
 
 from newsletter.sources.arxiv_query import build_query
 from tests.arxiv_server import ArxivServer, Reply, shared_fixture
-from tests.conftest import set_env
+from tests.helpers import set_env
 from tests.real_digest import TOPICS
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -22,7 +22,7 @@ from newsletter.textfmt import (
 )
 from tests.arxiv_server import ArxivServer, Reply, shared_fixture
 from tests.atom import Entry, feed
-from tests.test_render import make_paper
+from tests.helpers import make_paper
 
 
 @pytest.mark.parametrize(
