@@ -3,7 +3,6 @@ names intact — from the feed to the email, the web page and the text part."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -211,7 +210,3 @@ def test_shortened_abstracts_keep_their_paragraphs_readable():
     paragraphs = readable_paragraphs(shorten(abstract, 60))
     assert paragraphs[0] == "First paragraph is long enough."
     assert paragraphs[1].startswith("Second paragraph L³") and paragraphs[1].endswith("…")
-
-
-def test_make_paper_is_a_plain_dataclass():
-    assert replace(make_paper(1, "x"), title="y").title == "y"
