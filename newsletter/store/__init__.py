@@ -108,7 +108,6 @@ from newsletter.store.transactions import (
     in_savepoint,
 )
 from newsletter.store.translations import (
-    count_translations,
     papers_missing_translation,
     save_translation,
     translations_of,
@@ -132,7 +131,6 @@ __all__ = [
     "confirmation_matches",
     "count_papers",
     "count_papers_between",
-    "count_translations",
     "count_unfinished",
     "defer_delivery",
     "deliveries_of",
