@@ -48,6 +48,7 @@ from newsletter.intake.subscribers import email_key
 from newsletter.models import Subscriber, SubscriberTopic, new_public_id
 from newsletter.sources.arxiv_query import build_query
 from newsletter.sources.papers import FetchedPaper
+from newsletter.textfmt import readable_paragraphs
 from tests.atom import Entry
 
 # -------------------------------------------------------------- the environment a test runs in
@@ -625,6 +626,12 @@ HOSTILE = make_paper(2, HOSTILE_TITLE, authors=("Ada First", "Bo Second"))
 
 
 ALPHA = make_paper(3, r"$\alpha$-Net: \emph{Sharper} Diffusion", also_in=("MLLM",))
+
+
+def readable_abstract(text: str) -> str:
+    """An abstract as the feeds and the JSON export write it: its readable paragraphs, one
+    blank line between them."""
+    return "\n\n".join(readable_paragraphs(text))
 
 
 CONTENT = DigestContent(

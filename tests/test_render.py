@@ -38,8 +38,17 @@ from newsletter.render.pages import (
     render_page,
     render_web_digest,
 )
-from newsletter.textfmt import authors_line, readable_abstract, readable_title
-from tests.helpers import ALPHA, CONTENT, FOUR_AUTHORS, HOSTILE, HOSTILE_TITLE, PANGU, WEB_URL
+from newsletter.textfmt import authors_line, readable_title
+from tests.helpers import (
+    ALPHA,
+    CONTENT,
+    FOUR_AUTHORS,
+    HOSTILE,
+    HOSTILE_TITLE,
+    PANGU,
+    WEB_URL,
+    readable_abstract,
+)
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,13 @@ from newsletter.render.pages import render_web_digest
 from newsletter.sources.arxiv import ArxivSource
 from newsletter.textfmt import (
     authors_line,
-    readable_abstract,
     readable_paragraphs,
     readable_title,
     shorten,
 )
 from tests.arxiv_server import ArxivServer, Reply, shared_fixture
 from tests.atom import Entry, feed
-from tests.helpers import make_paper
+from tests.helpers import make_paper, readable_abstract
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,6 @@ from newsletter.store.digests import (
     list_digests,
 )
 from newsletter.store.papers import (
-    count_papers,
     count_papers_between,
     link_paper,
     linked_arxiv_ids,
@@ -129,7 +128,6 @@ __all__ = [
     "claims_in_flight",
     "confirm_subscription",
     "confirmation_matches",
-    "count_papers",
     "count_papers_between",
     "count_unfinished",
     "defer_delivery",
