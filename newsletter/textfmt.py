@@ -114,11 +114,6 @@ def readable_title(text: str) -> str:
         return plain
 
 
-def readable_abstract(text: str) -> str:
-    """An abstract unwrapped: one line per paragraph, paragraphs split by one blank line."""
-    return "\n\n".join(readable_paragraphs(text))
-
-
 def readable_paragraphs(text: str) -> list[str]:
     """The paragraphs of an abstract, each unwrapped and with its LaTeX made readable."""
     paragraphs = (readable_title(part) for part in _PARAGRAPH_BREAK.split(text.strip()))

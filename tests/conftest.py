@@ -1,4 +1,5 @@
 """Shared fixtures: an isolated var folder per test, the CLI runner, and the real local servers.
+Plain helpers the test modules share (no fixtures) are in helpers.py.
 
 Every test gets its own SQLite database, outbox and signing key under a temporary folder, and
 runs with no NEWSLETTER_* variable of the surrounding shell, so results never depend on the
@@ -8,49 +9,33 @@ machine the suite runs on.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import redis
-from typer.testing import CliRunner
 
-from newsletter import db
-from newsletter.cli import app
-from newsletter.config import Settings, get_settings
+# The helpers' asserts explain themselves on failure, as those of a test module do.
+pytest.register_assert_rewrite("tests.helpers")
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-POSTGRES_URL = os.environ.get(
-    "NEWSLETTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+from newsletter.config import Settings, get_settings  # noqa: E402
+from tests.arxiv_server import ArxivServer, Reply  # noqa: E402
+from tests.atom import feed  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    PAPERS,
+    REDIS_URL,
+    REPO,
+    Cli,
+    paper,
+    postgres_schema,
+    query_of,
+    set_env,
+    skip_or_fail_in_ci,
+    store_papers,
+    subscribe,
 )
+
 BACKENDS = os.environ.get("NEWSLETTER_TEST_BACKENDS", "sqlite,postgresql").split(",")
-
-
-@contextmanager
-def postgres_schema() -> Iterator[str]:
-    """A fresh schema in the test PostgreSQL database for one test, dropped afterwards."""
-    import psycopg
-
-    plain_url = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
-    try:
-        admin = psycopg.connect(plain_url, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as error:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is needed in CI and is not reachable at {plain_url}: {error}")
-        pytest.skip(f"PostgreSQL not reachable at {plain_url} ({error}); CI=1 makes this fail")
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    admin.execute(f"CREATE SCHEMA {schema}")
-    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    try:
-        yield url
-    finally:
-        db.engine_for(url).dispose()
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -88,27 +73,6 @@ def settings(
     get_settings.cache_clear()
 
 
-def set_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> Settings:
-    """Change settings for the rest of a test, the way a user would: through the environment."""
-    for key, value in values.items():
-        monkeypatch.setenv(f"NEWSLETTER_{key.upper()}", value)
-    get_settings.cache_clear()
-    return get_settings()
-
-
-class Cli:
-    """Runs `newsletter …` in-process, as a user would type it."""
-
-    def __init__(self) -> None:
-        self.runner = CliRunner()
-
-    def __call__(self, *args: str, ok: bool = True, input: str | None = None):
-        result = self.runner.invoke(app, list(args), input=input, catch_exceptions=False)
-        if ok:
-            assert result.exit_code == 0, f"newsletter {' '.join(args)} failed:\n{result.output}"
-        return result
-
-
 @pytest.fixture
 def cli(settings: Settings) -> Cli:
     return Cli()
@@ -119,9 +83,13 @@ def example_topics(cli: Cli) -> None:
     cli("topics", "import", str(REPO / "subscribers" / "topics.toml"))
 
 
-REDIS_URL = os.environ.get("NEWSLETTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-"""A database of the local Redis that nothing but these tests uses (they empty it); runs that
-share a machine at the same time should each set NEWSLETTER_TEST_REDIS_URL to their own."""
+@pytest.fixture
+def two_subscribers(cli: Cli, settings: Settings, example_topics: None) -> Settings:
+    """Ada and Bo follow SLAM, which has two papers not sent yet; the settings."""
+    subscribe(cli, "ada@example.org", "SLAM")
+    subscribe(cli, "bo@example.org", "SLAM")
+    store_papers(settings, "SLAM", paper(1), paper(2))
+    return settings
 
 
 @pytest.fixture
@@ -130,13 +98,29 @@ def redis_url() -> str:
     try:
         client.ping()
     except redis.RedisError as error:
-        reason = f"Redis is not reachable at {REDIS_URL} ({error}): start redis-server"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set: the Redis test must run)")
-        pytest.skip(reason)
+        skip_or_fail_in_ci(f"Redis is not reachable at {REDIS_URL} ({error}): start redis-server")
     finally:
         client.close()
     return REDIS_URL
+
+
+@pytest.fixture
+def arxiv(cli: Cli, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[ArxivServer]:
+    """A local arXiv with two topics' papers, and two subscribers whose mail goes to the outbox.
+    (test_fetch and test_end_to_end have an `arxiv` of their own.)"""
+    with ArxivServer() as server:
+        set_env(
+            monkeypatch,
+            arxiv_api_url=server.url,
+            arxiv_backoff="0.01",
+            outbox_dir=str(settings.var_dir.parent / "outbox"),
+        )
+        for name, entries in PAPERS.items():
+            cli("topics", "add", name, "--keyword", name.lower())
+            server.route(Reply(body=feed(entries)), search_query=query_of(name))
+        cli("subscribers", "add", "ada@example.org", "-t", "Alpha", "-t", "Beta")
+        cli("subscribers", "add", "bo@example.org", "-t", "Beta")
+        yield server
 
 
 # ---------------------------------------------------------------- a real browser
@@ -151,15 +135,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOTS = REPO / "var" / "screenshots"
-"""Where browser tests write their screenshots (not committed), for a person to look at."""
-
-
-def missing_tool(reason: str) -> None:
-    """Skip, saying why, where a tool the test needs is absent; fail instead in CI."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (needed in CI: .ci/run installs it)")
-    pytest.skip(f"{reason}; CI=1 makes this fail")
 
 
 @pytest.fixture(scope="module")
@@ -168,9 +143,9 @@ def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        missing_tool("playwright is not installed (pip install '.[test]')")
+        skip_or_fail_in_ci("playwright is not installed (pip install '.[test]')")
     if not CHROMIUM.exists():
-        missing_tool(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+        skip_or_fail_in_ci(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield launched

@@ -34,20 +34,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import pytest
+from tests.helpers import free_port, skip_or_fail_in_ci
 
 HOST = "127.0.0.1"
 POSTFIX_TOOLS = Path(__file__).resolve().parents[2] / "shared/tools/postfix-tools"
 
 _RCPT = re.compile(rb"^X-Rcpt-Args: <([^>]*)>", re.MULTILINE)
 _MESSAGE_ID = re.compile(rb"^Message-ID: *(<[^>]*>)", re.MULTILINE | re.IGNORECASE)
-
-
-def unavailable(reason: str) -> None:
-    """Skip a test that needs smtp-sink; in CI, fail it instead."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: the smtp-sink tests must run)")
-    pytest.skip(f"{reason}; CI=1 makes this fail")
 
 
 @lru_cache(maxsize=1)
@@ -71,14 +64,8 @@ def smtp_sink_program() -> Path:
     """The smtp-sink launcher; skips (or fails in CI) when it cannot be had."""
     folder = _bin_folder()
     if isinstance(folder, str):
-        unavailable(folder)
+        skip_or_fail_in_ci(folder)
     return Path(folder) / "smtp-sink"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 class PortTaken(RuntimeError):

@@ -19,10 +19,8 @@ from newsletter.db import session_scope
 from newsletter.errors import InvalidInput
 from newsletter.message.addresses import smtp_address
 from newsletter.models import SubscriberStatus
-from tests.conftest import set_env
+from tests.helpers import paper, set_env, statuses, store_papers, subscribe
 from tests.smtp_server import LocalSMTPServer
-from tests.test_digest import paper, store_papers, subscribe
-from tests.test_send import statuses
 
 DAY = date(2026, 11, 27)
 

@@ -2,93 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import mailbox
-import uuid
 from datetime import timedelta
-from pathlib import Path
 
 from newsletter.delivery.bounces import Bounce, bounce_from_reply, classify
 from newsletter.inbound.bounces import bounces_in
-
-DSN = """From: MAILER-DAEMON@mx.example.net
-To: digest@localhost
-Message-ID: <{message_id}@mx.example.net>
-Subject: Undelivered Mail Returned to Sender
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="B"
-
---B
-Content-Type: text/plain
-
-This is the mail system at host mx.example.net. I'm sorry to have to inform you...
-
---B
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.example.net
-Arrival-Date: Fri, 27 Nov 2026 06:00:01 +0000
-
-{recipients}
---B
-Content-Type: text/rfc822-headers
-
-From: arXiv Digest <digest@localhost>
-Subject: arXiv digest 2026-11-27: 3 new papers in SLAM
-Message-ID: {original}
-
---B--
-"""
-
-RECIPIENT = """Final-Recipient: rfc822; {address}
-Original-Recipient: rfc822;{address}
-Action: {action}
-Status: {status}
-Diagnostic-Code: smtp; {diagnostic}
-
-"""
-
-
-def dsn(*recipients: tuple[str, str, str, str], original: str = "<unknown@example.org>") -> str:
-    """A bounce report about the message `original` (its Message-ID), with a Message-ID of its
-    own as every report has."""
-    blocks = "".join(
-        RECIPIENT.format(address=a, action=act, status=st, diagnostic=diag)
-        for a, act, st, diag in recipients
-    )
-    return DSN.format(recipients=blocks, message_id=uuid.uuid4().hex, original=original)
-
-
-def digests_sent(cli, settings, *addresses: str) -> dict[str, str]:
-    """These addresses subscribed to SLAM and sent a digest: the Message-ID each one got."""
-    from newsletter.daily import send
-    from tests.test_digest import outbox, paper, store_papers
-
-    for address in addresses:
-        cli("subscribers", "add", address, "--topic", "SLAM")
-    store_papers(settings, "SLAM", paper(1))
-    send.send(settings)
-    return {to: message["Message-ID"] for to, message in outbox(settings).items()}
-
-
-def bounce_of(sent: dict[str, str], address: str, status: str, diagnostic: str) -> str:
-    """The report a receiving server sends back about the digest `address` got."""
-    action = "delayed" if status.startswith("4.") else "failed"
-    return dsn((address, action, status, diagnostic), original=sent[address])
-
-
-def write_mbox(path: Path, *messages: str) -> Path:
-    box = mailbox.mbox(path)
-    for text in messages:
-        box.add(text.encode())
-    box.flush()
-    box.close()
-    return path
-
-
-def status_of(cli, address: str) -> str:
-    rows = json.loads(cli("subscribers", "list", "--json").output)
-    return next(r["status"] for r in rows if r["email"] == address)
+from tests.helpers import (
+    bounce_of,
+    clear_outbox,
+    digests_sent,
+    dsn,
+    outbox,
+    paper,
+    status_of,
+    store_papers,
+    write_mbox,
+)
 
 
 def test_dsn_fields_are_read_per_recipient():
@@ -176,7 +104,6 @@ def test_a_forged_report_bounces_nobody(cli, settings, tmp_path, example_topics)
 
 def test_bounced_subscribers_get_no_digest(cli, settings, example_topics, tmp_path):
     from newsletter.daily import send
-    from tests.test_digest import clear_outbox, outbox, paper, store_papers
 
     sent = digests_sent(cli, settings, "ghost@example.net", "ada@example.org")
     report = tmp_path / "dsn.eml"

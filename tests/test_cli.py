@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -16,9 +15,7 @@ import pytest
 import requests
 
 from tests.arxiv_server import ArxivServer
-from tests.conftest import REPO, set_env
-from tests.test_digest import paper, store_papers, subscribe
-from tests.test_docs import COMMANDS
+from tests.helpers import COMMANDS, REPO, free_port, paper, set_env, store_papers, subscribe
 
 
 @pytest.mark.parametrize("database_url", [None])  # the embedded default: a SQLite file
@@ -98,12 +95,6 @@ def test_every_date_option_says_whose_today_it_defaults_to():
     assert {"send", "export markdown", "export json"} <= set(with_date)
     for name, option in with_date.items():
         assert "today in NEWSLETTER_TIMEZONE" in option.help, name
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_serve_answers_on_the_port_it_was_given(settings, cli):

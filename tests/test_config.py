@@ -12,7 +12,7 @@ from newsletter.config import MASK, Settings, get_settings, mask_url_password, r
 from newsletter.errors import ConfigError
 from newsletter.web import create_app
 from tests.arxiv_server import ArxivServer
-from tests.conftest import REPO, set_env
+from tests.helpers import REPO, set_env
 
 # Settings are the same whatever the database: these run on the default (SQLite) only.
 pytestmark = pytest.mark.parametrize("database_url", [None])

@@ -25,18 +25,24 @@ from types import ModuleType
 
 import pytest
 import redis
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from newsletter import store
 from newsletter.daily import send
 from newsletter.db import session_scope
 from newsletter.delivery.journal import FOLDER, journal_for
-from newsletter.intake.subscribers import email_key
-from newsletter.models import Delivery, DeliveryStatus, Subscriber, SubscriberTopic, new_public_id
-from tests.conftest import set_env
+from newsletter.models import Delivery, DeliveryStatus, Subscriber
+from tests.helpers import (
+    add_subscribers,
+    paper,
+    read,
+    set_env,
+    stop,
+    store_papers,
+    tasks_on_redis,
+    worker_command,
+)
 from tests.smtp_sink import SmtpSink
-from tests.test_digest import paper, store_papers
-from tests.test_tasks import read, stop, tasks_on_redis, worker_command
 
 DAY = date(2026, 11, 27)
 SUBSCRIBERS = 5_000
@@ -71,22 +77,6 @@ def redis_tasks(clean_redis: str, settings, monkeypatch) -> Iterator[ModuleType]
     """`newsletter.worker.tasks` on the test Redis, as workers load it; the default one after."""
     with tasks_on_redis(clean_redis, monkeypatch) as tasks:
         yield tasks
-
-
-def add_subscribers(settings, topic: str, count: int) -> list[str]:
-    """`count` active subscribers of one topic, inserted in bulk; their addresses."""
-    emails = [f"reader{number:05d}@example.org" for number in range(count)]
-    with session_scope(settings) as session:
-        topic_id = store.get_topic(session, topic).id
-        session.execute(
-            insert(Subscriber),
-            [{"email": e, "email_key": email_key(e), "public_id": new_public_id()} for e in emails],
-        )
-        ids = session.scalars(select(Subscriber.id).where(Subscriber.email.in_(emails)))
-        session.execute(
-            insert(SubscriberTopic), [{"subscriber_id": i, "topic_id": topic_id} for i in ids]
-        )
-    return emails
 
 
 class Workers:

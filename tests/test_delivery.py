@@ -14,9 +14,7 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -29,7 +27,7 @@ from types import SimpleNamespace
 
 import pytest
 import redis
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import insert, select, update
 
 from newsletter import store
 from newsletter.daily import send as daily_send
@@ -58,10 +56,18 @@ from newsletter.tokens import (
     unsubscribe_url,
     web_version_url,
 )
-from tests.conftest import missing_tool, set_env
-from tests.smtp_sink import SmtpSink, free_port
-from tests.test_crash import add_subscribers
-from tests.test_digest import paper, store_papers, subscribe
+from tests.helpers import (
+    add_subscribers,
+    counted,
+    ended_sender,
+    free_port,
+    paper,
+    set_env,
+    skip_or_fail_in_ci,
+    store_papers,
+    subscribe,
+)
+from tests.smtp_sink import SmtpSink
 
 DAY = date(2026, 11, 27)
 FROZEN = 1_790_000_000.0  # time.time() while links are compared: tokens carry a timestamp
@@ -274,22 +280,6 @@ class Scripted:
         pass
 
 
-@contextmanager
-def counted(settings) -> Iterator[list[str]]:
-    """The SQL statements sent meanwhile."""
-    statements: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args) -> None:
-        statements.append(statement)
-
-    engine = engine_for(settings.database_url)
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
 def rows_by_email(settings, digest_id: int) -> dict[str, Delivery]:
     with session_scope(settings) as session:
         return {
@@ -456,17 +446,6 @@ def test_each_accepted_message_is_in_the_journal_before_the_next_one_goes(
     assert journal_left(settings) == []
 
 
-def ended_sender() -> str:
-    """The name a sender of this machine had (see `worker_name`), whose process has ended."""
-    done = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return f"{socket.gethostname()}:{int(done.stdout)}:1"
-
-
 def test_what_a_dead_sender_journaled_is_marked_sent_and_not_sent_again(
     cli, settings, example_topics, monkeypatch, journal
 ):
@@ -629,7 +608,7 @@ def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
     """A Redis server of the test's own, which it may stop."""
     program = shutil.which("redis-server")
     if program is None:
-        missing_tool("no redis-server (apt-get install redis-server)")
+        skip_or_fail_in_ci("no redis-server (apt-get install redis-server)")
     port = free_port()
     process = subprocess.Popen(
         [program, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, missing_tool
+from tests.helpers import REPO, skip_or_fail_in_ci
 
 UNITS = REPO / "deploy" / "systemd"
 INSTALLED = "/srv/newsletter"
@@ -35,7 +35,7 @@ def exec_start(name: str) -> list[str]:
 def test_the_units_verify_without_a_warning(name, tmp_path):
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
-        missing_tool("systemd-analyze is missing (apt-get install systemd)")
+        skip_or_fail_in_ci("systemd-analyze is missing (apt-get install systemd)")
     environment = tmp_path / "newsletter.env"
     shutil.copy(UNITS / "newsletter.env.example", environment)
     text = (UNITS / name).read_text(encoding="utf-8")

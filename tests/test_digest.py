@@ -2,76 +2,22 @@
 
 from __future__ import annotations
 
-import email
-from datetime import UTC, date, datetime, timedelta
-from email import policy
 from pathlib import Path
 
 from newsletter import store
-from newsletter.daily import fetch, send
+from newsletter.daily import send
 from newsletter.db import session_scope
-from newsletter.sources.papers import FetchedPaper
-from tests.conftest import set_env
-
-DAY1, DAY2 = date(2026, 11, 26), date(2026, 11, 27)
-
-
-def paper(number: int, title: str | None = None, days_old: int = 0) -> FetchedPaper:
-    published = (
-        datetime(2026, 11, 20, tzinfo=UTC) + timedelta(hours=number) - timedelta(days=days_old)
-    )
-    arxiv_id = f"2611.{number:05d}"
-    return FetchedPaper(
-        arxiv_id=arxiv_id,
-        version=1,
-        title=title or f"Paper number {number}",
-        abstract=f"Abstract of paper {number}.",
-        authors=("Ada First", "Bo Second", "Cy Third", "Dee Fourth"),
-        categories=("cs.CV",),
-        primary_category="cs.CV",
-        published=published,
-        updated=published,
-        comment=None,
-        journal_ref=None,
-        doi=None,
-        abs_url=f"https://arxiv.org/abs/{arxiv_id}",
-        pdf_url=f"https://arxiv.org/pdf/{arxiv_id}",
-        code_urls=(),
-    )
-
-
-def topic_id(settings, name: str) -> int:
-    with session_scope(settings) as session:
-        return store.get_topic(session, name).id
-
-
-def store_papers(settings, topic: str, *papers: FetchedPaper) -> None:
-    fetch.save_fetched(settings, topic_id(settings, topic), list(papers))
-
-
-def outbox(settings) -> dict[str, email.message.EmailMessage]:
-    """Messages in the outbox by recipient."""
-    found = {}
-    for path in sorted(Path(settings.outbox_dir).glob("*.eml")):
-        message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
-        found[message["To"]] = message
-    return found
-
-
-def clear_outbox(settings) -> None:
-    for path in Path(settings.outbox_dir).glob("*.eml"):
-        path.unlink()
-
-
-def text_of(message) -> str:
-    return message.get_body(("plain",)).get_content()
-
-
-def subscribe(cli, address: str, *topics: str) -> None:
-    args = ["subscribers", "add", address]
-    for topic in topics:
-        args += ["--topic", topic]
-    cli(*args)
+from tests.helpers import (
+    DAY1,
+    DAY2,
+    clear_outbox,
+    outbox,
+    paper,
+    set_env,
+    store_papers,
+    subscribe,
+    text_of,
+)
 
 
 def test_each_subscriber_gets_only_their_topics_once(cli, settings, example_topics):

@@ -18,9 +18,8 @@ from newsletter.delivery.outgoing import Outgoing
 from newsletter.delivery.transports import transport_from_settings
 from newsletter.errors import ConfigError
 from newsletter.message.compose import compose
-from tests.conftest import set_env
+from tests.helpers import paper, set_env, store_papers, subscribe
 from tests.smtp_server import LocalSMTPServer
-from tests.test_digest import paper, store_papers, subscribe
 
 
 @pytest.fixture(scope="module")

@@ -5,25 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
-import typer
 
-from newsletter.cli import app
 from newsletter.config import Settings
-from tests.conftest import REPO
+from tests.helpers import COMMANDS, REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
-
-
-def leaf_commands(group=None, prefix=()):
-    group = group or typer.main.get_command(app)
-    for name, command in sorted(group.commands.items()):
-        if hasattr(command, "commands"):
-            yield from leaf_commands(command, (*prefix, name))
-        else:
-            yield (*prefix, name), command
-
-
-COMMANDS = list(leaf_commands())
 
 
 def test_the_cli_has_the_commands_the_issue_names():

@@ -13,7 +13,7 @@ from email import policy
 
 import pytest
 
-from tests.conftest import SCREENSHOTS
+from tests.helpers import SCREENSHOTS
 from tests.real_digest import real_digest_message
 
 WIDTHS = (375, 600)

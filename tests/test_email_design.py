@@ -25,9 +25,7 @@ from newsletter.render.email import (
 )
 from newsletter.render.fit import FIT_STEPS, HTML_SIZE_LIMIT, PERSONAL_RESERVE, Fit, fit_content
 from newsletter.web import create_app
-from tests.conftest import set_env
-from tests.test_digest import outbox, paper, store_papers, subscribe, text_of
-from tests.test_render import CONTENT
+from tests.helpers import CONTENT, outbox, paper, set_env, store_papers, subscribe, text_of
 
 WEB_URL = "https://digest.example.org/digests/2026-11-27"
 

@@ -14,7 +14,7 @@ from newsletter.sources.arxiv_query import build_query
 from newsletter.web import create_app
 from tests.arxiv_server import ArxivServer, Reply, shared_fixture
 from tests.atom import Entry, feed
-from tests.conftest import set_env
+from tests.helpers import set_env
 from tests.smtp_server import LocalSMTPServer
 
 ABS_ID = re.compile(r"arxiv\.org/abs/([0-9]{4}\.[0-9]{4,5})")

@@ -20,9 +20,8 @@ from newsletter import db
 from newsletter.cli.common import ExitStatus, exit_status, file_failure, in_words
 from newsletter.config import get_settings
 from newsletter.errors import QueueError, StorageError
-from tests.conftest import POSTGRES_URL, postgres_schema, set_env
+from tests.helpers import POSTGRES_URL, paper, postgres_schema, set_env, store_papers, subscribe
 from tests.smtp_server import LocalSMTPServer
-from tests.test_digest import paper, store_papers, subscribe
 
 # About how failures are shown, not about either database: once, on the default SQLite file,
 # with PostgreSQL set per test where it is what fails.

@@ -13,8 +13,7 @@ from newsletter import store
 from newsletter.db import session_scope
 from newsletter.models import Translation
 from newsletter.publish.export import github_anchor, markdown_cell
-from tests.conftest import REPO
-from tests.test_digest import paper, store_papers
+from tests.helpers import REPO, paper, store_papers
 
 EXPECTED = REPO / "tests" / "fixtures" / "export" / "seed.zh.md"
 """Written by hand from the papers below, and checked line by line."""

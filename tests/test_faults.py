@@ -24,10 +24,8 @@ from newsletter.delivery.deliverer import Deliverer, DeliveryReport, deliver_all
 from newsletter.delivery.outgoing import Outgoing, SendResult, Transport
 from newsletter.delivery.smtp import SMTPTransport
 from newsletter.models import DeliveryStatus, utcnow
-from tests.conftest import set_env
+from tests.helpers import add_subscribers, paper, set_env, store_papers, subscribe
 from tests.smtp_sink import SmtpSink, SunkMessage
-from tests.test_crash import add_subscribers
-from tests.test_digest import paper, store_papers, subscribe
 
 DAY = date(2026, 11, 27)
 SMTP_TIMEOUT = 5.0

@@ -12,7 +12,7 @@ from lxml import etree
 from newsletter.daily import send
 from newsletter.sources.papers import FetchedPaper
 from newsletter.web import create_app
-from tests.test_digest import DAY1, DAY2, paper, store_papers
+from tests.helpers import DAY1, DAY2, paper, store_papers
 
 NS = {"a": "http://www.w3.org/2005/Atom"}
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")

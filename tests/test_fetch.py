@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from newsletter import store
 from newsletter.config import Settings, get_settings
 from newsletter.daily import fetch
 from newsletter.db import session_scope
@@ -22,8 +21,7 @@ from newsletter.models import Paper, Topic, TopicPaper
 from newsletter.sources.arxiv_query import build_query
 from tests.arxiv_server import ArxivServer, Reply, local_fixture, refused_url, shared_fixture
 from tests.atom import Entry, feed
-from tests.conftest import Cli, set_env
-from tests.test_digest import paper, topic_id
+from tests.helpers import Cli, paper, set_env, topic_id, write_locked
 
 
 @pytest.fixture
@@ -58,9 +56,11 @@ def stored_links(settings: Settings) -> set[tuple[str, str]]:
 
 
 def counts(settings: Settings) -> tuple[int, int]:
+    """How many papers are stored, and how many links from a topic to a paper."""
     with session_scope(settings) as session:
+        papers = session.scalar(select(func.count()).select_from(Paper))
         links = session.scalar(select(func.count()).select_from(TopicPaper))
-        return store.count_papers(session), links
+        return papers, links
 
 
 def error_lines(output: str) -> list[str]:
@@ -269,7 +269,6 @@ def test_a_locked_database_stores_no_paper_rather_than_rejecting_each(cli, setti
     from sqlalchemy.exc import OperationalError
 
     from newsletter.db import lock_timeout
-    from tests.test_web_limits import write_locked
 
     add_topic(cli, "Robots")
     robots = topic_id(settings, "Robots")

@@ -23,10 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.sources.arxiv_query import build_query
-from tests.arxiv_server import ArxivServer, Reply, shared_fixture
-from tests.conftest import set_env
-from tests.real_digest import TOPICS
+from tests.real_digest import real_arxiv
 
 GOLDEN = Path(__file__).parent / "golden"
 DAY = "2026-11-27"
@@ -84,15 +81,7 @@ def unfolded_tokens(text: str, message: email.message.EmailMessage) -> str:
 @pytest.fixture
 def golden_day(cli, monkeypatch, settings) -> dict[str, str]:
     """Every output of the fixed day, by file name under tests/golden/."""
-    files = {name: shared_fixture(path) for name, (_query, path) in TOPICS.items()}
-    with ArxivServer() as server:
-        for name, (query, _path) in TOPICS.items():
-            server.route(Reply.file(files[name]), search_query=build_query(raw_query=query))
-        settings = set_env(
-            monkeypatch, arxiv_api_url=server.url, base_url="https://digest.example.org"
-        )
-        for name, (query, _path) in TOPICS.items():
-            cli("topics", "add", name, "--query", query, "-d", f"New papers: {query}.")
+    with real_arxiv(cli, monkeypatch) as settings:
         for address, options in READERS.items():
             cli("subscribers", "add", address, *options)
         cli("fetch")

@@ -14,9 +14,7 @@ from newsletter import db
 from newsletter.daily import send
 from newsletter.web import create_app
 from newsletter.web.health import CHECK_TIMEOUT, day_due
-from tests.conftest import set_env
-from tests.test_digest import paper, store_papers, subscribe
-from tests.web_helpers import free_port
+from tests.helpers import free_port, paper, set_env, store_papers, subscribe
 
 REMOTE = {"REMOTE_ADDR": "203.0.113.7"}
 SECRET = "hunter2-not-for-logs"

@@ -15,9 +15,8 @@ from newsletter.models import utcnow
 from newsletter.sources.huggingface import HuggingFacePapers, RateLimited, repository_url
 from newsletter.web import create_app
 from tests.arxiv_server import Reply, refused_url
-from tests.conftest import set_env
+from tests.helpers import paper, set_env, store_papers, subscribe
 from tests.hf_server import JSON_TYPE, HuggingFaceServer
-from tests.test_digest import paper, store_papers, subscribe
 
 REPO = "https://github.com/owner/repo"
 

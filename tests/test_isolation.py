@@ -21,11 +21,8 @@ from newsletter.config import get_settings
 from newsletter.web import create_app
 from tests.arxiv_server import ArxivServer, Reply
 from tests.atom import Entry, feed
-from tests.conftest import set_env
+from tests.helpers import mailto_of, nested, request_for, set_env, status_of, write_mbox
 from tests.smtp_server import LocalSMTPServer
-from tests.test_bounces import status_of, write_mbox
-from tests.test_mailboxes import nested
-from tests.test_unsubscribe_mail import mailto_of, request_for
 
 POISONED = Entry(
     "2611.00666",

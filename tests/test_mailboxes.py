@@ -24,20 +24,19 @@ from newsletter.inbound.mailboxes import (
     message_key,
     read_messages,
 )
-from tests.conftest import set_env
-from tests.test_bounces import bounce_of, digests_sent, status_of, write_mbox
-from tests.test_unsubscribe_mail import mailto_of, request_for, sent_digests
-
-HEAD = "From: stranger@example.net\nTo: digest@localhost\nMIME-Version: 1.0\n"
-
-
-def nested(levels: int, subject: str = "hello") -> str:
-    """A message of `levels` multipart/mixed parts each inside the last (1,000: 63 KB)."""
-    opening = "".join(
-        f'Content-Type: multipart/mixed; boundary="b{n}"\n\n--b{n}\n' for n in range(levels)
-    )
-    closing = "".join(f"--b{n}--\n" for n in reversed(range(levels)))
-    return f"{HEAD}Subject: {subject}\n{opening}Content-Type: text/plain\n\nhi\n{closing}"
+from tests.helpers import (
+    HEAD,
+    bounce_of,
+    digests_sent,
+    load_tasks,
+    mailto_of,
+    nested,
+    request_for,
+    sent_digests,
+    set_env,
+    status_of,
+    write_mbox,
+)
 
 
 def many_parts(count: int) -> str:
@@ -170,8 +169,6 @@ def test_bounce_reports_around_hostile_messages_are_applied(
 def test_the_inbox_lists_an_unreadable_message_at_every_read_and_logs_it_once(
     cli, settings, example_topics, tmp_path, monkeypatch, caplog
 ):
-    from tests.test_tasks import load_tasks
-
     messages = sent_digests(cli, settings, example_topics)
     maildir = write_maildir(
         tmp_path / "Maildir",

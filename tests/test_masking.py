@@ -25,6 +25,7 @@ from newsletter.translate.masking import (
 )
 from newsletter.translate.pipeline import source_text
 from tests.arxiv_server import SHARED_FIXTURES
+from tests.helpers import CITED, CITING, as_translators_write, full_width_placeholders
 
 MATH_OR_URL = re.compile(r"\$|\\\(|\\\[|https?://")
 FIXTURE_FILES = sorted(
@@ -47,20 +48,6 @@ def with_math_or_url(relpath: str):
 
 # Files with at least one abstract holding math or a URL (the others have nothing to mask).
 MASKABLE_FILES = [relpath for relpath in FIXTURE_FILES if with_math_or_url(relpath)]
-
-
-def full_width_placeholders(text: str) -> str:
-    """What some translators do to `[[3]]`: full-width brackets and digits, spaces inside."""
-    wide = str.maketrans("0123456789", "０１２３４５６７８９")
-    return re.sub(r"\[\[(\d+)\]\]", lambda m: f"［［ {m.group(1).translate(wide)} ］］", text)
-
-
-def as_translators_write(text: str) -> str:
-    """What translators do to references they can see: "arXiv" translated, full-width colons,
-    spaces after a dot between digits and around slashes; placeholders made full-width."""
-    text = re.sub(r"(?i)arxiv", "阿尔西夫", text).replace(":", "：")
-    text = re.sub(r"(\d)\.(\d)", r"\1. \2", text).replace("/", " / ")
-    return full_width_placeholders(text)
 
 
 # ---------------------------------------------------------------- real abstracts
@@ -197,19 +184,6 @@ def test_references_are_masked_whole_with_their_prefix(text, spans):
 )
 def test_ordinary_numbers_are_not_taken_for_references(text):
     assert mask(text).spans == ()
-
-
-CITING = (
-    "We extend arXiv:2312.17296v2 and hep-th/9901001 (doi:10.1145/3292500.3330701), as in"
-    " 2401.01234 and arXiv：math.GT/0309136; the error falls from 12.5 to 3.14159 percent."
-)
-CITED = (
-    "arXiv:2312.17296v2",
-    "hep-th/9901001",
-    "doi:10.1145/3292500.3330701",
-    "2401.01234",
-    "arXiv：math.GT/0309136",
-)
 
 
 def test_references_come_back_as_written_from_a_translator_that_mangles_them():
@@ -376,6 +350,7 @@ SOURCE = (
     "We present PanGu-$\\pi$, a large language model (LLM) that compensates for the lack of"
     " nonlinearity. It reaches $92.1\\%$ on MMLU. Code: https://github.com/huawei-noah/Pangu-pi."
 )
+
 GOOD = {
     "zh": (
         "我们提出了 PanGu-$\\pi$，一种弥补非线性不足的大语言模型（LLM）。它在 MMLU 上达到"

@@ -33,15 +33,22 @@ from newsletter.web import create_app
 from tests import arxiv_server
 from tests.arxiv_server import ArxivServer, refused_url
 from tests.atom import Entry, feed
-from tests.conftest import REPO, set_env
+from tests.helpers import (
+    REPO,
+    RedisServer,
+    free_port,
+    load_tasks,
+    outbox_texts,
+    query_of,
+    set_env,
+    stop,
+    subscribe,
+    wait_for,
+    worker_command,
+)
 from tests.smtp_server import LocalSMTPServer
-from tests.test_digest import paper, store_papers, subscribe
-from tests.test_tasks import arxiv, load_tasks, outbox, query_of, stop, wait_for, worker_command
 from tests.translation_servers import Reply as TranslatorReply
 from tests.translation_servers import TranslatorServer
-from tests.web_helpers import free_port
-
-__all__ = ["arxiv"]  # a fixture of test_tasks, used here
 
 DAY = date(2026, 11, 27)
 TOKEN = "metrics-admin-token-0123456789"
@@ -111,14 +118,6 @@ def test_metrics_open_like_the_admin_pages(settings, monkeypatch):
 # ---------------------------------------------------------------- deliveries
 
 
-@pytest.fixture
-def readers(cli, settings, example_topics):
-    subscribe(cli, "ada@example.org", "SLAM")
-    subscribe(cli, "bo@example.org", "SLAM")
-    store_papers(settings, "SLAM", paper(1), paper(2))
-    return settings
-
-
 SENT = ("newsletter_messages_sent_total", {})
 REFUSED = ("newsletter_messages_failed_total", {"reason": "refused"})
 DEFERRED = ("newsletter_messages_deferred_total", {"reason": "temporary"})
@@ -126,7 +125,7 @@ TIMED = ("newsletter_send_seconds_count", {})
 BUILT = ("newsletter_digests_built_total", {})
 
 
-def test_newsletter_send_counts_sent_refused_and_timed_messages(cli, readers, monkeypatch):
+def test_newsletter_send_counts_sent_refused_and_timed_messages(cli, two_subscribers, monkeypatch):
     with LocalSMTPServer(reject_recipients=["bo@example.org"]) as smtp:
         set_env(monkeypatch, smtp_url=smtp.url)
         with Delta(SENT, REFUSED, DEFERRED, TIMED, BUILT) as delta:
@@ -135,7 +134,7 @@ def test_newsletter_send_counts_sent_refused_and_timed_messages(cli, readers, mo
     assert delta.grew == [1, 1, 0, 2, 1]
 
 
-def test_a_retried_message_counts_as_deferred_then_sent(cli, readers, monkeypatch):
+def test_a_retried_message_counts_as_deferred_then_sent(cli, two_subscribers, monkeypatch):
     with LocalSMTPServer(tempfail_data=1) as smtp:
         set_env(monkeypatch, smtp_url=smtp.url, smtp_retry_backoff="0.05")
         with Delta(SENT, REFUSED, DEFERRED, TIMED) as delta:
@@ -144,7 +143,7 @@ def test_a_retried_message_counts_as_deferred_then_sent(cli, readers, monkeypatc
     assert delta.grew == [2, 0, 1, 3]
 
 
-def test_a_delivery_report_is_counted_by_reason(cli, readers, monkeypatch):
+def test_a_delivery_report_is_counted_by_reason(cli, two_subscribers, monkeypatch):
     subscribe(cli, "用户@例子.广告", "SLAM")  # a non-ASCII local part: needs SMTPUTF8
     config = set_env(monkeypatch, smtp_max_attempts="1")
     digest_id, _translation = send.build(config, DAY)
@@ -355,15 +354,13 @@ def test_the_worker_serves_its_metrics_on_loopback(arxiv, settings, monkeypatch,
     assert samples[("newsletter_arxiv_requests_total", (("outcome", "ok"),))] == 2
     assert samples[("newsletter_digests_built_total", ())] == 1
     assert samples[("newsletter_task_last_success_timestamp_seconds", (("task", "daily_job"),))]
-    assert len(outbox()) == 2
+    assert len(outbox_texts()) == 2
 
 
 @pytest.mark.parametrize("database_url", [None])
 def test_the_worker_s_metrics_answer_at_once_while_its_redis_is_down(
     settings, monkeypatch, tmp_path
 ):
-    from tests.test_worker_recovery import RedisServer
-
     server = RedisServer(tmp_path).start()
     port = free_port()
     page = f"http://127.0.0.1:{port}/metrics"

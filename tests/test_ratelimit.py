@@ -14,7 +14,7 @@ from newsletter.delivery.outgoing import Outgoing
 from newsletter.delivery.pacing import PacedTransport, SendPace
 from newsletter.delivery.transports import transport_from_settings
 from newsletter.message.compose import compose
-from tests.conftest import set_env
+from tests.helpers import set_env
 
 
 def test_a_local_pace_gives_each_message_its_own_slot():

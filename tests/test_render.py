@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import date
 
 import pytest
 from lxml import etree
 from markupsafe import Markup
 
-from newsletter.digest.content import DigestContent, PaperItem, TopicSection
+from newsletter.digest.content import DigestContent, TopicSection
 from newsletter.errors import RenderError
 from newsletter.render import cards as render_cards
 from newsletter.render.cards import EMAIL_CARD_TEMPLATE, EMAIL_LINE_TEMPLATE
@@ -38,50 +38,16 @@ from newsletter.render.pages import (
     render_page,
     render_web_digest,
 )
-from newsletter.textfmt import authors_line, readable_abstract, readable_title
-
-WEB_URL = "https://digest.example.org/d/2026-11-27/abc"
-HOSTILE_TITLE = "<script>alert(1)</script> </mj-text><mj-raw><b>raw</b></mj-raw> R&D"
-FOUR_AUTHORS = ("Ada First", "Bo Second", "Cy Third", "Di Fourth")
-
-
-def make_paper(number: int, title: str, **fields: object) -> PaperItem:
-    arxiv_id = f"2611.{number:05d}"
-    values: dict = {
-        "arxiv_id": arxiv_id,
-        "version": 1,
-        "title": title,
-        "authors": FOUR_AUTHORS,
-        # arXiv's older format: wrapped at ~80 columns; a newline and an indent start a paragraph.
-        "abstract": (
-            "We study how models\nlearn things that matter for R&D, with 50% fewer\n"
-            "parameters.\n  A second paragraph about $L^3$ losses."
-        ),
-        "published": datetime(2026, 11, 26, 17, 30, tzinfo=UTC),
-        "abs_url": f"https://arxiv.org/abs/{arxiv_id}v1",
-        "pdf_url": f"https://arxiv.org/pdf/{arxiv_id}v1",
-        "primary_category": "cs.CV",
-    }
-    values.update(fields)
-    return PaperItem(**values)
-
-
-PANGU = make_paper(
-    1,
-    "PanGu-$π$: Enhancing Language Model Architectures via\n  Nonlinearity Compensation",
-    code_url="https://github.com/example/pangu",
-)
-HOSTILE = make_paper(2, HOSTILE_TITLE, authors=("Ada First", "Bo Second"))
-ALPHA = make_paper(3, r"$\alpha$-Net: \emph{Sharper} Diffusion", also_in=("MLLM",))
-CONTENT = DigestContent(
-    date=date(2026, 11, 27),
-    sections=(
-        TopicSection("MLLM", "mllm", "Multimodal large language models", (PANGU, HOSTILE), 7),
-        TopicSection("Diffusion", "diffusion", "Diffusion models & friends", (ALPHA,), 1),
-    ),
-    web_url=WEB_URL,
-    base_url="https://digest.example.org",
-    topic_names=("MLLM", "Diffusion", "NeRF"),
+from newsletter.textfmt import authors_line, readable_title
+from tests.helpers import (
+    ALPHA,
+    CONTENT,
+    FOUR_AUTHORS,
+    HOSTILE,
+    HOSTILE_TITLE,
+    PANGU,
+    WEB_URL,
+    readable_abstract,
 )
 
 
@@ -442,6 +408,7 @@ TRANSLATED = replace(
     title_translated="盘古-π：通过非线性补偿增强语言模型架构",
     abstract_translated="我们研究模型如何学习对研发重要的东西。\n\n第二段：$L^3$ 损失。",
 )
+
 NOTED = replace(ALPHA, arxiv_id="2611.00010", translation_note="The translator failed today.")
 
 

@@ -12,28 +12,10 @@ from newsletter.daily import send as daily_send
 from newsletter.db import session_scope
 from newsletter.delivery.outbox import OutboxTransport
 from tests.arxiv_server import refused_url
-from tests.conftest import set_env
+from tests.helpers import set_env, statuses
 from tests.smtp_server import LocalSMTPServer
-from tests.test_digest import paper, store_papers, subscribe
 
 DAY = date(2026, 11, 27)
-
-
-@pytest.fixture
-def two_subscribers(cli, settings, example_topics):
-    subscribe(cli, "ada@example.org", "SLAM")
-    subscribe(cli, "bo@example.org", "SLAM")
-    store_papers(settings, "SLAM", paper(1), paper(2))
-    return settings
-
-
-def statuses(settings) -> dict[str, tuple[str, str]]:
-    with session_scope(settings) as session:
-        digest = store.digest_on(session, DAY)
-        return {
-            store.subscriber_by_id(session, d.subscriber_id).email: (d.status.value, d.detail)
-            for d in store.deliveries_of(session, digest.id)
-        }
 
 
 def test_a_refused_recipient_fails_alone_with_the_servers_reply(cli, two_subscribers, monkeypatch):

@@ -15,7 +15,7 @@ from newsletter.intake.subscribers import (
     read_subscriber_csv,
 )
 from newsletter.models import MailFormat
-from tests.conftest import REPO
+from tests.helpers import REPO, refuse_rows, write_locked
 
 
 def people(cli) -> list[dict]:
@@ -314,34 +314,6 @@ def test_public_ids_are_unguessable_and_distinct(cli, example_topics, settings):
 # ---------------------------------------------------------------- one bad row never stops the rest
 
 
-def refuse_rows(settings, table: str, column: str, value: str) -> None:
-    """Make the database itself refuse to insert or update a row of `table` whose `column` is
-    `value` (a trigger, on SQLite and PostgreSQL alike): a failure no check can foresee, of
-    the kind a constraint raises (IntegrityError on both)."""
-    from newsletter import db
-
-    engine = db.engine_for(settings.database_url)
-    if engine.dialect.name == "sqlite":
-        statements = [
-            f"CREATE TRIGGER refuse_{table}_{event} BEFORE {event} ON {table}"
-            f" WHEN NEW.{column} = '{value}'"
-            " BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END"
-            for event in ("INSERT", "UPDATE")
-        ]
-    else:
-        statements = [
-            f"CREATE FUNCTION refuse_{table}() RETURNS trigger LANGUAGE plpgsql AS $$"
-            f" BEGIN IF NEW.{column} = '{value}' THEN"
-            " RAISE EXCEPTION 'refused by a test trigger' USING ERRCODE = 'check_violation';"
-            " END IF; RETURN NEW; END $$",
-            f"CREATE TRIGGER refuse_{table} BEFORE INSERT OR UPDATE ON {table}"
-            f" FOR EACH ROW EXECUTE FUNCTION refuse_{table}()",
-        ]
-    with engine.begin() as connection:
-        for statement in statements:
-            connection.exec_driver_sql(statement)
-
-
 def rejections(output: str, filename: str) -> dict[int, str]:
     """`{line: reason}` of an import's report."""
     found = {}
@@ -429,7 +401,6 @@ def test_a_locked_database_fails_the_import_in_one_line_and_imports_nothing(
     # Not a verdict on any row: every one would meet the same lock. Said once, exit 4.
     from newsletter.cli.common import ExitStatus
     from newsletter.db import lock_timeout
-    from tests.test_web_limits import write_locked
 
     path = tmp_path / "people.csv"
     path.write_text("email,name,topics\nada@example.org,Ada,MLLM\nbo@example.org,Bo,SLAM\n")

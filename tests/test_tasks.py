@@ -6,7 +6,6 @@ in immediate mode and in a real worker process that shares the SQLite queue with
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import signal
@@ -15,11 +14,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from email import policy
-from email.parser import BytesParser
 from pathlib import Path
 from types import ModuleType
 
@@ -31,60 +28,31 @@ from sqlalchemy import update
 from newsletter import store
 from newsletter.config import Settings, get_settings
 from newsletter.db import session_scope
-from newsletter.sources.arxiv_query import build_query
 from tests.arxiv_server import ArxivServer, Reply
-from tests.atom import Entry, feed
-from tests.conftest import Cli, set_env
-
-PAPERS = {
-    "Alpha": [Entry("2611.00001", "Alpha one"), Entry("2611.00009", "Shared paper")],
-    "Beta": [Entry("2611.00002", "Beta one"), Entry("2611.00009", "Shared paper")],
-}
-
-
-def load_tasks() -> ModuleType:
-    """`newsletter.worker.tasks` as a process started with the current settings imports it."""
-    import newsletter.worker.tasks
-
-    return importlib.reload(newsletter.worker.tasks)
-
-
-@contextmanager
-def tasks_on_redis(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    """`newsletter.worker.tasks` on the Redis at `url`, as a worker started with it loads it; loaded
-    again with the default queue after."""
-    set_env(monkeypatch, redis_url=url)
-    tasks = load_tasks()
-    try:
-        yield tasks
-    finally:
-        tasks.huey.storage.conn.close()
-        monkeypatch.delenv("NEWSLETTER_REDIS_URL")
-        get_settings.cache_clear()
-        load_tasks()
+from tests.helpers import (
+    PAPERS,
+    add_subscribers,
+    bounce_of,
+    digests_sent,
+    ended_sender,
+    load_tasks,
+    outbox_texts,
+    paper,
+    query_of,
+    read,
+    set_env,
+    status_of,
+    stop,
+    store_papers,
+    tasks_on_redis,
+    wait_for,
+    worker_command,
+)
 
 
 @pytest.fixture
 def tasks(settings: Settings) -> ModuleType:
     return load_tasks()
-
-
-@pytest.fixture
-def arxiv(cli: Cli, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[ArxivServer]:
-    """A local arXiv with two topics' papers, and two subscribers whose mail goes to the outbox."""
-    with ArxivServer() as server:
-        set_env(
-            monkeypatch,
-            arxiv_api_url=server.url,
-            arxiv_backoff="0.01",
-            outbox_dir=str(settings.var_dir.parent / "outbox"),
-        )
-        for name, entries in PAPERS.items():
-            cli("topics", "add", name, "--keyword", name.lower())
-            server.route(Reply(body=feed(entries)), search_query=query_of(name))
-        cli("subscribers", "add", "ada@example.org", "-t", "Alpha", "-t", "Beta")
-        cli("subscribers", "add", "bo@example.org", "-t", "Beta")
-        yield server
 
 
 @pytest.fixture
@@ -94,22 +62,6 @@ def immediate(tasks: ModuleType) -> Iterator[ModuleType]:
         yield tasks
     finally:
         tasks.huey.immediate = False
-
-
-def query_of(topic: str) -> str:
-    return build_query((topic.lower(),), (), (), None)
-
-
-def outbox() -> dict[str, str]:
-    """Recipient → plain text of every .eml file in NEWSLETTER_OUTBOX_DIR."""
-    folder = get_settings().outbox_dir
-    assert folder is not None and folder.name == "outbox" and folder.parent.name != "var"
-    parser = BytesParser(policy=policy.default)
-    messages = {}
-    for path in sorted(folder.glob("*.eml")):
-        message = parser.parsebytes(path.read_bytes())
-        messages[message["To"]] = message.get_body(("plain",)).get_content()
-    return messages
 
 
 def today() -> str:
@@ -158,7 +110,7 @@ def test_the_daily_task_fetches_builds_and_sends(immediate, arxiv, caplog):
     assert len(arxiv.requests) == 2
     (queued,) = [r.getMessage() for r in caplog.records if "queued its delivery" in r.getMessage()]
     assert f"'date': '{today()}'" in queued and "'batches': 1" in queued
-    mail = outbox()
+    mail = outbox_texts()
     assert set(mail) == {"ada@example.org", "bo@example.org"}
     assert all(arxiv_id in mail["ada@example.org"] for arxiv_id in ("2611.00001", "2611.00002"))
     assert "2611.00002" in mail["bo@example.org"] and "2611.00001" not in mail["bo@example.org"]
@@ -166,7 +118,7 @@ def test_the_daily_task_fetches_builds_and_sends(immediate, arxiv, caplog):
     again = immediate.daily_job().get()  # safe to run twice: nothing is sent twice
 
     assert again == {"date": today(), "fetch_errors": 0}
-    assert len(outbox()) == 2
+    assert len(outbox_texts()) == 2
     assert len(list(Path(get_settings().outbox_dir).glob("*.eml"))) == 2
 
 
@@ -176,20 +128,20 @@ def test_the_daily_task_reports_a_topic_arxiv_failed_on(immediate, arxiv, caplog
     summary = immediate.daily_job().get()
 
     assert summary["fetch_errors"] == 1
-    assert set(outbox()) == {"ada@example.org", "bo@example.org"}
+    assert set(outbox_texts()) == {"ada@example.org", "bo@example.org"}
     assert any(
         record.levelname == "ERROR"
         and "topic 'Alpha'" in record.getMessage()
         and "Rate exceeded" in record.getMessage()
         for record in caplog.records
     )
-    assert "2611.00001" not in outbox()["ada@example.org"]
+    assert "2611.00001" not in outbox_texts()["ada@example.org"]
 
 
 def test_the_scheduled_task_runs_the_daily_job(immediate, arxiv):
     immediate.scheduled_daily_job()
 
-    assert set(outbox()) == {"ada@example.org", "bo@example.org"}
+    assert set(outbox_texts()) == {"ada@example.org", "bo@example.org"}
 
 
 def scheduled_at(tasks: ModuleType, *moment: int) -> list[str]:
@@ -241,40 +193,6 @@ def test_bad_schedule_settings_say_what(settings, monkeypatch):
 # --------------------------------------------------------------------------- a real worker
 
 
-def worker_command() -> list[str]:
-    """The installed `newsletter` script next to this Python, else the same entry point."""
-    script = Path(sys.executable).with_name("newsletter")
-    if script.is_file():
-        return [str(script), "worker"]
-    return [sys.executable, "-c", "from newsletter.cli import main; main()", "worker"]
-
-
-def read(log: Path) -> str:
-    return log.read_text(errors="replace")
-
-
-def wait_for(condition: Callable[[], bool], worker: subprocess.Popen, log: Path, what: str):
-    deadline = time.monotonic() + 30
-    while not condition():
-        if worker.poll() is not None:
-            pytest.fail(f"the worker exited ({worker.returncode}) before {what}:\n{read(log)}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} within 30 s; worker log:\n{read(log)}")
-        time.sleep(0.1)
-
-
-def stop(worker: subprocess.Popen) -> int:
-    """SIGINT, Huey's graceful stop; killed (and reported) if it does not stop in time."""
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGINT)
-    try:
-        return worker.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
-        pytest.fail("the worker did not stop within 20 s of SIGINT")
-
-
 def test_a_real_worker_runs_the_queued_daily_job(arxiv, settings, monkeypatch, tmp_path):
     # An hour away from now, so the scheduler's own run cannot join in.
     away = (datetime.now(UTC).hour + 12) % 24
@@ -301,7 +219,7 @@ def test_a_real_worker_runs_the_queued_daily_job(arxiv, settings, monkeypatch, t
         code = stop(worker)
 
     assert summary == {"date": today(), "fetch_errors": 0}
-    assert set(outbox()) == {"ada@example.org", "bo@example.org"}
+    assert set(outbox_texts()) == {"ada@example.org", "bo@example.org"}
     assert {request.search_query for request in arxiv.requests} == {
         query_of(name) for name in PAPERS
     }
@@ -344,7 +262,7 @@ def test_run_inline_runs_here_even_with_workers(cli, arxiv, settings, monkeypatc
         result = cli("run", "--inline")
         assert "2 sent" in result.output
         assert tasks.huey.pending_count() == 0
-        assert set(outbox()) == {"ada@example.org", "bo@example.org"}
+        assert set(outbox_texts()) == {"ada@example.org", "bo@example.org"}
     finally:
         tasks.huey.flush()
 
@@ -420,7 +338,7 @@ def test_a_step_that_fails_after_the_fetch_is_retried_without_fetching_again(
     assert immediate.daily_job().get() == {"date": today(), "fetch_errors": 0}
 
     assert len(arxiv.requests) == len(PAPERS)  # fetched once
-    assert outbox() == {}
+    assert outbox_texts() == {}
     assert any(r.exc_info and isinstance(r.exc_info[1], IsADirectoryError) for r in caplog.records)
     (retry,) = immediate.huey.scheduled()  # Huey's retry of the failed step, in 30 s
     assert (retry.name, retry.args, retry.retries) == ("daily_digest", (today(),), 19)
@@ -428,7 +346,7 @@ def test_a_step_that_fails_after_the_fetch_is_retried_without_fetching_again(
     key.rmdir()  # the operator fixes it; the retry comes
     immediate.huey.execute(retry, timestamp=retry.eta)  # as a worker does when it is due
 
-    assert set(outbox()) == {"ada@example.org", "bo@example.org"}
+    assert set(outbox_texts()) == {"ada@example.org", "bo@example.org"}
     assert len(arxiv.requests) == len(PAPERS)  # and arXiv was not asked again
 
 
@@ -460,8 +378,6 @@ def test_the_worker_acts_on_new_mail_in_the_inbox_once(
     immediate, cli, settings, example_topics, monkeypatch
 ):
     import mailbox
-
-    from tests.test_bounces import bounce_of, digests_sent, status_of
 
     sent = digests_sent(cli, settings, "ghost@example.net", "ada@example.org")
     maildir = settings.var_dir / "Maildir"
@@ -570,7 +486,6 @@ def test_the_periodic_sweep_waits_a_grace_and_looks_at_the_last_week_only(
 ):
     from newsletter.daily import send
     from newsletter.models import Delivery, Digest, utcnow
-    from tests.test_digest import paper, store_papers
 
     for address in ("ada@example.org", "bo@example.org"):
         cli("subscribers", "add", address, "-t", "SLAM")
@@ -603,9 +518,6 @@ def test_a_deliver_task_says_how_many_it_found_in_the_send_journal(
     from newsletter.daily import send
     from newsletter.delivery.journal import journal_for
     from newsletter.models import utcnow
-    from tests.test_crash import add_subscribers
-    from tests.test_delivery import ended_sender
-    from tests.test_digest import paper, store_papers
 
     settings = set_env(monkeypatch, outbox_dir=str(settings.var_dir.parent / "outbox"))
     add_subscribers(settings, "SLAM", 4)
@@ -624,4 +536,4 @@ def test_a_deliver_task_says_how_many_it_found_in_the_send_journal(
     assert found == {"digest_id": digest_id, "sent": 2, "failed": 0, "deferred": 0,
                      "remaining": 0, "recovered": 2}  # fmt: skip
     assert "recovered" not in nothing_left  # said only when there is something to say
-    assert len(outbox()) == 2
+    assert len(outbox_texts()) == 2

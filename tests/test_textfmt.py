@@ -3,7 +3,6 @@ names intact — from the feed to the email, the web page and the text part."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -15,14 +14,13 @@ from newsletter.render.pages import render_web_digest
 from newsletter.sources.arxiv import ArxivSource
 from newsletter.textfmt import (
     authors_line,
-    readable_abstract,
     readable_paragraphs,
     readable_title,
     shorten,
 )
 from tests.arxiv_server import ArxivServer, Reply, shared_fixture
 from tests.atom import Entry, feed
-from tests.test_render import make_paper
+from tests.helpers import make_paper, readable_abstract
 
 
 @pytest.mark.parametrize(
@@ -211,7 +209,3 @@ def test_shortened_abstracts_keep_their_paragraphs_readable():
     paragraphs = readable_paragraphs(shorten(abstract, 60))
     assert paragraphs[0] == "First paragraph is long enough."
     assert paragraphs[1].startswith("Second paragraph L³") and paragraphs[1].endswith("…")
-
-
-def test_make_paper_is_a_plain_dataclass():
-    assert replace(make_paper(1, "x"), title="y").title == "y"

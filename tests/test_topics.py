@@ -10,7 +10,7 @@ import pytest
 
 from newsletter.errors import InvalidInput
 from newsletter.intake.topics import TopicSpec, read_topic_file, slugify
-from tests.conftest import REPO
+from tests.helpers import REPO, refuse_rows
 
 SEED_TOPICS = [
     "MLLM",
@@ -388,8 +388,6 @@ def test_a_keyword_stored_before_the_checks_can_still_be_removed(cli, settings):
 
 
 def test_a_topic_the_database_refuses_is_reported_and_the_rest_kept(cli, settings, tmp_path):
-    from tests.test_subscribers import refuse_rows
-
     cli("init")
     refuse_rows(settings, "topics", "name", "Refused")
     path = tmp_path / "topics.toml"

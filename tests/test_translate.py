@@ -30,8 +30,7 @@ from newsletter.translate import (
     TranslatorUnavailable,
     translator_from_settings,
 )
-from tests.conftest import set_env
-from tests.test_masking import CITED, CITING, as_translators_write
+from tests.helpers import CITED, CITING, as_translators_write, set_env
 from tests.translation_servers import Reply, TranslatorServer, fake_translation
 
 ABSTRACT = (

@@ -20,10 +20,8 @@ from newsletter.digest.segments import Readers
 from newsletter.intake.subscribers import SubscriberSpec
 from newsletter.models import Paper, Translation
 from newsletter.translate import step
-from tests.conftest import set_env
+from tests.helpers import counted, outbox, paper, set_env, store_papers, subscribe, text_of
 from tests.smtp_server import LocalSMTPServer
-from tests.test_delivery import counted
-from tests.test_digest import outbox, paper, store_papers, subscribe, text_of
 from tests.translation_servers import Reply, TranslatorServer
 
 DAY1, DAY2 = date(2026, 11, 26), date(2026, 11, 27)

@@ -18,7 +18,7 @@ from newsletter.daily import send
 from newsletter.db import session_scope
 from newsletter.models import SubscriberStatus, new_public_id
 from newsletter.web import create_app
-from tests.test_digest import DAY1, DAY2, paper, store_papers, subscribe
+from tests.helpers import DAY1, DAY2, paper, store_papers, subscribe
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 FORM = "application/x-www-form-urlencoded"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from newsletter.web import create_app
-from tests.conftest import set_env
-from tests.test_digest import paper, store_papers, subscribe
+from tests.helpers import paper, set_env, store_papers, subscribe
 
 ADA = "ada@example.org"
 TOKEN = "a-long-admin-token-0123456789"

@@ -16,8 +16,7 @@ from newsletter.config import get_settings
 from newsletter.daily import send
 from newsletter.db import session_scope
 from newsletter.web import create_app
-from tests.conftest import set_env
-from tests.test_digest import DAY1, DAY2, paper, store_papers, subscribe
+from tests.helpers import DAY1, DAY2, paper, set_env, store_papers, subscribe
 from tests.web_helpers import html_of, state, text_of, token_path
 
 ADA, BO = "ada@example.org", "bo@example.org"

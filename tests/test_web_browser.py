@@ -27,9 +27,8 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from newsletter.config import Settings
 from newsletter.daily import send
 from newsletter.web import create_app
-from tests.conftest import SCREENSHOTS, set_env
+from tests.helpers import DAY1, SCREENSHOTS, paper, set_env, store_papers
 from tests.smtp_server import LocalSMTPServer
-from tests.test_digest import DAY1, paper, store_papers
 from tests.web_helpers import CONFIRM_LINK, html_of, mail_to, state, text_of
 
 PHONE, LAPTOP = 375, 1280

@@ -11,25 +11,19 @@ from __future__ import annotations
 import http.client
 import re
 import socket
-import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 import requests
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from newsletter import store
-from newsletter.db import engine_for, session_scope
+from newsletter.db import session_scope
 from newsletter.models import SubscriberStatus
 from newsletter.web import create_app
 from newsletter.web.common import HSTS
 from newsletter.web.limits import LOCK_WAIT, MAX_BODY, RETRY_AFTER
-from tests.conftest import set_env
-from tests.test_digest import DAY1
+from tests.helpers import DAY1, set_env, write_locked
 from tests.web_helpers import (
     FORM,
     ONE_CLICK,
@@ -184,49 +178,6 @@ def outbox_mail(settings):
 
 
 # ---------------------------------------------------------------- a locked database
-
-
-@contextmanager
-def write_locked(settings, at_most: float, table: str = "subscribers") -> Iterator[None]:
-    """Another connection holding the write lock, as a long write of the worker would: readers
-    go on, writers wait (on PostgreSQL, writers of `table`; SQLite locks all of them). Held by
-    a thread of its own for `at_most` seconds at most, so a request that would wait for ever
-    fails the test rather than hang it."""
-    held, release = threading.Event(), threading.Event()
-
-    def hold():
-        with _lock(settings, table):
-            held.set()
-            release.wait(at_most)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert held.wait(10), "could not take the lock"
-    try:
-        yield
-    finally:
-        release.set()
-        holder.join()
-
-
-@contextmanager
-def _lock(settings, table: str) -> Iterator[None]:
-    url = make_url(settings.database_url)
-    if url.get_backend_name() == "sqlite":
-        connection = sqlite3.connect(url.database, isolation_level=None)
-        connection.execute("BEGIN EXCLUSIVE")
-        try:
-            yield
-        finally:
-            connection.execute("ROLLBACK")
-            connection.close()
-    else:
-        with engine_for(settings.database_url).connect() as connection:
-            connection.execute(text(f"LOCK TABLE {table} IN EXCLUSIVE MODE"))
-            try:
-                yield
-            finally:
-                connection.rollback()
 
 
 def test_a_web_request_gives_up_on_a_lock_well_before_gunicorn_would_kill_it():

@@ -14,7 +14,7 @@ from newsletter.db import session_scope
 from newsletter.models import MailFormat
 from newsletter.tokens import PREFERENCES, read_token
 from newsletter.web import create_app
-from tests.test_digest import DAY1, outbox, paper, store_papers, subscribe
+from tests.helpers import DAY1, outbox, paper, store_papers, subscribe
 from tests.web_helpers import csrf_token, state, submit, token_path
 
 ADA, BO = "ada@example.org", "bo@example.org"

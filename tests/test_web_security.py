@@ -7,7 +7,7 @@ import pytest
 from lxml import html as lxml_html
 
 from newsletter import tokens
-from tests.test_digest import DAY1
+from tests.helpers import DAY1
 from tests.web_helpers import app_after_a_digest, public_id, state
 
 ADA = "ada@example.org"

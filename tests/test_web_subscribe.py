@@ -14,9 +14,8 @@ from newsletter.config import get_settings
 from newsletter.daily import send
 from newsletter.models import utcnow
 from newsletter.web import create_app, optin
-from tests.conftest import set_env
+from tests.helpers import DAY1, paper, set_env, store_papers, subscribe
 from tests.smtp_server import LocalSMTPServer
-from tests.test_digest import DAY1, paper, store_papers, subscribe
 from tests.web_helpers import (
     FORM,
     ONE_CLICK,

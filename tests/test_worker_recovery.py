@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -36,10 +35,20 @@ from newsletter.config import get_settings
 from newsletter.daily import send
 from newsletter.db import session_scope
 from newsletter.models import Delivery, DeliveryStatus
-from tests.conftest import Cli, missing_tool, set_env
-from tests.smtp_sink import SmtpSink, free_port
-from tests.test_digest import paper, store_papers
-from tests.test_tasks import load_tasks, read, stop, tasks_on_redis, worker_command
+from tests.helpers import (
+    Cli,
+    RedisServer,
+    free_port,
+    load_tasks,
+    paper,
+    read,
+    set_env,
+    stop,
+    store_papers,
+    tasks_on_redis,
+    worker_command,
+)
+from tests.smtp_sink import SmtpSink
 
 READERS = [f"reader{number}@example.org" for number in range(6)]
 CAP = 4  # NEWSLETTER_RECOVERY_INTERVAL in these tests: the longest wait between tries
@@ -51,49 +60,6 @@ STEP = re.compile(
 
 
 # --------------------------------------------------------------------------- real parts
-
-
-class RedisServer:
-    """redis-server on 127.0.0.1 and a spare port, without persistence."""
-
-    def __init__(self, folder: Path) -> None:
-        program = shutil.which("redis-server")
-        if program is None:
-            missing_tool("no redis-server on PATH (apt-get install redis-server)")
-        self.program = program
-        self.folder = folder
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        self.process = subprocess.Popen(
-            [self.program, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return self
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not listen on {self.port}") from None
-                time.sleep(0.05)
-            finally:
-                client.close()
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=10)
 
 
 class TcpRelay:

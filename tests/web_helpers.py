@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -27,9 +26,8 @@ from newsletter.config import Settings
 from newsletter.daily import send
 from newsletter.db import session_scope
 from newsletter.web import create_app
-from tests.conftest import REPO, set_env
+from tests.helpers import DAY1, REPO, free_port, paper, set_env, store_papers, subscribe
 from tests.smtp_server import LocalSMTPServer
-from tests.test_digest import DAY1, paper, store_papers, subscribe
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 CONFIRM_LINK = re.compile(r"https?://\S+/confirm/[A-Za-z0-9_.\-]+")
@@ -132,12 +130,6 @@ def mail_to(server: LocalSMTPServer, email: str) -> list[EmailMessage]:
 
 
 # ---------------------------------------------------------------- a real server, its own process
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def procfile_web(port: int) -> list[str]:

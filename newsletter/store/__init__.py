@@ -41,7 +41,6 @@ from newsletter.store.digests import (
     list_digests,
 )
 from newsletter.store.papers import (
-    count_papers,
     count_papers_between,
     link_paper,
     linked_arxiv_ids,
@@ -108,7 +107,6 @@ from newsletter.store.transactions import (
     in_savepoint,
 )
 from newsletter.store.translations import (
-    count_translations,
     papers_missing_translation,
     save_translation,
     translations_of,
@@ -130,9 +128,7 @@ __all__ = [
     "claims_in_flight",
     "confirm_subscription",
     "confirmation_matches",
-    "count_papers",
     "count_papers_between",
-    "count_translations",
     "count_unfinished",
     "defer_delivery",
     "deliveries_of",

@@ -118,10 +118,6 @@ def record_code_check(session: Session, paper_id: int, code_url: str | None, at:
     return True
 
 
-def count_papers(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Paper)) or 0
-
-
 def topic_counts_between(session: Session, start: datetime | None, end: datetime) -> dict[int, int]:
     """Papers each topic first matched in (start, end], by topic id (topics with none left out)."""
     query = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -102,7 +102,3 @@ def papers_missing_translation(
         linked = select(TopicPaper.paper_id).where(TopicPaper.topic_id.in_(list(topic_ids)))
         query = query.where(Paper.id.in_(linked))
     return list(session.scalars(query))
-
-
-def count_translations(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Translation)) or 0

@@ -365,7 +365,6 @@ def _word_around(text: str, start: int, end: int) -> tuple[int, int]:
 # ---------------------------------------------------------------- checking
 
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _UNITS = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W\d_]+")
 _DOUBLED_WORD = re.compile(r"(?i)(?<!\w)([^\W\d_]{4,})(?:\s+\1)+(?!\w)")
 _LOOP = re.compile(r"(.{2,60}?)\1{2,}", re.DOTALL)
