@@ -1,8 +1,11 @@
 """The web app: subscribing (double opt-in), preferences, unsubscribing (RFC 8058 one-click
 included), the digest archive, Atom feeds and the operator's preview.
 
-`create_app` composes one blueprint per area; each is thin over the layers below: it reads
-tokens, asks `store`, `optin`, `digest` and `feeds`, and renders templates.
+`create_app` composes one blueprint per area (`subscribe` with `optin`, `preferences`,
+`unsubscribe`, `archive`, `feeds`, `admin`, `health`), behind `limits` (what is refused before
+any view runs). Each is thin over the layers below: it reads tokens, asks `store`, the digest's
+`Edition` and `publish.feeds`, and renders through `render`. It may import every package but
+`cli` and `worker`.
 """
 
 from __future__ import annotations
