@@ -91,10 +91,6 @@ class DigestContent:
         """Distinct papers listed or counted in this digest."""
         return sum(section.total for section in self.sections)
 
-    @property
-    def shown_count(self) -> int:
-        return sum(len(section.papers) for section in self.sections)
-
 
 @dataclass(frozen=True)
 class TranslatedText:

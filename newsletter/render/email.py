@@ -58,10 +58,6 @@ class RenderedBody:
     fit: Fit = Fit()
     """The step of `FIT_STEPS` that kept the HTML under `HTML_SIZE_LIMIT`."""
 
-    @property
-    def html_bytes(self) -> int:
-        return len(self.html.encode("utf-8"))
-
 
 def render_email(
     content: DigestContent, *, sender_name: str, size_limit: int = HTML_SIZE_LIMIT
