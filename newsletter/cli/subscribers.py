@@ -73,6 +73,12 @@ def _row(subscriber: Subscriber) -> dict:
     }
 
 
+def _cells(row: dict, topics_separator: str) -> tuple[str, ...]:
+    """A subscriber's row as the table and the CSV export show it, topics joined."""
+    topics = topics_separator.join(row["topics"])
+    return (row["email"], row["name"], topics, row["language"], row["format"], row["status"])
+
+
 @app.command("list")
 def list_(
     topic: Annotated[str | None, typer.Option("--topic", "-t", help="Only this topic.")] = None,
@@ -91,14 +97,7 @@ def list_(
         return
     table = Table("Email", "Name", "Topics", "Lang", "Format", "Status")
     for row in rows:
-        table.add_row(
-            row["email"],
-            row["name"],
-            ", ".join(row["topics"]),
-            row["language"],
-            row["format"],
-            row["status"],
-        )
+        table.add_row(*_cells(row, ", "))
     console.print(table)
     console.print(f"{len(rows)} subscriber(s)")
 
@@ -266,16 +265,7 @@ def export(
         writer = csv.writer(handle)
         writer.writerow((*CSV_COLUMNS, "status"))
         for row in rows:
-            writer.writerow(
-                (
-                    row["email"],
-                    row["name"],
-                    ";".join(row["topics"]),
-                    row["language"],
-                    row["format"],
-                    row["status"],
-                )
-            )
+            writer.writerow(_cells(row, ";"))
     finally:
         if output:
             handle.close()
