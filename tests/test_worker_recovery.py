@@ -253,6 +253,15 @@ def assert_recovered(worker: Worker, code: int, copies: Counter, part: str) -> s
 PER_DIGEST = 60  # seconds a digest may take in these tests, outages included
 
 
+def wait_all_sent(worker: Worker, digest_id: int, readers: list[str]) -> None:
+    """Until every reader's delivery of the digest is sent, within PER_DIGEST seconds."""
+    worker.wait_for(
+        lambda: delivery_states(digest_id) == {"sent": len(readers)},
+        f"every reader's digest sent (digest {digest_id})",
+        PER_DIGEST,
+    )
+
+
 # --------------------------------------------------------------------------- Redis
 
 
@@ -273,11 +282,7 @@ def test_redis_going_away_is_waited_out_and_the_lost_tasks_are_found_again(
             digest_id, _translation = send.build(get_settings(), get_settings().today())
             own_redis.start()  # empty: whatever was queued before is gone too
 
-            worker.wait_for(
-                lambda: delivery_states(digest_id) == {"sent": len(readers)},
-                f"every reader's digest sent (digest {digest_id})",
-                PER_DIGEST,
-            )
+            wait_all_sent(worker, digest_id, readers)
         finally:
             code = worker.stop()
         copies = received_once_each(sink, readers)
@@ -320,11 +325,7 @@ def test_an_smtp_relay_gone_mid_send_is_waited_out_and_each_reader_gets_one_dige
 
             sink.options = ()  # the relay is back, answering at once
             sink.start()
-            worker.wait_for(
-                lambda: delivery_states(digest_id) == {"sent": len(readers)},
-                "every reader's digest sent",
-                PER_DIGEST,
-            )
+            wait_all_sent(worker, digest_id, readers)
         finally:
             code = worker.stop()
         copies = received_once_each(sink, readers)
@@ -359,11 +360,7 @@ def test_postgresql_refusing_connections_is_waited_out(
                 worker.wait_for(lambda: len(worker.steps(part)) >= 3, "three backoff steps")
                 assert delivery_states(digest_id) == {"pending": len(readers)}
                 relay.start()
-                worker.wait_for(
-                    lambda: delivery_states(digest_id) == {"sent": len(readers)},
-                    "every reader's digest sent",
-                    PER_DIGEST,
-                )
+                wait_all_sent(worker, digest_id, readers)
             finally:
                 code = worker.stop()
             copies = received_once_each(sink, readers)

@@ -153,13 +153,13 @@ def edit(
             raise InvalidInput(
                 "a subscriber needs at least one topic (or use `subscribers remove`)"
             )
-        subscriber.topics = list(topics.values())
-        if language is not None:
-            subscriber.language = language
-        if chosen_format is not None:
-            subscriber.format = chosen_format
-        if new_name is not None:
-            subscriber.name = new_name
+        store.edit_subscriber(
+            subscriber,
+            list(topics.values()),
+            language=language,
+            mail_format=chosen_format,
+            name=new_name,
+        )
         if resubscribe:
             store.resubscribe(session, subscriber, "cli")
         row = _row(subscriber)

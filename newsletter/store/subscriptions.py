@@ -158,6 +158,24 @@ def change_preferences(
     return True
 
 
+def edit_subscriber(
+    subscriber: Subscriber,
+    topics: list[Topic],
+    *,
+    language: str | None = None,
+    mail_format: MailFormat | None = None,
+    name: str | None = None,
+) -> None:
+    """The operator's edit: new topics, and each of language, format and name unless None."""
+    subscriber.topics = topics
+    if language is not None:
+        subscriber.language = language
+    if mail_format is not None:
+        subscriber.format = mail_format
+    if name is not None:
+        subscriber.name = name
+
+
 def pause_subscriber(
     session: Session, subscriber: Subscriber, until: date | None, source: str
 ) -> None:
