@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from newsletter.delivery.bounces import Bounce, bounce_from_reply, classify
-from newsletter.inbound.bounces import bounces_in
+from newsletter.inbound.dsn import bounces_in
 from tests.helpers import (
     bounce_of,
     clear_outbox,

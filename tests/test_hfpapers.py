@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from newsletter import store
-from newsletter.daily import code_links
+from newsletter.daily import code_check
 from newsletter.db import session_scope
 from newsletter.errors import CodeLinkError
 from newsletter.models import utcnow
@@ -129,30 +129,30 @@ def code_of(settings, arxiv_id: str) -> list[str]:
 def test_new_papers_without_code_are_asked_once_a_day_for_a_week(hf, papers):
     settings = papers
     hf.paper("2611.00001", githubRepo=REPO)
-    report = code_links.check_code_links(settings)
+    report = code_check.check_code_links(settings)
     assert sorted(hf.asked()) == WITHOUT_CODE  # not 2611.00003: its comment links its code
     assert (report.checked, report.found, report.errors) == (2, 1, [])
     assert code_of(settings, "2611.00001") == [REPO]
     assert code_of(settings, "2611.00002") == []
 
     hf.requests.clear()
-    code_links.check_code_links(settings)  # the same day: nothing to ask again
+    code_check.check_code_links(settings)  # the same day: nothing to ask again
     assert hf.asked() == []
 
     now = utcnow()
     for day in range(1, 8):
-        code_links.check_code_links(settings, now=now + timedelta(days=day))
+        code_check.check_code_links(settings, now=now + timedelta(days=day))
     # Only the paper still without code, once each day of its first week.
     assert hf.asked() == ["2611.00002"] * 6
-    code_links.check_code_links(settings, now=now + timedelta(days=9))
+    code_check.check_code_links(settings, now=now + timedelta(days=9))
     assert len(hf.requests) == 6
 
 
 def test_code_found_later_is_kept_first(hf, papers):
     settings = papers
-    code_links.check_code_links(settings)
+    code_check.check_code_links(settings)
     hf.paper("2611.00002", githubRepo=REPO)
-    report = code_links.check_code_links(settings, now=utcnow() + timedelta(days=3))
+    report = code_check.check_code_links(settings, now=utcnow() + timedelta(days=3))
     assert report.found == 1
     assert code_of(settings, "2611.00002") == [REPO]
     assert "1 found" in report.summary()
@@ -162,7 +162,7 @@ def test_failures_are_reported_and_asked_again_next_run(hf, papers):
     settings = papers
     hf.reply("2611.00001", Reply.text("Internal Error", status=500))
     hf.paper("2611.00002", githubRepo=REPO)
-    report = code_links.check_code_links(settings)
+    report = code_check.check_code_links(settings)
     assert report.checked == 1 and report.found == 1
     assert len(report.errors) == 1 and "2611.00001" in report.errors[0]
     assert "HTTP 500" in report.errors[0]
@@ -170,7 +170,7 @@ def test_failures_are_reported_and_asked_again_next_run(hf, papers):
 
     hf.requests.clear()
     hf.paper("2611.00001", githubRepo="https://github.com/owner/one")
-    code_links.check_code_links(settings)  # the same day: only the one that failed
+    code_check.check_code_links(settings)  # the same day: only the one that failed
     assert hf.asked() == ["2611.00001"]
     assert code_of(settings, "2611.00001") == ["https://github.com/owner/one"]
 
@@ -180,28 +180,28 @@ def test_a_down_service_is_left_alone_for_the_run(cli, hf, papers):
     store_papers(settings, "Vision", *(paper(n) for n in range(10, 20)))
     hf.default = Reply.text("down", status=503)
     hf.papers.clear()
-    report = code_links.check_code_links(settings)
-    assert len(hf.requests) == code_links.CODE_CHECK_GIVE_UP_AFTER
+    report = code_check.check_code_links(settings)
+    assert len(hf.requests) == code_check.CODE_CHECK_GIVE_UP_AFTER
     assert report.stopped and "HTTP 503" in report.stopped
 
 
 def test_rate_limiting_stops_the_run_at_once(hf, papers):
     settings = papers
     hf.queue(Reply.text("slow down", status=429))
-    report = code_links.check_code_links(settings)
+    report = code_check.check_code_links(settings)
     assert len(hf.requests) == 1 and "429" in report.stopped
 
 
 def test_the_setting_turns_it_off(hf, papers, monkeypatch):
     settings = set_env(monkeypatch, hf_code_links="false")
-    report = code_links.check_code_links(settings)
+    report = code_check.check_code_links(settings)
     assert hf.requests == [] and report.summary() == ""
 
 
 def test_a_new_version_keeps_the_code_found_on_hugging_face(hf, papers):
     settings = papers
     hf.paper("2611.00001", githubRepo=REPO)
-    code_links.check_code_links(settings)
+    code_check.check_code_links(settings)
     store_papers(settings, "Vision", replace(paper(1), version=2, title="Paper one, revised"))
     assert code_of(settings, "2611.00001") == [REPO]
 
@@ -210,7 +210,7 @@ def test_a_link_found_later_shows_in_the_web_archive(cli, hf, papers):
     settings = papers
     subscribe(cli, "ada@example.org", "Vision")
     # The day's job after its fetch, while Hugging Face knows no code for paper 2.
-    code_links.check_code_links(settings)
+    code_check.check_code_links(settings)
     cli("send")
     assert hf.asked().count("2611.00002") == 1
     client = create_app(settings).test_client()
@@ -221,6 +221,6 @@ def test_a_link_found_later_shows_in_the_web_archive(cli, hf, papers):
     assert "https://github.com/owner/late" not in page
 
     hf.paper("2611.00002", githubRepo="https://github.com/owner/late")
-    code_links.check_code_links(settings, now=utcnow() + timedelta(days=2))
+    code_check.check_code_links(settings, now=utcnow() + timedelta(days=2))
     page = client.get(path).get_data(as_text=True)
     assert '<a href="https://github.com/owner/late">Code</a>' in page

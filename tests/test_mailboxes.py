@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from newsletter.inbound import reader
-from newsletter.inbound.bounces import bounces_in
+from newsletter.inbound.dsn import bounces_in
 from newsletter.inbound.mailboxes import (
     MAX_DEPTH,
     MAX_MESSAGE_BYTES,

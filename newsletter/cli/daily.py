@@ -18,7 +18,7 @@ from newsletter.cli.common import (
     progress_bar,
     ready_settings,
 )
-from newsletter.daily import code_links
+from newsletter.daily import code_check
 from newsletter.daily import fetch as daily_fetch
 from newsletter.daily import send as daily_send
 from newsletter.errors import NothingToDo
@@ -52,7 +52,7 @@ def fetch(
 
 def _check_code_links(settings) -> None:
     """Hugging Face's answers are a bonus: failures are shown, never a reason to exit with 1."""
-    report = code_links.check_code_links(settings)
+    report = code_check.check_code_links(settings)
     if report.summary():
         console.print(report.summary())
     if report.stopped:

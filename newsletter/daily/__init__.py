@@ -1,5 +1,5 @@
 """The daily job's steps, shared by the CLI and the worker: fetching each topic's new papers
-(`fetch`), looking for code links that appeared since (`code_links`), and building and sending
+(`fetch`), looking for code links that appeared since (`code_check`), and building and sending
 the day's digest (`send`).
 
 Each step takes settings and plain values, opens its own sessions, and is safe to run twice.

@@ -20,7 +20,7 @@ from newsletter import store
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.delivery.bounces import apply_bounce
-from newsletter.inbound.bounces import bounces_in
+from newsletter.inbound.dsn import bounces_in
 from newsletter.inbound.mailboxes import PARSER_FAILURES, Received, read_messages, why_unreadable
 from newsletter.inbound.unsubscribes import apply_request, request_in
 

@@ -30,7 +30,7 @@ from huey.exceptions import CancelExecution, RetryTask
 
 from newsletter import metrics, store
 from newsletter.config import Settings, get_settings
-from newsletter.daily import code_links, fetch, send
+from newsletter.daily import code_check, fetch, send
 from newsletter.db import session_scope
 from newsletter.delivery import deliverer as delivery_deliverer
 from newsletter.delivery.outgoing import Transport
@@ -131,7 +131,7 @@ def daily_digest(issue_date: str) -> dict:
     settings = get_settings()
     day = date.fromisoformat(issue_date)
     try:
-        _waiting_out_outages(settings, partial(code_links.check_code_links, settings))
+        _waiting_out_outages(settings, partial(code_check.check_code_links, settings))
         digest_id, _translation = _waiting_out_outages(settings, partial(send.build, settings, day))
     except ConfigError as error:
         log.error("daily job: the digest of %s cannot be built: %s", issue_date, error)
