@@ -79,6 +79,18 @@ def test_the_queue_is_sqlite_under_the_var_folder_by_default(tasks, settings):
     assert tasks.huey.utc  # the scheduler hands out UTC times
 
 
+def test_tasks_are_queued_under_names_that_do_not_follow_the_code_around(tasks):
+    """A task is queued as `newsletter.tasks.<function>`: what one version of the code queued
+    or scheduled (a digest's retry, a delivery's successor) is run by the next, wherever the
+    function lives now; a name Huey does not know is dropped from the queue."""
+    for task in (tasks.daily_job, tasks.daily_digest, tasks.deliver, tasks.read_inbox):
+        message = tasks.huey.serializer.deserialize(tasks.huey.serialize_task(task.s()))
+        assert message.name == f"newsletter.tasks.{task.func.__name__}"
+    queued_before = tasks.huey.serialize_task(tasks.deliver.s(7))
+    task = tasks.huey.deserialize_task(queued_before)
+    assert (task.name, task.args) == ("deliver", (7,))
+
+
 def test_the_queue_is_redis_when_a_redis_url_is_set(settings, monkeypatch, redis_url):
     set_env(monkeypatch, redis_url=redis_url)
     tasks = load_tasks()

@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import partial
 
 from huey import Huey, RedisHuey, SqliteHuey
+from huey.api import TaskWrapper
 from huey.exceptions import CancelExecution, RetryTask
 
 from newsletter import metrics, store
@@ -54,18 +55,37 @@ sweep takes it for forgotten: time for a successor task due then to leave the sc
 scheduler looks every second), start and show in its worker's next heartbeat."""
 
 
-class _Healing:
-    """The worker's consumer: Huey's, made to ride out outages (see `consumer`)."""
+TASK_NAMESPACE = "newsletter.tasks"
+"""The name every task is queued under, `newsletter.tasks.<function>`, whatever module defines
+it: a task queued or scheduled by one version of the code is run by the next (Huey drops a
+message whose name it does not know), and two versions share one queue during an upgrade."""
+
+
+class _NamedTask(TaskWrapper):
+    """A Huey task whose queued name is `TASK_NAMESPACE.<function>`, not its module's path."""
+
+    def create_task(self, func, context=False, name=None, **settings):
+        task_class = super().create_task(func, context, name, **settings)
+        task_class.__module__ = TASK_NAMESPACE
+        return task_class
+
+
+class _Queue:
+    """Huey's queue with this project's worker: a consumer that rides out outages (see
+    `consumer`), and tasks queued under stable names."""
 
     def create_consumer(self, **options) -> HealingConsumer:
         return HealingConsumer(self, settings=get_settings(), sweep=sweep, **options)
 
+    def get_task_wrapper_class(self) -> type[TaskWrapper]:
+        return _NamedTask
 
-class RedisQueue(_Healing, RedisHuey):
+
+class RedisQueue(_Queue, RedisHuey):
     pass
 
 
-class SqliteQueue(_Healing, SqliteHuey):
+class SqliteQueue(_Queue, SqliteHuey):
     pass
 
 
