@@ -1,7 +1,7 @@
 """Prometheus metrics: what the daily job, the deliveries and the services outside did.
 
 A leaf module (it imports nothing of this project), so that every layer may count what it
-does with a one-line call, and the layers that compose (`jobs`, `tasks`, the worker command,
+does with a one-line call, and the layers that compose (`daily`, `worker`, the worker command,
 the web app) hand it reports and expose what it holds.
 
 Labels come from small closed sets (an outcome, a reason, a task's name), never an address or
@@ -184,7 +184,7 @@ class _DeliveryCounts(Protocol):
 
 
 def record_fetch(report: _FetchCounts) -> None:
-    """Count a fetch (`jobs.FetchReport`): papers returned, papers new, topics by outcome."""
+    """Count a fetch (`daily.fetch.FetchReport`): papers returned, papers new, topics by outcome."""
     for topic in report.topics:
         PAPERS_FETCHED.inc(topic.fetched)
         PAPERS_NEW.inc(topic.new_papers)
@@ -217,8 +217,8 @@ _REPLY_CODE = re.compile(r"(?P<code>[245])\d\d\b")
 
 
 def failure_reason(detail: str) -> str:
-    """The reason label (one of DELIVERY_REASONS) for a failed send's detail, as `mail` and
-    `delivery` word it: a server's reply ("550 5.1.1 …") or a sentence of ours."""
+    """The reason label (one of DELIVERY_REASONS) for a failed send's detail, as `delivery`'s
+    transports and outcomes word it: a server's reply ("550 5.1.1 …") or a sentence of ours."""
     if "could not be built" in detail:
         return "not_built"
     if "SMTPUTF8" in detail:

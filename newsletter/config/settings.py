@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     """Seconds a worker holds the deliveries it claimed."""
     record_every: int = Field(250, ge=1)
     """Successful sends written to the database together, one UPDATE. Each is also noted at once
-    in the send journal (`send_journal`), so a sending thread that dies sends again at most its
+    in the send journal (`delivery.journal`), so a sending thread that dies sends again at most its
     one message in flight; without the journal (a crashed machine) up to this many."""
     record_interval: float = Field(1.0, gt=0)
     """Seconds after which sends are written even if fewer than `record_every`."""

@@ -1,5 +1,10 @@
-"""Building and sending the day's digest: open it, give every subscriber a delivery row, translate
-what it shows, and deliver; `plan` says what a send would do without doing it.
+"""Building and sending the day's digest: open it, read its readers once, translate what their
+bodies show, give every reader with something new a delivery row, and deliver; `plan` says what
+a send would do without doing it.
+
+Readers are read once, before the translation step: someone who subscribes while it runs (up to
+NEWSLETTER_TRANSLATOR_BUDGET) gets a row only when the day's digest is built again (`newsletter
+send`); someone who leaves meanwhile has their row skipped at send time.
 """
 
 from __future__ import annotations
@@ -49,12 +54,6 @@ def nothing_to_do(settings: Settings) -> str | None:
             " EMAIL --topic NAME`, or import a list with `newsletter subscribers import FILE`"
         )
     return None
-
-
-# ---------------------------------------------------------------- fetch
-
-
-# ---------------------------------------------------------------- code links
 
 
 # ---------------------------------------------------------------- build and send

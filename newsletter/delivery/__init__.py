@@ -1,5 +1,6 @@
-"""Delivering a digest exactly once per subscriber, whatever crashes: claiming delivery rows
-under a lease and recording their outcomes (`deliverer`), the transports that carry the final
+"""Delivering a digest exactly once per subscriber, whatever crashes: the batch loop
+(`deliverer`) claims delivery rows under a lease (`claims`), builds each row's message
+(`messages`) and records the outcomes (`outcomes`); the transports carry the final
 bytes (`outgoing` is their interface; `transports` picks one from the settings; `smtp`,
 `outbox`, `dkim` and `pacing` are the parts), the journal of accepted messages (`journal`), and
 what a failed delivery does to a subscriber (`bounces`).

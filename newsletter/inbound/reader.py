@@ -33,7 +33,7 @@ class InboxReport:
     bounces: Counter[str] = field(default_factory=Counter)
     """What the bounce reports' recipients came to (`apply_bounce`'s outcomes)."""
     requests: Counter[str] = field(default_factory=Counter)
-    """What the unsubscribe requests came to (`unsubscribe_mail.apply_request`'s outcomes)."""
+    """What the unsubscribe requests came to (`unsubscribes.apply_request`'s outcomes)."""
     read_before: int = 0
     """Messages skipped because an earlier read acted on them."""
     unreadable: int = 0

@@ -191,7 +191,7 @@ def finish_sent(session: Session, replies: Mapping[int, str]) -> int:
     `IN_LIST_LIMIT` of them); how many were not marked finished before.
 
     Rows already finished are left as they are: a sender's group and the send journal folded
-    by another sender (see `send_journal`) may both say the same message went, and it went once.
+    by another sender (see `delivery.journal`) may both say the same message went, and it went once.
     """
     items = list(replies.items())
     marked = 0
