@@ -345,11 +345,9 @@ def dsn(*recipients: tuple[str, str, str, str], original: str = "<unknown@exampl
 
 def digests_sent(cli, settings, *addresses: str) -> dict[str, str]:
     """These addresses subscribed to SLAM and sent a digest: the Message-ID each one got."""
-    for address in addresses:
-        cli("subscribers", "add", address, "--topic", "SLAM")
-    store_papers(settings, "SLAM", paper(1))
-    send.send(settings)
-    return {to: message["Message-ID"] for to, message in outbox(settings).items()}
+    return {
+        to: message["Message-ID"] for to, message in sent_digests(cli, settings, *addresses).items()
+    }
 
 
 def bounce_of(sent: dict[str, str], address: str, status: str, diagnostic: str) -> str:
@@ -405,8 +403,10 @@ def request_for(mailto: str, sender: str) -> str:
     return request.as_string()
 
 
-def sent_digests(cli, settings, example_topics):
-    for address in SLAM_READERS:
+def sent_digests(cli, settings, *addresses: str) -> dict[str, email.message.EmailMessage]:
+    """These addresses (SLAM_READERS unless given) subscribed to SLAM and sent a digest: the
+    message each one got. The SLAM topic must exist (the `example_topics` fixture)."""
+    for address in addresses or SLAM_READERS:
         cli("subscribers", "add", address, "--topic", "SLAM")
     store_papers(settings, "SLAM", paper(1))
     send.send(settings)

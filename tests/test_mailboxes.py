@@ -106,7 +106,7 @@ def assert_listed(output: str, box: Path, kind: str, names: tuple[str, ...], fir
 def test_unsubscribe_requests_around_hostile_messages_are_applied(
     cli, settings, example_topics, tmp_path, kind
 ):
-    messages = sent_digests(cli, settings, example_topics)
+    messages = sent_digests(cli, settings)
     box = write_mailbox(
         kind,
         tmp_path,
@@ -169,7 +169,7 @@ def test_bounce_reports_around_hostile_messages_are_applied(
 def test_the_inbox_lists_an_unreadable_message_at_every_read_and_logs_it_once(
     cli, settings, example_topics, tmp_path, monkeypatch, caplog
 ):
-    messages = sent_digests(cli, settings, example_topics)
+    messages = sent_digests(cli, settings)
     maildir = write_maildir(
         tmp_path / "Maildir",
         nested(1000),
@@ -205,7 +205,7 @@ def test_a_message_unreadable_at_one_read_is_acted_on_once_it_can_be_read(
     stricter limits (an older release, a parser that failed) still counts when read later."""
     from newsletter.inbound import mailboxes
 
-    mailto = mailto_of(sent_digests(cli, settings, example_topics)["ada@example.org"])
+    mailto = mailto_of(sent_digests(cli, settings)["ada@example.org"])
     subject = parse_qs(urlsplit(mailto).query)["subject"][0]
     box = write_mbox(tmp_path / "reader.mbox", nested(12, subject=subject))
     monkeypatch.setattr(mailboxes, "MAX_DEPTH", 10)
@@ -222,7 +222,7 @@ def test_a_message_unreadable_at_one_read_is_acted_on_once_it_can_be_read(
 def test_a_message_file_that_cannot_be_opened_holds_up_no_other(
     cli, settings, example_topics, tmp_path
 ):
-    messages = sent_digests(cli, settings, example_topics)
+    messages = sent_digests(cli, settings)
     maildir = write_maildir(tmp_path / "Maildir")
     (maildir / "new" / "1.gone.localhost").symlink_to(tmp_path / "nowhere")
     write_maildir(maildir, request_for(mailto_of(messages["bo@example.org"]), "bo@example.org"))

@@ -21,7 +21,7 @@ from tests.helpers import (
 
 
 def test_the_mailto_carries_the_subscribers_own_unsubscribe_token(cli, settings, example_topics):
-    messages = sent_digests(cli, settings, example_topics)
+    messages = sent_digests(cli, settings)
     secret = settings.secret()
     public_ids = {}
     for address, message in messages.items():
@@ -36,7 +36,7 @@ def test_the_mailto_carries_the_subscribers_own_unsubscribe_token(cli, settings,
 
 
 def test_requests_unsubscribe_by_token_never_by_sender(cli, settings, example_topics, tmp_path):
-    messages = sent_digests(cli, settings, example_topics)
+    messages = sent_digests(cli, settings)
     ada_mailto = mailto_of(messages["ada@example.org"])
     bo_mailto = mailto_of(messages["bo@example.org"])
     tampered = bo_mailto[:-3] + ("AAA" if not bo_mailto.endswith("AAA") else "BBB")
