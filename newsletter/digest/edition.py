@@ -150,8 +150,9 @@ class Edition:
         return self._contents[key]
 
     def shown(self, topic_ids: Sequence[int]) -> list[str]:
-        """The arXiv ids a body of these topics shows, whatever its language, in order."""
-        content = self._assemble(tuple(topic_ids), "en", None)
+        """The arXiv ids a body of these topics shows, whatever its language, in order (its
+        English content, kept: the English readers' segments are then assembled once a send)."""
+        content = self.content(topic_ids)
         return [item.arxiv_id for section in content.sections for item in section.papers]
 
     def _assemble(
