@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from sqlalchemy import (
     JSON,
     Boolean,
+    LargeBinary,
     Date,
     DateTime,
     Enum,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -194,6 +196,9 @@ class Subscriber(Base):
     """No digest before this day (a pause the subscriber chose)."""
     bounce_count: Mapped[int] = mapped_column(Integer, default=0)
     """Hard failures that were not a plain unknown user; the third marks the address bounced."""
+    ranking: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    """Their papers ordered by what they saved and rated (when they have enough signal and the
+    list ranks at all); off, newest first."""
 
     topics: Mapped[list[Topic]] = relationship(
         secondary="subscriber_topics", order_by="Topic.position, Topic.id", lazy="selectin"
@@ -282,3 +287,85 @@ class Delivery(Base):
         # A bounce report names the message that failed: found by its Message-ID.
         Index("ix_deliveries_message_id", "message_id"),
     )
+
+
+class Follow(Base):
+    """An author a subscriber follows: new papers by them arrive whatever their topics."""
+
+    __tablename__ = "follows"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    name_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    """The name as `authors.follow_key` folds it (no accents, no case, "Last, First" turned):
+    one follow per person, however it was written."""
+    name: Mapped[str] = mapped_column(String(200))
+    """The name as the reader wrote it."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_follows_name_key", "name_key"),)
+
+
+class Rating(enum.IntEnum):
+    less = -1
+    """"Less like this": a negative example for the reader's ranking."""
+    more = 1
+    """"More like this": a positive example."""
+
+
+class ReaderPaper(Base):
+    """What one reader did with one paper: saved it, rated it, or named it as a seed.
+
+    The only record of a reader's reading: written by an explicit action (a button they
+    pressed, a command the operator ran), never by opening an email or following a link.
+    """
+
+    __tablename__ = "reader_papers"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    paper_id: Mapped[int] = mapped_column(
+        ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
+    )
+    saved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    """In the reader's library since then; None: not saved (or removed)."""
+    rating: Mapped[int | None] = mapped_column(Integer, default=None)
+    """A `Rating` (+1 more like this, -1 less like this), the last one given."""
+    rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    seed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Named as a paper the reader knows (an arXiv id or a BibTeX entry): a positive example."""
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index("ix_reader_papers_saved", "subscriber_id", "saved_at"),)
+
+
+class PaperFeatures(Base):
+    """A paper's title and abstract as ranking features: computed once per paper."""
+
+    __tablename__ = "paper_features"
+
+    paper_id: Mapped[int] = mapped_column(
+        ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
+    )
+    scheme: Mapped[str] = mapped_column(String(40))
+    """Which feature scheme made `data` (features of another scheme are made again)."""
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ReaderRanking(Base):
+    """One reader's order of one digest's papers, best first: made once per reader per digest
+    by their model, read by every process that sends them the digest."""
+
+    __tablename__ = "reader_rankings"
+
+    digest_id: Mapped[int] = mapped_column(
+        ForeignKey("digests.id", ondelete="CASCADE"), primary_key=True
+    )
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    paper_ids: Mapped[list[int]] = mapped_column(JSON)
+    """The digest's papers this reader may be shown, best first."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

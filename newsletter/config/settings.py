@@ -168,6 +168,13 @@ class Settings(BaseSettings):
     """Texts per translation request where the API takes several."""
     translate_titles: bool = False
     """Also translate titles."""
+    ranking: bool = True
+    """Order each reader's papers within a section by their own model (what they saved, liked,
+    disliked and seeded); off, every reader gets newest first."""
+    ranking_min_signal: int = Field(3, ge=1)
+    """Papers a reader must have saved, liked or seeded before their digest is ranked."""
+    follow_batch: int = Field(25, ge=1, le=200)
+    """Followed authors asked of arXiv in one request (their `au:` terms joined by OR)."""
     confirm_window: float = Field(900.0, ge=0)
     """Seconds after a confirmation email during which another request for the address sends
     none (no mail-bombing through the subscribe form)."""
