@@ -63,6 +63,9 @@ class TopicSection:
     """(earlier topic, count): this topic's papers shown under an earlier topic instead."""
     titles_only: tuple[PaperItem, ...] = ()
     """Papers after `papers` listed by title alone, to keep an email under Gmail's clipping."""
+    pool: tuple[PaperItem, ...] = ()
+    """Every paper of this section, newest first, when a reader's own order may pick which are
+    shown (ranking); empty: `papers` are the only ones a reader can be shown."""
 
     @property
     def more(self) -> int:

@@ -10,6 +10,7 @@ per segment. A segment's document is rendered with a marker where each card goes
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from markupsafe import Markup
 
@@ -20,6 +21,10 @@ from newsletter.render.mjml import mjml_to_email
 
 EMAIL_CARD_TEMPLATE = "email/paper_card.html.j2"
 EMAIL_LINE_TEMPLATE = "email/paper_line.html.j2"
+TEXT_CARD_TEMPLATE = "email/paper_card.txt.j2"
+TEXT_LINE_TEMPLATE = "email/paper_line.txt.j2"
+TEXT_NUMBER_WIDTH = 4
+"""The text pieces' first characters, which the digest fills with the paper's number (`%2d. `)."""
 CARDS_DOCUMENT_TEMPLATE = "email/paper_cards.mjml.j2"
 """A batch of cards rendered as the digest renders them, each after its marker."""
 
@@ -29,6 +34,15 @@ CardKey = tuple[str, PaperItem, str]
 CARD_MARKER = re.compile(r'<i class="nl-piece-(\d+)"></i>')
 """Where a card goes. Paper text cannot make one: its "<" is always escaped. (`nl-piece`: the
 name cards had before; tests/test_render.py checks that none is left in an email.)"""
+
+
+PAPER_PLACEHOLDER = re.compile(r"__NEWSLETTER_PAPER_([0-9A-Za-z./-]+)__")
+"""Stands for a reader's own link to a paper's actions (save, more like this, less like this)
+in a card: cards are made once for every reader, the link is each reader's own."""
+
+
+def paper_placeholder(paper: PaperItem) -> str:
+    return f"__NEWSLETTER_PAPER_{paper.arxiv_id}__"
 
 
 def card_marker(number: int) -> Markup:
@@ -43,17 +57,23 @@ def card_key(template_name: str, paper: PaperItem, language: str) -> CardKey:
 
 class CardSlots:
     """The digest template's `paper_card` and `paper_line`: each puts a marker where the
-    paper goes and notes which card that is (`keys`, in the markers' order)."""
+    paper goes and notes which card that is (`keys`, in the markers' order). The text part's
+    slots (`text=True`) are its own pieces, in the same order."""
 
-    def __init__(self, language: str) -> None:
+    def __init__(self, language: str, *, text: bool = False) -> None:
         self.language = language
         self.keys: list[CardKey] = []
+        self._templates = (
+            (TEXT_CARD_TEMPLATE, TEXT_LINE_TEMPLATE)
+            if text
+            else (EMAIL_CARD_TEMPLATE, EMAIL_LINE_TEMPLATE)
+        )
 
     def card(self, paper: PaperItem) -> Markup:
-        return self._slot(EMAIL_CARD_TEMPLATE, paper)
+        return self._slot(self._templates[0], paper)
 
     def line(self, paper: PaperItem) -> Markup:
-        return self._slot(EMAIL_LINE_TEMPLATE, paper)
+        return self._slot(self._templates[1], paper)
 
     def _slot(self, template_name: str, paper: PaperItem) -> Markup:
         self.keys.append(card_key(template_name, paper, self.language))
@@ -108,9 +128,26 @@ class PaperCards:
         return [fresh[key] if key in fresh else made[key] for key in keys]
 
 
+@lru_cache(maxsize=8192)  # the same papers are in many segments' text parts
+def text_piece(key: CardKey) -> str:
+    """A paper's piece of the text part, its number left out (the digest writes it)."""
+    template_name, paper, _language = key
+    text = render_template(template_name, {"paper": paper, "paper_url": paper_placeholder(paper)})
+    return text[TEXT_NUMBER_WIDTH:].removesuffix("\n")
+
+
+def text_pieces(keys: list[CardKey]) -> list[tuple[str, int]]:
+    return [(piece, 0) for piece in map(text_piece, keys)]
+
+
 def _make_cards(keys: list[CardKey]) -> list[str]:
     cards = [  # autoescaped templates' output: HTML already
-        Markup(render_template(template_name, {"paper": paper, "lang": language}))  # noqa: S704
+        Markup(  # noqa: S704
+            render_template(
+                template_name,
+                {"paper": paper, "lang": language, "paper_url": paper_placeholder(paper)},
+            )
+        )
         for template_name, paper, language in keys
     ]
     document = mjml_to_email(

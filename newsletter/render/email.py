@@ -13,9 +13,11 @@ from __future__ import annotations
 import html
 import logging
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from newsletter.digest.content import DigestContent
+from newsletter.digest.content import DigestContent, PaperItem, TopicSection
+from newsletter.errors import RenderError
 from newsletter.render import cards
 from newsletter.render.digest_context import digest_context
 from newsletter.render.environment import count_noun, render_template
@@ -26,6 +28,7 @@ from newsletter.render.fit import (
     Fit,
     first_that_fits,
     fit_content,
+    shortened,
 )
 from newsletter.render.mjml import mjml_to_email
 from newsletter.textfmt import readable_title
@@ -49,6 +52,62 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Slot:
+    """Where a paper goes in a body: the `index`th paper listed in section `section` (cards
+    first, then title lines), shown as a title line or a card."""
+
+    section: int
+    index: int
+    line: bool
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A body cut where its papers go, the same for every reader of a segment whatever order
+    they read its papers in: each reader's message is the frame with their papers put in
+    (made once per process, `cards`), in their order."""
+
+    html: str = ""
+    """The HTML part with a card marker (`cards.CARD_MARKER`) where each slot's paper goes."""
+    text: str = ""
+    """The text part, the same markers in the same order."""
+    slots: tuple[Slot, ...] = ()
+    pools: tuple[tuple[PaperItem, ...], ...] = ()
+    """Each section's papers a reader's order picks from, newest first (the default order)."""
+    abstract_chars: int | None = None
+    """The abstracts of cards are cut to this (the fit step's)."""
+    language: str = "en"
+
+    def keys(self, orders: Sequence[Sequence[int]] | None = None) -> tuple[list, list]:
+        """The cards (HTML, text) of each slot when each section's pool is read in `orders`
+        (indices into the pool; None: newest first)."""
+        html_keys, text_keys = [], []
+        for slot in self.slots:
+            pool = self.pools[slot.section]
+            paper = pool[orders[slot.section][slot.index] if orders else slot.index]
+            if slot.line:
+                html_keys.append(cards.card_key(cards.EMAIL_LINE_TEMPLATE, paper, self.language))
+                text_keys.append((cards.TEXT_LINE_TEMPLATE, paper, ""))
+                continue
+            if self.abstract_chars is not None:
+                paper = shortened(paper, self.abstract_chars)
+            html_keys.append(cards.card_key(cards.EMAIL_CARD_TEMPLATE, paper, self.language))
+            text_keys.append((cards.TEXT_CARD_TEMPLATE, paper, ""))
+        return html_keys, text_keys
+
+    def bodies(self, orders: Sequence[Sequence[int]] | None = None) -> tuple[str, str]:
+        """(HTML, text) with the papers in `orders` (the readers' links still placeholders)."""
+        html_keys, text_keys = self.keys(orders)
+        count = len(self.slots)
+        html_parts = cards.split_at_markers(self.html, count, EMAIL_HTML_TEMPLATE)
+        text_parts = cards.split_at_markers(self.text, count, EMAIL_TEXT_TEMPLATE)
+        return (
+            cards.fill_in(html_parts, cards.PAPER_CARDS.get(html_keys)),
+            cards.fill_in(text_parts, cards.text_pieces(text_keys)),
+        )
+
+
+@dataclass(frozen=True)
 class RenderedBody:
     """A ready email body: subject, HTML part and plain-text part."""
 
@@ -57,73 +116,180 @@ class RenderedBody:
     text: str
     fit: Fit = Fit()
     """The step of `FIT_STEPS` that kept the HTML under `HTML_SIZE_LIMIT`."""
+    frame: Frame = Frame()
+    """The same body cut where its papers go, for readers who read them in their own order."""
 
 
 def render_email(
-    content: DigestContent, *, sender_name: str, size_limit: int = HTML_SIZE_LIMIT
+    content: DigestContent,
+    *,
+    sender_name: str,
+    size_limit: int = HTML_SIZE_LIMIT,
+    ranked: bool = False,
 ) -> RenderedBody:
     """The digest email of one segment, with `UNSUBSCRIBE_PLACEHOLDER` for the link.
 
     The HTML stays under `size_limit` bytes: the first step of `FIT_STEPS` that fits is used,
-    for the text part too, so both parts hold the same papers and links.
+    for the text part too, so both parts hold the same papers and links. With `ranked` (some
+    readers pick the papers shown in their own order), the step is the one that fits whichever
+    papers a reader's order puts first: it is measured with each section's longest papers.
     """
-    fitted = first_that_fits(
-        lambda fit, budget: email_html(content, sender_name, fit, budget),
-        size_limit - PERSONAL_RESERVE,
-    )
+    measured = heaviest_first(content) if ranked else content
+    budget = size_limit - PERSONAL_RESERVE - paper_links_reserve(content)
+
+    def frame_at(fit: Fit, budget: int | None) -> str | None:
+        # Measured on the longest papers, the preheader still names the newest.
+        first_line = preheader(fit_content(content, fit)) if ranked else None
+        return html_frame(measured, sender_name, fit, budget, first_line)
+
+    fitted = first_that_fits(frame_at, budget)
     if fitted is not None:
-        fit, body_html = fitted
+        fit, frame_html = fitted
     else:
         fit = FIT_STEPS[-1]
-        body_html = email_html(content, sender_name, fit)
+        frame_html = frame_at(fit, None)
         logger.warning(
             "digest %s: %d bytes of HTML even as an outline (limit %d): Gmail will clip it",
             content.date,
-            len(body_html.encode()),
+            len(frame_html.encode()),
             size_limit,
         )
-    # The text part only for the step chosen: it is a fifth of a render's cost.
-    body_text = email_text(content, sender_name, fit)
-    return RenderedBody(email_subject(content), body_html, body_text, fit)
+    frame = email_frame(content, sender_name, fit, frame_html)
+    body_html, body_text = frame.bodies()
+    return RenderedBody(email_subject(content), body_html, body_text, fit, frame)
+
+
+PAPER_LINK_BYTES = 3 * 150
+"""Bytes a card's three links to its reader's actions add, beyond the base URL."""
+
+
+def paper_links_reserve(content: DigestContent) -> int:
+    """Bytes the readers' own links to their papers' actions may add to the HTML."""
+    shown = sum(len(section.papers) for section in content.sections)
+    return shown * (PAPER_LINK_BYTES + 3 * len(content.base_url))
+
+
+def heaviest_first(content: DigestContent) -> DigestContent:
+    """The content with each section showing its longest papers: no reader's order makes an
+    email bigger."""
+    return replace(
+        content,
+        sections=tuple(
+            replace(
+                section,
+                papers=tuple(sorted(section.pool, key=_weight, reverse=True))[
+                    : len(section.papers)
+                ],
+            )
+            if section.pool
+            else section
+            for section in content.sections
+        ),
+    )
+
+
+def _pool(section: TopicSection) -> tuple[PaperItem, ...]:
+    return section.pool or section.papers + section.titles_only
+
+
+def _weight(paper: PaperItem) -> int:
+    return (
+        len(paper.abstract)
+        + len(paper.abstract_translated or "")
+        + len(paper.title)
+        + len(paper.title_translated or "")
+        + sum(map(len, paper.authors))
+    )
 
 
 def email_html(
     content: DigestContent, sender_name: str, fit: Fit, budget: int | None = None
 ) -> str | None:
-    """The digest's HTML as `fit` shows it, or None when over `budget` bytes.
+    """The digest's HTML as `fit` shows it, or None when over `budget` bytes."""
+    document = html_frame(content, sender_name, fit, budget)
+    if document is None:
+        return None
+    return email_frame(content, sender_name, fit, document).bodies()[0]
 
-    The document goes through MJML and the CSS inlining with a marker where each paper goes;
-    the papers' own HTML, which is most of a digest and shared by many segments, comes from
-    `cards.PAPER_CARDS` (made once per process) and is put in last.
+
+def html_frame(
+    content: DigestContent,
+    sender_name: str,
+    fit: Fit,
+    budget: int | None = None,
+    first_line: str | None = None,
+) -> str | None:
+    """The digest's HTML as `fit` shows it, with a marker where each paper goes, or None when
+    the whole would be over `budget` bytes.
+
+    The document goes through MJML and the CSS inlining with the markers; the papers' own
+    HTML, which is most of a digest and shared by many segments, comes from
+    `cards.PAPER_CARDS` (made once per process) and is put in last (`Frame.bodies`).
     """
-    context = email_context(content, sender_name, fit)
+    context = email_context(content, sender_name, fit, first_line)
     slots = cards.CardSlots(content.language)
     context.update(paper_card=slots.card, paper_line=slots.line)
     document = render_template(EMAIL_HTML_TEMPLATE, context)
-    made = cards.PAPER_CARDS.get(slots.keys)
-    total = sum(card_bytes for _, card_bytes in made)
-    if budget is not None and total > budget:
+    if budget is None:
+        return mjml_to_email(document)
+    total = sum(card_bytes for _, card_bytes in cards.PAPER_CARDS.get(slots.keys))
+    if total > budget:
         return None  # too big on its papers alone: not worth MJML and inlining
-    parts = cards.split_at_markers(mjml_to_email(document), len(slots.keys), EMAIL_HTML_TEMPLATE)
+    frame = mjml_to_email(document)
+    parts = cards.split_at_markers(frame, len(slots.keys), EMAIL_HTML_TEMPLATE)
     total += sum(len(text.encode()) for text in parts[::2])
-    if budget is not None and total > budget:
-        return None
-    return cards.fill_in(parts, made)
+    return frame if total <= budget else None
 
 
 def email_text(content: DigestContent, sender_name: str, fit: Fit) -> str:
     """The digest's plain-text part as `fit` shows it (no size limit: it is not clipped)."""
-    return render_template(EMAIL_TEXT_TEMPLATE, email_context(content, sender_name, fit))
+    return email_frame(content, sender_name, fit).bodies()[1]
 
 
-def email_context(content: DigestContent, sender_name: str, fit: Fit) -> dict[str, object]:
+def email_frame(
+    content: DigestContent, sender_name: str, fit: Fit, frame_html: str | None = None
+) -> Frame:
+    """The digest as `fit` shows it, cut where each paper goes: the text part rendered here,
+    the HTML part's `html_frame` given (without it, the frame has no HTML part)."""
+    context = email_context(content, sender_name, fit)
+    text_slots = cards.CardSlots(content.language, text=True)
+    context.update(paper_text=text_slots.card, paper_text_line=text_slots.line)
+    text_frame = render_template(EMAIL_TEXT_TEMPLATE, context)
+    shown = fit_content(content, fit)
+    slots = tuple(
+        Slot(number, index, index >= len(section.papers))
+        for number, section in enumerate(shown.sections)
+        if section.total
+        for index in range(len(section.papers) + len(section.titles_only))
+    )
+    if len(text_slots.keys) != len(slots):
+        raise RenderError(f"{EMAIL_TEXT_TEMPLATE}: {len(slots)} papers, but not as many markers")
+    return Frame(
+        html=frame_html if frame_html is not None else _no_html(len(slots)),
+        text=text_frame,
+        slots=slots,
+        pools=tuple(_pool(section) for section in content.sections),
+        abstract_chars=fit.abstract_chars,
+        language=content.language,
+    )
+
+
+def _no_html(count: int) -> str:
+    """A stand-in HTML frame (for the text part alone): just its markers."""
+    return "".join(cards.card_marker(number) for number in range(count))
+
+
+def email_context(
+    content: DigestContent, sender_name: str, fit: Fit, first_line: str | None = None
+) -> dict[str, object]:
     """What the email's templates (HTML and text) are given: the digest as `fit` shows it,
-    its subject and preheader, and placeholders for the subscriber's links."""
+    its subject and preheader (`first_line`, when given), and placeholders for the
+    subscriber's links."""
     shown = fit_content(content, fit)
     context = digest_context(shown)
     context.update(
         subject=email_subject(shown),
-        preheader=preheader(shown),
+        preheader=preheader(shown) if first_line is None else first_line,
         sender_name=sender_name,
         unsubscribe_url=UNSUBSCRIBE_PLACEHOLDER,
         preferences_url=PREFERENCES_PLACEHOLDER,

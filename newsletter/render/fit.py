@@ -104,12 +104,12 @@ def _fit_section(section: TopicSection, fit: Fit) -> TopicSection:
     count = len(listed) if fit.cards is None else min(fit.cards, len(listed))
     cards = listed[:count]
     if fit.abstract_chars is not None:
-        cards = tuple(_shortened(paper, fit.abstract_chars) for paper in cards)
+        cards = tuple(shortened(paper, fit.abstract_chars) for paper in cards)
     return replace(section, papers=cards, titles_only=listed[count:])
 
 
 @lru_cache(maxsize=8192)  # the same papers are shortened for many segments
-def _shortened(paper: PaperItem, limit: int) -> PaperItem:
+def shortened(paper: PaperItem, limit: int) -> PaperItem:
     translated = paper.abstract_translated
     return replace(
         paper,
