@@ -22,6 +22,9 @@ UNSUBSCRIBE = "unsubscribe"
 CONFIRM = "confirm"
 """A subscription request (who, topics, language); expires after NEWSLETTER_CONFIRM_MAX_AGE."""
 PREFERENCES = "preferences"
+PAPER = "paper"
+"""A reader's link to one paper's actions (save, more like this, less like this): signs
+[public id, arXiv id]."""
 VIEW = "view"
 """A subscriber's own web version of a digest (their topics, their language)."""
 

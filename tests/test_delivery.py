@@ -47,10 +47,12 @@ from newsletter.models import Delivery, MailFormat, Subscriber, SubscriberTopic,
 from newsletter.processes import pid_namespace
 from newsletter.render.email import personalise, render_email
 from newsletter.tokens import (
+    PAPER,
     PREFERENCES,
     UNSUBSCRIBE,
     VIEW,
     DigestLinks,
+    make_token,
     preferences_url,
     read_token,
     unsubscribe_url,
@@ -125,13 +127,21 @@ def test_a_message_by_substitution_equals_one_composed_for_its_subscriber(
     assert len(rows) == 3 and len(segments) == 3
     for row in rows:
         ours = parse(deliverer.messages.message(row).data)
-        body = render_email(content_of[row.subscriber_id], sender_name=settings.sender_name)
+        body = render_email(
+            content_of[row.subscriber_id], sender_name=settings.sender_name, ranked=options.ranked
+        )
         links = (
             unsubscribe_url(base, secret, row.public_id),
             preferences_url(base, secret, row.public_id),
             web_version_url(base, secret, row.public_id, DAY),
         )
-        personal = personalise(body, *links)
+        public_id = row.public_id
+        personal = personalise(
+            body,
+            *links,
+            paper_url=lambda arxiv_id, public_id=public_id: f"{base}/papers/"
+            + make_token(secret, PAPER, [public_id, arxiv_id]),
+        )
         reference = parse(
             message_bytes(
                 compose(

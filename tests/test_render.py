@@ -13,7 +13,7 @@ from markupsafe import Markup
 from newsletter.digest.content import DigestContent, TopicSection
 from newsletter.errors import RenderError
 from newsletter.render import cards as render_cards
-from newsletter.render.cards import EMAIL_CARD_TEMPLATE, EMAIL_LINE_TEMPLATE
+from newsletter.render.cards import EMAIL_CARD_TEMPLATE, EMAIL_LINE_TEMPLATE, paper_placeholder
 from newsletter.render.email import (
     EMAIL_HTML_TEMPLATE,
     EMAIL_TEXT_TEMPLATE,
@@ -387,7 +387,10 @@ def _pre_inline(content: DigestContent, fit: Fit) -> str:
 
     def in_place(template_name: str):
         return lambda paper: Markup(  # noqa: S704 (an autoescaped template's output)
-            render_template(template_name, {"paper": paper, "lang": content.language})
+            render_template(
+                template_name,
+                {"paper": paper, "lang": content.language, "paper_url": paper_placeholder(paper)},
+            )
         )
 
     context.update(

@@ -1,5 +1,8 @@
 """Each claimed row's message: its segment's body rendered once per process, encoded once into a
-`MessageTemplate`, and the subscriber's address, Message-ID and links substituted in.
+`MessageTemplate` with a slot where each paper goes, each paper's card encoded once; a reader's
+message is the template with their address, Message-ID and links substituted in, and their
+papers put in the slots in their own order (their ranking, or newest first), each card with
+the reader's own link to its actions (save, more like this, less like this).
 
 Nothing is rendered or encoded per message, and a message's bytes exist only while it is being
 sent. An address with a non-ASCII local part is the exception: its UTF-8 headers are composed
@@ -8,7 +11,8 @@ whole, the slow way, which knows how.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import html
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
@@ -20,18 +24,20 @@ from newsletter.digest.edition import Edition, EditionOptions
 from newsletter.digest.segments import SegmentKey
 from newsletter.message.addresses import smtp_address
 from newsletter.message.compose import compose, mailto_for, message_bytes
-from newsletter.message.mail_merge import MessageTemplate
+from newsletter.message.mail_merge import MessageTemplate, encoded
 from newsletter.models import MailFormat
+from newsletter.render.cards import PAPER_CARDS, PAPER_PLACEHOLDER, text_piece
 from newsletter.render.email import (
     PREFERENCES_PLACEHOLDER,
     UNSUBSCRIBE_PLACEHOLDER,
     WEB_VERSION_PLACEHOLDER,
+    Frame,
     RenderedBody,
     personalise,
     render_email,
 )
 from newsletter.store import ClaimedDelivery
-from newsletter.tokens import DigestLinks
+from newsletter.tokens import PAPER, DigestLinks, make_token
 
 BODY_FIELDS = {
     "unsubscribe_url": UNSUBSCRIBE_PLACEHOLDER,
@@ -44,8 +50,9 @@ BODY_FIELDS = {
 class MessageBuilder:
     """One digest's messages, for one sending process; keeps its segments' templates.
 
-    A process keeps one `MessageTemplate` per segment and format it has sent to (about one
-    message's size each, a few hundred at most), so rows claimed in any order never render twice.
+    A process keeps one `_SegmentMessages` per segment it has sent to (a template per format,
+    about one message's size each, and the segment's encoded cards), so rows claimed in any
+    order never render twice.
     """
 
     def __init__(self, settings: Settings, digest_id: int, edition: Edition | None = None) -> None:
@@ -53,15 +60,18 @@ class MessageBuilder:
         self.digest_id = digest_id
         self.edition = edition
         self._links: DigestLinks | None = None
-        self._templates: dict[tuple[SegmentKey, MailFormat], MessageTemplate] = {}
-        self._bodies: OrderedDict[SegmentKey, RenderedBody] = OrderedDict()
+        self._segments: dict[SegmentKey, _SegmentMessages] = {}
+        self._rankings: dict[int, list[str]] = {}
         # The Date of this sender's messages: when it began (headers are composed once).
         self._date = datetime.now(UTC)
         self._sender = settings.sender_email  # a property that parses NEWSLETTER_FROM: once
+        self._papers_url = f"{settings.base_url}/papers/"
+        self._secret = settings.secret()
 
     def prepare(self, session: Session, rows: list[ClaimedDelivery]) -> None:
         """Read what `message` needs for these rows: the digest's edition on first use (unless
-        it was given), the stored translations of languages not seen before."""
+        it was given), the stored translations of languages not seen before, the readers'
+        rankings."""
         if not rows:
             return
         settings = self.settings
@@ -72,17 +82,21 @@ class MessageBuilder:
             issue_date = self.edition.issue_date
             self._links = DigestLinks(settings.base_url, settings.secret(), issue_date)
         self.edition.load_languages(session, {row.language for row in rows})
+        if self.edition.options.ranked:
+            self._rankings = self.edition.rankings(session, [row.subscriber_id for row in rows])
 
     def message(self, row: ClaimedDelivery) -> Outgoing:
         """One subscriber's message: their segment's template with their values substituted
-        (once `prepare` has read what the row needs)."""
-        key = (row.topic_ids, row.language)
+        and their papers in their order (once `prepare` has read what the row needs)."""
+        segment = self._segment((row.topic_ids, row.language))
+        orders = segment.orders(self._rankings.get(row.subscriber_id))
         unsubscribe, preferences, web_version = self._links.links(row.public_id)
         message_id = row.message_id if row.message_id.startswith("<") else f"<{row.message_id}>"
         mailto = mailto_for(self._sender, unsubscribe.rsplit("/", 1)[1])
         recipient = smtp_address(row.email)  # an internationalised domain in IDNA
+        public_id = row.public_id
         if recipient.isascii():
-            data = self._template(key, row.format).bytes_for(
+            data = segment.template(row.format).bytes_for(
                 {
                     "to": recipient,
                     "message_id": message_id,
@@ -90,41 +104,37 @@ class MessageBuilder:
                     "unsubscribe_mailto": mailto,
                     "preferences_url": preferences,
                     "web_version_url": web_version,
-                }
+                },
+                segment.slots(orders, lambda arxiv_id: self.paper_url(public_id, arxiv_id)),
             )
         else:  # a non-ASCII local part: UTF-8 headers, composed the slow way, which knows how
-            body = personalise(self._body(key), unsubscribe, preferences, web_version)
+            body = personalise(
+                segment.body,
+                unsubscribe,
+                preferences,
+                web_version,
+                lambda arxiv_id: self.paper_url(public_id, arxiv_id),
+                orders,
+            )
             composed = self._compose(recipient, message_id, (unsubscribe, mailto), body, row.format)
             data = message_bytes(composed)
         return Outgoing(row.delivery_id, recipient, self._sender, message_id, data)
 
-    def _template(self, key: SegmentKey, mail_format: MailFormat) -> MessageTemplate:
-        """The segment's message in this format (plain text alone: the same text part)."""
-        template = self._templates.get((key, mail_format))
-        if template is None:
-            body = self._body(key)
-            settings = self.settings
-            template = self._templates[(key, mail_format)] = MessageTemplate.build(
-                sender=settings.from_address,
-                subject=body.subject,
-                html_body=body.html if mail_format == MailFormat.html else None,
-                text_body=body.text,
-                list_id=settings.list_id,
-                body_fields=BODY_FIELDS,
-                date=self._date,
-            )
-        return template
+    def paper_url(self, public_id: str, arxiv_id: str) -> str:
+        """The reader's own link to a paper's actions (`/save`, `/more`, `/less` follow)."""
+        return self._papers_url + make_token(self._secret, PAPER, [public_id, arxiv_id])
 
-    def _body(self, key: SegmentKey) -> RenderedBody:
-        """The segment's rendered body; the last few kept (templates are what is reused)."""
-        body = self._bodies.get(key)
-        if body is None:
+    def _segment(self, key: SegmentKey) -> _SegmentMessages:
+        segment = self._segments.get(key)
+        if segment is None:
             content = self.edition.content(*key)
-            body = render_email(content, sender_name=self.settings.sender_name)
-            self._bodies[key] = body
-            if len(self._bodies) > 4:
-                self._bodies.popitem(last=False)
-        return body
+            body = render_email(
+                content,
+                sender_name=self.settings.sender_name,
+                ranked=self.edition.options.ranked,
+            )
+            segment = self._segments[key] = _SegmentMessages(self.settings, body, self._date)
+        return segment
 
     def _compose(
         self,
@@ -148,3 +158,90 @@ class MessageBuilder:
             unsubscribe_mailto=unsubscribe[1],
             date=self._date,
         )
+
+
+class _SegmentMessages:
+    """One segment's messages in one process: its body rendered once, a template per format,
+    its papers' cards encoded once; each reader's message is assembled from them."""
+
+    def __init__(self, settings: Settings, body: RenderedBody, date: datetime) -> None:
+        self.settings = settings
+        self.body = body
+        self.frame: Frame = body.frame
+        self._date = date
+        self._templates: dict[MailFormat, MessageTemplate] = {}
+        self._cards: dict[tuple[int, int, bool, str], list[bytes | str]] = {}
+        self._positions = {
+            paper.arxiv_id: (section, index)
+            for section, pool in enumerate(self.frame.pools)
+            for index, paper in enumerate(pool)
+        }
+
+    def template(self, mail_format: MailFormat) -> MessageTemplate:
+        """The segment's message in this format (plain text alone: the same text part)."""
+        template = self._templates.get(mail_format)
+        if template is None:
+            settings = self.settings
+            template = self._templates[mail_format] = MessageTemplate.build(
+                sender=settings.from_address,
+                subject=self.body.subject,
+                html_body=self.frame.html if mail_format == MailFormat.html else None,
+                text_body=self.frame.text,
+                list_id=settings.list_id,
+                body_fields=BODY_FIELDS,
+                date=self._date,
+            )
+        return template
+
+    def orders(self, ranking: list[str] | None) -> list[list[int]] | None:
+        """Each section's papers (indices into its pool) in a reader's order: those they
+        ranked, best first, then the others newest first; None for newest first."""
+        if not ranking:
+            return None
+        pools = self.frame.pools
+        orders: list[list[int]] = [[] for _ in pools]
+        positions = self._positions
+        for arxiv_id in ranking:
+            found = positions.get(arxiv_id)
+            if found is not None:
+                orders[found[0]].append(found[1])
+        for order, pool in zip(orders, pools, strict=True):
+            if len(order) < len(pool):
+                ranked = set(order)
+                order.extend(index for index in range(len(pool)) if index not in ranked)
+        return orders
+
+    def slots(self, orders: list[list[int]] | None, paper_url) -> Callable[[int, str], bytes]:
+        """A reader's papers for `MessageTemplate.bytes_for`: the card of each slot, with
+        `paper_url(arxiv_id)` for its actions (made once per paper and message)."""
+        slots = self.frame.slots
+        urls: dict[str, bytes] = {}
+
+        def url(arxiv_id: str) -> bytes:
+            data = urls.get(arxiv_id)
+            if data is None:
+                data = urls[arxiv_id] = encoded(html.escape(paper_url(arxiv_id)))
+            return data
+
+        def slot_bytes(number: int, context: str) -> bytes:
+            slot = slots[number]
+            index = orders[slot.section][slot.index] if orders else slot.index
+            pieces = self._card(slot.section, index, slot.line, context)
+            return b"".join([piece if type(piece) is bytes else url(piece) for piece in pieces])
+
+        return slot_bytes
+
+    def _card(self, section: int, index: int, line: bool, context: str) -> list[bytes | str]:
+        """A paper's card encoded for `context` ("html" or "text"): bytes, and the arXiv id
+        where the reader's link goes."""
+        key = (section, index, line, context)
+        pieces = self._cards.get(key)
+        if pieces is None:
+            card = self.frame.card(section, index, line, html=context == "html")
+            text = PAPER_CARDS.get([card])[0][0] if context == "html" else text_piece(card)
+            parts = PAPER_PLACEHOLDER.split(text)  # text, arXiv id, text, ..., text
+            pieces = [
+                encoded(part) if number % 2 == 0 else part for number, part in enumerate(parts)
+            ]
+            self._cards[key] = [piece for piece in pieces if piece != b""]
+        return self._cards[key]

@@ -47,6 +47,8 @@ class PaperItem:
     """The abstract in the segment's language; None shows the original (English) only."""
     translation_note: str | None = None
     """Why the abstract is not translated this time (e.g. the translator failed), for readers."""
+    paper_id: int = 0
+    """The paper's row (rankings name papers by it); 0 for a paper not stored."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,7 @@ def paper_item(paper: Paper) -> PaperItem:
         code_url=first_http_url(paper.code_urls),
         primary_category=paper.primary_category,
         comment=paper.comment,
+        paper_id=paper.id or 0,
     )
 
 
@@ -148,10 +151,13 @@ def assemble(
     web_url: str,
     base_url: str,
     translations: Translations | None = None,
+    pool: bool = False,
 ) -> DigestContent:
     """One body's content: a section per topic, each paper once (under its first topic), capped.
 
     With `translations`, the papers shown carry their translated abstract (or a note why not).
+    With `pool`, each section also keeps all its papers (translated alike), from which a
+    reader's own order picks those shown.
     """
     first_topic: dict[str, str] = {}
     also: dict[str, list[str]] = defaultdict(list)
@@ -172,9 +178,10 @@ def assemble(
         for item in papers.get(topic.id, []):
             if first_topic[item.arxiv_id] != topic.name:
                 elsewhere[first_topic[item.arxiv_id]] += 1
+        if translations is not None:  # those a reader may be shown
+            shown_at_most = len(own) if pool or cap is None else cap
+            own = [translations.apply(item) for item in own[:shown_at_most]] + own[shown_at_most:]
         shown = own if cap is None else own[:cap]
-        if translations is not None:
-            shown = [translations.apply(item) for item in shown]
         sections.append(
             TopicSection(
                 topic.name,
@@ -183,6 +190,7 @@ def assemble(
                 tuple(shown),
                 len(own),
                 listed_under=tuple(elsewhere.items()),
+                pool=tuple(own) if pool else (),
             )
         )
     return DigestContent(

@@ -49,6 +49,9 @@ class EditionOptions:
     """With translations, translated titles show under the English ones."""
     notes: Notes = field(default_factory=dict)
     """Why an abstract is not translated this time (the translation step's failures)."""
+    ranked: bool = False
+    """Readers with a ranking (`ranking.step`) get each section's papers in their own order:
+    every body keeps its sections' whole pool of papers to pick from."""
 
     @classmethod
     def from_settings(
@@ -69,6 +72,7 @@ class EditionOptions:
             translated=settings.translator != "none",
             titles=settings.translate_titles,
             notes=dict(notes or {}),
+            ranked=settings.ranking and not every_paper,
         )
 
 
@@ -90,6 +94,10 @@ class Edition:
         """The topics read, in display order (every topic, unless `read` was given some)."""
         self.papers = papers
         """Each topic's papers of the digest's window, newest first, uncapped."""
+        self.arxiv_ids = {
+            item.paper_id: item.arxiv_id for items in papers.values() for item in items
+        }
+        """The arXiv id of each of these papers by its row id (rankings name row ids)."""
         self.web_url = digest_web_url(options.base_url, digest.issue_date)
         self._by_id = {topic.id: topic for topic in self.topics}
         self._translations: dict[str | None, Translations | None] = {None: None}
@@ -151,9 +159,27 @@ class Edition:
 
     def shown(self, topic_ids: Sequence[int]) -> list[str]:
         """The arXiv ids a body of these topics shows, whatever its language, in order (its
-        English content, kept: the English readers' segments are then assembled once a send)."""
+        English content, kept: the English readers' segments are then assembled once a send).
+        With rankings, any of a section's papers may be shown: all of them."""
         content = self.content(topic_ids)
-        return [item.arxiv_id for section in content.sections for item in section.papers]
+        return [
+            item.arxiv_id
+            for section in content.sections
+            for item in (section.pool or section.papers)
+        ]
+
+    def rankings(self, session: Session, subscriber_ids: Sequence[int]) -> dict[int, list[str]]:
+        """These readers' orders of the digest's papers (arXiv ids, best first), for those who
+        have one."""
+        if self.digest_id is None:
+            return {}
+        arxiv_ids = self.arxiv_ids
+        return {
+            subscriber_id: [arxiv_ids[paper_id] for paper_id in order if paper_id in arxiv_ids]
+            for subscriber_id, order in store.rankings_of(
+                session, self.digest_id, subscriber_ids
+            ).items()
+        }
 
     def _assemble(
         self, topic_ids: tuple[int, ...], language: str, translations: Translations | None
@@ -167,6 +193,7 @@ class Edition:
             web_url=self.web_url,
             base_url=self.options.base_url,
             translations=translations,
+            pool=self.options.ranked,
         )
 
     def _stored(self, session: Session, arxiv_ids: Iterable[str], language: str) -> Translations:

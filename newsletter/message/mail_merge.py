@@ -18,13 +18,14 @@ from __future__ import annotations
 import binascii
 import html
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
 from newsletter.errors import InvalidInput
 from newsletter.message.compose import compose, message_bytes, subject_header
+from newsletter.render.cards import CARD_MARKER as SLOT_MARKER
 
 # Header markers: what compose() is given instead of the recipient's values.
 TO = "nl-recipient@marker.invalid"
@@ -55,13 +56,25 @@ class _Field:
     context: str  # "header", "text" or "html"
 
 
+@dataclass(frozen=True)
+class _Slot:
+    """Where a paper goes in a body: filled per recipient (their papers in their order)."""
+
+    number: int
+    context: str  # "text" or "html"
+
+
+SlotBytes = Callable[[int, str], bytes]
+"""A recipient's encoded paper for a slot: (slot number, "text" or "html") → bytes."""
+
+
 class MessageTemplate:
     """A segment's message, MIME-encoded once with a gap for each recipient's value.
 
     Build with `build(...)`; `bytes_for(values)` gives one recipient's message.
     """
 
-    def __init__(self, pieces: list[bytes | _Field]) -> None:
+    def __init__(self, pieces: list[bytes | _Field | _Slot]) -> None:
         self.pieces = pieces
         # For `bytes_for`: the static pieces with a gap per field, and which value fills each
         # gap (a link recurs: it is encoded once per context, not once per place).
@@ -71,6 +84,11 @@ class MessageTemplate:
             (position, self._fields.index(piece))
             for position, piece in enumerate(pieces)
             if isinstance(piece, _Field)
+        ]
+        self._slots = [
+            (position, piece.number, piece.context)
+            for position, piece in enumerate(pieces)
+            if isinstance(piece, _Slot)
         ]
 
     @classmethod
@@ -107,9 +125,10 @@ class MessageTemplate:
             bodies[HTML_BODY.encode()] = _encoded_body(html_body, body_fields, "html")
         return cls(_cut(skeleton, header_fields, bodies))
 
-    def bytes_for(self, values: Mapping[str, str]) -> bytes:
+    def bytes_for(self, values: Mapping[str, str], slots: SlotBytes | None = None) -> bytes:
         """One recipient's message; `values` has "to", "message_id", "unsubscribe_url",
-        "unsubscribe_mailto" and every body field."""
+        "unsubscribe_mailto" and every body field; `slots` gives their paper for each slot of
+        bodies that have slots (`slot_marker`)."""
         encoded = []
         plain: dict[str, bytes] = {}  # a value the two parts encode alike (a link): once
         for field in self._fields:
@@ -126,6 +145,8 @@ class MessageTemplate:
         out = self._static.copy()
         for position, field in self._gaps:
             out[position] = encoded[field]
+        for position, number, context in self._slots:
+            out[position] = slots(number, context)
         return b"".join(out)
 
 
@@ -175,20 +196,32 @@ def _cut(
     return [piece for piece in pieces if piece != b""]
 
 
-def _encoded_body(body: str, fields: Mapping[str, str], context: str) -> list[bytes | _Field]:
-    """A body as quoted-printable pieces, each ending in a soft break, with its fields cut out."""
+def _encoded_body(
+    body: str, fields: Mapping[str, str], context: str
+) -> list[bytes | _Field | _Slot]:
+    """A body as quoted-printable pieces, each ending in a soft break, with its fields and its
+    slots (`SLOT_MARKER`) cut out."""
     # The skeleton ends the body's last line itself, as compose() does for any body.
     body = body.removesuffix("\n")
     by_placeholder = {placeholder: name for name, placeholder in fields.items()}
-    pattern = re.compile("|".join(re.escape(p) for p in by_placeholder))
-    pieces: list[bytes | _Field] = []
+    pattern = re.compile("|".join([*map(re.escape, by_placeholder), SLOT_MARKER.pattern]))
+    pieces: list[bytes | _Field | _Slot] = []
     position = 0
-    for match in pattern.finditer(body) if by_placeholder else ():
+    for match in pattern.finditer(body):
         pieces.append(_qp(body[position : match.start()]))
-        pieces.append(_Field(by_placeholder[match.group(0)], context))
+        if match.group(0) in by_placeholder:
+            pieces.append(_Field(by_placeholder[match.group(0)], context))
+        else:
+            pieces.append(_Slot(int(match.group(1)), context))
         position = match.end()
     pieces.append(_qp(body[position:]).removesuffix(SOFT_BREAK))
     return pieces
+
+
+def encoded(text: str) -> bytes:
+    """Text as a piece of a body: quoted-printable ending in a soft break (see `_qp`), so that
+    pieces encoded apart join into one body."""
+    return _qp(text)
 
 
 def _qp(text: str) -> bytes:

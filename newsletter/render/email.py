@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import logging
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from newsletter.digest.content import DigestContent, PaperItem, TopicSection
@@ -83,17 +83,24 @@ class Frame:
         (indices into the pool; None: newest first)."""
         html_keys, text_keys = [], []
         for slot in self.slots:
-            pool = self.pools[slot.section]
-            paper = pool[orders[slot.section][slot.index] if orders else slot.index]
-            if slot.line:
-                html_keys.append(cards.card_key(cards.EMAIL_LINE_TEMPLATE, paper, self.language))
-                text_keys.append((cards.TEXT_LINE_TEMPLATE, paper, ""))
-                continue
-            if self.abstract_chars is not None:
-                paper = shortened(paper, self.abstract_chars)
-            html_keys.append(cards.card_key(cards.EMAIL_CARD_TEMPLATE, paper, self.language))
-            text_keys.append((cards.TEXT_CARD_TEMPLATE, paper, ""))
+            index = orders[slot.section][slot.index] if orders else slot.index
+            html_keys.append(self.card(slot.section, index, slot.line, html=True))
+            text_keys.append(self.card(slot.section, index, slot.line, html=False))
         return html_keys, text_keys
+
+    def card(self, section: int, index: int, line: bool, *, html: bool) -> cards.CardKey:
+        """The card of the `index`th paper of a section's pool, shown as a line or a card,
+        in the HTML part or the text part."""
+        paper = self.pools[section][index]
+        if line:
+            if html:
+                return cards.card_key(cards.EMAIL_LINE_TEMPLATE, paper, self.language)
+            return cards.TEXT_LINE_TEMPLATE, paper, ""
+        if self.abstract_chars is not None:
+            paper = shortened(paper, self.abstract_chars)
+        if html:
+            return cards.card_key(cards.EMAIL_CARD_TEMPLATE, paper, self.language)
+        return cards.TEXT_CARD_TEMPLATE, paper, ""
 
     def bodies(self, orders: Sequence[Sequence[int]] | None = None) -> tuple[str, str]:
         """(HTML, text) with the papers in `orders` (the readers' links still placeholders)."""
@@ -299,18 +306,28 @@ def email_context(
 
 
 def personalise(
-    body: RenderedBody, unsubscribe_url: str, preferences_url: str, web_version_url: str
+    body: RenderedBody,
+    unsubscribe_url: str,
+    preferences_url: str,
+    web_version_url: str,
+    paper_url: Callable[[str], str] | None = None,
+    orders: Sequence[Sequence[int]] | None = None,
 ) -> RenderedBody:
-    """The body of one subscriber's message: each placeholder replaced by their link."""
+    """The body of one subscriber's message: each placeholder replaced by their link, each
+    paper's actions by `paper_url(arxiv_id)` (their own link; None: a stand-in), the papers in
+    `orders` (see `Frame.keys`; None: newest first)."""
     links = {
         UNSUBSCRIBE_PLACEHOLDER: unsubscribe_url,
         PREFERENCES_PLACEHOLDER: preferences_url,
         WEB_VERSION_PLACEHOLDER: web_version_url,
     }
-    html_part, text_part = body.html, body.text
+    html_part, text_part = body.frame.bodies(orders) if orders else (body.html, body.text)
     for placeholder, url in links.items():
         html_part = html_part.replace(placeholder, html.escape(url))
         text_part = text_part.replace(placeholder, url)
+    own = paper_url or (lambda arxiv_id: f"{web_version_url}#{arxiv_id}")
+    html_part = cards.PAPER_PLACEHOLDER.sub(lambda m: html.escape(own(m.group(1))), html_part)
+    text_part = cards.PAPER_PLACEHOLDER.sub(lambda m: own(m.group(1)), text_part)
     return replace(body, html=html_part, text=text_part)
 
 
