@@ -1,4 +1,5 @@
-"""What a subscriber is, checked: addresses, languages, formats and rows of a CSV import."""
+"""What a subscriber is, checked: addresses, languages, formats, the authors they follow and
+rows of a CSV import."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from dataclasses import dataclass
 import langcodes
 from email_validator import EmailNotValidError, validate_email
 
+from newsletter.authors import follow_key
 from newsletter.errors import InvalidInput
 from newsletter.intake.topics import topic_key
 from newsletter.models import MailFormat
 from newsletter.userinput import one_line, without_control_characters
 
-CSV_COLUMNS = ("email", "name", "topics", "language", "format")
+CSV_COLUMNS = ("email", "name", "topics", "language", "format", "follows")
 MAX_NAME = 200
 """What the name's column holds (PostgreSQL refuses longer; SQLite would keep it)."""
 MAX_LANGUAGE = 35
@@ -30,12 +32,17 @@ class SubscriberSpec:
     format: MailFormat | None = None
     """None: HTML for a new subscriber, and a known one keeps theirs (a CSV without the column
     must not undo what readers chose on their preferences page)."""
+    follows: tuple[str, ...] | None = None
+    """Authors they follow, as written; None: none for a new subscriber, and a known one keeps
+    theirs (a CSV without the `follows` column)."""
 
     def __post_init__(self) -> None:
         # Checked here, so the command line and the CSV import refuse the same things before
         # anything is written (the address and language are checked by their callers).
         object.__setattr__(self, "topics", topic_names(self.topics))
         object.__setattr__(self, "name", subscriber_name(self.name))
+        if self.follows is not None:
+            object.__setattr__(self, "follows", tuple(followed_names(self.follows).values()))
         if not self.topics:
             raise InvalidInput("a subscriber needs at least one topic")
 
@@ -49,6 +56,18 @@ def topic_names(names) -> tuple[str, ...]:
         if text:
             found.setdefault(topic_key(text), text)
     return tuple(found.values())
+
+
+def followed_names(names) -> dict[str, str]:
+    """Authors to follow, by `authors.follow_key`, each as first written: blanks dropped, one
+    person once (`Kaiming He;He, Kaiming` is one follow); raises `InvalidInput` on the first
+    name that cannot be followed (a surname alone, a control character, ...)."""
+    found: dict[str, str] = {}
+    for name in names:
+        text = one_line(name, f"the author's name {name!r}")
+        if text:
+            found.setdefault(follow_key(text), text)
+    return found
 
 
 def subscriber_name(name: str) -> str:
@@ -156,8 +175,8 @@ def email_key(address: str) -> str:
 def read_subscriber_csv(
     text: str, *, default_language: str, check_deliverability: bool = False
 ) -> tuple[list[tuple[int, SubscriberSpec]], list[RejectedRow]]:
-    """Rows of `email,name,topics,language,format` (topics separated by `;`; language and format
-    optional), each with its line number.
+    """Rows of `email,name,topics,language,format,follows` (topics and followed authors
+    separated by `;`; language, format and follows optional), each with its line number.
 
     A bad row is reported with its line and reason and never stops the good ones: every field
     is checked here (control characters too, in any column); whether the topics exist is
@@ -197,10 +216,12 @@ def read_subscriber_csv(
         line = reader.line_num
         raw = ",".join(str(value) for value in record.values() if value is not None)
         try:
-            spec = _spec_from_record(record, default_language, check_deliverability)
+            spec, refused = _spec_from_record(record, default_language, check_deliverability)
         except InvalidInput as error:
             rejected.append(RejectedRow(line, str(error), raw))
             continue
+        # A name that cannot be followed is reported on its line; the row is kept without it.
+        rejected.extend(RejectedRow(line, reason, raw) for reason in refused)
         key = email_key(spec.email)
         if key in seen:
             rejected.append(RejectedRow(line, f"{spec.email} repeats line {seen[key]}", raw))
@@ -210,7 +231,9 @@ def read_subscriber_csv(
     return rows, rejected
 
 
-def _spec_from_record(record: dict, default_language: str, check: bool) -> SubscriberSpec:
+def _spec_from_record(
+    record: dict, default_language: str, check: bool
+) -> tuple[SubscriberSpec, list[str]]:
     if None in record:
         raise InvalidInput(f"too many columns (expected {','.join(CSV_COLUMNS)})")
     for column, value in record.items():
@@ -223,4 +246,23 @@ def _spec_from_record(record: dict, default_language: str, check: bool) -> Subsc
     language = normalise_language(record.get("language") or default_language)
     written = (record.get("format") or "").strip()
     mail_format = normalise_format(written) if written else None
-    return SubscriberSpec(email, topics, record.get("name") or "", language, mail_format)
+    follows, refused = _follows_column(record.get("follows"))
+    spec = SubscriberSpec(email, topics, record.get("name") or "", language, mail_format, follows)
+    return spec, refused
+
+
+def _follows_column(value: str | None) -> tuple[tuple[str, ...] | None, list[str]]:
+    """The authors of a `follows` cell (None where the CSV has no such column), and a reason
+    for each name left out."""
+    if value is None:
+        return None, []
+    kept: list[str] = []
+    refused: list[str] = []
+    for name in value.split(";"):
+        try:
+            followed_names([name])
+        except InvalidInput as error:
+            refused.append(f"follows: not followed, the rest of the row is kept: {error}")
+            continue
+        kept.append(name)
+    return tuple(kept), refused

@@ -3,6 +3,7 @@
 
 - `topics`, `papers`: what is fetched (topics and the papers linked to them);
 - `subscribers`, `subscriptions`: who reads (the people, their topics and preferences);
+- `follows`: the authors each reader follows, and the papers a day brought;
 - `digests`, `deliveries`: what is sent (one digest a day, one delivery row per reader);
 - `translations`, `received_mail`: translated abstracts and mail that came back;
 - `transactions`: one item written in its own savepoint.
@@ -39,6 +40,16 @@ from newsletter.store.digests import (
     digest_on,
     latest_digest_before,
     list_digests,
+)
+from newsletter.store.follows import (
+    add_follows,
+    follow_keys_of,
+    follow_names_of,
+    followed_names,
+    follows_of,
+    papers_first_seen_between,
+    remove_follows,
+    set_follows,
 )
 from newsletter.store.papers import (
     count_papers_between,
@@ -119,6 +130,7 @@ __all__ = [
     "STREAM_CHUNK",
     "add_deliveries",
     "add_digest",
+    "add_follows",
     "add_subscriber",
     "add_topic",
     "apply_topic_spec",
@@ -145,6 +157,10 @@ __all__ = [
     "find_subscriber",
     "finish_delivery",
     "finish_sent",
+    "follow_keys_of",
+    "follow_names_of",
+    "followed_names",
+    "follows_of",
     "get_subscriber",
     "get_topic",
     "get_topics",
@@ -163,6 +179,7 @@ __all__ = [
     "next_due_at",
     "papers_by_arxiv_ids",
     "papers_due_code_check",
+    "papers_first_seen_between",
     "papers_linked_between",
     "papers_missing_translation",
     "papers_of_topics_between",
@@ -174,6 +191,7 @@ __all__ = [
     "release_confirmation",
     "release_deliveries",
     "remember_mail",
+    "remove_follows",
     "remove_topic",
     "renew_claims",
     "request_subscription",
@@ -181,6 +199,7 @@ __all__ = [
     "save_translation",
     "sent_message_to",
     "set_fetch_incomplete",
+    "set_follows",
     "set_status",
     "skip_deliveries",
     "subscriber_by_id",

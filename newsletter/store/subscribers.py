@@ -17,6 +17,7 @@ from newsletter.models import (
     SubscriberTopic,
     Topic,
 )
+from newsletter.store.follows import add_follows, set_follows
 from newsletter.store.topics import get_topics
 
 
@@ -50,6 +51,7 @@ def add_subscriber(session: Session, spec: SubscriberSpec, source: str) -> Subsc
     )
     session.add(subscriber)
     session.flush()
+    add_follows(session, subscriber.id, spec.follows or ())
     log_event(
         session, subscriber, "subscribed", source, ", ".join(t.name for t in subscriber.topics)
     )
@@ -142,7 +144,9 @@ def import_subscriber(session: Session, spec: SubscriberSpec, *, update_existing
     mail_format = spec.format or existing.format  # no format given: theirs stays
     wanted = (spec.name, spec.language, mail_format, {t.id for t in topics})
     have = (existing.name, existing.language, existing.format, {t.id for t in existing.topics})
-    if have == wanted:
+    # No follows column: theirs stay, as with the format.
+    follows_changed = spec.follows is not None and set_follows(session, existing.id, spec.follows)
+    if have == wanted and not follows_changed:
         return "unchanged"
     existing.name, existing.language, existing.topics = spec.name, spec.language, topics
     existing.format = mail_format
