@@ -104,7 +104,7 @@ def prepare(
             digest = open_digest(session, issue_date, utcnow())
             edition = Edition.read(session, digest, EditionOptions.from_settings(settings))
         if readers is None:
-            readers = Readers.stream(session, issue_date)
+            readers = Readers.stream(session, issue_date, edition=edition)
         segments = segments_of(session, edition, readers)
         members = ((segment, sid) for segment in segments for sid in segment.subscriber_ids)
         for chunk in _chunks(members, INSERT_CHUNK):
@@ -181,8 +181,8 @@ def build_edition(settings: Settings, issue_date: date) -> tuple[Edition, Transl
         digest = open_digest(session, issue_date, utcnow())
         previous = store.latest_digest_before(session, issue_date)
         earlier = previous.issue_date if previous is not None else None
-        readers = Readers.stream(session, issue_date, earlier=earlier)
         edition = Edition.read(session, digest, EditionOptions.from_settings(settings))
+        readers = Readers.stream(session, issue_date, earlier=earlier, edition=edition)
     translation = translate_for_digest(settings, edition, readers, previous)
     edition = edition.with_notes(translation.notes)
     prepare(settings, issue_date, edition=edition, readers=readers)

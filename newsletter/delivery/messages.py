@@ -62,6 +62,7 @@ class MessageBuilder:
         self._links: DigestLinks | None = None
         self._segments: dict[SegmentKey, _SegmentMessages] = {}
         self._rankings: dict[int, list[str]] = {}
+        self._followed: dict[int, tuple[str, ...]] = {}
         # The Date of this sender's messages: when it began (headers are composed once).
         self._date = datetime.now(UTC)
         self._sender = settings.sender_email  # a property that parses NEWSLETTER_FROM: once
@@ -82,13 +83,16 @@ class MessageBuilder:
             issue_date = self.edition.issue_date
             self._links = DigestLinks(settings.base_url, settings.secret(), issue_date)
         self.edition.load_languages(session, {row.language for row in rows})
+        subscriber_ids = [row.subscriber_id for row in rows]
+        self._followed = self.edition.followed_by(session, subscriber_ids)
         if self.edition.options.ranked:
-            self._rankings = self.edition.rankings(session, [row.subscriber_id for row in rows])
+            self._rankings = self.edition.rankings(session, subscriber_ids)
 
     def message(self, row: ClaimedDelivery) -> Outgoing:
         """One subscriber's message: their segment's template with their values substituted
         and their papers in their order (once `prepare` has read what the row needs)."""
-        segment = self._segment((row.topic_ids, row.language))
+        followed = self._followed.get(row.subscriber_id, ())
+        segment = self._segment((row.topic_ids, row.language, followed))
         orders = segment.orders(self._rankings.get(row.subscriber_id))
         unsubscribe, preferences, web_version = self._links.links(row.public_id)
         message_id = row.message_id if row.message_id.startswith("<") else f"<{row.message_id}>"

@@ -8,7 +8,7 @@ Nothing here reads the database: `edition` reads a digest's papers and translati
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
@@ -124,6 +124,25 @@ class Translations:
         )
 
 
+@dataclass(frozen=True)
+class Heading:
+    """A section's heading when it is not a topic's."""
+
+    id: int
+    name: str
+    slug: str
+    description: str = ""
+
+
+FOLLOWED = Heading(
+    -1,
+    "From people you follow",
+    "people-you-follow",
+    "New papers by the authors you follow, whatever their topics.",
+)
+"""The first section of a reader who follows authors with new papers."""
+
+
 def paper_item(paper: Paper) -> PaperItem:
     return PaperItem(
         arxiv_id=paper.arxiv_id,
@@ -142,7 +161,7 @@ def paper_item(paper: Paper) -> PaperItem:
 
 
 def assemble(
-    topics: list[Topic],
+    topics: Sequence[Topic | Heading],
     papers: dict[int, list[PaperItem]],
     *,
     issue_date: date,
@@ -152,13 +171,21 @@ def assemble(
     base_url: str,
     translations: Translations | None = None,
     pool: bool = False,
+    followed: Sequence[PaperItem] = (),
 ) -> DigestContent:
     """One body's content: a section per topic, each paper once (under its first topic), capped.
+
+    `followed` papers (by authors the reader follows) come first, in a section of their own
+    (`FOLLOWED`), and are not repeated under their topics.
 
     With `translations`, the papers shown carry their translated abstract (or a note why not).
     With `pool`, each section also keeps all its papers (translated alike), from which a
     reader's own order picks those shown.
     """
+    topic_names = tuple(topic.name for topic in topics)
+    if followed:
+        topics = [FOLLOWED, *topics]
+        papers = {**papers, FOLLOWED.id: list(followed)}
     first_topic: dict[str, str] = {}
     also: dict[str, list[str]] = defaultdict(list)
     for topic in topics:
@@ -199,7 +226,7 @@ def assemble(
         language=language,
         web_url=web_url,
         base_url=base_url,
-        topic_names=tuple(topic.name for topic in topics),
+        topic_names=topic_names,
     )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy.orm import Session
 
 from newsletter import store
+from newsletter.authors import FollowIndex, follow_key
 from newsletter.config import Settings
 from newsletter.digest.content import (
     DigestContent,
@@ -100,8 +101,12 @@ class Edition:
         """The arXiv id of each of these papers by its row id (rankings name row ids)."""
         self.web_url = digest_web_url(options.base_url, digest.issue_date)
         self._by_id = {topic.id: topic for topic in self.topics}
+        self.follows: FollowIndex[PaperItem] = FollowIndex(())
+        """The window's papers by their authors, for readers who follow some (`read_follows`)."""
         self._translations: dict[str | None, Translations | None] = {None: None}
-        self._contents: dict[tuple[tuple[int, ...], str], DigestContent] = {}
+        self._contents: dict[tuple[tuple[int, ...], str, tuple[str, ...]], DigestContent] = {}
+        self._followed: dict[str, PaperItem] = {}
+        self._has_rankings: bool | None = None
 
     @classmethod
     def read(
@@ -117,8 +122,49 @@ class Edition:
         stored translations these reader languages need."""
         topics = store.list_topics(session) if topics is None else list(topics)
         edition = cls(digest, topics, new_papers_by_topic(session, digest, topics), options)
+        edition.read_follows(session)
         edition.load_languages(session, languages)
         return edition
+
+    def read_follows(self, session: Session) -> None:
+        """Index the papers first seen in the digest's window by their authors (a followed
+        author's paper arrives whatever its topics)."""
+        if self.digest.window_end is None:
+            return
+        keys = {follow_key(name) for name in store.followed_names(session)}
+        if not keys:
+            return  # nobody follows anyone: nothing to index
+        known = {item.arxiv_id: item for items in self.papers.values() for item in items}
+        items = [
+            known.get(paper.arxiv_id) or paper_item(paper)
+            for paper in store.papers_first_seen_between(
+                session, self.digest.window_start, self.digest.window_end
+            )
+        ]
+        self.follows = FollowIndex((item, item.authors) for item in items)
+        if not any(self.follows.positions_for(key) for key in keys):
+            self.follows = FollowIndex(())  # no reader's follow has a paper in this window
+            return
+        self.arxiv_ids.update((item.paper_id, item.arxiv_id) for item in items)
+        self._followed = {item.arxiv_id: item for item in items}
+
+    def followed(self, name_keys: Iterable[str]) -> tuple[str, ...]:
+        """The arXiv ids of the window's papers by these followed authors, newest first."""
+        if not len(self.follows):
+            return ()
+        return tuple(item.arxiv_id for item in self.follows.papers_for(name_keys))
+
+    def followed_by(self, session: Session, subscriber_ids: Sequence[int]) -> dict[int, tuple]:
+        """The window's papers by authors each of these readers follows (arXiv ids), for
+        those who have some."""
+        if not len(self.follows):
+            return {}
+        found = {}
+        for subscriber_id, keys in store.follow_keys_of(session, subscriber_ids).items():
+            papers = self.followed(keys)
+            if papers:
+                found[subscriber_id] = papers
+        return found
 
     @property
     def topic_ids(self) -> tuple[int, ...]:
@@ -128,7 +174,10 @@ class Edition:
         """The same digest, its readers told why these abstracts are not translated; the
         translations are read again (the step that failed on these stored the others)."""
         options = replace(self.options, notes=dict(notes))
-        return Edition(self.digest, self.topics, self.papers, options)
+        edition = Edition(self.digest, self.topics, self.papers, options)
+        edition.follows, edition._followed = self.follows, self._followed
+        edition.arxiv_ids = self.arxiv_ids
+        return edition
 
     def for_digest(self, session: Session, digest: Digest) -> Edition:
         """Another digest's edition under the same options, with the same topics (not read
@@ -140,28 +189,32 @@ class Edition:
         if not self.options.translated:
             return
         arxiv_ids = {item.arxiv_id for items in self.papers.values() for item in items}
+        arxiv_ids.update(self._followed)
         for language in languages:
             target = translation_language(language)
             if target not in self._translations:
                 self._translations[target] = self._stored(session, arxiv_ids, target)
 
-    def content(self, topic_ids: Sequence[int], language: str = "en") -> DigestContent:
-        """What a reader of these topics (in display order) and this language receives; topics
-        since deleted are left out. With translations on, the language's must have been loaded
+    def content(
+        self, topic_ids: Sequence[int], language: str = "en", followed: Sequence[str] = ()
+    ) -> DigestContent:
+        """What a reader of these topics (in display order) and this language receives, with
+        first the `followed` papers (arXiv ids: by authors they follow); topics since deleted
+        are left out. With translations on, the language's must have been loaded
         (`load_languages`)."""
-        key = (tuple(topic_ids), language)
+        key = (tuple(topic_ids), language, tuple(followed))
         if key not in self._contents:
             target = translation_language(language) if self.options.translated else None
             if target not in self._translations:
                 raise LookupError(f"the translations into {target} are not loaded")
-            self._contents[key] = self._assemble(key[0], language, self._translations[target])
+            self._contents[key] = self._assemble(*key, self._translations[target])
         return self._contents[key]
 
-    def shown(self, topic_ids: Sequence[int]) -> list[str]:
+    def shown(self, topic_ids: Sequence[int], followed: Sequence[str] = ()) -> list[str]:
         """The arXiv ids a body of these topics shows, whatever its language, in order (its
         English content, kept: the English readers' segments are then assembled once a send).
         With rankings, any of a section's papers may be shown: all of them."""
-        content = self.content(topic_ids)
+        content = self.content(topic_ids, "en", followed)
         return [
             item.arxiv_id
             for section in content.sections
@@ -173,6 +226,10 @@ class Edition:
         have one."""
         if self.digest_id is None:
             return {}
+        if self._has_rankings is None:
+            self._has_rankings = store.has_rankings(session, self.digest_id)
+        if not self._has_rankings:
+            return {}
         arxiv_ids = self.arxiv_ids
         return {
             subscriber_id: [arxiv_ids[paper_id] for paper_id in order if paper_id in arxiv_ids]
@@ -182,7 +239,11 @@ class Edition:
         }
 
     def _assemble(
-        self, topic_ids: tuple[int, ...], language: str, translations: Translations | None
+        self,
+        topic_ids: tuple[int, ...],
+        language: str,
+        followed: tuple[str, ...],
+        translations: Translations | None,
     ) -> DigestContent:
         return assemble(
             [self._by_id[topic_id] for topic_id in topic_ids if topic_id in self._by_id],
@@ -194,6 +255,9 @@ class Edition:
             base_url=self.options.base_url,
             translations=translations,
             pool=self.options.ranked,
+            followed=[
+                self._followed[arxiv_id] for arxiv_id in followed if arxiv_id in self._followed
+            ],
         )
 
     def _stored(self, session: Session, arxiv_ids: Iterable[str], language: str) -> Translations:

@@ -1,10 +1,12 @@
 """Who receives which body: a digest's readers grouped into segments, the list streamed once.
 
-A segment is the subscribers who receive the same body: the same topics (in display order)
-and the same language. (The mail format is not part of it: a body is encoded in each format
-its segment's readers take when it is sent.) The list is streamed (subscriber ids, languages,
-pauses and topic ids, never whole subscribers), so memory holds an integer a subscriber; a
-send streams it once (`Readers`) and hands the groups to the steps that need them.
+A segment is the subscribers who receive the same body: the same topics (in display order),
+the same language, and the same papers by authors they follow (most readers: none). (The
+mail format is not part of it: a body is encoded in each format its segment's readers take
+when it is sent; nor is a reader's ranking: their papers are put in their order as their
+message is assembled.) The list is streamed (subscriber ids, languages, pauses and topic
+ids, never whole subscribers), so memory holds an integer a subscriber; a send streams it
+once (`Readers`) and hands the groups to the steps that need them.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from newsletter.digest.content import DigestContent
 from newsletter.digest.edition import Edition, EditionOptions
 from newsletter.models import Digest
 
-SegmentKey = tuple[tuple[int, ...], str]
-"""(topic ids in display order, language): who gets the same body."""
+SegmentKey = tuple[tuple[int, ...], str, tuple[str, ...]]
+"""(topic ids in display order, language, the arXiv ids of the papers by authors they follow):
+who gets the same body."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class Segment:
     language: str
     subscriber_ids: tuple[int, ...]
     content: DigestContent
+    followed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,12 +57,21 @@ class Readers:
     """The segments with readers not paused on `earlier`, in the same order for that day."""
 
     @classmethod
-    def stream(cls, session: Session, on: date, *, earlier: date | None = None) -> Readers:
+    def stream(
+        cls,
+        session: Session,
+        on: date,
+        *,
+        earlier: date | None = None,
+        edition: Edition | None = None,
+    ) -> Readers:
+        """With `edition`, readers who follow authors of its papers form segments of their
+        own (their body starts with those papers)."""
         if earlier is not None and earlier > on:
             raise ValueError(f"{earlier} is not before {on}")
         groups: dict[SegmentKey, list[int]] = defaultdict(list)
         earlier_keys: dict[SegmentKey, None] = {}
-        for subscriber_id, key, paused_until in subscriber_segments(session, on):
+        for subscriber_id, key, paused_until in subscriber_segments(session, on, edition):
             groups[key].append(subscriber_id)
             if earlier is not None and (paused_until is None or paused_until <= earlier):
                 earlier_keys.setdefault(key, None)
@@ -71,25 +84,51 @@ class Readers:
 
     @property
     def languages(self) -> set[str]:
-        return {language for _topic_ids, language in self.groups}
+        return {language for _topic_ids, language, _followed in self.groups}
 
 
 def subscriber_segments(
-    session: Session, on: date
+    session: Session, on: date, edition: Edition | None = None
 ) -> Iterator[tuple[int, SegmentKey, date | None]]:
     """(subscriber id, segment key, paused until) of every active subscriber not paused on
-    `on`."""
+    `on`; the papers by authors they follow are `edition`'s (none without one)."""
+    chunk: list[tuple[int, tuple[int, ...], str, date | None]] = []
+    for row in _subscriber_topics(session, on):
+        chunk.append(row)
+        if len(chunk) == store.STREAM_CHUNK:
+            yield from _with_followed(session, chunk, edition)
+            chunk = []
+    yield from _with_followed(session, chunk, edition)
+
+
+def _with_followed(
+    session: Session,
+    chunk: list[tuple[int, tuple[int, ...], str, date | None]],
+    edition: Edition | None,
+) -> Iterator[tuple[int, SegmentKey, date | None]]:
+    followed = {}
+    if edition is not None and chunk:
+        followed = edition.followed_by(session, [row[0] for row in chunk])
+    for subscriber_id, topic_ids, language, paused_until in chunk:
+        yield subscriber_id, (topic_ids, language, followed.get(subscriber_id, ())), paused_until
+
+
+def _subscriber_topics(
+    session: Session, on: date
+) -> Iterator[tuple[int, tuple[int, ...], str, date | None]]:
+    """(subscriber id, topic ids, language, paused until) of every active subscriber not
+    paused on `on`."""
     current, language, paused_until, topic_ids = None, "", None, []
     for subscriber_id, row_language, row_paused, topic_id in store.subscriber_topic_rows(
         session, on
     ):
         if subscriber_id != current:
             if current is not None:
-                yield current, (tuple(topic_ids), language), paused_until
+                yield current, tuple(topic_ids), language, paused_until
             current, language, paused_until, topic_ids = subscriber_id, row_language, row_paused, []
         topic_ids.append(topic_id)
     if current is not None:
-        yield current, (tuple(topic_ids), language), paused_until
+        yield current, tuple(topic_ids), language, paused_until
 
 
 def segments_of(session: Session, edition: Edition, readers: Readers) -> list[Segment]:
@@ -98,14 +137,15 @@ def segments_of(session: Session, edition: Edition, readers: Readers) -> list[Se
     options include empty ones."""
     edition.load_languages(session, readers.languages)
     segments = []
-    for (topic_ids, language), subscriber_ids in readers.groups.items():
-        content = edition.content(topic_ids, language)
+    for (topic_ids, language, followed), subscriber_ids in readers.groups.items():
+        content = edition.content(topic_ids, language, followed)
         if content.paper_count or edition.options.include_empty:
-            segments.append(Segment(topic_ids, language, subscriber_ids, content))
+            segments.append(Segment(topic_ids, language, subscriber_ids, content, followed))
     return segments
 
 
 def read_segments(session: Session, digest: Digest, options: EditionOptions) -> list[Segment]:
     """A digest's segments, read afresh: its edition, and its day's readers streamed."""
     edition = Edition.read(session, digest, options)
-    return segments_of(session, edition, Readers.stream(session, digest.issue_date))
+    readers = Readers.stream(session, digest.issue_date, edition=edition)
+    return segments_of(session, edition, readers)
