@@ -138,11 +138,14 @@ def summary(rows: list[dict], clusters: dict, papers: int, today: int, trained: 
         "models_trained": trained,
         **figures(rows),
         "clusters": {
-            name: {"before": len(old), "today": sum(by_cluster[name][0]["newest"]),
-                   **figures(by_cluster[name])}
+            name: {
+                "before": len(old),
+                "today": sum(by_cluster[name][0]["newest"]),
+                **figures(by_cluster[name]),
+            }
             for name, (old, _members) in clusters.items()
         },
-    }  # fmt: skip
+    }
 
 
 def speed(papers: list[FetchedPaper], readers: int, day: int, seed: int) -> dict:
@@ -194,9 +197,11 @@ def main() -> int:
     figures = report(papers, args)
     if args.readers:
         figures.update(speed(papers, args.readers, args.papers, args.seed))
-        print(f"speed: {figures['speed_readers']} readers, {figures['speed_papers_today']} papers "
-              f"today: {figures['models_per_second']} models/s "
-              f"({figures['ms_per_model']} ms each), {figures['rows_per_second']} ranking rows/s")  # fmt: skip
+        print(
+            f"speed: {figures['speed_readers']} readers, {figures['speed_papers_today']} papers "
+            f"today: {figures['models_per_second']} models/s "
+            f"({figures['ms_per_model']} ms each), {figures['rows_per_second']} ranking rows/s"
+        )
     print(json.dumps(figures, sort_keys=True))
     return 0
 
@@ -204,21 +209,29 @@ def main() -> int:
 def report(papers: list[FetchedPaper], args: argparse.Namespace) -> dict:
     """The quality figures, printed as a table."""
     result = quality(papers, args.per_cluster, args.seed)
-    print(f"{result['papers']} real papers; {result['today']} today (newest 40%); "
-          f"{result['readers']} simulated readers who saved {SAVED} papers of one category")  # fmt: skip
-    print(f"{'cluster':<12} {'before':>6} {'today':>5} {'readers':>7}  "
-          f"{'p@5 best':>8} {'p@5 rank':>8} {'p@5 new':>7}  {'nDCG@10 rank':>12} {'nDCG@10 new':>11}")  # fmt: skip
+    print(
+        f"{result['papers']} real papers; {result['today']} today (newest 40%); "
+        f"{result['readers']} simulated readers who saved {SAVED} papers of one category"
+    )
+    print(
+        f"{'cluster':<12} {'before':>6} {'today':>5} {'readers':>7}  "
+        f"{'p@5 best':>8} {'p@5 rank':>8} {'p@5 new':>7}  {'nDCG@10 rank':>12} {'nDCG@10 new':>11}"
+    )
     lines = [*result["clusters"].items(), ("all", result)]
     for name, f in lines:
-        print(f"{name:<12} {f.get('before', ''):>6} {f.get('today', ''):>5} {f['readers']:>7}  "
-              f"{f['best_p5']:>8.3f} {f['ranking_p5']:>8.3f} {f['newest_p5']:>7.3f}  "
-              f"{f['ranking_ndcg10']:>12.3f} {f['newest_ndcg10']:>11.3f}")  # fmt: skip
+        print(
+            f"{name:<12} {f.get('before', ''):>6} {f.get('today', ''):>5} {f['readers']:>7}  "
+            f"{f['best_p5']:>8.3f} {f['ranking_p5']:>8.3f} {f['newest_p5']:>7.3f}  "
+            f"{f['ranking_ndcg10']:>12.3f} {f['newest_ndcg10']:>11.3f}"
+        )
     ratio = result["ranking_p5"] / result["newest_p5"] if result["newest_p5"] else math.inf
     result["p5_ratio"] = round(ratio, 2) if math.isfinite(ratio) else None
     result["target_met"] = ratio >= 2
-    print(f"precision@5: ranking {result['ranking_p5']:.3f} vs newest first "
-          f"{result['newest_p5']:.3f} ({ratio:.2f}x; target 2x: "
-          f"{'met' if result['target_met'] else 'NOT met'})")  # fmt: skip
+    print(
+        f"precision@5: ranking {result['ranking_p5']:.3f} vs newest first "
+        f"{result['newest_p5']:.3f} ({ratio:.2f}x; target 2x: "
+        f"{'met' if result['target_met'] else 'NOT met'})"
+    )
     return result
 
 

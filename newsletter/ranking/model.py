@@ -64,8 +64,9 @@ def train(
 ) -> LinearModel:
     """A model from rows of TF-IDF features: `positive` against `negative` and `background`.
 
-    The caller leaves the reader's own papers out of `background`. Classes are weighted to
-    balance (a few positives against a thousand others).
+    The caller leaves the reader's own papers out of `background`. The two classes weigh
+    the same in all (a few positives against a thousand others), and each paper the reader
+    asked for less of weighs as much as one they want: it is as plain a word as theirs.
     """
     if positive.shape[0] == 0:
         raise ValueError("a model needs at least one positive paper")
@@ -76,10 +77,22 @@ def train(
         # Nothing to learn against: every paper is as good as its likeness to the positives.
         weights = np.asarray(positive.mean(axis=0)).ravel()
         return LinearModel(weights.astype(np.float32), 0.0)
-    classifier = LinearSVC(C=C, class_weight="balanced", dual=True, max_iter=10_000, tol=1e-4,
-                           random_state=0)  # fmt: skip
-    classifier.fit(rows, labels)
+    classifier = LinearSVC(C=C, dual=True, max_iter=10_000, tol=1e-4, random_state=0)
+    classifier.fit(rows, labels, sample_weight=_balanced(positive, negative, background))
     return LinearModel(classifier.coef_.ravel().astype(np.float32), float(classifier.intercept_[0]))
+
+
+def _balanced(
+    positive: sparse.csr_matrix, negative: sparse.csr_matrix, background: sparse.csr_matrix
+) -> np.ndarray:
+    wanted, unwanted, other = positive.shape[0], negative.shape[0], background.shape[0]
+    total = wanted + unwanted + other
+    per_positive = total / (2 * wanted)
+    # What the explicit negatives do not take of the negative half goes to the background.
+    per_other = max(total / 2 - unwanted * per_positive, total / 4) / max(other, 1)
+    return np.concatenate(
+        [np.full(wanted, per_positive), np.full(unwanted, per_positive), np.full(other, per_other)]
+    )
 
 
 def order(paper_ids: Sequence[int], scores: np.ndarray) -> list[int]:
