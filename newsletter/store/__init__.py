@@ -6,6 +6,7 @@
 - `follows`: the authors each reader follows, and the papers a day brought;
 - `digests`, `deliveries`: what is sent (one digest a day, one delivery row per reader);
 - `translations`, `received_mail`: translated abstracts and mail that came back;
+- `ranking`: papers' features, readers' signal and their order of each digest's papers;
 - `transactions`: one item written in its own savepoint.
 
 The store decides nothing: policies (when a bounce bounces an address, what a digest holds)
@@ -64,6 +65,22 @@ from newsletter.store.papers import (
     topic_counts_between,
     topic_names_of,
     upsert_paper,
+)
+from newsletter.store.ranking import (
+    NEGATIVE,
+    POSITIVE,
+    count_ranking_readers,
+    features_of,
+    features_seen_between,
+    papers_first_seen_between,
+    papers_without_features,
+    put_features,
+    put_rankings,
+    ranked_reader_ids,
+    rankings_of,
+    reader_signals,
+    readers_with_signal,
+    topic_ids_of,
 )
 from newsletter.store.received_mail import (
     mail_was_read,
@@ -127,6 +144,8 @@ from newsletter.store.translations import (
 __all__ = [
     "ClaimedDelivery",
     "IN_LIST_LIMIT",
+    "NEGATIVE",
+    "POSITIVE",
     "STREAM_CHUNK",
     "add_deliveries",
     "add_digest",
@@ -143,6 +162,7 @@ __all__ = [
     "confirmation_matches",
     "count_hard_failure",
     "count_papers_between",
+    "count_ranking_readers",
     "count_unfinished",
     "defer_delivery",
     "deliveries_of",
@@ -154,6 +174,8 @@ __all__ = [
     "edit_subscriber",
     "events_of",
     "failed_deliveries",
+    "features_of",
+    "features_seen_between",
     "find_subscriber",
     "finish_delivery",
     "finish_sent",
@@ -183,9 +205,16 @@ __all__ = [
     "papers_linked_between",
     "papers_missing_translation",
     "papers_of_topics_between",
+    "papers_without_features",
     "pause_subscriber",
     "public_ids_without_delivery",
     "purge_subscriber",
+    "put_features",
+    "put_rankings",
+    "ranked_reader_ids",
+    "rankings_of",
+    "reader_signals",
+    "readers_with_signal",
     "recent_papers",
     "record_code_check",
     "release_confirmation",
@@ -208,6 +237,7 @@ __all__ = [
     "subscriber_topic_rows",
     "topic_by_slug",
     "topic_counts_between",
+    "topic_ids_of",
     "topic_names_of",
     "topic_paper_counts",
     "topic_subscriber_counts",

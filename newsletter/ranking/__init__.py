@@ -1,0 +1,8 @@
+"""Each reader's papers in the order they care about: features of every paper's title and
+abstract (`features`, made once per paper), a linear model per reader trained on what they
+saved, rated and seeded (`model`), and the daily step that stores each reader's order of a
+digest's papers (`step`), read when their email is assembled.
+
+May import `store`, `models`, `db`, `config` and the bottom modules; never `digest`'s callers
+(`render`, `message`, `delivery`, `web`, `cli`).
+"""

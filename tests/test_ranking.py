@@ -1,0 +1,284 @@
+"""Ranking within each section: each reader's order of a digest's papers, learned from what they
+saved, rated and seeded, on real abstracts (../shared/fixtures/arxiv, skipped where absent).
+
+"Yesterday" stores three diffusion-model papers a reader liked; "today" is the 25 real cs.AI,
+cs.LG and cs.CL papers of 2026-05-12, two of them about diffusion generation (2605.12480,
+OmniNFT, 9th newest; 2605.12495, AlphaGRPO, the newest) among agents, optimisers and LLMs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, timedelta
+
+import pytest
+from arxiv import _feed
+from sqlalchemy import func, select, update
+
+from newsletter import store
+from newsletter.db import session_scope
+from newsletter.digest.window import open_digest
+from newsletter.models import (
+    Paper,
+    PaperFeatures,
+    Rating,
+    ReaderPaper,
+    ReaderRanking,
+    Subscriber,
+    utcnow,
+)
+from newsletter.ranking.features import SCHEME, compute_features, decode, paper_text
+from newsletter.ranking.step import rank_digest
+from newsletter.sources.papers import paper_from_result
+from tests.arxiv_server import shared_fixture
+from tests.helpers import paper, set_env, store_papers, subscribe
+
+DIFFUSION_TODAY = {"2605.12480", "2605.12495"}
+
+LIKED = [
+    # Three diffusion-model papers the reader liked (their real titles, their abstracts' gist).
+    (
+        "Denoising Diffusion Probabilistic Models",
+        "We present high quality image synthesis results using diffusion probabilistic models, "
+        "a class of latent variable models inspired by nonequilibrium thermodynamics. Our best "
+        "results are obtained by training on a weighted variational bound designed according "
+        "to a novel connection between diffusion probabilistic models and denoising score "
+        "matching with Langevin dynamics.",
+    ),
+    (
+        "High-Resolution Image Synthesis with Latent Diffusion Models",
+        "By decomposing the image formation process into a sequential application of denoising "
+        "autoencoders, diffusion models achieve state-of-the-art synthesis results on image "
+        "data. We apply them in the latent space of powerful pretrained autoencoders, which "
+        "makes high-resolution image and video generation with diffusion models efficient.",
+    ),
+    (
+        "Score-Based Generative Modeling through Stochastic Differential Equations",
+        "Creating noise from data is easy; creating data from noise is generative modeling. We "
+        "present a stochastic differential equation that transforms a complex data distribution "
+        "to a known prior distribution by slowly injecting noise, and a reverse-time SDE that "
+        "removes the noise for generation: score-based diffusion models for image and audio "
+        "generation.",
+    ),
+]
+
+DAY1, DAY2 = date(2026, 5, 11), date(2026, 5, 12)
+
+
+def real_day() -> list:
+    path = shared_fixture("current/cs-ai-lg-cl_2026-05-12_25.xml")
+    return [paper_from_result(result) for result in _feed.parse(path.read_bytes()).results]
+
+
+@pytest.fixture
+def day(settings, cli):
+    """Yesterday's digest held the liked papers; today's holds the 25 real papers. Returns
+    today's digest id and its papers' ids newest first (by arXiv id)."""
+    cli("topics", "add", "AI", "--keyword", "learning")
+    liked = [
+        replace(paper(900 + i, title=title, days_old=30), abstract=abstract)
+        for i, (title, abstract) in enumerate(LIKED)
+    ]
+    store_papers(settings, "AI", *liked)
+    with session_scope(settings) as session:
+        open_digest(session, DAY1, utcnow())
+    store_papers(settings, "AI", *real_day())
+    with session_scope(settings) as session:
+        digest = open_digest(session, DAY2, utcnow() + timedelta(seconds=1))
+        topic = store.get_topic(session, "AI")
+        papers = store.papers_linked_between(
+            session, topic.id, digest.window_start, digest.window_end
+        )
+        return digest.id, [p.arxiv_id for p in papers]
+
+
+def reader(settings, cli, email: str, *, liked=(), less=(), saved=(), seeds=()) -> int:
+    """A subscriber of AI with this signal (arXiv ids of stored papers); their id."""
+    subscribe(cli, email, "AI")
+    with session_scope(settings) as session:
+        subscriber_id = store.get_subscriber(session, email).id
+        named = [*liked, *less, *saved, *seeds]
+        ids = {p.arxiv_id: p.id for p in store.papers_by_arxiv_ids(session, named)}
+        now = utcnow()
+        for arxiv_id in liked:
+            session.add(ReaderPaper(subscriber_id=subscriber_id, paper_id=ids[arxiv_id],
+                                    rating=int(Rating.more), rated_at=now))  # fmt: skip
+        for arxiv_id in less:
+            session.add(ReaderPaper(subscriber_id=subscriber_id, paper_id=ids[arxiv_id],
+                                    rating=int(Rating.less), rated_at=now))  # fmt: skip
+        for arxiv_id in saved:
+            session.add(ReaderPaper(subscriber_id=subscriber_id, paper_id=ids[arxiv_id],
+                                    saved_at=now))  # fmt: skip
+        for arxiv_id in seeds:
+            session.add(ReaderPaper(subscriber_id=subscriber_id, paper_id=ids[arxiv_id],
+                                    seed=True))  # fmt: skip
+    return subscriber_id
+
+
+LIKED_IDS = ("2611.00900", "2611.00901", "2611.00902")
+
+
+def ranking(settings, digest_id: int, subscriber_id: int) -> list[str] | None:
+    """The reader's stored order of the digest, as arXiv ids; None without one."""
+    with session_scope(settings) as session:
+        found = store.rankings_of(session, digest_id, [subscriber_id])
+        arxiv_ids = dict(session.execute(select(Paper.id, Paper.arxiv_id)).all())
+    if subscriber_id not in found:
+        return None
+    return [arxiv_ids[paper_id] for paper_id in found[subscriber_id]]
+
+
+# ---------------------------------------------------------------- order
+
+
+def test_a_reader_who_liked_diffusion_papers_sees_them_first(settings, cli, day):
+    digest_id, newest_first = day
+    assert newest_first.index("2605.12480") == 8  # newest first, OmniNFT is 9th
+    ada = reader(settings, cli, "ada@example.org", liked=LIKED_IDS[:2], seeds=LIKED_IDS[2:])
+    bo = reader(settings, cli, "bo@example.org")  # no signal: newest first
+
+    report = rank_digest(settings, digest_id)
+
+    order = ranking(settings, digest_id, ada)
+    assert DIFFUSION_TODAY <= set(order[:3]), order[:5]  # OmniNFT is 9th newest
+    assert sorted(order) == sorted(newest_first)  # every paper of hers, each once
+    assert ranking(settings, digest_id, bo) is None
+    assert (report.readers_ranked, report.too_little_signal, report.models_trained) == (1, 1, 1)
+
+
+def test_saved_papers_are_positives_too(settings, cli, day):
+    digest_id, _ = day
+    ada = reader(settings, cli, "ada@example.org", saved=LIKED_IDS)
+    rank_digest(settings, digest_id)
+    assert DIFFUSION_TODAY <= set(ranking(settings, digest_id, ada)[:3])
+
+
+def test_a_disliked_paper_goes_down(settings, cli, day):
+    digest_id, _ = day
+    ada = reader(settings, cli, "ada@example.org", liked=LIKED_IDS)
+    bo = reader(settings, cli, "bo@example.org", liked=LIKED_IDS, less=["2605.12480"])
+    report = rank_digest(settings, digest_id)
+    assert report.models_trained == 2  # their signals differ
+    liked_it, disliked_it = ranking(settings, digest_id, ada), ranking(settings, digest_id, bo)
+    assert liked_it.index("2605.12480") < 2
+    assert disliked_it.index("2605.12480") > liked_it.index("2605.12480") + 2
+
+
+def test_readers_with_the_same_signal_share_one_model(settings, cli, day):
+    digest_id, _ = day
+    readers = [reader(settings, cli, f"r{i}@example.org", liked=LIKED_IDS) for i in range(3)]
+    report = rank_digest(settings, digest_id)
+    assert (report.readers_ranked, report.models_trained) == (3, 1)
+    with session_scope(settings) as session:
+        orders = store.rankings_of(session, digest_id, readers)
+    assert len(orders) == 3 and len({tuple(o) for o in orders.values()}) == 1
+
+
+# ---------------------------------------------------------------- who is ranked
+
+
+def test_too_little_signal_gets_no_ranking(settings, cli, day, monkeypatch):
+    digest_id, _ = day
+    # Two positives and a "less like this" on a third: below NEWSLETTER_RANKING_MIN_SIGNAL (3).
+    ada = reader(settings, cli, "ada@example.org", liked=LIKED_IDS[:2], less=LIKED_IDS[2:])
+    report = rank_digest(settings, digest_id)
+    assert ranking(settings, digest_id, ada) is None
+    assert (report.readers_ranked, report.too_little_signal) == (0, 1)
+
+    assert rank_digest(set_env(monkeypatch, ranking_min_signal="2"), digest_id).readers_ranked == 1
+
+
+def test_the_readers_own_switch_turns_ranking_off(settings, cli, day):
+    digest_id, _ = day
+    ada = reader(settings, cli, "ada@example.org", liked=LIKED_IDS)
+    with session_scope(settings) as session:
+        session.execute(update(Subscriber).where(Subscriber.id == ada).values(ranking=False))
+    report = rank_digest(settings, digest_id)
+    assert ranking(settings, digest_id, ada) is None
+    assert report.readers_ranked == 0
+
+
+def test_the_setting_turns_ranking_off_for_the_list(settings, cli, day, monkeypatch):
+    digest_id, _ = day
+    ada = reader(settings, cli, "ada@example.org", liked=LIKED_IDS)
+    report = rank_digest(set_env(monkeypatch, ranking="false"), digest_id)
+    assert report.off and report.readers_ranked == 0 and report.features_computed == 0
+    assert ranking(settings, digest_id, ada) is None
+
+
+def test_an_unsubscribed_reader_is_not_ranked(settings, cli, day):
+    digest_id, _ = day
+    ada = reader(settings, cli, "ada@example.org", liked=LIKED_IDS)
+    cli("subscribers", "remove", "ada@example.org")
+    assert rank_digest(settings, digest_id).readers_ranked == 0
+    assert ranking(settings, digest_id, ada) is None
+
+
+# ---------------------------------------------------------------- once per paper, once per day
+
+
+def test_features_are_made_once_per_paper(settings, cli, day):
+    digest_id, newest_first = day
+    reader(settings, cli, "ada@example.org", liked=LIKED_IDS)
+    assert rank_digest(settings, digest_id).features_computed == len(newest_first) + 3
+    with session_scope(settings) as session:
+        stored = dict(session.execute(select(PaperFeatures.paper_id, PaperFeatures.scheme)).all())
+        omni = store.papers_by_arxiv_ids(session, ["2605.12480"])[0]
+        data = session.get(PaperFeatures, omni.id).data
+    assert set(stored.values()) == {SCHEME} and len(stored) == len(newest_first) + 3
+    assert data == compute_features([(omni.title, omni.abstract)])[0]
+    assert rank_digest(settings, digest_id, rerank=True).features_computed == 0
+
+    # A new version with a new abstract: its features are made again, and only its.
+    fetched = next(p for p in real_day() if p.arxiv_id == "2605.12480")
+    store_papers(settings, "AI", replace(fetched, version=2, abstract="A new abstract."))
+    assert rank_digest(settings, digest_id, rerank=True).features_computed == 1
+    with session_scope(settings) as session:
+        indices, counts = decode(session.get(PaperFeatures, omni.id).data)
+    assert len(indices) == len(compute_features([(fetched.title, "A new abstract.")])[0]) // 8
+
+
+def test_a_rerun_ranks_nobody_twice(settings, cli, day):
+    digest_id, _ = day
+    ada = reader(settings, cli, "ada@example.org", liked=LIKED_IDS)
+    first = rank_digest(settings, digest_id)
+    order = ranking(settings, digest_id, ada)
+    with session_scope(settings) as session:
+        created = session.get(ReaderRanking, (digest_id, ada)).created_at
+
+    again = rank_digest(settings, digest_id)
+    assert (first.readers_ranked, first.models_trained) == (1, 1)
+    assert (again.readers_ranked, again.already_ranked, again.models_trained) == (0, 1, 0)
+    with session_scope(settings) as session:
+        assert session.get(ReaderRanking, (digest_id, ada)).created_at == created
+
+    forced = rank_digest(settings, digest_id, rerank=True)
+    assert (forced.readers_ranked, forced.models_trained) == (1, 1)
+    assert ranking(settings, digest_id, ada) == order  # the same model: deterministic
+    with session_scope(settings) as session:
+        assert session.scalar(select(func.count()).select_from(ReaderRanking)) == 1
+
+
+def test_rankings_are_read_in_chunks(settings, cli, day, monkeypatch):
+    digest_id, _ = day
+    readers = [reader(settings, cli, f"r{i}@example.org", liked=LIKED_IDS) for i in range(3)]
+    monkeypatch.setattr("newsletter.store.ranking.IN_LIST_LIMIT", 2)
+    monkeypatch.setattr("newsletter.ranking.step.READER_CHUNK", 2)
+    assert rank_digest(settings, digest_id).readers_ranked == 3
+    with session_scope(settings) as session:
+        assert sorted(store.rankings_of(session, digest_id, [*readers, 10_000])) == readers
+
+
+# ---------------------------------------------------------------- features
+
+
+def test_latex_markup_is_not_a_feature():
+    text = paper_text(
+        r"PanGu-$\pi$ and \emph{diffusion}", r"See $\mathcal{L}_{\rm KL}$ at https://github.com/x/y"
+    )
+    assert (
+        "diffusion" in text
+        and "mathcal" not in text
+        and "github" not in text
+        and "emph" not in text
+    )
