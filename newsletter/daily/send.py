@@ -26,6 +26,7 @@ from newsletter.digest.segments import Readers, Segment, read_segments, segments
 from newsletter.digest.window import draft_digest, open_digest
 from newsletter.message.compose import message_id_for
 from newsletter.models import DeliveryStatus, utcnow
+from newsletter.ranking.step import rank_digest
 from newsletter.translate.step import TranslationReport, translate_for_digest
 
 Progress = Callable[[int], None]
@@ -174,7 +175,9 @@ def build(settings: Settings, issue_date: date) -> tuple[int, TranslationReport]
 def build_edition(settings: Settings, issue_date: date) -> tuple[Edition, TranslationReport]:
     """`build`, giving the day's edition as its readers get it (translations and notes).
 
-    The list is streamed once: the segments it forms serve the translation step (which also
+    Readers with enough signal are ranked first (`ranking.step`: their order of the day's
+    papers, stored once), so the translations cover what their own order shows. The list is
+    streamed once: the segments it forms serve the translation step (which also
     needs the previous digest's, noted on the same stream) and then the delivery rows.
     """
     with session_scope(settings) as session:
@@ -183,6 +186,7 @@ def build_edition(settings: Settings, issue_date: date) -> tuple[Edition, Transl
         earlier = previous.issue_date if previous is not None else None
         edition = Edition.read(session, digest, EditionOptions.from_settings(settings))
         readers = Readers.stream(session, issue_date, earlier=earlier, edition=edition)
+    rank_digest(settings, edition.digest_id)  # logs what it did
     translation = translate_for_digest(settings, edition, readers, previous)
     edition = edition.with_notes(translation.notes)
     prepare(settings, issue_date, edition=edition, readers=readers)

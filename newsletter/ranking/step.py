@@ -138,7 +138,7 @@ def _day_of(session: Session, digest_id: int) -> _Day:
         topic_papers[topic_id].append(paper.id)
         dated[paper.id] = paper.published
     untopical = []
-    for paper_id, published in store.papers_first_seen_between(session, start, end):
+    for paper_id, published in store.paper_dates_first_seen_between(session, start, end):
         if paper_id not in dated:
             untopical.append(paper_id)
             dated[paper_id] = published

@@ -104,7 +104,7 @@ def features_seen_between(
         yield paper_id, bytes(data)
 
 
-def papers_first_seen_between(
+def paper_dates_first_seen_between(
     session: Session, start: datetime | None, end: datetime
 ) -> list[tuple[int, datetime]]:
     """(id, published) of the papers first seen in (start, end], newest submission first."""
@@ -201,6 +201,14 @@ def put_rankings(
             insert(ReaderRanking),
             [{"digest_id": digest_id, "subscriber_id": s, "paper_ids": ids} for s, ids in chunk],
         )
+
+
+def has_rankings(session: Session, digest_id: int) -> bool:
+    """Whether any reader has a ranking of this digest."""
+    found = session.scalar(
+        select(ReaderRanking.subscriber_id).where(ReaderRanking.digest_id == digest_id).limit(1)
+    )
+    return found is not None
 
 
 def rankings_of(
