@@ -8,6 +8,7 @@ OmniNFT, 9th newest; 2605.12495, AlphaGRPO, the newest) among agents, optimisers
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import date, timedelta
 
@@ -31,7 +32,7 @@ from newsletter.ranking.features import SCHEME, compute_features, decode, paper_
 from newsletter.ranking.step import rank_digest
 from newsletter.sources.papers import paper_from_result
 from tests.arxiv_server import shared_fixture
-from tests.helpers import paper, set_env, store_papers, subscribe
+from tests.helpers import outbox, paper, set_env, store_papers, subscribe, text_of
 
 DIFFUSION_TODAY = {"2605.12480", "2605.12495"}
 
@@ -282,3 +283,34 @@ def test_latex_markup_is_not_a_feature():
         and "github" not in text
         and "emph" not in text
     )
+
+
+# ---------------------------------------------------------------- the email
+
+
+def arxiv_ids_in(message) -> list[str]:
+    """The papers of a digest's text part, in the order they are listed."""
+    return re.findall(r"Abstract: https://arxiv\.org/abs/(\S+)", text_of(message))
+
+
+def test_the_email_lists_a_ranked_readers_papers_in_their_order(settings, cli, day):
+    """Ranking changes which papers a reader is shown and in what order, not what the others
+    get: the same segment (topics, language) assembles each email from the same pieces."""
+    digest_id, newest_first = day
+    ada_id = reader(settings, cli, "ada@example.org", liked=LIKED_IDS[:2], seeds=LIKED_IDS[2:])
+    reader(settings, cli, "bo@example.org")
+    settings = set_env(pytest.MonkeyPatch(), digest_max_per_topic="5")
+
+    cli("send", "--date", DAY2.isoformat())
+    sent = outbox(settings)
+
+    ada, bo = arxiv_ids_in(sent["ada@example.org"]), arxiv_ids_in(sent["bo@example.org"])
+    assert bo == newest_first[:5]  # no signal: the five newest, newest first
+    assert ada == ranking(settings, digest_id, ada_id)[:5]  # the five she most likely wants
+    assert ada[0] == "2605.12480"  # OmniNFT, 9th newest, diffusion: first for her
+    assert "2605.12480" not in bo
+    # Both say the same about the rest: 20 more papers, on the web.
+    for message in sent.values():
+        assert "20 more papers in AI" in text_of(message)
+    html = sent["ada@example.org"].get_body(("html",)).get_content()
+    assert html.index("arXiv:2605.12480") < html.index(f"arXiv:{ada[1]}")
