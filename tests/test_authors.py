@@ -3,6 +3,7 @@ real author lists arXiv sent (../shared/fixtures/arxiv: accents, initials, parti
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def author_lists(path: Path) -> list[tuple[str, list[str]]]:
     root = etree.parse(str(path)).getroot()
     return [
         (
-            entry.findtext(f"{ATOM}id").rsplit("/", 1)[-1],
+            re.sub(r"v\d+$", "", entry.findtext(f"{ATOM}id").split("/abs/")[1]),
             [author.findtext(f"{ATOM}name") for author in entry.iterfind(f"{ATOM}author")],
         )
         for entry in root.iterfind(f"{ATOM}entry")
