@@ -295,9 +295,9 @@ def test_export_reimports_to_the_same_list(cli, example_topics, tmp_path):
             assert after[person["email"]][key] == person[key], (person["email"], key)
     assert after["ada@example.org"]["format"] == "text"
     stdout = cli("subscribers", "export").output
-    assert stdout.splitlines()[0] == "email,name,topics,language,format,status"
+    assert stdout.splitlines()[0] == "email,name,topics,language,format,follows,status"
     assert stdout.splitlines()[1].startswith("bo@example.org,")  # ada was re-added last
-    assert "ada@example.org,Ada Lovelace,MLLM;Diffusion,en,text,active" in stdout.splitlines()
+    assert "ada@example.org,Ada Lovelace,MLLM;Diffusion,en,text,,active" in stdout.splitlines()
 
 
 def test_public_ids_are_unguessable_and_distinct(cli, example_topics, settings):

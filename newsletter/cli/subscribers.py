@@ -1,4 +1,5 @@
-"""`newsletter subscribers …`: who gets the digest, on which topics, language and format."""
+"""`newsletter subscribers …`: who gets the digest, on which topics, language and format, and
+which authors they follow."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from newsletter.intake.subscribers import (
     CSV_COLUMNS,
     RejectedRow,
     SubscriberSpec,
+    followed_names,
     normalise_email,
     normalise_format,
     normalise_language,
@@ -29,10 +31,14 @@ from newsletter.intake.subscribers import (
 from newsletter.models import MailFormat, Subscriber, SubscriberStatus
 
 app = typer.Typer(
-    cls=NewsletterGroup, help="Manage subscribers: their topics, language and mail format."
+    cls=NewsletterGroup,
+    help="Manage subscribers: their topics, language, mail format and the authors they follow.",
 )
 
 Topics = Annotated[list[str], typer.Option("--topic", "-t", help="A topic name (repeat).")]
+FOLLOW_HELP = (
+    "An author to follow, as arXiv writes them: 'Kaiming He', 'K. He' or 'He, Kaiming' (repeat)."
+)
 FORMAT_HELP = "html (HTML with a plain-text alternative) or text (plain text only)."
 
 
@@ -47,36 +53,54 @@ def add(
     name: Annotated[str, typer.Option(help="How to greet them.")] = "",
     lang: Annotated[str | None, typer.Option("--lang", help="BCP-47 language code.")] = None,
     mail_format: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = MailFormat.html.value,
+    follow: Annotated[list[str] | None, typer.Option(help=FOLLOW_HELP)] = None,
 ) -> None:
-    """Add a subscriber, with their topics, language and mail format.
+    """Add a subscriber, with their topics, language, mail format and followed authors.
 
-    Example: newsletter subscribers add ada@example.org --topic MLLM --topic Diffusion --lang zh
+    Example: newsletter subscribers add ada@example.org --topic MLLM --lang zh --follow "Kaiming He"
     """
     language = normalise_language(lang or get_settings().default_language)
     chosen_format = normalise_format(mail_format)
-    spec = SubscriberSpec(_address(email), tuple(topic), name, language, chosen_format)
+    spec = SubscriberSpec(
+        _address(email), tuple(topic), name, language, chosen_format, tuple(follow or ())
+    )
     with open_session() as session:
         subscriber = store.add_subscriber(session, spec, source="cli")
         topics = ", ".join(t.name for t in subscriber.topics)
-    console.print(f"Added {subscriber.email} ({language}, {chosen_format}) to {topics}.")
+    following = f"; follows {', '.join(spec.follows)}" if spec.follows else ""
+    console.print(f"Added {subscriber.email} ({language}, {chosen_format}) to {topics}{following}.")
 
 
-def _row(subscriber: Subscriber) -> dict:
+def _row(subscriber: Subscriber, follows: tuple[str, ...] = ()) -> dict:
     return {
         "email": subscriber.email,
         "name": subscriber.name,
         "topics": [topic.name for topic in subscriber.topics],
         "language": subscriber.language,
         "format": subscriber.format.value,
+        "follows": list(follows),
         "status": subscriber.status.value,
         "created_at": subscriber.created_at.isoformat(timespec="seconds"),
     }
 
 
-def _cells(row: dict, topics_separator: str) -> tuple[str, ...]:
-    """A subscriber's row as the table and the CSV export show it, topics joined."""
-    topics = topics_separator.join(row["topics"])
-    return (row["email"], row["name"], topics, row["language"], row["format"], row["status"])
+def _rows(session, subscribers: list[Subscriber]) -> list[dict]:
+    follows = store.follow_names_of(session, (s.id for s in subscribers))
+    return [_row(s, follows[s.id]) for s in subscribers]
+
+
+def _cells(row: dict, separator: str) -> tuple[str, ...]:
+    """A subscriber's row as the table and the CSV export show it, topics and follows joined."""
+    topics, follows = separator.join(row["topics"]), separator.join(row["follows"])
+    return (
+        row["email"],
+        row["name"],
+        topics,
+        row["language"],
+        row["format"],
+        follows,
+        row["status"],
+    )
 
 
 @app.command("list")
@@ -91,11 +115,11 @@ def list_(
     """
     with open_session() as session:
         chosen = store.get_topic(session, topic) if topic else None
-        rows = [_row(s) for s in store.list_subscribers(session, chosen, status)]
+        rows = _rows(session, store.list_subscribers(session, chosen, status))
     if json:
         print_json(rows)
         return
-    table = Table("Email", "Name", "Topics", "Lang", "Format", "Status")
+    table = Table("Email", "Name", "Topics", "Lang", "Format", "Follows", "Status")
     for row in rows:
         table.add_row(*_cells(row, ", "))
     console.print(table)
@@ -104,13 +128,13 @@ def list_(
 
 @app.command()
 def show(email: str) -> None:
-    """Show a subscriber (topics, language, mail format) and their history.
+    """Show a subscriber (topics, language, mail format, followed authors) and their history.
 
     Example: newsletter subscribers show ada@example.org
     """
     with open_session() as session:
         subscriber = store.get_subscriber(session, email)
-        row = _row(subscriber)
+        row = _rows(session, [subscriber])[0]
         for key, value in row.items():
             console.print(f"{key:>10}: {', '.join(value) if isinstance(value, list) else value}")
         console.print("   history:")
@@ -132,16 +156,21 @@ def edit(
     resubscribe: Annotated[
         bool, typer.Option(help="Make an unsubscribed or bounced address active again.")
     ] = False,
+    follow: Annotated[list[str] | None, typer.Option(help=FOLLOW_HELP)] = None,
+    unfollow: Annotated[
+        list[str] | None, typer.Option(help="Stop following an author, however written (repeat).")
+    ] = None,
 ) -> None:
-    """Change a subscriber's topics, language, mail format or name.
+    """Change a subscriber's topics, language, mail format, name or followed authors.
 
-    Example: newsletter subscribers edit ada@example.org --add-topic NeRF --remove-topic SLAM
+    Example: newsletter subscribers edit ada@example.org --add-topic NeRF --follow "Kaiming He"
     """
     # Everything typed is checked before the database is touched: a bad value changes nothing.
     chosen_format = normalise_format(mail_format) if mail_format is not None else None
     language = normalise_language(lang) if lang is not None else None
     new_name = subscriber_name(name) if name is not None else None
     added, removed = topic_names(add_topic or ()), topic_names(remove_topic or ())
+    to_follow, to_unfollow = followed_names(follow or ()), followed_names(unfollow or ())
     with open_session() as session:
         subscriber = store.get_subscriber(session, email)
         topics = {t.id: t for t in subscriber.topics}
@@ -162,12 +191,18 @@ def edit(
         )
         if resubscribe:
             store.resubscribe(session, subscriber, "cli")
-        row = _row(subscriber)
+        store.remove_follows(session, subscriber.id, to_unfollow.values())
+        store.add_follows(session, subscriber.id, to_follow.values())
+        row = _rows(session, [subscriber])[0]
         topics_text = ", ".join(row["topics"])
         detail = f"{topics_text} ({row['language']}, {row['format']})"
+        if to_follow or to_unfollow:
+            detail += f"; follows {', '.join(row['follows']) or 'no one'}"
         store.log_event(session, subscriber, "changed", "cli", detail)
+    following = f"; follows {', '.join(row['follows'])}" if row["follows"] else ""
     console.print(
         f"{row['email']}: {topics_text} ({row['language']}, {row['format']}, {row['status']})"
+        f"{following}"
     )
 
 
@@ -198,14 +233,17 @@ def import_(
     update: Annotated[
         bool,
         typer.Option(
-            "--update", help="Overwrite name, topics, language, format of known addresses."
+            "--update",
+            help="Overwrite name, topics, language, format, follows of known addresses.",
         ),
     ] = False,
 ) -> None:
-    """Import subscribers from a CSV file (email,name,topics,language,format; topics split by ';').
+    """Import subscribers from a CSV file (email,name,topics,language,format,follows; ';' splits).
 
-    Language and format are optional columns (format: html, the default, or text). Every
-    rejected row is reported with its line number; the good rows are kept.
+    Language, format and follows are optional columns (format: html, the default, or text;
+    follows: authors' names separated by ';'). Every rejected row is reported with its line
+    number; the good rows are kept, and a row's name that cannot be followed is reported on
+    its line while the rest of the row is imported.
     Example: newsletter subscribers import subscribers/example.csv
     """
     # Each row is checked in full (fields, then that its topics exist) before anything is
@@ -259,7 +297,7 @@ def export(
     Example: newsletter subscribers export -o subscribers.csv
     """
     with open_session() as session:
-        rows = [_row(s) for s in store.list_subscribers(session, status=status)]
+        rows = _rows(session, store.list_subscribers(session, status=status))
     handle = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
     try:
         writer = csv.writer(handle)

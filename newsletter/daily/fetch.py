@@ -1,5 +1,6 @@
-"""Fetching: each topic's new papers from arXiv, stored and linked to the topic, one topic's
-failure never stopping the others.
+"""Fetching: each topic's new papers from arXiv, stored and linked to the topic, then the new
+papers of the authors readers follow; one topic's failure (or the follows') never stopping the
+others.
 """
 
 from __future__ import annotations
@@ -11,15 +12,19 @@ from datetime import datetime
 from functools import partial
 
 from newsletter import metrics, store
+from newsletter.authors import FollowIndex, follow_key
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.errors import FetchError, InvalidInput
 from newsletter.models import utcnow
 from newsletter.sources.arxiv import STOP_AFTER_KNOWN, ArxivSource
-from newsletter.sources.arxiv_query import build_query
+from newsletter.sources.arxiv_query import author_queries, build_query
 from newsletter.sources.papers import FetchedPaper
 
 log = logging.getLogger(__name__)
+
+FOLLOWS = "people you follow"
+"""The fetch report's entry for the papers of followed authors."""
 
 
 @dataclass
@@ -64,7 +69,8 @@ def topic_query(topic) -> str:
 def fetch(
     settings: Settings, names: Iterable[str] = (), source: ArxivSource | None = None
 ) -> FetchReport:
-    """Fetch every topic's (or the named topics') new papers; one topic's failure stops no other.
+    """Fetch every topic's (or the named topics') new papers, then (unless topics are named)
+    the followed authors' (`fetch_follows`); one topic's failure stops no other.
 
     Whatever a topic fetched before arXiv failed is stored all the same.
     """
@@ -108,8 +114,74 @@ def fetch(
         incomplete = entry.error is not None and (bool(papers) or catching_up)
         with session_scope(settings) as session:
             store.set_fetch_incomplete(session, topic_id, incomplete)
+    if not names:
+        followed = fetch_follows(settings, source)
+        if followed is not None:
+            report.topics.append(followed)
     metrics.record_fetch(report)
     return report
+
+
+def fetch_follows(settings: Settings, source: ArxivSource) -> TopicFetch | None:
+    """The new papers of the authors active readers follow (None when nobody follows anyone).
+
+    Their `au:` terms go to arXiv in batches (`NEWSLETTER_FOLLOW_BATCH` names a request,
+    through the same source, so the 3 s rule holds across topics and follows). The terms are
+    broad (surname and initial): only papers on which a followed person really is an author
+    (`authors.FollowIndex`) are stored, linked to no topic. Paging stops as a topic's does, once
+    past the papers stored on an earlier day: after the first stored match, at
+    `STOP_AFTER_KNOWN` papers in a row that are stored already or by no one followed.
+    """
+    with session_scope(settings) as session:
+        names = store.followed_names(session)
+    if not names:
+        return None
+    entry = TopicFetch(FOLLOWS)
+    keys = {follow_key(name) for name in names}
+    papers: dict[str, FetchedPaper] = {}
+    errors: list[str] = []
+    for query in author_queries(names, settings.follow_batch):
+        try:
+            _followed_papers(settings, source, query, keys, papers, entry.skipped)
+        except FetchError as error:  # one batch's failure: the other batches are still asked
+            errors.append(str(error))
+        except Exception as error:  # a bug of ours on one answer: not the whole fetch's end
+            log.debug("fetching followed authors failed", exc_info=True)
+            errors.append(f"{type(error).__name__}: {error}")
+    if errors:
+        entry.error = f"{FOLLOWS}: {'; '.join(errors)}"
+    entry.fetched = len(papers)
+    saved = save_fetched(settings, None, list(papers.values()))
+    entry.new_papers = saved.new_papers
+    entry.skipped += saved.rejected
+    return entry
+
+
+def _followed_papers(
+    settings: Settings,
+    source: ArxivSource,
+    query: str,
+    keys: set[str],
+    found: dict[str, FetchedPaper],
+    skipped: list[str],
+) -> None:
+    """Into `found`, the papers of one `au:` query on which someone followed is an author (as
+    they come: a failure on a later page keeps the earlier ones)."""
+    in_a_row, past_known = 0, False
+    results = source.newest(
+        query, settings.fetch_max_per_topic, stop_after_known=None, skipped=skipped
+    )
+    for paper in results:
+        followed = bool(FollowIndex([(paper.arxiv_id, paper.authors)]).papers_for(keys))
+        with session_scope(settings) as session:
+            known = bool(store.papers_by_arxiv_ids(session, [paper.arxiv_id]))
+        if followed:
+            found.setdefault(paper.arxiv_id, paper)  # stored again: a newer version updates
+        past_known = past_known or (known and followed)
+        in_a_row = in_a_row + 1 if (known or not followed) else 0
+        if past_known and in_a_row >= STOP_AFTER_KNOWN:
+            log.info("%s: %d known papers in a row: not fetching more", FOLLOWS, in_a_row)
+            break
 
 
 @dataclass
@@ -120,9 +192,12 @@ class SavedPapers:
     """Papers the database refused, each "<id>: <reason>"."""
 
 
-def save_fetched(settings: Settings, topic_id: int, papers: list[FetchedPaper]) -> SavedPapers:
-    """Store papers once and link them to the topic, each in a savepoint of its own: one the
-    database refuses is reported and the others are kept, alike on SQLite and PostgreSQL."""
+def save_fetched(
+    settings: Settings, topic_id: int | None, papers: list[FetchedPaper]
+) -> SavedPapers:
+    """Store papers once and link them to the topic (to none for a followed author's), each in
+    a savepoint of its own: one the database refuses is reported and the others are kept,
+    alike on SQLite and PostgreSQL."""
     now = utcnow()
     saved = SavedPapers()
     with session_scope(settings) as session:
@@ -143,6 +218,8 @@ def save_fetched(settings: Settings, topic_id: int, papers: list[FetchedPaper]) 
     return saved
 
 
-def _store_one(session, topic_id: int, values: dict, now: datetime) -> tuple[bool, bool]:
+def _store_one(session, topic_id: int | None, values: dict, now: datetime) -> tuple[bool, bool]:
     paper, created = store.upsert_paper(session, values)
+    if topic_id is None:
+        return created, False
     return created, store.link_paper(session, topic_id, paper.id, now)
