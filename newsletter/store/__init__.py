@@ -5,6 +5,7 @@
 - `subscribers`, `subscriptions`: who reads (the people, their topics and preferences);
 - `digests`, `deliveries`: what is sent (one digest a day, one delivery row per reader);
 - `translations`, `received_mail`: translated abstracts and mail that came back;
+- `reading`: what readers saved, rated and named as seeds (their library, their signal);
 - `transactions`: one item written in its own savepoint.
 
 The store decides nothing: policies (when a bounce bounces an address, what a digest holds)
@@ -53,6 +54,19 @@ from newsletter.store.papers import (
     topic_counts_between,
     topic_names_of,
     upsert_paper,
+)
+from newsletter.store.reading import (
+    library_of,
+    mark_seeds,
+    paper_by_arxiv_id,
+    papers_by_dois,
+    rate_paper,
+    reader_examples,
+    reader_paper,
+    reader_signal_counts,
+    save_paper,
+    saved_papers,
+    unsave_paper,
 )
 from newsletter.store.received_mail import (
     mail_was_read,
@@ -152,6 +166,7 @@ __all__ = [
     "in_savepoint",
     "known_topics_text",
     "latest_digest_before",
+    "library_of",
     "link_paper",
     "linked_arxiv_ids",
     "list_digests",
@@ -159,9 +174,12 @@ __all__ = [
     "list_topics",
     "log_event",
     "mail_was_read",
+    "mark_seeds",
     "milliseconds",
     "next_due_at",
+    "paper_by_arxiv_id",
     "papers_by_arxiv_ids",
+    "papers_by_dois",
     "papers_due_code_check",
     "papers_linked_between",
     "papers_missing_translation",
@@ -169,6 +187,10 @@ __all__ = [
     "pause_subscriber",
     "public_ids_without_delivery",
     "purge_subscriber",
+    "rate_paper",
+    "reader_examples",
+    "reader_paper",
+    "reader_signal_counts",
     "recent_papers",
     "record_code_check",
     "release_confirmation",
@@ -178,7 +200,9 @@ __all__ = [
     "renew_claims",
     "request_subscription",
     "resubscribe",
+    "save_paper",
     "save_translation",
+    "saved_papers",
     "sent_message_to",
     "set_fetch_incomplete",
     "set_status",
@@ -195,6 +219,7 @@ __all__ = [
     "topics_by_ids",
     "topics_by_subscriber_language",
     "translations_of",
+    "unsave_paper",
     "upsert_paper",
     "upsert_topic",
 ]
