@@ -66,8 +66,15 @@ def arxiv_id_of(text: str) -> str | None:
     return _id(found) if found else None
 
 
-def _id(found: re.Match[str]) -> str:
+def _id(found: re.Match[str]) -> str | None:
     arxiv_id = found["id"]
+    if "/" not in arxiv_id:
+        # YYMM.NNNN from April 2007, YYMM.NNNNN from January 2015.
+        month, number = arxiv_id.split(".")
+        five_digits = month >= "1501"
+        if not 1 <= int(month[2:]) <= 12 or (len(number) == 5) != five_digits:
+            return None
+        return arxiv_id
     # Old-style archives are lower case (`hep-th`), their subject classes upper (`math.AG`).
     if "/" in arxiv_id:
         archive, number = arxiv_id.split("/")
