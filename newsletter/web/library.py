@@ -5,8 +5,13 @@ expires, like the email's other links). Removing a paper is a CSRF-checked POST.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from flask import Blueprint, Response, redirect, request
+from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import generate_csrf
+from sqlalchemy.orm import Session
 
 from newsletter import store
 from newsletter.db import session_scope
@@ -22,25 +27,28 @@ blueprint = Blueprint("library", __name__)
 DONE = {"removed": "Removed from your library.", "absent": "That paper was not in your library."}
 
 
-def _reader(session, token: str) -> Subscriber | None:
-    public_id = token_value(LIBRARY, token)
-    if public_id is None:
-        return None
-    subscriber = store.subscriber_by_public_id(session, public_id)
-    if subscriber is None or subscriber.status == SubscriberStatus.pending:
-        return None
-    return subscriber
+def _reader_view(view: Callable[[Session, Subscriber, str], ResponseReturnValue]):
+    """A view of one reader's library: 400 for a token that is not a library token, one
+    "gone" page for a reader no longer on the list; else `view(session, subscriber, token)`."""
+
+    @functools.wraps(view)
+    def wrapper(token: str) -> ResponseReturnValue:
+        public_id = token_value(LIBRARY, token)
+        if public_id is None:
+            return invalid_link("library")
+        with session_scope(settings()) as session:
+            subscriber = store.subscriber_by_public_id(session, public_id)
+            if subscriber is None or subscriber.status == SubscriberStatus.pending:
+                return gone()
+            return view(session, subscriber, token)
+
+    return wrapper
 
 
 @blueprint.get("/library/<token>")
-def library(token: str):
-    if token_value(LIBRARY, token) is None:
-        return invalid_link("library")
-    with session_scope(settings()) as session:
-        subscriber = _reader(session, token)
-        if subscriber is None:
-            return gone()
-        papers = [(paper_item(p), at) for p, at in store.saved_papers(session, subscriber.id)]
+@_reader_view
+def library(session: Session, subscriber: Subscriber, token: str):
+    papers = [(paper_item(p), at) for p, at in store.saved_papers(session, subscriber.id)]
     return page(
         "library.html.j2",
         papers=papers,
@@ -51,46 +59,31 @@ def library(token: str):
 
 
 @blueprint.get("/library/<token>/library.bib")
-def bibtex(token: str):
-    if token_value(LIBRARY, token) is None:
-        return invalid_link("library")
-    with session_scope(settings()) as session:
-        subscriber = _reader(session, token)
-        if subscriber is None:
-            return gone()
-        text = library_bibtex(store.library_of(session, subscriber.id))
+@_reader_view
+def bibtex(session: Session, subscriber: Subscriber, token: str):
+    text = library_bibtex(store.library_of(session, subscriber.id))
     response = Response(text, content_type=f"{BIBTEX_MIMETYPE}; charset=utf-8")
     response.headers["Content-Disposition"] = 'attachment; filename="library.bib"'
     return response
 
 
 @blueprint.get("/library/<token>/atom.xml")
-def feed(token: str):
-    if token_value(LIBRARY, token) is None:
-        return invalid_link("library")
+@_reader_view
+def feed(session: Session, subscriber: Subscriber, token: str):
     config = settings()
-    with session_scope(config) as session:
-        subscriber = _reader(session, token)
-        if subscriber is None:
-            return gone()
-        library_url = f"{config.base_url}/library/{token}"
-        built = library_feed(
-            store.saved_papers(session, subscriber.id),
-            self_url=f"{library_url}/atom.xml",
-            library_url=library_url,
-            site_name=config.sender_name,
-        )
+    library_url = f"{config.base_url}/library/{token}"
+    built = library_feed(
+        store.saved_papers(session, subscriber.id),
+        self_url=f"{library_url}/atom.xml",
+        library_url=library_url,
+        site_name=config.sender_name,
+    )
     return Response(atom_xml(built), content_type=f"{ATOM_MIMETYPE}; charset=utf-8")
 
 
 @blueprint.post("/library/<token>/remove")
-def remove(token: str):
-    if token_value(LIBRARY, token) is None:
-        return invalid_link("library")
-    with session_scope(settings()) as session:
-        subscriber = _reader(session, token)
-        if subscriber is None:
-            return gone()
-        paper = store.paper_by_arxiv_id(session, request.form.get("paper", "")[:40])
-        removed = paper is not None and store.unsave_paper(session, subscriber.id, paper.id)
+@_reader_view
+def remove(session: Session, subscriber: Subscriber, token: str):
+    paper = store.paper_by_arxiv_id(session, request.form.get("paper", "")[:40])
+    removed = paper is not None and store.unsave_paper(session, subscriber.id, paper.id)
     return redirect(f"/library/{token}?done={'removed' if removed else 'absent'}", 303)
