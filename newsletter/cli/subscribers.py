@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from newsletter import store
+from newsletter.cli import reading
 from newsletter.cli.common import NewsletterGroup, console, err_console, open_session, print_json
 from newsletter.config import get_settings
 from newsletter.errors import InvalidInput
@@ -309,3 +310,8 @@ def export(
             handle.close()
     if output:
         console.print(f"Wrote {len(rows)} subscriber(s) to {output}.")
+
+
+# The reading list and seeds live in cli/reading.py, under this group's name.
+app.command("library")(reading.library)
+app.command("seed")(reading.seed)

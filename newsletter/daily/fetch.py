@@ -202,10 +202,7 @@ def save_fetched(
     saved = SavedPapers()
     with session_scope(settings) as session:
         for fetched in papers:
-            values = asdict(fetched)
-            values["authors"] = list(fetched.authors)
-            values["categories"] = list(fetched.categories)
-            values["code_urls"] = list(fetched.code_urls)
+            values = paper_values(fetched)
             try:
                 created, linked = store.in_savepoint(
                     session, partial(_store_one, session, topic_id, values, now)
@@ -216,6 +213,15 @@ def save_fetched(
             saved.new_papers += created
             saved.new_links += linked
     return saved
+
+
+def paper_values(fetched: FetchedPaper) -> dict:
+    """A fetched paper as `store.upsert_paper` takes it (lists where the columns hold JSON)."""
+    values = asdict(fetched)
+    values["authors"] = list(fetched.authors)
+    values["categories"] = list(fetched.categories)
+    values["code_urls"] = list(fetched.code_urls)
+    return values
 
 
 def _store_one(session, topic_id: int | None, values: dict, now: datetime) -> tuple[bool, bool]:

@@ -1,4 +1,5 @@
-"""Atom feeds (RFC 4287) of the papers the digests carried: all topics, or one topic.
+"""Atom feeds (RFC 4287) of the papers the digests carried (all topics, or one topic), and of
+the papers a reader saved (their library).
 
 An entry is a paper, as the digest that first carried it showed it: readable title, authors,
 abstract, links to arXiv (abstract and PDF) and to the web archive. Only papers that a digest
@@ -92,6 +93,25 @@ def build_feed(
         archive_url=f"{base_url}/digests/",
         author=site_name,
         updated=_feed_updated(digests, entries),
+        entries=tuple(entries),
+    )
+
+
+def library_feed(
+    saved: Iterable[tuple[Paper, datetime]], *, self_url: str, library_url: str, site_name: str
+) -> Feed:
+    """A reader's library as a feed: the papers they saved, newest saved first (up to
+    `FEED_ENTRIES`); it changes when they save one."""
+    saved = list(saved)[:FEED_ENTRIES]
+    entries = [feed_entry(paper, library_url, ()) for paper, _saved_at in saved]
+    return Feed(
+        id=self_url,
+        title=f"{site_name}: your library",
+        subtitle="The arXiv papers you saved from your digest.",
+        self_url=self_url,
+        archive_url=library_url,
+        author=site_name,
+        updated=max((at for _paper, at in saved), default=datetime(1970, 1, 1, tzinfo=UTC)),
         entries=tuple(entries),
     )
 

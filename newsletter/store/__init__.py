@@ -7,6 +7,7 @@
 - `digests`, `deliveries`: what is sent (one digest a day, one delivery row per reader);
 - `translations`, `received_mail`: translated abstracts and mail that came back;
 - `ranking`: papers' features, readers' signal and their order of each digest's papers;
+- `reading`: what readers saved, rated and named as seeds (their library, their signal);
 - `transactions`: one item written in its own savepoint.
 
 The store decides nothing: policies (when a bounce bounces an address, what a digest holds)
@@ -82,6 +83,19 @@ from newsletter.store.ranking import (
     reader_signals,
     readers_with_signal,
     topic_ids_of,
+)
+from newsletter.store.reading import (
+    library_of,
+    mark_seeds,
+    paper_by_arxiv_id,
+    papers_by_dois,
+    rate_paper,
+    reader_examples,
+    reader_paper,
+    reader_signal_counts,
+    save_paper,
+    saved_papers,
+    unsave_paper,
 )
 from newsletter.store.received_mail import (
     mail_was_read,
@@ -192,6 +206,7 @@ __all__ = [
     "in_savepoint",
     "known_topics_text",
     "latest_digest_before",
+    "library_of",
     "link_paper",
     "linked_arxiv_ids",
     "list_digests",
@@ -199,10 +214,13 @@ __all__ = [
     "list_topics",
     "log_event",
     "mail_was_read",
+    "mark_seeds",
     "milliseconds",
     "next_due_at",
+    "paper_by_arxiv_id",
     "paper_dates_first_seen_between",
     "papers_by_arxiv_ids",
+    "papers_by_dois",
     "papers_due_code_check",
     "papers_first_seen_between",
     "papers_linked_between",
@@ -216,6 +234,10 @@ __all__ = [
     "put_rankings",
     "ranked_reader_ids",
     "rankings_of",
+    "rate_paper",
+    "reader_examples",
+    "reader_paper",
+    "reader_signal_counts",
     "reader_signals",
     "readers_with_signal",
     "recent_papers",
@@ -228,7 +250,9 @@ __all__ = [
     "renew_claims",
     "request_subscription",
     "resubscribe",
+    "save_paper",
     "save_translation",
+    "saved_papers",
     "sent_message_to",
     "set_fetch_incomplete",
     "set_follows",
@@ -247,6 +271,7 @@ __all__ = [
     "topics_by_ids",
     "topics_by_subscriber_language",
     "translations_of",
+    "unsave_paper",
     "upsert_paper",
     "upsert_topic",
 ]

@@ -2,7 +2,8 @@
 included), the digest archive, Atom feeds and the operator's preview.
 
 `create_app` composes one blueprint per area (`subscribe` with `optin`, `preferences`,
-`unsubscribe`, `archive`, `feeds`, `admin`, `health`), behind `limits` (what is refused before
+`unsubscribe`, `paper_actions` (a paper card's Save / More / Less), `library`, `archive`,
+`feeds`, `admin`, `health`), behind `limits` (what is refused before
 any view runs). Each is thin over the layers below: it reads tokens, asks `store`, the digest's
 `Edition` and `publish.feeds`, and renders through `render`. It may import every package but
 `cli` and `worker`.
@@ -28,7 +29,9 @@ from newsletter.web import (
     archive,
     feeds,
     health,
+    library,
     limits,
+    paper_actions,
     preferences,
     subscribe,
     unsubscribe,
@@ -50,6 +53,8 @@ BLUEPRINTS = (
     subscribe.blueprint,
     preferences.blueprint,
     unsubscribe.blueprint,
+    paper_actions.blueprint,
+    library.blueprint,
     feeds.blueprint,
     admin.blueprint,
     health.blueprint,

@@ -26,7 +26,14 @@ SECURITY_HEADERS = {
 HSTS = "max-age=31536000; includeSubDomains"
 """Sent when NEWSLETTER_BASE_URL is https: browsers then use https only, for a year."""
 
-PRIVATE_BLUEPRINTS = {"unsubscribe", "subscribe", "preferences", "admin"}
+PRIVATE_BLUEPRINTS = {
+    "unsubscribe",
+    "subscribe",
+    "preferences",
+    "admin",
+    "paper_actions",
+    "library",
+}
 """Pages that are one person's, or carry a CSRF token: no shared cache may keep them."""
 PRIVATE_ENDPOINTS = {"archive.personal_digest"}
 
@@ -55,6 +62,16 @@ def invalid_link(what: str) -> tuple[str, int]:
         f"The {what} link is broken or incomplete. Copy the whole link from the email, or use"
         " the link in a newer email.",
         400,
+    )
+
+
+def gone() -> tuple[str, int]:
+    """One answer for a link of a reader no longer on the list, or of a paper no longer here:
+    the same for both, so a link tells nothing of who is on the list."""
+    return message(
+        "Nothing to do here",
+        "This link belongs to a paper or a reading list that is no longer here.",
+        404,
     )
 
 

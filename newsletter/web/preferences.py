@@ -18,7 +18,7 @@ from newsletter.db import session_scope
 from newsletter.errors import InvalidInput
 from newsletter.intake.subscribers import LANGUAGE_CHOICES, normalise_format, offered_language
 from newsletter.models import MailFormat, Subscriber, SubscriberStatus, Topic
-from newsletter.tokens import PREFERENCES
+from newsletter.tokens import PREFERENCES, library_url
 from newsletter.web.common import invalid_link, message, page, settings, token_value
 
 blueprint = Blueprint("preferences", __name__)
@@ -152,4 +152,5 @@ def _context(
         "done": DONE.get(request.args.get("done", "")),
         "errors": errors,
         "csrf_token": generate_csrf(),
+        "library_url": library_url("", settings().secret(), subscriber.public_id),
     }
