@@ -37,7 +37,7 @@ from newsletter.render.email import (
     render_email,
 )
 from newsletter.store import ClaimedDelivery
-from newsletter.tokens import PAPER, DigestLinks, make_token
+from newsletter.tokens import DigestLinks, PaperLinks
 
 BODY_FIELDS = {
     "unsubscribe_url": UNSUBSCRIBE_PLACEHOLDER,
@@ -66,8 +66,7 @@ class MessageBuilder:
         # The Date of this sender's messages: when it began (headers are composed once).
         self._date = datetime.now(UTC)
         self._sender = settings.sender_email  # a property that parses NEWSLETTER_FROM: once
-        self._papers_url = f"{settings.base_url}/papers/"
-        self._secret = settings.secret()
+        self._papers = PaperLinks(settings.base_url, settings.secret())
 
     def prepare(self, session: Session, rows: list[ClaimedDelivery]) -> None:
         """Read what `message` needs for these rows: the digest's edition on first use (unless
@@ -126,7 +125,7 @@ class MessageBuilder:
 
     def paper_url(self, public_id: str, arxiv_id: str) -> str:
         """The reader's own link to a paper's actions (`/save`, `/more`, `/less` follow)."""
-        return self._papers_url + make_token(self._secret, PAPER, [public_id, arxiv_id])
+        return self._papers.prefix + self._papers.token(public_id, arxiv_id)
 
     def _segment(self, key: SegmentKey) -> _SegmentMessages:
         segment = self._segments.get(key)
