@@ -284,6 +284,24 @@ def populate(settings, n: int, rng: random.Random) -> None:
             )
 
 
+def write_rankings(settings, digest_id: int, rng: random.Random) -> None:
+    """`--ranking`: every reader gets an order of their own, as the ranking step stores it (the
+    papers of the digest, best first: here shuffled). What is measured is the assembly of each
+    reader's email in their own order; training the models is the ranking step's cost, measured
+    by bench/ranking_eval.py."""
+    with session_scope(settings) as session:
+        paper_ids = list(session.scalars(select(Paper.id)))
+        readers = list(session.scalars(select(Subscriber.id)))
+    for start in range(0, len(readers), 5_000):
+        rows = []
+        for subscriber_id in readers[start : start + 5_000]:
+            order = paper_ids[:]
+            rng.shuffle(order)
+            rows.append((subscriber_id, order))
+        with session_scope(settings) as session:
+            store.put_rankings(session, digest_id, rows)
+
+
 # ---------------------------------------------------------------------------- the build child
 
 
@@ -609,6 +627,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
             started = time.perf_counter()
             digest_id, prepared_segments = daily_send.prepare(settings, settings.today())
             prepared = time.perf_counter() - started
+            if args.ranking:
+                write_rankings(settings, digest_id, random.Random(args.seed))
             segments = len(prepared_segments)
             del prepared_segments
             shares = args.build_processes
@@ -673,6 +693,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
         "peak_rss_mb": round(peak),
         "sql_statements_per_1000": round(statements / max(1, sent) * 1000, 1),
         "journal": "redis" if args.redis_url else "file",
+        "ranking": args.ranking,
+        "segments": segments,
     }
     print(json.dumps(figures), flush=True)
     return 1 if problems or checked < args.n // SAMPLE_EVERY else 0
@@ -711,6 +733,11 @@ def main() -> int:
         help="the send journal in this Redis database, one nothing else uses (default: files)",
     )
     parser.add_argument("--seed", type=int, default=7, help="of the synthetic data (7)")
+    parser.add_argument(
+        "--ranking",
+        action="store_true",
+        help="every reader has their own order of the papers (ranking on for all)",
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds in all (1800)")
     parser.add_argument("--role", choices=["build", "send"], help=argparse.SUPPRESS)
     parser.add_argument("--digest-id", type=int, help=argparse.SUPPRESS)

@@ -112,7 +112,7 @@ class MessageBuilder:
             )
         else:  # a non-ASCII local part: UTF-8 headers, composed the slow way, which knows how
             body = personalise(
-                segment.body,
+                segment.body(),
                 unsubscribe,
                 preferences,
                 web_version,
@@ -169,8 +169,8 @@ class _SegmentMessages:
 
     def __init__(self, settings: Settings, body: RenderedBody, date: datetime) -> None:
         self.settings = settings
-        self.body = body
-        self.frame: Frame = body.frame
+        self.subject, self.fit = body.subject, body.fit
+        self.frame: Frame = body.frame  # the whole parts are not kept: the frame makes them
         self._date = date
         self._templates: dict[MailFormat, MessageTemplate] = {}
         self._cards: dict[tuple[int, int, bool, str], list[bytes | str]] = {}
@@ -180,6 +180,11 @@ class _SegmentMessages:
             for index, paper in enumerate(pool)
         }
 
+    def body(self) -> RenderedBody:
+        """The segment's body, newest first (for the rare message composed whole)."""
+        html_part, text_part = self.frame.bodies()
+        return RenderedBody(self.subject, html_part, text_part, self.fit, self.frame)
+
     def template(self, mail_format: MailFormat) -> MessageTemplate:
         """The segment's message in this format (plain text alone: the same text part)."""
         template = self._templates.get(mail_format)
@@ -187,7 +192,7 @@ class _SegmentMessages:
             settings = self.settings
             template = self._templates[mail_format] = MessageTemplate.build(
                 sender=settings.from_address,
-                subject=self.body.subject,
+                subject=self.subject,
                 html_body=self.frame.html if mail_format == MailFormat.html else None,
                 text_body=self.frame.text,
                 list_id=settings.list_id,
@@ -236,15 +241,44 @@ class _SegmentMessages:
 
     def _card(self, section: int, index: int, line: bool, context: str) -> list[bytes | str]:
         """A paper's card encoded for `context` ("html" or "text"): bytes, and the arXiv id
-        where the reader's link goes."""
+        where the reader's link goes. The segment keeps a reference; the encoded card itself
+        is the process's, shared by every segment that shows it."""
         key = (section, index, line, context)
         pieces = self._cards.get(key)
         if pieces is None:
+            if not self._cards:
+                self._make_cards()
             card = self.frame.card(section, index, line, html=context == "html")
-            text = PAPER_CARDS.get([card])[0][0] if context == "html" else text_piece(card)
-            parts = PAPER_PLACEHOLDER.split(text)  # text, arXiv id, text, ..., text
-            pieces = [
-                encoded(part) if number % 2 == 0 else part for number, part in enumerate(parts)
-            ]
-            self._cards[key] = [piece for piece in pieces if piece != b""]
-        return self._cards[key]
+            pieces = self._cards[key] = _encoded_card(card, context)
+        return pieces
+
+    def _make_cards(self) -> None:
+        """Make every card the segment's readers may be shown at once (one MJML document for
+        those the process lacks), rather than one by one as their orders ask for them."""
+        kinds = {(slot.section, slot.line) for slot in self.frame.slots}
+        keys = [
+            self.frame.card(section, index, line, html=True)
+            for section, line in kinds
+            for index in range(len(self.frame.pools[section]))
+        ]
+        PAPER_CARDS.get(keys)
+
+
+ENCODED_LIMIT = 8192
+"""Encoded cards a process keeps (a few KB each), shared by its segments."""
+_ENCODED: dict[tuple[tuple, str], list[bytes | str]] = {}
+
+
+def _encoded_card(card: tuple, context: str) -> list[bytes | str]:
+    """A card as quoted-printable pieces, with the arXiv id where the reader's link goes."""
+    global _ENCODED
+    pieces = _ENCODED.get((card, context))
+    if pieces is None:
+        text = PAPER_CARDS.get([card])[0][0] if context == "html" else text_piece(card)
+        parts = PAPER_PLACEHOLDER.split(text)  # text, arXiv id, text, ..., text
+        pieces = [encoded(part) if number % 2 == 0 else part for number, part in enumerate(parts)]
+        pieces = [piece for piece in pieces if piece != b""]
+        if len(_ENCODED) >= ENCODED_LIMIT:
+            _ENCODED = {}  # replaced, never emptied in place: a reader keeps what it read
+        _ENCODED[(card, context)] = pieces
+    return pieces
