@@ -164,8 +164,9 @@ def change_preferences(
         subscriber.format,
         subscriber.ranking,
     )
-    had = {follow.name_key for follow in follows_of(session, subscriber.id)}
-    follows_change = wanted is not None and set(wanted) != had
+    follows_change = wanted is not None and set(wanted) != {
+        follow.name_key for follow in follows_of(session, subscriber.id)
+    }
     after = ([topic.id for topic in topics], language, mail_format, ranking)
     if before == after and not follows_change:
         return False
