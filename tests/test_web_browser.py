@@ -27,9 +27,9 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from newsletter.config import Settings
 from newsletter.daily import send
 from newsletter.web import create_app
-from tests.helpers import DAY1, SCREENSHOTS, paper, set_env, store_papers
+from tests.helpers import DAY1, SCREENSHOTS, paper, set_env, store_papers, subscribe
 from tests.smtp_server import LocalSMTPServer
-from tests.web_helpers import CONFIRM_LINK, html_of, mail_to, state, text_of
+from tests.web_helpers import CONFIRM_LINK, html_of, mail_to, state, text_of, token_path
 
 PHONE, LAPTOP = 375, 1280
 ADA = "ada@example.org"
@@ -230,7 +230,7 @@ def test_subscribe_confirm_change_and_unsubscribe_in_a_browser(browser, site, sm
         page.check("#topic-mllm")
         page.select_option("#language-field", "ja")
         page.click("button[value=save]")
-        page.wait_for_selector("text=Your topics, language and format are saved.")
+        page.wait_for_selector("text=Your preferences are saved.")
         shots.check(page, "preferences-saved", PHONE)
         now = state(settings, ADA)
         assert (now.status, now.topics, now.language) == ("active", ("MLLM", "NeRF"), "ja")
@@ -278,3 +278,49 @@ def test_subscribe_confirm_change_and_unsubscribe_in_a_browser(browser, site, sm
 
     print("\nscreenshots:", *shots.written, sep="\n  ")
     assert all(path.stat().st_size > 5_000 for path in shots.written)
+
+
+@pytest.mark.parametrize("database_url", [None])
+def test_following_authors_and_turning_ranking_off_in_a_browser(browser, site, cli):
+    base_url, config = site
+    subscribe(cli, ADA, "SLAM")
+    preferences_url = base_url + token_path(config, "preferences", ADA)
+    shots = Shots(browser)
+    context = browser.new_context(viewport={"width": PHONE, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto(preferences_url)
+        assert page.input_value("#follows-field") == "" and page.is_checked("#ranking-field")
+
+        # A surname alone: the error beside the field, what was typed kept, nothing saved.
+        page.fill("#follows-field", "Kaiming He\nHe")
+        page.uncheck("#ranking-field")
+        page.click("button[value=save]")
+        page.wait_for_selector("#follows-error")
+        assert "is a surname alone" in page.text_content("#follows-error")
+        assert page.get_attribute("#follows-field", "aria-describedby") == (
+            "follows-hint follows-error"
+        )
+        assert page.input_value("#follows-field") == "Kaiming He\nHe"
+        assert not page.is_checked("#ranking-field")
+        shots.check(page, "preferences-follows-error", PHONE)
+        now = state(config, ADA)
+        assert (now.follows, now.ranking) == ((), True)
+
+        page.fill("#follows-field", "Kaiming He\nYann LeCun")
+        page.click("button[value=save]")
+        page.wait_for_selector("text=Your preferences are saved.")
+        page.reload()
+        assert page.input_value("#follows-field") == "Kaiming He\nYann LeCun"
+        assert not page.is_checked("#ranking-field")
+        assert page.is_checked("#topic-slam")
+        now = state(config, ADA)
+        assert (now.follows, now.ranking, now.topics) == (
+            ("Kaiming He", "Yann LeCun"),
+            False,
+            ("SLAM",),
+        )
+    finally:
+        context.close()
+    shots.open(preferences_url, "preferences-follows")
+    print("\nscreenshots:", *shots.written, sep="\n  ")

@@ -78,7 +78,7 @@ def test_changing_topics_and_language(settings, client, path):
     assert (now.topics, now.language, now.status) == (("MLLM", "SLAM"), "ja", "active")
     assert now.events[-1] == ("changed", "web")
     shown = client.get(answer.headers["Location"]).get_data(as_text=True)
-    assert "Your topics, language and format are saved." in shown and 'role="status"' in shown
+    assert "Your preferences are saved." in shown and 'role="status"' in shown
 
     again = act(client, path, "save", topics=["mllm", "slam"], language="ja")
     assert again.headers["Location"].endswith("?done=unchanged")
@@ -323,3 +323,163 @@ def test_paused_until_a_day_in_the_past_shows_as_subscribed(settings, client, pa
         store.get_subscriber(session, ADA).paused_until = date(2020, 1, 1)
     html = client.get(path).get_data(as_text=True)
     assert "You get the digest of" in html and "No digest until" not in html
+
+
+# ---------------------------------------------------------------- followed authors and ranking
+
+
+def textarea(html: str) -> str:
+    """What the "Authors you follow" field holds, as the page sends it (escaped)."""
+    found = re.search(
+        r'<textarea id="follows-field" name="follows"[^>]*>(.*?)</textarea>', html, re.S
+    )
+    assert found, "the page has no follows field"
+    return found.group(1)
+
+
+def ranking_ticked(html: str) -> bool:
+    found = re.search(
+        r'<input type="checkbox" id="ranking-field" name="ranking" value="on"( checked)?', html
+    )
+    assert found, "the page has no ranking switch"
+    return bool(found.group(1))
+
+
+def save(client, path: str, follows_text: str, ranking_on: bool = True, **fields):
+    """The save form as a browser posts it: the hidden `off`, then the box's `on` if ticked."""
+    fields = {"topics": ["slam", "nerf"], "language": "en", **fields}
+    return act(
+        client,
+        path,
+        "save",
+        follows=follows_text,
+        ranking=["off", "on"] if ranking_on else ["off"],
+        **fields,
+    )
+
+
+def test_the_page_has_labelled_follows_and_ranking_fields(client, path):
+    html = client.get(path).get_data(as_text=True)
+    assert '<label for="follows-field">Authors you follow</label>' in html
+    assert '<label for="ranking-field">Order my papers by what I saved and rated</label>' in html
+    assert textarea(html) == "" and ranking_ticked(html)  # a new reader: no one, ranking on
+    assert re.search(r'<a href="/library/[\w.-]+">Your library</a>', html)
+
+
+def test_followed_authors_are_saved_and_shown_as_written(settings, client, path):
+    before = state(settings, ADA)
+    answer = save(client, path, "Kaiming He\r\n\r\n  Yann LeCun \r\nHe, Kaiming\r\n")
+    assert answer.status_code == 303 and answer.headers["Location"].endswith("?done=save")
+    assert state(settings, ADA).follows == ("Kaiming He", "Yann LeCun")  # one person once
+    assert state(settings, BO).follows == ()
+    assert state(settings, ADA).events == (*before.events, ("changed", "web"))
+    assert last_detail(settings, ADA) == "SLAM, NeRF (en); follows Kaiming He, Yann LeCun"
+    html = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "Your preferences are saved." in html
+    assert textarea(html) == "Kaiming He\nYann LeCun"
+
+    # The same people, however written: nothing to save, nothing logged.
+    again = save(client, path, "He, Kaiming\nYann LeCun")
+    assert again.headers["Location"].endswith("?done=unchanged")
+    assert state(settings, ADA).follows == ("Kaiming He", "Yann LeCun")
+    assert len(state(settings, ADA).events) == len(before.events) + 1
+
+
+def test_deleting_a_line_unfollows(settings, client, path):
+    save(client, path, "Kaiming He\nYann LeCun\nFei-Fei Li")
+    answer = save(client, path, "Kaiming He\nFei-Fei Li")
+    assert answer.headers["Location"].endswith("?done=save")
+    assert state(settings, ADA).follows == ("Kaiming He", "Fei-Fei Li")
+    assert last_detail(settings, ADA) == "SLAM, NeRF (en); follows Kaiming He, Fei-Fei Li"
+    assert textarea(client.get(path).get_data(as_text=True)) == "Kaiming He\nFei-Fei Li"
+
+    save(client, path, "\n")
+    assert state(settings, ADA).follows == ()
+    assert last_detail(settings, ADA) == "SLAM, NeRF (en); follows no one"
+    assert textarea(client.get(path).get_data(as_text=True)) == ""
+
+
+def test_a_form_without_the_follows_keeps_them(settings, client, path):
+    save(client, path, "Kaiming He", ranking_on=False)
+    assert act(client, path, "save", topics=["slam"], language="en").status_code == 303
+    now = state(settings, ADA)
+    assert (now.follows, now.ranking) == (("Kaiming He",), False)
+    assert last_detail(settings, ADA) == "SLAM (en)"
+
+
+def test_a_surname_alone_is_refused_and_nothing_saved(settings, client, path):
+    save(client, path, "Kaiming He")
+    before = state(settings, ADA)
+    typed = "Kaiming He\nYann LeCun\nHe"
+    answer = save(client, path, typed, ranking_on=False, topics=["mllm"], language="ja")
+    assert answer.status_code == 400
+    html = answer.get_data(as_text=True)
+    error = re.search(r'<p class="field-error" id="follows-error">(.*?)</p>', html, re.S)
+    assert error and "Nothing was saved" in error.group(1)
+    assert "is a surname alone: add a first name or an initial" in error.group(1)
+    assert 'aria-describedby="follows-hint follows-error"' in html
+    # Next to its field: between the field's label and the textarea.
+    assert html.index('for="follows-field"') < error.start() < html.index("<textarea")
+    # What the reader typed is kept, to fix one line rather than type them all again.
+    assert textarea(html) == typed and not ranking_ticked(html)
+    # Nothing of the form is saved: not the follows, the switch, the topics nor the language.
+    assert state(settings, ADA) == before
+    assert (before.follows, before.ranking) == (("Kaiming He",), True)
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "</textarea><b>x</b>"],
+)
+def test_hostile_names_come_back_escaped(settings, client, path, hostile):
+    answer = save(client, path, f"Kaiming He\n{hostile}")
+    assert answer.status_code == 400
+    html = answer.get_data(as_text=True)
+    assert hostile not in html
+    assert "<script>alert" not in html and "<img" not in html and "<b>x" not in html
+    escaped = hostile.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    assert escaped.replace('"', "&#34;") in textarea(html)
+    assert html.count("</textarea>") == 1
+    assert state(settings, ADA).follows == ()
+
+
+def test_a_saved_name_is_escaped_where_shown(settings, client, path):
+    assert save(client, path, "Conan O'Brien\nJosé Ñúñez").status_code == 303
+    assert state(settings, ADA).follows == ("Conan O'Brien", "José Ñúñez")
+    html = client.get(path).get_data(as_text=True)
+    assert textarea(html) == "Conan O&#39;Brien\nJosé Ñúñez"
+
+
+def test_the_ranking_switch_both_ways(settings, client, path):
+    answer = save(client, path, "", ranking_on=False)
+    assert answer.headers["Location"].endswith("?done=save")
+    assert state(settings, ADA).ranking is False and state(settings, BO).ranking is True
+    assert last_detail(settings, ADA) == "SLAM, NeRF (en); ranking off"
+    assert not ranking_ticked(client.get(path).get_data(as_text=True))
+    assert save(client, path, "", ranking_on=False).headers["Location"].endswith("?done=unchanged")
+
+    answer = save(client, path, "", ranking_on=True)
+    assert answer.headers["Location"].endswith("?done=save")
+    assert state(settings, ADA).ranking is True
+    assert last_detail(settings, ADA) == "SLAM, NeRF (en); ranking on"
+    assert ranking_ticked(client.get(path).get_data(as_text=True))
+
+
+def test_follows_and_ranking_need_the_csrf_token(settings, client, app, path):
+    before = state(settings, ADA)
+    fields = {
+        "action": "save",
+        "topics": ["slam", "nerf"],
+        "language": "en",
+        "follows": "Kaiming He",
+        "ranking": ["off"],
+    }
+    assert client.post(path, data=fields).status_code == 400
+    token = csrf_token(client.get(path).get_data(as_text=True))
+    assert app.test_client().post(path, data={**fields, "csrf_token": token}).status_code == 400
+    now = state(settings, ADA)
+    assert (now.follows, now.ranking, now.events) == ((), True, before.events)
+    # The same post with the page's own token is what saves.
+    assert client.post(path, data={**fields, "csrf_token": token}).status_code == 303
+    now = state(settings, ADA)
+    assert (now.follows, now.ranking) == (("Kaiming He",), False)

@@ -80,6 +80,9 @@ class State:
     paused_until: date | None
     events: tuple[tuple[str, str], ...]
     """(kind, source) of every event, oldest first."""
+    follows: tuple[str, ...] = ()
+    """The authors they follow, as they wrote them, in the order they were added."""
+    ranking: bool = True
 
 
 def state(settings: Settings, email: str) -> State | None:
@@ -94,6 +97,8 @@ def state(settings: Settings, email: str) -> State | None:
             subscriber.language,
             subscriber.paused_until,
             tuple((event.kind, event.source) for event in store.events_of(session, subscriber)),
+            tuple(follow.name for follow in store.follows_of(session, subscriber.id)),
+            subscriber.ranking,
         )
 
 

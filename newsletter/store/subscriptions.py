@@ -3,14 +3,14 @@ topics on a given day."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsletter.intake.subscribers import email_key
+from newsletter.intake.subscribers import email_key, followed_names
 from newsletter.models import (
     MailFormat,
     Subscriber,
@@ -19,6 +19,7 @@ from newsletter.models import (
     Topic,
     utcnow,
 )
+from newsletter.store.follows import follows_of, set_follows
 from newsletter.store.subscribers import (
     STREAM_CHUNK,
     find_subscriber,
@@ -141,19 +142,44 @@ def change_preferences(
     language: str,
     source: str,
     mail_format: MailFormat | None = None,
+    *,
+    follows: Iterable[str] | None = None,
+    ranking: bool | None = None,
 ) -> bool:
-    """New topics, language and (unless None) mail format, logged as a change; False when
-    nothing changed. The detail names the format only when it changes."""
+    """New topics, language and (unless None) mail format, followed authors and ranking switch,
+    logged as one change; False when nothing changed. The detail names the format, the
+    follows and the ranking only when they change.
+
+    The names to follow are checked first: one that cannot be followed raises `InvalidInput`
+    and changes nothing.
+    """
+    wanted = None if follows is None else followed_names(follows)
     if mail_format is None:
         mail_format = subscriber.format
-    before = ([topic.id for topic in subscriber.topics], subscriber.language, subscriber.format)
-    if before == ([topic.id for topic in topics], language, mail_format):
+    if ranking is None:
+        ranking = subscriber.ranking
+    before = (
+        [topic.id for topic in subscriber.topics],
+        subscriber.language,
+        subscriber.format,
+        subscriber.ranking,
+    )
+    follows_change = wanted is not None and set(wanted) != {
+        follow.name_key for follow in follows_of(session, subscriber.id)
+    }
+    after = ([topic.id for topic in topics], language, mail_format, ranking)
+    if before == after and not follows_change:
         return False
     detail = f"{', '.join(topic.name for topic in topics)} ({language})"
     if mail_format != subscriber.format:
         detail += f"; format {mail_format}"
+    if follows_change:
+        set_follows(session, subscriber.id, wanted.values())
+        detail += f"; follows {', '.join(wanted.values()) or 'no one'}"
+    if ranking != subscriber.ranking:
+        detail += f"; ranking {'on' if ranking else 'off'}"
     subscriber.topics, subscriber.language = topics, language
-    subscriber.format = mail_format
+    subscriber.format, subscriber.ranking = mail_format, ranking
     log_event(session, subscriber, "changed", source, detail)
     return True
 

@@ -1,5 +1,5 @@
-"""A subscriber's preferences: topics, language, mail format, a pause, leaving one topic or all,
-coming back.
+"""A subscriber's preferences: topics, language, mail format, the authors they follow, their
+ranking switch, a pause, leaving one topic or all, coming back.
 
 Reached with a `preferences` token (from every email, and from the unsubscribe page), which
 never expires. Every change is a CSRF-checked POST, logged with source `web`, and answered
@@ -16,7 +16,12 @@ from flask_wtf.csrf import generate_csrf
 from newsletter import store
 from newsletter.db import session_scope
 from newsletter.errors import InvalidInput
-from newsletter.intake.subscribers import LANGUAGE_CHOICES, normalise_format, offered_language
+from newsletter.intake.subscribers import (
+    LANGUAGE_CHOICES,
+    followed_names,
+    normalise_format,
+    offered_language,
+)
 from newsletter.models import MailFormat, Subscriber, SubscriberStatus, Topic
 from newsletter.tokens import PREFERENCES, library_url
 from newsletter.web.common import invalid_link, message, page, settings, token_value
@@ -30,13 +35,21 @@ FORMATS = {
     MailFormat.text: "Plain text only",
 }
 DONE = {
-    "save": "Your topics, language and format are saved.",
-    "unchanged": "Nothing needed saving: these are your topics, language and format already.",
+    "save": "Your preferences are saved.",
+    "unchanged": "Nothing needed saving: these are your preferences already.",
     "pause": "Paused. Your digest comes back on the day shown below.",
     "resume": "Welcome back: your digest comes again from the next issue.",
     "unsubscribe": "You are unsubscribed. You can come back here at any time.",
     "resubscribe": "Welcome back: your digest comes again from the next issue.",
 }
+
+
+class FieldInvalid(InvalidInput):
+    """A value of one field of the form is wrong: the page says so next to that field."""
+
+    def __init__(self, field: str, text: str) -> None:
+        super().__init__(text)
+        self.field = field
 
 
 @blueprint.route("/preferences/<token>", methods=["GET", "POST"])
@@ -61,6 +74,8 @@ def preferences(token: str):
             action = request.form.get("action", "")
             try:
                 done = _apply(session, subscriber, action, known)
+            except FieldInvalid as error:
+                errors[error.field] = str(error)
             except InvalidInput as error:
                 errors[action] = str(error)
             else:
@@ -68,7 +83,7 @@ def preferences(token: str):
         return page(
             "preferences.html.j2",
             400 if errors else 200,
-            **_context(subscriber, known, token, errors),
+            **_context(session, subscriber, known, token, errors),
         )
 
 
@@ -80,7 +95,14 @@ def _apply(session, subscriber: Subscriber, action: str, known: list[Topic]) -> 
     if action == "save":
         topics, language, mail_format = _chosen(known, subscriber)
         changed = store.change_preferences(
-            session, subscriber, topics, language, "web", mail_format
+            session,
+            subscriber,
+            topics,
+            language,
+            "web",
+            mail_format,
+            follows=_chosen_follows(),
+            ranking=_chosen_ranking(),
         )
         return "save" if changed else "unchanged"
     if action == "pause":
@@ -128,8 +150,43 @@ def _chosen_format() -> MailFormat | None:
         raise InvalidInput("Choose an email format from the list.") from None
 
 
+def _chosen_follows() -> list[str] | None:
+    """The authors typed, one a line, checked by the intake layer every door uses (the CSV
+    import, the store's `set_follows`); None (keep the follows) when the form has no such
+    field."""
+    text = request.form.get("follows")
+    if text is None:
+        return None
+    names = text.splitlines()
+    try:
+        followed_names(names)
+    except InvalidInput as error:
+        raise FieldInvalid("follows", f"Nothing was saved: {error}.") from None
+    return names
+
+
+def _chosen_ranking() -> bool | None:
+    """The ranking switch; None (keep it) when the form has no such field. The form sends a
+    hidden `off` before the checkbox, so an unticked box still says it was there."""
+    values = request.form.getlist("ranking")
+    return "on" in values if values else None
+
+
+def _typed_follows(session, subscriber: Subscriber, errors: dict[str, str]) -> str:
+    """What the follows field shows: what was typed when the form came back with an error,
+    else the authors followed, as the reader wrote them."""
+    if errors and request.form.get("follows") is not None:
+        return request.form["follows"]
+    return "\n".join(follow.name for follow in store.follows_of(session, subscriber.id))
+
+
+def _typed_ranking(subscriber: Subscriber, errors: dict[str, str]) -> bool:
+    chosen = _chosen_ranking() if errors else None
+    return subscriber.ranking if chosen is None else chosen
+
+
 def _context(
-    subscriber: Subscriber, known: list[Topic], token: str, errors: dict[str, str]
+    session, subscriber: Subscriber, known: list[Topic], token: str, errors: dict[str, str]
 ) -> dict[str, object]:
     languages = dict(LANGUAGE_CHOICES)
     languages.setdefault(subscriber.language, subscriber.language)  # set by the operator
@@ -149,6 +206,8 @@ def _context(
         "languages": languages,
         "pause_weeks": PAUSE_WEEKS,
         "translated": settings().translator != "none",
+        "follows": _typed_follows(session, subscriber, errors),
+        "ranking": _typed_ranking(subscriber, errors),
         "done": DONE.get(request.args.get("done", "")),
         "errors": errors,
         "csrf_token": generate_csrf(),
