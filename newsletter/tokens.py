@@ -9,6 +9,7 @@ from __future__ import annotations
 import binascii
 import hmac
 import time
+from collections.abc import Callable
 from datetime import date
 from json.encoder import encode_basestring  # what json.dumps(ensure_ascii=False) uses
 from typing import Any
@@ -168,6 +169,10 @@ class PaperLinks:
         self._mac = hmac.new(signer.derive_key(), digestmod=signer.digest_method)
         self._second = -1
         self._timestamp = b""
+        self._tails: dict[str, bytes] = {}
+
+    TAILS_LIMIT = 65_536
+    """Papers whose part of the payload `for_reader` keeps encoded."""
 
     def token(self, public_id: str, arxiv_id: str) -> str:
         """The signed `[public_id, arxiv_id]` of one reader's card of one paper."""
@@ -184,3 +189,37 @@ class PaperLinks:
     def url(self, public_id: str, arxiv_id: str, action: str) -> str:
         """One link of a card: `action` is `save`, `more` or `less`."""
         return f"{self.prefix}{self.token(public_id, arxiv_id)}/{action}"
+
+    def for_reader(self, public_id: str) -> Callable[[str], bytes]:
+        """`{prefix}{token}` of each paper of one reader's message (their cards' links without
+        the action, as ASCII bytes), the same tokens as `token`'s, for less.
+
+        The payload's base64 is cut where the arXiv id begins: with a 22-character public id
+        (every id `new_public_id` makes) the reader's part is 27 bytes, a whole number of base64
+        groups, so it is encoded once a message and each paper's part once a process; one
+        HMAC a paper is left. Other ids take `token`'s way.
+        """
+        head = f"[{encode_basestring(public_id)},".encode() + b'"'
+        if len(head) % 3:
+            return lambda arxiv_id: (self.prefix + self.token(public_id, arxiv_id)).encode()
+        now = int(time.time())
+        if now != self._second:
+            self._second, self._timestamp = now, b"." + _base64_bytes(int_to_bytes(now))
+        head = self.prefix.encode() + _base64_bytes(head)
+        signed_from = len(self.prefix)
+        timestamp, keyed, tails = self._timestamp, self._mac, self._tails
+
+        def url(arxiv_id: str) -> bytes:
+            tail = tails.get(arxiv_id)
+            if tail is None:
+                if len(tails) >= self.TAILS_LIMIT:
+                    tails.clear()
+                tail = tails[arxiv_id] = _base64_bytes(
+                    encode_basestring(arxiv_id)[1:].encode() + b"]"
+                )
+            value = head + tail + timestamp
+            mac = keyed.copy()
+            mac.update(value[signed_from:])
+            return value + b"." + _base64_bytes(mac.digest())
+
+        return url

@@ -190,6 +190,25 @@ def test_an_address_that_is_not_ascii_is_composed_the_slow_way(
     assert f"Unsubscribe: {settings.base_url}/unsubscribe/" in bodies(message)[0]
 
 
+def test_links_that_need_escaping_are_composed_the_slow_way(
+    cli, settings, example_topics, monkeypatch
+):
+    """A base URL with what HTML escapes (or quoted-printable does) cannot be written into the
+    pieces as it is: those messages are composed whole, and each card's links still work."""
+    settings = set_env(monkeypatch, base_url="https://digest.example.org/list=a&b")
+    subscribe(cli, "ada@example.org", "SLAM")
+    store_papers(settings, "SLAM", paper(1))
+    digest_id = build(settings)
+    deliverer = Deliverer(settings, digest_id, transport=None)
+    (row,) = claimed(settings, deliverer, digest_id)
+
+    text, html_part = bodies(parse(deliverer.messages.message(row).data))
+
+    token = re.search(r"/papers/([\w.-]+)/save", text).group(1)
+    assert read_token(settings.secret(), PAPER, token, expect=list) == [row.public_id, "2611.00001"]
+    assert f'href="https://digest.example.org/list=a&amp;b/papers/{token}/save"' in html_part
+
+
 def test_plain_text_readers_get_the_text_part_alone_from_the_same_render(
     cli, settings, example_topics, monkeypatch
 ):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
@@ -109,6 +110,22 @@ def test_paper_links_make_the_tokens_make_token_makes(settings):
         read_token(secret, LIBRARY, links.token("a" * 22, "2611.00001"))
     with pytest.raises(Exception, match="not valid"):
         read_token(secret, PAPER, make_token(secret, PAPER, "a" * 22), expect=list)
+
+
+def test_a_readers_links_made_at_once_are_the_same_tokens(settings, monkeypatch):
+    """`for_reader` encodes the reader's part of the payload once (a whole number of base64
+    groups for a 22-character id) and each paper's once: the tokens are `token`'s; an id of
+    another length takes `token`'s way."""
+    monkeypatch.setattr(time, "time", lambda: 1_790_000_000.25)
+    secret = settings.secret()
+    links = PaperLinks("https://digest.example", secret)
+    for reader in (new_public_id(), new_public_id(), "short", "é" * 22, "x" * 23):
+        url = links.for_reader(reader)
+        for arxiv_id in ("2611.00001", "hep-th/9901001", "2611.00001", "1707.08567"):
+            made = url(arxiv_id)
+            assert made == f"https://digest.example/papers/{links.token(reader, arxiv_id)}".encode()
+            token = made.decode().rsplit("/", 1)[1]
+            assert read_token(secret, PAPER, token, expect=list) == [reader, arxiv_id]
 
 
 # --------------------------------------------------------------------------- the scanner rule

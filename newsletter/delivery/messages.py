@@ -11,7 +11,7 @@ whole, the slow way, which knows how.
 
 from __future__ import annotations
 
-import html
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -22,9 +22,10 @@ from newsletter.config import Settings
 from newsletter.delivery.outgoing import Outgoing
 from newsletter.digest.edition import Edition, EditionOptions
 from newsletter.digest.segments import SegmentKey
+from newsletter.errors import RenderError
 from newsletter.message.addresses import smtp_address
 from newsletter.message.compose import compose, mailto_for, message_bytes
-from newsletter.message.mail_merge import MessageTemplate, encoded
+from newsletter.message.mail_merge import MAX_LINE, SOFT_BREAK, MessageTemplate, encoded
 from newsletter.models import MailFormat
 from newsletter.render.cards import PAPER_CARDS, PAPER_PLACEHOLDER, text_piece
 from newsletter.render.email import (
@@ -38,6 +39,11 @@ from newsletter.render.email import (
 )
 from newsletter.store import ClaimedDelivery
 from newsletter.tokens import DigestLinks, PaperLinks
+
+PLAIN_LINK = re.compile(r"[!#-%(-;?-~]+")
+"""Characters a link may have to be written as it is in both parts: printable ASCII but what
+HTML escapes (& < > " ') and "=", which quoted-printable escapes. Tokens are URL-safe base64;
+a base URL with any other character sends its messages the slow way, which escapes."""
 
 BODY_FIELDS = {
     "unsubscribe_url": UNSUBSCRIBE_PLACEHOLDER,
@@ -67,6 +73,7 @@ class MessageBuilder:
         self._date = datetime.now(UTC)
         self._sender = settings.sender_email  # a property that parses NEWSLETTER_FROM: once
         self._papers = PaperLinks(settings.base_url, settings.secret())
+        self._plain_links = PLAIN_LINK.fullmatch(self._papers.prefix) is not None
 
     def prepare(self, session: Session, rows: list[ClaimedDelivery]) -> None:
         """Read what `message` needs for these rows: the digest's edition on first use (unless
@@ -98,7 +105,7 @@ class MessageBuilder:
         mailto = mailto_for(self._sender, unsubscribe.rsplit("/", 1)[1])
         recipient = smtp_address(row.email)  # an internationalised domain in IDNA
         public_id = row.public_id
-        if recipient.isascii():
+        if recipient.isascii() and self._plain_links:
             data = segment.template(row.format).bytes_for(
                 {
                     "to": recipient,
@@ -108,9 +115,12 @@ class MessageBuilder:
                     "preferences_url": preferences,
                     "web_version_url": web_version,
                 },
-                segment.slots(orders, lambda arxiv_id: self.paper_url(public_id, arxiv_id)),
+                *segment.papers(
+                    orders, self._papers.for_reader(public_id), row.format == MailFormat.html
+                ),
             )
-        else:  # a non-ASCII local part: UTF-8 headers, composed the slow way, which knows how
+        else:  # a non-ASCII local part (UTF-8 headers) or links that need escaping: composed
+            # the slow way, which knows how
             body = personalise(
                 segment.body(),
                 unsubscribe,
@@ -135,6 +145,7 @@ class MessageBuilder:
                 content,
                 sender_name=self.settings.sender_name,
                 ranked=self.edition.options.ranked,
+                whole=False,
             )
             segment = self._segments[key] = _SegmentMessages(self.settings, body, self._date)
         return segment
@@ -173,7 +184,13 @@ class _SegmentMessages:
         self.frame: Frame = body.frame  # the whole parts are not kept: the frame makes them
         self._date = date
         self._templates: dict[MailFormat, MessageTemplate] = {}
-        self._cards: dict[tuple[int, int, bool, str], list[bytes | str]] = {}
+        self._cards: dict[tuple[int, int, bool], EncodedCard] = {}
+        self._slots = [(slot.section, slot.index, slot.line) for slot in self.frame.slots]
+        self._need = [0] * len(self.frame.pools)
+        """Papers each section shows (its slots)."""
+        for slot in self.frame.slots:
+            self._need[slot.section] += 1
+        self._slot_count = len(self.frame.slots)
         self._positions = {
             paper.arxiv_id: (section, index)
             for section, pool in enumerate(self.frame.pools)
@@ -202,55 +219,65 @@ class _SegmentMessages:
         return template
 
     def orders(self, ranking: list[str] | None) -> list[list[int]] | None:
-        """Each section's papers (indices into its pool) in a reader's order: those they
-        ranked, best first, then the others newest first; None for newest first."""
+        """Each section's papers (indices into its pool) in a reader's order, as far as its
+        slots go: those they ranked, best first, then the others newest first; None for
+        newest first."""
         if not ranking:
             return None
-        pools = self.frame.pools
+        pools, need, positions = self.frame.pools, self._need, self._positions
         orders: list[list[int]] = [[] for _ in pools]
-        positions = self._positions
+        left = self._slot_count
         for arxiv_id in ranking:
             found = positions.get(arxiv_id)
             if found is not None:
-                orders[found[0]].append(found[1])
-        for order, pool in zip(orders, pools, strict=True):
-            if len(order) < len(pool):
+                order = orders[found[0]]
+                if len(order) < need[found[0]]:
+                    order.append(found[1])
+                    left -= 1
+                    if not left:
+                        return orders
+        for section, order in enumerate(orders):
+            if len(order) < need[section]:
                 ranked = set(order)
-                order.extend(index for index in range(len(pool)) if index not in ranked)
+                order.extend(index for index in range(len(pools[section])) if index not in ranked)
         return orders
 
-    def slots(self, orders: list[list[int]] | None, paper_url) -> Callable[[int, str], bytes]:
-        """A reader's papers for `MessageTemplate.bytes_for`: the card of each slot, with
-        `paper_url(arxiv_id)` for its actions (made once per paper and message)."""
-        slots = self.frame.slots
-        urls: dict[str, bytes] = {}
+    def papers(
+        self, orders: list[list[int]] | None, paper_url: Callable[[str], bytes], with_html: bool
+    ) -> tuple[list[bytes], list[bytes]]:
+        """A reader's papers for `MessageTemplate.bytes_for`: each slot's card in the HTML part
+        (unless the message has none) and in the text part, with the reader's own link to the
+        paper's actions, `paper_url(arxiv_id)`, encoded once per paper."""
+        cards, urls = self._cards, {}
+        html_slots: list[bytes] = []
+        text_slots: list[bytes] = []
+        for section, position, line in self._slots:
+            index = orders[section][position] if orders else position
+            card = cards.get((section, index, line)) or self._card(section, index, line)
+            html_parts, text_parts, arxiv_id = card
+            if len(html_parts) == 1 and len(text_parts) == 1:  # a title line: no link of theirs
+                if with_html:
+                    html_slots.append(html_parts[0])
+                text_slots.append(text_parts[0])
+                continue
+            url = urls.get(arxiv_id)
+            if url is None:
+                url = urls[arxiv_id] = _encoded_url(paper_url(arxiv_id))
+            if with_html:
+                html_slots.append(url.join(html_parts))
+            text_slots.append(url.join(text_parts))
+        return html_slots, text_slots
 
-        def url(arxiv_id: str) -> bytes:
-            data = urls.get(arxiv_id)
-            if data is None:
-                data = urls[arxiv_id] = encoded(html.escape(paper_url(arxiv_id)))
-            return data
-
-        def slot_bytes(number: int, context: str) -> bytes:
-            slot = slots[number]
-            index = orders[slot.section][slot.index] if orders else slot.index
-            pieces = self._card(slot.section, index, slot.line, context)
-            return b"".join([piece if type(piece) is bytes else url(piece) for piece in pieces])
-
-        return slot_bytes
-
-    def _card(self, section: int, index: int, line: bool, context: str) -> list[bytes | str]:
-        """A paper's card encoded for `context` ("html" or "text"): bytes, and the arXiv id
-        where the reader's link goes. The segment keeps a reference; the encoded card itself
-        is the process's, shared by every segment that shows it."""
-        key = (section, index, line, context)
-        pieces = self._cards.get(key)
-        if pieces is None:
-            if not self._cards:
-                self._make_cards()
-            card = self.frame.card(section, index, line, html=context == "html")
-            pieces = self._cards[key] = _encoded_card(card, context)
-        return pieces
+    def _card(self, section: int, index: int, line: bool) -> EncodedCard:
+        """The card of a section's `index`th paper, encoded. The segment keeps a reference;
+        the encoded card itself is the process's, shared by every segment that shows it."""
+        if not self._cards:
+            self._make_cards()
+        card = self._cards[(section, index, line)] = _encoded_card(
+            self.frame.card(section, index, line, html=True),
+            self.frame.card(section, index, line, html=False),
+        )
+        return card
 
     def _make_cards(self) -> None:
         """Make every card the segment's readers may be shown at once (one MJML document for
@@ -266,19 +293,43 @@ class _SegmentMessages:
 
 ENCODED_LIMIT = 8192
 """Encoded cards a process keeps (a few KB each), shared by its segments."""
-_ENCODED: dict[tuple[tuple, str], list[bytes | str]] = {}
+EncodedCard = tuple[tuple[bytes, ...], tuple[bytes, ...], str]
+"""A paper's card in the HTML part and in the text part, quoted-printable pieces to be joined by
+the reader's link, and the paper's arXiv id (whose link that is)."""
+_ENCODED: dict[tuple[tuple, tuple], EncodedCard] = {}
 
 
-def _encoded_card(card: tuple, context: str) -> list[bytes | str]:
-    """A card as quoted-printable pieces, with the arXiv id where the reader's link goes."""
+def _encoded_card(html_card: tuple, text_card: tuple) -> EncodedCard:
     global _ENCODED
-    pieces = _ENCODED.get((card, context))
-    if pieces is None:
-        text = PAPER_CARDS.get([card])[0][0] if context == "html" else text_piece(card)
-        parts = PAPER_PLACEHOLDER.split(text)  # text, arXiv id, text, ..., text
-        pieces = [encoded(part) if number % 2 == 0 else part for number, part in enumerate(parts)]
-        pieces = [piece for piece in pieces if piece != b""]
+    found = _ENCODED.get((html_card, text_card))
+    if found is None:
+        html_parts = PAPER_PLACEHOLDER.split(PAPER_CARDS.get([html_card])[0][0])
+        text_parts = PAPER_PLACEHOLDER.split(text_piece(text_card))
+        # text, arXiv id, text, ..., text: the ids are this card's paper's (a title line has
+        # none: it links to the paper alone).
+        arxiv_id = html_card[1].arxiv_id
+        if not set(html_parts[1::2] + text_parts[1::2]) <= {arxiv_id}:
+            raise RenderError(f"the card of {arxiv_id} does not link to its own actions")
+        found = (
+            tuple(map(encoded, html_parts[::2])),
+            tuple(map(encoded, text_parts[::2])),
+            arxiv_id,
+        )
         if len(_ENCODED) >= ENCODED_LIMIT:
             _ENCODED = {}  # replaced, never emptied in place: a reader keeps what it read
-        _ENCODED[(card, context)] = pieces
-    return pieces
+        _ENCODED[(html_card, text_card)] = found
+    return found
+
+
+def _encoded_url(url: bytes) -> bytes:
+    """A reader's link to a paper as a piece of either part (quoted-printable). Nothing in it
+    needs escaping: the base URL was checked for that (`MessageBuilder`), and tokens are
+    URL-safe base64."""
+    if len(url) <= _LINE:
+        return url + SOFT_BREAK
+    if len(url) <= 2 * _LINE:
+        return url[:_LINE] + SOFT_BREAK + url[_LINE:] + SOFT_BREAK
+    return encoded(url.decode())
+
+
+_LINE = MAX_LINE - 1

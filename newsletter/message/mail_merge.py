@@ -18,7 +18,7 @@ from __future__ import annotations
 import binascii
 import html
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -64,8 +64,6 @@ class _Slot:
     context: str  # "text" or "html"
 
 
-SlotBytes = Callable[[int, str], bytes]
-"""A recipient's encoded paper for a slot: (slot number, "text" or "html") → bytes."""
 
 
 class MessageTemplate:
@@ -125,10 +123,15 @@ class MessageTemplate:
             bodies[HTML_BODY.encode()] = _encoded_body(html_body, body_fields, "html")
         return cls(_cut(skeleton, header_fields, bodies))
 
-    def bytes_for(self, values: Mapping[str, str], slots: SlotBytes | None = None) -> bytes:
+    def bytes_for(
+        self,
+        values: Mapping[str, str],
+        html_slots: Sequence[bytes] = (),
+        text_slots: Sequence[bytes] = (),
+    ) -> bytes:
         """One recipient's message; `values` has "to", "message_id", "unsubscribe_url",
-        "unsubscribe_mailto" and every body field; `slots` gives their paper for each slot of
-        bodies that have slots (`slot_marker`)."""
+        "unsubscribe_mailto" and every body field; `html_slots` and `text_slots` are their
+        papers for the slots of each part (`SLOT_MARKER`), encoded (see `encoded`)."""
         encoded = []
         plain: dict[str, bytes] = {}  # a value the two parts encode alike (a link): once
         for field in self._fields:
@@ -146,7 +149,7 @@ class MessageTemplate:
         for position, field in self._gaps:
             out[position] = encoded[field]
         for position, number, context in self._slots:
-            out[position] = slots(number, context)
+            out[position] = (html_slots if context == "html" else text_slots)[number]
         return b"".join(out)
 
 

@@ -100,12 +100,13 @@ class PaperCards:
     """Paper cards and title lines as a digest's final HTML has them (through MJML, styles
     inlined), each made once per process for all the segments that show it.
 
-    A few thousand are kept (a few KB each); the ones a render lacks are made together, in one
+    Up to 16,384 are kept (a few KB each: every paper of a busy day at each abstract length of
+    the size ladder, in three languages); the ones a render lacks are made together, in one
     MJML document under the digest's own head, so they come out exactly as they would inside
     the whole digest (tests/test_render.py compares the two).
     """
 
-    LIMIT = 4096
+    LIMIT = 16384
 
     def __init__(self) -> None:
         self._made: dict[CardKey, tuple[str, int]] = {}

@@ -133,6 +133,7 @@ def render_email(
     sender_name: str,
     size_limit: int = HTML_SIZE_LIMIT,
     ranked: bool = False,
+    whole: bool = True,
 ) -> RenderedBody:
     """The digest email of one segment, with `UNSUBSCRIBE_PLACEHOLDER` for the link.
 
@@ -140,6 +141,8 @@ def render_email(
     for the text part too, so both parts hold the same papers and links. With `ranked` (some
     readers pick the papers shown in their own order), the step is the one that fits whichever
     papers a reader's order puts first: it is measured with each section's longest papers.
+    Without `whole`, only the frame is made (a sender assembles each message from it) and the
+    body's `html` and `text` are empty.
     """
     measured = heaviest_first(content) if ranked else content
     budget = size_limit - PERSONAL_RESERVE - paper_links_reserve(content)
@@ -162,7 +165,7 @@ def render_email(
             size_limit,
         )
     frame = email_frame(content, sender_name, fit, frame_html)
-    body_html, body_text = frame.bodies()
+    body_html, body_text = frame.bodies() if whole else ("", "")
     return RenderedBody(email_subject(content), body_html, body_text, fit, frame)
 
 
