@@ -28,7 +28,8 @@ from newsletter.models import (
     Subscriber,
     utcnow,
 )
-from newsletter.ranking.features import SCHEME, compute_features, decode, paper_text
+from newsletter.ranking import SCHEME
+from newsletter.ranking.features import compute_features, decode, paper_text
 from newsletter.ranking.step import rank_digest
 from newsletter.sources.papers import paper_from_result
 from tests.arxiv_server import shared_fixture

@@ -24,10 +24,6 @@ import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import HashingVectorizer
 
-SCHEME = "hash18-uni-bi-v1"
-"""Names how `data` was made (hashing, columns, n-grams, text cleaning): a change to any of
-them is a new name, and the papers' features are made again."""
-
 N_FEATURES = 2**18
 
 _INDEX = np.dtype("<i4")

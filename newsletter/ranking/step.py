@@ -17,14 +17,18 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
 from newsletter import store
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.ranking.features import SCHEME, Idf, compute_features, count_matrix
-from newsletter.ranking.model import DayRanker, PaperRows, Signal, background_sample
+from newsletter.ranking import SCHEME
+
+if TYPE_CHECKING:  # numpy, scipy and scikit-learn load only when someone is ranked
+    from newsletter.ranking.features import Idf
+    from newsletter.ranking.model import DayRanker, PaperRows, Signal
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,10 @@ def rank_digest(settings: Settings, digest_id: int, *, rerank: bool = False) -> 
     report = RankingReport(off=not settings.ranking)
     if report.off:
         return report
+    with session_scope(settings) as session:
+        if not store.readers_with_signal(session, settings.ranking_min_signal, 0, 1):
+            report.too_little_signal = store.count_ranking_readers(session)
+            return report  # nobody to rank: no features, no model, not even their imports
     report.features_computed = compute_missing_features(settings)
     with session_scope(settings) as session:
         day = _day_of(session, digest_id)
@@ -99,6 +107,8 @@ def rank_digest(settings: Settings, digest_id: int, *, rerank: bool = False) -> 
 
 def compute_missing_features(settings: Settings) -> int:
     """Make and store the features of every paper that has none of this `SCHEME`; how many."""
+    from newsletter.ranking.features import compute_features
+
     made = 0
     while True:
         with session_scope(settings) as session:
@@ -129,6 +139,9 @@ class _Day:
 
 
 def _day_of(session: Session, digest_id: int) -> _Day:
+    from newsletter.ranking.features import Idf
+    from newsletter.ranking.model import DayRanker, background_sample
+
     digest = store.digest_by_id(session, digest_id)
     start, end = digest.window_start, digest.window_end
     topic_ids = [topic.id for topic in store.list_topics(session)]
@@ -165,6 +178,9 @@ def _day_of(session: Session, digest_id: int) -> _Day:
 
 def _rows(session: Session, idf: Idf, paper_ids: list[int]) -> PaperRows:
     """The TF-IDF rows of these papers (those with stored features), in the order given."""
+    from newsletter.ranking.features import count_matrix
+    from newsletter.ranking.model import PaperRows
+
     found = store.features_of(session, SCHEME, paper_ids)
     ids = [paper_id for paper_id in paper_ids if paper_id in found]
     return PaperRows(ids, idf.weigh(count_matrix(found[i] for i in ids)))
@@ -173,6 +189,8 @@ def _rows(session: Session, idf: Idf, paper_ids: list[int]) -> PaperRows:
 def _rank_chunk(
     session: Session, day: _Day, readers: list[int], rerank: bool, report: RankingReport
 ) -> None:
+    from newsletter.ranking.model import Signal
+
     if not rerank:
         done = store.ranked_reader_ids(session, day.digest_id, readers)
         report.already_ranked += len(done)
