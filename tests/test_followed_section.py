@@ -9,6 +9,7 @@ from datetime import date
 
 from newsletter import store
 from newsletter.db import session_scope
+from newsletter.web import create_app
 from tests.helpers import outbox, paper, store_papers, subscribe, text_of
 
 DAY = date(2026, 11, 27)
@@ -51,3 +52,27 @@ def test_papers_by_followed_authors_come_first_whatever_their_topic(settings, cl
         assert listed(sent[other]) == ["2611.00009", "2611.00002", "2611.00001"]
     html = sent["ada@example.org"].get_body(("html",)).get_content()
     assert html.index("From people you follow") < html.index("arXiv:2611.00002")
+
+
+def test_the_web_version_and_the_preview_show_what_the_email_shows(settings, cli, tmp_path):
+    cli("topics", "add", "SLAM", "--keyword", "slam")
+    cli("topics", "add", "Glaciers", "--keyword", "glacier")
+    he = replace(paper(7, "Masked autoencoders for glaciers"), authors=("Kaiming He",))
+    store_papers(settings, "SLAM", paper(1), paper(2))
+    store_papers(settings, "Glaciers", he)
+    subscribe(cli, "ada@example.org", "SLAM")
+    follow(settings, "ada@example.org", "Kaiming He")
+
+    out = tmp_path / "preview.html"
+    cli("preview", "--subscriber", "ada@example.org", "-o", str(out))
+    preview = out.read_text()
+    assert preview.index("From people you follow") < preview.index("arXiv:2611.00007")
+    assert preview.index("arXiv:2611.00007") < preview.index("arXiv:2611.00002")
+
+    cli("send", "--date", DAY.isoformat())
+    message = outbox(settings)["ada@example.org"]
+    web_version = re.search(r"View in browser: (\S+)", text_of(message)).group(1)
+    with create_app(settings).test_client() as client:
+        page = client.get(web_version.removeprefix(settings.base_url)).get_data(as_text=True)
+    assert "From people you follow" in page
+    assert page.index("Masked autoencoders for glaciers") < page.index("Paper number 2")

@@ -32,6 +32,7 @@ from newsletter.ranking import SCHEME
 from newsletter.ranking.features import compute_features, decode, paper_text
 from newsletter.ranking.step import rank_digest
 from newsletter.sources.papers import paper_from_result
+from newsletter.web import create_app
 from tests.arxiv_server import shared_fixture
 from tests.helpers import outbox, paper, set_env, store_papers, subscribe, text_of
 
@@ -315,3 +316,20 @@ def test_the_email_lists_a_ranked_readers_papers_in_their_order(settings, cli, d
         assert "20 more papers in AI" in text_of(message)
     html = sent["ada@example.org"].get_body(("html",)).get_content()
     assert html.index("arXiv:2605.12480") < html.index(f"arXiv:{ada[1]}")
+
+
+def test_a_ranked_readers_web_version_is_in_their_order(settings, cli, day):
+    """"View in browser" shows every paper, in the reader's order as their email does."""
+    digest_id, newest_first = day
+    ada_id = reader(settings, cli, "ada@example.org", liked=LIKED_IDS[:2], seeds=LIKED_IDS[2:])
+    cli("send", "--date", DAY2.isoformat())
+    text = text_of(outbox(settings)["ada@example.org"])
+    web_version = re.search(r"View in browser: (\S+)", text).group(1)
+
+    with create_app(settings).test_client() as client:
+        page = client.get(web_version.removeprefix(settings.base_url)).get_data(as_text=True)
+
+    order = ranking(settings, digest_id, ada_id)
+    shown = [arxiv_id for arxiv_id in re.findall(r"arxiv\.org/abs/([\d.]+)", page)]
+    assert list(dict.fromkeys(shown)) == order[: len(dict.fromkeys(shown))]
+    assert len(dict.fromkeys(shown)) == 25  # every paper, her order

@@ -187,6 +187,8 @@ def build_edition(settings: Settings, issue_date: date) -> tuple[Edition, Transl
         edition = Edition.read(session, digest, EditionOptions.from_settings(settings))
         readers = Readers.stream(session, issue_date, earlier=earlier, edition=edition)
     rank_digest(settings, edition.digest_id)  # logs what it did
+    with session_scope(settings) as session:
+        edition.has_rankings(session)  # the translations then cover what their orders show
     translation = translate_for_digest(settings, edition, readers, previous)
     edition = edition.with_notes(translation.notes)
     prepare(settings, issue_date, edition=edition, readers=readers)

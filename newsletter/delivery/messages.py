@@ -91,8 +91,7 @@ class MessageBuilder:
         self.edition.load_languages(session, {row.language for row in rows})
         subscriber_ids = [row.subscriber_id for row in rows]
         self._followed = self.edition.followed_by(session, subscriber_ids)
-        if self.edition.options.ranked:
-            self._rankings = self.edition.rankings(session, subscriber_ids)
+        self._rankings = self.edition.rankings(session, subscriber_ids)
 
     def message(self, row: ClaimedDelivery) -> Outgoing:
         """One subscriber's message: their segment's template with their values substituted
@@ -144,7 +143,7 @@ class MessageBuilder:
             body = render_email(
                 content,
                 sender_name=self.settings.sender_name,
-                ranked=self.edition.options.ranked,
+                ranked=self.edition.ranked,
                 whole=False,
             )
             segment = self._segments[key] = _SegmentMessages(self.settings, body, self._date)

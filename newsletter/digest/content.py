@@ -236,3 +236,23 @@ def _with_also(item: PaperItem, also_in: list[str]) -> PaperItem:
 
 def digest_web_url(base_url: str, issue_date: date) -> str:
     return f"{base_url}/digests/{issue_date.isoformat()}"
+
+
+def arranged(content: DigestContent, order: Sequence[str]) -> DigestContent:
+    """The content as a reader with this `order` (arXiv ids, best first) sees it: each section
+    shows as many papers as before, picked from its pool in their order (papers they have no
+    rank for after, newest first)."""
+    rank = {arxiv_id: place for place, arxiv_id in enumerate(order)}
+    unranked = len(rank)
+    sections = []
+    for section in content.sections:
+        pool = section.pool or section.papers
+        ordered = sorted(pool, key=lambda item: rank.get(item.arxiv_id, unranked))  # stable
+        sections.append(
+            replace(
+                section,
+                papers=tuple(ordered[: len(section.papers)]),
+                pool=tuple(ordered) if section.pool else (),
+            )
+        )
+    return replace(content, sections=tuple(sections))

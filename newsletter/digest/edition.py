@@ -23,6 +23,7 @@ from newsletter.digest.content import (
     PaperItem,
     TranslatedText,
     Translations,
+    arranged,
     assemble,
     digest_web_url,
     paper_item,
@@ -73,7 +74,7 @@ class EditionOptions:
             translated=settings.translator != "none",
             titles=settings.translate_titles,
             notes=dict(notes or {}),
-            ranked=settings.ranking and not every_paper,
+            ranked=settings.ranking,
         )
 
 
@@ -176,7 +177,7 @@ class Edition:
         options = replace(self.options, notes=dict(notes))
         edition = Edition(self.digest, self.topics, self.papers, options)
         edition.follows, edition._followed = self.follows, self._followed
-        edition.arxiv_ids = self.arxiv_ids
+        edition.arxiv_ids, edition._has_rankings = self.arxiv_ids, self._has_rankings
         return edition
 
     def for_digest(self, session: Session, digest: Digest) -> Edition:
@@ -213,22 +214,43 @@ class Edition:
     def shown(self, topic_ids: Sequence[int], followed: Sequence[str] = ()) -> list[str]:
         """The arXiv ids a body of these topics shows, whatever its language, in order (its
         English content, kept: the English readers' segments are then assembled once a send).
-        With rankings, any of a section's papers may be shown: all of them."""
+        When readers of the digest are ranked (`has_rankings`), any of a section's papers may
+        be shown: all of them."""
         content = self.content(topic_ids, "en", followed)
         return [
             item.arxiv_id
             for section in content.sections
-            for item in (section.pool or section.papers)
+            for item in (section.pool if self._has_rankings else section.papers)
         ]
+
+    def content_for(
+        self, session: Session, subscriber_id: int, topic_ids: Sequence[int], language: str
+    ) -> DigestContent:
+        """What one reader receives: their topics in their language, the papers of authors
+        they follow first, each section in their own order when they have one."""
+        followed = self.followed_by(session, [subscriber_id]).get(subscriber_id, ())
+        content = self.content(topic_ids, language, followed)
+        order = self.rankings(session, [subscriber_id]).get(subscriber_id)
+        return arranged(content, order) if order else content
+
+    @property
+    def ranked(self) -> bool:
+        """Some readers get this edition's papers in their own order (as far as known: see
+        `has_rankings`): its bodies must fit whichever papers an order puts first."""
+        return bool(self.options.ranked and self._has_rankings)
+
+    def has_rankings(self, session: Session) -> bool:
+        """Whether any reader of the digest has their own order of its papers (read once)."""
+        if self._has_rankings is None:
+            self._has_rankings = self.digest_id is not None and store.has_rankings(
+                session, self.digest_id
+            )
+        return self._has_rankings
 
     def rankings(self, session: Session, subscriber_ids: Sequence[int]) -> dict[int, list[str]]:
         """These readers' orders of the digest's papers (arXiv ids, best first), for those who
         have one."""
-        if self.digest_id is None:
-            return {}
-        if self._has_rankings is None:
-            self._has_rankings = store.has_rankings(session, self.digest_id)
-        if not self._has_rankings:
+        if not self.options.ranked or not self.has_rankings(session):
             return {}
         arxiv_ids = self.arxiv_ids
         return {

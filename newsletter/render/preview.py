@@ -24,16 +24,16 @@ def preview_html(
 
     It shows the papers waiting for the next digest; when nothing is waiting, the last digest.
     """
-    language, public_id = settings.default_language, None
+    language, public_id, subscriber_id = settings.default_language, None, None
     if email:
         subscriber = store.get_subscriber(session, email)
         topics, language, label = list(subscriber.topics), subscriber.language, "subscriber"
-        public_id = subscriber.public_id
+        public_id, subscriber_id = subscriber.public_id, subscriber.id
     elif topic_names:
         topics, label = store.get_topics(session, topic_names), "topics"
     else:
         topics, label = store.list_topics(session), "all-topics"
-    content = preview_content(session, settings, topics, language)
+    content = preview_content(session, settings, topics, language, subscriber_id)
     body = personalise(
         render_email(content, sender_name=settings.sender_name),
         *preview_links(settings, public_id, content.date),
@@ -61,19 +61,36 @@ def preview_links(
 
 
 def preview_content(
-    session: Session, settings: Settings, topics: list[Topic], language: str
+    session: Session,
+    settings: Settings,
+    topics: list[Topic],
+    language: str,
+    subscriber_id: int | None = None,
 ) -> DigestContent:
     """What a reader of these topics and this language would receive: the digest the next send
-    would build, or the last one when nothing is waiting (as the emails show it, capped)."""
+    would build, or the last one when nothing is waiting (as the emails show it, capped); for
+    a subscriber, with the papers of authors they follow and in their order."""
     options = EditionOptions.from_settings(settings)
     topic_ids = [topic.id for topic in topics]
     # The day the next send would build (NEWSLETTER_TIMEZONE's), not UTC's: near midnight the
     # two differ, and a preview must show the digest `newsletter send` would send.
     digest = draft_digest(session, settings.today(), utcnow())
     edition = Edition.read(session, digest, options, topics=topics, languages=[language])
-    content = edition.content(topic_ids, language)
+    content = _content(session, edition, topic_ids, language, subscriber_id)
     latest = next(iter(store.list_digests(session)), None)
     if content.paper_count == 0 and latest is not None:
         edition = Edition.read(session, latest, options, topics=topics, languages=[language])
-        content = edition.content(topic_ids, language)
+        content = _content(session, edition, topic_ids, language, subscriber_id)
     return content
+
+
+def _content(
+    session: Session,
+    edition: Edition,
+    topic_ids: list[int],
+    language: str,
+    subscriber_id: int | None,
+) -> DigestContent:
+    if subscriber_id is None:
+        return edition.content(topic_ids, language)
+    return edition.content_for(session, subscriber_id, topic_ids, language)

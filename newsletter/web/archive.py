@@ -74,7 +74,8 @@ def topic_page(day: str, slug: str):
 
 @blueprint.get("/digests/<day>/for/<token>")
 def personal_digest(day: str, token: str):
-    """A subscriber's own version: what their email held, every paper, in their language.
+    """A subscriber's own version: what their email held, every paper, in their language and
+    their order (the papers of authors they follow first, each topic in their ranking).
 
     A link of someone no longer on the list shows every topic rather than an error.
     """
@@ -95,7 +96,8 @@ def personal_digest(day: str, token: str):
             language = subscriber.language if options.translated else "en"
             topics = list(subscriber.topics)
             edition = Edition.read(session, digest, options, topics=topics, languages=[language])
-            content = edition.content([topic.id for topic in topics], language)
+            topic_ids = [topic.id for topic in topics]
+            content = edition.content_for(session, subscriber.id, topic_ids, language)
     return render_web_digest(content, site_name=config.sender_name)
 
 
