@@ -14,12 +14,10 @@ branch_labels = None
 depends_on = None
 
 
-def _subscriber() -> sa.Column:
+def _key(column: str, table: str) -> sa.Column:
+    """A primary-key column that refers to `table` and goes with its row."""
     return sa.Column(
-        "subscriber_id",
-        sa.Integer(),
-        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
-        primary_key=True,
+        column, sa.Integer(), sa.ForeignKey(f"{table}.id", ondelete="CASCADE"), primary_key=True
     )
 
 
@@ -30,7 +28,7 @@ def upgrade() -> None:
         )
     op.create_table(
         "follows",
-        _subscriber(),
+        _key("subscriber_id", "subscribers"),
         sa.Column("name_key", sa.String(200), primary_key=True),
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -38,13 +36,8 @@ def upgrade() -> None:
     op.create_index("ix_follows_name_key", "follows", ["name_key"])
     op.create_table(
         "reader_papers",
-        _subscriber(),
-        sa.Column(
-            "paper_id",
-            sa.Integer(),
-            sa.ForeignKey("papers.id", ondelete="CASCADE"),
-            primary_key=True,
-        ),
+        _key("subscriber_id", "subscribers"),
+        _key("paper_id", "papers"),
         sa.Column("saved_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("rating", sa.Integer(), nullable=True),
         sa.Column("rated_at", sa.DateTime(timezone=True), nullable=True),
@@ -54,24 +47,14 @@ def upgrade() -> None:
     op.create_index("ix_reader_papers_saved", "reader_papers", ["subscriber_id", "saved_at"])
     op.create_table(
         "paper_features",
-        sa.Column(
-            "paper_id",
-            sa.Integer(),
-            sa.ForeignKey("papers.id", ondelete="CASCADE"),
-            primary_key=True,
-        ),
+        _key("paper_id", "papers"),
         sa.Column("scheme", sa.String(40), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
     )
     op.create_table(
         "reader_rankings",
-        sa.Column(
-            "digest_id",
-            sa.Integer(),
-            sa.ForeignKey("digests.id", ondelete="CASCADE"),
-            primary_key=True,
-        ),
-        _subscriber(),
+        _key("digest_id", "digests"),
+        _key("subscriber_id", "subscribers"),
         sa.Column("paper_ids", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
