@@ -5,8 +5,9 @@ papers put in the slots in their own order (their ranking, or newest first), eac
 the reader's own link to its actions (save, more like this, less like this).
 
 Nothing is rendered or encoded per message, and a message's bytes exist only while it is being
-sent. An address with a non-ASCII local part is the exception: its UTF-8 headers are composed
-whole, the slow way, which knows how.
+sent. Two exceptions are composed whole, the slow way, which knows how: an address with a
+non-ASCII local part (its UTF-8 headers), and every message of a list whose base URL has
+characters a link cannot carry as it is in HTML and quoted-printable (`PLAIN_LINK`).
 """
 
 from __future__ import annotations
