@@ -20,6 +20,7 @@ from newsletter import store
 from newsletter.db import session_scope
 from newsletter.digest.window import open_digest
 from newsletter.models import (
+    Digest,
     Paper,
     PaperFeatures,
     Rating,
@@ -260,6 +261,28 @@ def test_a_rerun_ranks_nobody_twice(settings, cli, day):
     assert ranking(settings, digest_id, ada) == order  # the same model: deterministic
     with session_scope(settings) as session:
         assert session.scalar(select(func.count()).select_from(ReaderRanking)) == 1
+
+
+def test_rankings_of_digests_two_weeks_older_are_dropped(settings, cli, day):
+    """A ranking row is one reader's order of one digest: kept for resends and web versions
+    of recent digests, dropped after two weeks rather than piling up by the list's size."""
+    digest_id, _ = day
+    ada = reader(settings, cli, "ada@example.org", liked=LIKED_IDS)
+    rank_digest(settings, digest_id)
+    with session_scope(settings) as session:  # the fixture's window ends a second from now
+        session.get(Digest, digest_id).window_end = utcnow() - timedelta(seconds=1)
+    later = []
+    for days in (14, 15):
+        store_papers(settings, "AI", paper(700 + days, "A diffusion model of denoising"))
+        with session_scope(settings) as session:
+            digest = open_digest(session, DAY2 + timedelta(days=days), utcnow())
+            later.append(digest.id)
+
+    kept = rank_digest(settings, later[0])  # DAY2 is 14 days before: kept
+    assert kept.rankings_dropped == 0 and ranking(settings, digest_id, ada) is not None
+    dropped = rank_digest(settings, later[1])
+    assert dropped.rankings_dropped == 1 and ranking(settings, digest_id, ada) is None
+    assert ranking(settings, later[0], ada) is not None
 
 
 def test_rankings_are_read_in_chunks(settings, cli, day, monkeypatch):

@@ -39,6 +39,10 @@ last 90 days (a few thousand to a few tens of thousands; counted each day in a s
 READER_CHUNK = 1_000
 """Readers ranked, and written, in one transaction."""
 
+KEEP_RANKINGS = timedelta(days=14)
+"""Rankings of digests older than this (before the one ranked) are dropped: a resend or the web
+version of an older digest shows its papers newest first."""
+
 FEATURE_BATCH = 1_000
 """Papers whose features are made and stored in one transaction."""
 
@@ -56,6 +60,8 @@ class RankingReport:
     nothing_new: int = 0
     """Readers with signal but no paper in this digest."""
     models_trained: int = 0
+    rankings_dropped: int = 0
+    """Rows of digests older than `KEEP_RANKINGS` deleted."""
     features_computed: int = 0
     seconds: float = 0.0
     off: bool = False
@@ -100,6 +106,9 @@ def rank_digest(settings: Settings, digest_id: int, *, rerank: bool = False) -> 
             _rank_chunk(session, day, readers, rerank, report)
     report.too_little_signal += total - considered
     report.models_trained = day.ranker.trained
+    with session_scope(settings) as session:
+        keep_from = store.digest_by_id(session, digest_id).issue_date - KEEP_RANKINGS
+        report.rankings_dropped = store.delete_rankings_before(session, keep_from)
     report.seconds = time.perf_counter() - started
     log.info("digest %s: %s", digest_id, report.summary())
     return report

@@ -4,12 +4,13 @@ order of a digest's papers."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import and_, case, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.models import (
+    Digest,
     Paper,
     PaperFeatures,
     Rating,
@@ -201,6 +202,14 @@ def put_rankings(
             insert(ReaderRanking),
             [{"digest_id": digest_id, "subscriber_id": s, "paper_ids": ids} for s, ids in chunk],
         )
+
+
+def delete_rankings_before(session: Session, issue_date: date) -> int:
+    """Drop the rankings of digests before `issue_date` (a ranking row is a reader's order of
+    one digest: they would pile up by the list's size every day); how many."""
+    older = select(Digest.id).where(Digest.issue_date < issue_date).scalar_subquery()
+    result = session.execute(delete(ReaderRanking).where(ReaderRanking.digest_id.in_(older)))
+    return result.rowcount or 0
 
 
 def has_rankings(session: Session, digest_id: int) -> bool:
