@@ -36,6 +36,8 @@ class Outcome(enum.StrEnum):
     """Not a paper we can look for (the intake's `SeedProblem`s)."""
     failed = "failed"
     """arXiv did not answer: try again later."""
+    skipped = "not looked at"
+    """Past what one go may ask of arXiv (`daily.seeds.LookupLimit`): send it again."""
 
 
 @dataclass(frozen=True)

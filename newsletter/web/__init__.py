@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from flask import Flask, Response, request, send_from_directory
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
 from werkzeug.serving import WSGIRequestHandler
 
 from newsletter.config import Settings, check_settings, get_settings, unknown_variables
@@ -74,11 +75,19 @@ class WebApp(Flask):
     """Flask, with the database wait and the server header of this app."""
 
     def wsgi_app(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        limits.bound_chunked_body(environ)
+        limits.bound_chunked_body(environ, limits.body_limit(self._endpoint_of(environ)))
         # Every request's units of work wait a short while for a locked database (see
         # `limits.LOCK_WAIT`); the worker and the CLI, in their own processes, wait longer.
         with lock_timeout(limits.LOCK_WAIT):
             return super().wsgi_app(environ, start_response)
+
+    def _endpoint_of(self, environ: dict) -> str | None:
+        """The endpoint a request is for, before Flask routes it; None when it is for none."""
+        try:
+            endpoint, _arguments = self.url_map.bind_to_environ(environ).match()
+        except HTTPException:
+            return None
+        return endpoint
 
     def run(self, *args, **options) -> None:
         # `newsletter serve` runs Werkzeug's server through here.

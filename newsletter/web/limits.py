@@ -22,6 +22,13 @@ MAX_BODY = 64 * 1024
 CSRF token) is a few KB; a body of more is not from our pages, and is refused with 413 unread
 (by its Content-Length), or as soon as a chunked one passes the limit."""
 
+SEED_UPLOAD = 1024 * 1024
+"""Bytes of the library's "Start from papers you know" form: a BibTeX export of a few thousand
+entries, with the ids typed beside it. The form is the only one that takes a file."""
+
+LARGER_BODIES = {"library.seed": SEED_UPLOAD}
+"""Endpoints that may receive more than MAX_BODY, and how much."""
+
 LOCK_WAIT = 5.0
 """Seconds a web request waits for a database lock held by another process (the worker and the
 CLI wait `db.LOCK_TIMEOUT`, 30 s): well inside gunicorn's `--timeout 30` (Procfile), so the
@@ -34,16 +41,22 @@ usually gone by then."""
 NUL = "\x00"
 
 
-def bound_chunked_body(environ: dict) -> None:
-    """Read a chunked body (it says no length) up to one byte past MAX_BODY, and hand it on as
-    a body of that length, which `refuse_oversized_body` then judges like any other.
+def body_limit(endpoint: str | None) -> int:
+    """Bytes a request to `endpoint` may send."""
+    return LARGER_BODIES.get(endpoint or "", MAX_BODY)
+
+
+def bound_chunked_body(environ: dict, limit: int = MAX_BODY) -> None:
+    """Read a chunked body (it says no length) up to one byte past `limit` (the endpoint's
+    `body_limit`), and hand it on as a body of that length, which `refuse_oversized_body` then
+    judges like any other.
 
     Flask's MAX_CONTENT_LENGTH alone would not do: on a stream without a length, Werkzeug stops
     reading at the limit without an error, and a form cut short there could pass for whole.
     """
     if "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
         return
-    body = _read_at_most(environ["wsgi.input"], MAX_BODY + 1)
+    body = _read_at_most(environ["wsgi.input"], limit + 1)
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))
     del environ["HTTP_TRANSFER_ENCODING"]
@@ -60,8 +73,11 @@ def _read_at_most(stream: IO[bytes], size: int) -> bytes:
 
 
 def refuse_oversized_body() -> None:
-    """413 for a body larger than MAX_BODY, by its Content-Length: not a byte of it is read."""
-    if request.content_length is not None and request.content_length > MAX_BODY:
+    """413 for a body larger than its endpoint's `body_limit`, by its Content-Length: not a
+    byte of it is read."""
+    limit = body_limit(request.endpoint)
+    request.max_content_length = limit  # what Werkzeug then reads at most, for this request
+    if request.content_length is not None and request.content_length > limit:
         abort(413)
 
 
@@ -84,6 +100,14 @@ def refuse_nul() -> tuple[str, int] | None:
 
 
 def too_large(_error: Exception) -> tuple[str, int]:
+    if request.endpoint in LARGER_BODIES:
+        size = f"{LARGER_BODIES[request.endpoint] // 1024 // 1024} MB"
+        return message(
+            "This file is too large",
+            f"The papers you send at once (the file and the ids together) may take up to {size}."
+            " Split the BibTeX file, or export fewer entries, and send each part.",
+            413,
+        )
     return message(
         "This request is too large",
         "It is larger than any form of this site sends. Go back to the page and try again.",
