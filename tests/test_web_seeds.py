@@ -17,6 +17,7 @@ from newsletter import store, tokens
 from newsletter.db import session_scope
 from newsletter.models import Paper, ReaderPaper
 from newsletter.web import create_app, library, limits
+from newsletter.worker.fetchlock import fetch_lock
 from tests.arxiv_server import ArxivServer, Reply, shared_fixture
 from tests.atom import Entry, feed
 from tests.helpers import REPO, paper, set_env, store_papers, subscribe
@@ -289,3 +290,14 @@ def test_a_tampered_or_foreign_token_opens_nothing(settings, client, arxiv):
     # Bo's own token marks Bo's seeds, never Ada's.
     send_seeds(client, settings, BO, "1707.08567")
     assert seeds_of(settings, BO) == {"1707.08567"} and seeds_of(settings, ADA) == set()
+
+
+
+def test_a_form_sent_while_another_process_asks_arxiv_waits_its_turn(settings, client, arxiv):
+    """The daily fetch's lock is the site's: a seeding that finds it held asks arXiv nothing,
+    marks nothing, and says to send the form again."""
+    with fetch_lock(settings):
+        response = send_seeds(client, settings, ADA, "1707.08567")
+    assert response.status_code == 200
+    assert "send this again in a minute" in response.get_data(as_text=True)
+    assert arxiv.requests == [] and rows_of(settings, ADA) == 0

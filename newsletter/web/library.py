@@ -15,6 +15,7 @@ from collections.abc import Callable
 from flask import Blueprint, Response, current_app, redirect, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import generate_csrf
+from huey.exceptions import TaskLockedException
 from sqlalchemy.orm import Session
 
 from newsletter import store
@@ -32,6 +33,7 @@ from newsletter.sources.lookup import Outcome
 from newsletter.tokens import LIBRARY
 from newsletter.web.common import gone, invalid_link, page, settings, token_value
 from newsletter.web.limits import SEED_UPLOAD
+from newsletter.worker.fetchlock import fetch_lock
 
 blueprint = Blueprint("library", __name__)
 
@@ -116,17 +118,23 @@ def seed(token: str):
         more_seeds, more_problems = seeds_from_bibtex(text, _file_name(upload.filename))
         seeds += more_seeds
         problems += more_problems
-    report = None
+    report, done = None, "Name a paper: an arXiv id, or a BibTeX file."
     if seeds or problems:
-        with _arxiv_lock:
-            source = _arxiv_source(config)
-            report = seed_subscriber(config, subscriber_id, seeds, problems, source, SEED_LOOKUPS)
+        try:
+            # One process at a time asks arXiv, the daily fetch included (arXiv's rule is
+            # per site), and one thread of this one.
+            with fetch_lock(config), _arxiv_lock:
+                source = _arxiv_source(config)
+                report = seed_subscriber(
+                    config, subscriber_id, seeds, problems, source, SEED_LOOKUPS
+                )
+        except TaskLockedException:
+            done = "arXiv is being asked by another job just now: send this again in a minute."
     with session_scope(config) as session:
         subscriber = store.subscriber_by_public_id(session, public_id)
         if subscriber is None:
             return gone()
-        done = None if report is not None else "Name a paper: an arXiv id, or a BibTeX file."
-        return _library_page(session, subscriber, token, done, report)
+        return _library_page(session, subscriber, token, None if report else done, report)
 
 
 @blueprint.get("/library/<token>/library.bib")
