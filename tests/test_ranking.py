@@ -339,6 +339,9 @@ def test_the_email_lists_a_ranked_readers_papers_in_their_order(settings, cli, d
         assert "20 more papers in AI" in text_of(message)
     html = sent["ada@example.org"].get_body(("html",)).get_content()
     assert html.index("arXiv:2605.12480") < html.index(f"arXiv:{ada[1]}")
+    # The inbox preview names no "first" paper: her first is not the newest.
+    preview = re.search(r'<div class="preheader"[^>]*>([^<&]*)', html).group(1)
+    assert preview.startswith("25 new papers today: AI (25).") and "First:" not in preview
 
 
 def test_a_ranked_readers_web_version_is_in_their_order(settings, cli, day):

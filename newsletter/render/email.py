@@ -148,8 +148,8 @@ def render_email(
     budget = size_limit - PERSONAL_RESERVE - paper_links_reserve(content)
 
     def frame_at(fit: Fit, budget: int | None) -> str | None:
-        # Measured on the longest papers, the preheader still names the newest.
-        first_line = preheader(fit_content(content, fit)) if ranked else None
+        # A reader's order decides which paper comes first: the preheader names none.
+        first_line = preheader(fit_content(content, fit), first=False) if ranked else None
         return html_frame(measured, sender_name, fit, budget, first_line)
 
     fitted = first_that_fits(frame_at, budget)
@@ -346,8 +346,9 @@ def email_subject(content: DigestContent) -> str:
     return f"{prefix}: {count_noun(content.paper_count, 'new paper')} in {shown}"
 
 
-def preheader(content: DigestContent) -> str:
-    """The inbox preview line after the subject: the count of each topic, then the first title.
+def preheader(content: DigestContent, *, first: bool = True) -> str:
+    """The inbox preview line after the subject: the count of each topic, then the first title
+    (not with `first` off: for readers whose own order decides which paper is first).
 
     `8 new papers today: MLLM (7), Diffusion (1). First: PanGu-π: Enhancing Language…`
     """
@@ -355,7 +356,7 @@ def preheader(content: DigestContent) -> str:
     if not counts:
         return "No new papers in your topics today."
     summary = f"{count_noun(content.paper_count, 'new paper')} today: {', '.join(counts)}."
-    first = next((section.papers[0] for section in content.sections if section.papers), None)
-    if first is not None and len(summary) < PREHEADER_MAX_CHARS - 40:
-        summary += f" First: {readable_title(first.title)}"
+    paper = next((section.papers[0] for section in content.sections if section.papers), None)
+    if first and paper is not None and len(summary) < PREHEADER_MAX_CHARS - 40:
+        summary += f" First: {readable_title(paper.title)}"
     return textwrap.shorten(summary, PREHEADER_MAX_CHARS, placeholder="…")
