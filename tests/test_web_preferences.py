@@ -358,6 +358,20 @@ def save(client, path: str, follows_text: str, ranking_on: bool = True, **fields
     )
 
 
+def test_the_page_says_how_far_the_reader_is_from_a_ranking_of_their_own(
+    settings, client, path
+):
+    store_papers(settings, "SLAM", paper(1), paper(2), paper(3))
+    html = client.get(path).get_data(as_text=True)
+    assert "once you have saved, liked or named 3 papers (0 so far)" in html
+    with session_scope(settings) as session:
+        ada = store.get_subscriber(session, ADA).id
+        for arxiv_id in ("2611.00001", "2611.00002", "2611.00003"):
+            store.save_paper(session, ada, store.paper_by_arxiv_id(session, arxiv_id).id)
+    html = client.get(path).get_data(as_text=True)
+    assert "Your digest is ordered from the 3 papers you saved, liked or named." in html
+
+
 def test_the_page_has_labelled_follows_and_ranking_fields(client, path):
     html = client.get(path).get_data(as_text=True)
     assert '<label for="follows-field">Authors you follow</label>' in html

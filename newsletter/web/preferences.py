@@ -208,6 +208,8 @@ def _context(
         "translated": settings().translator != "none",
         "follows": _typed_follows(session, subscriber, errors),
         "ranking": _typed_ranking(subscriber, errors),
+        "signal": store.reader_signal_counts(session, [subscriber.id]).get(subscriber.id, 0),
+        "min_signal": settings().ranking_min_signal,
         "done": DONE.get(request.args.get("done", "")),
         "errors": errors,
         "csrf_token": generate_csrf(),
