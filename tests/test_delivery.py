@@ -128,7 +128,9 @@ def test_a_message_by_substitution_equals_one_composed_for_its_subscriber(
     for row in rows:
         ours = parse(deliverer.messages.message(row).data)
         body = render_email(
-            content_of[row.subscriber_id], sender_name=settings.sender_name, ranked=options.ranked
+            content_of[row.subscriber_id],
+            sender_name=settings.sender_name,
+            ranked=deliverer.messages.edition.ranked,
         )
         links = (
             unsubscribe_url(base, secret, row.public_id),
