@@ -142,12 +142,13 @@ class Edition:
                 session, self.digest.window_start, self.digest.window_end
             )
         ]
-        self.follows = FollowIndex((item, item.authors) for item in items)
-        if not any(self.follows.positions_for(key) for key in keys):
-            self.follows = FollowIndex(())  # no reader's follow has a paper in this window
-            return
-        self.arxiv_ids.update((item.paper_id, item.arxiv_id) for item in items)
-        self._followed = {item.arxiv_id: item for item in items}
+        every = FollowIndex((item, item.authors) for item in items)
+        hits = sorted({position for key in keys for position in every.positions_for(key)})
+        # Only the papers some reader's follow matches are kept (and their translations read).
+        followed = [items[position] for position in hits]
+        self.follows = FollowIndex((item, item.authors) for item in followed)
+        self.arxiv_ids.update((item.paper_id, item.arxiv_id) for item in followed)
+        self._followed = {item.arxiv_id: item for item in followed}
 
     def followed(self, name_keys: Iterable[str]) -> tuple[str, ...]:
         """The arXiv ids of the window's papers by these followed authors, newest first."""
