@@ -8,16 +8,21 @@ OmniNFT, 9th newest; 2605.12495, AlphaGRPO, the newest) among agents, optimisers
 
 from __future__ import annotations
 
+import email
 import re
+import time
 from dataclasses import replace
 from datetime import date, timedelta
+from email import policy
 
 import pytest
 from arxiv import _feed
 from sqlalchemy import func, select, update
 
 from newsletter import store
+from newsletter.daily import send as daily_send
 from newsletter.db import session_scope
+from newsletter.delivery.deliverer import Deliverer
 from newsletter.digest.window import open_digest
 from newsletter.models import (
     Digest,
@@ -32,7 +37,9 @@ from newsletter.models import (
 from newsletter.ranking import SCHEME
 from newsletter.ranking.features import compute_features, decode, paper_text
 from newsletter.ranking.step import rank_digest
+from newsletter.render.email import personalise, render_email
 from newsletter.sources.papers import paper_from_result
+from newsletter.tokens import PAPER, DigestLinks, make_token, read_token
 from newsletter.web import create_app
 from tests.arxiv_server import shared_fixture
 from tests.helpers import outbox, paper, set_env, store_papers, subscribe, text_of
@@ -359,3 +366,48 @@ def test_a_ranked_readers_web_version_is_in_their_order(settings, cli, day):
     shown = [arxiv_id for arxiv_id in re.findall(r"arxiv\.org/abs/([\d.]+)", page)]
     assert list(dict.fromkeys(shown)) == order[: len(dict.fromkeys(shown))]
     assert len(dict.fromkeys(shown)) == 25  # every paper, her order
+
+
+def test_a_ranked_message_by_substitution_equals_one_rendered_whole_in_that_order(
+    settings, cli, day, monkeypatch
+):
+    """The pieces (frame, cards encoded apart, the reader's link in each) join into exactly the
+    body a whole render of the reader's order gives, with their own link on every card."""
+    digest_id, _ = day
+    reader(settings, cli, "ada@example.org", liked=LIKED_IDS[:2], seeds=LIKED_IDS[2:])
+    reader(settings, cli, "bo@example.org")
+    monkeypatch.setattr(time, "time", lambda: 1_790_000_000.5)  # the tokens' timestamp
+    settings = set_env(monkeypatch, digest_max_per_topic="6", format="html")
+    rank_digest(settings, digest_id)
+    daily_send.prepare(settings, DAY2)
+    deliverer = Deliverer(settings, digest_id, transport=None)
+    with session_scope(settings) as session:
+        ids = [row.id for row in store.deliveries_of(session, digest_id)]
+        rows = store.claimed_rows(session, ids)
+        deliverer.messages.prepare(session, rows)
+    builder = deliverer.messages
+    assert builder.edition.ranked
+    secret, base = settings.secret(), settings.base_url
+    for row in rows:
+        ours = email.message_from_bytes(builder.message(row).data, policy=policy.strict)
+        segment = builder._segment((row.topic_ids, row.language, ()))
+        orders = segment.orders(builder._rankings.get(row.subscriber_id))
+        assert (orders is None) == (row.email == "bo@example.org")  # bo: newest first
+        content = builder.edition.content(row.topic_ids, row.language)
+        body = render_email(content, sender_name=settings.sender_name, ranked=True)
+        links = DigestLinks(base, secret, DAY2).links(row.public_id)
+        whole = personalise(
+            body,
+            *links,
+            paper_url=lambda arxiv_id, public_id=row.public_id: f"{base}/papers/"
+            + make_token(secret, PAPER, [public_id, arxiv_id]),
+            orders=orders,
+        )
+        text = ours.get_body(("plain",)).get_content().replace("\r\n", "\n")
+        html = ours.get_body(("html",)).get_content().replace("\r\n", "\n")
+        # (compose ends the last line of a part, as every message's parts end)
+        assert (text, html.removesuffix("\n")) == (whole.text, whole.html), row.email
+        listed = re.findall(r"Abstract: https://arxiv\.org/abs/(\S+)", text)
+        for token in set(re.findall(r"/papers/([\w.-]+)/save", text)):
+            public_id, arxiv_id = read_token(secret, PAPER, token, expect=list)
+            assert public_id == row.public_id and arxiv_id in listed
