@@ -26,7 +26,16 @@ from newsletter.render.email import (
 )
 from newsletter.render.fit import FIT_STEPS, HTML_SIZE_LIMIT, PERSONAL_RESERVE, Fit, fit_content
 from newsletter.web import create_app
-from tests.helpers import CONTENT, outbox, paper, set_env, store_papers, subscribe, text_of
+from tests.helpers import (
+    CONTENT,
+    make_paper,
+    outbox,
+    paper,
+    set_env,
+    store_papers,
+    subscribe,
+    text_of,
+)
 
 WEB_URL = "https://digest.example.org/digests/2026-11-27"
 
@@ -256,3 +265,43 @@ def test_the_size_search_finds_the_first_step_that_fits(topics, papers, translat
         email_html(content, "arXiv Digest", body.fit),
         email_text(content, "arXiv Digest", body.fit),
     )
+
+
+def test_no_readers_order_takes_a_ranked_email_over_the_limit():
+    """With ranking, a reader's order picks which of a section's papers are shown: the size
+    ladder's step fits the largest cards any order can pick, not the newest ones. Here the ten
+    newest papers of each section have hundreds of authors (three shown) and short abstracts,
+    the thirty older ones long abstracts: a reader who ranks the long ones first still gets an
+    email under the limit."""
+    long_abstract = "A long abstract sentence about learned representations. " * 30
+    many = tuple(f"Author {n} Collaboration" for n in range(300))
+    sections = []
+    for t in range(3):
+        newest = [make_paper(t * 100 + n, f"Short {t}.{n}", authors=many) for n in range(10)]
+        older = [
+            make_paper(t * 100 + 10 + n, f"Long {t}.{n}", abstract=long_abstract) for n in range(30)
+        ]
+        pool = (*newest, *older)
+        sections.append(
+            TopicSection(f"Topic {t}", f"topic-{t}", "", pool[:10], len(pool), pool=pool)
+        )
+    content = DigestContent(
+        date=date(2026, 11, 27),
+        sections=tuple(sections),
+        web_url=WEB_URL,
+        base_url="https://digest.example.org",
+        topic_names=tuple(section.name for section in sections),
+    )
+    body = render_email(content, sender_name="arXiv Digest", ranked=True)
+    longest_first = [list(range(10, 40)) + list(range(10)) for _ in sections]
+    html, _text = body.frame.bodies(longest_first)
+    personal = personalise(
+        replace(body, html=html),
+        "u",
+        "p",
+        "w",
+        paper_url=lambda _: "https://x.example/" + "t" * 100,
+    )
+    assert len(personal.html.encode()) <= HTML_SIZE_LIMIT
+    unranked = render_email(content, sender_name="arXiv Digest")
+    assert body.fit != unranked.fit  # the newest alone would have fitted a larger step

@@ -140,17 +140,16 @@ def render_email(
     The HTML stays under `size_limit` bytes: the first step of `FIT_STEPS` that fits is used,
     for the text part too, so both parts hold the same papers and links. With `ranked` (some
     readers pick the papers shown in their own order), the step is the one that fits whichever
-    papers a reader's order puts first: it is measured with each section's longest papers.
+    papers a reader's order puts first: it is measured with each section's largest cards.
     Without `whole`, only the frame is made (a sender assembles each message from it) and the
     body's `html` and `text` are empty.
     """
-    measured = heaviest_first(content) if ranked else content
     budget = size_limit - PERSONAL_RESERVE - paper_links_reserve(content)
 
     def frame_at(fit: Fit, budget: int | None) -> str | None:
         # A reader's order decides which paper comes first: the preheader names none.
         first_line = preheader(fit_content(content, fit), first=False) if ranked else None
-        return html_frame(measured, sender_name, fit, budget, first_line)
+        return html_frame(content, sender_name, fit, budget, first_line, any_order=ranked)
 
     fitted = first_that_fits(frame_at, budget)
     if fitted is not None:
@@ -179,37 +178,36 @@ def paper_links_reserve(content: DigestContent) -> int:
     return shown * (PAPER_LINK_BYTES + 3 * len(content.base_url))
 
 
-def heaviest_first(content: DigestContent) -> DigestContent:
-    """The content with each section showing its longest papers: no reader's order makes an
-    email bigger."""
-    return replace(
-        content,
-        sections=tuple(
-            replace(
-                section,
-                papers=tuple(sorted(section.pool, key=_weight, reverse=True))[
-                    : len(section.papers)
-                ],
-            )
-            if section.pool
-            else section
-            for section in content.sections
-        ),
-    )
-
-
 def _pool(section: TopicSection) -> tuple[PaperItem, ...]:
     return section.pool or section.papers + section.titles_only
 
 
-def _weight(paper: PaperItem) -> int:
-    return (
-        len(paper.abstract)
-        + len(paper.abstract_translated or "")
-        + len(paper.title)
-        + len(paper.title_translated or "")
-        + sum(map(len, paper.authors))
-    )
+def largest_cards(content: DigestContent, fit: Fit) -> int:
+    """Bytes of the papers' HTML in the biggest email any order of each section's pool can
+    make at `fit`: per section, its largest cards (as `fit` cuts their abstracts) for its card
+    slots and its largest title lines for its line slots. (A paper counted both as a card and
+    a line makes this an upper bound, never less.)"""
+    shown = fit_content(content, fit)
+    keys: list[cards.CardKey] = []
+    counts: list[tuple[int, int, int]] = []  # (pool size, cards shown, lines shown)
+    for whole, section in zip(content.sections, shown.sections, strict=True):
+        if not section.total:
+            continue
+        pool = _pool(whole)
+        chars = fit.abstract_chars
+        card_papers = pool if chars is None else [shortened(paper, chars) for paper in pool]
+        language = content.language
+        keys += [cards.card_key(cards.EMAIL_CARD_TEMPLATE, p, language) for p in card_papers]
+        keys += [cards.card_key(cards.EMAIL_LINE_TEMPLATE, p, language) for p in pool]
+        counts.append((len(pool), len(section.papers), len(section.titles_only)))
+    sizes = [size for _html, size in cards.PAPER_CARDS.get(keys)]
+    total, start = 0, 0
+    for pool_size, card_count, line_count in counts:
+        card_sizes = sorted(sizes[start : start + pool_size], reverse=True)
+        line_sizes = sorted(sizes[start + pool_size : start + 2 * pool_size], reverse=True)
+        total += sum(card_sizes[:card_count]) + sum(line_sizes[:line_count])
+        start += 2 * pool_size
+    return total
 
 
 def email_html(
@@ -228,9 +226,12 @@ def html_frame(
     fit: Fit,
     budget: int | None = None,
     first_line: str | None = None,
+    *,
+    any_order: bool = False,
 ) -> str | None:
     """The digest's HTML as `fit` shows it, with a marker where each paper goes, or None when
-    the whole would be over `budget` bytes.
+    the whole would be over `budget` bytes (with `any_order`, whichever papers of each
+    section's pool a reader's order shows: `largest_cards`).
 
     The document goes through MJML and the CSS inlining with the markers; the papers' own
     HTML, which is most of a digest and shared by many segments, comes from
@@ -242,7 +243,10 @@ def html_frame(
     document = render_template(EMAIL_HTML_TEMPLATE, context)
     if budget is None:
         return mjml_to_email(document)
-    total = sum(card_bytes for _, card_bytes in cards.PAPER_CARDS.get(slots.keys))
+    if any_order:
+        total = largest_cards(content, fit)
+    else:
+        total = sum(card_bytes for _, card_bytes in cards.PAPER_CARDS.get(slots.keys))
     if total > budget:
         return None  # too big on its papers alone: not worth MJML and inlining
     frame = mjml_to_email(document)
