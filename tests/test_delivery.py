@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import date, timedelta
 from email import policy
 from email.utils import parsedate_to_datetime
@@ -773,3 +774,22 @@ def test_delivery_rows_are_written_in_chunks_once_each(cli, settings, example_to
         expected = message_id_for(settings.secret(), DAY.isoformat(), public_id, "localhost")
         assert settings.sender_domain == "localhost"
         assert message_id == expected
+
+
+def test_a_paper_whose_text_looks_like_a_placeholder_is_shown_as_written(
+    cli, settings, example_topics
+):
+    """A card's gap for the reader's link carries a random part: an abstract that mimics the
+    gap's form stays text, breaks no card, and takes no reader's link."""
+    subscribe(cli, "ada@example.org", "SLAM")
+    mimic = "We study __NEWSLETTER_PAPER_2611.00002__ and __NEWSLETTER_PAPER_2611.00001__ things."
+    store_papers(settings, "SLAM", replace(paper(1), abstract=mimic), paper(2))
+    digest_id = build(settings)
+    deliverer = Deliverer(settings, digest_id, transport=None)
+    (row,) = claimed(settings, deliverer, digest_id)
+
+    text, html_part = bodies(parse(deliverer.messages.message(row).data))
+
+    assert mimic in " ".join(text.split())
+    assert mimic in html_part
+    assert len(re.findall(r"/papers/[\w.-]+/save", text)) == 2  # one a card, no more

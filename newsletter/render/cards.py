@@ -10,6 +10,7 @@ per segment. A segment's document is rendered with a marker where each card goes
 from __future__ import annotations
 
 import re
+import secrets
 from functools import lru_cache
 
 from markupsafe import Markup
@@ -36,13 +37,16 @@ CARD_MARKER = re.compile(r'<i class="nl-piece-(\d+)"></i>')
 name cards had before; tests/test_render.py checks that none is left in an email.)"""
 
 
-PAPER_PLACEHOLDER = re.compile(r"__NEWSLETTER_PAPER_([0-9A-Za-z./-]+)__")
+_NONCE = secrets.token_hex(8)
+PAPER_PLACEHOLDER = re.compile(rf"__NEWSLETTER_PAPER_{_NONCE}_([0-9A-Za-z./-]+)__")
 """Stands for a reader's own link to a paper's actions (save, more like this, less like this)
-in a card: cards are made once for every reader, the link is each reader's own."""
+in a card: cards are made once for every reader, the link is each reader's own. It carries a
+random part made when the process starts, so no paper's text can hold one (an abstract that
+did would break its cards or take the reader's link)."""
 
 
 def paper_placeholder(paper: PaperItem) -> str:
-    return f"__NEWSLETTER_PAPER_{paper.arxiv_id}__"
+    return f"__NEWSLETTER_PAPER_{_NONCE}_{paper.arxiv_id}__"
 
 
 def card_marker(number: int) -> Markup:
