@@ -209,6 +209,19 @@ def test_the_readers_own_switch_turns_ranking_off(settings, cli, day):
     assert report.readers_ranked == 0
 
 
+def test_a_reader_who_turns_ranking_off_after_the_step_gets_newest_first(settings, cli, day):
+    digest_id, newest_first = day
+    ada = reader(settings, cli, "ada@example.org", liked=LIKED_IDS[:2], seeds=LIKED_IDS[2:])
+    rank_digest(settings, digest_id)
+    assert ranking(settings, digest_id, ada) is not None
+    with session_scope(settings) as session:  # as the preferences page does
+        session.execute(update(Subscriber).where(Subscriber.id == ada).values(ranking=False))
+
+    cli("send", "--date", DAY2.isoformat())
+
+    assert arxiv_ids_in(outbox(settings)["ada@example.org"]) == newest_first[:10]
+
+
 def test_the_setting_turns_ranking_off_for_the_list(settings, cli, day, monkeypatch):
     digest_id, _ = day
     ada = reader(settings, cli, "ada@example.org", liked=LIKED_IDS)

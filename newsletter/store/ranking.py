@@ -224,12 +224,17 @@ def rankings_of(
     session: Session, digest_id: int, subscriber_ids: Iterable[int]
 ) -> dict[int, list[int]]:
     """Each of these readers' order of the digest's papers (paper ids, best first), by
-    subscriber id; readers without a ranking (newest first for them) are left out."""
+    subscriber id; readers without a ranking (newest first for them) are left out, and so are
+    those who have turned theirs off since it was made."""
     found: dict[int, list[int]] = {}
     for chunk in _chunks(subscriber_ids):
         rows = session.execute(
-            select(ReaderRanking.subscriber_id, ReaderRanking.paper_ids).where(
-                ReaderRanking.digest_id == digest_id, ReaderRanking.subscriber_id.in_(chunk)
+            select(ReaderRanking.subscriber_id, ReaderRanking.paper_ids)
+            .join(Subscriber, Subscriber.id == ReaderRanking.subscriber_id)
+            .where(
+                ReaderRanking.digest_id == digest_id,
+                ReaderRanking.subscriber_id.in_(chunk),
+                Subscriber.ranking.is_(True),
             )
         )
         found.update((subscriber_id, list(paper_ids)) for subscriber_id, paper_ids in rows)
