@@ -23,6 +23,7 @@ from newsletter import store
 from newsletter.daily import send as daily_send
 from newsletter.db import session_scope
 from newsletter.delivery.deliverer import Deliverer
+from newsletter.digest.edition import Edition, EditionOptions
 from newsletter.digest.window import open_digest
 from newsletter.models import (
     Digest,
@@ -424,3 +425,24 @@ def test_a_ranked_message_by_substitution_equals_one_rendered_whole_in_that_orde
         for token in set(re.findall(r"/papers/([\w.-]+)/save", text)):
             public_id, arxiv_id = read_token(secret, PAPER, token, expect=list)
             assert public_id == row.public_id and arxiv_id in listed
+
+
+def test_translations_of_a_ranked_day_cover_every_paper_those_shown_newest_first_first(
+    settings, cli, day, monkeypatch
+):
+    """With readers ranked, any paper of a section may be shown: the translation step is
+    asked for all of them, but first for those newest first shows (a budget that runs out
+    must not leave the readers who are not ranked untranslated)."""
+    digest_id, newest_first = day
+    reader(settings, cli, "ada@example.org", liked=LIKED_IDS)
+    settings = set_env(monkeypatch, digest_max_per_topic="4", translator="libretranslate")
+    with session_scope(settings) as session:
+        digest = store.digest_by_id(session, digest_id)
+        edition = Edition.read(session, digest, EditionOptions.from_settings(settings))
+        topic_ids = list(edition.topic_ids)
+        assert edition.shown(topic_ids) == newest_first[:4]  # nobody ranked yet
+        rank_digest(settings, digest_id)
+        edition = Edition.read(session, digest, EditionOptions.from_settings(settings))
+        edition.has_rankings(session)
+    shown = edition.shown(topic_ids)
+    assert shown[:4] == newest_first[:4] and sorted(shown) == sorted(newest_first)

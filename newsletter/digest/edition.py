@@ -215,13 +215,18 @@ class Edition:
     def shown(self, topic_ids: Sequence[int], followed: Sequence[str] = ()) -> list[str]:
         """The arXiv ids a body of these topics shows, whatever its language, in order (its
         English content, kept: the English readers' segments are then assembled once a send).
-        When readers of the digest are ranked (`has_rankings`), any of a section's papers may
-        be shown: all of them."""
+        When readers of the digest are ranked (`ranked`), any of a section's papers may be
+        shown: all of them, those shown newest first first."""
         content = self.content(topic_ids, "en", followed)
-        return [
+        shown = [item.arxiv_id for section in content.sections for item in section.papers]
+        if not self.ranked:
+            return shown
+        # First what newest first shows in every section (the readers not ranked), then the
+        # rest a reader's order may pick: a translation budget spent runs out on those.
+        return shown + [
             item.arxiv_id
             for section in content.sections
-            for item in (section.pool if self._has_rankings else section.papers)
+            for item in section.pool[len(section.papers) :]
         ]
 
     def content_for(
