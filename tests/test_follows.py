@@ -18,7 +18,8 @@ from newsletter.db import session_scope
 from newsletter.errors import InvalidInput
 from newsletter.models import Follow, Paper, TopicPaper
 from tests.arxiv_server import ArxivServer, Reply, shared_fixture
-from tests.helpers import Cli, paper, set_env, store_papers, subscribe
+from tests.atom import Entry, feed
+from tests.helpers import Cli, paper, query_of, set_env, store_papers, subscribe
 from tests.test_authors import author_lists
 
 DEL_MAESTRO = "legacy/au-del-maestro_10.xml"
@@ -216,16 +217,20 @@ def del_maestro_ids(*authors: str) -> set[str]:
     }
 
 
-def test_fetch_asks_arxiv_once_for_the_followed_and_stores_their_papers(settings, cli, slam, arxiv):
+def test_fetch_asks_arxiv_once_for_the_followed_and_stores_their_papers(
+    settings, cli, slam, arxiv, monkeypatch
+):
     both = "au:del_maestro_a OR au:rosenow_b"
     arxiv.route(Reply.file(shared_fixture(DEL_MAESTRO)), search_query=both)
     cli("subscribers", "add", "ada@example.org", "-t", slam, "--follow", "Adrian Del Maestro")
     cli("subscribers", "add", "bo@example.org", "-t", slam, "--follow", "Rosenow, Bernd")
+    set_env(monkeypatch, fetch_max_per_topic="5")  # a batch reads 5 a name: one page of 10
 
     report = fetch.fetch(get_settings())
 
     asked = [r.search_query for r in arxiv.requests]
     assert asked[-1] == both and len(asked) == 2
+    assert arxiv.requests[-1].max_results == 10
     entry = report.topics[-1]
     assert (entry.topic, entry.error) == (fetch.FOLLOWS, None)
     everyone = del_maestro_ids("Adrian Del Maestro", "A. Del Maestro")
@@ -298,3 +303,26 @@ def test_readme_explains_following(settings):
     section = readme.split("## Following authors")[1].split("\n## ")[0]
     for needed in ("--follow", "--unfollow", "au:", "NEWSLETTER_FOLLOW_BATCH", "K. He", "follows"):
         assert needed in section, needed
+
+
+def test_the_followed_fetch_reads_past_namesakes_and_todays_topic_papers(
+    settings, cli, slam, arxiv, monkeypatch
+):
+    """A followed paper that today's topic fetch stored a moment ago is no "known" one, and
+    papers by namesakes (`au:he_k` brings every K. He) neither count towards the stop nor
+    break the run: the followed paper after them is stored."""
+    he = Entry("2611.00001", "A SLAM paper by Kaiming He", authors=["Kaiming He"])
+    namesakes = [Entry(f"2611.0010{n}", f"By Kun He {n}", authors=["Kun He"]) for n in range(6)]
+    lecun = Entry("2611.00002", "A paper by Yann LeCun", authors=["Yann LeCun"])
+    arxiv.route(Reply(body=feed([he])), search_query=query_of("slam"))
+    arxiv.route(Reply(body=feed([he, *namesakes, lecun])), search_query="au:he_k OR au:lecun_y")
+    cli("subscribers", "add", "ada@example.org", "-t", slam, "--follow", "Kaiming He")
+    cli("subscribers", "edit", "ada@example.org", "--follow", "Yann LeCun")
+
+    report = fetch.fetch(get_settings())
+
+    assert report.topics[-1].error is None
+    with session_scope(settings) as session:
+        found = {p.arxiv_id for p in store.papers_by_arxiv_ids(session, ["2611.00002"])}
+        namesake = store.papers_by_arxiv_ids(session, ["2611.00100"])
+    assert found == {"2611.00002"} and namesake == []

@@ -75,6 +75,7 @@ def fetch(
     Whatever a topic fetched before arXiv failed is stored all the same.
     """
     source = source or arxiv_source(settings)
+    started = utcnow()
     with session_scope(settings) as session:
         topics = store.get_topics(session, names) if names else store.list_topics(session)
         plan = [(t.id, t.name, topic_query(t), t.fetch_incomplete) for t in topics]
@@ -115,22 +116,26 @@ def fetch(
         with session_scope(settings) as session:
             store.set_fetch_incomplete(session, topic_id, incomplete)
     if not names:
-        followed = fetch_follows(settings, source)
+        followed = fetch_follows(settings, source, started)
         if followed is not None:
             report.topics.append(followed)
     metrics.record_fetch(report)
     return report
 
 
-def fetch_follows(settings: Settings, source: ArxivSource) -> TopicFetch | None:
+def fetch_follows(
+    settings: Settings, source: ArxivSource, started: datetime | None = None
+) -> TopicFetch | None:
     """The new papers of the authors active readers follow (None when nobody follows anyone).
 
     Their `au:` terms go to arXiv in batches (`NEWSLETTER_FOLLOW_BATCH` names a request,
     through the same source, so the 3 s rule holds across topics and follows). The terms are
     broad (surname and initial): only papers on which a followed person really is an author
     (`authors.FollowIndex`) are stored, linked to no topic. Paging stops as a topic's does, once
-    past the papers stored on an earlier day: after the first stored match, at
-    `STOP_AFTER_KNOWN` papers in a row that are stored already or by no one followed.
+    past the papers stored before this fetch: at `STOP_AFTER_KNOWN` followed papers in a row
+    stored already (papers by no one followed neither count nor break the run). A batch may
+    read `NEWSLETTER_FETCH_MAX_PER_TOPIC` papers for each of its names, at most
+    `FOLLOW_BATCH_MAX` in all: broad terms bring many papers by namesakes.
     """
     with session_scope(settings) as session:
         names = store.followed_names(session)
@@ -138,11 +143,13 @@ def fetch_follows(settings: Settings, source: ArxivSource) -> TopicFetch | None:
         return None
     entry = TopicFetch(FOLLOWS)
     keys = {follow_key(name) for name in names}
+    # Papers stored since the fetch began (by today's topics, say) are not "known" ones.
+    started = started or utcnow()
     papers: dict[str, FetchedPaper] = {}
     errors: list[str] = []
     for query in author_queries(names, settings.follow_batch):
         try:
-            _followed_papers(settings, source, query, keys, papers, entry.skipped)
+            _followed_papers(settings, source, query, keys, papers, entry.skipped, started)
         except FetchError as error:  # one batch's failure: the other batches are still asked
             errors.append(str(error))
         except Exception as error:  # a bug of ours on one answer: not the whole fetch's end
@@ -164,24 +171,30 @@ def _followed_papers(
     keys: set[str],
     found: dict[str, FetchedPaper],
     skipped: list[str],
+    started: datetime,
 ) -> None:
     """Into `found`, the papers of one `au:` query on which someone followed is an author (as
     they come: a failure on a later page keeps the earlier ones)."""
-    in_a_row, past_known = 0, False
-    results = source.newest(
-        query, settings.fetch_max_per_topic, stop_after_known=None, skipped=skipped
-    )
+    in_a_row = 0
+    terms = query.count(" OR ") + 1
+    limit = min(settings.fetch_max_per_topic * terms, FOLLOW_BATCH_MAX)
+    results = source.newest(query, limit, stop_after_known=None, skipped=skipped)
     for paper in results:
-        followed = bool(FollowIndex([(paper.arxiv_id, paper.authors)]).papers_for(keys))
+        if not FollowIndex([(paper.arxiv_id, paper.authors)]).papers_for(keys):
+            continue  # a namesake's: neither counts towards the stop nor breaks the run
+        found.setdefault(paper.arxiv_id, paper)  # stored again: a newer version updates
         with session_scope(settings) as session:
-            known = bool(store.papers_by_arxiv_ids(session, [paper.arxiv_id]))
-        if followed:
-            found.setdefault(paper.arxiv_id, paper)  # stored again: a newer version updates
-        past_known = past_known or (known and followed)
-        in_a_row = in_a_row + 1 if (known or not followed) else 0
-        if past_known and in_a_row >= STOP_AFTER_KNOWN:
+            stored = store.papers_by_arxiv_ids(session, [paper.arxiv_id])
+        known = any(row.first_seen_at < started for row in stored)
+        in_a_row = in_a_row + 1 if known else 0
+        if in_a_row >= STOP_AFTER_KNOWN:
             log.info("%s: %d known papers in a row: not fetching more", FOLLOWS, in_a_row)
             break
+
+
+FOLLOW_BATCH_MAX = 1_000
+"""Papers one batch of followed authors may read: `NEWSLETTER_FETCH_MAX_PER_TOPIC` a name, at
+most this (a third of arXiv's 30,000-result limit, ten pages of 100, 30 s at the 3 s rule)."""
 
 
 @dataclass
