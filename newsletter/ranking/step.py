@@ -103,7 +103,7 @@ def rank_digest(settings: Settings, digest_id: int, *, rerank: bool = False) -> 
                 break
             after = readers[-1]
             considered += len(readers)
-            _rank_chunk(session, day, readers, rerank, report)
+            _rank_chunk(session, day, readers, rerank, report, settings.digest_max_per_topic)
     report.too_little_signal += total - considered
     report.models_trained = day.ranker.trained
     with session_scope(settings) as session:
@@ -196,7 +196,12 @@ def _rows(session: Session, idf: Idf, paper_ids: list[int]) -> PaperRows:
 
 
 def _rank_chunk(
-    session: Session, day: _Day, readers: list[int], rerank: bool, report: RankingReport
+    session: Session,
+    day: _Day,
+    readers: list[int],
+    rerank: bool,
+    report: RankingReport,
+    cap: int,
 ) -> None:
     from newsletter.ranking.model import Signal
 
@@ -219,9 +224,30 @@ def _rank_chunk(
         if not any(paper_id in papers for paper_id in signals[reader].positive):
             report.too_little_signal += 1  # none of its positive papers has features
             continue
-        rankings.append((reader, day.ranker.rank(signals[reader], papers, candidates)))
+        order = day.ranker.rank(signals[reader], papers, candidates)
+        rankings.append((reader, _kept(order, day, topics.get(reader, ()), cap)))
     store.put_rankings(session, day.digest_id, rankings)
     report.readers_ranked += len(rankings)
+
+
+def _kept(order: list[int], day: _Day, topic_ids, cap: int) -> list[int]:
+    """The part of a reader's order an email can show: each of their topics' first `cap`
+    papers in that order, and the first `cap` of the papers no topic matched (their followed
+    authors'), best first. (A row of every candidate, a few hundred ids a reader a day, would
+    be read by every sender and kept for two weeks for nothing.)"""
+    groups = [set(day.topic_papers.get(topic_id, ())) for topic_id in topic_ids]
+    groups.append(set(day.untopical))
+    taken = [0] * len(groups)
+    kept = []
+    for paper_id in order:
+        wanted = False
+        for number, group in enumerate(groups):
+            if paper_id in group and taken[number] < cap:
+                taken[number] += 1
+                wanted = True
+        if wanted:
+            kept.append(paper_id)
+    return kept
 
 
 def _all(signal: Signal) -> frozenset[int]:
