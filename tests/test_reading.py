@@ -3,6 +3,7 @@ what the ranking reads of them (positive and negative examples, the counts)."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -95,3 +96,28 @@ def test_papers_are_found_by_doi_whatever_its_case(settings, ids):
         found = store.papers_by_dois(session, ["10.1/abc", " 10.1/ABC ", "10.2/none"])
         assert {doi: paper.arxiv_id for doi, paper in found.items()} == {"10.1/abc": "2611.00004"}
         assert store.papers_by_dois(session, []) == {}
+
+
+def test_two_presses_at_once_record_once(settings, ids):
+    """Two requests saving the same paper at the same moment: the second waits for the first's
+    row, finds it, and says it was saved already (no error page). PostgreSQL only: SQLite
+    writes one transaction at a time."""
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("SQLite serialises writers: no two inserts race there")
+    ada, one = ids[ADA], ids["1"]
+    second: list[bool] = []
+    with session_scope(settings) as first_session:
+        assert store.save_paper(first_session, ada, one, at(1)) is True  # not committed yet
+
+        def press_again() -> None:
+            with session_scope(settings) as session:
+                second.append(store.save_paper(session, ada, one, at(2)))
+
+        racer = threading.Thread(target=press_again)
+        racer.start()
+        racer.join(0.5)
+        assert racer.is_alive()  # its insert waits on the first one's row
+    racer.join(10)
+    assert second == [False]
+    with session_scope(settings) as session:
+        assert store.reader_paper(session, ada, one).saved_at == at(1)

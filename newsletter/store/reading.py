@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import case, false, func, select, true
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.models import Paper, Rating, ReaderPaper, utcnow
@@ -24,8 +25,16 @@ def reader_paper(session: Session, subscriber_id: int, paper_id: int) -> ReaderP
 def _row(session: Session, subscriber_id: int, paper_id: int) -> ReaderPaper:
     row = reader_paper(session, subscriber_id, paper_id)
     if row is None:
-        row = ReaderPaper(subscriber_id=subscriber_id, paper_id=paper_id)
-        session.add(row)
+        try:
+            with session.begin_nested():  # two presses at once: the second finds the first's
+                row = ReaderPaper(subscriber_id=subscriber_id, paper_id=paper_id)
+                session.add(row)
+        except IntegrityError:
+            row = session.scalars(
+                select(ReaderPaper).where(
+                    ReaderPaper.subscriber_id == subscriber_id, ReaderPaper.paper_id == paper_id
+                )
+            ).one()
     return row
 
 
