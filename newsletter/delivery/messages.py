@@ -186,6 +186,7 @@ class _SegmentMessages:
         self._templates: dict[MailFormat, MessageTemplate] = {}
         self._cards: dict[tuple[int, int, bool], EncodedCard] = {}
         self._slots = [(slot.section, slot.index, slot.line) for slot in self.frame.slots]
+        self._default: list[EncodedCard] | None = None
         self._need = [0] * len(self.frame.pools)
         """Papers each section shows (its slots)."""
         for slot in self.frame.slots:
@@ -248,29 +249,40 @@ class _SegmentMessages:
         """A reader's papers for `MessageTemplate.bytes_for`: each slot's card in the HTML part
         (unless the message has none) and in the text part, with the reader's own link to the
         paper's actions, `paper_url(arxiv_id)`, encoded once per paper."""
-        cards, urls = self._cards, {}
         html_slots: list[bytes] = []
         text_slots: list[bytes] = []
-        for section, position, line in self._slots:
-            index = orders[section][position] if orders else position
-            card = cards.get((section, index, line)) or self._card(section, index, line)
-            html_parts, text_parts, arxiv_id = card
-            if len(html_parts) == 1 and len(text_parts) == 1:  # a title line: no link of theirs
+        html_add, text_add = html_slots.append, text_slots.append
+        for html_parts, text_parts, arxiv_id in self._slot_cards(orders):
+            if len(text_parts) == 1:  # a title line: no link of theirs
                 if with_html:
-                    html_slots.append(html_parts[0])
-                text_slots.append(text_parts[0])
+                    html_add(html_parts[0])
+                text_add(text_parts[0])
                 continue
-            url = urls.get(arxiv_id)
-            if url is None:
-                url = urls[arxiv_id] = _encoded_url(paper_url(arxiv_id))
+            url = _encoded_url(paper_url(arxiv_id))  # each paper is in one slot only
             if with_html:
-                html_slots.append(url.join(html_parts))
-            text_slots.append(url.join(text_parts))
+                html_add(url.join(html_parts))
+            text_add(url.join(text_parts))
         return html_slots, text_slots
+
+    def _slot_cards(self, orders: list[list[int]] | None) -> list[EncodedCard]:
+        """The card of each slot, the papers in `orders` (None: newest first, kept)."""
+        if orders is None:
+            if self._default is None:
+                self._default = [self._card(*slot) for slot in self._slots]
+            return self._default
+        get = self._cards.get
+        return [
+            get((section, orders[section][position], line))
+            or self._card(section, orders[section][position], line)
+            for section, position, line in self._slots
+        ]
 
     def _card(self, section: int, index: int, line: bool) -> EncodedCard:
         """The card of a section's `index`th paper, encoded. The segment keeps a reference;
         the encoded card itself is the process's, shared by every segment that shows it."""
+        card = self._cards.get((section, index, line))
+        if card is not None:
+            return card
         if not self._cards:
             self._make_cards()
         card = self._cards[(section, index, line)] = _encoded_card(

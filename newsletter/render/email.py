@@ -243,10 +243,9 @@ def html_frame(
     document = render_template(EMAIL_HTML_TEMPLATE, context)
     if budget is None:
         return mjml_to_email(document)
-    if any_order:
+    total = sum(card_bytes for _, card_bytes in cards.PAPER_CARDS.get(slots.keys))
+    if any_order and total <= budget:  # (the newest alone too big: no order is smaller)
         total = largest_cards(content, fit)
-    else:
-        total = sum(card_bytes for _, card_bytes in cards.PAPER_CARDS.get(slots.keys))
     if total > budget:
         return None  # too big on its papers alone: not worth MJML and inlining
     frame = mjml_to_email(document)
