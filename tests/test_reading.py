@@ -95,3 +95,14 @@ def test_papers_are_found_by_doi_whatever_its_case(settings, ids):
         found = store.papers_by_dois(session, ["10.1/abc", " 10.1/ABC ", "10.2/none"])
         assert {doi: paper.arxiv_id for doi, paper in found.items()} == {"10.1/abc": "2611.00004"}
         assert store.papers_by_dois(session, []) == {}
+
+
+def test_purging_a_reader_deletes_what_they_saved_and_rated(settings, cli, ids):
+    with session_scope(settings) as session:
+        store.save_paper(session, ids[ADA], ids["1"])
+        store.rate_paper(session, ids[ADA], ids["2"], Rating.less)
+    cli("subscribers", "remove", ADA, "--purge")
+    with session_scope(settings) as session:
+        assert store.reader_paper(session, ids[ADA], ids["1"]) is None
+        assert store.reader_paper(session, ids[ADA], ids["2"]) is None
+        assert store.paper_by_arxiv_id(session, "2611.00001") is not None  # the paper stays
