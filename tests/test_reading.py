@@ -121,3 +121,14 @@ def test_two_presses_at_once_record_once(settings, ids):
     assert second == [False]
     with session_scope(settings) as session:
         assert store.reader_paper(session, ada, one).saved_at == at(1)
+
+
+def test_purging_a_reader_deletes_what_they_saved_and_rated(settings, cli, ids):
+    with session_scope(settings) as session:
+        store.save_paper(session, ids[ADA], ids["1"])
+        store.rate_paper(session, ids[ADA], ids["2"], Rating.less)
+    cli("subscribers", "remove", ADA, "--purge")
+    with session_scope(settings) as session:
+        assert store.reader_paper(session, ids[ADA], ids["1"]) is None
+        assert store.reader_paper(session, ids[ADA], ids["2"]) is None
+        assert store.paper_by_arxiv_id(session, "2611.00001") is not None  # the paper stays

@@ -103,9 +103,9 @@ def seeds_from_bibtex(text: str, name: str) -> tuple[list[Seed], list[SeedProble
 
     An entry is matched by its arXiv id (the `eprint` field, or an arXiv id or link in `url`,
     `journal`, `number`, `note`, `howpublished`, or an arXiv DOI, as Zotero and Google Scholar
-    write them), its DOI, or its title. One that BibTeX cannot read, a repeated key, or one
-    with none of the three is a problem, reported at its line; the rest are read (an entry whose
-key repeats an earlier one's too).
+    write them), its DOI, or its title. One that BibTeX cannot read, or one with none of the
+    three, is a problem reported at its line; the rest are read (one whose key repeats an
+    earlier entry's too: it still names its paper).
     """
     with _quiet_bibtexparser():
         library = bibtexparser.parse_string(CONTROL_CHARACTERS.sub("", text))

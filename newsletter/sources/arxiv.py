@@ -156,7 +156,6 @@ class ArxivSource:
         papers = list(_papers(client, _newest_first(query, size)))
         return self._session.last_total_results, papers[: max(limit, 0)]
 
-
     def by_ids(
         self, arxiv_ids: Sequence[str], skipped: list[str] | None = None
     ) -> list[FetchedPaper]:
