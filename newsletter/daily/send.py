@@ -10,12 +10,12 @@ send`); someone who leaves meanwhile has their row skipped at send time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TypeVar
 
 from newsletter import metrics, store
+from newsletter.batches import chunks
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.delivery.deliverer import DeliveryReport, deliver_all
@@ -30,7 +30,6 @@ from newsletter.ranking.step import rank_digest
 from newsletter.translate.step import TranslationReport, translate_for_digest
 
 Progress = Callable[[int], None]
-T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +107,7 @@ def prepare(
             readers = Readers.stream(session, issue_date, edition=edition)
         segments = segments_of(session, edition, readers)
         members = ((segment, sid) for segment in segments for sid in segment.subscriber_ids)
-        for chunk in _chunks(members, INSERT_CHUNK):
+        for chunk in chunks(members, INSERT_CHUNK):
             public_ids = store.public_ids_without_delivery(
                 session, edition.digest_id, [subscriber_id for _segment, subscriber_id in chunk]
             )
@@ -127,17 +126,6 @@ def prepare(
             ]
             store.add_deliveries(session, rows)
         return edition.digest_id, segments
-
-
-def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    chunk: list[T] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def plan(settings: Settings, issue_date: date | None = None) -> SendReport:

@@ -19,6 +19,7 @@ from datetime import date
 from sqlalchemy.orm import Session
 
 from newsletter import store
+from newsletter.batches import chunks
 from newsletter.digest.content import DigestContent
 from newsletter.digest.edition import Edition, EditionOptions
 from newsletter.models import Digest
@@ -92,13 +93,8 @@ def subscriber_segments(
 ) -> Iterator[tuple[int, SegmentKey, date | None]]:
     """(subscriber id, segment key, paused until) of every active subscriber not paused on
     `on`; the papers by authors they follow are `edition`'s (none without one)."""
-    chunk: list[tuple[int, tuple[int, ...], str, date | None]] = []
-    for row in _subscriber_topics(session, on):
-        chunk.append(row)
-        if len(chunk) == store.STREAM_CHUNK:
-            yield from _with_followed(session, chunk, edition)
-            chunk = []
-    yield from _with_followed(session, chunk, edition)
+    for chunk in chunks(_subscriber_topics(session, on), store.STREAM_CHUNK):
+        yield from _with_followed(session, chunk, edition)
 
 
 def _with_followed(
@@ -107,7 +103,7 @@ def _with_followed(
     edition: Edition | None,
 ) -> Iterator[tuple[int, SegmentKey, date | None]]:
     followed = {}
-    if edition is not None and chunk:
+    if edition is not None:
         followed = edition.followed_by(session, [row[0] for row in chunk])
     for subscriber_id, topic_ids, language, paused_until in chunk:
         yield subscriber_id, (topic_ids, language, followed.get(subscriber_id, ())), paused_until
