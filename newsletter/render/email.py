@@ -147,9 +147,7 @@ def render_email(
     budget = size_limit - PERSONAL_RESERVE - paper_links_reserve(content)
 
     def frame_at(fit: Fit, budget: int | None) -> str | None:
-        # A reader's order decides which paper comes first: the preheader names none.
-        first_line = preheader(fit_content(content, fit), first=False) if ranked else None
-        return html_frame(content, sender_name, fit, budget, first_line, any_order=ranked)
+        return html_frame(content, sender_name, fit, budget, any_order=ranked)
 
     fitted = first_that_fits(frame_at, budget)
     if fitted is not None:
@@ -225,19 +223,19 @@ def html_frame(
     sender_name: str,
     fit: Fit,
     budget: int | None = None,
-    first_line: str | None = None,
     *,
     any_order: bool = False,
 ) -> str | None:
     """The digest's HTML as `fit` shows it, with a marker where each paper goes, or None when
     the whole would be over `budget` bytes (with `any_order`, whichever papers of each
-    section's pool a reader's order shows: `largest_cards`).
+    section's pool a reader's order shows: `largest_cards`; its preheader then names no first
+    paper, the reader's order deciding which is first).
 
     The document goes through MJML and the CSS inlining with the markers; the papers' own
     HTML, which is most of a digest and shared by many segments, comes from
     `cards.PAPER_CARDS` (made once per process) and is put in last (`Frame.bodies`).
     """
-    context = email_context(content, sender_name, fit, first_line)
+    context = email_context(content, sender_name, fit, first_paper=not any_order)
     slots = cards.CardSlots(content.language)
     context.update(paper_card=slots.card, paper_line=slots.line)
     document = render_template(EMAIL_HTML_TEMPLATE, context)
@@ -293,16 +291,16 @@ def _no_html(count: int) -> str:
 
 
 def email_context(
-    content: DigestContent, sender_name: str, fit: Fit, first_line: str | None = None
+    content: DigestContent, sender_name: str, fit: Fit, *, first_paper: bool = True
 ) -> dict[str, object]:
     """What the email's templates (HTML and text) are given: the digest as `fit` shows it,
-    its subject and preheader (`first_line`, when given), and placeholders for the
-    subscriber's links."""
+    its subject and preheader (naming the first paper unless `first_paper` is off), and
+    placeholders for the subscriber's links."""
     shown = fit_content(content, fit)
     context = digest_context(shown)
     context.update(
         subject=email_subject(shown),
-        preheader=preheader(shown) if first_line is None else first_line,
+        preheader=preheader(shown, first=first_paper),
         sender_name=sender_name,
         unsubscribe_url=UNSUBSCRIBE_PLACEHOLDER,
         preferences_url=PREFERENCES_PLACEHOLDER,
