@@ -191,7 +191,7 @@ class _SegmentMessages:
         """Papers each section shows (its slots)."""
         for slot in self.frame.slots:
             self._need[slot.section] += 1
-        self._slot_count = len(self.frame.slots)
+        self._pools_made = False
         self._positions = {
             paper.arxiv_id: (section, index)
             for section, pool in enumerate(self.frame.pools)
@@ -227,7 +227,7 @@ class _SegmentMessages:
             return None
         pools, need, positions = self.frame.pools, self._need, self._positions
         orders: list[list[int]] = [[] for _ in pools]
-        left = self._slot_count
+        left = len(self._slots)
         for arxiv_id in ranking:
             found = positions.get(arxiv_id)
             if found is not None:
@@ -270,6 +270,9 @@ class _SegmentMessages:
             if self._default is None:
                 self._default = [self._card(*slot) for slot in self._slots]
             return self._default
+        if not self._pools_made:  # a reader's order may pick any paper of the pools
+            self._make_cards()
+            self._pools_made = True
         get = self._cards.get
         return [
             get((section, orders[section][position], line))
@@ -283,8 +286,6 @@ class _SegmentMessages:
         card = self._cards.get((section, index, line))
         if card is not None:
             return card
-        if not self._cards:
-            self._make_cards()
         card = self._cards[(section, index, line)] = _encoded_card(
             self.frame.card(section, index, line, html=True),
             self.frame.card(section, index, line, html=False),
@@ -292,8 +293,9 @@ class _SegmentMessages:
         return card
 
     def _make_cards(self) -> None:
-        """Make every card the segment's readers may be shown at once (one MJML document for
-        those the process lacks), rather than one by one as their orders ask for them."""
+        """Make every card the segment's ranked readers may be shown at once (one MJML document
+        for those the process lacks), rather than one by one as their orders ask for them.
+        (Newest first needs none: the render made the cards of its step.)"""
         kinds = {(slot.section, slot.line) for slot in self.frame.slots}
         keys = [
             self.frame.card(section, index, line, html=True)
