@@ -10,6 +10,7 @@ database, so a sender can find any subscriber's body without reading the list.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -175,10 +176,9 @@ class Edition:
     def with_notes(self, notes: Notes) -> Edition:
         """The same digest, its readers told why these abstracts are not translated; the
         translations are read again (the step that failed on these stored the others)."""
-        options = replace(self.options, notes=dict(notes))
-        edition = Edition(self.digest, self.topics, self.papers, options)
-        edition.follows, edition._followed = self.follows, self._followed
-        edition.arxiv_ids, edition._has_rankings = self.arxiv_ids, self._has_rankings
+        edition = copy.copy(self)  # its papers, follows and rankings as read
+        edition.options = replace(self.options, notes=dict(notes))
+        edition._translations, edition._contents = {None: None}, {}
         return edition
 
     def for_digest(self, session: Session, digest: Digest) -> Edition:
