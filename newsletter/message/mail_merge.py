@@ -64,8 +64,6 @@ class _Slot:
     context: str  # "text" or "html"
 
 
-
-
 class MessageTemplate:
     """A segment's message, MIME-encoded once with a gap for each recipient's value.
 
