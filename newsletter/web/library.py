@@ -57,16 +57,23 @@ def _reader_view(view: Callable[[Session, Subscriber, str], ResponseReturnValue]
 
     @functools.wraps(view)
     def wrapper(token: str) -> ResponseReturnValue:
-        public_id = token_value(LIBRARY, token)
-        if public_id is None:
-            return invalid_link("library")
         with session_scope(settings()) as session:
-            subscriber = store.subscriber_by_public_id(session, public_id)
-            if subscriber is None or subscriber.status == SubscriberStatus.pending:
-                return gone()
-            return view(session, subscriber, token)
+            found = _reader(session, token)
+            return view(session, found, token) if isinstance(found, Subscriber) else found
 
     return wrapper
+
+
+def _reader(session: Session, token: str) -> Subscriber | ResponseReturnValue:
+    """The reader a library token names, or the page that refuses it: 400 for a token that
+    is not a library token, one "gone" page for a reader no longer on the list."""
+    public_id = token_value(LIBRARY, token)
+    if public_id is None:
+        return invalid_link("library")
+    subscriber = store.subscriber_by_public_id(session, public_id)
+    if subscriber is None or subscriber.status == SubscriberStatus.pending:
+        return gone()
+    return subscriber
 
 
 @blueprint.get("/library/<token>")
@@ -101,15 +108,12 @@ def seed(token: str):
     """Match the papers the form names and mark them as the reader's seeds; the library page
     with what became of each entry. The reader is looked up first, and no session is held while
     arXiv answers."""
-    public_id = token_value(LIBRARY, token)
-    if public_id is None:
-        return invalid_link("library")
     config = settings()
     with session_scope(config) as session:
-        subscriber = store.subscriber_by_public_id(session, public_id)
-        if subscriber is None or subscriber.status == SubscriberStatus.pending:
-            return gone()
-        subscriber_id = subscriber.id
+        found = _reader(session, token)
+        if not isinstance(found, Subscriber):
+            return found
+        subscriber_id = found.id
     typed = request.form.get("ids", "")
     seeds, problems = seeds_from_ids(part for part in _IDS_SEPARATOR.split(typed) if part)
     upload = request.files.get("bibtex")
@@ -131,10 +135,10 @@ def seed(token: str):
         except TaskLockedException:
             done = "arXiv is being asked by another job just now: send this again in a minute."
     with session_scope(config) as session:
-        subscriber = store.subscriber_by_public_id(session, public_id)
-        if subscriber is None:
-            return gone()
-        return _library_page(session, subscriber, token, None if report else done, report)
+        found = _reader(session, token)  # (gone meanwhile: the same page as before)
+        if not isinstance(found, Subscriber):
+            return found
+        return _library_page(session, found, token, None if report else done, report)
 
 
 @blueprint.get("/library/<token>/library.bib")
