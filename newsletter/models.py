@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -132,6 +133,24 @@ class Paper(Base):
     code_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     """When code-link sources beyond the abstract (Hugging Face) were last asked."""
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    code_found_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
+    """When a code link was first found after the paper was first seen (a Hugging Face check,
+    a new version's abstract or comment): "Code released since" news for its earlier readers."""
+
+
+class Summary(Base):
+    """A paper's one-sentence summary in one language: made once, kept for every reader."""
+
+    __tablename__ = "summaries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
+    language: Mapped[str] = mapped_column(String(35))
+    provider: Mapped[str] = mapped_column(String(40))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("paper_id", "language", name="uq_summaries_paper_language"),)
 
 
 class Translation(Base):
@@ -168,6 +187,21 @@ class TopicPaper(Base):
     __table_args__ = (Index("ix_topic_papers_topic_linked", "topic_id", "linked_at"),)
 
 
+class Cadence(enum.StrEnum):
+    daily = "daily"
+    """Each new digest (arXiv announces five days a week), at the reader's hour."""
+    weekly = "weekly"
+    """Once a week, on the reader's weekday: everything first seen since their previous one."""
+
+
+class DigestKind(enum.StrEnum):
+    daily = "daily"
+    """The papers one daily job found: one per issue date, the archive's pages."""
+    span = "span"
+    """Several days' papers for readers whose previous digest is older than the day's (weekly
+    readers, a cadence change): a window of consecutive daily digests, made when first due."""
+
+
 class Subscriber(Base):
     __tablename__ = "subscribers"
 
@@ -199,6 +233,23 @@ class Subscriber(Base):
     ranking: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     """Their papers ordered by what they saved and rated (when they have enough signal and the
     list ranks at all); off, newest first."""
+    cadence: Mapped[Cadence] = mapped_column(
+        Enum(Cadence, native_enum=False, length=10),
+        default=Cadence.daily,
+        server_default=Cadence.daily.value,
+    )
+    send_hour: Mapped[int | None] = mapped_column(Integer, default=None)
+    """The local hour (0-23) their digest goes out at; None: as soon as the daily job built it."""
+    send_day: Mapped[int | None] = mapped_column(Integer, default=None)
+    """Weekly readers' weekday, 0 = Monday (None: Monday)."""
+    timezone: Mapped[str | None] = mapped_column(String(64), default=None)
+    """Their IANA time zone (None: NEWSLETTER_TIMEZONE)."""
+    next_send_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
+    """When they are next due (their hour, their day, in their zone, as a UTC instant); None:
+    whenever a new daily digest is ready (daily readers without an hour)."""
+    delivered_through: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    """The end of the window of the last digest they were given: their next one starts there,
+    whatever their cadence was (so a change of cadence loses and repeats no paper)."""
 
     topics: Mapped[list[Topic]] = relationship(
         secondary="subscriber_topics", order_by="Topic.position, Topic.id", lazy="selectin"
@@ -246,15 +297,45 @@ class ReceivedMail(Base):
 
 
 class Digest(Base):
-    """One issue: the papers that topics first matched within (window_start, window_end]."""
+    """One issue: the papers that topics first matched within (window_start, window_end].
+
+    A daily digest is one daily job's papers (one per issue date); a span covers consecutive
+    daily digests, for readers whose previous digest ended earlier (see `DigestKind`).
+    """
 
     __tablename__ = "digests"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    issue_date: Mapped[date] = mapped_column(Date, unique=True)
+    issue_date: Mapped[date] = mapped_column(Date)
+    kind: Mapped[DigestKind] = mapped_column(
+        Enum(DigestKind, native_enum=False, length=10),
+        default=DigestKind.daily,
+        server_default=DigestKind.daily.value,
+    )
     window_start: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     window_end: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    """When it was built (ranked, translated): readers are given it from then on."""
+
+    __table_args__ = (
+        # One daily digest a day; one span a window. (Partial unique indexes: both backends.)
+        Index(
+            "uq_digests_daily_issue_date",
+            "issue_date",
+            unique=True,
+            sqlite_where=text("kind = 'daily'"),
+            postgresql_where=text("kind = 'daily'"),
+        ),
+        Index(
+            "uq_digests_span_window",
+            "window_start",
+            "window_end",
+            unique=True,
+            sqlite_where=text("kind = 'span'"),
+            postgresql_where=text("kind = 'span'"),
+        ),
+    )
 
 
 class Delivery(Base):
