@@ -318,6 +318,14 @@ class Digest(Base):
     ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     """When it was built (ranked, translated): readers are given it from then on."""
 
+    @property
+    def path(self) -> str:
+        """How its web address and its messages' ids name it: a daily digest by its date, a
+        span as `span-<id>` (several spans can share a date)."""
+        if self.kind == DigestKind.span:
+            return f"span-{self.id}"
+        return self.issue_date.isoformat()
+
     __table_args__ = (
         # One daily digest a day; one span a window. (Partial unique indexes: both backends.)
         Index(

@@ -96,11 +96,13 @@ class DigestLinks:
     forms), and the timestamp made once a second: one HMAC a token is left.
     """
 
-    def __init__(self, base_url: str, secret: str, issue_date: date) -> None:
+    def __init__(self, base_url: str, secret: str, issue_date: date | str) -> None:
+        """`issue_date`: the digest's date, or its `Digest.path` (a span's)."""
+        path = issue_date.isoformat() if isinstance(issue_date, date) else issue_date
         self.prefixes = (
             f"{base_url}/unsubscribe/",
             f"{base_url}/preferences/",
-            f"{base_url}/digests/{issue_date.isoformat()}/for/",
+            f"{base_url}/digests/{path}/for/",
         )
         signers = [
             URLSafeTimedSerializer(secret, salt=purpose).make_signer()

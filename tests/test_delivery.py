@@ -32,6 +32,7 @@ from sqlalchemy import insert, select, update
 
 from newsletter import store
 from newsletter.daily import send as daily_send
+from newsletter.daily import serve
 from newsletter.db import engine_for, session_scope
 from newsletter.delivery import deliverer as delivery_deliverer
 from newsletter.delivery import messages as delivery_messages
@@ -755,7 +756,7 @@ def test_a_list_goes_out_once_each_in_a_few_statements_per_thousand(
 def test_delivery_rows_are_written_in_chunks_once_each(cli, settings, example_topics, monkeypatch):
     emails = add_subscribers(settings, "SLAM", 20)
     store_papers(settings, "SLAM", paper(1))
-    monkeypatch.setattr(daily_send, "INSERT_CHUNK", 7)
+    monkeypatch.setattr(serve, "INSERT_CHUNK", 7)
 
     with counted(settings) as statements:
         digest_id, _segments = daily_send.prepare(settings, DAY)

@@ -157,8 +157,27 @@ def test_the_scheduled_task_runs_the_daily_job(immediate, arxiv):
 
 
 def scheduled_at(tasks: ModuleType, *moment: int) -> list[str]:
-    """The periodic tasks the worker's scheduler would enqueue at this UTC time."""
-    return [task.name for task in tasks.huey.read_periodic(datetime(*moment))]
+    """The periodic tasks the worker's scheduler would enqueue at this UTC time, but the
+    quarter-hourly serving of due readers (see `test_due_readers_are_served_every_quarter_hour`)."""
+    return [
+        task.name
+        for task in tasks.huey.read_periodic(datetime(*moment))
+        if task.name != "serve_readers"
+    ]
+
+
+def test_due_readers_are_served_every_quarter_hour(tasks):
+    """Every UTC offset in use is a whole quarter hour (Asia/Kolkata +5:30, Asia/Kathmandu
+    +5:45), so a local hour always falls on one of these minutes."""
+    served = [
+        minute
+        for minute in range(60)
+        if any(
+            task.name == "serve_readers"
+            for task in tasks.huey.read_periodic(datetime(2026, 11, 28, 3, minute))
+        )
+    ]
+    assert served == [0, 15, 30, 45]
 
 
 def test_the_schedule_follows_the_daily_time_setting(tasks, settings, monkeypatch):
@@ -473,7 +492,7 @@ def test_the_worker_s_scheduler_catches_up_the_minutes_it_missed_once(tasks, set
     def enqueued_at(*moment: int) -> list[str]:
         """The periodic tasks the scheduler queues when it checks at this UTC time."""
         scheduler.enqueue_periodic_tasks(datetime(*moment))
-        names = sorted(task.name for task in tasks.huey.pending())
+        names = sorted(task.name for task in tasks.huey.pending() if task.name != "serve_readers")
         tasks.huey.flush()
         return names
 

@@ -1,10 +1,10 @@
-"""Building and sending the day's digest: open it, read its readers once, translate what their
-bodies show, give every reader with something new a delivery row, and deliver; `plan` says what
-a send would do without doing it.
+"""Building and sending the day's digest: open it, read its readers once, rank and translate
+what their bodies show, mark it ready, give the readers due now their delivery rows (`serve`),
+and deliver; `plan` says what a send would do without doing it.
 
 Readers are read once, before the translation step: someone who subscribes while it runs (up to
-NEWSLETTER_TRANSLATOR_BUDGET) gets a row only when the day's digest is built again (`newsletter
-send`); someone who leaves meanwhile has their row skipped at send time.
+NEWSLETTER_TRANSLATOR_BUDGET) is translated for when they are served; someone who leaves
+meanwhile has their row skipped at send time.
 """
 
 from __future__ import annotations
@@ -12,20 +12,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 from newsletter import metrics, store
-from newsletter.batches import chunks
 from newsletter.config import Settings
+from newsletter.daily.serve import ServeReport, serve_due
 from newsletter.db import session_scope
 from newsletter.delivery.deliverer import DeliveryReport, deliver_all
 from newsletter.delivery.outgoing import Transport
 from newsletter.delivery.transports import transport_from_settings
 from newsletter.digest.edition import Edition, EditionOptions
-from newsletter.digest.segments import Readers, Segment, read_segments, segments_of
+from newsletter.digest.segments import Readers, Segment, read_segments
 from newsletter.digest.window import draft_digest, open_digest
-from newsletter.message.compose import message_id_for
-from newsletter.models import DeliveryStatus, utcnow
+from newsletter.models import utcnow
 from newsletter.ranking.step import rank_digest
 from newsletter.translate.step import TranslationReport, translate_for_digest
 
@@ -80,52 +79,19 @@ class SendReport(DeliveryReport):
     translation: TranslationReport = field(default_factory=TranslationReport)
 
 
-INSERT_CHUNK = 1_000
-"""Delivery rows written per INSERT when a digest is prepared."""
-
-
 def prepare(
-    settings: Settings,
-    issue_date: date,
-    *,
-    edition: Edition | None = None,
-    readers: Readers | None = None,
+    settings: Settings, issue_date: date, now: datetime | None = None
 ) -> tuple[int, list[Segment]]:
-    """Open the day's digest and give every subscriber with something new a delivery row.
-
-    `edition` and `readers` are the day's, when the caller has them already (`build`: the
-    list is streamed once a send); otherwise they are read here. Rows are written segment
-    after segment, so that a batch of claimed rows spans few segments, in chunks: memory holds
-    a chunk of rows, not the list.
-    """
-    secret, domain, day = settings.secret(), settings.sender_domain, issue_date.isoformat()
+    """Open the day's digest (ready as it is: nothing ranked or translated) and give every
+    reader due `now` their window (`serve`): the digest, and the segments of its readers
+    given it now."""
     with session_scope(settings) as session:
-        if edition is None:
-            digest = open_digest(session, issue_date, utcnow())
-            edition = Edition.read(session, digest, EditionOptions.from_settings(settings))
-        if readers is None:
-            readers = Readers.stream(session, issue_date, edition=edition)
-        segments = segments_of(session, edition, readers)
-        members = ((segment, sid) for segment in segments for sid in segment.subscriber_ids)
-        for chunk in chunks(members, INSERT_CHUNK):
-            public_ids = store.public_ids_without_delivery(
-                session, edition.digest_id, [subscriber_id for _segment, subscriber_id in chunk]
-            )
-            now = utcnow()
-            rows = [
-                {
-                    "digest_id": edition.digest_id,
-                    "subscriber_id": subscriber_id,
-                    "message_id": message_id_for(secret, day, public_ids[subscriber_id], domain),
-                    "paper_count": segment.content.paper_count,
-                    "status": DeliveryStatus.pending,
-                    "created_at": now,
-                }
-                for segment, subscriber_id in chunk
-                if subscriber_id in public_ids
-            ]
-            store.add_deliveries(session, rows)
-        return edition.digest_id, segments
+        digest = open_digest(session, issue_date, now or utcnow())
+        store.mark_ready(session, digest.id, now or utcnow())
+        digest_id = digest.id
+    served = serve_due(settings, now)
+    segments = [s for s in served.segments if s.subscriber_ids]
+    return digest_id, segments
 
 
 def plan(settings: Settings, issue_date: date | None = None) -> SendReport:
@@ -154,22 +120,39 @@ def plan(settings: Settings, issue_date: date | None = None) -> SendReport:
     return report
 
 
-def build(settings: Settings, issue_date: date) -> tuple[int, TranslationReport]:
-    """Translate what the day's digest shows and give each of its readers a delivery row."""
-    edition, translation = build_edition(settings, issue_date)
+def build(
+    settings: Settings, issue_date: date, now: datetime | None = None
+) -> tuple[int, TranslationReport]:
+    """Build the day's digest (ranked and translated for every reader) and give the readers
+    due now their delivery rows (`build_edition`); the digest's id."""
+    edition, translation, _served = build_edition(settings, issue_date, now)
     return edition.digest_id, translation
 
 
-def build_edition(settings: Settings, issue_date: date) -> tuple[Edition, TranslationReport]:
-    """`build`, giving the day's edition as its readers get it (translations and notes).
+def build_edition(
+    settings: Settings, issue_date: date, now: datetime | None = None
+) -> tuple[Edition, TranslationReport, ServeReport]:
+    """`build_daily`, then every reader due `now` given their window (`serve.serve_due`):
+    daily readers without an hour get the day's digest at once, the others at their hour."""
+    edition, translation = build_daily(settings, issue_date, now)
+    served = serve_due(settings, now, editions={edition.digest_id: edition})
+    return edition, translation, served
 
-    Readers with enough signal are ranked first (`ranking.step`: their order of the day's
-    papers, stored once), so the translations cover what their own order shows. The list is
-    streamed once: the segments it forms serve the translation step (which also
-    needs the previous digest's, noted on the same stream) and then the delivery rows.
+
+def build_daily(
+    settings: Settings, issue_date: date, now: datetime | None = None
+) -> tuple[Edition, TranslationReport]:
+    """The day's digest built for every reader: its window up to `now`, each reader's order
+    of its papers (`ranking.step`, stored once), the translations what their bodies show,
+    then marked ready, so readers are given it from then on; its edition as they get it.
+
+    Readers are read once, before the translation step (which also needs the previous
+    digest's, noted on the same stream): the readers who would get the digest if all were due
+    now. Someone who subscribes meanwhile is translated for when they are served.
     """
+    now = now or utcnow()
     with session_scope(settings) as session:
-        digest = open_digest(session, issue_date, utcnow())
+        digest = open_digest(session, issue_date, now)
         previous = store.latest_digest_before(session, issue_date)
         earlier = previous.issue_date if previous is not None else None
         edition = Edition.read(session, digest, EditionOptions.from_settings(settings))
@@ -179,7 +162,8 @@ def build_edition(settings: Settings, issue_date: date) -> tuple[Edition, Transl
         edition.has_rankings(session)  # the translations then cover what their orders show
     translation = translate_for_digest(settings, edition, readers, previous)
     edition = edition.with_notes(translation.notes)
-    prepare(settings, issue_date, edition=edition, readers=readers)
+    with session_scope(settings) as session:
+        store.mark_ready(session, edition.digest_id, now)
     metrics.record_digest_built()
     return edition, translation
 
@@ -203,29 +187,30 @@ def send(
     out in English with a note, and is translated on the next run.
     """
     issue_date = issue_date or settings.today()
-    edition, translation = build_edition(settings, issue_date)
-    digest_id = edition.digest_id
+    edition, translation, served = build_edition(settings, issue_date)
+    digest_ids = [edition.digest_id, *(d for d in served.digests if d != edition.digest_id)]
     report = SendReport(issue_date=issue_date, translation=translation)
     with session_scope(settings) as session:
-        report.already_sent = store.delivery_counts(session, digest_id).get("sent", 0)
+        report.already_sent = store.delivery_counts(session, edition.digest_id).get("sent", 0)
         if on_total is not None:
-            on_total(store.count_unfinished(session, digest_id))
+            on_total(sum(store.count_unfinished(session, d) for d in digest_ids))
     own_transport = transport is None
     transport = metrics.measured(transport or transport_from_settings(settings))
     try:
-        outcome = deliver_all(
-            settings,
-            digest_id,
-            transport,
-            edition=edition,
-            progress=progress,
-            wait_for_retries=wait_for_retries,
-        )
+        for digest_id in digest_ids:  # the day's, then the spans due readers were given
+            outcome = deliver_all(
+                settings,
+                digest_id,
+                transport,
+                edition=edition if digest_id == edition.digest_id else None,
+                progress=progress,
+                wait_for_retries=wait_for_retries,
+            )
+            metrics.record_delivery_report(outcome)
+            report.add(outcome)
     finally:
         if own_transport:
             transport.close()
-    metrics.record_delivery_report(outcome)
-    report.add(outcome)
     with session_scope(settings) as session:
-        report.unfinished = store.count_unfinished(session, digest_id)
+        report.unfinished = sum(store.count_unfinished(session, d) for d in digest_ids)
     return report

@@ -87,8 +87,8 @@ class MessageBuilder:
             digest = store.digest_by_id(session, self.digest_id)
             self.edition = Edition.read(session, digest, EditionOptions.from_settings(settings))
         if self._links is None:
-            issue_date = self.edition.issue_date
-            self._links = DigestLinks(settings.base_url, settings.secret(), issue_date)
+            path = self.edition.digest.path
+            self._links = DigestLinks(settings.base_url, settings.secret(), path)
         self.edition.load_languages(session, {row.language for row in rows})
         subscriber_ids = [row.subscriber_id for row in rows]
         self._followed = self.edition.followed_by(session, subscriber_ids)

@@ -90,6 +90,9 @@ class DigestContent:
     """The browser version of this digest."""
     base_url: str = ""
     topic_names: tuple[str, ...] = field(default=())
+    since: date | None = None
+    """The first day a digest that spans several days covers (a weekly reader's); None: one
+    day's."""
 
     @property
     def paper_count(self) -> int:
@@ -172,6 +175,7 @@ def assemble(
     translations: Translations | None = None,
     pool: bool = False,
     followed: Sequence[PaperItem] = (),
+    since: date | None = None,
 ) -> DigestContent:
     """One body's content: a section per topic, each paper once (under its first topic), capped.
 
@@ -227,6 +231,7 @@ def assemble(
         web_url=web_url,
         base_url=base_url,
         topic_names=topic_names,
+        since=since,
     )
 
 
@@ -234,8 +239,10 @@ def _with_also(item: PaperItem, also_in: list[str]) -> PaperItem:
     return replace(item, also_in=tuple(also_in)) if also_in else item
 
 
-def digest_web_url(base_url: str, issue_date: date) -> str:
-    return f"{base_url}/digests/{issue_date.isoformat()}"
+def digest_web_url(base_url: str, issue_date: date | str) -> str:
+    """A digest's page: a daily one's by its date, a span's by its `Digest.path`."""
+    path = issue_date.isoformat() if isinstance(issue_date, date) else issue_date
+    return f"{base_url}/digests/{path}"
 
 
 def arranged(content: DigestContent, order: Sequence[str]) -> DigestContent:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import date
 
 from sqlalchemy.orm import Session
 
@@ -30,7 +31,7 @@ from newsletter.digest.content import (
     paper_item,
 )
 from newsletter.languages import translation_language
-from newsletter.models import Digest, Topic
+from newsletter.models import Digest, DigestKind, Topic
 
 Notes = Mapping[tuple[str, str], str]
 """What readers are told about an abstract left in English, by (arXiv id, translation language)."""
@@ -101,7 +102,9 @@ class Edition:
             item.paper_id: item.arxiv_id for items in papers.values() for item in items
         }
         """The arXiv id of each of these papers by its row id (rankings name row ids)."""
-        self.web_url = digest_web_url(options.base_url, digest.issue_date)
+        self.web_url = digest_web_url(options.base_url, digest.path)
+        self.since: date | None = None
+        """A span's first day (`read` finds it): its emails say "since" that day."""
         self._by_id = {topic.id: topic for topic in self.topics}
         self.follows: FollowIndex[PaperItem] = FollowIndex(())
         """The window's papers by their authors, for readers who follow some (`read_follows`)."""
@@ -124,6 +127,8 @@ class Edition:
         stored translations these reader languages need."""
         topics = store.list_topics(session) if topics is None else list(topics)
         edition = cls(digest, topics, new_papers_by_topic(session, digest, topics), options)
+        if digest.kind == DigestKind.span:
+            edition.since = store.first_day_after(session, digest.window_start)
         edition.read_follows(session)
         edition.load_languages(session, languages)
         return edition
@@ -277,6 +282,7 @@ class Edition:
             [self._by_id[topic_id] for topic_id in topic_ids if topic_id in self._by_id],
             self.papers,
             issue_date=self.issue_date,
+            since=self.since,
             cap=self.options.cap,
             language=language,
             web_url=self.web_url,

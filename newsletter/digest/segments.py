@@ -12,7 +12,7 @@ once (`Readers`) and hands the groups to the steps that need them.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -65,14 +65,17 @@ class Readers:
         *,
         earlier: date | None = None,
         edition: Edition | None = None,
+        subscriber_ids: Sequence[int] | None = None,
     ) -> Readers:
         """With `edition`, readers who follow authors of its papers form segments of their
-        own (their body starts with those papers)."""
+        own (their body starts with those papers); with `subscriber_ids`, only those readers
+        (the ones due now) are streamed."""
         if earlier is not None and earlier > on:
             raise ValueError(f"{earlier} is not before {on}")
         groups: dict[SegmentKey, list[int]] = defaultdict(list)
         earlier_keys: dict[SegmentKey, None] = {}
-        for subscriber_id, key, paused_until in subscriber_segments(session, on, edition):
+        rows = subscriber_segments(session, on, edition, subscriber_ids)
+        for subscriber_id, key, paused_until in rows:
             groups[key].append(subscriber_id)
             if earlier is not None and (paused_until is None or paused_until <= earlier):
                 earlier_keys.setdefault(key, None)
@@ -89,11 +92,16 @@ class Readers:
 
 
 def subscriber_segments(
-    session: Session, on: date, edition: Edition | None = None
+    session: Session,
+    on: date,
+    edition: Edition | None = None,
+    subscriber_ids: Sequence[int] | None = None,
 ) -> Iterator[tuple[int, SegmentKey, date | None]]:
     """(subscriber id, segment key, paused until) of every active subscriber not paused on
-    `on`; the papers by authors they follow are `edition`'s (none without one)."""
-    for chunk in chunks(_subscriber_topics(session, on), store.STREAM_CHUNK):
+    `on` (of these, when given); the papers by authors they follow are `edition`'s (none
+    without one)."""
+    rows = _subscriber_topics(session, on, subscriber_ids)
+    for chunk in chunks(rows, store.STREAM_CHUNK):
         yield from _with_followed(session, chunk, edition)
 
 
@@ -110,14 +118,13 @@ def _with_followed(
 
 
 def _subscriber_topics(
-    session: Session, on: date
+    session: Session, on: date, subscriber_ids: Sequence[int] | None = None
 ) -> Iterator[tuple[int, tuple[int, ...], str, date | None]]:
     """(subscriber id, topic ids, language, paused until) of every active subscriber not
-    paused on `on`."""
+    paused on `on` (of these, when given)."""
     current, language, paused_until, topic_ids = None, "", None, []
-    for subscriber_id, row_language, row_paused, topic_id in store.subscriber_topic_rows(
-        session, on
-    ):
+    rows = store.subscriber_topic_rows(session, on, subscriber_ids)
+    for subscriber_id, row_language, row_paused, topic_id in rows:
         if subscriber_id != current:
             if current is not None:
                 yield current, tuple(topic_ids), language, paused_until

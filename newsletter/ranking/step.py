@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -78,9 +79,16 @@ class RankingReport:
         )
 
 
-def rank_digest(settings: Settings, digest_id: int, *, rerank: bool = False) -> RankingReport:
+def rank_digest(
+    settings: Settings,
+    digest_id: int,
+    *,
+    rerank: bool = False,
+    only: Collection[int] | None = None,
+) -> RankingReport:
     """Store the order of the digest's papers for every active reader with ranking on and at
-    least NEWSLETTER_RANKING_MIN_SIGNAL positive papers; `rerank` ranks again those ranked."""
+    least NEWSLETTER_RANKING_MIN_SIGNAL positive papers (of `only`, when given: the readers
+    a span is made for); `rerank` ranks again those ranked."""
     started = time.perf_counter()
     report = RankingReport(off=not settings.ranking)
     if report.off:
@@ -102,8 +110,12 @@ def rank_digest(settings: Settings, digest_id: int, *, rerank: bool = False) -> 
             if not readers:
                 break
             after = readers[-1]
+            if only is not None:
+                readers = [reader for reader in readers if reader in only]
             considered += len(readers)
             _rank_chunk(session, day, readers, rerank, report, settings.digest_max_per_topic)
+    if only is not None:
+        total = len(only)
     report.too_little_signal += total - considered
     report.models_trained = day.ranker.trained
     with session_scope(settings) as session:

@@ -338,6 +338,8 @@ def personalise(
 def email_subject(content: DigestContent) -> str:
     """`arXiv digest 2026-11-27: 14 new papers in MLLM, Diffusion and 2 more`."""
     prefix = f"{SUBJECT_PREFIX} {content.date.isoformat()}"
+    if content.since is not None:
+        prefix = f"{SUBJECT_PREFIX} {content.since.isoformat()} to {content.date.isoformat()}"
     names = [section.name for section in content.sections if section.total > 0]
     if not names:
         return f"{prefix}: no new papers"
@@ -354,9 +356,10 @@ def preheader(content: DigestContent, *, first: bool = True) -> str:
     `8 new papers today: MLLM (7), Diffusion (1). First: PanGu-π: Enhancing Language…`
     """
     counts = [f"{section.name} ({section.total})" for section in content.sections if section.total]
+    when = "today" if content.since is None else f"since {content.since.isoformat()}"
     if not counts:
-        return "No new papers in your topics today."
-    summary = f"{count_noun(content.paper_count, 'new paper')} today: {', '.join(counts)}."
+        return f"No new papers in your topics {when}."
+    summary = f"{count_noun(content.paper_count, 'new paper')} {when}: {', '.join(counts)}."
     paper = next((section.papers[0] for section in content.sections if section.papers), None)
     if first and paper is not None and len(summary) < PREHEADER_MAX_CHARS - 40:
         summary += f" First: {readable_title(paper.title)}"

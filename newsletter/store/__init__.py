@@ -40,8 +40,12 @@ from newsletter.store.digests import (
     digest_by_id,
     digest_ids_since,
     digest_on,
+    first_day_after,
     latest_digest_before,
     list_digests,
+    mark_ready,
+    span_between,
+    span_by_id,
 )
 from newsletter.store.follows import (
     add_follows,
@@ -101,6 +105,16 @@ from newsletter.store.reading import (
 from newsletter.store.received_mail import (
     mail_was_read,
     remember_mail,
+)
+from newsletter.store.schedules import (
+    DueReader,
+    Slot,
+    daily_digests_ending_after,
+    due_readers,
+    give_window,
+    latest_ready_daily,
+    reschedule,
+    upcoming_slots,
 )
 from newsletter.store.subscribers import (
     IN_LIST_LIMIT,
@@ -188,6 +202,18 @@ __all__ = [
     "digest_by_id",
     "digest_ids_since",
     "digest_on",
+    "first_day_after",
+    "mark_ready",
+    "span_between",
+    "span_by_id",
+    "DueReader",
+    "Slot",
+    "daily_digests_ending_after",
+    "due_readers",
+    "give_window",
+    "latest_ready_daily",
+    "reschedule",
+    "upcoming_slots",
     "edit_subscriber",
     "events_of",
     "failed_deliveries",

@@ -1,37 +1,45 @@
-"""Digests: one per issue date, with the window of papers it carries."""
+"""Digests: one daily digest per issue date, and spans of several days; the window of papers
+each carries."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter.models import (
-    Digest,
-)
+from newsletter.models import Digest, DigestKind
+
+DAILY = Digest.kind == DigestKind.daily
 
 
 def digest_on(session: Session, issue_date: date) -> Digest | None:
-    return session.scalar(select(Digest).where(Digest.issue_date == issue_date))
+    """The daily digest of that date."""
+    return session.scalar(select(Digest).where(DAILY, Digest.issue_date == issue_date))
 
 
 def latest_digest_before(session: Session, issue_date: date) -> Digest | None:
+    """The newest daily digest dated before that date."""
     return session.scalar(
         select(Digest)
-        .where(Digest.issue_date < issue_date)
+        .where(DAILY, Digest.issue_date < issue_date)
         .order_by(Digest.issue_date.desc())
         .limit(1)
     )
 
 
 def list_digests(session: Session) -> list[Digest]:
-    return list(session.scalars(select(Digest).order_by(Digest.issue_date.desc())))
+    """The daily digests (the archive), newest first."""
+    return list(session.scalars(select(Digest).where(DAILY).order_by(Digest.issue_date.desc())))
 
 
 def digest_ids_since(session: Session, since: date) -> list[int]:
-    """The ids of the digests of `since` and after, newest first."""
-    query = select(Digest.id).where(Digest.issue_date >= since).order_by(Digest.issue_date.desc())
+    """The ids of the digests (daily and spans) of `since` and after, newest first."""
+    query = (
+        select(Digest.id)
+        .where(Digest.issue_date >= since)
+        .order_by(Digest.issue_date.desc(), Digest.id.desc())
+    )
     return list(session.scalars(query))
 
 
@@ -39,7 +47,37 @@ def digest_by_id(session: Session, digest_id: int) -> Digest:
     return session.get(Digest, digest_id)
 
 
+def span_by_id(session: Session, digest_id: int) -> Digest | None:
+    """A span, by its id (its web address names it so)."""
+    digest = session.get(Digest, digest_id)
+    return digest if digest is not None and digest.kind == DigestKind.span else None
+
+
+def span_between(session: Session, start: datetime | None, end: datetime) -> Digest | None:
+    """The span of exactly the window (start, end], if one was made."""
+    where = Digest.window_start.is_(None) if start is None else Digest.window_start == start
+    return session.scalar(
+        select(Digest).where(Digest.kind == DigestKind.span, where, Digest.window_end == end)
+    )
+
+
+def first_day_after(session: Session, start: datetime | None) -> date | None:
+    """The date of the first daily digest whose window begins at or after `start`: a span's
+    first day."""
+    query = select(func.min(Digest.issue_date)).where(DAILY)
+    if start is not None:
+        query = query.where(Digest.window_start >= start)
+    return session.scalar(query)
+
+
 def add_digest(session: Session, digest: Digest) -> None:
     """Store a new digest now (its id is known on return)."""
     session.add(digest)
     session.flush()
+
+
+def mark_ready(session: Session, digest_id: int, at: datetime) -> None:
+    """The digest is built (ranked, translated): readers may be given it from now on."""
+    digest = session.get(Digest, digest_id)
+    if digest.ready_at is None:
+        digest.ready_at = at

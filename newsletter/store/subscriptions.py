@@ -3,10 +3,10 @@ topics on a given day."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,7 @@ from newsletter.models import (
 )
 from newsletter.store.follows import follows_of, set_follows
 from newsletter.store.subscribers import (
+    IN_LIST_LIMIT,
     STREAM_CHUNK,
     find_subscriber,
     get_subscriber,
@@ -30,11 +31,21 @@ from newsletter.store.subscribers import (
 
 
 def subscriber_topic_rows(
-    session: Session, on: date
+    session: Session, on: date, subscriber_ids: Sequence[int] | None = None
 ) -> Iterator[tuple[int, str, date | None, int]]:
     """(subscriber id, language, paused until, topic id) of each active subscriber not paused
-    on `on`, a row per topic, by subscriber then in topic order: the whole list streamed, never
-    loaded."""
+    on `on` (of these, when given), a row per topic, by subscriber then in topic order: the
+    whole list streamed, never loaded."""
+    if subscriber_ids is not None:
+        wanted = sorted(set(subscriber_ids))
+        for start in range(0, len(wanted), IN_LIST_LIMIT):
+            chunk = wanted[start : start + IN_LIST_LIMIT]
+            yield from _topic_rows(session, on, Subscriber.id.in_(chunk))
+        return
+    yield from _topic_rows(session, on, true())
+
+
+def _topic_rows(session: Session, on: date, which) -> Iterator[tuple[int, str, date | None, int]]:
     query = (
         select(
             Subscriber.id, Subscriber.language, Subscriber.paused_until, SubscriberTopic.topic_id
@@ -44,6 +55,7 @@ def subscriber_topic_rows(
         .where(
             Subscriber.status == SubscriberStatus.active,
             or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= on),
+            which,
         )
         .order_by(Subscriber.id, Topic.position, Topic.id)
         .execution_options(yield_per=STREAM_CHUNK)

@@ -4,17 +4,22 @@ per topic, and a subscriber's own version (their topics, their language) for "Vi
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, abort, redirect
 
 from newsletter import store
 from newsletter.db import session_scope
 from newsletter.digest.edition import Edition, EditionOptions
+from newsletter.models import Digest
 from newsletter.publish.feeds import topic_feed_url
 from newsletter.render.pages import DigestListItem, render_digest_list, render_web_digest
 from newsletter.tokens import VIEW
 from newsletter.web.common import invalid_link, parse_day, settings, token_value
 
 blueprint = Blueprint("archive", __name__)
+SPAN_PATH = re.compile(r"span-([0-9]{1,12})")
+"""A span's address: `Digest.path`."""
 
 
 @blueprint.get("/")
@@ -52,11 +57,19 @@ def digests():
     return render_digest_list(items, site_name=settings().sender_name, feeds=feeds)
 
 
+def find_digest(session, day: str) -> Digest:
+    """The digest an address names: a daily one by its date, a span by `span-<id>`; 404 for
+    anything else."""
+    span = SPAN_PATH.fullmatch(day)
+    if span is not None:
+        return store.span_by_id(session, int(span.group(1))) or abort(404)
+    return store.digest_on(session, parse_day(day)) or abort(404)
+
+
 @blueprint.get("/digests/<day>")
 def digest_page(day: str):
-    issue_date = parse_day(day)
     with session_scope(settings()) as session:
-        digest = store.digest_on(session, issue_date) or abort(404)
+        digest = find_digest(session, day)
         edition = Edition.read(session, digest, web_options())
         content = edition.content(edition.topic_ids)
     return render_web_digest(content, site_name=settings().sender_name)
@@ -79,14 +92,13 @@ def personal_digest(day: str, token: str):
 
     A link of someone no longer on the list shows every topic rather than an error.
     """
-    issue_date = parse_day(day)
     public_id = token_value(VIEW, token)
     if public_id is None:
         return invalid_link("web version")
     config = settings()
     options = web_options()
     with session_scope(config) as session:
-        digest = store.digest_on(session, issue_date) or abort(404)
+        digest = find_digest(session, day)
         subscriber = store.subscriber_by_public_id(session, public_id)
         if subscriber is None or not subscriber.topics:
             edition = Edition.read(session, digest, options)

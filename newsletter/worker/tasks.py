@@ -25,13 +25,13 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 
-from huey import Huey, RedisHuey, SqliteHuey
+from huey import Huey, RedisHuey, SqliteHuey, crontab
 from huey.api import TaskWrapper
-from huey.exceptions import CancelExecution, RetryTask
+from huey.exceptions import CancelExecution, RetryTask, TaskLockedException
 
 from newsletter import metrics, store
 from newsletter.config import Settings, get_settings
-from newsletter.daily import code_check, fetch, send
+from newsletter.daily import code_check, fetch, send, serve
 from newsletter.db import session_scope
 from newsletter.delivery import deliverer as delivery_deliverer
 from newsletter.delivery.outgoing import Transport
@@ -152,11 +152,17 @@ def daily_digest(issue_date: str) -> dict:
     day = date.fromisoformat(issue_date)
     try:
         _waiting_out_outages(settings, partial(code_check.check_code_links, settings))
-        digest_id, _translation = _waiting_out_outages(settings, partial(send.build, settings, day))
+        with huey.lock_task(SERVE_LOCK):  # not while the minute's serving runs
+            edition, _translation, served = _waiting_out_outages(
+                settings, partial(send.build_edition, settings, day)
+            )
     except ConfigError as error:
         log.error("daily job: the digest of %s cannot be built: %s", issue_date, error)
         raise CancelExecution(str(error), retry=False) from error
-    batches = _waiting_out_outages(settings, partial(queue_delivery, settings, digest_id))
+    except TaskLockedException as locked:  # the minute's serving: done in a moment
+        raise RetryTask("readers are being served", delay=5) from locked
+    digest_id = edition.digest_id
+    batches = _queue_served(settings, {digest_id: 0, **served.digests})
     summary = {"date": issue_date, "digest_id": digest_id, "batches": batches}
     log.info("daily job queued its delivery: %s", summary)
     return summary
@@ -168,6 +174,34 @@ def _waiting_out_outages(settings: Settings, step):
         return keep_trying(settings, step)
     except Stopped as stopped:
         raise RetryTask(str(stopped), delay=settings.recovery_interval) from stopped
+
+
+def _queue_served(settings: Settings, digests: dict[int, int]) -> int:
+    """Delivery queued for each of these digests (the day's, the spans readers were given)."""
+    return sum(
+        _waiting_out_outages(settings, partial(queue_delivery, settings, digest_id))
+        for digest_id in digests
+    )
+
+
+SERVE_LOCK = "serve-readers"
+"""Held while due readers are given their windows: one serving at a time across workers."""
+
+
+@huey.periodic_task(crontab(minute="*/15"))
+def serve_readers() -> dict:
+    """Every quarter hour (every UTC offset in use is a whole quarter hour, so each local hour
+    falls on one): give the readers whose hour has come their digest, and queue its delivery
+    (see `daily.serve`). Another serving still running (a span being translated) makes this
+    one a no-op: the next quarter serves whoever is due by then."""
+    settings = get_settings()
+    try:
+        with huey.lock_task(SERVE_LOCK):
+            served = _waiting_out_outages(settings, partial(serve.serve_due, settings))
+    except TaskLockedException:
+        return {"skipped": "another serving is running"}
+    batches = _queue_served(settings, served.digests)
+    return {"due": served.due, "rows": served.rows, "batches": batches}
 
 
 def queue_delivery(settings: Settings, digest_id: int) -> int:

@@ -1,0 +1,262 @@
+"""Giving each due reader their digest: the window since their previous one, at their hour.
+
+Papers are fetched and a daily digest built once for everyone (`send.build_daily`). Readers
+are then served when they are due (`schedules`: their cadence, hour, weekday and zone): the
+worker looks every minute, and the daily job right after each build (daily readers without an
+hour are due then). A reader is given the window from the end of their previous one
+(`Subscriber.delivered_through`) to the end of the newest ready daily digest: for most daily
+readers that is exactly that digest; for a weekly reader, or one whose previous digest is older
+(a cadence changed, a worker down for a day), a span of consecutive days is made once per
+window and shared by everyone with that window. Readers of one window and one body share a
+segment, as before: one render each.
+
+Exactly once: moving a reader's `delivered_through` on (`store.give_window`, only where it
+still holds what was read) and writing their delivery row happen in one transaction, so a
+window goes to a reader once however many processes serve the same moment, and consecutive
+windows neither overlap nor leave a gap, whatever the reader's cadence was.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from newsletter import store
+from newsletter.batches import chunks
+from newsletter.config import Settings
+from newsletter.db import session_scope
+from newsletter.digest.edition import Edition, EditionOptions
+from newsletter.digest.segments import Readers, Segment, segments_of
+from newsletter.message.compose import message_id_for
+from newsletter.models import Cadence, DeliveryStatus, Digest, DigestKind, utcnow
+from newsletter.ranking.step import rank_digest
+from newsletter.schedules import Schedule, daily_time, next_send, zone_named
+from newsletter.translate.step import TranslationReport, translate_for_digest
+
+log = logging.getLogger(__name__)
+
+MAX_SPAN = timedelta(days=14)
+"""The oldest a window may start: a reader back from a long pause gets the last two weeks, not
+everything they missed (a change of cadence never reaches this far)."""
+FIRST_WEEK = timedelta(days=7)
+"""A new weekly reader's first digest holds the last week's papers."""
+INSERT_CHUNK = 1_000
+"""Delivery rows written per INSERT."""
+
+Claims = dict[tuple[datetime | None, datetime | None], list[int]]
+"""Readers of one window by (the window end they were given before, their next due time)."""
+
+
+@dataclass
+class ServeReport:
+    """What one serving did."""
+
+    due: int = 0
+    given: int = 0
+    """Readers given a window (a delivery row, unless their topics had nothing)."""
+    rows: int = 0
+    """Delivery rows written: messages to send."""
+    nothing_new: int = 0
+    paused: int = 0
+    spans: int = 0
+    """Spans made or added readers to."""
+    digests: dict[int, int] = field(default_factory=dict)
+    """Delivery rows written, by digest: what to deliver now."""
+    segments: list[Segment] = field(default_factory=list)
+    translations: list[TranslationReport] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.due} due: {self.given} given their window ({self.rows} messages to send,"
+            f" {self.spans} span(s)), {self.nothing_new} with nothing new, {self.paused} paused"
+        )
+
+
+def serve_due(
+    settings: Settings,
+    now: datetime | None = None,
+    *,
+    editions: Mapping[int, Edition] | None = None,
+) -> ServeReport:
+    """Give every reader due at `now` (default: this moment) their window's delivery row.
+
+    `editions` are digests' editions a caller has built already (the daily job's, with its
+    translation notes); others are read."""
+    now = now or utcnow()
+    report = ServeReport()
+    with session_scope(settings) as session:
+        latest = store.latest_ready_daily(session)
+        if latest is None:
+            return report
+        due = store.due_readers(session, now, latest.window_end)
+        recent = store.daily_digests_ending_after(session, now - MAX_SPAN - FIRST_WEEK)
+        session.expunge_all()
+    report.due = len(due)
+    windows: dict[datetime | None, Claims] = defaultdict(lambda: defaultdict(list))
+    rescheduled: dict[datetime, list[int]] = defaultdict(list)
+    oldest = _oldest_start(recent, latest, latest.window_end - MAX_SPAN)
+    first_week = _oldest_start(recent, latest, now - FIRST_WEEK)
+    for reader in due:
+        schedule = Schedule(reader.cadence, reader.hour, reader.day, reader.timezone)
+        try:
+            upcoming = _next(settings, schedule, now)
+            zone = zone_named(reader.timezone or settings.timezone)
+        except ValueError as error:  # checked on the way in: a zone since gone from tzdata
+            log.error("serve: subscriber %d left out: %s", reader.id, error)
+            continue
+        if reader.paused_until is not None and reader.paused_until > now.astimezone(zone).date():
+            report.paused += 1
+        elif reader.delivered_through is not None and reader.delivered_through >= latest.window_end:
+            report.nothing_new += 1
+        else:
+            start = _window_start(reader, latest, oldest, first_week)
+            windows[start][(reader.delivered_through, upcoming)].append(reader.id)
+            continue
+        if upcoming is not None:
+            rescheduled[upcoming].append(reader.id)
+    if rescheduled:
+        with session_scope(settings) as session:
+            for upcoming, ids in rescheduled.items():
+                store.reschedule(session, ids, upcoming)
+    for start, claims in windows.items():
+        if start == latest.window_start:
+            edition = (editions or {}).get(latest.id) or _read_edition(settings, latest)
+        else:
+            edition = _span_edition(settings, start, latest, claims, now, report)
+        _give(settings, edition, claims, now, report)
+    if report.due:
+        log.info("serve %s: %s", now.isoformat(timespec="minutes"), report.summary())
+    return report
+
+
+def _next(settings: Settings, schedule: Schedule, now: datetime) -> datetime | None:
+    return next_send(
+        schedule, now, default_zone=settings.timezone, default_time=daily_time(settings.daily_time)
+    )
+
+
+def _oldest_start(recent: list[Digest], latest: Digest, since: datetime) -> datetime | None:
+    """The start of the oldest daily digest ending after `since` (a digest boundary)."""
+    for digest in recent:
+        if digest.window_end > since and digest.window_end <= latest.window_end:
+            return digest.window_start
+    return latest.window_start
+
+
+def _window_start(
+    reader: store.DueReader, latest: Digest, oldest: datetime | None, first_week: datetime | None
+) -> datetime | None:
+    """Where a due reader's window starts: where their previous one ended (no further back
+    than MAX_SPAN); a new reader's is the newest digest's, a new weekly reader's a week's."""
+    through = reader.delivered_through
+    if through is None:
+        return first_week if reader.cadence == Cadence.weekly else latest.window_start
+    if oldest is not None and through < oldest:
+        return oldest
+    return through
+
+
+def _read_edition(settings: Settings, digest: Digest) -> Edition:
+    with session_scope(settings) as session:
+        return Edition.read(session, digest, EditionOptions.from_settings(settings))
+
+
+def _span_edition(
+    settings: Settings,
+    start: datetime | None,
+    latest: Digest,
+    claims: Claims,
+    now: datetime,
+    report: ServeReport,
+) -> Edition:
+    """The span (start, latest's end], made on first need, ranked and translated for these
+    readers (a span made earlier, for readers of an earlier hour, gets its new readers')."""
+    subscriber_ids = sorted(sid for ids in claims.values() for sid in ids)
+    with session_scope(settings) as session:
+        span = _span(session, start, latest.window_end, now.astimezone(settings.zone).date())
+        span_id = span.id
+    report.spans += 1
+    rank_digest(settings, span_id, only=set(subscriber_ids))
+    on = now.astimezone(settings.zone).date()
+    with session_scope(settings) as session:
+        span = store.digest_by_id(session, span_id)
+        edition = Edition.read(session, span, EditionOptions.from_settings(settings))
+        edition.has_rankings(session)
+        readers = Readers.stream(session, on, edition=edition, subscriber_ids=subscriber_ids)
+    translation = translate_for_digest(settings, edition, readers, None)
+    report.translations.append(translation)
+    with session_scope(settings) as session:
+        store.mark_ready(session, span_id, utcnow())
+    return edition.with_notes(translation.notes)
+
+
+def _span(session: Session, start: datetime | None, end: datetime, day) -> Digest:
+    """The span of (start, end]: the one made already, or a new one."""
+    span = store.span_between(session, start, end)
+    if span is not None:
+        return span
+    try:
+        with session.begin_nested():
+            span = Digest(issue_date=day, kind=DigestKind.span, window_start=start, window_end=end)
+            store.add_digest(session, span)
+        return span
+    except IntegrityError:  # another process made it meanwhile
+        return store.span_between(session, start, end)
+
+
+def _give(
+    settings: Settings, edition: Edition, claims: Claims, now: datetime, report: ServeReport
+) -> None:
+    """Move these readers on to the edition's window and write their delivery rows, in one
+    transaction; readers another process moved meanwhile are left out."""
+    end = edition.digest.window_end
+    on = now.astimezone(settings.zone).date()
+    with session_scope(settings) as session:
+        given = []
+        for (had, upcoming), ids in claims.items():
+            given += store.give_window(session, ids, had=had, through=end, next_send_at=upcoming)
+        readers = Readers.stream(session, on, edition=edition, subscriber_ids=given)
+        segments, rows = write_rows(settings, session, edition, readers)
+    report.given += len(given)
+    report.rows += rows
+    report.segments += segments
+    if rows:
+        report.digests[edition.digest_id] = report.digests.get(edition.digest_id, 0) + rows
+
+
+def write_rows(
+    settings: Settings, session: Session, edition: Edition, readers: Readers
+) -> tuple[list[Segment], int]:
+    """A delivery row for each of these readers whose body has something (and has none for
+    the digest yet), segment after segment (a batch of claimed rows then spans few segments),
+    in chunks: memory holds a chunk of rows, not the list. The segments, and the rows written."""
+    secret, domain, key = settings.secret(), settings.sender_domain, edition.digest.path
+    segments = segments_of(session, edition, readers)
+    members = ((segment, sid) for segment in segments for sid in segment.subscriber_ids)
+    written = 0
+    for chunk in chunks(members, INSERT_CHUNK):
+        public_ids = store.public_ids_without_delivery(
+            session, edition.digest_id, [subscriber_id for _segment, subscriber_id in chunk]
+        )
+        at = datetime.now(UTC)
+        rows = [
+            {
+                "digest_id": edition.digest_id,
+                "subscriber_id": subscriber_id,
+                "message_id": message_id_for(secret, key, public_ids[subscriber_id], domain),
+                "paper_count": segment.content.paper_count,
+                "status": DeliveryStatus.pending,
+                "created_at": at,
+            }
+            for segment, subscriber_id in chunk
+            if subscriber_id in public_ids
+        ]
+        store.add_deliveries(session, rows)
+        written += len(rows)
+    return segments, written

@@ -1,0 +1,153 @@
+"""Who is due, and the two writes that move a reader on: given a window, or only rescheduled.
+
+A reader is due when their `next_send_at` has come, or, for a daily reader without an hour
+(`next_send_at` None), whenever a newer daily digest is ready than the window they were given.
+`give_window` is the claim that makes each window go to a reader once: it moves
+`delivered_through` only where it still holds what the caller read, so two processes serving
+the same moment cannot both give a reader the same papers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import NamedTuple
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from newsletter.models import Cadence, Digest, DigestKind, Subscriber, SubscriberStatus
+from newsletter.store.subscribers import IN_LIST_LIMIT
+
+
+class DueReader(NamedTuple):
+    """What deciding a due reader's window needs of them."""
+
+    id: int
+    cadence: str
+    hour: int | None
+    day: int | None
+    timezone: str | None
+    delivered_through: datetime | None
+    paused_until: date | None
+
+
+def latest_ready_daily(session: Session) -> Digest | None:
+    """The newest daily digest that is built: what due readers are given, up to its end."""
+    return session.scalar(
+        select(Digest)
+        .where(Digest.kind == DigestKind.daily, Digest.ready_at.is_not(None))
+        .order_by(Digest.window_end.desc())
+        .limit(1)
+    )
+
+
+def daily_digests_ending_after(session: Session, after: datetime) -> list[Digest]:
+    """The daily digests whose window ends after `after`, oldest first."""
+    return list(
+        session.scalars(
+            select(Digest)
+            .where(Digest.kind == DigestKind.daily, Digest.window_end > after)
+            .order_by(Digest.window_end)
+        )
+    )
+
+
+def due_readers(session: Session, now: datetime, newest_end: datetime) -> list[DueReader]:
+    """The active readers due at `now`, given that the newest ready digest ends at
+    `newest_end`."""
+    query = select(
+        Subscriber.id,
+        Subscriber.cadence,
+        Subscriber.send_hour,
+        Subscriber.send_day,
+        Subscriber.timezone,
+        Subscriber.delivered_through,
+        Subscriber.paused_until,
+    ).where(
+        Subscriber.status == SubscriberStatus.active,
+        or_(
+            Subscriber.next_send_at <= now,
+            and_(
+                Subscriber.next_send_at.is_(None),
+                or_(
+                    Subscriber.delivered_through.is_(None),
+                    Subscriber.delivered_through < newest_end,
+                ),
+            ),
+        ),
+    )
+    return [DueReader(*row) for row in session.execute(query.order_by(Subscriber.id))]
+
+
+def give_window(
+    session: Session,
+    subscriber_ids: Sequence[int],
+    *,
+    had: datetime | None,
+    through: datetime,
+    next_send_at: datetime | None,
+) -> list[int]:
+    """Move these readers' `delivered_through` from `had` to `through` and their next due
+    time on; the ids of those moved (a reader another process moved meanwhile is not)."""
+    held = (
+        Subscriber.delivered_through.is_(None)
+        if had is None
+        else Subscriber.delivered_through == had
+    )
+    moved: list[int] = []
+    for start in range(0, len(subscriber_ids), IN_LIST_LIMIT):
+        chunk = list(subscriber_ids[start : start + IN_LIST_LIMIT])
+        moved.extend(
+            session.scalars(
+                update(Subscriber)
+                .where(Subscriber.id.in_(chunk), held)
+                .values(delivered_through=through, next_send_at=next_send_at)
+                .returning(Subscriber.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+    return moved
+
+
+def reschedule(session: Session, subscriber_ids: Sequence[int], next_send_at: datetime) -> None:
+    """Move these readers' next due time on, giving them nothing (nothing new, or paused)."""
+    for start in range(0, len(subscriber_ids), IN_LIST_LIMIT):
+        chunk = list(subscriber_ids[start : start + IN_LIST_LIMIT])
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.id.in_(chunk))
+            .values(next_send_at=next_send_at)
+            .execution_options(synchronize_session=False)
+        )
+
+
+class Slot(NamedTuple):
+    """Readers next due at one instant with one cadence."""
+
+    at: datetime | None
+    """None: daily readers without an hour, served as soon as each digest is built."""
+    cadence: str
+    readers: int
+
+
+def upcoming_slots(session: Session, limit: int) -> list[Slot]:
+    """The next due instants, soonest first, with how many active readers each (by cadence),
+    after the readers served whenever a digest is built."""
+    active = Subscriber.status == SubscriberStatus.active
+    count = func.count()
+    when_built = session.execute(
+        select(Subscriber.cadence, count)
+        .where(active, Subscriber.next_send_at.is_(None))
+        .group_by(Subscriber.cadence)
+    ).all()
+    timed = session.execute(
+        select(Subscriber.next_send_at, Subscriber.cadence, count)
+        .where(active, Subscriber.next_send_at.is_not(None))
+        .group_by(Subscriber.next_send_at, Subscriber.cadence)
+        .order_by(Subscriber.next_send_at, Subscriber.cadence)
+        .limit(limit)
+    ).all()
+    return [Slot(None, Cadence(cadence).value, n) for cadence, n in when_built] + [
+        Slot(at, Cadence(cadence).value, n) for at, cadence, n in timed
+    ]
