@@ -206,12 +206,17 @@ class SavedPapers:
 
 
 def save_fetched(
-    settings: Settings, topic_id: int | None, papers: list[FetchedPaper]
+    settings: Settings,
+    topic_id: int | None,
+    papers: list[FetchedPaper],
+    *,
+    now: datetime | None = None,
 ) -> SavedPapers:
     """Store papers once and link them to the topic (to none for a followed author's), each in
     a savepoint of its own: one the database refuses is reported and the others are kept,
-    alike on SQLite and PostgreSQL."""
-    now = utcnow()
+    alike on SQLite and PostgreSQL. `now` is when they are first seen (default: this
+    moment)."""
+    now = now or utcnow()
     saved = SavedPapers()
     with session_scope(settings) as session:
         for fetched in papers:
@@ -239,6 +244,8 @@ def paper_values(fetched: FetchedPaper) -> dict:
 
 def _store_one(session, topic_id: int | None, values: dict, now: datetime) -> tuple[bool, bool]:
     paper, created = store.upsert_paper(session, values)
+    if created:
+        paper.first_seen_at = now
     if topic_id is None:
         return created, False
     return created, store.link_paper(session, topic_id, paper.id, now)

@@ -42,8 +42,9 @@ from newsletter.translate.step import TranslationReport, translate_for_digest
 log = logging.getLogger(__name__)
 
 MAX_SPAN = timedelta(days=14)
-"""The oldest a window may start: a reader back from a long pause gets the last two weeks, not
-everything they missed (a change of cadence never reaches this far)."""
+"""The oldest a window may start, before the newest digest's end: a reader back from a long
+pause gets the last two weeks, not everything they missed (a change of cadence never reaches
+this far)."""
 FIRST_WEEK = timedelta(days=7)
 """A new weekly reader's first digest holds the last week's papers."""
 INSERT_CHUNK = 1_000
@@ -95,7 +96,10 @@ def serve_due(
         if latest is None:
             return report
         due = store.due_readers(session, now, latest.window_end)
-        recent = store.daily_digests_ending_after(session, now - MAX_SPAN - FIRST_WEEK)
+        if not due:
+            return report
+        since = min(now - FIRST_WEEK, latest.window_end - MAX_SPAN)
+        recent = store.daily_digests_ending_after(session, since)
         session.expunge_all()
     report.due = len(due)
     windows: dict[datetime | None, Claims] = defaultdict(lambda: defaultdict(list))

@@ -1,0 +1,385 @@
+"""Each reader's rhythm: daily or weekly, at their local hour, in their zone, exactly once.
+
+The first tests check `schedules.next_send` over a whole year in four zones (a half-hour
+offset, and both daylight-saving changes in each hemisphere). The simulation then runs the
+real serving (`daily.serve.serve_due`, what the worker runs every quarter hour) and the real
+daily build on a controllable clock through the weeks around every daylight-saving change of
+2026 in Pacific/Auckland, America/New_York and Europe/Berlin (and Asia/Kolkata, which has
+none), with a daily job every day, and checks against an oracle that knows only when papers
+arrived and when each reader was served: each reader gets their digests at their hour, on
+their day, none twice, none missing, and each digest holds exactly the papers that arrived
+since their previous one (a cadence change included).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select, update
+
+from newsletter import store
+from newsletter.daily import fetch
+from newsletter.daily.send import build_daily
+from newsletter.daily.serve import serve_due
+from newsletter.db import session_scope
+from newsletter.models import Delivery, Digest, DigestKind, Subscriber, SubscriberTopic
+from newsletter.schedules import Schedule, next_send, weekday_named, zone_named
+from tests.helpers import paper, set_env, topic_id
+
+ZONES = ("Pacific/Auckland", "Asia/Kolkata", "America/New_York", "Europe/Berlin")
+SIX = time(6)
+
+
+def local_days(zone: ZoneInfo, schedule: Schedule, start: datetime, count: int) -> list[datetime]:
+    instants, moment = [], start
+    for _ in range(count):
+        moment = next_send(schedule, moment, default_zone="UTC", default_time=SIX)
+        instants.append(moment)
+    return instants
+
+
+def hour_exists(day: date, hour: int, zone: ZoneInfo) -> bool:
+    """Whether the wall time `hour`:00 happens on `day` in `zone` (not in a spring-forward gap)."""
+    wall = datetime.combine(day, time(hour), tzinfo=zone)
+    return wall.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == wall.replace(tzinfo=None)
+
+
+def at_their_hour(moment: datetime, zone: ZoneInfo, hour: int) -> bool:
+    """`moment` is the reader's hour on its local day: that wall time, or, on the day it does
+    not exist, the wall time it becomes after the jump (an hour later)."""
+    local = moment.astimezone(zone)
+    if local.minute or local.second:
+        return False
+    if hour_exists(local.date(), hour, zone):
+        return local.hour == hour
+    return local.hour == hour + 1
+
+
+@pytest.mark.parametrize("zone_name", ZONES)
+@pytest.mark.parametrize("hour", [0, 1, 2, 3, 7, 23])
+def test_a_daily_hour_comes_once_each_local_day_all_year(zone_name, hour):
+    zone = ZoneInfo(zone_name)
+    start = datetime(2026, 1, 1, tzinfo=zone).astimezone(UTC)
+    instants = local_days(zone, Schedule("daily", hour, None, zone_name), start, 365)
+    days = [moment.astimezone(zone).date() for moment in instants]
+    assert days == [days[0] + timedelta(days=n) for n in range(365)]  # each day once, in order
+    assert all(at_their_hour(moment, zone, hour) for moment in instants)
+    assert instants == sorted(set(instants))
+
+
+@pytest.mark.parametrize("zone_name", ZONES)
+def test_a_weekly_hour_comes_once_a_week_on_its_day_all_year(zone_name):
+    zone = ZoneInfo(zone_name)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    sunday = weekday_named("sun")
+    instants = local_days(zone, Schedule("weekly", 2, sunday, zone_name), start, 52)
+    assert {moment.astimezone(zone).weekday() for moment in instants} == {sunday}
+    gaps = {(b.astimezone(zone).date() - a.astimezone(zone).date()).days
+            for a, b in zip(instants, instants[1:], strict=False)}  # fmt: skip
+    assert gaps == {7}
+    assert all(at_their_hour(moment, zone, 2) for moment in instants)
+
+
+def test_the_repeated_hour_of_a_fall_back_night_is_taken_once_the_first_time():
+    berlin = ZoneInfo("Europe/Berlin")  # 2026-10-25: 03:00 CEST becomes 02:00 CET
+    schedule = Schedule("daily", 2, None, "Europe/Berlin")
+    first = next_send(schedule, datetime(2026, 10, 24, 12, tzinfo=UTC), default_zone="UTC",
+                      default_time=SIX)  # fmt: skip
+    assert first == datetime(2026, 10, 25, 0, tzinfo=UTC)  # 02:00 CEST, the first 02:00
+    after = next_send(schedule, first, default_zone="UTC", default_time=SIX)
+    assert after.astimezone(berlin).date() == date(2026, 10, 26)  # not the second 02:00
+
+
+def test_a_weekly_reader_without_an_hour_comes_at_the_daily_time_of_the_list():
+    schedule = Schedule("weekly", None, weekday_named("wednesday"), "Asia/Kolkata")
+    due = next_send(schedule, datetime(2026, 12, 4, tzinfo=UTC), default_zone="Europe/Berlin",
+                    default_time=SIX)  # fmt: skip
+    assert due == datetime(2026, 12, 9, 5, tzinfo=UTC)  # Wednesday 06:00 in Berlin
+
+
+def test_a_daily_reader_without_an_hour_has_no_due_time():
+    assert next_send(Schedule(), datetime.now(UTC), default_zone="UTC", default_time=SIX) is None
+
+
+@pytest.mark.parametrize("name", ["Mars/Olympus", "", "../etc/passwd", " Europe/Berlin"])
+def test_a_zone_that_is_not_iana_is_refused_by_name(name):
+    with pytest.raises(ValueError, match="is not an IANA time zone"):
+        zone_named(name)
+
+
+# --------------------------------------------------------------------------- the simulation
+
+PERIODS = [  # (first moment, last moment), UTC; the clock jumps between them
+    (datetime(2026, 3, 5, tzinfo=UTC), datetime(2026, 3, 12, tzinfo=UTC)),  # New York springs
+    (datetime(2026, 3, 26, tzinfo=UTC), datetime(2026, 4, 9, tzinfo=UTC)),  # Berlin; Auckland falls
+    (datetime(2026, 9, 24, tzinfo=UTC), datetime(2026, 10, 1, tzinfo=UTC)),  # Auckland springs
+    (datetime(2026, 10, 22, tzinfo=UTC), datetime(2026, 11, 5, tzinfo=UTC)),  # Berlin; New York
+]
+RESUMED = {first for first, _last in PERIODS[1:]}
+BUILD_HOUR = 1
+"""The daily job's hour, UTC (after arXiv's announcement); every day, so that each change of
+clocks (a Sunday) has a digest to send."""
+QUARTER = timedelta(minutes=15)
+
+
+@dataclass
+class Reader:
+    email: str
+    zone: str
+    cadence: str
+    hour: int | None
+    day: int | None = None
+    id: int = 0
+
+    def schedule(self) -> Schedule:
+        return Schedule(self.cadence, self.hour, self.day, self.zone)
+
+
+def readers() -> list[Reader]:
+    found = []
+    for zone in ZONES:
+        key = zone.split("/")[1].lower()
+        found += [
+            Reader(f"{key}-daily-2@example.org", zone, "daily", 2),  # the gap, the repeat
+            Reader(f"{key}-daily-1@example.org", zone, "daily", 1),  # New York's repeat
+            Reader(f"{key}-daily-7@example.org", zone, "daily", 7),
+            Reader(f"{key}-weekly-sun-2@example.org", zone, "weekly", 2, weekday_named("sun")),
+            Reader(f"{key}-changes@example.org", zone, "daily", 7),  # weekly, then daily again
+        ]
+    found.append(Reader("asbuilt@example.org", "UTC", "daily", None))  # with each build
+    return found
+
+
+CHANGES = {
+    datetime(2026, 3, 30, 12, tzinfo=UTC): ("weekly", 7, weekday_named("wed")),
+    datetime(2026, 10, 27, 12, tzinfo=UTC): ("daily", 7, None),
+}
+"""When the "changes" readers change their rhythm, and to what."""
+
+
+def add_readers(settings, people: list[Reader], now: datetime) -> None:
+    slam = topic_id(settings, "SLAM")
+    with session_scope(settings) as session:
+        for person in people:
+            subscriber = Subscriber(
+                email=person.email,
+                email_key=person.email,
+                cadence=person.cadence,
+                send_hour=person.hour,
+                send_day=person.day,
+                timezone=person.zone,
+                next_send_at=next_send(
+                    person.schedule(), now, default_zone="UTC", default_time=SIX
+                ),  # fmt: skip
+            )
+            session.add(subscriber)
+            session.flush()
+            session.add(SubscriberTopic(subscriber_id=subscriber.id, topic_id=slam))
+            person.id = subscriber.id
+
+
+def change_rhythm(settings, person: Reader, now: datetime, cadence, hour, day) -> None:
+    """What every intake path does: the rhythm and the next due time change; where the
+    reader's window ends does not."""
+    person.cadence, person.hour, person.day = cadence, hour, day
+    due = next_send(person.schedule(), now, default_zone="UTC", default_time=SIX)
+    with session_scope(settings) as session:
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.id == person.id)
+            .values(cadence=cadence, send_hour=hour, send_day=day, next_send_at=due)
+        )
+
+
+@dataclass
+class Sent:
+    at: datetime
+    digest_id: int
+    papers: frozenset[str]
+
+
+def run_the_clock(settings, people: list[Reader]):
+    """Step the clock through the periods a quarter hour at a time, as the worker wakes: the
+    daily job at its hour (new papers, then the build), the serving every quarter. What each
+    reader was sent, when; when each paper arrived.
+
+    The quarters when nobody is due are skipped (the clock moves to the next quarter some
+    reader is due at, the next build or the next change of rhythm): serving then would find
+    nobody, as the worker's query does."""
+    slam = topic_id(settings, "SLAM")
+    arrived: dict[str, datetime] = {}
+    sent: dict[int, list[Sent]] = defaultdict(list)
+    last_row, number = 0, 0
+    for first, last in PERIODS:
+        moment = first
+        while moment <= last:
+            for change_at, rhythm in CHANGES.items():
+                if moment - QUARTER < change_at <= moment:
+                    for person in people:
+                        if person.email.endswith("changes@example.org"):
+                            change_rhythm(settings, person, moment, *rhythm)
+            # A daily job every day but the period's last (whose digest would have no whole
+            # day of readers' hours left in the period).
+            if moment.hour == BUILD_HOUR and moment.minute == 0 and last - moment > timedelta(1):
+                number += 2
+                fresh = [paper(number - 1), paper(number)]
+                fetch.save_fetched(settings, slam, fresh, now=moment - timedelta(minutes=5))
+                arrived.update((p.arxiv_id, moment) for p in fresh)
+                build_daily(settings, moment.date(), now=moment)
+            if serve_due(settings, moment).rows:
+                last_row = record_new_rows(settings, last_row, moment, sent)
+            moment = next_moment(settings, moment, last)
+    return arrived, sent
+
+
+def next_moment(settings, moment: datetime, last: datetime) -> datetime:
+    """The next quarter at which something can happen: a reader due, a build, a change."""
+    with session_scope(settings) as session:
+        due = session.scalar(select(func.min(Subscriber.next_send_at)))
+    build = moment.replace(hour=BUILD_HOUR, minute=0) + timedelta(days=1)
+    if moment.hour < BUILD_HOUR:
+        build -= timedelta(days=1)
+    candidates = [build, last + QUARTER, *(at for at in CHANGES if at > moment)]
+    if due is not None:
+        candidates.append(max(due, moment + QUARTER))
+    upcoming = min(candidates)
+    quarters = -(-(upcoming - moment) // QUARTER)  # up to the next whole quarter
+    return moment + quarters * QUARTER
+
+
+def record_new_rows(settings, last_row: int, moment: datetime, sent) -> int:
+    with session_scope(settings) as session:
+        rows = session.execute(
+            select(Delivery.id, Delivery.subscriber_id, Digest)
+            .join(Digest, Digest.id == Delivery.digest_id)
+            .where(Delivery.id > last_row)
+            .order_by(Delivery.id)
+        ).all()
+        for row_id, subscriber_id, digest in rows:
+            papers = store.papers_of_topics_between(
+                session, [topic_id(settings, "SLAM")], digest.window_start, digest.window_end
+            )
+            shown = frozenset(p.arxiv_id for _topic, p in papers)
+            sent[subscriber_id].append(Sent(moment, digest.id, shown))
+            last_row = row_id
+    return last_row
+
+
+@pytest.fixture
+def simulated(settings, cli, monkeypatch):
+    set_env(monkeypatch, send_days="mon,tue,wed,thu,fri,sat,sun", digest_max_per_topic="50")
+    cli("topics", "add", "SLAM", "--keyword", "slam")
+    people = readers()
+    add_readers(settings, people, PERIODS[0][0])
+    arrived, sent = run_the_clock(settings, people)
+    return people, arrived, sent
+
+
+def test_a_year_of_daylight_saving_changes_on_a_controllable_clock(settings, simulated):
+    """One simulation (it takes a while), three findings."""
+    each_paper_once_at_their_hour(*simulated)
+    one_digest_a_local_day_and_the_changes_of_clocks_once(*simulated)
+    weekly_spans_shared_by_everyone_with_that_window(settings, *simulated)
+
+
+def each_paper_once_at_their_hour(people, arrived, sent):
+    builds = sorted(set(arrived.values()))
+    for person in people:
+        mine = sent[person.id]
+        assert mine, person.email
+        zone = ZoneInfo(person.zone)
+        seen: list[str] = []
+        previous: datetime | None = None
+        for message in mine:
+            local = message.at.astimezone(zone)
+            cadence, hour, day = rhythm_at(person, message.at)
+            what = f"{person.email} at {local.isoformat()}"
+            if message.at in RESUMED:
+                # The clock jumped here (a worker down for months): a reader whose hour came
+                # meanwhile with news waiting is served on its return, once, then at their hour.
+                assert cadence == "weekly", what
+            elif hour is None:
+                assert message.at in builds, what  # sent as the digest was built
+            else:
+                assert at_their_hour(message.at, zone, hour), what
+                assert cadence == "daily" or local.weekday() == day, what
+            # The oracle: exactly the papers that arrived since this reader's previous digest
+            # (a first digest: the newest build's, or a weekly reader's last week).
+            if previous is None:
+                since = (message.at - timedelta(days=7) if cadence == "weekly"
+                         else max(b for b in builds if b <= message.at) - QUARTER)  # fmt: skip
+            else:
+                since = previous
+            expected = {i for i, at in arrived.items() if since < at <= message.at}
+            assert message.papers == expected, what
+            seen += message.papers
+            previous = message.at
+        assert len(seen) == len(set(seen)), f"{person.email} got a paper twice"
+        # None missing: every paper that arrived from their first digest to their last
+        # reached them.
+        first = min(arrived[i] for i in mine[0].papers)
+        every = {i for i, at in arrived.items() if first <= at <= mine[-1].at}
+        assert set(seen) == every, person.email
+
+
+def rhythm_at(person: Reader, moment: datetime) -> tuple[str, int | None, int | None]:
+    """The rhythm a reader had at `moment` (the "changes" readers change theirs)."""
+    if not person.email.endswith("changes@example.org"):
+        return person.cadence, person.hour, person.day
+    rhythm = ("daily", 7, None)
+    for change_at, new in sorted(CHANGES.items()):
+        if change_at <= moment:
+            rhythm = new
+    return rhythm
+
+
+def one_digest_a_local_day_and_the_changes_of_clocks_once(people, arrived, sent):
+    for person in people:
+        zone = ZoneInfo(person.zone)
+        days = [message.at.astimezone(zone).date() for message in sent[person.id]]
+        assert len(days) == len(set(days)), f"{person.email}: two digests one local day"
+    # The nights the clocks change, each reader of the hour that is missing or repeated got
+    # exactly one digest that local day, at the wall time the rule says.
+    nights = {
+        ("America/New_York", 2, date(2026, 3, 8)): time(3),  # 02:00 does not exist: 03:00
+        ("Europe/Berlin", 2, date(2026, 3, 29)): time(3),
+        ("Pacific/Auckland", 2, date(2026, 9, 27)): time(3),
+        ("Europe/Berlin", 2, date(2026, 10, 25)): time(2),  # 02:00 happens twice: the first
+        ("Pacific/Auckland", 2, date(2026, 4, 5)): time(2),
+        ("America/New_York", 1, date(2026, 11, 1)): time(1),
+    }
+    for (zone_name, hour, day), wall in nights.items():
+        zone = ZoneInfo(zone_name)
+        person = next(p for p in people if p.zone == zone_name and p.cadence == "daily"
+                      and p.hour == hour and "changes" not in p.email)  # fmt: skip
+        that_day = [m.at for m in sent[person.id] if m.at.astimezone(zone).date() == day]
+        assert len(that_day) == 1, (person.email, day, that_day)
+        local = that_day[0].astimezone(zone)
+        assert local.time() == wall, (person.email, local)
+        if wall == time(2):  # the first of the two: still on summer time
+            assert local.dst()
+
+
+def weekly_spans_shared_by_everyone_with_that_window(settings, people, _arrived, sent):
+    weekly = [p for p in people if p.cadence == "weekly" and "changes" not in p.email]
+    with session_scope(settings) as session:
+        kinds = dict(session.execute(select(Digest.id, Digest.kind)).all())
+    for person in weekly:
+        mine = sent[person.id]
+        assert all(kinds[m.digest_id] == DigestKind.span for m in mine), person.email
+        for first, last in PERIODS:
+            on_time = [m.at for m in mine if first < m.at <= last]
+            gaps = {
+                (b - a) / timedelta(hours=1) for a, b in zip(on_time, on_time[1:], strict=False)
+            }
+            # A week apart; an hour more or less across a change of clocks.
+            assert gaps <= {167, 168, 169}, (person.email, gaps)
+    # Readers whose windows are equal (same previous end, same newest digest) share one span:
+    # the spans are far fewer than the weekly messages.
+    weekly_messages = sum(len(sent[p.id]) for p in weekly)
+    spans = {m.digest_id for p in weekly for m in sent[p.id]}
+    assert len(spans) < weekly_messages
