@@ -16,12 +16,14 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select, update
 
 from newsletter import store
+from newsletter.config import get_settings
 from newsletter.daily import fetch
 from newsletter.daily.send import build_daily
 from newsletter.daily.serve import serve_due
@@ -383,3 +385,176 @@ def weekly_spans_shared_by_everyone_with_that_window(settings, people, _arrived,
     weekly_messages = sum(len(sent[p.id]) for p in weekly)
     spans = {m.digest_id for p in weekly for m in sent[p.id]}
     assert len(spans) < weekly_messages
+
+
+# --------------------------------------------------------------------------- seen and sent
+
+
+def reader_with(settings, email: str, **rhythm) -> int:
+    """An active reader of SLAM with this rhythm (columns), due as `next_send` says from now."""
+    person = Reader(email, rhythm.pop("timezone", "UTC"), rhythm.pop("cadence", "daily"),
+                    rhythm.pop("hour", None), rhythm.pop("day", None))  # fmt: skip
+    add_readers(settings, [person], datetime.now(UTC))
+    if rhythm:
+        with session_scope(settings) as session:
+            session.execute(update(Subscriber).where(Subscriber.id == person.id).values(**rhythm))
+    return person.id
+
+
+@pytest.fixture
+def slam(settings, cli, monkeypatch):
+    set_env(monkeypatch, outbox_dir=str(settings.var_dir.parent / "outbox"))
+    cli("topics", "add", "SLAM", "--keyword", "slam")
+    return topic_id(settings, "SLAM")
+
+
+def test_status_shows_the_next_sends_by_time_and_cadence(settings, cli, slam):
+    reader_with(settings, "a@example.org", hour=7, timezone="Asia/Kolkata")
+    reader_with(settings, "b@example.org", hour=7, timezone="Asia/Kolkata")
+    reader_with(settings, "c@example.org", cadence="weekly", day=0, hour=7,
+                timezone="Asia/Shanghai")  # fmt: skip
+    reader_with(settings, "d@example.org")  # daily, as soon as built
+    output = cli("status").output
+    kolkata = next_send(Schedule("daily", 7, None, "Asia/Kolkata"), datetime.now(UTC),
+                        default_zone="UTC", default_time=SIX)  # fmt: skip
+    shanghai = next_send(Schedule("weekly", 7, 0, "Asia/Shanghai"), datetime.now(UTC),
+                         default_zone="UTC", default_time=SIX)  # fmt: skip
+    lines = output.splitlines()
+    assert any(f"{kolkata:%Y-%m-%d %a %H:%M}" in line and "daily" in line and " 2 " in f"{line} "
+               for line in lines), output  # fmt: skip
+    assert any(f"{shanghai:%Y-%m-%d %a %H:%M}" in line and "weekly" in line for line in lines)
+    assert any("with each daily digest" in line and "daily" in line for line in lines), output
+    assert f"{kolkata:%H:%M}".endswith(":30")  # 07:00 in Kolkata is half past, UTC
+
+
+def test_preview_shows_a_text_reader_s_next_weekly_email_as_it_will_be_sent(settings, cli, slam):
+    now = datetime.now(UTC)
+    fetch.save_fetched(settings, slam, [paper(1)], now=now - timedelta(days=9))
+    build_daily(settings, (now - timedelta(days=9)).date(), now=now - timedelta(days=9))
+    fetch.save_fetched(settings, slam, [paper(2)], now=now - timedelta(days=2))
+    build_daily(settings, (now - timedelta(days=2)).date(), now=now - timedelta(days=2))
+    fetch.save_fetched(settings, slam, [paper(3, "Arrived after the last build")],
+                       now=now - timedelta(hours=1))  # fmt: skip
+    with session_scope(settings) as session:
+        first = store.digest_on(session, (now - timedelta(days=9)).date())
+        through = first.window_end  # their previous digest was the first one
+    reader_with(settings, "weekly@example.org", cadence="weekly", day=0, hour=7,
+                timezone="Asia/Shanghai", format="text", delivered_through=through)  # fmt: skip
+
+    output = cli("preview", "--subscriber", "weekly@example.org").output
+
+    path = Path(output.split("Wrote ", 1)[1].split()[0])
+    assert path.suffix == ".txt"
+    text = path.read_text()
+    assert "<html" not in text.lower()
+    assert "Paper number 2" in text and "Arrived after the last build" in text
+    assert "Paper number 1" not in text  # in their previous digest
+    assert "Goes out weekly on Monday at 07:00 Asia/Shanghai: next on" in output
+    assert f"to {settings.today().isoformat()}" in output  # the subject of a span: "since"
+
+
+def test_a_weekly_reader_s_span_is_sent_once_with_its_own_message_id_and_web_version(
+    settings, cli, slam, monkeypatch
+):
+    """Delivered for real (the outbox): the span's message says which days it covers, links
+    a web version of its own, and a reader sent the day's digest and a span the same day gets
+    two different Message-IDs."""
+    from newsletter.daily.send import send
+    from tests.helpers import outbox_texts
+
+    settings = get_settings()  # with the outbox `slam` set
+    start = datetime.now(UTC) - timedelta(days=3)
+    daily = reader_with(settings, "daily@example.org")
+    weekly = reader_with(settings, "weekly@example.org", cadence="weekly", day=0, hour=7)
+    fetch.save_fetched(settings, slam, [paper(1)], now=start)
+    build_daily(settings, start.date(), now=start)
+    serve_due(settings, start)  # the daily reader gets the first day
+    fetch.save_fetched(settings, slam, [paper(2)], now=start + timedelta(days=1))
+    with session_scope(settings) as session:  # the weekly reader's day has come
+        session.execute(update(Subscriber).where(Subscriber.id == weekly)
+                        .values(next_send_at=start))  # fmt: skip
+
+    report = send(settings)
+
+    texts = outbox_texts()
+    assert set(texts) == {"daily@example.org", "weekly@example.org"}
+    assert "Paper number 2" in texts["daily@example.org"]
+    assert "Paper number 1" not in texts["daily@example.org"]  # sent the first day
+    assert "Paper number 1" in texts["weekly@example.org"]  # a week's: both
+    assert "Paper number 2" in texts["weekly@example.org"]
+    with session_scope(settings) as session:
+        rows = session.execute(select(Delivery.subscriber_id, Delivery.message_id, Digest)
+                               .join(Digest, Digest.id == Delivery.digest_id)).all()  # fmt: skip
+    span = next(d for s, _m, d in rows if s == weekly)
+    assert span.kind == DigestKind.span
+    assert f"/digests/span-{span.id}/for/" in texts["weekly@example.org"]
+    assert len({m for _s, m, _d in rows}) == len(rows) == 3  # no two rows share a Message-ID
+    assert report.sent == 2
+    page = cli_web_get(settings, f"/digests/span-{span.id}")
+    assert "Paper number 1" in page and "Paper number 2" in page
+    assert cli_web_status(settings, "/digests/span-99999") == 404
+    assert daily != weekly
+
+
+def cli_web_get(settings, path: str) -> str:
+    from newsletter.web import create_app
+
+    response = create_app().test_client().get(path)
+    assert response.status_code == 200, path
+    return response.get_data(as_text=True)
+
+
+def cli_web_status(settings, path: str) -> int:
+    from newsletter.web import create_app
+
+    return create_app().test_client().get(path).status_code
+
+
+def test_a_real_worker_on_redis_serves_the_readers_whose_hour_has_come(
+    settings, cli, slam, monkeypatch, redis_url, tmp_path
+):
+    """The worker path: `serve_readers` (what the scheduler queues every quarter hour) taken
+    from Redis by a real `newsletter worker`, which gives the due readers their rows and
+    delivers them, and leaves the others for their hour."""
+    import os
+    import subprocess
+
+    from tests.helpers import (
+        load_tasks,
+        outbox_texts,
+        read,
+        stop,
+        tasks_on_redis,
+        wait_for,
+        worker_command,
+    )
+
+    settings = get_settings()
+    now = datetime.now(UTC)
+    fetch.save_fetched(settings, slam, [paper(1)], now=now - timedelta(hours=2))
+    build_daily(settings, now.date(), now=now - timedelta(hours=1))
+    due = reader_with(settings, "due@example.org", hour=7, timezone="Asia/Kolkata")
+    reader_with(settings, "later@example.org", hour=7, timezone="Asia/Kolkata")
+    with session_scope(settings) as session:  # Kolkata's 07:00 has just come for one of them
+        session.execute(update(Subscriber).where(Subscriber.id == due)
+                        .values(next_send_at=now - timedelta(minutes=1)))  # fmt: skip
+    with tasks_on_redis(redis_url, monkeypatch) as tasks:
+        tasks.huey.flush()
+        log = tmp_path / "worker.log"
+        with log.open("wb") as output:
+            worker = subprocess.Popen([*worker_command(), "--no-periodic"], cwd=tmp_path,
+                                      env=dict(os.environ), stdout=output,
+                                      stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            wait_for(lambda: "Huey consumer started" in read(log), worker, log, "start")
+            tasks.serve_readers()
+            outbox = Path(settings.outbox_dir)
+            wait_for(lambda: len(list(outbox.glob("*.eml"))) == 1, worker, log, "one .eml")
+        finally:
+            assert stop(worker) == 0, read(log)
+    assert set(outbox_texts()) == {"due@example.org"}
+    with session_scope(settings) as session:
+        due_next = session.get(Subscriber, due).next_send_at
+    kolkata = due_next.astimezone(ZoneInfo("Asia/Kolkata"))
+    assert (kolkata.hour, kolkata.minute) == (7, 0) and due_next > now
+    load_tasks()

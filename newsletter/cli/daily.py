@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from newsletter import store
 from newsletter.cli.common import (
     console,
     day_option,
@@ -21,8 +22,11 @@ from newsletter.cli.common import (
 from newsletter.daily import code_check
 from newsletter.daily import fetch as daily_fetch
 from newsletter.daily import send as daily_send
+from newsletter.daily.serve import NextDigest, next_digest
 from newsletter.errors import NothingToDo
+from newsletter.models import utcnow
 from newsletter.render import preview as previews
+from newsletter.schedules import zone_named
 
 Day = Annotated[
     datetime | None,
@@ -208,6 +212,16 @@ def _hand_to_workers(settings) -> None:
         err_console.print(f"Warning: {warning}")
 
 
+def _when(settings, upcoming: NextDigest) -> str:
+    """ "Goes out weekly on Monday at 07:00 Asia/Shanghai: next on 2026-12-07 07:00 (CST)"."""
+    rhythm = upcoming.schedule.describe(settings.timezone)
+    if upcoming.due is None:
+        return f"Goes out {rhythm}: with the next daily digest."
+    zone = zone_named(upcoming.schedule.zone or settings.timezone)
+    local = upcoming.due.astimezone(zone)
+    return f"Goes out {rhythm}: next on {local:%Y-%m-%d %H:%M} ({local:%Z})."
+
+
 def preview(
     subscriber: Annotated[
         str | None, typer.Option("--subscriber", "-s", help="Preview this subscriber's email.")
@@ -220,16 +234,33 @@ def preview(
     ] = None,
     open_: Annotated[bool, typer.Option("--open", help="Open it in the default browser.")] = False,
 ) -> None:
-    """Write the HTML of a subscriber's (or a topic set's) digest, and open it if asked.
+    """Write a subscriber's next email as it will be sent (or a topic set's digest), and open it
+    if asked.
+
+    A subscriber's shows the papers of their next window (since their previous digest, a
+    week's for a weekly reader), in their language, order and format: the text part for a
+    reader who takes text only. It says when it goes out.
 
     Example: newsletter preview --subscriber ada@example.org --open
     """
     settings = ready_settings()
+    window, due, text_only = None, None, False
     with open_session() as session:
-        html, label = previews.preview_html(session, settings, subscriber, topic or ())
-    path = output or settings.var_dir / "preview" / f"{label}.html"
+        if subscriber:
+            reader = store.get_subscriber(session, subscriber)
+            upcoming = next_digest(session, settings, reader, utcnow())
+            window, text_only = (upcoming.start, upcoming.spans_days), reader.format == "text"
+            due = _when(settings, upcoming)
+        body, label = previews.preview_body(
+            session, settings, subscriber, topic or (), window=window
+        )
+    suffix, document = (".txt", body.text) if text_only else (".html", body.html)
+    path = output or settings.var_dir / "preview" / f"{label}{suffix}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
+    path.write_text(document, encoding="utf-8")
     console.print(f"Wrote {path}")
+    if due is not None:
+        console.print(f"Subject: {body.subject}")
+        console.print(due)
     if open_:
         webbrowser.open(path.resolve().as_uri())

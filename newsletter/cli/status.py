@@ -16,14 +16,18 @@ from newsletter.worker import heartbeat
 def status(
     failures: Annotated[int, typer.Option(help="How many failures to list.")] = 20,
 ) -> None:
-    """Show the live workers and what they wait for, the queue, the latest digest's deliveries
-    by state, and failures and retries with their reasons.
+    """Show the live workers and what they wait for, the queue, the next sends (by time and
+    cadence, with how many readers each), the latest digest's deliveries by state, and
+    failures and retries with their reasons.
 
     Exits with 5 when the queue cannot be read (Redis down); the rest is shown all the same.
     Example: newsletter status --failures 50
     """
     settings = ready_settings()
     queue_ok, workers = _print_queue_and_workers(settings)
+    with open_session() as session:
+        slots = store.upcoming_slots(session, NEXT_SLOTS)
+    _print_next_sends(slots)
     with open_session() as session:
         digest = next(iter(store.list_digests(session)), None)
         if digest is None:
@@ -49,6 +53,22 @@ def status(
     for email, state, detail in failed:  # failed for good, or pending a retry: the last reply
         console.print(f"{state:>8}  {email}  {detail}")
     _exit_unless(queue_ok)
+
+
+NEXT_SLOTS = 12
+"""Upcoming send times `status` lists."""
+
+
+def _print_next_sends(slots: list[store.Slot]) -> None:
+    """The next sends: when, which cadence, how many readers (each reader's hour in their own
+    zone, as one UTC time)."""
+    if not slots:
+        return
+    table = Table("Next sends (UTC)", "cadence", "readers", title="Schedule")
+    for slot in slots:
+        when = "with each daily digest" if slot.at is None else f"{slot.at:%Y-%m-%d %a %H:%M}"
+        table.add_row(when, slot.cadence, str(slot.readers))
+    console.print(table)
 
 
 def _print_queue_and_workers(settings) -> tuple[bool, list[heartbeat.Beat]]:

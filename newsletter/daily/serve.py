@@ -34,7 +34,7 @@ from newsletter.db import session_scope
 from newsletter.digest.edition import Edition, EditionOptions
 from newsletter.digest.segments import Readers, Segment, segments_of
 from newsletter.message.compose import message_id_for
-from newsletter.models import Cadence, DeliveryStatus, Digest, DigestKind, utcnow
+from newsletter.models import Cadence, DeliveryStatus, Digest, DigestKind, Subscriber, utcnow
 from newsletter.ranking.step import rank_digest
 from newsletter.schedules import Schedule, daily_time, next_send, zone_named
 from newsletter.translate.step import TranslationReport, translate_for_digest
@@ -98,14 +98,11 @@ def serve_due(
         due = store.due_readers(session, now, latest.window_end)
         if not due:
             return report
-        since = min(now - FIRST_WEEK, latest.window_end - MAX_SPAN)
-        recent = store.daily_digests_ending_after(session, since)
+        bounds = _Bounds.read(session, latest, now)
         session.expunge_all()
     report.due = len(due)
     windows: dict[datetime | None, Claims] = defaultdict(lambda: defaultdict(list))
     rescheduled: dict[datetime, list[int]] = defaultdict(list)
-    oldest = _oldest_start(recent, latest, latest.window_end - MAX_SPAN)
-    first_week = _oldest_start(recent, latest, now - FIRST_WEEK)
     for reader in due:
         schedule = Schedule(reader.cadence, reader.hour, reader.day, reader.timezone)
         try:
@@ -119,7 +116,7 @@ def serve_due(
         elif reader.delivered_through is not None and reader.delivered_through >= latest.window_end:
             report.nothing_new += 1
         else:
-            start = _window_start(reader, latest, oldest, first_week)
+            start = bounds.start(reader.delivered_through, reader.cadence)
             windows[start][(reader.delivered_through, upcoming)].append(reader.id)
             continue
         if upcoming is not None:
@@ -145,25 +142,76 @@ def _next(settings: Settings, schedule: Schedule, now: datetime) -> datetime | N
     )
 
 
+@dataclass(frozen=True)
+class _Bounds:
+    """Where windows may start, given the newest ready daily digest at a moment."""
+
+    latest: Digest
+    oldest: datetime | None
+    """The earliest start: the start of the oldest daily digest within MAX_SPAN."""
+    first_week: datetime | None
+    """A new weekly reader's start: the start of the oldest daily digest of the last week."""
+
+    @classmethod
+    def read(cls, session: Session, latest: Digest, now: datetime) -> _Bounds:
+        since = min(now - FIRST_WEEK, latest.window_end - MAX_SPAN)
+        recent = store.daily_digests_ending_after(session, since)
+        return cls(
+            latest,
+            _oldest_start(recent, latest, latest.window_end - MAX_SPAN),
+            _oldest_start(recent, latest, now - FIRST_WEEK),
+        )
+
+    def start(self, through: datetime | None, cadence: str) -> datetime | None:
+        """Where a due reader's window starts: where their previous one ended (no further back
+        than MAX_SPAN); a new reader's is the newest digest's, a new weekly reader's a week's."""
+        if through is None:
+            return self.first_week if cadence == Cadence.weekly else self.latest.window_start
+        if self.oldest is not None and through < self.oldest:
+            return self.oldest
+        return through
+
+
 def _oldest_start(recent: list[Digest], latest: Digest, since: datetime) -> datetime | None:
     """The start of the oldest daily digest ending after `since` (a digest boundary)."""
     for digest in recent:
-        if digest.window_end > since and digest.window_end <= latest.window_end:
+        if since < digest.window_end <= latest.window_end:
             return digest.window_start
     return latest.window_start
 
 
-def _window_start(
-    reader: store.DueReader, latest: Digest, oldest: datetime | None, first_week: datetime | None
-) -> datetime | None:
-    """Where a due reader's window starts: where their previous one ended (no further back
-    than MAX_SPAN); a new reader's is the newest digest's, a new weekly reader's a week's."""
-    through = reader.delivered_through
-    if through is None:
-        return first_week if reader.cadence == Cadence.weekly else latest.window_start
-    if oldest is not None and through < oldest:
-        return oldest
-    return through
+@dataclass(frozen=True)
+class NextDigest:
+    """What a reader's next digest will be, as far as is known now (`preview --subscriber`)."""
+
+    start: datetime | None
+    """Its window's start: the papers first seen since then (up to the next daily digest)."""
+    spans_days: bool
+    """It covers more than the newest daily digest (a weekly reader's, a late one's)."""
+    due: datetime | None
+    """When they are next due; None: as soon as the next daily digest is built."""
+    schedule: Schedule
+
+
+def next_digest(
+    session: Session, settings: Settings, subscriber: Subscriber, now: datetime
+) -> NextDigest:
+    """Where a reader's next window starts and when it is due: the rule `serve_due` applies."""
+    schedule = Schedule(
+        subscriber.cadence, subscriber.send_hour, subscriber.send_day, subscriber.timezone
+    )
+    due = subscriber.next_send_at or _next(settings, schedule, now)
+    latest = store.latest_ready_daily(session)
+    if latest is None:
+        return NextDigest(None, False, due, schedule)
+    start = _Bounds.read(session, latest, now).start(subscriber.delivered_through, schedule.cadence)
+    if (
+        subscriber.delivered_through is not None
+        and subscriber.delivered_through >= latest.window_end
+    ):
+        start = latest.window_end  # given the newest already: what arrives next
+    older = start is not None and latest.window_start is not None and start < latest.window_start
+    return NextDigest(start, schedule.cadence == Cadence.weekly or older, due, schedule)
 
 
 def _read_edition(settings: Settings, digest: Digest) -> Edition:

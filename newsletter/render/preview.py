@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy.orm import Session
 
@@ -12,18 +12,40 @@ from newsletter.config import Settings
 from newsletter.digest.content import DigestContent, digest_web_url
 from newsletter.digest.edition import Edition, EditionOptions
 from newsletter.digest.window import draft_digest
-from newsletter.models import Topic, utcnow
-from newsletter.render.email import personalise, render_email
+from newsletter.models import Digest, DigestKind, Topic, utcnow
+from newsletter.render.email import RenderedBody, personalise, render_email
 from newsletter.tokens import preferences_url, unsubscribe_url, web_version_url
+
+Window = tuple[datetime | None, bool]
+"""A reader's next window: where it starts, and whether it spans several days."""
 
 
 def preview_html(
-    session: Session, settings: Settings, email: str | None, topic_names: Sequence[str]
+    session: Session,
+    settings: Settings,
+    email: str | None,
+    topic_names: Sequence[str],
+    *,
+    window: Window | None = None,
 ) -> tuple[str, str]:
     """The email's HTML and a short label for its file name.
 
-    It shows the papers waiting for the next digest; when nothing is waiting, the last digest.
+    It shows the papers waiting for the next digest (from `window`'s start, a reader's own
+    window, when given); when nothing is waiting, the last digest.
     """
+    body, label = preview_body(session, settings, email, topic_names, window=window)
+    return body.html, label
+
+
+def preview_body(
+    session: Session,
+    settings: Settings,
+    email: str | None,
+    topic_names: Sequence[str],
+    *,
+    window: Window | None = None,
+) -> tuple[RenderedBody, str]:
+    """`preview_html`'s whole body: its subject, HTML and text parts."""
     language, public_id, subscriber_id = settings.default_language, None, None
     if email:
         subscriber = store.get_subscriber(session, email)
@@ -33,12 +55,12 @@ def preview_html(
         topics, label = store.get_topics(session, topic_names), "topics"
     else:
         topics, label = store.list_topics(session), "all-topics"
-    content = preview_content(session, settings, topics, language, subscriber_id)
+    content = preview_content(session, settings, topics, language, subscriber_id, window)
     body = personalise(
         render_email(content, sender_name=settings.sender_name),
         *preview_links(settings, public_id, content.date),
     )
-    return body.html, f"{label}-{content.date.isoformat()}"
+    return body, f"{label}-{content.date.isoformat()}"
 
 
 def preview_links(
@@ -66,15 +88,24 @@ def preview_content(
     topics: list[Topic],
     language: str,
     subscriber_id: int | None = None,
+    window: Window | None = None,
 ) -> DigestContent:
     """What a reader of these topics and this language would receive: the digest the next send
-    would build, or the last one when nothing is waiting (as the emails show it, capped); for
-    a subscriber, with the papers of authors they follow and in their order."""
+    would build (from `window`'s start, when given), or the last one when nothing is waiting
+    (as the emails show it, capped); for a subscriber, with the papers of authors they follow
+    and in their order."""
     options = EditionOptions.from_settings(settings)
     topic_ids = [topic.id for topic in topics]
-    # The day the next send would build (NEWSLETTER_TIMEZONE's), not UTC's: near midnight the
-    # two differ, and a preview must show the digest `newsletter send` would send.
-    digest = draft_digest(session, settings.today(), utcnow())
+    if window is not None:
+        start, spans_days = window
+        kind = DigestKind.span if spans_days else DigestKind.daily
+        digest = Digest(
+            issue_date=settings.today(), kind=kind, window_start=start, window_end=utcnow()
+        )
+    else:
+        # The day the next send would build (NEWSLETTER_TIMEZONE's), not UTC's: near midnight
+        # the two differ, and a preview must show the digest `newsletter send` would send.
+        digest = draft_digest(session, settings.today(), utcnow())
     edition = Edition.read(session, digest, options, topics=topics, languages=[language])
     content = _content(session, edition, topic_ids, language, subscriber_id)
     latest = next(iter(store.list_digests(session)), None)
