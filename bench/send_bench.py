@@ -49,22 +49,24 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from datetime import time as clock
 from email import policy
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import redis  # noqa: E402
-from sqlalchemy import event, insert, select  # noqa: E402
+from sqlalchemy import event, insert, select, update  # noqa: E402
 
 from newsletter import db, store  # noqa: E402
 from newsletter.config import get_settings  # noqa: E402
-from newsletter.daily import fetch  # noqa: E402
+from newsletter.daily import fetch, serve  # noqa: E402
 from newsletter.daily import send as daily_send  # noqa: E402
 from newsletter.db import session_scope  # noqa: E402
 from newsletter.delivery import messages  # noqa: E402
-from newsletter.delivery.deliverer import deliver_all  # noqa: E402
+from newsletter.delivery.deliverer import DeliveryReport, deliver_all  # noqa: E402
 from newsletter.delivery.journal import FOLDER, RedisJournal  # noqa: E402
 from newsletter.delivery.messages import MessageBuilder  # noqa: E402
 from newsletter.delivery.outgoing import Outgoing  # noqa: E402
@@ -79,6 +81,7 @@ from newsletter.models import (  # noqa: E402
     Translation,
     new_public_id,
 )
+from newsletter.schedules import Schedule, next_send  # noqa: E402
 from newsletter.sources.papers import FetchedPaper  # noqa: E402
 from newsletter.tokens import UNSUBSCRIBE, read_token  # noqa: E402
 
@@ -86,6 +89,7 @@ POSTFIX_TOOLS = REPO.parent / "shared" / "tools" / "postfix-tools"
 SAMPLE_EVERY = 100  # delivery ids divisible by this are checked: 1%
 SOURCE_MAX_MESSAGES = 30_000  # smtp-source's rate is steady well before this many
 SECRET = "bench-secret-" + "k" * 40
+SIX = clock(6)
 
 TOPICS = [
     "MLLM", "Diffusion", "SLAM", "SFM", "Visual Localization", "Keypoint Detection",
@@ -213,24 +217,32 @@ def translated(paper: FetchedPaper, language: str, rng: random.Random) -> str:
     return ("" if language == "zh" else " ").join(parts)
 
 
-def populate(settings, n: int, rng: random.Random) -> None:
+def populate(settings, n: int, rng: random.Random, schedules: bool = False) -> list[int]:
     """Topics, their new papers (some shared between topics), the papers' abstracts in the
-    subscribers' other languages, and N subscribers."""
+    subscribers' other languages, and N subscribers; their ids.
+
+    With `schedules`, a week of daily digests comes first (the papers of each day, built at
+    midnight UTC), so that weekly readers have a week's span to be given (see
+    `spread_schedules`)."""
     with session_scope(settings) as session:
         topic_ids = [
             store.add_topic(session, TopicSpec(name, f"New papers on {name}.", (name,))).id
             for name in TOPICS
         ]
-    now = datetime.now(UTC)
     number, papers = 0, []
-    for topic_id in topic_ids:
-        own = []
-        for _ in range(rng.randint(3, 25)):
-            number += 1
-            own.append(fake_paper(number, rng, now - timedelta(minutes=number)))
-        shared = rng.sample(papers, min(len(papers), rng.randint(0, 3)))  # "Also in" papers
-        papers += own
-        fetch.save_fetched(settings, topic_id, own + shared)
+    days = range(WEEK, -1, -1) if schedules else [None]
+    for day in days:
+        now = datetime.now(UTC) if day is None else TODAY - timedelta(days=day)
+        for topic_id in topic_ids:
+            own = []
+            for _ in range(rng.randint(3, 25)):
+                number += 1
+                own.append(fake_paper(number, rng, now - timedelta(minutes=number)))
+            shared = rng.sample(papers, min(len(papers), rng.randint(0, 3)))  # "Also in"
+            papers += own
+            fetch.save_fetched(settings, topic_id, own + shared, now=now - timedelta(minutes=10))
+        if day is not None:
+            daily_send.build_daily(settings, now.date(), now=now)
     with session_scope(settings) as session:
         paper_ids = dict(session.execute(select(Paper.arxiv_id, Paper.id)).all())
         session.execute(
@@ -256,6 +268,7 @@ def populate(settings, n: int, rng: random.Random) -> None:
         if sorted(chosen) not in pool:
             pool.append(sorted(chosen))
     set_weights = [1 / (rank + 1) for rank in range(len(pool))]
+    every = []
     for start in range(0, n, 5_000):
         count = min(5_000, n - start)
         sets = rng.choices(pool, set_weights, k=count)
@@ -274,6 +287,7 @@ def populate(settings, n: int, rng: random.Random) -> None:
                     for address, language in zip(emails, languages, strict=True)
                 ],
             ).all()
+            every += ids
             session.execute(
                 insert(SubscriberTopic),
                 [
@@ -282,6 +296,58 @@ def populate(settings, n: int, rng: random.Random) -> None:
                     for tid in topics
                 ],
             )
+    return every
+
+
+WEEK = 7
+TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+"""`--schedules`: the day served, from its midnight UTC (its daily digest's build) on."""
+ZONES = ["UTC", "Asia/Kolkata", "America/New_York", "Europe/Berlin", "Pacific/Auckland",
+         "Asia/Shanghai"]  # fmt: skip
+WEEKLY_SHARE = 0.3
+"""Weekly readers, all due today (on the weekday today is at their hour): a week's span each;
+a fifth of them joined or changed cadence during the week (a shorter span of its own)."""
+
+
+def spread_schedules(settings, readers: list[int], rng: random.Random) -> None:
+    """`--schedules`: every reader gets an hour (any of the 24) in one of ZONES; 70% daily
+    (their previous digest was yesterday's), 30% weekly, due today at their hour."""
+    with session_scope(settings) as session:
+        ends = {digest.issue_date: digest.window_end for digest in store.list_digests(session)}
+    yesterday = ends[(TODAY - timedelta(days=1)).date()]
+    rows = []
+    for subscriber_id in readers:
+        zone, hour = rng.choice(ZONES), rng.randrange(24)
+        due = next_send(Schedule("daily", hour, None, zone), TODAY - timedelta(seconds=1),
+                        default_zone="UTC",
+                        default_time=SIX)  # fmt: skip
+        row = {"id": subscriber_id, "send_hour": hour, "timezone": zone, "next_send_at": due,
+               "cadence": "daily", "send_day": None, "delivered_through": yesterday}  # fmt: skip
+        if rng.random() < WEEKLY_SHARE:
+            back = WEEK if rng.random() < 0.8 else rng.randint(2, WEEK - 1)
+            row.update(cadence="weekly", send_day=due.astimezone(ZoneInfo(zone)).weekday(),
+                       delivered_through=ends[(TODAY - timedelta(days=back)).date()])  # fmt: skip
+        rows.append(row)
+    with session_scope(settings) as session:
+        session.execute(update(Subscriber), rows)
+
+
+def serve_the_day(settings) -> tuple[list[int], int]:
+    """`--schedules`: serve every quarter hour of the day, as the worker does; the digests
+    given rows (the day's and the spans), and the distinct segments (digest, body)."""
+    digests: dict[int, int] = {}
+    bodies, editions = set(), {}  # as a worker keeps them between its servings
+    for quarter in range(96):
+        moment = TODAY + timedelta(minutes=15 * quarter)
+        served = serve.serve_due(settings, moment, editions=editions)
+        for digest_id, rows in served.digests.items():
+            digests[digest_id] = digests.get(digest_id, 0) + rows
+        bodies.update(
+            (segment.content.date, segment.content.since, segment.topic_ids, segment.language,
+             segment.followed)
+            for segment in served.segments
+        )  # fmt: skip
+    return sorted(digests), len(bodies)
 
 
 def write_rankings(settings, digest_id: int, rng: random.Random) -> None:
@@ -305,12 +371,11 @@ def write_rankings(settings, digest_id: int, rng: random.Random) -> None:
 # ---------------------------------------------------------------------------- the build child
 
 
-def run_build(digest_id: int, share: int, shares: int) -> dict:
-    """This process's share of the messages (every `shares`-th batch of rows), built by the
-    Deliverer's `MessageBuilder` and none sent: the segments' rendering, then substitution.
-    Timed without the reading of rows (a claim's work, counted in the send)."""
+def run_build(digest_ids: list[int], share: int, shares: int) -> dict:
+    """This process's share of the messages (every `shares`-th batch of rows of each digest),
+    built by the Deliverer's `MessageBuilder` and none sent: the segments' rendering, then
+    substitution. Timed without the reading of rows (a claim's work, counted in the send)."""
     settings = get_settings()
-    builder = MessageBuilder(settings, digest_id)
     rendering = [0.0, 0]
     real_render = messages.render_email
 
@@ -323,23 +388,25 @@ def run_build(digest_id: int, share: int, shares: int) -> dict:
             rendering[1] += 1
 
     messages.render_email = timed_render
-    with session_scope(settings) as session:
-        ids = session.scalars(
-            select(Delivery.id).where(Delivery.digest_id == digest_id).order_by(Delivery.id)
-        ).all()
-    batch = settings.send_batch_size
     built = size = 0
     busy = 0.0
-    # Every `shares`-th batch, as concurrent senders' claims would share them out.
-    for start in range(share * batch, len(ids), shares * batch):
-        with session_scope(settings) as session:  # what a claim reads: not part of the build
-            rows = store.claimed_rows(session, ids[start : start + batch])
-            builder.prepare(session, rows)
-        started = time.perf_counter()
-        for row in rows:
-            size += len(builder.message(row).data)
-        busy += time.perf_counter() - started
-        built += len(rows)
+    for digest_id in digest_ids:
+        builder = MessageBuilder(settings, digest_id)
+        with session_scope(settings) as session:
+            ids = session.scalars(
+                select(Delivery.id).where(Delivery.digest_id == digest_id).order_by(Delivery.id)
+            ).all()
+        batch = settings.send_batch_size
+        # Every `shares`-th batch, as concurrent senders' claims would share them out.
+        for start in range(share * batch, len(ids), shares * batch):
+            with session_scope(settings) as session:  # a claim's reading: not in the build
+                rows = store.claimed_rows(session, ids[start : start + batch])
+                builder.prepare(session, rows)
+            started = time.perf_counter()
+            for row in rows:
+                size += len(builder.message(row).data)
+            busy += time.perf_counter() - started
+            built += len(rows)
     return {
         "messages": built,
         "seconds": busy,
@@ -376,7 +443,7 @@ class SampledTransport:
         self.inner.close()
 
 
-def run_send(digest_id: int, samples: Path) -> dict:
+def run_send(digest_ids: list[int], samples: Path) -> dict:
     settings = get_settings()
     renders = _counted(messages, "render_email")
     statements = [0]
@@ -389,7 +456,9 @@ def run_send(digest_id: int, samples: Path) -> dict:
     print("ready", flush=True)
     sys.stdin.readline()  # "go": every sender starts at once
     started = time.perf_counter()
-    report = deliver_all(settings, digest_id, transport, wait_for_retries=False)
+    report = DeliveryReport()
+    for digest_id in digest_ids:  # the day's digest, then the spans
+        report.add(deliver_all(settings, digest_id, transport, wait_for_retries=False))
     elapsed = time.perf_counter() - started
     transport.close()
     return {
@@ -486,9 +555,10 @@ def database(url: str | None, folder: Path) -> Iterator[str]:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def child(role: str, digest_id: int, *extra: str) -> subprocess.Popen:
+def child(role: str, digest_ids: list[int], *extra: str) -> subprocess.Popen:
+    ids = ",".join(map(str, digest_ids))
     return subprocess.Popen(
-        [sys.executable, __file__, "--role", role, "--digest-id", str(digest_id), *extra],
+        [sys.executable, __file__, "--role", role, "--digest-ids", ids, *extra],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -538,13 +608,13 @@ def smtp_source_rate(port: int, connections: int, messages: int, size: int, dead
     return messages / (time.perf_counter() - started)
 
 
-def check_samples(settings, digest_id: int, folder: Path) -> tuple[int, list[str]]:
+def check_samples(settings, digest_ids: list[int], folder: Path) -> tuple[int, list[str]]:
     """Each sampled message: valid MIME, the right person, their own working unsubscribe link."""
     with session_scope(settings) as session:
         rows = session.execute(
             select(Delivery.id, Delivery.message_id, Subscriber.email, Subscriber.public_id)
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-            .where(Delivery.digest_id == digest_id, Delivery.id % SAMPLE_EVERY == 0)
+            .where(Delivery.digest_id.in_(digest_ids), Delivery.id % SAMPLE_EVERY == 0)
         ).all()
     problems = []
     secret = settings.secret()
@@ -622,35 +692,44 @@ def run_benchmark(args: argparse.Namespace) -> int:
             settings = get_settings()
             db.upgrade(settings)
             started = time.perf_counter()
-            populate(settings, args.n, random.Random(args.seed))
+            readers = populate(settings, args.n, random.Random(args.seed), args.schedules)
             populated = time.perf_counter() - started
             started = time.perf_counter()
-            digest_id, prepared_segments = daily_send.prepare(settings, settings.today())
+            if args.schedules:
+                spread_schedules(settings, readers, random.Random(args.seed))
+                digest_ids, segments = serve_the_day(settings)
+            else:
+                digest_id, prepared_segments = daily_send.prepare(settings, settings.today())
+                digest_ids, segments = [digest_id], len(prepared_segments)
+                del prepared_segments
             prepared = time.perf_counter() - started
             if args.ranking:
-                write_rankings(settings, digest_id, random.Random(args.seed))
-            segments = len(prepared_segments)
-            del prepared_segments
+                for digest_id in digest_ids:
+                    write_rankings(settings, digest_id, random.Random(args.seed))
             shares = args.build_processes
             builders = [
                 result_of(process, deadline)
                 for process in [
-                    child("build", digest_id, "--share", str(k), "--shares", str(shares))
+                    child("build", digest_ids, "--share", str(k), "--shares", str(shares))
                     for k in range(shares)
                 ]
             ]
             build_seconds = max(result["seconds"] for result in builders)  # they run at once
             if args.redis_url:  # a fresh database numbers its digest as an earlier run's did
                 with redis.Redis.from_url(args.redis_url) as client:
-                    client.delete(RedisJournal(args.redis_url, digest_id).key)
+                    for digest_id in digest_ids:
+                        client.delete(RedisJournal(args.redis_url, digest_id).key)
             senders, send_seconds = run_together(
-                [["send", digest_id, "--samples", str(samples)]] * args.processes, deadline
+                [["send", digest_ids, "--samples", str(samples)]] * args.processes, deadline
             )
             sent = sum(result["sent"] for result in senders)
+            states: dict[str, int] = {}
             with session_scope(settings) as session:
-                states = store.delivery_counts(session, digest_id)
-            journal_left = journal_entries(settings, digest_id)
-            checked, problems = check_samples(settings, digest_id, samples)
+                for digest_id in digest_ids:
+                    for state, count in store.delivery_counts(session, digest_id).items():
+                        states[state] = states.get(state, 0) + count
+            journal_left = sum(journal_entries(settings, d) for d in digest_ids)
+            checked, problems = check_samples(settings, digest_ids, samples)
             shutil.rmtree(samples)
             size = round(sum(result["bytes"] for result in senders) / max(1, sent))
             source_messages = min(args.n, SOURCE_MAX_MESSAGES)
@@ -660,6 +739,12 @@ def run_benchmark(args: argparse.Namespace) -> int:
 
     if states != {"sent": args.n} or sent != args.n:
         problems.append(f"deliveries {states}, {sent} reported sent, for {args.n} subscribers")
+    schedule = (
+        f"; readers over 24 hour slots in {len(ZONES)} zones, {WEEKLY_SHARE:.0%} weekly, served"
+        f" every quarter hour of a day into {len(digest_ids)} digests (the day's and spans)"
+        if args.schedules
+        else ""
+    )
     if journal_left:
         problems.append(f"the send journal still holds {journal_left} entries or files")
     statements = sum(result["statements"] for result in senders)
@@ -669,7 +754,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     peak = max(peak_rss_mb(resource.RUSAGE_SELF), peak_rss_mb(resource.RUSAGE_CHILDREN))
     print(
         f"data: {args.n} subscribers, {len(TOPICS)} topics, {len(LANGUAGES)} languages,"
-        f" {segments} segments; messages of {size / 1000:.0f} kB on average; written in"
+        f" {segments} segments{schedule}; messages of {size / 1000:.0f} kB on average; written in"
         f" {populated:.1f} s; prepare (the delivery rows) {prepared:.1f} s\n"
         f"build: {built} messages by {shares} processes in {build_seconds:.2f} s;"
         f" {sum(r['renders'] for r in builders)} renders taking"
@@ -694,6 +779,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
         "sql_statements_per_1000": round(statements / max(1, sent) * 1000, 1),
         "journal": "redis" if args.redis_url else "file",
         "ranking": args.ranking,
+        "schedules": args.schedules,
+        "digests": len(digest_ids),
         "segments": segments,
     }
     print(json.dumps(figures), flush=True)
@@ -717,6 +804,10 @@ def _each(results: list[dict], key: str) -> str:
     return ", ".join(f"{result[key]:.0f}" for result in results)
 
 
+def _ids(value: str) -> list[int]:
+    return [int(part) for part in value.split(",")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=10_000, help="subscribers (default 10000)")
@@ -738,15 +829,20 @@ def main() -> int:
         action="store_true",
         help="every reader has their own order of the papers (ranking on for all)",
     )
+    parser.add_argument(
+        "--schedules",
+        action="store_true",
+        help="readers over 24 hour slots and both cadences, served through a day",
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds in all (1800)")
     parser.add_argument("--role", choices=["build", "send"], help=argparse.SUPPRESS)
-    parser.add_argument("--digest-id", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--digest-ids", type=_ids, help=argparse.SUPPRESS)
     parser.add_argument("--samples", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--share", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--shares", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "build":
-        build = (run_build, args.digest_id, args.share, args.shares)
+        build = (run_build, args.digest_ids, args.share, args.shares)
         if os.environ.get("SEND_BENCH_PROFILE"):  # cProfile the build into that file
             import cProfile
 
@@ -758,7 +854,7 @@ def main() -> int:
         print(json.dumps(result))
         return 0
     if args.role == "send":
-        print(json.dumps(run_send(args.digest_id, args.samples)))
+        print(json.dumps(run_send(args.digest_ids, args.samples)))
         return 0
     return run_benchmark(args)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -83,12 +82,14 @@ def serve_due(
     settings: Settings,
     now: datetime | None = None,
     *,
-    editions: Mapping[int, Edition] | None = None,
+    editions: dict[int, Edition] | None = None,
 ) -> ServeReport:
     """Give every reader due at `now` (default: this moment) their window's delivery row.
 
-    `editions` are digests' editions a caller has built already (the daily job's, with its
-    translation notes); others are read."""
+    `editions` are digests' editions a caller has read already (the daily job's, with its
+    translation notes), by digest id; those read here are added to it, so that a process
+    serving every quarter hour reads a span's papers once, not each time readers are given
+    it (those of older windows are dropped)."""
     now = now or utcnow()
     report = ServeReport()
     with session_scope(settings) as session:
@@ -101,6 +102,9 @@ def serve_due(
         bounds = _Bounds.read(session, latest, now)
         session.expunge_all()
     report.due = len(due)
+    editions = {} if editions is None else editions
+    for digest_id in [d for d, e in editions.items() if e.digest.window_end != latest.window_end]:
+        del editions[digest_id]  # an older window's: nobody is given it any more
     windows: dict[datetime | None, Claims] = defaultdict(lambda: defaultdict(list))
     rescheduled: dict[datetime, list[int]] = defaultdict(list)
     for reader in due:
@@ -127,9 +131,11 @@ def serve_due(
                 store.reschedule(session, ids, upcoming)
     for start, claims in windows.items():
         if start == latest.window_start:
-            edition = (editions or {}).get(latest.id) or _read_edition(settings, latest)
+            edition = editions.get(latest.id)
+            if edition is None:
+                edition = editions[latest.id] = _read_edition(settings, latest)
         else:
-            edition = _span_edition(settings, start, latest, claims, now, report)
+            edition = _span_edition(settings, start, latest, claims, now, report, editions)
         _give(settings, edition, claims, now, report)
     if report.due:
         log.info("serve %s: %s", now.isoformat(timespec="minutes"), report.summary())
@@ -226,9 +232,11 @@ def _span_edition(
     claims: Claims,
     now: datetime,
     report: ServeReport,
+    editions: dict[int, Edition],
 ) -> Edition:
     """The span (start, latest's end], made on first need, ranked and translated for these
-    readers (a span made earlier, for readers of an earlier hour, gets its new readers')."""
+    readers (a span made earlier, for readers of an earlier hour, gets its new readers'); its
+    edition as read before when there is one, its translations and rankings read again."""
     subscriber_ids = sorted(sid for ids in claims.values() for sid in ids)
     with session_scope(settings) as session:
         span = _span(session, start, latest.window_end, now.astimezone(settings.zone).date())
@@ -237,8 +245,10 @@ def _span_edition(
     rank_digest(settings, span_id, only=set(subscriber_ids))
     on = now.astimezone(settings.zone).date()
     with session_scope(settings) as session:
-        span = store.digest_by_id(session, span_id)
-        edition = Edition.read(session, span, EditionOptions.from_settings(settings))
+        if span_id not in editions:
+            span = store.digest_by_id(session, span_id)
+            editions[span_id] = Edition.read(session, span, EditionOptions.from_settings(settings))
+        edition = editions[span_id].afresh()
         edition.has_rankings(session)
         readers = Readers.stream(session, on, edition=edition, subscriber_ids=subscriber_ids)
     translation = translate_for_digest(settings, edition, readers, None)

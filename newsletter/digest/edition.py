@@ -186,6 +186,13 @@ class Edition:
         edition._translations, edition._contents = {None: None}, {}
         return edition
 
+    def afresh(self) -> Edition:
+        """The same digest, its papers as read, its translations and whether readers have
+        rankings to be read again (more may have been stored since)."""
+        edition = self.with_notes({})
+        edition._has_rankings = None
+        return edition
+
     def for_digest(self, session: Session, digest: Digest) -> Edition:
         """Another digest's edition under the same options, with the same topics (not read
         again)."""

@@ -186,6 +186,9 @@ def _queue_served(settings: Settings, digests: dict[int, int]) -> int:
 
 SERVE_LOCK = "serve-readers"
 """Held while due readers are given their windows: one serving at a time across workers."""
+_SERVED_EDITIONS: dict = {}
+"""The editions this process's servings read (a span's papers read once a day, not each quarter
+hour); used under SERVE_LOCK only."""
 
 
 @huey.periodic_task(crontab(minute="*/15"))
@@ -197,7 +200,9 @@ def serve_readers() -> dict:
     settings = get_settings()
     try:
         with huey.lock_task(SERVE_LOCK):
-            served = _waiting_out_outages(settings, partial(serve.serve_due, settings))
+            served = _waiting_out_outages(
+                settings, partial(serve.serve_due, settings, editions=_SERVED_EDITIONS)
+            )
     except TaskLockedException:
         return {"skipped": "another serving is running"}
     batches = _queue_served(settings, served.digests)
