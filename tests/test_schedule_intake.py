@@ -53,6 +53,20 @@ def next_monday_seven_in_shanghai(after: datetime) -> datetime:
     return due.astimezone(UTC)
 
 
+def weekly_on_monday_at_seven_in_shanghai(settings, before: datetime, after: datetime) -> dict:
+    """Ada's rhythm as stored, checked: due the next Monday 07:00 in Shanghai after the moment
+    her rhythm was set, somewhere between `before` and `after` (utcnow is not injectable)."""
+    now = reader(settings)
+    assert (now["cadence"], now["hour"], now["day"], now["zone"]) == (
+        "weekly", 7, 0, "Asia/Shanghai"
+    )  # fmt: skip
+    assert now["next"] in {
+        next_monday_seven_in_shanghai(before),
+        next_monday_seven_in_shanghai(after),
+    }
+    return now
+
+
 # ---------------------------------------------------------------- intake
 
 
@@ -116,18 +130,7 @@ def test_add_weekly_in_shanghai_is_due_next_monday_at_seven_there(cli, settings,
         "--cadence", "weekly", "--day", "mon", "--hour", "7", "--tz", "Asia/Shanghai",
     )  # fmt: skip
     after = datetime.now(UTC)
-    now = reader(settings)
-    assert (now["cadence"], now["hour"], now["day"], now["zone"]) == (
-        "weekly",
-        7,
-        0,
-        "Asia/Shanghai",
-    )
-    # The next Monday 07:00 in Shanghai after the moment the command ran (one of its moments).
-    assert now["next"] in {
-        next_monday_seven_in_shanghai(before),
-        next_monday_seven_in_shanghai(after),
-    }
+    now = weekly_on_monday_at_seven_in_shanghai(settings, before, after)
     local = now["next"].astimezone(SHANGHAI)
     assert (local.weekday(), local.hour, local.minute) == (0, 7, 0)
     assert before < now["next"] <= after + timedelta(days=7)
@@ -300,18 +303,7 @@ def test_a_web_subscription_carries_its_rhythm_to_confirmation(settings, client,
     assert "weekly on Monday at 07:00 Asia/Shanghai" in page
     before = datetime.now(UTC)
     submit(client, path, {})
-    after = datetime.now(UTC)
-    now = reader(settings)
-    assert (now["cadence"], now["hour"], now["day"], now["zone"]) == (
-        "weekly",
-        7,
-        0,
-        "Asia/Shanghai",
-    )
-    assert now["next"] in {
-        next_monday_seven_in_shanghai(before),
-        next_monday_seven_in_shanghai(after),
-    }
+    weekly_on_monday_at_seven_in_shanghai(settings, before, datetime.now(UTC))
 
 
 @pytest.mark.parametrize(
