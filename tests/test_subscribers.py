@@ -295,9 +295,13 @@ def test_export_reimports_to_the_same_list(cli, example_topics, tmp_path):
             assert after[person["email"]][key] == person[key], (person["email"], key)
     assert after["ada@example.org"]["format"] == "text"
     stdout = cli("subscribers", "export").output
-    assert stdout.splitlines()[0] == "email,name,topics,language,format,follows,status"
+    assert stdout.splitlines()[0] == (
+        "email,name,topics,language,format,follows,cadence,day,hour,timezone,status"
+    )
     assert stdout.splitlines()[1].startswith("bo@example.org,")  # ada was re-added last
-    line = "ada@example.org,Ada Lovelace,MLLM;Diffusion,en,text,Kaiming He;Saining Xie,active"
+    line = (
+        "ada@example.org,Ada Lovelace,MLLM;Diffusion,en,text,Kaiming He;Saining Xie,daily,,,,active"
+    )
     assert line in stdout.splitlines()  # her follows went out and came back
 
 

@@ -17,6 +17,7 @@ from newsletter.daily import send
 from newsletter.db import session_scope
 from newsletter.digest.edition import Edition, EditionOptions
 from newsletter.digest.segments import Readers
+from newsletter.intake.rhythm import SendClock
 from newsletter.intake.subscribers import SubscriberSpec
 from newsletter.models import Paper, Translation
 from newsletter.translate import step
@@ -86,7 +87,7 @@ def test_requests_are_papers_times_languages_never_subscribers(
                 topic_sets[(n // 3) % 3],
                 language=("zh", "de", "ja")[n % 3],
             )
-            store.add_subscriber(session, spec, source="test")
+            store.add_subscriber(session, spec, source="test", clock=SendClock.of(settings))
     store_papers(settings, "SLAM", *[rich_paper(n) for n in (1, 2, 3, 4)])
     store_papers(settings, "NeRF", rich_paper(5), rich_paper(6), rich_paper(4))
     store_papers(settings, "Diffusion", rich_paper(7), rich_paper(8), rich_paper(9))

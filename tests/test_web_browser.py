@@ -324,3 +324,48 @@ def test_following_authors_and_turning_ranking_off_in_a_browser(browser, site, c
         context.close()
     shots.open(preferences_url, "preferences-follows")
     print("\nscreenshots:", *shots.written, sep="\n  ")
+
+
+KOLKATA = {"Asia/Kolkata", "Asia/Calcutta"}
+"""India's zone as a browser may name it: ICU, in Chromium, still says Asia/Calcutta."""
+
+
+@pytest.mark.parametrize("database_url", [None])
+def test_the_time_zone_field_suggests_the_browsers_zone(browser, site, cli):
+    base_url, config = site
+    subscribe(cli, ADA, "SLAM")
+    cli("subscribers", "add", "bo@example.org", "-t", "SLAM", "--tz", "Europe/Berlin")
+    context = browser.new_context(
+        viewport={"width": PHONE, "height": 900}, timezone_id="Asia/Kolkata"
+    )
+    page = context.new_page()
+    try:
+        page.goto(f"{base_url}/subscribe")
+        assert page.input_value("#timezone-field") in KOLKATA
+
+        # A reader without a zone is offered the browser's; saving stores it.
+        page.goto(base_url + token_path(config, "preferences", ADA))
+        zone = page.input_value("#timezone-field")
+        assert zone in KOLKATA
+        page.check("#cadence-weekly")
+        page.select_option("#day-field", "fri")
+        page.select_option("#hour-field", "8")
+        page.click("button[value=save]")
+        page.wait_for_selector("text=Your preferences are saved.")
+        assert page.is_visible(f"text=It comes weekly on Friday at 08:00 {zone}.")
+        assert state(config, ADA).events[-1] == ("changed", "web")
+
+        # A reader's own zone is never replaced by the browser's.
+        page.goto(base_url + token_path(config, "preferences", "bo@example.org"))
+        assert page.input_value("#timezone-field") == "Europe/Berlin"
+    finally:
+        context.close()
+
+    # Without script the field stays empty: the list's zone.
+    context = browser.new_context(timezone_id="Asia/Kolkata", java_script_enabled=False)
+    page = context.new_page()
+    try:
+        page.goto(f"{base_url}/subscribe")
+        assert page.input_value("#timezone-field") == ""
+    finally:
+        context.close()

@@ -19,6 +19,7 @@ from newsletter.cli.common import (
     open_session,
 )
 from newsletter.config import get_settings, read_settings, shown
+from newsletter.intake.rhythm import SendClock
 from newsletter.intake.subscribers import read_subscriber_csv
 from newsletter.intake.topics import read_topic_file
 
@@ -50,7 +51,11 @@ def _load_examples(settings) -> None:
     )
     with open_session() as session:
         topics = [store.upsert_topic(session, spec) for spec in specs]
-        people = [store.import_subscriber(session, spec, update_existing=False) for _, spec in rows]
+        clock = SendClock.of(settings)
+        people = [
+            store.import_subscriber(session, spec, update_existing=False, clock=clock)
+            for _, spec in rows
+        ]
     console.print(
         f"Example topics: {topics.count('added')} added ({len(specs)} in {folder / 'topics.toml'});"
         f" example subscribers: {people.count('added')} added ({len(rows)} in example.csv)."

@@ -1,5 +1,5 @@
-"""What a subscriber is, checked: addresses, languages, formats, the authors they follow and
-rows of a CSV import."""
+"""What a subscriber is, checked: addresses, languages, formats, the authors they follow, their
+rhythm (see `rhythm`) and rows of a CSV import."""
 
 from __future__ import annotations
 
@@ -12,11 +12,20 @@ from email_validator import EmailNotValidError, validate_email
 
 from newsletter.authors import follow_key
 from newsletter.errors import InvalidInput
+from newsletter.intake.rhythm import (
+    KEEP,
+    ScheduleChange,
+    normalise_cadence,
+    normalise_day,
+    normalise_hour,
+    normalise_zone,
+)
 from newsletter.intake.topics import topic_key
 from newsletter.models import MailFormat
 from newsletter.userinput import one_line, without_control_characters
 
-CSV_COLUMNS = ("email", "name", "topics", "language", "format", "follows")
+SCHEDULE_COLUMNS = ("cadence", "day", "hour", "timezone")
+CSV_COLUMNS = ("email", "name", "topics", "language", "format", "follows", *SCHEDULE_COLUMNS)
 MAX_NAME = 200
 """What the name's column holds (PostgreSQL refuses longer; SQLite would keep it)."""
 MAX_LANGUAGE = 35
@@ -35,6 +44,9 @@ class SubscriberSpec:
     follows: tuple[str, ...] | None = None
     """Authors they follow, as written; None: none for a new subscriber, and a known one keeps
     theirs (a CSV without the `follows` column)."""
+    schedule: ScheduleChange = ScheduleChange()
+    """Their cadence, hour, weekday and zone, as far as given: what is not given is the
+    default for a new subscriber, and a known one keeps theirs."""
 
     def __post_init__(self) -> None:
         # Checked here, so the command line and the CSV import refuse the same things before
@@ -175,8 +187,9 @@ def email_key(address: str) -> str:
 def read_subscriber_csv(
     text: str, *, default_language: str, check_deliverability: bool = False
 ) -> tuple[list[tuple[int, SubscriberSpec]], list[RejectedRow]]:
-    """Rows of `email,name,topics,language,format,follows` (topics and followed authors
-    separated by `;`; language, format and follows optional), each with its line number.
+    """Rows of `email,name,topics,language,format,follows,cadence,day,hour,timezone` (topics
+    and followed authors separated by `;`; all but email and topics optional), each with its
+    line number.
 
     A bad row is reported with its line and reason and never stops the good ones: every field
     is checked here (control characters too, in any column); whether the topics exist is
@@ -247,7 +260,10 @@ def _spec_from_record(
     written = (record.get("format") or "").strip()
     mail_format = normalise_format(written) if written else None
     follows, refused = _follows_column(record.get("follows"))
-    spec = SubscriberSpec(email, topics, record.get("name") or "", language, mail_format, follows)
+    schedule = _schedule_columns(record, refused)
+    spec = SubscriberSpec(
+        email, topics, record.get("name") or "", language, mail_format, follows, schedule
+    )
     return spec, refused
 
 
@@ -266,3 +282,38 @@ def _follows_column(value: str | None) -> tuple[tuple[str, ...] | None, list[str
             continue
         kept.append(name)
     return tuple(kept), refused
+
+
+SCHEDULE_READERS = {
+    "cadence": normalise_cadence,
+    "day": normalise_day,
+    "hour": normalise_hour,
+    "timezone": normalise_zone,
+}
+"""How each rhythm column is read; an empty cell (or no column) is `KEEP`."""
+
+
+def _schedule_columns(record: dict, refused: list[str]) -> ScheduleChange:
+    """The rhythm a row asks for; a bad value is left out (their own, or the default, stays)
+    with a reason added to `refused`, and the rest of the row is kept, as with `follows`."""
+    given: dict[str, object] = {}
+    for column, read in SCHEDULE_READERS.items():
+        text = (record.get(column) or "").strip()
+        if not text:
+            continue
+        try:
+            given[column] = read(text)
+        except InvalidInput as error:
+            refused.append(f"{column}: not changed, the rest of the row is kept: {error}")
+    if given.get("cadence") == "daily" and "day" in given:
+        refused.append(
+            "day: not changed, the rest of the row is kept: a weekday goes with"
+            " a weekly cadence only"
+        )
+        del given["day"]
+    return ScheduleChange(
+        cadence=given.get("cadence", KEEP),
+        hour=given.get("hour", KEEP),
+        day=given.get("day", KEEP),
+        zone=given.get("timezone", KEEP),
+    )

@@ -11,7 +11,8 @@
 - `transactions`: one item written in its own savepoint.
 
 The store decides nothing: policies (when a bounce bounces an address, what a digest holds)
-live with the code that applies them. It may import `models`, `errors` and `intake` only.
+live with the code that applies them. It may import `models`, `errors`, `schedules` (a
+rhythm's record) and `intake` only.
 """
 
 from newsletter.store.deliveries import (
@@ -128,6 +129,8 @@ from newsletter.store.subscribers import (
     list_subscribers,
     log_event,
     purge_subscriber,
+    schedule_of,
+    set_schedule,
     set_status,
     subscriber_by_id,
     subscriber_by_public_id,
@@ -284,6 +287,8 @@ __all__ = [
     "sent_message_to",
     "set_fetch_incomplete",
     "set_follows",
+    "schedule_of",
+    "set_schedule",
     "set_status",
     "skip_deliveries",
     "subscriber_by_id",

@@ -1,4 +1,5 @@
-"""Subscribers: finding, adding, importing, their status and the event log of each."""
+"""Subscribers: finding, adding, importing, their rhythm, their status and the event log of
+each."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.errors import InvalidInput, UnknownSubscriber
+from newsletter.intake.rhythm import SendClock
 from newsletter.intake.subscribers import SubscriberSpec, email_key
 from newsletter.models import (
+    Cadence,
     Event,
     MailFormat,
     Subscriber,
@@ -17,6 +20,7 @@ from newsletter.models import (
     SubscriberTopic,
     Topic,
 )
+from newsletter.schedules import Schedule
 from newsletter.store.follows import add_follows, set_follows
 from newsletter.store.topics import get_topics
 
@@ -36,11 +40,14 @@ def subscriber_by_public_id(session: Session, public_id: str) -> Subscriber | No
     return session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
 
 
-def add_subscriber(session: Session, spec: SubscriberSpec, source: str) -> Subscriber:
+def add_subscriber(
+    session: Session, spec: SubscriberSpec, source: str, *, clock: SendClock
+) -> Subscriber:
     if find_subscriber(session, spec.email) is not None:
         raise InvalidInput(
             f"{spec.email} is subscribed already (change it with `subscribers edit`)"
         )
+    schedule = spec.schedule.applied_to(Schedule())
     subscriber = Subscriber(
         email=spec.email,
         email_key=email_key(spec.email),
@@ -49,6 +56,7 @@ def add_subscriber(session: Session, spec: SubscriberSpec, source: str) -> Subsc
         format=spec.format or MailFormat.html,
         topics=get_topics(session, spec.topics),
     )
+    set_schedule(subscriber, schedule, clock)
     session.add(subscriber)
     session.flush()
     add_follows(session, subscriber.id, spec.follows or ())
@@ -127,7 +135,35 @@ def events_of(session: Session, subscriber: Subscriber) -> list[Event]:
     )
 
 
-def import_subscriber(session: Session, spec: SubscriberSpec, *, update_existing: bool) -> str:
+def schedule_of(subscriber: Subscriber) -> Schedule:
+    """A reader's rhythm as stored."""
+    return Schedule(
+        subscriber.cadence, subscriber.send_hour, subscriber.send_day, subscriber.timezone
+    )
+
+
+def set_schedule(subscriber: Subscriber, schedule: Schedule, clock: SendClock) -> bool:
+    """The one rule of a reader's rhythm, every door's: a new reader, or one whose cadence,
+    hour, weekday or zone changes, is next due at `clock.next_send_at` (from this moment, in
+    the list's zone and daily time where theirs are unset). False when it was theirs already:
+    when they are due stays as the sender left it.
+
+    `delivered_through` is never touched: the next digest starts where the last one ended,
+    whatever the new rhythm, so a change of cadence loses and repeats no paper.
+    """
+    # A reader not flushed yet has no id (and no cadence before its INSERT): always new.
+    if subscriber.id is not None and schedule_of(subscriber) == schedule:
+        return False
+    subscriber.cadence = Cadence(schedule.cadence)
+    subscriber.send_hour, subscriber.send_day = schedule.hour, schedule.day
+    subscriber.timezone = schedule.zone
+    subscriber.next_send_at = clock.next_send_at(schedule)
+    return True
+
+
+def import_subscriber(
+    session: Session, spec: SubscriberSpec, *, update_existing: bool, clock: SendClock
+) -> str:
     """Add one imported subscriber: "added", "updated", "unchanged" or "left unsubscribed".
 
     An address that left the list is never put back by an import: only its owner can do that.
@@ -135,22 +171,27 @@ def import_subscriber(session: Session, spec: SubscriberSpec, *, update_existing
     topics = get_topics(session, spec.topics)
     existing = find_subscriber(session, spec.email)
     if existing is None:
-        add_subscriber(session, spec, source="import")
+        add_subscriber(session, spec, source="import", clock=clock)
         return "added"
     if existing.status != SubscriberStatus.active:
         return f"left {existing.status.value}"
     if not update_existing:
         return "unchanged"
     mail_format = spec.format or existing.format  # no format given: theirs stays
+    schedule = spec.schedule.applied_to(schedule_of(existing))  # nor rhythm: theirs stays
     wanted = (spec.name, spec.language, mail_format, {t.id for t in topics})
     have = (existing.name, existing.language, existing.format, {t.id for t in existing.topics})
     # No follows column: theirs stay, as with the format.
     follows_changed = spec.follows is not None and set_follows(session, existing.id, spec.follows)
-    if have == wanted and not follows_changed:
+    schedule_changed = set_schedule(existing, schedule, clock)
+    if have == wanted and not follows_changed and not schedule_changed:
         return "unchanged"
     existing.name, existing.language, existing.topics = spec.name, spec.language, topics
     existing.format = mail_format
-    log_event(session, existing, "changed", "import", ", ".join(t.name for t in topics))
+    detail = ", ".join(t.name for t in topics)
+    if schedule_changed:
+        detail += f"; {clock.describe(schedule)}"
+    log_event(session, existing, "changed", "import", detail)
     return "updated"
 
 

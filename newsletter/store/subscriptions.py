@@ -10,6 +10,7 @@ from sqlalchemy import or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from newsletter.intake.rhythm import SendClock
 from newsletter.intake.subscribers import email_key, followed_names
 from newsletter.models import (
     MailFormat,
@@ -19,6 +20,7 @@ from newsletter.models import (
     Topic,
     utcnow,
 )
+from newsletter.schedules import Schedule
 from newsletter.store.follows import follows_of, set_follows
 from newsletter.store.subscribers import (
     IN_LIST_LIMIT,
@@ -26,6 +28,8 @@ from newsletter.store.subscribers import (
     find_subscriber,
     get_subscriber,
     log_event,
+    schedule_of,
+    set_schedule,
     set_status,
 )
 
@@ -134,16 +138,26 @@ def milliseconds(moment: datetime) -> int:
 
 
 def confirm_subscription(
-    session: Session, subscriber: Subscriber, topics: list[Topic], language: str
+    session: Session,
+    subscriber: Subscriber,
+    topics: list[Topic],
+    language: str,
+    *,
+    schedule: Schedule | None,
+    clock: SendClock,
 ) -> None:
-    """Make a web subscription active with the confirmed topics and language; logged."""
+    """Make a web subscription active with the confirmed topics, language and rhythm (None:
+    a link from before rhythms, theirs stays); logged."""
     subscriber.topics, subscriber.language = topics, language
     subscriber.confirmed_at = utcnow()
+    if schedule is not None:
+        set_schedule(subscriber, schedule, clock)
     if subscriber.status != SubscriberStatus.active:
         subscriber.status = SubscriberStatus.active
         subscriber.paused_until = None
         subscriber.bounce_count = 0
     detail = f"{', '.join(topic.name for topic in topics)} ({language})"
+    detail += f"; {clock.describe(schedule_of(subscriber))}"
     log_event(session, subscriber, "confirmed", "web", detail)
 
 
@@ -157,10 +171,13 @@ def change_preferences(
     *,
     follows: Iterable[str] | None = None,
     ranking: bool | None = None,
+    schedule: Schedule | None = None,
+    clock: SendClock | None = None,
 ) -> bool:
-    """New topics, language and (unless None) mail format, followed authors and ranking switch,
-    logged as one change; False when nothing changed. The detail names the format, the
-    follows and the ranking only when they change.
+    """New topics, language and (unless None) mail format, followed authors, ranking switch
+    and rhythm (with the `clock` that says when it makes them due), logged as one change;
+    False when nothing changed. The detail names the format, the follows, the ranking and the
+    rhythm only when they change.
 
     The names to follow are checked first: one that cannot be followed raises `InvalidInput`
     and changes nothing.
@@ -170,16 +187,21 @@ def change_preferences(
         mail_format = subscriber.format
     if ranking is None:
         ranking = subscriber.ranking
+    if schedule is None:
+        schedule = schedule_of(subscriber)
+    elif clock is None:
+        raise ValueError("a rhythm is stored with the clock that says when the reader is due")
     before = (
         [topic.id for topic in subscriber.topics],
         subscriber.language,
         subscriber.format,
         subscriber.ranking,
+        schedule_of(subscriber),
     )
     follows_change = wanted is not None and set(wanted) != {
         follow.name_key for follow in follows_of(session, subscriber.id)
     }
-    after = ([topic.id for topic in topics], language, mail_format, ranking)
+    after = ([topic.id for topic in topics], language, mail_format, ranking, schedule)
     if before == after and not follows_change:
         return False
     detail = f"{', '.join(topic.name for topic in topics)} ({language})"
@@ -190,6 +212,8 @@ def change_preferences(
         detail += f"; follows {', '.join(wanted.values()) or 'no one'}"
     if ranking != subscriber.ranking:
         detail += f"; ranking {'on' if ranking else 'off'}"
+    if clock is not None and set_schedule(subscriber, schedule, clock):
+        detail += f"; {clock.describe(schedule)}"
     subscriber.topics, subscriber.language = topics, language
     subscriber.format, subscriber.ranking = mail_format, ranking
     log_event(session, subscriber, "changed", source, detail)

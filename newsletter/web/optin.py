@@ -1,7 +1,7 @@
 """Double opt-in: a web request to subscribe, its one confirmation email, and confirming.
 
-A request never changes a known address's subscription: what was asked for (topics, language)
-travels inside the signed, expiring confirmation link and takes effect only when the link is
+A request never changes a known address's subscription: what was asked for (topics, language,
+rhythm) travels inside the signed, expiring confirmation link and takes effect only when the link is
 used. A new address is stored as `pending`, which receives nothing but that one email; further
 requests within NEWSLETTER_CONFIRM_WINDOW send none (no mail-bombing through the form). The
 answer to the person asking is the same whatever the address (see `web.subscribe`).
@@ -20,12 +20,14 @@ from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.delivery.outgoing import Outgoing, SendResult
 from newsletter.delivery.transports import transport_from_settings
-from newsletter.errors import InvalidToken, NewsletterError
+from newsletter.errors import InvalidInput, InvalidToken, NewsletterError
+from newsletter.intake.rhythm import SendClock, normalise_cadence, normalise_zone
 from newsletter.intake.subscribers import LANGUAGE_CHOICES
 from newsletter.message.compose import compose
 from newsletter.models import Subscriber, Topic, utcnow
 from newsletter.render.environment import render_template
 from newsletter.render.mjml import mjml_to_email
+from newsletter.schedules import Schedule
 from newsletter.tokens import CONFIRM, make_token, read_token
 
 log = logging.getLogger(__name__)
@@ -36,13 +38,16 @@ CONFIRM_TEXT_TEMPLATE = "email/confirm.txt.j2"
 
 @dataclass(frozen=True)
 class Confirmation:
-    """What a confirmation link asks for: this subscriber, these topics, this language."""
+    """What a confirmation link asks for: this subscriber, these topics, this language, this
+    rhythm."""
 
     public_id: str
     topic_ids: tuple[int, ...]
     language: str
     sent_at: int
     """When its email was sent (Unix milliseconds): only the latest link of an address counts."""
+    schedule: Schedule | None = None
+    """How often and when; None in a link from before rhythms (the reader's own then stays)."""
 
     def token(self, secret: str) -> str:
         payload = {
@@ -51,6 +56,9 @@ class Confirmation:
             "lang": self.language,
             "sent": self.sent_at,
         }
+        if self.schedule is not None:
+            rhythm = self.schedule
+            payload["rhythm"] = [str(rhythm.cadence), rhythm.hour, rhythm.day, rhythm.zone]
         return make_token(secret, CONFIRM, payload)
 
     @classmethod
@@ -60,11 +68,27 @@ class Confirmation:
         try:
             topic_ids = tuple(int(topic_id) for topic_id in payload["topics"])
             confirmation = cls(
-                str(payload["id"]), topic_ids, str(payload["lang"]), int(payload["sent"])
+                str(payload["id"]),
+                topic_ids,
+                str(payload["lang"]),
+                int(payload["sent"]),
+                _schedule_of(payload.get("rhythm")),
             )
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError, InvalidInput) as error:
             raise InvalidToken("this confirm link is not valid") from error
         return confirmation
+
+
+def _schedule_of(value: list | None) -> Schedule | None:
+    """A link's rhythm, checked again (signed, but the zone database may have changed since)."""
+    if value is None:
+        return None
+    cadence, hour, day, zone = value
+    if (hour is not None and hour not in range(24)) or (day is not None and day not in range(7)):
+        raise ValueError(f"no such hour or weekday: {hour}, {day}")
+    return Schedule(
+        normalise_cadence(cadence), hour, day, None if zone is None else normalise_zone(zone)
+    )
 
 
 # ---------------------------------------------------------------- asking
@@ -74,7 +98,13 @@ SENT, HELD_BACK, FAILED, REFUSED = "sent", "held back", "failed", "refused"
 
 
 def request(
-    settings: Settings, email: str, topic_ids: list[int], language: str, now: datetime | None = None
+    settings: Settings,
+    email: str,
+    topic_ids: list[int],
+    language: str,
+    now: datetime | None = None,
+    *,
+    schedule: Schedule | None = None,
 ) -> str:
     """Handle a request to subscribe `email`: `SENT`, `HELD_BACK` (one was sent within the
     window), `REFUSED` (never will: the relay refused the address for good, or cannot carry
@@ -99,6 +129,7 @@ def request(
             tuple(topic.id for topic in topics),
             language,
             store.milliseconds(sent_at),
+            schedule,
         )
         message = confirmation_message(settings, subscriber.email, confirmation, topics)
         subscriber_id = subscriber.id
@@ -224,7 +255,14 @@ def confirm(settings: Settings, token: str) -> str:
     with session_scope(settings) as session:
         subscriber, topics = _usable(session, confirmation)
         if not _used(subscriber, confirmation):
-            store.confirm_subscription(session, subscriber, topics, confirmation.language)
+            store.confirm_subscription(
+                session,
+                subscriber,
+                topics,
+                confirmation.language,
+                schedule=confirmation.schedule,
+                clock=SendClock.of(settings),
+            )
         return subscriber.public_id
 
 

@@ -1,5 +1,6 @@
 """A subscriber's preferences: topics, language, mail format, the authors they follow, their
-ranking switch, a pause, leaving one topic or all, coming back.
+ranking switch, their rhythm (how often, which day, which hour, which time zone), a pause,
+leaving one topic or all, coming back.
 
 Reached with a `preferences` token (from every email, and from the unsubscribe page), which
 never expires. Every change is a CSRF-checked POST, logged with source `web`, and answered
@@ -16,6 +17,7 @@ from flask_wtf.csrf import generate_csrf
 from newsletter import store
 from newsletter.db import session_scope
 from newsletter.errors import InvalidInput
+from newsletter.intake.rhythm import SendClock
 from newsletter.intake.subscribers import (
     LANGUAGE_CHOICES,
     followed_names,
@@ -23,8 +25,10 @@ from newsletter.intake.subscribers import (
     offered_language,
 )
 from newsletter.models import MailFormat, Subscriber, SubscriberStatus, Topic
+from newsletter.schedules import Schedule
 from newsletter.tokens import PREFERENCES, library_url
 from newsletter.web.common import invalid_link, message, page, settings, token_value
+from newsletter.web.rhythm_form import RhythmForm, rhythm_choices
 
 blueprint = Blueprint("preferences", __name__)
 
@@ -103,6 +107,8 @@ def _apply(session, subscriber: Subscriber, action: str, known: list[Topic]) -> 
             mail_format,
             follows=_chosen_follows(),
             ranking=_chosen_ranking(),
+            schedule=_chosen_schedule(),
+            clock=SendClock.of(settings()),
         )
         return "save" if changed else "unchanged"
     if action == "pause":
@@ -165,6 +171,27 @@ def _chosen_follows() -> list[str] | None:
     return names
 
 
+def _chosen_schedule() -> Schedule | None:
+    """The rhythm chosen, checked by the intake layer every door uses; None (keep theirs)
+    when the form has no such fields."""
+    rhythm = RhythmForm.posted()
+    if rhythm is None:
+        return None
+    errors: dict[str, str] = {}
+    schedule = rhythm.checked(errors)
+    if schedule is None:
+        field, text = next(iter(errors.items()))
+        raise FieldInvalid(field, f"Nothing was saved: {text}")
+    return schedule
+
+
+def _typed_rhythm(subscriber: Subscriber, errors: dict[str, str]) -> RhythmForm:
+    """What the rhythm fields show: what was typed when the form came back with an error,
+    else the reader's own."""
+    typed = RhythmForm.posted() if errors else None
+    return typed or RhythmForm.of(store.schedule_of(subscriber))
+
+
 def _chosen_ranking() -> bool | None:
     """The ranking switch; None (keep it) when the form has no such field. The form sends a
     hidden `off` before the checkbox, so an unticked box still says it was there."""
@@ -208,6 +235,9 @@ def _context(
         "translated": settings().translator != "none",
         "follows": _typed_follows(session, subscriber, errors),
         "ranking": _typed_ranking(subscriber, errors),
+        "rhythm": _typed_rhythm(subscriber, errors),
+        "rhythm_text": SendClock.of(settings()).describe(store.schedule_of(subscriber)),
+        "rhythm_choices": rhythm_choices(settings()),
         "signal": store.reader_signal_counts(session, [subscriber.id]).get(subscriber.id, 0),
         "min_signal": settings().ranking_min_signal,
         "done": DONE.get(request.args.get("done", "")),

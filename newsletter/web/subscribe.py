@@ -15,11 +15,14 @@ from flask_wtf.csrf import generate_csrf
 from newsletter import store
 from newsletter.db import session_scope
 from newsletter.errors import ExpiredToken, InvalidInput, InvalidToken
+from newsletter.intake.rhythm import SendClock
 from newsletter.intake.subscribers import LANGUAGE_CHOICES, normalise_email, offered_language
 from newsletter.models import Topic
+from newsletter.schedules import Schedule
 from newsletter.tokens import PREFERENCES, make_token
 from newsletter.web import optin
 from newsletter.web.common import message, page, settings
+from newsletter.web.rhythm_form import RhythmForm, rhythm_choices
 
 blueprint = Blueprint("subscribe", __name__)
 
@@ -34,6 +37,8 @@ class SubscribeForm:
     topics: list[str] = field(default_factory=list)
     """Slugs of the chosen topics."""
     language: str = "en"
+    rhythm: RhythmForm = field(default_factory=RhythmForm)
+    """How often and when: carried in the confirmation link, stored when it is used."""
     errors: dict[str, str] = field(default_factory=dict)
 
 
@@ -50,12 +55,16 @@ def subscribe():
         email=request.form.get("email", "").strip()[:MAX_ADDRESS_LENGTH],
         topics=request.form.getlist("topics"),
         language=request.form.get("language", ""),
+        rhythm=RhythmForm.posted() or RhythmForm(),
     )
     with session_scope(settings()) as session:
         topics = _checked(form, store.list_topics(session))
+    schedule = form.rhythm.checked(form.errors)
     if form.errors:
         return _form_page(form, 400)
-    outcome = optin.request(settings(), form.email, [topic.id for topic in topics], form.language)
+    outcome = optin.request(
+        settings(), form.email, [topic.id for topic in topics], form.language, schedule=schedule
+    )
     if outcome == optin.REFUSED:
         # The relay will never take this address (it refused it for good, or the address
         # needs SMTPUTF8 and the relay has none): say so at the field, as for a typo.
@@ -108,6 +117,7 @@ def _form_page(form: SubscribeForm, status: int = 200):
         topics=topics,
         languages=LANGUAGE_CHOICES,
         translated=settings().translator != "none",
+        rhythm_choices=rhythm_choices(settings()),
         csrf_token=generate_csrf(),
     )
 
@@ -154,5 +164,6 @@ def confirm(token: str):
         token=token,
         pending=pending,
         language_name=LANGUAGE_CHOICES.get(pending.language, pending.language),
+        rhythm=SendClock.of(settings()).describe(pending.confirmation.schedule or Schedule()),
         csrf_token=generate_csrf(),
     )
