@@ -238,7 +238,7 @@ def paper_values(fetched: FetchedPaper) -> dict:
 
 
 def _store_one(session, topic_id: int | None, values: dict, now: datetime) -> tuple[bool, bool]:
-    paper, created = store.upsert_paper(session, values)
+    paper, created = store.upsert_paper(session, values, now)
     if topic_id is None:
         return created, False
     return created, store.link_paper(session, topic_id, paper.id, now)
