@@ -339,12 +339,20 @@ def email_subject(content: DigestContent) -> str:
     """`arXiv digest 2026-11-27: 14 new papers in MLLM, Diffusion and 2 more`."""
     prefix = f"{SUBJECT_PREFIX} {content.date.isoformat()}"
     names = [section.name for section in content.sections if section.total > 0]
+    if not names and content.code_released:
+        return f"{prefix}: {_code_released(content)}"
     if not names:
         return f"{prefix}: no new papers"
     shown = ", ".join(names[:SUBJECT_MAX_TOPICS])
     if len(names) > SUBJECT_MAX_TOPICS:
         shown += f" and {len(names) - SUBJECT_MAX_TOPICS} more"
     return f"{prefix}: {count_noun(content.paper_count, 'new paper')} in {shown}"
+
+
+def _code_released(content: DigestContent) -> str:
+    """`code released for 2 earlier papers`."""
+    count = len(content.code_released) + content.code_released_more
+    return f"code released for {count_noun(count, 'earlier paper')}"
 
 
 def preheader(content: DigestContent, *, first: bool = True) -> str:
@@ -354,6 +362,8 @@ def preheader(content: DigestContent, *, first: bool = True) -> str:
     `8 new papers today: MLLM (7), Diffusion (1). First: PanGu-π: Enhancing Language…`
     """
     counts = [f"{section.name} ({section.total})" for section in content.sections if section.total]
+    if not counts and content.code_released:
+        return f"No new papers in your topics today; {_code_released(content)}."
     if not counts:
         return "No new papers in your topics today."
     summary = f"{count_noun(content.paper_count, 'new paper')} today: {', '.join(counts)}."
