@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     """Seconds before a Hugging Face request is given up."""
     code_recheck_days: int = Field(7, ge=0)
     """Papers still without code are asked about again daily for this many days."""
+    code_news_days: int = Field(30, ge=0)
+    """A reader's digest lists the papers sent to them within this many days whose code was
+    found since their previous digest ("Code released since"); 0: never."""
     base_url: str = "http://localhost:8000"
     """The public address of the web app, which every link in every email starts with."""
     secret_key: SecretStr | None = None

@@ -243,7 +243,7 @@ def paper_values(fetched: FetchedPaper) -> dict:
 
 
 def _store_one(session, topic_id: int | None, values: dict, now: datetime) -> tuple[bool, bool]:
-    paper, created = store.upsert_paper(session, values)
+    paper, created = store.upsert_paper(session, values, now)
     if created:
         paper.first_seen_at = now
     if topic_id is None:

@@ -98,7 +98,8 @@ class MessageBuilder:
         """One subscriber's message: their segment's template with their values substituted
         and their papers in their order (once `prepare` has read what the row needs)."""
         followed = self._followed.get(row.subscriber_id, ())
-        segment = self._segment((row.topic_ids, row.language, followed))
+        code_since = self.edition.code_since(row.created_at)
+        segment = self._segment((row.topic_ids, row.language, followed, code_since))
         orders = segment.orders(self._rankings.get(row.subscriber_id))
         unsubscribe, preferences, web_version = self._links.links(row.public_id)
         message_id = row.message_id if row.message_id.startswith("<") else f"<{row.message_id}>"

@@ -8,7 +8,7 @@ Nothing here reads the database: `edition` reads a digest's papers and translati
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
@@ -79,6 +79,30 @@ class TopicSection:
         return self.total + sum(count for _name, count in self.listed_under)
 
 
+CODE_NEWS_SHOWN = 20
+"""Papers an email lists under "Code released since" (the rest are counted; the web shows all)."""
+
+
+@dataclass(frozen=True)
+class CodeNews:
+    """A paper a reader was sent in an earlier digest whose code was found since their
+    previous one ("Code released since")."""
+
+    paper: PaperItem
+    topic: str
+    """The name of the reader's topic that matched it (their first, in display order)."""
+
+    @property
+    def code_url(self) -> str | None:
+        """The link found (a stored paper's newest link comes first)."""
+        return self.paper.code_url
+
+
+CodeFound = Mapping[int, Sequence[tuple[PaperItem, datetime]]]
+"""By topic id: the papers whose code was found in a digest's window, each with when the topic
+first matched it (earlier than the window), newest submission first."""
+
+
 @dataclass(frozen=True)
 class DigestContent:
     """What one segment of subscribers (same topics, same language) receives."""
@@ -93,11 +117,21 @@ class DigestContent:
     since: date | None = None
     """The first day a digest that spans several days covers (a weekly reader's); None: one
     day's."""
+    code_released: tuple[CodeNews, ...] = ()
+    """Papers of these topics sent earlier whose code was found since ("Code released since"),
+    newest submission first; not counted in `paper_count`."""
+    code_released_more: int = 0
+    """Such papers not listed (over `CODE_NEWS_SHOWN` in an email)."""
 
     @property
     def paper_count(self) -> int:
         """Distinct papers listed or counted in this digest."""
         return sum(section.total for section in self.sections)
+
+    @property
+    def has_news(self) -> bool:
+        """New papers, or code for earlier ones: something worth a message."""
+        return bool(self.paper_count or self.code_released)
 
 
 @dataclass(frozen=True)
@@ -176,6 +210,8 @@ def assemble(
     pool: bool = False,
     followed: Sequence[PaperItem] = (),
     since: date | None = None,
+    code_found: CodeFound | None = None,
+    code_since: datetime | None = None,
 ) -> DigestContent:
     """One body's content: a section per topic, each paper once (under its first topic), capped.
 
@@ -185,6 +221,9 @@ def assemble(
     With `translations`, the papers shown carry their translated abstract (or a note why not).
     With `pool`, each section also keeps all its papers (translated alike), from which a
     reader's own order picks those shown.
+
+    `code_found` papers of these topics that a topic matched after `code_since` (None: all)
+    are listed under "Code released since" (`code_news`), those new in this body left out.
     """
     topic_names = tuple(topic.name for topic in topics)
     if followed:
@@ -224,6 +263,8 @@ def assemble(
                 pool=tuple(own) if pool else (),
             )
         )
+    news = code_news(topics, code_found or {}, code_since, shown=first_topic)
+    listed = news if cap is None else news[:CODE_NEWS_SHOWN]
     return DigestContent(
         date=issue_date,
         sections=tuple(sections),
@@ -232,6 +273,30 @@ def assemble(
         base_url=base_url,
         topic_names=topic_names,
         since=since,
+        code_released=tuple(listed),
+        code_released_more=len(news) - len(listed),
+    )
+
+
+def code_news(
+    topics: Sequence[Topic | Heading],
+    code_found: CodeFound,
+    since: datetime | None,
+    *,
+    shown: Container[str] = (),
+) -> list[CodeNews]:
+    """The papers of `code_found` that one of `topics` matched after `since` (None: any), each
+    once under the first such topic, newest submission first; papers `shown` (arXiv ids: new
+    in the same body) left out."""
+    found: dict[str, CodeNews] = {}
+    for topic in topics:
+        for item, linked in code_found.get(topic.id, ()):
+            if item.arxiv_id in found or item.arxiv_id in shown:
+                continue
+            if since is None or linked > since:
+                found[item.arxiv_id] = CodeNews(item, topic.name)
+    return sorted(
+        found.values(), key=lambda news: (news.paper.published, news.paper.arxiv_id), reverse=True
     )
 
 

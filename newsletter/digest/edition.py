@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,7 @@ from newsletter import store
 from newsletter.authors import FollowIndex, follow_key
 from newsletter.config import Settings
 from newsletter.digest.content import (
+    CodeFound,
     DigestContent,
     PaperItem,
     TranslatedText,
@@ -56,6 +57,9 @@ class EditionOptions:
     ranked: bool = False
     """Readers with a ranking (`ranking.step`) get each section's papers in their own order:
     every body keeps its sections' whole pool of papers to pick from."""
+    code_news_days: int = 0
+    """Bodies list the papers their topics matched up to this many days before the window
+    whose code was found in it ("Code released since"); 0: none."""
 
     @classmethod
     def from_settings(
@@ -77,6 +81,7 @@ class EditionOptions:
             titles=settings.translate_titles,
             notes=dict(notes or {}),
             ranked=settings.ranking,
+            code_news_days=settings.code_news_days,
         )
 
 
@@ -109,7 +114,9 @@ class Edition:
         self.follows: FollowIndex[PaperItem] = FollowIndex(())
         """The window's papers by their authors, for readers who follow some (`read_follows`)."""
         self._translations: dict[str | None, Translations | None] = {None: None}
-        self._contents: dict[tuple[tuple[int, ...], str, tuple[str, ...]], DigestContent] = {}
+        self._contents: dict[tuple, DigestContent] = {}
+        self.code_found: CodeFound = {}
+        """Papers whose code was found in the window, by topic (`read_code_news`)."""
         self._followed: dict[str, PaperItem] = {}
         self._has_rankings: bool | None = None
 
@@ -130,8 +137,40 @@ class Edition:
         if digest.kind == DigestKind.span:
             edition.since = store.first_day_after(session, digest.window_start)
         edition.read_follows(session)
+        edition.read_code_news(session)
         edition.load_languages(session, languages)
         return edition
+
+    def code_since(self, joined: datetime) -> datetime | None:
+        """Since when a reader who joined then had this digest's topics' papers: the start of
+        the day before they joined (their first digest held the newest daily one), or None when
+        that is before the code news' look-back (most readers: one body for all)."""
+        start, days = self.digest.window_start, self.options.code_news_days
+        if start is None or not days or joined <= start - timedelta(days=days):
+            return None
+        day = joined.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        return day - timedelta(days=1)
+
+    def read_code_news(self, session: Session, since: datetime | None = None) -> None:
+        """Read, for every topic in one query, the papers whose first code link was found in
+        the digest's window and that the topic matched in (`since`, window start]; `since`
+        defaults to NEWSLETTER_CODE_NEWS_DAYS before the window (none read when that is 0).
+        A body then lists those its reader had (`content`'s `code_since`)."""
+        start, days = self.digest.window_start, self.options.code_news_days
+        if start is None or (since is None and not days):
+            self.code_found = {}
+            return
+        since = start - timedelta(days=days) if since is None else since
+        found: dict[int, list[tuple[PaperItem, datetime]]] = {}
+        items: dict[int, PaperItem] = {}
+        rows = store.code_released_between(
+            session, self.topic_ids, start, self.digest.window_end, since
+        )
+        for topic_id, paper, linked in rows:
+            if paper.id not in items:
+                items[paper.id] = paper_item(paper)
+            found.setdefault(topic_id, []).append((items[paper.id], linked))
+        self.code_found = found
 
     def read_follows(self, session: Session) -> None:
         """Index the papers first seen in the digest's window by their authors (a followed
@@ -210,13 +249,18 @@ class Edition:
                 self._translations[target] = self._stored(session, arxiv_ids, target)
 
     def content(
-        self, topic_ids: Sequence[int], language: str = "en", followed: Sequence[str] = ()
+        self,
+        topic_ids: Sequence[int],
+        language: str = "en",
+        followed: Sequence[str] = (),
+        code_since: datetime | None = None,
     ) -> DigestContent:
         """What a reader of these topics (in display order) and this language receives, with
         first the `followed` papers (arXiv ids: by authors they follow); topics since deleted
         are left out. With translations on, the language's must have been loaded
-        (`load_languages`)."""
-        key = (tuple(topic_ids), language, tuple(followed))
+        (`load_languages`). Under "Code released since": the papers `read_code_news` read
+        that these topics matched after `code_since` (None: all of them)."""
+        key = (tuple(topic_ids), language, tuple(followed), code_since)
         if key not in self._contents:
             target = translation_language(language) if self.options.translated else None
             if target not in self._translations:
@@ -242,12 +286,19 @@ class Edition:
         ]
 
     def content_for(
-        self, session: Session, subscriber_id: int, topic_ids: Sequence[int], language: str
+        self,
+        session: Session,
+        subscriber_id: int,
+        topic_ids: Sequence[int],
+        language: str,
+        joined: datetime | None = None,
     ) -> DigestContent:
-        """What one reader receives: their topics in their language, the papers of authors
-        they follow first, each section in their own order when they have one."""
+        """What one reader (who `joined` then) receives: their topics in their language, the
+        papers of authors they follow first, each section in their own order when they have
+        one, and the code released since for the papers they had."""
         followed = self.followed_by(session, [subscriber_id]).get(subscriber_id, ())
-        content = self.content(topic_ids, language, followed)
+        code_since = None if joined is None else self.code_since(joined)
+        content = self.content(topic_ids, language, followed, code_since)
         order = self.rankings(session, [subscriber_id]).get(subscriber_id)
         return arranged(content, order) if order else content
 
@@ -283,6 +334,7 @@ class Edition:
         topic_ids: tuple[int, ...],
         language: str,
         followed: tuple[str, ...],
+        code_since: datetime | None,
         translations: Translations | None,
     ) -> DigestContent:
         return assemble(
@@ -299,6 +351,8 @@ class Edition:
             followed=[
                 self._followed[arxiv_id] for arxiv_id in followed if arxiv_id in self._followed
             ],
+            code_found=self.code_found,
+            code_since=code_since,
         )
 
     def _stored(self, session: Session, arxiv_ids: Iterable[str], language: str) -> Translations:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy.orm import Session
 
@@ -24,9 +24,10 @@ from newsletter.digest.content import DigestContent
 from newsletter.digest.edition import Edition, EditionOptions
 from newsletter.models import Digest
 
-SegmentKey = tuple[tuple[int, ...], str, tuple[str, ...]]
-"""(topic ids in display order, language, the arXiv ids of the papers by authors they follow):
-who gets the same body."""
+SegmentKey = tuple[tuple[int, ...], str, tuple[str, ...], datetime | None]
+"""(topic ids in display order, language, the arXiv ids of the papers by authors they follow,
+since when their "Code released since" looks: `Edition.code_since`): who gets the same
+body."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ class Readers:
 
     @property
     def languages(self) -> set[str]:
-        return {language for _topic_ids, language, _followed in self.groups}
+        return {key[1] for key in self.groups}
 
 
 def subscriber_segments(
@@ -107,31 +108,33 @@ def subscriber_segments(
 
 def _with_followed(
     session: Session,
-    chunk: list[tuple[int, tuple[int, ...], str, date | None]],
+    chunk: list[tuple[int, tuple[int, ...], str, date | None, datetime]],
     edition: Edition | None,
 ) -> Iterator[tuple[int, SegmentKey, date | None]]:
     followed = {}
     if edition is not None:
         followed = edition.followed_by(session, [row[0] for row in chunk])
-    for subscriber_id, topic_ids, language, paused_until in chunk:
-        yield subscriber_id, (topic_ids, language, followed.get(subscriber_id, ())), paused_until
+    for subscriber_id, topic_ids, language, paused_until, joined in chunk:
+        code_since = edition.code_since(joined) if edition is not None else None
+        key = (topic_ids, language, followed.get(subscriber_id, ()), code_since)
+        yield subscriber_id, key, paused_until
 
 
 def _subscriber_topics(
     session: Session, on: date, subscriber_ids: Sequence[int] | None = None
-) -> Iterator[tuple[int, tuple[int, ...], str, date | None]]:
-    """(subscriber id, topic ids, language, paused until) of every active subscriber not
-    paused on `on` (of these, when given)."""
-    current, language, paused_until, topic_ids = None, "", None, []
+) -> Iterator[tuple[int, tuple[int, ...], str, date | None, datetime]]:
+    """(subscriber id, topic ids, language, paused until, joined) of every active subscriber
+    not paused on `on` (of these, when given)."""
+    current, fields, topic_ids = None, (), []
     rows = store.subscriber_topic_rows(session, on, subscriber_ids)
-    for subscriber_id, row_language, row_paused, topic_id in rows:
+    for subscriber_id, language, paused_until, joined, topic_id in rows:
         if subscriber_id != current:
             if current is not None:
-                yield current, tuple(topic_ids), language, paused_until
-            current, language, paused_until, topic_ids = subscriber_id, row_language, row_paused, []
+                yield current, tuple(topic_ids), *fields
+            current, fields, topic_ids = subscriber_id, (language, paused_until, joined), []
         topic_ids.append(topic_id)
     if current is not None:
-        yield current, tuple(topic_ids), language, paused_until
+        yield current, tuple(topic_ids), *fields
 
 
 def segments_of(session: Session, edition: Edition, readers: Readers) -> list[Segment]:
@@ -140,9 +143,10 @@ def segments_of(session: Session, edition: Edition, readers: Readers) -> list[Se
     options include empty ones."""
     edition.load_languages(session, readers.languages)
     segments = []
-    for (topic_ids, language, followed), subscriber_ids in readers.groups.items():
-        content = edition.content(topic_ids, language, followed)
-        if content.paper_count or edition.options.include_empty:
+    for key, subscriber_ids in readers.groups.items():
+        topic_ids, language, followed, _code_since = key
+        content = edition.content(*key)
+        if content.has_news or edition.options.include_empty:
             segments.append(Segment(topic_ids, language, subscriber_ids, content, followed))
     return segments
 

@@ -341,12 +341,20 @@ def email_subject(content: DigestContent) -> str:
     if content.since is not None:
         prefix = f"{SUBJECT_PREFIX} {content.since.isoformat()} to {content.date.isoformat()}"
     names = [section.name for section in content.sections if section.total > 0]
+    if not names and content.code_released:
+        return f"{prefix}: {_code_released(content)}"
     if not names:
         return f"{prefix}: no new papers"
     shown = ", ".join(names[:SUBJECT_MAX_TOPICS])
     if len(names) > SUBJECT_MAX_TOPICS:
         shown += f" and {len(names) - SUBJECT_MAX_TOPICS} more"
     return f"{prefix}: {count_noun(content.paper_count, 'new paper')} in {shown}"
+
+
+def _code_released(content: DigestContent) -> str:
+    """`code released for 2 earlier papers`."""
+    count = len(content.code_released) + content.code_released_more
+    return f"code released for {count_noun(count, 'earlier paper')}"
 
 
 def preheader(content: DigestContent, *, first: bool = True) -> str:
@@ -357,6 +365,8 @@ def preheader(content: DigestContent, *, first: bool = True) -> str:
     """
     counts = [f"{section.name} ({section.total})" for section in content.sections if section.total]
     when = "today" if content.since is None else f"since {content.since.isoformat()}"
+    if not counts and content.code_released:
+        return f"No new papers in your topics {when}; {_code_released(content)}."
     if not counts:
         return f"No new papers in your topics {when}."
     summary = f"{count_noun(content.paper_count, 'new paper')} {when}: {', '.join(counts)}."

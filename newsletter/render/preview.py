@@ -124,4 +124,5 @@ def _content(
 ) -> DigestContent:
     if subscriber_id is None:
         return edition.content(topic_ids, language)
-    return edition.content_for(session, subscriber_id, topic_ids, language)
+    joined = store.subscriber_by_id(session, subscriber_id).created_at
+    return edition.content_for(session, subscriber_id, topic_ids, language, joined)

@@ -59,6 +59,7 @@ from newsletter.store.follows import (
     set_follows,
 )
 from newsletter.store.papers import (
+    code_released_between,
     count_papers_between,
     link_paper,
     linked_arxiv_ids,
@@ -194,6 +195,7 @@ __all__ = [
     "confirm_subscription",
     "confirmation_matches",
     "count_hard_failure",
+    "code_released_between",
     "count_papers_between",
     "count_ranking_readers",
     "count_unfinished",

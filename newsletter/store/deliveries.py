@@ -129,6 +129,7 @@ class ClaimedDelivery(NamedTuple):
     language: str
     format: MailFormat
     paused_until: date | None
+    created_at: datetime
     topic_ids: tuple[int, ...]
     """The subscriber's topics now, in display order."""
 
@@ -149,6 +150,7 @@ def claimed_rows(session: Session, ids: list[int]) -> list[ClaimedDelivery]:
             Subscriber.language,
             Subscriber.format,
             Subscriber.paused_until,
+            Subscriber.created_at,
             SubscriberTopic.topic_id,
         )
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)

@@ -14,6 +14,7 @@ from newsletter.models import (
     Topic,
     TopicPaper,
     Translation,
+    utcnow,
 )
 from newsletter.store.deliveries import _aware
 
@@ -26,8 +27,12 @@ def linked_arxiv_ids(session: Session, topic_id: int) -> set[str]:
     return set(rows)
 
 
-def upsert_paper(session: Session, values: dict) -> tuple[Paper, bool]:
-    """Store a paper once per arXiv id; a newer version replaces the stored text."""
+def upsert_paper(session: Session, values: dict, at: datetime | None = None) -> tuple[Paper, bool]:
+    """Store a paper once per arXiv id; a newer version replaces the stored text.
+
+    A newer version that brings the first code links of a stored paper notes `at` (now by
+    default) as when its code was found (`Paper.code_found_at`).
+    """
     paper = session.scalar(select(Paper).where(Paper.arxiv_id == values["arxiv_id"]))
     if paper is None:
         paper = Paper(**values)
@@ -42,10 +47,19 @@ def upsert_paper(session: Session, values: dict) -> tuple[Paper, bool]:
             session.execute(delete(PaperFeatures).where(PaperFeatures.paper_id == paper.id))
         # Code found earlier (on Hugging Face, or in an older version's text) stays.
         earlier_code = [url for url in paper.code_urls if url not in values["code_urls"]]
+        if values["code_urls"] and not paper.code_urls:
+            _code_found(paper, at or utcnow())
         for key, value in values.items():
             setattr(paper, key, value)
         paper.code_urls = list(values["code_urls"]) + earlier_code
     return paper, False
+
+
+def _code_found(paper: Paper, at: datetime) -> None:
+    """Note when a stored paper's first code link was found (kept once set: the news of it
+    reaches each earlier reader once, in the digest whose window holds that moment)."""
+    if paper.code_found_at is None:
+        paper.code_found_at = at
 
 
 def link_paper(session: Session, topic_id: int, paper_id: int, at: datetime) -> bool:
@@ -90,6 +104,34 @@ def papers_of_topics_between(
     return [(topic_id, paper) for topic_id, paper in session.execute(query)]
 
 
+def code_released_between(
+    session: Session,
+    topic_ids: Iterable[int],
+    start: datetime,
+    end: datetime,
+    linked_after: datetime,
+) -> list[tuple[int, Paper, datetime]]:
+    """(topic id, paper, when the topic matched it) of these topics' papers whose first code
+    link was found in (start, end] and that the topic matched in (linked_after, start]: the
+    code news of a window for the readers of its earlier ones, newest submission first."""
+    ids = sorted(set(topic_ids))
+    if not ids or linked_after >= start:
+        return []
+    query = (
+        select(TopicPaper.topic_id, Paper, TopicPaper.linked_at)
+        .join(Paper, Paper.id == TopicPaper.paper_id)
+        .where(
+            Paper.code_found_at > start,
+            Paper.code_found_at <= end,
+            TopicPaper.topic_id.in_(ids),
+            TopicPaper.linked_at > linked_after,
+            TopicPaper.linked_at <= start,
+        )
+        .order_by(Paper.published.desc(), Paper.arxiv_id.desc(), TopicPaper.topic_id)
+    )
+    return [(topic_id, paper, linked) for topic_id, paper, linked in session.execute(query)]
+
+
 def papers_due_code_check(
     session: Session, seen_since: datetime, checked_before: datetime
 ) -> list[Paper]:
@@ -109,7 +151,8 @@ def papers_due_code_check(
 
 
 def record_code_check(session: Session, paper_id: int, code_url: str | None, at: datetime) -> bool:
-    """Note that a paper's code was asked about at `at`; a repository found goes first.
+    """Note that a paper's code was asked about at `at`; a repository found goes first (and,
+    the paper's first link, is noted as found at `at`).
 
     True when the link is new to the paper.
     """
@@ -117,6 +160,8 @@ def record_code_check(session: Session, paper_id: int, code_url: str | None, at:
     paper.code_checked_at = at
     if code_url is None or code_url in paper.code_urls:
         return False
+    if not paper.code_urls:
+        _code_found(paper, at)
     paper.code_urls = [code_url, *paper.code_urls]  # a new list: JSON columns track assignment
     return True
 

@@ -36,10 +36,10 @@ from newsletter.store.subscribers import (
 
 def subscriber_topic_rows(
     session: Session, on: date, subscriber_ids: Sequence[int] | None = None
-) -> Iterator[tuple[int, str, date | None, int]]:
-    """(subscriber id, language, paused until, topic id) of each active subscriber not paused
-    on `on` (of these, when given), a row per topic, by subscriber then in topic order: the
-    whole list streamed, never loaded."""
+) -> Iterator[tuple[int, str, date | None, datetime, int]]:
+    """(subscriber id, language, paused until, joined, topic id) of each active subscriber not
+    paused on `on` (of these, when given), a row per topic, by subscriber then in topic order:
+    the whole list streamed, never loaded."""
     if subscriber_ids is not None:
         wanted = sorted(set(subscriber_ids))
         for start in range(0, len(wanted), IN_LIST_LIMIT):
@@ -49,10 +49,16 @@ def subscriber_topic_rows(
     yield from _topic_rows(session, on, true())
 
 
-def _topic_rows(session: Session, on: date, which) -> Iterator[tuple[int, str, date | None, int]]:
+def _topic_rows(
+    session: Session, on: date, which
+) -> Iterator[tuple[int, str, date | None, datetime, int]]:
     query = (
         select(
-            Subscriber.id, Subscriber.language, Subscriber.paused_until, SubscriberTopic.topic_id
+            Subscriber.id,
+            Subscriber.language,
+            Subscriber.paused_until,
+            Subscriber.created_at,
+            SubscriberTopic.topic_id,
         )
         .join(SubscriberTopic, SubscriberTopic.subscriber_id == Subscriber.id)
         .join(Topic, Topic.id == SubscriberTopic.topic_id)

@@ -128,7 +128,7 @@ def shown_by_language(edition: Edition, keys: Iterable[SegmentKey]) -> dict[str,
     """The arXiv ids the edition's emails to these segments show, by translation language
     (English left out)."""
     wanted: dict[str, list[str]] = {}
-    for topic_ids, language, followed in keys:
+    for topic_ids, language, followed, _code_since in keys:
         target = translation_language(language)
         if target is not None:
             wanted.setdefault(target, []).extend(edition.shown(topic_ids, followed))

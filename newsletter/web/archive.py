@@ -109,7 +109,9 @@ def personal_digest(day: str, token: str):
             topics = list(subscriber.topics)
             edition = Edition.read(session, digest, options, topics=topics, languages=[language])
             topic_ids = [topic.id for topic in topics]
-            content = edition.content_for(session, subscriber.id, topic_ids, language)
+            content = edition.content_for(
+                session, subscriber.id, topic_ids, language, subscriber.created_at
+            )
     return render_web_digest(content, site_name=config.sender_name)
 
 
