@@ -66,15 +66,8 @@ class ChatCompletions:
 class OpenAIChatTranslator:
     name = "openai"
 
-    def __init__(
-        self,
-        http: HttpClient,
-        base_url: str = DEFAULT_URL,
-        key: str | None = None,
-        model: str = "gpt-4o-mini",
-        max_batch: int = 8,
-    ) -> None:
-        self.chat = ChatCompletions(http, base_url, key, model)
+    def __init__(self, chat: ChatCompletions, max_batch: int = 8) -> None:
+        self.chat = chat
         self.max_batch = max_batch
 
     def translate(self, texts: list[str], target: str) -> list[str]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import enum
 import logging
 import re
-from collections.abc import Hashable, Sequence
+from collections import Counter
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 from newsletter.translate.base import (
@@ -54,6 +55,21 @@ class Outcome:
     """The checked translation; None when there is none (see `failure` and `problem`)."""
     failure: Failure | None = None
     problem: str | None = None
+
+
+def report_line(done: str, per_language: Counter[str], failed: Mapping, left: str) -> str:
+    """`Translated 12 abstract(s) (de 6, zh 6); 2 left in English: …`: what a run did (`done`
+    with the count in it), by language, then what it did not (`left`) and the first reason why;
+    "" for nothing."""
+    if not per_language and not failed:
+        return ""
+    languages = ", ".join(f"{lang} {n}" for lang, n in sorted(per_language.items()))
+    text = done.format(sum(per_language.values()))
+    text += f" ({languages})" if languages else ""
+    if failed:
+        reasons = sorted({outcome.problem or "" for outcome in failed.values()})
+        text += f"; {len(failed)} {left}: {reasons[0][:300]}"
+    return text
 
 
 def source_text(text: str) -> str:
