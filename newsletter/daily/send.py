@@ -27,6 +27,7 @@ from newsletter.digest.window import draft_digest, open_digest
 from newsletter.message.compose import message_id_for
 from newsletter.models import DeliveryStatus, utcnow
 from newsletter.ranking.step import rank_digest
+from newsletter.summarize.step import summarize_for_digest
 from newsletter.translate.step import TranslationReport, translate_for_digest
 
 Progress = Callable[[int], None]
@@ -178,6 +179,7 @@ def build_edition(settings: Settings, issue_date: date) -> tuple[Edition, Transl
     with session_scope(settings) as session:
         edition.has_rankings(session)  # the translations then cover what their orders show
     translation = translate_for_digest(settings, edition, readers, previous)
+    summarize_for_digest(settings, edition, readers)  # within its own budget; logs failures
     edition = edition.with_notes(translation.notes)
     prepare(settings, issue_date, edition=edition, readers=readers)
     metrics.record_digest_built()
