@@ -18,6 +18,7 @@ LANGUAGE_NAMES = {
     "da": "Danish",
     "de": "German",
     "el": "Greek",
+    "en": "English",
     "es": "Spanish",
     "fa": "Persian",
     "fi": "Finnish",
@@ -69,6 +70,12 @@ def translation_language(tag: str) -> str | None:
     if language == "pt":
         return "pt" if region in (None, "BR") else "pt-PT"
     return language
+
+
+def summary_language(tag: str) -> str:
+    """The language a summary for readers of `tag` is stored under: a translation's, or `en`
+    (English readers get summaries too)."""
+    return translation_language(tag) or "en"
 
 
 def needs_translation(tag: str) -> bool:

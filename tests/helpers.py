@@ -4,6 +4,7 @@ are in conftest.py). No test module imports another; what two of them need is he
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import importlib
 import json
@@ -198,6 +199,17 @@ def paper(number: int, title: str | None = None, days_old: int = 0) -> FetchedPa
         abs_url=f"https://arxiv.org/abs/{arxiv_id}",
         pdf_url=f"https://arxiv.org/pdf/{arxiv_id}",
         code_urls=(),
+    )
+
+
+def rich_paper(number: int, title: str | None = None) -> FetchedPaper:
+    """A paper whose abstract has math, a macro and a link, as real ones do."""
+    return dataclasses.replace(
+        paper(number, title),
+        abstract=(
+            f"We propose \\method{{}}, which reaches ${number}.5\\%$ accuracy on many\n"
+            f"benchmarks with less memory. Code: https://github.com/example/p{number}."
+        ),
     )
 
 

@@ -21,22 +21,19 @@ from newsletter.intake.rhythm import SendClock
 from newsletter.intake.subscribers import SubscriberSpec
 from newsletter.models import Paper, Translation
 from newsletter.translate import step
-from tests.helpers import counted, outbox, paper, set_env, store_papers, subscribe, text_of
+from tests.helpers import (
+    counted,
+    outbox,
+    rich_paper,
+    set_env,
+    store_papers,
+    subscribe,
+    text_of,
+)
 from tests.smtp_server import LocalSMTPServer
 from tests.translation_servers import Reply, TranslatorServer
 
 DAY1, DAY2 = date(2026, 11, 26), date(2026, 11, 27)
-
-
-def rich_paper(number: int, title: str | None = None):
-    """A paper whose abstract has math, a macro and a link, as real ones do."""
-    return replace(
-        paper(number, title),
-        abstract=(
-            f"We propose \\method{{}}, which reaches ${number}.5\\%$ accuracy on many\n"
-            f"benchmarks with less memory. Code: https://github.com/example/p{number}."
-        ),
-    )
 
 
 def use_translator(monkeypatch, server: TranslatorServer, **extra: str):

@@ -8,9 +8,12 @@
 
 Each server translates with `translate(text, code)` (default: `fake_translation`, which marks
 the text with the provider's language code and keeps everything else, placeholders included),
-so a test sees which language each text was sent in. Queued replies answer first, each once;
-`fail_always` answers every request with one reply (a provider that stays down). Every request
-is recorded with its method, path, query, headers and JSON body.
+so a test sees which language each text was sent in. The `openai` server also answers the
+summarizer (a chat request whose user message is an abstract, not the translator's JSON) with
+`summarize(text, code)` (default: `fake_summary`, the abstract's first sentence, marked alike).
+Queued replies answer first, each once; `fail_always` answers every request with one reply (a
+provider that stays down). Every request is recorded with its method, path, query, headers and
+JSON body.
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ LIBRETRANSLATE_LANGUAGES = ["en", "de", "fr", "ja", "zh-Hans", "zh-Hant", "pt-BR
 def fake_translation(text: str, code: str) -> str:
     """`[zh-CN] We study …`: the text, marked with the language it was sent in."""
     return f"[{code}] {text}"
+
+
+def fake_summary(text: str, code: str) -> str:
+    """`[de] We propose [[0]], which …`: the abstract's first sentence, placeholders kept,
+    marked with the language it was asked in."""
+    return f"[{code}] " + re.split(r"(?<=[.!?])\s+", text.strip(), maxsplit=1)[0]
 
 
 @dataclass(frozen=True)
@@ -77,15 +86,20 @@ class TranslatorServer(LoopbackHTTPServer):
     takes for that provider."""
 
     def __init__(
-        self, protocol: str, translate: Callable[[str, str], str] = fake_translation
+        self,
+        protocol: str,
+        translate: Callable[[str, str], str] = fake_translation,
+        summarize: Callable[[str, str], str] = fake_summary,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(protocol)
         super().__init__(_Handler)
         self.protocol = protocol
         self.translate = translate
+        self.summarize = summarize
         self.requests: list[Recorded] = []
         self.texts_translated = 0
+        self.texts_summarized = 0
         self._queue: list[Reply] = []
         self._always: Reply | None = None
         self._lock = threading.Lock()
@@ -107,12 +121,17 @@ class TranslatorServer(LoopbackHTTPServer):
 
     def translation_requests(self) -> list[Recorded]:
         """Requests that asked for translations (LibreTranslate's /languages left out)."""
-        return [r for r in self.requests if r.path != "/languages"]
+        return [r for r in self.requests if r.path != "/languages" and not _summary_asked(r)]
+
+    def summary_requests(self) -> list[Recorded]:
+        """Requests that asked the `openai` server for a summary."""
+        return [r for r in self.requests if _summary_asked(r)]
 
     def clear(self) -> None:
         with self._lock:
             self.requests.clear()
             self.texts_translated = 0
+            self.texts_summarized = 0
 
     # -- answering
 
@@ -152,6 +171,10 @@ class TranslatorServer(LoopbackHTTPServer):
             return Reply.status_only(404)
         system, user = request.body["messages"]
         code = re.search(r"BCP-47: ([A-Za-z-]+)", system["content"]).group(1)
+        if _summary_asked(request):
+            with self._lock:
+                self.texts_summarized += 1
+            return _chat_reply(request, self.summarize(user["content"], code))
         texts = json.loads(user["content"])["texts"]
         self._count([entry["text"] for entry in texts])
         answer = {
@@ -159,20 +182,7 @@ class TranslatorServer(LoopbackHTTPServer):
                 {"id": entry["id"], "text": self.translate(entry["text"], code)} for entry in texts
             ]
         }
-        return Reply.json(
-            {
-                "id": "chatcmpl-test",
-                "object": "chat.completion",
-                "model": request.body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": json.dumps(answer)},
-                        "finish_reason": "stop",
-                    }
-                ],
-            }
-        )
+        return _chat_reply(request, json.dumps(answer))
 
     def _deepl(self, request: Recorded) -> Reply:
         if request.path != "/v2/translate":
@@ -202,6 +212,34 @@ class TranslatorServer(LoopbackHTTPServer):
             return Reply.json({"error": f"{code} is not supported"}, status=400)
         self._count(texts)
         return Reply.json({"translatedText": [self.translate(text, code) for text in texts]})
+
+
+def _summary_asked(request: Recorded) -> bool:
+    """A chat request from the summarizer: its user message is an abstract, not JSON texts."""
+    if request.path != "/v1/chat/completions" or not isinstance(request.body, dict):
+        return False
+    try:
+        return "texts" not in json.loads(request.body["messages"][-1]["content"])
+    except (ValueError, TypeError, KeyError, IndexError):
+        return True
+
+
+def _chat_reply(request: Recorded, content: str) -> Reply:
+    """A chat completion whose one choice says `content`."""
+    return Reply.json(
+        {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "model": request.body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+    )
 
 
 class _Handler(LoopbackHandler):

@@ -171,6 +171,19 @@ class Settings(BaseSettings):
     """Texts per translation request where the API takes several."""
     translate_titles: bool = False
     """Also translate titles."""
+    summarizer: Literal["none", "openai"] = "none"
+    """Which model writes each shown paper's one-sentence summary in the reader's language."""
+    summarizer_url: str = ""
+    """The summarizer's base address; empty: NEWSLETTER_TRANSLATOR_URL when the translator is
+    OpenAI-compatible too, else OpenAI's."""
+    summarizer_key: SecretStr | None = None
+    """The summarizer's API key; unset: NEWSLETTER_TRANSLATOR_KEY when the translator is
+    OpenAI-compatible too."""
+    summarizer_model: str = ""
+    """The model that summarizes; empty: NEWSLETTER_TRANSLATOR_MODEL."""
+    summarizer_budget: float = Field(60.0, ge=0)
+    """Seconds a digest may spend on summaries, retries included; then it goes out without the
+    ones not made."""
     ranking: bool = True
     """Order each reader's papers within a section by their own model (what they saved, liked,
     disliked and seeded); off, every reader gets newest first."""
@@ -220,11 +233,11 @@ class Settings(BaseSettings):
         optional = type(None) in get_args(cls.model_fields[info.field_name].annotation)
         return None if optional and isinstance(value, str) and not value.strip() else value
 
-    @field_validator("base_url", "arxiv_api_url", "translator_url", "hf_api_url")
+    @field_validator("base_url", "arxiv_api_url", "translator_url", "summarizer_url", "hf_api_url")
     @classmethod
     def _web_address(cls, value: str, info: ValidationInfo) -> str:
         value = lower_case_scheme(value.strip()).rstrip("/")
-        if info.field_name == "translator_url" and not value:
+        if info.field_name in ("translator_url", "summarizer_url") and not value:
             return value  # the provider's usual address
         check_web_url(value, links=info.field_name == "base_url")
         return value
@@ -289,7 +302,7 @@ class Settings(BaseSettings):
             raise ValueError("names no day: the daily job would never run (mon … sun)")
         return ",".join(days)
 
-    @field_validator("translator", "log_format", mode="before")
+    @field_validator("translator", "summarizer", "log_format", mode="before")
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

@@ -26,6 +26,7 @@ from newsletter.digest.segments import Readers, Segment, read_segments
 from newsletter.digest.window import draft_digest, open_digest
 from newsletter.models import utcnow
 from newsletter.ranking.step import rank_digest
+from newsletter.summarize.step import summarize_for_digest
 from newsletter.translate.step import TranslationReport, translate_for_digest
 
 Progress = Callable[[int], None]
@@ -161,6 +162,7 @@ def build_daily(
     with session_scope(settings) as session:
         edition.has_rankings(session)  # the translations then cover what their orders show
     translation = translate_for_digest(settings, edition, readers, previous)
+    summarize_for_digest(settings, edition, readers)  # within its own budget; logs failures
     edition = edition.with_notes(translation.notes)
     with session_scope(settings) as session:
         store.mark_ready(session, edition.digest_id, now)

@@ -36,6 +36,7 @@ from newsletter.message.compose import message_id_for
 from newsletter.models import Cadence, DeliveryStatus, Digest, DigestKind, Subscriber, utcnow
 from newsletter.ranking.step import rank_digest
 from newsletter.schedules import Schedule, daily_time, next_send, zone_named
+from newsletter.summarize.step import summarize_for_digest
 from newsletter.translate.step import TranslationReport, translate_for_digest
 
 log = logging.getLogger(__name__)
@@ -253,6 +254,7 @@ def _span_edition(
         readers = Readers.stream(session, on, edition=edition, subscriber_ids=subscriber_ids)
     translation = translate_for_digest(settings, edition, readers, None)
     report.translations.append(translation)
+    summarize_for_digest(settings, edition, readers)  # within its own budget; logs failures
     with session_scope(settings) as session:
         store.mark_ready(session, span_id, utcnow())
     return edition.with_notes(translation.notes)

@@ -49,6 +49,9 @@ class PaperItem:
     """Why the abstract is not translated this time (e.g. the translator failed), for readers."""
     paper_id: int = 0
     """The paper's row (rankings name papers by it); 0 for a paper not stored."""
+    summary: str | None = None
+    """One sentence about the paper in the segment's language, shown above the abstract, when a
+    summarizer is configured and one is stored; None shows none."""
 
 
 @dataclass(frozen=True)
@@ -207,6 +210,7 @@ def assemble(
     web_url: str,
     base_url: str,
     translations: Translations | None = None,
+    summaries: Mapping[str, str] | None = None,
     pool: bool = False,
     followed: Sequence[PaperItem] = (),
     since: date | None = None,
@@ -218,7 +222,8 @@ def assemble(
     `followed` papers (by authors the reader follows) come first, in a section of their own
     (`FOLLOWED`), and are not repeated under their topics.
 
-    With `translations`, the papers shown carry their translated abstract (or a note why not).
+    With `translations`, the papers shown carry their translated abstract (or a note why not);
+    with `summaries` (by arXiv id), their summary where one is stored.
     With `pool`, each section also keeps all its papers (translated alike), from which a
     reader's own order picks those shown.
 
@@ -248,9 +253,11 @@ def assemble(
         for item in papers.get(topic.id, []):
             if first_topic[item.arxiv_id] != topic.name:
                 elsewhere[first_topic[item.arxiv_id]] += 1
-        if translations is not None:  # those a reader may be shown
+        if translations is not None or summaries:  # those a reader may be shown
             shown_at_most = len(own) if pool or cap is None else cap
-            own = [translations.apply(item) for item in own[:shown_at_most]] + own[shown_at_most:]
+            own = [
+                _in_language(item, translations, summaries) for item in own[:shown_at_most]
+            ] + own[shown_at_most:]
         shown = own if cap is None else own[:cap]
         sections.append(
             TopicSection(
@@ -298,6 +305,16 @@ def code_news(
     return sorted(
         found.values(), key=lambda news: (news.paper.published, news.paper.arxiv_id), reverse=True
     )
+
+
+def _in_language(
+    item: PaperItem, translations: Translations | None, summaries: Mapping[str, str] | None
+) -> PaperItem:
+    """The item with its translation (or a note why not) and its summary, where stored."""
+    if translations is not None:
+        item = translations.apply(item)
+    summary = summaries.get(item.arxiv_id) if summaries else None
+    return replace(item, summary=summary) if summary else item
 
 
 def _with_also(item: PaperItem, also_in: list[str]) -> PaperItem:

@@ -31,7 +31,7 @@ from newsletter.digest.content import (
     digest_web_url,
     paper_item,
 )
-from newsletter.languages import translation_language
+from newsletter.languages import summary_language, translation_language
 from newsletter.models import Digest, DigestKind, Topic
 
 Notes = Mapping[tuple[str, str], str]
@@ -60,6 +60,9 @@ class EditionOptions:
     code_news_days: int = 0
     """Bodies list the papers their topics matched up to this many days before the window
     whose code was found in it ("Code released since"); 0: none."""
+    summarized: bool = False
+    """Readers see the stored one-sentence summaries in their language (a summarizer is
+    configured): English readers too."""
 
     @classmethod
     def from_settings(
@@ -82,6 +85,7 @@ class EditionOptions:
             notes=dict(notes or {}),
             ranked=settings.ranking,
             code_news_days=settings.code_news_days,
+            summarized=settings.summarizer != "none",
         )
 
 
@@ -114,6 +118,9 @@ class Edition:
         self.follows: FollowIndex[PaperItem] = FollowIndex(())
         """The window's papers by their authors, for readers who follow some (`read_follows`)."""
         self._translations: dict[str | None, Translations | None] = {None: None}
+        self._summaries: dict[str, Mapping[str, str]] = {}
+        """The stored summaries of the papers, by summary language, then arXiv id."""
+        self._outlines: dict[tuple, DigestContent] = {}
         self._contents: dict[tuple, DigestContent] = {}
         self.code_found: CodeFound = {}
         """Papers whose code was found in the window, by topic (`read_code_news`)."""
@@ -222,7 +229,7 @@ class Edition:
         translations are read again (the step that failed on these stored the others)."""
         edition = copy.copy(self)  # its papers, follows and rankings as read
         edition.options = replace(self.options, notes=dict(notes))
-        edition._translations, edition._contents = {None: None}, {}
+        edition._translations, edition._summaries, edition._contents = {None: None}, {}, {}
         return edition
 
     def afresh(self) -> Edition:
@@ -238,15 +245,22 @@ class Edition:
         return Edition.read(session, digest, self.options, topics=self.topics)
 
     def load_languages(self, session: Session, languages: Iterable[str]) -> None:
-        """Read the stored translations each of these reader languages needs, once each."""
-        if not self.options.translated:
+        """Read the stored translations and summaries each of these reader languages needs,
+        once each (English summaries always: the edition's content is English by default)."""
+        if not (self.options.translated or self.options.summarized):
             return
         arxiv_ids = {item.arxiv_id for items in self.papers.values() for item in items}
         arxiv_ids.update(self._followed)
-        for language in languages:
-            target = translation_language(language)
-            if target not in self._translations:
-                self._translations[target] = self._stored(session, arxiv_ids, target)
+        languages = set(languages)
+        if self.options.translated:
+            for language in languages:
+                target = translation_language(language)
+                if target not in self._translations:
+                    self._translations[target] = self._stored(session, arxiv_ids, target)
+        if self.options.summarized:
+            for target in {"en"} | {summary_language(language) for language in languages}:
+                if target not in self._summaries:
+                    self._summaries[target] = store.summaries_of(session, arxiv_ids, target)
 
     def content(
         self,
@@ -265,7 +279,14 @@ class Edition:
             target = translation_language(language) if self.options.translated else None
             if target not in self._translations:
                 raise LookupError(f"the translations into {target} are not loaded")
-            self._contents[key] = self._assemble(*key, self._translations[target])
+            summaries = None
+            if self.options.summarized:
+                summaries = self._summaries.get(summary_language(language))
+                if summaries is None:
+                    raise LookupError(
+                        f"the summaries in {summary_language(language)} are not loaded"
+                    )
+            self._contents[key] = self._assemble(*key, self._translations[target], summaries)
         return self._contents[key]
 
     def shown(self, topic_ids: Sequence[int], followed: Sequence[str] = ()) -> list[str]:
@@ -273,7 +294,7 @@ class Edition:
         English content, kept: the English readers' segments are then assembled once a send).
         When readers of the digest are ranked (`ranked`), any of a section's papers may be
         shown: all of them, those shown newest first first."""
-        content = self.content(topic_ids, "en", followed)
+        content = self._outline(tuple(topic_ids), tuple(followed))
         shown = [item.arxiv_id for section in content.sections for item in section.papers]
         if not self.ranked:
             return shown
@@ -284,6 +305,16 @@ class Edition:
             for section in content.sections
             for item in section.pool[len(section.papers) :]
         ]
+
+    def _outline(self, topic_ids: tuple[int, ...], followed: tuple[str, ...]) -> DigestContent:
+        """Which papers a body of these topics shows: its English content, or, with summaries
+        (which are not read before they are made), that content without them."""
+        if not self.options.summarized:
+            return self.content(topic_ids, "en", followed)
+        key = (topic_ids, followed)
+        if key not in self._outlines:
+            self._outlines[key] = self._assemble(topic_ids, "en", followed, None, None)
+        return self._outlines[key]
 
     def content_for(
         self,
@@ -336,6 +367,7 @@ class Edition:
         followed: tuple[str, ...],
         code_since: datetime | None,
         translations: Translations | None,
+        summaries: Mapping[str, str] | None = None,
     ) -> DigestContent:
         return assemble(
             [self._by_id[topic_id] for topic_id in topic_ids if topic_id in self._by_id],
@@ -347,6 +379,7 @@ class Edition:
             web_url=self.web_url,
             base_url=self.options.base_url,
             translations=translations,
+            summaries=summaries,
             pool=self.options.ranked,
             followed=[
                 self._followed[arxiv_id] for arxiv_id in followed if arxiv_id in self._followed

@@ -54,8 +54,9 @@ def card_marker(number: int) -> Markup:
 
 
 def card_key(template_name: str, paper: PaperItem, language: str) -> CardKey:
-    # A paper shown in English (no translation) looks the same in every segment's language.
-    translated = paper.title_translated or paper.abstract_translated
+    # A paper shown in English (no translation, no summary) looks the same in every segment's
+    # language.
+    translated = paper.title_translated or paper.abstract_translated or paper.summary
     return template_name, paper, language if translated else ""
 
 

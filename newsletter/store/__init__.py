@@ -5,7 +5,8 @@
 - `subscribers`, `subscriptions`: who reads (the people, their topics and preferences);
 - `follows`: the authors each reader follows, and the papers a day brought;
 - `digests`, `deliveries`: what is sent (one digest a day, one delivery row per reader);
-- `translations`, `received_mail`: translated abstracts and mail that came back;
+- `translations`, `summaries`, `received_mail`: translated abstracts, one-sentence summaries
+  and mail that came back;
 - `ranking`: papers' features, readers' signal and their order of each digest's papers;
 - `reading`: what readers saved, rated and named as seeds (their library, their signal);
 - `transactions`: one item written in its own savepoint.
@@ -151,6 +152,10 @@ from newsletter.store.subscriptions import (
     subscriber_topic_rows,
     topics_by_subscriber_language,
 )
+from newsletter.store.summaries import (
+    save_summary,
+    summaries_of,
+)
 from newsletter.store.topics import (
     add_topic,
     apply_topic_spec,
@@ -284,6 +289,7 @@ __all__ = [
     "request_subscription",
     "resubscribe",
     "save_paper",
+    "save_summary",
     "save_translation",
     "saved_papers",
     "sent_message_to",
@@ -297,6 +303,7 @@ __all__ = [
     "subscriber_by_public_id",
     "subscriber_emails",
     "subscriber_topic_rows",
+    "summaries_of",
     "topic_by_slug",
     "topic_counts_between",
     "topic_ids_of",

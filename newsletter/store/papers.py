@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from newsletter.models import (
     Paper,
     PaperFeatures,
+    Summary,
     Topic,
     TopicPaper,
     Translation,
@@ -41,9 +42,10 @@ def upsert_paper(session: Session, values: dict, at: datetime | None = None) -> 
         return paper, True
     if values["version"] > paper.version:
         if (values["title"], values["abstract"]) != (paper.title, paper.abstract):
-            # A translation (and the ranking features) is of one text: a new version's text is
-            # translated, and its features made, afresh.
+            # A translation or summary (and the ranking features) is of one text: a new
+            # version's text is translated, summarized, and its features made, afresh.
             session.execute(delete(Translation).where(Translation.paper_id == paper.id))
+            session.execute(delete(Summary).where(Summary.paper_id == paper.id))
             session.execute(delete(PaperFeatures).where(PaperFeatures.paper_id == paper.id))
         # Code found earlier (on Hugging Face, or in an older version's text) stays.
         earlier_code = [url for url in paper.code_urls if url not in values["code_urls"]]

@@ -82,10 +82,10 @@ def translator_from_settings(settings: Settings, budget: Budget | None = None) -
     if provider == "google":
         return google.GoogleTranslator(http, url or google.DEFAULT_URL)
     if provider == "openai":
-        model = settings.translator_model
-        return openai_chat.OpenAIChatTranslator(
-            http, url or openai_chat.DEFAULT_URL, key, model, batch
+        chat = openai_chat.ChatCompletions(
+            http, url or openai_chat.DEFAULT_URL, key, settings.translator_model
         )
+        return openai_chat.OpenAIChatTranslator(chat, batch)
     if provider == "deepl":
         return deepl.DeepLTranslator(http, url or deepl.default_url(key), key, batch)
     if provider == "libretranslate":

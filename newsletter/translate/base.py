@@ -19,7 +19,7 @@ from newsletter.retrying import AttemptFailed, call_with_retries
 
 logger = logging.getLogger(__name__)
 
-USER_AGENT = "arxiv-newsletter (translation)"
+USER_AGENT = "arxiv-newsletter ({purpose})"
 MAX_RETRY_AFTER = 60.0
 """Longest wait a server's Retry-After is obeyed for; beyond it the budget decides."""
 
@@ -96,13 +96,16 @@ class HttpClient:
         retries: int = 3,
         backoff: float = 1.0,
         budget: Budget | None = None,
+        purpose: str = "translation",
     ) -> None:
+        self.purpose = purpose
+        """What the requests are for (`translation`, `summary`): in the User-Agent and logs."""
         self.timeout = timeout
         self.retries = max(retries, 0)
         self.backoff = backoff
         self.budget = budget or Budget()
         self.session = requests.Session()
-        self.session.headers["User-Agent"] = USER_AGENT
+        self.session.headers["User-Agent"] = USER_AGENT.format(purpose=purpose)
 
     def get_json(
         self, url: str, params: Sequence[tuple[str, str]], headers: dict[str, str] | None = None
@@ -122,7 +125,7 @@ class HttpClient:
                 wait=self._wait,
                 give_up=lambda state: self._wait(state) >= self.budget.left(),
                 logger=logger,
-                what="translator request",
+                what=f"{self.purpose} request",
             )
         except _Retryable as failure:
             tried = failure.attempts
@@ -140,7 +143,7 @@ class HttpClient:
     def _once(self, method: str, url: str, **kwargs: Any) -> Any:
         left = self.budget.left()
         if left <= 0:
-            raise _Retryable("no time left in the translation budget")
+            raise _Retryable(f"no time left in the {self.purpose} budget")
         try:
             response = self.session.request(method, url, timeout=min(self.timeout, left), **kwargs)
         except requests.Timeout as error:

@@ -173,11 +173,12 @@ def mask(text: str, names: Iterable[str] = ()) -> Masked:
     return Masked("".join(pieces), tuple(spans))
 
 
-def restore(translated: str, masked: Masked) -> str:
-    """The translation with every placeholder replaced by its span; each must occur once."""
+def restore(translated: str, masked: Masked, *, every: bool = True) -> str:
+    """The translation with every placeholder replaced by its span; each must occur once (with
+    `every=False`, at most once: a summary keeps only some)."""
     counts = Counter(int(match.group(1)) for match in _PLACEHOLDER_FOUND.finditer(translated))
     total = len(masked.spans)
-    missing = [n for n in range(total) if counts[n] == 0]
+    missing = [n for n in range(total) if counts[n] == 0] if every else []
     repeated = sorted(n for n, count in counts.items() if n < total and count > 1)
     unknown = sorted(n for n in counts if n >= total)
     if missing or repeated or unknown:
@@ -390,6 +391,15 @@ def problems(source: str, translation: str, target: str, names: Iterable[str] = 
     ][:3]
     source_prose = _prose(source_masked)
     prose = _prose(mask(translation, names))
+    found += damage(source_prose, prose)
+    found += _length(source_prose, prose, target)
+    return found
+
+
+def damage(source_prose: str, prose: str) -> list[str]:
+    """What a model's text broke that its source had whole: LaTeX commands, braces, URLs, and
+    runaway repetition. Both are prose (`prose_of`): the text outside the protected spans."""
+    found = []
     if BACKSLASH in prose and BACKSLASH not in source_prose:
         found.append(
             f"a LaTeX command came back translated or broken: {_around(prose, BACKSLASH)!r}"
@@ -400,8 +410,12 @@ def problems(source: str, translation: str, target: str, names: Iterable[str] = 
     if len(_BROKEN_URL.findall(prose)) > len(_BROKEN_URL.findall(source_prose)):
         found.append(f"a URL came back damaged: {_around_match(prose, _BROKEN_URL)!r}")
     found += _repetition(source_prose, prose)
-    found += _length(source_prose, prose, target)
     return found
+
+
+def prose_of(text: str, names: Iterable[str] = ()) -> str:
+    """`text` without what `mask` protects in it: the words a model may write freely."""
+    return _prose(mask(text, names))
 
 
 def _prose(masked: Masked) -> str:

@@ -29,8 +29,10 @@ _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 _THINKING = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)
 
 
-class OpenAIChatTranslator:
-    name = "openai"
+class ChatCompletions:
+    """One OpenAI-compatible chat-completions endpoint: a system and a user message in, the
+    first choice's text out (a reasoning model's `<think>` part left out). Translations and
+    summaries both talk to it."""
 
     def __init__(
         self,
@@ -38,12 +40,34 @@ class OpenAIChatTranslator:
         base_url: str = DEFAULT_URL,
         key: str | None = None,
         model: str = "gpt-4o-mini",
-        max_batch: int = 8,
     ) -> None:
         self.http = http
         self.url = base_url.rstrip("/") + PATH
         self.key = key
         self.model = model
+
+    def complete(self, system: str, user: str, *, json_answer: bool = False) -> str:
+        """The model's answer to `user` under `system`; raises `TranslationError`s."""
+        payload: dict[str, object] = {
+            "model": self.model,
+            "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": user},
+            ],
+        }
+        if json_answer:
+            payload["response_format"] = {"type": "json_object"}
+        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        answer = self.http.post_json(self.url, payload, headers)
+        # Reasoning models (deepseek-r1, qwen3) think aloud before they answer.
+        return _THINKING.sub("", _content(answer)).strip()
+
+
+class OpenAIChatTranslator:
+    name = "openai"
+
+    def __init__(self, chat: ChatCompletions, max_batch: int = 8) -> None:
+        self.chat = chat
         self.max_batch = max_batch
 
     def translate(self, texts: list[str], target: str) -> list[str]:
@@ -55,20 +79,12 @@ class OpenAIChatTranslator:
     def _batch(self, texts: list[str], target: str) -> list[str]:
         tag = translation_language(target) or target
         request = {"texts": [{"id": n, "text": text} for n, text in enumerate(texts, 1)]}
-        payload = {
-            "model": self.model,
-            "messages": [
-                {
-                    "role": "system",
-                    "content": SYSTEM_PROMPT.format(language=language_name(tag), tag=tag),
-                },
-                {"role": "user", "content": json.dumps(request, ensure_ascii=False)},
-            ],
-            "response_format": {"type": "json_object"},
-        }
-        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
-        answer = self.http.post_json(self.url, payload, headers)
-        return _translations(_content(answer), len(texts))
+        answer = self.chat.complete(
+            SYSTEM_PROMPT.format(language=language_name(tag), tag=tag),
+            json.dumps(request, ensure_ascii=False),
+            json_answer=True,
+        )
+        return _translations(answer, len(texts))
 
 
 def _content(answer: object) -> str:
@@ -85,9 +101,8 @@ def _content(answer: object) -> str:
     return content
 
 
-def _translations(content: str, expected: int) -> list[str]:
+def _translations(text: str, expected: int) -> list[str]:
     """The texts of `{"translations": [{"id": n, "text": …}]}`, ids exactly 1…expected."""
-    text = _THINKING.sub("", content).strip()  # reasoning models (deepseek-r1, qwen3) think aloud
     fenced = _FENCE.match(text)
     if fenced:
         text = fenced.group(1)

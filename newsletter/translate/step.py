@@ -35,6 +35,7 @@ from newsletter.translate import (
     translator_from_settings,
 )
 from newsletter.translate.base import batches
+from newsletter.translate.pipeline import report_line
 
 logger = logging.getLogger(__name__)
 
@@ -74,15 +75,9 @@ class TranslationReport:
 
     def summary(self) -> str:
         """`Translated 12 abstracts (de 6, zh 6); 2 left in English: …`, or "" for nothing."""
-        if not self.translated and not self.failed:
-            return ""
-        per_language = ", ".join(f"{lang} {n}" for lang, n in sorted(self.translated.items()))
-        text = f"Translated {sum(self.translated.values())} abstract(s)"
-        text += f" ({per_language})" if per_language else ""
-        if self.failed:
-            reasons = sorted({outcome.problem or "" for outcome in self.failed.values()})
-            text += f"; {len(self.failed)} left in English: {reasons[0][:300]}"
-        return text
+        return report_line(
+            "Translated {} abstract(s)", self.translated, self.failed, "left in English"
+        )
 
 
 # ---------------------------------------------------------------- what is needed

@@ -104,8 +104,9 @@ def personal_digest(day: str, token: str):
             edition = Edition.read(session, digest, options)
             content = edition.content(edition.topic_ids)
         else:
-            # Without a translator every page is English, and says so (`lang`).
-            language = subscriber.language if options.translated else "en"
+            # Without a translator or summarizer every page is English, and says so (`lang`).
+            in_language = options.translated or options.summarized
+            language = subscriber.language if in_language else "en"
             topics = list(subscriber.topics)
             edition = Edition.read(session, digest, options, topics=topics, languages=[language])
             topic_ids = [topic.id for topic in topics]
