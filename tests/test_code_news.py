@@ -230,3 +230,27 @@ def test_the_setting_at_zero_turns_it_off(world, monkeypatch):
     assert "2611.00004" in text_of(sent["ada@example.org"])
     assert HEADING not in text_of(sent["ada@example.org"])
     assert not re.search("code-released", sent["ada@example.org"].get_body(("html",)).get_content())
+
+
+def test_a_reader_who_joined_after_those_papers_were_sent_is_not_told_of_their_code(world):
+    """Dee joins after the day-1 papers went out (three days ago, here): her first digest has
+    no "Code released since" for them; Ada, a reader of long standing, has. Two bodies."""
+    from newsletter.models import Subscriber
+
+    settings = world.settings
+    three_days_ago = utcnow() - timedelta(days=3)
+    day1 = [entry.arxiv_id for entry in SLAM_DAY1 + GLACIER_DAY1]
+    with session_scope(settings) as session:
+        ids = select(Paper.id).where(Paper.arxiv_id.in_(day1)).scalar_subquery()
+        session.execute(
+            update(TopicPaper).where(TopicPaper.paper_id.in_(ids)).values(linked_at=three_days_ago)
+        )
+        session.execute(update(Subscriber).values(created_at=utcnow() - timedelta(days=5)))
+    subscribe(world.cli, "dee@example.org", "SLAM")
+
+    sent = world.send(DAY2)
+
+    assert "2611.00001" in code_news_of(sent["ada@example.org"])[1]
+    dee = text_of(sent["dee@example.org"])
+    assert "SLAM today" in dee  # the day's paper
+    assert HEADING not in dee
