@@ -306,7 +306,7 @@ ZONES = ["UTC", "Asia/Kolkata", "America/New_York", "Europe/Berlin", "Pacific/Au
          "Asia/Shanghai"]  # fmt: skip
 WEEKLY_SHARE = 0.3
 """Weekly readers, all due today (on the weekday today is at their hour): a week's span each;
-a fifth of them joined or changed cadence during the week (a shorter span of its own)."""
+one in fifty changed cadence during the week (a shorter span of its own)."""
 
 
 def spread_schedules(settings, readers: list[int], rng: random.Random) -> None:
@@ -324,7 +324,7 @@ def spread_schedules(settings, readers: list[int], rng: random.Random) -> None:
         row = {"id": subscriber_id, "send_hour": hour, "timezone": zone, "next_send_at": due,
                "cadence": "daily", "send_day": None, "delivered_through": yesterday}  # fmt: skip
         if rng.random() < WEEKLY_SHARE:
-            back = WEEK if rng.random() < 0.8 else rng.randint(2, WEEK - 1)
+            back = WEEK if rng.random() < 0.98 else rng.randint(2, WEEK - 1)
             row.update(cadence="weekly", send_day=due.astimezone(ZoneInfo(zone)).weekday(),
                        delivered_through=ends[(TODAY - timedelta(days=back)).date()])  # fmt: skip
         rows.append(row)

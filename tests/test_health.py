@@ -95,8 +95,9 @@ def test_one_migration_behind_is_not_ready(migrated):
     status, body = ready(migrated)
 
     assert status == 503
-    assert failing(body) == {"schema"}
+    assert failing(body) == {"schema", "daily_job"}
     assert "newsletter db upgrade" in body["checks"]["schema"]["state"]
+    assert body["checks"]["daily_job"]["state"] == "not checked: the schema is out of date"
 
     db.upgrade(migrated)
     assert ready(migrated)[0] == 200

@@ -94,7 +94,10 @@ def readiness_checks(config: Settings) -> dict[str, dict]:
         checks["redis"] = _run(check_redis, config)
     if checks["database"]["ok"]:
         checks["schema"] = _run(check_schema, config)
-        checks["daily_job"] = _run(check_daily_job, config)
+        if checks["schema"]["ok"]:
+            checks["daily_job"] = _run(check_daily_job, config)
+        else:  # its queries are this version's: they would fail on an older schema
+            checks["daily_job"] = {"ok": False, "state": "not checked: the schema is out of date"}
     else:
         for name in ("schema", "daily_job"):
             checks[name] = {"ok": False, "state": "not checked: the database does not answer"}
