@@ -305,3 +305,28 @@ def test_no_readers_order_takes_a_ranked_email_over_the_limit():
     assert len(personal.html.encode()) <= HTML_SIZE_LIMIT
     unranked = render_email(content, sender_name="arXiv Digest")
     assert body.fit != unranked.fit  # the newest alone would have fitted a larger step
+
+
+@pytest.mark.parametrize(("topics", "papers"), [(5, 10), (3, 25), (2, 40)])
+def test_the_size_search_compiles_fewer_frames(topics, papers, monkeypatch):
+    """A frame's MJML and inlining are most of a render: once one step's frame is measured, a
+    step that its papers and that frame (less what its fewer slots can take away) put over the
+    budget is refused without compiling it. The same search without that floor compiles more
+    frames and finds the same step."""
+    import newsletter.render.email as email_module
+    from newsletter.render.email import html_frame
+    from newsletter.render.fit import first_that_fits
+
+    compiled = []
+    real = email_module.mjml_to_email
+    monkeypatch.setattr(email_module, "mjml_to_email", lambda doc: compiled.append(1) or real(doc))
+    content = big_digest(True, topics, papers)
+    body = render_email(content, sender_name="arXiv Digest")
+    with_floor = len(compiled)
+    compiled.clear()
+    budget = HTML_SIZE_LIMIT - PERSONAL_RESERVE - paper_links_reserve(content)
+    fit, _html = first_that_fits(
+        lambda step, limit: html_frame(content, "arXiv Digest", step, limit), budget
+    )
+    assert fit == body.fit != FIT_STEPS[0]
+    assert with_floor < len(compiled), (with_floor, len(compiled))

@@ -145,9 +145,10 @@ def render_email(
     body's `html` and `text` are empty.
     """
     budget = size_limit - PERSONAL_RESERVE - paper_links_reserve(content)
+    around = FrameBytes()  # what one step's frame measured bounds the others'
 
     def frame_at(fit: Fit, budget: int | None) -> str | None:
-        return html_frame(content, sender_name, fit, budget, any_order=ranked)
+        return html_frame(content, sender_name, fit, budget, any_order=ranked, around=around)
 
     fitted = first_that_fits(frame_at, budget)
     if fitted is not None:
@@ -218,6 +219,31 @@ def email_html(
     return email_frame(content, sender_name, fit, document).bodies()[0]
 
 
+SLOT_FRAME_MAX = 1_000
+"""Bytes of frame a paper's slot can bring at most (its wrapper: ~125 measured): removing
+slots lowers a frame by no more than this each."""
+
+
+class FrameBytes:
+    """The bytes of a body's frame (everything but its papers' own HTML) measured at one step
+    of the ladder: a floor for the frame at any other step of the same body, whose sections,
+    header and footer are the same and whose slots differ (`SLOT_FRAME_MAX` each at most).
+    With it, a step whose papers and that floor are already over the budget is refused without
+    its MJML and inlining (most of a render's cost); the step chosen is the same."""
+
+    def __init__(self) -> None:
+        self.measured: int | None = None
+        self.slots = 0
+
+    def floor(self, slots: int) -> int:
+        if self.measured is None:
+            return 0
+        return self.measured - max(0, self.slots - slots) * SLOT_FRAME_MAX
+
+    def note(self, measured: int, slots: int) -> None:
+        self.measured, self.slots = measured, slots
+
+
 def html_frame(
     content: DigestContent,
     sender_name: str,
@@ -225,6 +251,7 @@ def html_frame(
     budget: int | None = None,
     *,
     any_order: bool = False,
+    around: FrameBytes | None = None,
 ) -> str | None:
     """The digest's HTML as `fit` shows it, with a marker where each paper goes, or None when
     the whole would be over `budget` bytes (with `any_order`, whichever papers of each
@@ -244,12 +271,15 @@ def html_frame(
     total = sum(card_bytes for _, card_bytes in cards.PAPER_CARDS.get(slots.keys))
     if any_order and total <= budget:  # (the newest alone too big: no order is smaller)
         total = largest_cards(content, fit)
-    if total > budget:
-        return None  # too big on its papers alone: not worth MJML and inlining
+    least_frame = 0 if around is None else around.floor(len(slots.keys))
+    if total + least_frame > budget:
+        return None  # too big on its papers (and the least frame): not worth MJML and inlining
     frame = mjml_to_email(document)
     parts = cards.split_at_markers(frame, len(slots.keys), EMAIL_HTML_TEMPLATE)
-    total += sum(len(text.encode()) for text in parts[::2])
-    return frame if total <= budget else None
+    framing = sum(len(text.encode()) for text in parts[::2])
+    if around is not None:
+        around.note(framing, len(slots.keys))
+    return frame if total + framing <= budget else None
 
 
 def email_text(content: DigestContent, sender_name: str, fit: Fit) -> str:
