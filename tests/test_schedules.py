@@ -558,3 +558,46 @@ def test_a_real_worker_on_redis_serves_the_readers_whose_hour_has_come(
     kolkata = due_next.astimezone(ZoneInfo("Asia/Kolkata"))
     assert (kolkata.hour, kolkata.minute) == (7, 0) and due_next > now
     load_tasks()
+
+
+def test_a_window_that_fails_leaves_its_readers_for_the_next_serving_and_no_one_else(
+    settings, cli, slam, monkeypatch, caplog
+):
+    """The weekly readers' span fails to build (a fault injected in its ranking): the daily
+    readers are served all the same; the weekly reader is not moved on, and the next serving,
+    the fault gone, gives them their span."""
+    from newsletter.daily import serve as serving
+
+    now = datetime.now(UTC)
+    fetch.save_fetched(settings, slam, [paper(1)], now=now - timedelta(days=3))
+    build_daily(settings, (now - timedelta(days=3)).date(), now=now - timedelta(days=3))
+    fetch.save_fetched(settings, slam, [paper(2)], now=now - timedelta(hours=2))
+    build_daily(settings, now.date(), now=now - timedelta(hours=1))
+    with session_scope(settings) as session:
+        first = store.digest_on(session, (now - timedelta(days=3)).date()).window_end
+    daily = reader_with(settings, "daily@example.org", delivered_through=first)
+    weekly = reader_with(
+        settings, "weekly@example.org", cadence="weekly", day=0, hour=7,
+        next_send_at=now - timedelta(minutes=1), delivered_through=None,
+    )  # fmt: skip
+    real = serving.rank_digest
+
+    def failing(settings, digest_id, **options):
+        if options.get("only") is not None:
+            raise RuntimeError("injected: the span's ranking failed")
+        return real(settings, digest_id, **options)
+
+    monkeypatch.setattr(serving, "rank_digest", failing)
+    report = serve_due(settings, now)
+    assert (report.given, report.failed) == (1, 1)
+    assert "injected: the span's ranking failed" in caplog.text
+    with session_scope(settings) as session:
+        assert session.get(Subscriber, weekly).delivered_through is None  # not moved on
+        assert session.get(Subscriber, daily).delivered_through is not None
+
+    monkeypatch.setattr(serving, "rank_digest", real)
+    again = serve_due(settings, now + QUARTER)
+    assert (again.given, again.failed) == (1, 0)
+    with session_scope(settings) as session:
+        rows = session.execute(select(Delivery.subscriber_id)).scalars().all()
+    assert sorted(rows) == sorted([daily, weekly])

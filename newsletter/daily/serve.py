@@ -23,7 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from newsletter import store
@@ -65,6 +65,8 @@ class ServeReport:
     """Delivery rows written: messages to send."""
     nothing_new: int = 0
     paused: int = 0
+    failed: int = 0
+    """Readers of a window that could not be given (logged): due again at the next serving."""
     spans: int = 0
     """Spans made or added readers to."""
     digests: dict[int, int] = field(default_factory=dict)
@@ -76,6 +78,7 @@ class ServeReport:
         return (
             f"{self.due} due: {self.given} given their window ({self.rows} messages to send,"
             f" {self.spans} span(s)), {self.nothing_new} with nothing new, {self.paused} paused"
+            + (f", {self.failed} left for the next serving" if self.failed else "")
         )
 
 
@@ -131,14 +134,22 @@ def serve_due(
             for upcoming, ids in rescheduled.items():
                 store.reschedule(session, ids, upcoming)
     for start, claims in windows.items():
-        if start == latest.window_start:
-            edition = editions.get(latest.id)
-            if edition is None:
-                edition = editions[latest.id] = _read_edition(settings, latest)
-        else:
-            edition = _span_edition(settings, start, latest, claims, now, report, editions)
-        _give(settings, edition, claims, now, report)
-    if report.due:
+        try:
+            if start == latest.window_start:
+                edition = editions.get(latest.id)
+                if edition is None:
+                    edition = editions[latest.id] = _read_edition(settings, latest)
+            else:
+                edition = _span_edition(settings, start, latest, claims, now, report, editions)
+            _give(settings, edition, claims, now, report)
+        except (OperationalError, InterfaceError):
+            raise  # the database is away: the caller waits it out, and nobody was moved
+        except Exception:  # one window's failure is its readers' alone: the others go on
+            readers = sum(len(ids) for ids in claims.values())
+            report.failed += readers
+            log.exception("serve: the window from %s: %d reader(s) left for the next serving",
+                          start, readers)  # fmt: skip
+    if report.given or report.failed:
         log.info("serve %s: %s", now.isoformat(timespec="minutes"), report.summary())
     return report
 
