@@ -85,9 +85,18 @@ def test_a_poisoned_paper_an_unsendable_reader_and_a_hostile_message_stop_nothin
     # A rerun of both stops at nothing and changes nothing.
     again = cli("run", ok=False)
     assert "0 sent" in again.output and received(smtp) == Counter(READERS)
-    assert cli("status").output == status
+    # (but the schedule's counts of readers: two have left since)
+    assert without_schedule(cli("status").output) == without_schedule(status)
     reread = cli("unsubscribes", "import", str(box))
     assert "0 unsubscribed" in reread.output and "2 read before" in reread.output
+
+
+def without_schedule(status: str) -> str:
+    """`newsletter status` without its table of next sends (the readers each has)."""
+    lines = status.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "Schedule")
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("└"))
+    return "\n".join(lines[:start] + lines[end + 1 :])
 
 
 def test_every_page_and_export_that_shows_the_poisoned_paper_answers(cli, settings, world):

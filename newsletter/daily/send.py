@@ -135,17 +135,20 @@ def build_edition(
 ) -> tuple[Edition, TranslationReport, ServeReport]:
     """`build_daily`, then every reader due `now` given their window (`serve.serve_due`):
     daily readers without an hour get the day's digest at once, the others at their hour."""
-    edition, translation = build_daily(settings, issue_date, now)
-    served = serve_due(settings, now, editions={edition.digest_id: edition})
+    edition, translation, readers = build_daily(settings, issue_date, now)
+    served = serve_due(
+        settings, now, editions={edition.digest_id: edition}, on=issue_date, streamed=readers
+    )
     return edition, translation, served
 
 
 def build_daily(
     settings: Settings, issue_date: date, now: datetime | None = None
-) -> tuple[Edition, TranslationReport]:
+) -> tuple[Edition, TranslationReport, Readers]:
     """The day's digest built for every reader: its window up to `now`, each reader's order
     of its papers (`ranking.step`, stored once), the translations what their bodies show,
-    then marked ready, so readers are given it from then on; its edition as they get it.
+    then marked ready, so readers are given it from then on; its edition as they get it, and
+    its readers as streamed.
 
     Readers are read once, before the translation step (which also needs the previous
     digest's, noted on the same stream): the readers who would get the digest if all were due
@@ -167,7 +170,7 @@ def build_daily(
     with session_scope(settings) as session:
         store.mark_ready(session, edition.digest_id, now)
     metrics.record_digest_built()
-    return edition, translation
+    return edition, translation, readers
 
 
 def send(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
@@ -87,8 +87,14 @@ def serve_due(
     now: datetime | None = None,
     *,
     editions: dict[int, Edition] | None = None,
+    on: date | None = None,
+    streamed: Readers | None = None,
 ) -> ServeReport:
     """Give every reader due at `now` (default: this moment) their window's delivery row.
+
+    A reader paused until a day later than their own today (`on`, when given: the day a
+    `newsletter send --date` is for) is not given one. `streamed`: the newest digest's readers
+    as the daily job streamed them, so that those given it now are not streamed again.
 
     `editions` are digests' editions a caller has read already (the daily job's, with its
     translation notes), by digest id; those read here are added to it, so that a process
@@ -119,7 +125,8 @@ def serve_due(
         except ValueError as error:  # checked on the way in: a zone since gone from tzdata
             log.error("serve: subscriber %d left out: %s", reader.id, error)
             continue
-        if reader.paused_until is not None and reader.paused_until > now.astimezone(zone).date():
+        today = on or now.astimezone(zone).date()
+        if reader.paused_until is not None and reader.paused_until > today:
             report.paused += 1
         elif reader.delivered_through is not None and reader.delivered_through >= latest.window_end:
             report.nothing_new += 1
@@ -141,7 +148,8 @@ def serve_due(
                     edition = editions[latest.id] = _read_edition(settings, latest)
             else:
                 edition = _span_edition(settings, start, latest, claims, now, report, editions)
-            _give(settings, edition, claims, now, report)
+            known = streamed if edition.digest_id == latest.id else None
+            _give(settings, edition, claims, report, known)
         except (OperationalError, InterfaceError):
             raise  # the database is away: the caller waits it out, and nobody was moved
         except Exception:  # one window's failure is its readers' alone: the others go on
@@ -255,14 +263,13 @@ def _span_edition(
         span_id = span.id
     report.spans += 1
     rank_digest(settings, span_id, only=set(subscriber_ids))
-    on = now.astimezone(settings.zone).date()
     with session_scope(settings) as session:
         if span_id not in editions:
             span = store.digest_by_id(session, span_id)
             editions[span_id] = Edition.read(session, span, EditionOptions.from_settings(settings))
         edition = editions[span_id].afresh()
         edition.has_rankings(session)
-        readers = Readers.stream(session, on, edition=edition, subscriber_ids=subscriber_ids)
+        readers = Readers.stream(session, date.max, edition=edition, subscriber_ids=subscriber_ids)
     translation = translate_for_digest(settings, edition, readers, None)
     report.translations.append(translation)
     summarize_for_digest(settings, edition, readers)  # within its own budget; logs failures
@@ -286,17 +293,29 @@ def _span(session: Session, start: datetime | None, end: datetime, day) -> Diges
 
 
 def _give(
-    settings: Settings, edition: Edition, claims: Claims, now: datetime, report: ServeReport
+    settings: Settings,
+    edition: Edition,
+    claims: Claims,
+    report: ServeReport,
+    streamed: Readers | None = None,
 ) -> None:
     """Move these readers on to the edition's window and write their delivery rows, in one
-    transaction; readers another process moved meanwhile are left out."""
+    transaction; readers another process moved meanwhile are left out. Readers `streamed`
+    holds are not read again."""
     end = edition.digest.window_end
-    on = now.astimezone(settings.zone).date()
     with session_scope(settings) as session:
         given = []
         for (had, upcoming), ids in claims.items():
             given += store.give_window(session, ids, had=had, through=end, next_send_at=upcoming)
-        readers = Readers.stream(session, on, edition=edition, subscriber_ids=given)
+        # Paused readers were left out by `serve_due`, in each reader's own today: none of
+        # these is left out again (moved on without a row, their window would be lost).
+        readers, unknown = Readers(date.max, {}), set(given)
+        if streamed is not None:
+            readers, unknown = streamed.among(given)
+        if unknown:
+            readers = readers.joined(
+                Readers.stream(session, date.max, edition=edition, subscriber_ids=sorted(unknown))
+            )
         segments, rows = write_rows(settings, session, edition, readers)
     report.given += len(given)
     report.rows += rows

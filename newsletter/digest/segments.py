@@ -12,7 +12,7 @@ once (`Readers`) and hands the groups to the steps that need them.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -86,6 +86,25 @@ class Readers:
             earlier,
             tuple(earlier_keys),
         )
+
+    def among(self, subscriber_ids: Iterable[int]) -> tuple[Readers, set[int]]:
+        """These readers' groups, from this stream (none read again), and those of them it
+        does not hold (they joined since it was read)."""
+        wanted = set(subscriber_ids)
+        groups = {}
+        for key, ids in self.groups.items():
+            kept = tuple(subscriber_id for subscriber_id in ids if subscriber_id in wanted)
+            if kept:
+                groups[key] = kept
+                wanted.difference_update(kept)
+        return Readers(self.on, groups), wanted
+
+    def joined(self, other: Readers) -> Readers:
+        """These readers and `other`'s (no reader in both)."""
+        groups = dict(self.groups)
+        for key, ids in other.groups.items():
+            groups[key] = groups.get(key, ()) + ids
+        return Readers(self.on, groups)
 
     @property
     def languages(self) -> set[str]:

@@ -90,7 +90,7 @@ def summarize_for_digest(
 def shown_by_language(edition: Edition, keys: Iterable[SegmentKey]) -> dict[str, list[str]]:
     """The arXiv ids the edition's emails to these segments show, by summary language."""
     wanted: dict[str, list[str]] = {}
-    for topic_ids, language, followed in keys:
+    for topic_ids, language, followed, _code_since in keys:
         wanted.setdefault(summary_language(language), []).extend(edition.shown(topic_ids, followed))
     return wanted
 
