@@ -32,10 +32,11 @@ from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.digest.edition import Edition, EditionOptions
 from newsletter.digest.segments import Readers, Segment, segments_of
+from newsletter.intake.rhythm import SendClock
 from newsletter.message.compose import message_id_for
 from newsletter.models import Cadence, DeliveryStatus, Digest, DigestKind, Subscriber, utcnow
 from newsletter.ranking.step import rank_digest
-from newsletter.schedules import Schedule, daily_time, next_send, zone_named
+from newsletter.schedules import Schedule, zone_named
 from newsletter.summarize.step import summarize_for_digest
 from newsletter.translate.step import TranslationReport, translate_for_digest
 
@@ -112,15 +113,17 @@ def serve_due(
         bounds = _Bounds.read(session, latest, now)
         session.expunge_all()
     report.due = len(due)
+    settings.secret()  # what every row needs (its Message-ID): unreadable, nobody is served
     editions = {} if editions is None else editions
     for digest_id in [d for d, e in editions.items() if e.digest.window_end != latest.window_end]:
         del editions[digest_id]  # an older window's: nobody is given it any more
     windows: dict[datetime | None, Claims] = defaultdict(lambda: defaultdict(list))
     rescheduled: dict[datetime, list[int]] = defaultdict(list)
+    clock = SendClock.of(settings)
     for reader in due:
         schedule = Schedule(reader.cadence, reader.hour, reader.day, reader.timezone)
         try:
-            upcoming = _next(settings, schedule, now)
+            upcoming = clock.next_send_at(schedule, now)
             zone = zone_named(reader.timezone or settings.timezone)
         except ValueError as error:  # checked on the way in: a zone since gone from tzdata
             log.error("serve: subscriber %d left out: %s", reader.id, error)
@@ -160,12 +163,6 @@ def serve_due(
     if report.given or report.failed:
         log.info("serve %s: %s", now.isoformat(timespec="minutes"), report.summary())
     return report
-
-
-def _next(settings: Settings, schedule: Schedule, now: datetime) -> datetime | None:
-    return next_send(
-        schedule, now, default_zone=settings.timezone, default_time=daily_time(settings.daily_time)
-    )
 
 
 @dataclass(frozen=True)
@@ -223,10 +220,8 @@ def next_digest(
     session: Session, settings: Settings, subscriber: Subscriber, now: datetime
 ) -> NextDigest:
     """Where a reader's next window starts and when it is due: the rule `serve_due` applies."""
-    schedule = Schedule(
-        subscriber.cadence, subscriber.send_hour, subscriber.send_day, subscriber.timezone
-    )
-    due = subscriber.next_send_at or _next(settings, schedule, now)
+    schedule = store.schedule_of(subscriber)
+    due = subscriber.next_send_at or SendClock.of(settings).next_send_at(schedule, now)
     latest = store.latest_ready_daily(session)
     if latest is None:
         return NextDigest(None, False, due, schedule)
