@@ -219,9 +219,9 @@ def email_html(
     return email_frame(content, sender_name, fit, document).bodies()[0]
 
 
-SLOT_FRAME_MAX = 1_000
-"""Bytes of frame a paper's slot can bring at most (its wrapper: ~125 measured): removing
-slots lowers a frame by no more than this each."""
+SLOT_FRAME_MAX = 400
+"""Bytes of frame a paper's slot can bring at most (its marker and wrapper: 35 to 125
+measured): removing slots lowers a frame by no more than this each."""
 
 
 class FrameBytes:
@@ -262,24 +262,43 @@ def html_frame(
     HTML, which is most of a digest and shared by many segments, comes from
     `cards.PAPER_CARDS` (made once per process) and is put in last (`Frame.bodies`).
     """
+    if budget is not None:  # first what the papers weigh: no template, no MJML
+        keys = slot_keys(content, fit)
+        total = sum(card_bytes for _, card_bytes in cards.PAPER_CARDS.get(keys))
+        if any_order and total <= budget:  # (the newest alone too big: no order is smaller)
+            total = largest_cards(content, fit)
+        least_frame = 0 if around is None else around.floor(len(keys))
+        if total + least_frame > budget:
+            return None  # too big on its papers (and the least frame): not worth rendering
     context = email_context(content, sender_name, fit, first_paper=not any_order)
     slots = cards.CardSlots(content.language)
     context.update(paper_card=slots.card, paper_line=slots.line)
     document = render_template(EMAIL_HTML_TEMPLATE, context)
     if budget is None:
         return mjml_to_email(document)
-    total = sum(card_bytes for _, card_bytes in cards.PAPER_CARDS.get(slots.keys))
-    if any_order and total <= budget:  # (the newest alone too big: no order is smaller)
-        total = largest_cards(content, fit)
-    least_frame = 0 if around is None else around.floor(len(slots.keys))
-    if total + least_frame > budget:
-        return None  # too big on its papers (and the least frame): not worth MJML and inlining
+    if slots.keys != keys:  # (the same objects, mostly: cheap)
+        raise RenderError(f"{EMAIL_HTML_TEMPLATE}: its papers are not those `slot_keys` says")
     frame = mjml_to_email(document)
     parts = cards.split_at_markers(frame, len(slots.keys), EMAIL_HTML_TEMPLATE)
     framing = sum(len(text.encode()) for text in parts[::2])
     if around is not None:
         around.note(framing, len(slots.keys))
     return frame if total + framing <= budget else None
+
+
+def slot_keys(content: DigestContent, fit: Fit) -> list[cards.CardKey]:
+    """The cards the HTML template puts in a body at `fit`, in order, as its `paper_card` and
+    `paper_line` note them: each listed section's cards, then its title lines."""
+    shown = fit_content(content, fit)
+    language = content.language
+    keys: list[cards.CardKey] = []
+    for section in shown.sections:
+        if section.total:
+            keys += [cards.card_key(cards.EMAIL_CARD_TEMPLATE, p, language) for p in section.papers]
+            keys += [
+                cards.card_key(cards.EMAIL_LINE_TEMPLATE, p, language) for p in section.titles_only
+            ]
+    return keys
 
 
 def email_text(content: DigestContent, sender_name: str, fit: Fit) -> str:
