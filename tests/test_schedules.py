@@ -28,18 +28,21 @@ from newsletter.daily import fetch
 from newsletter.daily.send import build_daily
 from newsletter.daily.serve import serve_due
 from newsletter.db import session_scope
+from newsletter.intake.rhythm import SendClock
 from newsletter.models import Delivery, Digest, DigestKind, Subscriber, SubscriberTopic
 from newsletter.schedules import Schedule, next_send, weekday_named, zone_named
 from tests.helpers import paper, set_env, topic_id
 
 ZONES = ("Pacific/Auckland", "Asia/Kolkata", "America/New_York", "Europe/Berlin")
 SIX = time(6)
+CLOCK = SendClock("UTC", "06:00")
+"""The list's zone and daily time in these tests (the settings' defaults)."""
 
 
 def local_days(zone: ZoneInfo, schedule: Schedule, start: datetime, count: int) -> list[datetime]:
     instants, moment = [], start
     for _ in range(count):
-        moment = next_send(schedule, moment, default_zone="UTC", default_time=SIX)
+        moment = CLOCK.next_send_at(schedule, moment)
         instants.append(moment)
     return instants
 
@@ -89,10 +92,9 @@ def test_a_weekly_hour_comes_once_a_week_on_its_day_all_year(zone_name):
 def test_the_repeated_hour_of_a_fall_back_night_is_taken_once_the_first_time():
     berlin = ZoneInfo("Europe/Berlin")  # 2026-10-25: 03:00 CEST becomes 02:00 CET
     schedule = Schedule("daily", 2, None, "Europe/Berlin")
-    first = next_send(schedule, datetime(2026, 10, 24, 12, tzinfo=UTC), default_zone="UTC",
-                      default_time=SIX)  # fmt: skip
+    first = CLOCK.next_send_at(schedule, datetime(2026, 10, 24, 12, tzinfo=UTC))
     assert first == datetime(2026, 10, 25, 0, tzinfo=UTC)  # 02:00 CEST, the first 02:00
-    after = next_send(schedule, first, default_zone="UTC", default_time=SIX)
+    after = CLOCK.next_send_at(schedule, first)
     assert after.astimezone(berlin).date() == date(2026, 10, 26)  # not the second 02:00
 
 
@@ -104,7 +106,7 @@ def test_a_weekly_reader_without_an_hour_comes_at_the_daily_time_of_the_list():
 
 
 def test_a_daily_reader_without_an_hour_has_no_due_time():
-    assert next_send(Schedule(), datetime.now(UTC), default_zone="UTC", default_time=SIX) is None
+    assert CLOCK.next_send_at(Schedule(), datetime.now(UTC)) is None
 
 
 @pytest.mark.parametrize("name", ["Mars/Olympus", "", "../etc/passwd", " Europe/Berlin"])
@@ -174,9 +176,7 @@ def add_readers(settings, people: list[Reader], now: datetime) -> None:
                 send_hour=person.hour,
                 send_day=person.day,
                 timezone=person.zone,
-                next_send_at=next_send(
-                    person.schedule(), now, default_zone="UTC", default_time=SIX
-                ),  # fmt: skip
+                next_send_at=CLOCK.next_send_at(person.schedule(), now),  # fmt: skip
             )
             session.add(subscriber)
             session.flush()
@@ -188,7 +188,7 @@ def change_rhythm(settings, person: Reader, now: datetime, cadence, hour, day) -
     """What every intake path does: the rhythm and the next due time change; where the
     reader's window ends does not."""
     person.cadence, person.hour, person.day = cadence, hour, day
-    due = next_send(person.schedule(), now, default_zone="UTC", default_time=SIX)
+    due = CLOCK.next_send_at(person.schedule(), now)
     with session_scope(settings) as session:
         session.execute(
             update(Subscriber)
@@ -415,10 +415,8 @@ def test_status_shows_the_next_sends_by_time_and_cadence(settings, cli, slam):
                 timezone="Asia/Shanghai")  # fmt: skip
     reader_with(settings, "d@example.org")  # daily, as soon as built
     output = cli("status").output
-    kolkata = next_send(Schedule("daily", 7, None, "Asia/Kolkata"), datetime.now(UTC),
-                        default_zone="UTC", default_time=SIX)  # fmt: skip
-    shanghai = next_send(Schedule("weekly", 7, 0, "Asia/Shanghai"), datetime.now(UTC),
-                         default_zone="UTC", default_time=SIX)  # fmt: skip
+    kolkata = CLOCK.next_send_at(Schedule("daily", 7, None, "Asia/Kolkata"))
+    shanghai = CLOCK.next_send_at(Schedule("weekly", 7, 0, "Asia/Shanghai"))
     lines = output.splitlines()
     assert any(f"{kolkata:%Y-%m-%d %a %H:%M}" in line and "daily" in line and " 2 " in f"{line} "
                for line in lines), output  # fmt: skip

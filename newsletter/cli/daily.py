@@ -24,6 +24,7 @@ from newsletter.daily import fetch as daily_fetch
 from newsletter.daily import send as daily_send
 from newsletter.daily.serve import NextDigest, next_digest
 from newsletter.errors import NothingToDo
+from newsletter.intake.rhythm import SendClock
 from newsletter.models import utcnow
 from newsletter.render import preview as previews
 from newsletter.schedules import zone_named
@@ -214,7 +215,7 @@ def _hand_to_workers(settings) -> None:
 
 def _when(settings, upcoming: NextDigest) -> str:
     """ "Goes out weekly on Monday at 07:00 Asia/Shanghai: next on 2026-12-07 07:00 (CST)"."""
-    rhythm = upcoming.schedule.describe(settings.timezone)
+    rhythm = SendClock.of(settings).describe(upcoming.schedule)
     if upcoming.due is None:
         return f"Goes out {rhythm}: with the next daily digest."
     zone = zone_named(upcoming.schedule.zone or settings.timezone)

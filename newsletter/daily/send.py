@@ -91,8 +91,7 @@ def prepare(
         store.mark_ready(session, digest.id, now or utcnow())
         digest_id = digest.id
     served = serve_due(settings, now)
-    segments = [s for s in served.segments if s.subscriber_ids]
-    return digest_id, segments
+    return digest_id, served.segments
 
 
 def plan(settings: Settings, issue_date: date | None = None) -> SendReport:
@@ -193,7 +192,7 @@ def send(
     """
     issue_date = issue_date or settings.today()
     edition, translation, served = build_edition(settings, issue_date)
-    digest_ids = [edition.digest_id, *(d for d in served.digests if d != edition.digest_id)]
+    digest_ids = served.to_deliver(edition.digest_id)
     report = SendReport(issue_date=issue_date, translation=translation)
     with session_scope(settings) as session:
         report.already_sent = store.delivery_counts(session, edition.digest_id).get("sent", 0)

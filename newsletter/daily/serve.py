@@ -38,7 +38,7 @@ from newsletter.models import Cadence, DeliveryStatus, Digest, DigestKind, Subsc
 from newsletter.ranking.step import rank_digest
 from newsletter.schedules import Schedule, zone_named
 from newsletter.summarize.step import summarize_for_digest
-from newsletter.translate.step import TranslationReport, translate_for_digest
+from newsletter.translate.step import translate_for_digest
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,11 @@ class ServeReport:
     digests: dict[int, int] = field(default_factory=dict)
     """Delivery rows written, by digest: what to deliver now."""
     segments: list[Segment] = field(default_factory=list)
-    translations: list[TranslationReport] = field(default_factory=list)
+
+    def to_deliver(self, built: int | None = None) -> list[int]:
+        """The digests to deliver: the one just `built` (when there is), then those readers
+        were given rows of."""
+        return list(dict.fromkeys([*([] if built is None else [built]), *self.digests]))
 
     def summary(self) -> str:
         return (
@@ -266,7 +270,6 @@ def _span_edition(
         edition.has_rankings(session)
         readers = Readers.stream(session, date.max, edition=edition, subscriber_ids=subscriber_ids)
     translation = translate_for_digest(settings, edition, readers, None)
-    report.translations.append(translation)
     summarize_for_digest(settings, edition, readers)  # within its own budget; logs failures
     with session_scope(settings) as session:
         store.mark_ready(session, span_id, utcnow())

@@ -148,12 +148,20 @@ class Edition:
         edition.load_languages(session, languages)
         return edition
 
+    @property
+    def code_news_from(self) -> datetime | None:
+        """The earliest first match "Code released since" looks back to:
+        NEWSLETTER_CODE_NEWS_DAYS before the window; None: it looks nowhere (set to 0, or the
+        first digest)."""
+        start, days = self.digest.window_start, self.options.code_news_days
+        return None if start is None or not days else start - timedelta(days=days)
+
     def code_since(self, joined: datetime) -> datetime | None:
         """Since when a reader who joined then had this digest's topics' papers: the start of
         the day before they joined (their first digest held the newest daily one), or None when
         that is before the code news' look-back (most readers: one body for all)."""
-        start, days = self.digest.window_start, self.options.code_news_days
-        if start is None or not days or joined <= start - timedelta(days=days):
+        look_back = self.code_news_from
+        if look_back is None or joined <= look_back:
             return None
         day = joined.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         return day - timedelta(days=1)
@@ -163,11 +171,10 @@ class Edition:
         the digest's window and that the topic matched in (`since`, window start]; `since`
         defaults to NEWSLETTER_CODE_NEWS_DAYS before the window (none read when that is 0).
         A body then lists those its reader had (`content`'s `code_since`)."""
-        start, days = self.digest.window_start, self.options.code_news_days
-        if start is None or (since is None and not days):
+        start, since = self.digest.window_start, since or self.code_news_from
+        if start is None or since is None:
             self.code_found = {}
             return
-        since = start - timedelta(days=days) if since is None else since
         found: dict[int, list[tuple[PaperItem, datetime]]] = {}
         items: dict[int, PaperItem] = {}
         rows = store.code_released_between(

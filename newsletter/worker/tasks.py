@@ -162,7 +162,7 @@ def daily_digest(issue_date: str) -> dict:
     except TaskLockedException as locked:  # the minute's serving: done in a moment
         raise RetryTask("readers are being served", delay=5) from locked
     digest_id = edition.digest_id
-    batches = _queue_served(settings, {digest_id: 0, **served.digests})
+    batches = _queue_served(settings, served.to_deliver(digest_id))
     summary = {"date": issue_date, "digest_id": digest_id, "batches": batches}
     log.info("daily job queued its delivery: %s", summary)
     return summary
@@ -176,11 +176,11 @@ def _waiting_out_outages(settings: Settings, step):
         raise RetryTask(str(stopped), delay=settings.recovery_interval) from stopped
 
 
-def _queue_served(settings: Settings, digests: dict[int, int]) -> int:
+def _queue_served(settings: Settings, digest_ids: list[int]) -> int:
     """Delivery queued for each of these digests (the day's, the spans readers were given)."""
     return sum(
         _waiting_out_outages(settings, partial(queue_delivery, settings, digest_id))
-        for digest_id in digests
+        for digest_id in digest_ids
     )
 
 
@@ -205,7 +205,7 @@ def serve_readers() -> dict:
             )
     except TaskLockedException:
         return {"skipped": "another serving is running"}
-    batches = _queue_served(settings, served.digests)
+    batches = _queue_served(settings, served.to_deliver())
     return {"due": served.due, "rows": served.rows, "batches": batches}
 
 
