@@ -14,6 +14,7 @@ import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 
 from sqlalchemy.orm import Session
 
@@ -148,7 +149,7 @@ class Edition:
         edition.load_languages(session, languages)
         return edition
 
-    @property
+    @cached_property  # asked once per message by a sender (`code_since`)
     def code_news_from(self) -> datetime | None:
         """The earliest first match "Code released since" looks back to:
         NEWSLETTER_CODE_NEWS_DAYS before the window; None: it looks nowhere (set to 0, or the
