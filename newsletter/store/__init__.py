@@ -39,11 +39,13 @@ from newsletter.store.deliveries import (
 )
 from newsletter.store.digests import (
     add_digest,
+    daily_digests_ending_after,
     digest_by_id,
     digest_ids_since,
     digest_on,
     first_day_after,
     latest_digest_before,
+    latest_ready_daily,
     list_digests,
     mark_ready,
     span_between,
@@ -112,10 +114,8 @@ from newsletter.store.received_mail import (
 from newsletter.store.schedules import (
     DueReader,
     Slot,
-    daily_digests_ending_after,
     due_readers,
     give_window,
-    latest_ready_daily,
     reschedule,
     upcoming_slots,
 )

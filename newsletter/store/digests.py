@@ -70,6 +70,27 @@ def first_day_after(session: Session, start: datetime | None) -> date | None:
     return session.scalar(query)
 
 
+def latest_ready_daily(session: Session) -> Digest | None:
+    """The newest daily digest that is built: what due readers are given, up to its end."""
+    return session.scalar(
+        select(Digest)
+        .where(DAILY, Digest.ready_at.is_not(None))
+        .order_by(Digest.window_end.desc())
+        .limit(1)
+    )
+
+
+def daily_digests_ending_after(session: Session, after: datetime) -> list[Digest]:
+    """The daily digests whose window ends after `after`, oldest first."""
+    return list(
+        session.scalars(
+            select(Digest)
+            .where(DAILY, Digest.window_end > after)
+            .order_by(Digest.window_end)
+        )
+    )
+
+
 def add_digest(session: Session, digest: Digest) -> None:
     """Store a new digest now (its id is known on return)."""
     session.add(digest)

@@ -16,7 +16,7 @@ from typing import NamedTuple
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.models import Cadence, Digest, DigestKind, Subscriber, SubscriberStatus
+from newsletter.models import Cadence, Subscriber, SubscriberStatus
 from newsletter.store.subscribers import IN_LIST_LIMIT
 
 
@@ -30,27 +30,6 @@ class DueReader(NamedTuple):
     timezone: str | None
     delivered_through: datetime | None
     paused_until: date | None
-
-
-def latest_ready_daily(session: Session) -> Digest | None:
-    """The newest daily digest that is built: what due readers are given, up to its end."""
-    return session.scalar(
-        select(Digest)
-        .where(Digest.kind == DigestKind.daily, Digest.ready_at.is_not(None))
-        .order_by(Digest.window_end.desc())
-        .limit(1)
-    )
-
-
-def daily_digests_ending_after(session: Session, after: datetime) -> list[Digest]:
-    """The daily digests whose window ends after `after`, oldest first."""
-    return list(
-        session.scalars(
-            select(Digest)
-            .where(Digest.kind == DigestKind.daily, Digest.window_end > after)
-            .order_by(Digest.window_end)
-        )
-    )
 
 
 def due_readers(session: Session, now: datetime, newest_end: datetime) -> list[DueReader]:
