@@ -49,7 +49,6 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from datetime import time as clock
 from email import policy
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -71,6 +70,7 @@ from newsletter.delivery.journal import FOLDER, RedisJournal  # noqa: E402
 from newsletter.delivery.messages import MessageBuilder  # noqa: E402
 from newsletter.delivery.outgoing import Outgoing  # noqa: E402
 from newsletter.delivery.transports import transport_from_settings  # noqa: E402
+from newsletter.intake.rhythm import SendClock  # noqa: E402
 from newsletter.intake.subscribers import email_key  # noqa: E402
 from newsletter.intake.topics import TopicSpec  # noqa: E402
 from newsletter.models import (  # noqa: E402
@@ -81,7 +81,7 @@ from newsletter.models import (  # noqa: E402
     Translation,
     new_public_id,
 )
-from newsletter.schedules import Schedule, next_send  # noqa: E402
+from newsletter.schedules import Schedule  # noqa: E402
 from newsletter.sources.papers import FetchedPaper  # noqa: E402
 from newsletter.tokens import UNSUBSCRIBE, read_token  # noqa: E402
 
@@ -89,7 +89,6 @@ POSTFIX_TOOLS = REPO.parent / "shared" / "tools" / "postfix-tools"
 SAMPLE_EVERY = 100  # delivery ids divisible by this are checked: 1%
 SOURCE_MAX_MESSAGES = 30_000  # smtp-source's rate is steady well before this many
 SECRET = "bench-secret-" + "k" * 40
-SIX = clock(6)
 
 TOPICS = [
     "MLLM", "Diffusion", "SLAM", "SFM", "Visual Localization", "Keypoint Detection",
@@ -318,9 +317,9 @@ def spread_schedules(settings, readers: list[int], rng: random.Random) -> None:
     rows = []
     for subscriber_id in readers:
         zone, hour = rng.choice(ZONES), rng.randrange(24)
-        due = next_send(Schedule("daily", hour, None, zone), TODAY - timedelta(seconds=1),
-                        default_zone="UTC",
-                        default_time=SIX)  # fmt: skip
+        due = SendClock.of(settings).next_send_at(
+            Schedule("daily", hour, None, zone), TODAY - timedelta(seconds=1)
+        )
         row = {"id": subscriber_id, "send_hour": hour, "timezone": zone, "next_send_at": due,
                "cadence": "daily", "send_day": None, "delivered_through": yesterday}  # fmt: skip
         if rng.random() < WEEKLY_SHARE:
