@@ -23,7 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from newsletter import store
@@ -34,7 +34,7 @@ from newsletter.digest.edition import Edition, EditionOptions
 from newsletter.digest.segments import Readers, Segment, segments_of
 from newsletter.intake.rhythm import SendClock
 from newsletter.message.compose import message_id_for
-from newsletter.models import Cadence, DeliveryStatus, Digest, DigestKind, Subscriber, utcnow
+from newsletter.models import Cadence, DeliveryStatus, Digest, Subscriber, utcnow
 from newsletter.ranking.step import rank_digest
 from newsletter.schedules import Schedule, zone_named
 from newsletter.summarize.step import summarize_for_digest
@@ -257,9 +257,9 @@ def _span_edition(
     readers (a span made earlier, for readers of an earlier hour, gets its new readers'); its
     edition as read before when there is one, its translations and rankings read again."""
     subscriber_ids = sorted(sid for ids in claims.values() for sid in ids)
+    day = now.astimezone(settings.zone).date()
     with session_scope(settings) as session:
-        span = _span(session, start, latest.window_end, now.astimezone(settings.zone).date())
-        span_id = span.id
+        span_id = store.open_span(session, start, latest.window_end, day).id
     report.spans += 1
     rank_digest(settings, span_id, only=set(subscriber_ids))
     with session_scope(settings) as session:
@@ -274,20 +274,6 @@ def _span_edition(
     with session_scope(settings) as session:
         store.mark_ready(session, span_id, utcnow())
     return edition.with_notes(translation.notes)
-
-
-def _span(session: Session, start: datetime | None, end: datetime, day) -> Digest:
-    """The span of (start, end]: the one made already, or a new one."""
-    span = store.span_between(session, start, end)
-    if span is not None:
-        return span
-    try:
-        with session.begin_nested():
-            span = Digest(issue_date=day, kind=DigestKind.span, window_start=start, window_end=end)
-            store.add_digest(session, span)
-        return span
-    except IntegrityError:  # another process made it meanwhile
-        return store.span_between(session, start, end)
 
 
 def _give(

@@ -48,6 +48,7 @@ from newsletter.store.digests import (
     latest_ready_daily,
     list_digests,
     mark_ready,
+    open_span,
     span_between,
     span_by_id,
 )
@@ -214,6 +215,7 @@ __all__ = [
     "digest_on",
     "first_day_after",
     "mark_ready",
+    "open_span",
     "span_between",
     "span_by_id",
     "DueReader",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.models import Digest, DigestKind
@@ -61,6 +62,21 @@ def span_between(session: Session, start: datetime | None, end: datetime) -> Dig
     )
 
 
+def open_span(session: Session, start: datetime | None, end: datetime, day: date) -> Digest:
+    """The span of (start, end]: the one made already, or a new one dated `day` (stored now;
+    made by another process meanwhile, theirs)."""
+    span = span_between(session, start, end)
+    if span is not None:
+        return span
+    try:
+        with session.begin_nested():
+            span = Digest(issue_date=day, kind=DigestKind.span, window_start=start, window_end=end)
+            add_digest(session, span)
+        return span
+    except IntegrityError:  # another process made it meanwhile (one span a window)
+        return span_between(session, start, end)
+
+
 def first_day_after(session: Session, start: datetime | None) -> date | None:
     """The date of the first daily digest whose window begins at or after `start`: a span's
     first day."""
@@ -84,9 +100,7 @@ def daily_digests_ending_after(session: Session, after: datetime) -> list[Digest
     """The daily digests whose window ends after `after`, oldest first."""
     return list(
         session.scalars(
-            select(Digest)
-            .where(DAILY, Digest.window_end > after)
-            .order_by(Digest.window_end)
+            select(Digest).where(DAILY, Digest.window_end > after).order_by(Digest.window_end)
         )
     )
 
