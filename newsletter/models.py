@@ -202,6 +202,19 @@ class DigestKind(enum.StrEnum):
     readers, a cadence change): a window of consecutive daily digests, made when first due."""
 
 
+class ChatPlatform(enum.StrEnum):
+    """Where a channel subscriber's digest is posted instead of mailed."""
+
+    slack = "slack"
+    """A Slack incoming-webhook URL (Block Kit messages)."""
+    discord = "discord"
+    """A Discord webhook URL (embeds)."""
+    matrix = "matrix"
+    """A Matrix room: homeserver URL, room id and an access token (HTML messages)."""
+    feishu = "feishu"
+    """A Feishu / Lark custom-bot webhook URL (interactive cards), with its signing secret."""
+
+
 class Subscriber(Base):
     __tablename__ = "subscribers"
 
@@ -250,6 +263,19 @@ class Subscriber(Base):
     delivered_through: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     """The end of the window of the last digest they were given: their next one starts there,
     whatever their cadence was (so a change of cadence loses and repeats no paper)."""
+
+    channel: Mapped[ChatPlatform | None] = mapped_column(
+        Enum(ChatPlatform, native_enum=False, length=20), default=None
+    )
+    """A team chat channel's platform: its digest is posted there, not mailed. None: a person
+    with an email address (`email`). A channel's `email` is only its label."""
+    channel_url: Mapped[str | None] = mapped_column(Text, default=None)
+    """The channel's incoming-webhook URL (Slack, Discord, Feishu), or its Matrix homeserver.
+    A secret: whoever has it can post there. Never printed whole."""
+    channel_room: Mapped[str | None] = mapped_column(String(255), default=None)
+    """The Matrix room id (`!abc:example.org`)."""
+    channel_secret: Mapped[str | None] = mapped_column(Text, default=None)
+    """The Matrix access token, or the Feishu bot's signing secret. Never printed."""
 
     topics: Mapped[list[Topic]] = relationship(
         secondary="subscriber_topics", order_by="Topic.position, Topic.id", lazy="selectin"
@@ -458,3 +484,63 @@ class ReaderRanking(Base):
     paper_ids: Mapped[list[int]] = mapped_column(JSON)
     """The digest's papers this reader may be shown, best first."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """A token a program presents to the JSON API (`Authorization: Bearer …`), with its scopes.
+
+    Only its SHA-256 is kept: the token is shown once, when the operator creates it.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    """hex SHA-256 of the token (tokens are 256 random bits: no salt or slow hash needed)."""
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    """Refused from then on; kept so that `tokens list` still shows who had access."""
+
+
+class Webhook(Base):
+    """An operator's URL that is told of events (a digest built or sent, a subscriber confirmed,
+    unsubscribed or bounced), each delivery signed with its secret."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    """The event names it receives."""
+    secret: Mapped[str] = mapped_column(String(100))
+    """The HMAC key its deliveries are signed with (the receiver holds it too)."""
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one webhook: written in the transaction that made the event, posted later
+    by the worker (so a slow or failing endpoint never holds up what made it)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    """pending (to post, or to retry at `not_before`), sent, or failed (gave up)."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    """The endpoint's last answer or error, one line."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    __table_args__ = (
+        Index("ix_webhook_deliveries_status_not_before", "status", "not_before"),
+        Index("ix_webhook_deliveries_webhook_id", "webhook_id"),
+    )
