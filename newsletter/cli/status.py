@@ -79,13 +79,16 @@ def _print_webhooks(counts: list[store.WebhookCounts]) -> None:
     """Each webhook's deliveries: pending, sent, failed, and the last error its endpoint gave."""
     if not counts:
         return
-    table = Table("Webhook", "pending", "sent", "failed", "last error", title="Webhooks")
+    table = Table("Webhook", "pending", "sent", "failed", title="Webhooks")
     for row in counts:
         name = f"{row.webhook.id} {shown_url(row.webhook.url)}"
         if not row.webhook.active:
             name += " (inactive)"
-        table.add_row(name, str(row.pending), str(row.sent), str(row.failed), row.last_error)
+        table.add_row(name, str(row.pending), str(row.sent), str(row.failed))
     console.print(table)
+    for row in counts:  # a line each: an endpoint's answer is too long for a table's cell
+        if row.last_error:
+            console.print(f"Webhook {row.webhook.id} last error: {row.last_error}")
 
 
 def _print_queue_and_workers(settings) -> tuple[bool, list[heartbeat.Beat]]:

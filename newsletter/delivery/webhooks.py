@@ -135,15 +135,16 @@ class WebhookReport:
 
 
 def post_due(settings: Settings, budget: float | None = None) -> WebhookReport:
-    """Post the due deliveries, oldest first, until none is due or `budget` seconds are spent
-    (None: no limit); an attempt already started ends within its timeout."""
+    """Post the deliveries due now, oldest first, until none is left or `budget` seconds are
+    spent (None: no limit); an attempt already started ends within its timeout. Each is tried
+    once a round: a retry comes due after this round began, so it waits for the next."""
     report = WebhookReport()
     deadline = None if budget is None else time.monotonic() + budget
     lease = timedelta(seconds=settings.webhook_timeout + LEASE_MARGIN)
+    started = utcnow()
     while deadline is None or time.monotonic() < deadline:
         with session_scope(settings) as session:
-            now = utcnow()
-            due = store.claim_webhook_delivery(session, now, now + lease)
+            due = store.claim_webhook_delivery(session, started, utcnow() + lease)
         if due is None:
             break
         answer = post(due.url, due.secret, due.payload, settings.webhook_timeout)

@@ -113,12 +113,12 @@ def _due(now: datetime):
 
 
 def claim_webhook_delivery(
-    session: Session, now: datetime, lease_until: datetime
+    session: Session, due_by: datetime, lease_until: datetime
 ) -> DueWebhook | None:
-    """Take the oldest due delivery until `lease_until` (its `not_before`), so that no other
-    poster takes it meanwhile: PostgreSQL skips rows others have locked, SQLite's writers take
-    turns. A poster that dies leaves it due again when the lease ends."""
-    due = select(WebhookDelivery.id).where(_due(now)).order_by(WebhookDelivery.id).limit(1)
+    """Take the oldest delivery due by `due_by` until `lease_until` (its `not_before`), so
+    that no other poster takes it meanwhile: PostgreSQL skips rows others have locked, SQLite's
+    writers take turns. A poster that dies leaves it due again when the lease ends."""
+    due = select(WebhookDelivery.id).where(_due(due_by)).order_by(WebhookDelivery.id).limit(1)
     if session.get_bind().dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     claimed = session.scalar(
