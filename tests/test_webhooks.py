@@ -571,6 +571,28 @@ def test_a_real_worker_on_redis_posts_the_webhooks(
     assert code == 0, read(log)
 
 
+def readme_verify():
+    """The `verify` the README's Webhooks section shows, as a reader would copy it."""
+    section = (REPO / "README.md").read_text().split("\n## Webhooks", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(code, namespace)  # noqa: S102 (the project's own README)
+    return namespace["verify"]
+
+
+def test_the_readme_s_verify_accepts_a_delivery_and_refuses_a_tampered_one(
+    cli, settings, receiver, example_topics
+):
+    register(cli, receiver, "subscriber.unsubscribed")
+    subscribe(cli, ADA, "SLAM")
+    cli("subscribers", "remove", ADA)
+    posting.post_due(settings)
+    (request,) = receiver.received
+    verify_as_documented = readme_verify()
+    assert verify_as_documented(receiver.secret, request.headers, request.body)
+    assert not verify_as_documented(receiver.secret, request.headers, request.body + b" ")
+
+
 def test_every_event_is_documented_with_its_payload():
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Webhooks", 1)[1].split("\n## ", 1)[0]
