@@ -495,6 +495,43 @@ def stop(worker: subprocess.Popen) -> int:
         pytest.fail("the worker did not stop within 20 s of SIGINT")
 
 
+class WorkerProcess:
+    """`newsletter worker` in a process of its own, started in `folder` with this process's
+    environment, its output in `folder/worker.log`: entered once Huey's consumer has started,
+    stopped with SIGINT on exit (`code` is then its exit status)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.log = folder / "worker.log"
+        self.process: subprocess.Popen | None = None
+        self.code: int | None = None
+
+    def __enter__(self) -> WorkerProcess:
+        with self.log.open("wb") as output:
+            self.process = subprocess.Popen(
+                worker_command(),
+                cwd=self.folder,
+                env=dict(os.environ),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            self.wait_for(lambda: "Huey consumer started" in self.output(), "start")
+        except BaseException:
+            stop(self.process)
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.code = stop(self.process)
+
+    def wait_for(self, condition: Callable[[], bool], what: str) -> None:
+        wait_for(condition, self.process, self.log, what)
+
+    def output(self) -> str:
+        return read(self.log)
+
+
 def ended_sender() -> str:
     """The name a sender of this machine had (see `worker_name`), whose process has ended."""
     done = subprocess.run(

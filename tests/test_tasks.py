@@ -7,7 +7,6 @@ in immediate mode and in a real worker process that shares the SQLite queue with
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -31,6 +30,7 @@ from newsletter.db import session_scope
 from tests.arxiv_server import ArxivServer, Reply
 from tests.helpers import (
     PAPERS,
+    WorkerProcess,
     add_subscribers,
     bounce_of,
     digests_sent,
@@ -39,14 +39,10 @@ from tests.helpers import (
     outbox_texts,
     paper,
     query_of,
-    read,
     set_env,
     status_of,
-    stop,
     store_papers,
     tasks_on_redis,
-    wait_for,
-    worker_command,
 )
 
 
@@ -229,32 +225,19 @@ def test_a_real_worker_runs_the_queued_daily_job(arxiv, settings, monkeypatch, t
     away = (datetime.now(UTC).hour + 12) % 24
     settings = set_env(monkeypatch, daily_time=f"{away:02d}:00")
     tasks = load_tasks()  # the same SQLite queue file as the worker's
-    log = tmp_path / "worker.log"
-    with log.open("wb") as output:
-        worker = subprocess.Popen(
-            worker_command(),
-            cwd=tmp_path,
-            env=dict(os.environ),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for(lambda: "Huey consumer started" in read(log), worker, log, "start")
-
+    with WorkerProcess(tmp_path) as worker:
         result = tasks.daily_job()
 
         eml = Path(settings.outbox_dir)
-        wait_for(lambda: len(list(eml.glob("*.eml"))) == 2, worker, log, "two .eml files")
+        worker.wait_for(lambda: len(list(eml.glob("*.eml"))) == 2, "two .eml files")
         summary = result.get(blocking=True, timeout=30)
-    finally:
-        code = stop(worker)
+    code, text = worker.code, worker.output()
 
     assert summary == {"date": today(), "fetch_errors": 0}
     assert set(outbox_texts()) == {"ada@example.org", "bo@example.org"}
     assert {request.search_query for request in arxiv.requests} == {
         query_of(name) for name in PAPERS
     }
-    text = read(log)
     assert code == 0, text
     assert "Shutting down gracefully" in text and "Consumer exiting" in text
     assert "daily job queued its delivery" in text

@@ -12,8 +12,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -36,19 +34,16 @@ from newsletter.models import SubscriberStatus, WebhookDelivery, utcnow
 from newsletter.web import create_app
 from tests.helpers import (
     REPO,
+    WorkerProcess,
     bounce_of,
     digests_sent,
     load_tasks,
     outbox,
     paper,
-    read,
     set_env,
-    stop,
     store_papers,
     subscribe,
     tasks_on_redis,
-    wait_for,
-    worker_command,
     write_mbox,
 )
 from tests.loopback_http import LoopbackHandler, LoopbackHTTPServer
@@ -549,26 +544,16 @@ def test_a_real_worker_on_redis_posts_the_webhooks(
     unsubscribed_with_a_webhook(cli, settings, receiver)
     with tasks_on_redis(redis_url, monkeypatch) as tasks:
         tasks.huey.flush()
-        log = tmp_path / "worker.log"
-        with log.open("wb") as output:
-            worker = subprocess.Popen(
-                worker_command(),
-                cwd=tmp_path,
-                env=dict(os.environ),
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
         try:
-            wait_for(lambda: "Huey consumer started" in read(log), worker, log, "start")
-            tasks.post_webhooks()
-            wait_for(lambda: len(receiver.received) == 1, worker, log, "a webhook POST")
-            wait_for(lambda: rows(settings)[0].status == "sent", worker, log, "the row sent")
+            with WorkerProcess(tmp_path) as worker:
+                tasks.post_webhooks()
+                worker.wait_for(lambda: len(receiver.received) == 1, "a webhook POST")
+                worker.wait_for(lambda: rows(settings)[0].status == "sent", "the row sent")
         finally:
-            code = stop(worker)
             tasks.huey.flush()
     (request,) = receiver.received
     assert request.valid and request.payload["type"] == "subscriber.unsubscribed"
-    assert code == 0, read(log)
+    assert worker.code == 0, worker.output()
 
 
 def readme_verify():
