@@ -461,6 +461,18 @@ def tasks_on_redis(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Module
         load_tasks()
 
 
+def minutes_of(tasks: ModuleType, name: str) -> list[int]:
+    """The minutes of an hour at which the worker's scheduler enqueues the periodic task `name`."""
+    return [
+        minute
+        for minute in range(60)
+        if any(
+            task.name == name
+            for task in tasks.huey.read_periodic(datetime(2026, 11, 28, 3, minute))
+        )
+    ]
+
+
 def worker_command() -> list[str]:
     """The installed `newsletter` script next to this Python, else the same entry point."""
     script = Path(sys.executable).with_name("newsletter")

@@ -36,6 +36,7 @@ from tests.helpers import (
     digests_sent,
     ended_sender,
     load_tasks,
+    minutes_of,
     outbox_texts,
     paper,
     query_of,
@@ -152,28 +153,26 @@ def test_the_scheduled_task_runs_the_daily_job(immediate, arxiv):
     assert set(outbox_texts()) == {"ada@example.org", "bo@example.org"}
 
 
+EVERY_FEW_MINUTES = ("serve_readers", "post_webhooks")
+"""Periodic tasks the schedule tests leave out: the quarter-hourly serving of due readers (see
+`test_due_readers_are_served_every_quarter_hour`) and the webhooks posted every minute (see
+test_webhooks)."""
+
+
 def scheduled_at(tasks: ModuleType, *moment: int) -> list[str]:
-    """The periodic tasks the worker's scheduler would enqueue at this UTC time, but the
-    quarter-hourly serving of due readers (see `test_due_readers_are_served_every_quarter_hour`)."""
+    """The periodic tasks the worker's scheduler would enqueue at this UTC time, but those of
+    EVERY_FEW_MINUTES."""
     return [
         task.name
         for task in tasks.huey.read_periodic(datetime(*moment))
-        if task.name != "serve_readers"
+        if task.name not in EVERY_FEW_MINUTES
     ]
 
 
 def test_due_readers_are_served_every_quarter_hour(tasks):
     """Every UTC offset in use is a whole quarter hour (Asia/Kolkata +5:30, Asia/Kathmandu
     +5:45), so a local hour always falls on one of these minutes."""
-    served = [
-        minute
-        for minute in range(60)
-        if any(
-            task.name == "serve_readers"
-            for task in tasks.huey.read_periodic(datetime(2026, 11, 28, 3, minute))
-        )
-    ]
-    assert served == [0, 15, 30, 45]
+    assert minutes_of(tasks, "serve_readers") == [0, 15, 30, 45]
 
 
 def test_the_schedule_follows_the_daily_time_setting(tasks, settings, monkeypatch):
@@ -475,7 +474,8 @@ def test_the_worker_s_scheduler_catches_up_the_minutes_it_missed_once(tasks, set
     def enqueued_at(*moment: int) -> list[str]:
         """The periodic tasks the scheduler queues when it checks at this UTC time."""
         scheduler.enqueue_periodic_tasks(datetime(*moment))
-        names = sorted(task.name for task in tasks.huey.pending() if task.name != "serve_readers")
+        pending = tasks.huey.pending()
+        names = sorted(task.name for task in pending if task.name not in EVERY_FEW_MINUTES)
         tasks.huey.flush()
         return names
 

@@ -38,6 +38,7 @@ from tests.helpers import (
     bounce_of,
     digests_sent,
     load_tasks,
+    minutes_of,
     outbox,
     paper,
     set_env,
@@ -536,6 +537,10 @@ def test_the_worker_posts_what_its_steps_wrote(cli, settings, arxiv, receiver):
         tasks.huey.immediate = False
     assert receiver.events() == ["digest.built", "digest.sent"]
     assert {row.status for row in rows(settings)} == {"sent"}
+
+
+def test_the_worker_posts_due_webhooks_every_minute(settings):
+    assert minutes_of(load_tasks(), "post_webhooks") == list(range(60))
 
 
 def test_a_real_worker_on_redis_posts_the_webhooks(

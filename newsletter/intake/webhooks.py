@@ -37,10 +37,6 @@ SUBSCRIBER_EVENTS = {
 }
 """A subscriber's logged event (`Event.kind`) that is a webhook event, and its name."""
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 (the prefix, not a secret)
-SECRET_BYTES = 32
-MAX_URL = 2000
-
 
 @dataclass(frozen=True)
 class WebhookSpec:
@@ -52,6 +48,9 @@ class WebhookSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "url", webhook_url(self.url))
         object.__setattr__(self, "events", event_names(self.events))
+
+
+MAX_URL = 2000
 
 
 def webhook_url(url: str) -> str:
@@ -82,6 +81,10 @@ def event_names(names: Iterable[str]) -> tuple[str, ...]:
         if name not in EVENTS:
             raise InvalidInput(f"unknown webhook event {name!r}: use one of {', '.join(EVENTS)}")
     return wanted
+
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 (the prefix, not a secret)
+SECRET_BYTES = 32
 
 
 def new_secret() -> str:
