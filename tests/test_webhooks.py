@@ -88,6 +88,7 @@ class Script:
     status: int = 204
     headers: tuple[tuple[str, str], ...] = ()
     hang: bool = False
+    delay: float = 0.0
 
 
 class _ReceiverHandler(LoopbackHandler):
@@ -105,7 +106,13 @@ class _ReceiverHandler(LoopbackHandler):
         elif not valid:
             self.send_reply(401, "text/plain", b"bad signature")
         else:
-            self.send_reply(script.status, "text/plain", b"thanks", headers=dict(script.headers))
+            self.send_reply(
+                script.status,
+                "text/plain",
+                b"thanks",
+                headers=dict(script.headers),
+                delay=script.delay,
+            )
 
 
 class Receiver(LoopbackHTTPServer):
@@ -473,6 +480,7 @@ def test_an_endpoint_that_is_down_is_retried(cli, settings, monkeypatch):
 
 def test_two_posters_never_post_the_same_row(cli, settings, receiver, example_topics):
     register(cli, receiver, "subscriber.unsubscribed")
+    receiver.default = Script(delay=0.05)  # each poster is mid-POST while the others look
     for number in range(6):
         subscribe(cli, f"r{number}@example.org", "SLAM")
         cli("subscribers", "remove", f"r{number}@example.org")
