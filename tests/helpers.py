@@ -461,6 +461,18 @@ def tasks_on_redis(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Module
         load_tasks()
 
 
+def minutes_of(tasks: ModuleType, name: str) -> list[int]:
+    """The minutes of an hour at which the worker's scheduler enqueues the periodic task `name`."""
+    return [
+        minute
+        for minute in range(60)
+        if any(
+            task.name == name
+            for task in tasks.huey.read_periodic(datetime(2026, 11, 28, 3, minute))
+        )
+    ]
+
+
 def worker_command() -> list[str]:
     """The installed `newsletter` script next to this Python, else the same entry point."""
     script = Path(sys.executable).with_name("newsletter")
@@ -493,6 +505,43 @@ def stop(worker: subprocess.Popen) -> int:
         worker.kill()
         worker.wait()
         pytest.fail("the worker did not stop within 20 s of SIGINT")
+
+
+class WorkerProcess:
+    """`newsletter worker` in a process of its own, started in `folder` with this process's
+    environment, its output in `folder/worker.log`: entered once Huey's consumer has started,
+    stopped with SIGINT on exit (`code` is then its exit status)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.log = folder / "worker.log"
+        self.process: subprocess.Popen | None = None
+        self.code: int | None = None
+
+    def __enter__(self) -> WorkerProcess:
+        with self.log.open("wb") as output:
+            self.process = subprocess.Popen(
+                worker_command(),
+                cwd=self.folder,
+                env=dict(os.environ),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            self.wait_for(lambda: "Huey consumer started" in self.output(), "start")
+        except BaseException:
+            stop(self.process)
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.code = stop(self.process)
+
+    def wait_for(self, condition: Callable[[], bool], what: str) -> None:
+        wait_for(condition, self.process, self.log, what)
+
+    def output(self) -> str:
+        return read(self.log)
 
 
 def ended_sender() -> str:

@@ -7,7 +7,6 @@ in immediate mode and in a real worker process that shares the SQLite queue with
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -31,22 +30,20 @@ from newsletter.db import session_scope
 from tests.arxiv_server import ArxivServer, Reply
 from tests.helpers import (
     PAPERS,
+    WorkerProcess,
     add_subscribers,
     bounce_of,
     digests_sent,
     ended_sender,
     load_tasks,
+    minutes_of,
     outbox_texts,
     paper,
     query_of,
-    read,
     set_env,
     status_of,
-    stop,
     store_papers,
     tasks_on_redis,
-    wait_for,
-    worker_command,
 )
 
 
@@ -156,28 +153,26 @@ def test_the_scheduled_task_runs_the_daily_job(immediate, arxiv):
     assert set(outbox_texts()) == {"ada@example.org", "bo@example.org"}
 
 
+EVERY_FEW_MINUTES = ("serve_readers", "post_webhooks")
+"""Periodic tasks the schedule tests leave out: the quarter-hourly serving of due readers (see
+`test_due_readers_are_served_every_quarter_hour`) and the webhooks posted every minute (see
+test_webhooks)."""
+
+
 def scheduled_at(tasks: ModuleType, *moment: int) -> list[str]:
-    """The periodic tasks the worker's scheduler would enqueue at this UTC time, but the
-    quarter-hourly serving of due readers (see `test_due_readers_are_served_every_quarter_hour`)."""
+    """The periodic tasks the worker's scheduler would enqueue at this UTC time, but those of
+    EVERY_FEW_MINUTES."""
     return [
         task.name
         for task in tasks.huey.read_periodic(datetime(*moment))
-        if task.name != "serve_readers"
+        if task.name not in EVERY_FEW_MINUTES
     ]
 
 
 def test_due_readers_are_served_every_quarter_hour(tasks):
     """Every UTC offset in use is a whole quarter hour (Asia/Kolkata +5:30, Asia/Kathmandu
     +5:45), so a local hour always falls on one of these minutes."""
-    served = [
-        minute
-        for minute in range(60)
-        if any(
-            task.name == "serve_readers"
-            for task in tasks.huey.read_periodic(datetime(2026, 11, 28, 3, minute))
-        )
-    ]
-    assert served == [0, 15, 30, 45]
+    assert minutes_of(tasks, "serve_readers") == [0, 15, 30, 45]
 
 
 def test_the_schedule_follows_the_daily_time_setting(tasks, settings, monkeypatch):
@@ -229,32 +224,19 @@ def test_a_real_worker_runs_the_queued_daily_job(arxiv, settings, monkeypatch, t
     away = (datetime.now(UTC).hour + 12) % 24
     settings = set_env(monkeypatch, daily_time=f"{away:02d}:00")
     tasks = load_tasks()  # the same SQLite queue file as the worker's
-    log = tmp_path / "worker.log"
-    with log.open("wb") as output:
-        worker = subprocess.Popen(
-            worker_command(),
-            cwd=tmp_path,
-            env=dict(os.environ),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for(lambda: "Huey consumer started" in read(log), worker, log, "start")
-
+    with WorkerProcess(tmp_path) as worker:
         result = tasks.daily_job()
 
         eml = Path(settings.outbox_dir)
-        wait_for(lambda: len(list(eml.glob("*.eml"))) == 2, worker, log, "two .eml files")
+        worker.wait_for(lambda: len(list(eml.glob("*.eml"))) == 2, "two .eml files")
         summary = result.get(blocking=True, timeout=30)
-    finally:
-        code = stop(worker)
+    code, text = worker.code, worker.output()
 
     assert summary == {"date": today(), "fetch_errors": 0}
     assert set(outbox_texts()) == {"ada@example.org", "bo@example.org"}
     assert {request.search_query for request in arxiv.requests} == {
         query_of(name) for name in PAPERS
     }
-    text = read(log)
     assert code == 0, text
     assert "Shutting down gracefully" in text and "Consumer exiting" in text
     assert "daily job queued its delivery" in text
@@ -492,7 +474,8 @@ def test_the_worker_s_scheduler_catches_up_the_minutes_it_missed_once(tasks, set
     def enqueued_at(*moment: int) -> list[str]:
         """The periodic tasks the scheduler queues when it checks at this UTC time."""
         scheduler.enqueue_periodic_tasks(datetime(*moment))
-        names = sorted(task.name for task in tasks.huey.pending() if task.name != "serve_readers")
+        pending = tasks.huey.pending()
+        names = sorted(task.name for task in pending if task.name not in EVERY_FEW_MINUTES)
         tasks.huey.flush()
         return names
 

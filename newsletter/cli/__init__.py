@@ -3,7 +3,7 @@ sub-app per noun below them.
 
 One module per area: `daily` (fetch, send, run, preview), `setup` (init, config, db),
 `services` (serve, worker), `status`, and a sub-app each for `topics`, `subscribers`,
-`translate`, `bounces`, `unsubscribes` and `export`. What they share (the settings, the
+`translate`, `bounces`, `unsubscribes`, `export` and `webhooks`. What they share (the settings, the
 database, the console, errors in words and their exit status) is `common`.
 """
 
@@ -24,6 +24,7 @@ from newsletter.cli import (
     topics,
     translate,
     unsubscribes,
+    webhooks,
 )
 from newsletter.cli.common import DEBUG, NewsletterGroup, err_console
 from newsletter.config import unknown_variables
@@ -77,6 +78,7 @@ app.add_typer(translate.app, name="translate")
 app.add_typer(bounces.app, name="bounces")
 app.add_typer(unsubscribes.app, name="unsubscribes")
 app.add_typer(export.app, name="export")
+app.add_typer(webhooks.app, name="webhooks")
 
 
 def main() -> None:

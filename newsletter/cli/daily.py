@@ -19,6 +19,7 @@ from newsletter.cli.common import (
     progress_bar,
     ready_settings,
 )
+from newsletter.cli.webhooks import post_pending
 from newsletter.daily import code_check
 from newsletter.daily import fetch as daily_fetch
 from newsletter.daily import send as daily_send
@@ -98,6 +99,8 @@ def send(
     """Build today's digest and send it to everyone who has not had it yet.
 
     A paused or interrupted send resumes where it stopped and never resends what was sent.
+    Once the mail is out, the due webhooks are posted (for NEWSLETTER_WEBHOOK_SEND_BUDGET
+    seconds at most; the worker or the next send posts the rest).
     Example: newsletter send --dry-run
     """
     settings = ready_settings()
@@ -107,6 +110,7 @@ def send(
         return
     _require_work(settings)
     report = _send_with_progress(settings, issue_date, wait)
+    post_pending()  # once the mail is out: an endpoint never holds it up
     if report.failed:
         raise typer.Exit(code=1)
 
@@ -182,6 +186,7 @@ def run(
     _print_fetch(fetched)
     _check_code_links(settings)
     sent = _send_with_progress(settings, None)
+    post_pending()
     if not fetched.ok or sent.failed:
         raise typer.Exit(code=1)
 

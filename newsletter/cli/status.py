@@ -10,6 +10,7 @@ from rich.table import Table
 
 from newsletter import store
 from newsletter.cli.common import ExitStatus, console, open_session, ready_settings
+from newsletter.intake.webhooks import shown_url
 from newsletter.worker import heartbeat
 
 
@@ -17,8 +18,9 @@ def status(
     failures: Annotated[int, typer.Option(help="How many failures to list.")] = 20,
 ) -> None:
     """Show the live workers and what they wait for, the queue, the next sends (by time and
-    cadence, with how many readers each), the latest digest's deliveries by state, and
-    failures and retries with their reasons.
+    cadence, with how many readers each), the webhooks' deliveries by state with each one's
+    last error, the latest digest's deliveries by state, and failures and retries with their
+    reasons.
 
     Exits with 5 when the queue cannot be read (Redis down); the rest is shown all the same.
     Example: newsletter status --failures 50
@@ -28,6 +30,8 @@ def status(
     with open_session() as session:
         slots = store.upcoming_slots(session, NEXT_SLOTS)
     _print_next_sends(slots)
+    with open_session() as session:
+        _print_webhooks(store.webhook_counts(session))
     with open_session() as session:
         digest = next(iter(store.list_digests(session)), None)
         if digest is None:
@@ -69,6 +73,22 @@ def _print_next_sends(slots: list[store.Slot]) -> None:
         when = "with each daily digest" if slot.at is None else f"{slot.at:%Y-%m-%d %a %H:%M}"
         table.add_row(when, slot.cadence, str(slot.readers))
     console.print(table)
+
+
+def _print_webhooks(counts: list[store.WebhookCounts]) -> None:
+    """Each webhook's deliveries: pending, sent, failed, and the last error its endpoint gave."""
+    if not counts:
+        return
+    table = Table("Webhook", "pending", "sent", "failed", title="Webhooks")
+    for row in counts:
+        name = f"{row.webhook.id} {shown_url(row.webhook.url)}"
+        if not row.webhook.active:
+            name += " (inactive)"
+        table.add_row(name, str(row.pending), str(row.sent), str(row.failed))
+    console.print(table)
+    for row in counts:  # a line each: an endpoint's answer is too long for a table's cell
+        if row.last_error:
+            console.print(f"Webhook {row.webhook.id} last error: {row.last_error}")
 
 
 def _print_queue_and_workers(settings) -> tuple[bool, list[heartbeat.Beat]]:

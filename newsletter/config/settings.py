@@ -85,6 +85,17 @@ class Settings(BaseSettings):
     one message in flight; without the journal (a crashed machine) up to this many."""
     record_interval: float = Field(1.0, gt=0)
     """Seconds after which sends are written even if fewer than `record_every`."""
+    webhook_timeout: float = Field(10.0, gt=0)
+    """Seconds one attempt to post a webhook waits for its endpoint (to connect, and for each
+    read); a slower endpoint is retried later."""
+    webhook_max_attempts: int = Field(10, ge=1)
+    """Attempts to post one webhook delivery before it counts as failed."""
+    webhook_retry_backoff: float = Field(30.0, ge=0)
+    """Seconds before a webhook delivery's first retry; doubled for each further one (an
+    endpoint's longer Retry-After is honoured, up to an hour)."""
+    webhook_send_budget: float = Field(30.0, ge=0)
+    """Seconds `newsletter send` and `newsletter run` spend posting due webhooks once their
+    mail is out, plus one attempt's timeout (0: leave them to the worker)."""
     heartbeat_interval: float = Field(10.0, gt=0)
     """Seconds between a worker's heartbeats; it counts as alive for three of them."""
     recovery_interval: float = Field(60.0, ge=1)

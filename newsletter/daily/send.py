@@ -19,6 +19,7 @@ from newsletter.config import Settings
 from newsletter.daily.serve import ServeReport, serve_due
 from newsletter.db import session_scope
 from newsletter.delivery.deliverer import DeliveryReport, deliver_all
+from newsletter.delivery.events import mark_built
 from newsletter.delivery.outgoing import Transport
 from newsletter.delivery.transports import transport_from_settings
 from newsletter.digest.edition import Edition, EditionOptions
@@ -88,7 +89,7 @@ def prepare(
     given it now."""
     with session_scope(settings) as session:
         digest = open_digest(session, issue_date, now or utcnow())
-        store.mark_ready(session, digest.id, now or utcnow())
+        mark_built(session, settings.base_url, digest.id, now or utcnow())
         digest_id = digest.id
     served = serve_due(settings, now)
     return digest_id, served.segments
@@ -167,7 +168,7 @@ def build_daily(
     summarize_for_digest(settings, edition, readers)  # within its own budget; logs failures
     edition = edition.with_notes(translation.notes)
     with session_scope(settings) as session:
-        store.mark_ready(session, edition.digest_id, now)
+        mark_built(session, settings.base_url, edition.digest_id, now)
     metrics.record_digest_built()
     return edition, translation, readers
 

@@ -30,6 +30,7 @@ from newsletter import store
 from newsletter.batches import chunks
 from newsletter.config import Settings
 from newsletter.db import session_scope
+from newsletter.delivery.events import mark_built
 from newsletter.digest.edition import Edition, EditionOptions
 from newsletter.digest.segments import Readers, Segment, segments_of
 from newsletter.intake.rhythm import SendClock
@@ -272,7 +273,7 @@ def _span_edition(
     translation = translate_for_digest(settings, edition, readers, None)
     summarize_for_digest(settings, edition, readers)  # within its own budget; logs failures
     with session_scope(settings) as session:
-        store.mark_ready(session, span_id, utcnow())
+        mark_built(session, settings.base_url, span_id, utcnow())
     return edition.with_notes(translation.notes)
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from newsletter import store
 from newsletter.config import Settings
 from newsletter.db import session_scope
+from newsletter.delivery.events import SentNotice
 from newsletter.delivery.journal import SendJournal
 from newsletter.delivery.outcomes import DeliveryReport, Progress
 from newsletter.models import utcnow
@@ -37,13 +38,19 @@ class Claims:
     """One sender's claims on one digest's delivery rows."""
 
     def __init__(
-        self, settings: Settings, digest_id: int, worker: str, journal: Callable[[], SendJournal]
+        self,
+        settings: Settings,
+        digest_id: int,
+        worker: str,
+        journal: Callable[[], SendJournal],
+        notice: SentNotice,
     ) -> None:
         self.settings = settings
         self.digest_id = digest_id
         self.worker = worker
         self.journal = journal
         """This sender's journal (made on first use, hence a callable)."""
+        self.notice = notice
 
     def take(
         self,
@@ -69,6 +76,8 @@ class Claims:
                 journaled = self.journal().recorded_among(ids) if ids else {}
                 ours = {key: journaled[key] for key in ids if key in journaled}
                 recovered = store.finish_sent(session, ours) if ours else 0
+                if recovered:
+                    self.notice.finished(session)
                 rows = store.claimed_rows(session, [key for key in ids if key not in ours])
                 prepare(session, rows)  # what building their messages needs
             if len(ours) < len(journaled):  # a dead sender's other rows (its whole file)
@@ -107,7 +116,10 @@ class Claims:
         """
         try:
             with session_scope(self.settings) as session:
-                return store.finish_sent(session, others)
+                marked = store.finish_sent(session, others)
+                if marked:
+                    self.notice.finished(session)
+                return marked
         except Exception as error:
             log.debug("journaled deliveries not marked sent", exc_info=True)
             log.warning(

@@ -23,6 +23,7 @@ from newsletter import store
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.delivery.claims import Claims, worker_name
+from newsletter.delivery.events import SentNotice
 from newsletter.delivery.journal import SendJournal, journal_for
 from newsletter.delivery.messages import MessageBuilder
 from newsletter.delivery.outcomes import DeliveryReport, Outcomes, Progress
@@ -54,9 +55,10 @@ class Deliverer:
         self.transport = transport
         self.worker = worker or worker_name()
         self._journal: SendJournal | None = None
-        self.claims = Claims(settings, digest_id, self.worker, self.journal)
+        self.notice = SentNotice(settings.base_url, digest_id)
+        self.claims = Claims(settings, digest_id, self.worker, self.journal, self.notice)
         self.messages = MessageBuilder(settings, digest_id, edition)
-        self.outcomes = Outcomes(settings, self.journal)
+        self.outcomes = Outcomes(settings, self.journal, self.notice)
 
     def journal(self) -> SendJournal:
         """Where this sender notes each message the server accepted (made on first use)."""
@@ -157,6 +159,7 @@ class Deliverer:
         if skipped:
             with session_scope(self.settings) as session:
                 store.skip_deliveries(session, [row.delivery_id for row in skipped], NOT_SUBSCRIBED)
+                self.notice.finished(session)
             report.skipped += len(skipped)
             if progress is not None:
                 progress(len(skipped))

@@ -16,6 +16,7 @@ from newsletter import store
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.delivery.bounces import apply_bounce, bounce_from_reply
+from newsletter.delivery.events import SentNotice
 from newsletter.delivery.journal import SendJournal
 from newsletter.delivery.outgoing import SendResult
 from newsletter.models import DeliveryStatus, utcnow
@@ -53,8 +54,11 @@ class Outcomes:
     written before the sender claims again: the journal and the group always agree.
     """
 
-    def __init__(self, settings: Settings, journal: Callable[[], SendJournal]) -> None:
+    def __init__(
+        self, settings: Settings, journal: Callable[[], SendJournal], notice: SentNotice
+    ) -> None:
         self.settings = settings
+        self.notice = notice
         self.journal = journal
         """This sender's journal (made on first use, hence a callable)."""
         self.report = DeliveryReport()
@@ -99,6 +103,8 @@ class Outcomes:
             return
         with session_scope(self.settings) as session:
             marked = store.finish_sent(session, self.sent)
+            if marked:
+                self.notice.finished(session)
         self.journal().written(self.sent)
         # A row another sender found in the journal and marked meanwhile (this one's lease
         # had ended) is counted there, as recovered, not here again.
@@ -112,6 +118,7 @@ class Outcomes:
             attempts = delivery.attempts + 1
             if result.permanent or attempts >= self.settings.smtp_max_attempts:
                 store.finish_delivery(session, result.key, DeliveryStatus.failed, result.detail)
+                self.notice.finished(session)
                 self.report.failed += 1
                 self.report.failures.append(f"{row.email}: {result.detail}")
                 if result.permanent and self._bounce(session, row, result.detail) == "bounced":

@@ -9,7 +9,8 @@
   and mail that came back;
 - `ranking`: papers' features, readers' signal and their order of each digest's papers;
 - `reading`: what readers saved, rated and named as seeds (their library, their signal);
-- `transactions`: one item written in its own savepoint.
+- `transactions`: one item written in its own savepoint;
+- `webhooks`: the operator's endpoints and the events queued for each (an outbox).
 
 The store decides nothing: policies (when a bounce bounces an address, what a digest holds)
 live with the code that applies them. It may import `models`, `errors`, `schedules` (a
@@ -47,6 +48,7 @@ from newsletter.store.digests import (
     latest_digest_before,
     latest_ready_daily,
     list_digests,
+    lock_digest,
     mark_ready,
     open_span,
     span_between,
@@ -180,8 +182,38 @@ from newsletter.store.translations import (
     save_translation,
     translations_of,
 )
+from newsletter.store.webhooks import (
+    DueWebhook,
+    WebhookCounts,
+    add_webhook,
+    claim_webhook_delivery,
+    has_due_webhooks,
+    list_webhooks,
+    listeners,
+    queue_event,
+    recent_webhook_deliveries,
+    record_webhook_attempt,
+    remove_webhook,
+    retry_webhook_deliveries,
+    webhook_by_id,
+    webhook_counts,
+)
 
 __all__ = [
+    "DueWebhook",
+    "WebhookCounts",
+    "add_webhook",
+    "claim_webhook_delivery",
+    "has_due_webhooks",
+    "list_webhooks",
+    "listeners",
+    "queue_event",
+    "recent_webhook_deliveries",
+    "record_webhook_attempt",
+    "remove_webhook",
+    "retry_webhook_deliveries",
+    "webhook_by_id",
+    "webhook_counts",
     "ClaimedDelivery",
     "IN_LIST_LIMIT",
     "NEGATIVE",
@@ -214,6 +246,7 @@ __all__ = [
     "digest_ids_since",
     "digest_on",
     "first_day_after",
+    "lock_digest",
     "mark_ready",
     "open_span",
     "span_between",

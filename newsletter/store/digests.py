@@ -111,8 +111,22 @@ def add_digest(session: Session, digest: Digest) -> None:
     session.flush()
 
 
-def mark_ready(session: Session, digest_id: int, at: datetime) -> None:
-    """The digest is built (ranked, translated): readers may be given it from now on."""
+def mark_ready(session: Session, digest_id: int, at: datetime) -> bool:
+    """The digest is built (ranked, translated): readers may be given it from now on. True
+    when it was not ready before."""
     digest = session.get(Digest, digest_id)
-    if digest.ready_at is None:
-        digest.ready_at = at
+    if digest.ready_at is not None:
+        return False
+    digest.ready_at = at
+    return True
+
+
+def lock_digest(session: Session, digest_id: int) -> None:
+    """Hold the digest's row until the transaction ends, so that transactions asking "is it
+    all sent?" take turns, each seeing what the one before committed (PostgreSQL: FOR NO KEY
+    UPDATE, which new delivery rows' foreign keys do not wait for; SQLite's writers take turns
+    already)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            select(Digest.id).where(Digest.id == digest_id).with_for_update(key_share=True)
+        )

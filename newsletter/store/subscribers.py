@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from newsletter.errors import InvalidInput, UnknownSubscriber
 from newsletter.intake.rhythm import SendClock
 from newsletter.intake.subscribers import SubscriberSpec, email_key
+from newsletter.intake.webhooks import SUBSCRIBER_EVENTS
 from newsletter.models import (
     Cadence,
     Event,
@@ -23,6 +24,7 @@ from newsletter.models import (
 from newsletter.schedules import Schedule
 from newsletter.store.follows import add_follows, set_follows
 from newsletter.store.topics import get_topics
+from newsletter.store.webhooks import queue_event, subscriber_data
 
 
 def find_subscriber(session: Session, email: str) -> Subscriber | None:
@@ -124,7 +126,12 @@ def purge_subscriber(session: Session, subscriber: Subscriber) -> None:
 def log_event(
     session: Session, subscriber: Subscriber, kind: str, source: str, detail: str = ""
 ) -> None:
+    """Log what happened to a subscriber; the webhooks that asked for it (a confirmation, an
+    unsubscription, a bounce: `SUBSCRIBER_EVENTS`) are told in the same transaction, whichever
+    door it came through."""
     session.add(Event(subscriber_id=subscriber.id, kind=kind, source=source, detail=detail))
+    if kind in SUBSCRIBER_EVENTS:
+        queue_event(session, SUBSCRIBER_EVENTS[kind], subscriber_data(subscriber, source, detail))
 
 
 def events_of(session: Session, subscriber: Subscriber) -> list[Event]:

@@ -7,7 +7,9 @@ it failed and arXiv is asked once per job: `daily_job` fetches (one fetch at a t
 workers: arXiv allows one request every 3 seconds from all your machines together), then
 queues `daily_digest`, which builds the digest and fans the delivery out into `deliver` tasks
 that claim batches of deliveries (see `delivery`). With NEWSLETTER_INBOX set, `read_inbox`
-acts on the mail that came back every few minutes.
+acts on the mail that came back every few minutes. `post_webhooks` posts the webhook
+deliveries those steps (and the web app, and the CLI) wrote: queued after each step that may
+have written some, and every minute for retries and the rest.
 
 The worker heals itself (see `consumer` and `outages`): Redis, the database or the SMTP relay
 down is waited out with a growing backoff, one log line a step, and the work goes on when the
@@ -36,6 +38,7 @@ from newsletter.db import session_scope
 from newsletter.delivery import deliverer as delivery_deliverer
 from newsletter.delivery.outgoing import Transport
 from newsletter.delivery.transports import transport_from_settings
+from newsletter.delivery.webhooks import post_due
 from newsletter.errors import ConfigError
 from newsletter.inbound import reader
 from newsletter.models import utcnow
@@ -163,6 +166,7 @@ def daily_digest(issue_date: str) -> dict:
         raise RetryTask("readers are being served", delay=5) from locked
     digest_id = edition.digest_id
     batches = _queue_served(settings, served.to_deliver(digest_id))
+    _queue_webhooks(settings)  # digest.built
     summary = {"date": issue_date, "digest_id": digest_id, "batches": batches}
     log.info("daily job queued its delivery: %s", summary)
     return summary
@@ -206,6 +210,8 @@ def serve_readers() -> dict:
     except TaskLockedException:
         return {"skipped": "another serving is running"}
     batches = _queue_served(settings, served.to_deliver())
+    if served.spans:
+        _queue_webhooks(settings)  # a span's digest.built
     return {"due": served.due, "rows": served.rows, "batches": batches}
 
 
@@ -274,6 +280,8 @@ def deliver(digest_id: int) -> dict:
         remaining = None
     for failure in report.failures:
         log.error("send: %s", failure)
+    if remaining == 0:
+        _queue_webhooks(settings)  # digest.sent, if this task finished the digest
     metrics.record_delivery_report(report)
     summary = {"digest_id": digest_id, "sent": report.sent, "failed": report.failed,
                "deferred": report.deferred, "remaining": remaining}  # fmt: skip
@@ -379,7 +387,47 @@ def read_inbox() -> dict:
         log.info("inbox: %s", line)
     if report.acted_on or report.lines:
         log.info("inbox %s: %s", settings.inbox, report.summary())
+    if report.acted_on:
+        _queue_webhooks(settings)  # subscriber.bounced, subscriber.unsubscribed
     return {"acted_on": report.acted_on, "read_before": report.read_before}
+
+
+# ---------------------------------------------------------------- webhooks
+
+WEBHOOK_ROUND = 50.0
+"""Seconds one `post_webhooks` task posts at most (each attempt within
+NEWSLETTER_WEBHOOK_TIMEOUT): the next minute's task goes on with what is left."""
+
+
+@huey.periodic_task(crontab(minute="*"))
+def post_webhooks() -> dict:
+    """Post the webhook deliveries that are due (see `delivery.webhooks`): queued after the
+    steps that write events, and every minute for retries and the events the web app and the
+    CLI wrote. Each row is claimed before it is posted, so tasks on several workers never post
+    the same row; a database outage is waited out."""
+    settings = get_settings()
+    try:
+        report = keep_trying(settings, partial(post_due, settings, WEBHOOK_ROUND))
+    except Stopped as stopped:
+        log.warning("webhooks: %s; left to the next worker", stopped)
+        return {"stopped": str(stopped)}
+    for error in report.errors:
+        log.error("webhooks: %s", error)
+    if report.posted_any:
+        log.info("%s", report.summary())
+    return {"sent": report.sent, "retrying": report.retrying, "failed": report.failed}
+
+
+def _queue_webhooks(settings: Settings) -> None:
+    """Queue `post_webhooks` now when a webhook delivery is due (one look at the table), so
+    that an event does not wait for the next minute."""
+    try:
+        with session_scope(settings) as session:
+            due = store.has_due_webhooks(session, utcnow())
+        if due:
+            post_webhooks()
+    except Exception:  # the minute's task will find them: never fail the step that made them
+        log.warning("webhooks: not queued now; the next minute's task posts them", exc_info=True)
 
 
 # ---------------------------------------------------------------- watching
