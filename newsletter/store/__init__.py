@@ -17,8 +17,10 @@ rhythm's record) and `intake` only.
 """
 
 from newsletter.store.deliveries import (
+    ChannelTarget,
     ClaimedDelivery,
     add_deliveries,
+    channel_targets,
     claim_deliveries,
     claimed_rows,
     claims_in_flight,
@@ -31,6 +33,7 @@ from newsletter.store.deliveries import (
     finish_delivery,
     finish_sent,
     next_due_at,
+    note_delivery_progress,
     public_ids_without_delivery,
     release_deliveries,
     renew_claims,
@@ -123,10 +126,13 @@ from newsletter.store.schedules import (
 from newsletter.store.subscribers import (
     IN_LIST_LIMIT,
     STREAM_CHUNK,
+    add_channel,
     add_subscriber,
     count_hard_failure,
     events_of,
+    find_channel,
     find_subscriber,
+    get_channel,
     get_subscriber,
     import_subscriber,
     list_subscribers,
@@ -182,6 +188,12 @@ from newsletter.store.translations import (
 )
 
 __all__ = [
+    "get_channel",
+    "find_channel",
+    "add_channel",
+    "note_delivery_progress",
+    "channel_targets",
+    "ChannelTarget",
     "ClaimedDelivery",
     "IN_LIST_LIMIT",
     "NEGATIVE",
