@@ -253,7 +253,7 @@ def test_a_failing_channel_stops_neither_email_nor_other_channels(
 def test_matrix_parts_have_deterministic_transaction_ids(servers, settings):
     """A part sent again (a lost answer, a worker that died) is the same event."""
     server = servers["matrix"]
-    channel = Channel("#lab", ChatPlatform.matrix, server.url, MATRIX_ROOM, MATRIX_TOKEN)
+    channel = Channel(ChatPlatform.matrix, server.url, "#lab", MATRIX_ROOM, MATRIX_TOKEN)
     posts = ({"msgtype": "m.notice", "body": "one"}, {"msgtype": "m.notice", "body": "two"})
     message = ChatMessage(7, channel, "<digest.1.2@example.org>", posts)
     sender = ChatSender(settings)
@@ -266,11 +266,11 @@ def test_matrix_parts_have_deterministic_transaction_ids(servers, settings):
 
 def test_feishu_requests_are_signed_and_a_wrong_secret_fails_clearly(servers, settings):
     server = servers["feishu"]
-    signed = Channel("#lab", ChatPlatform.feishu, server.url, None, FEISHU_SECRET)
+    signed = Channel(ChatPlatform.feishu, server.url, "#lab", None, FEISHU_SECRET)
     assert (
         ChatSender(settings).post(signed, {"msg_type": "interactive", "card": {"elements": []}}).ok
     )
-    wrong = Channel("#lab", ChatPlatform.feishu, server.url, None, "WRONGSECRET")
+    wrong = Channel(ChatPlatform.feishu, server.url, "#lab", None, "WRONGSECRET")
     answer = ChatSender(settings).post(wrong, {"msg_type": "interactive", "card": {"elements": []}})
     assert not answer.ok and answer.permanent and "code 19021" in answer.reason
     assert "WRONGSECRET" not in answer.reason

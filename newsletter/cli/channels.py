@@ -12,9 +12,14 @@ from rich.table import Column, Table
 from newsletter import store
 from newsletter.cli.common import NewsletterGroup, console, open_session, print_json
 from newsletter.config import get_settings
-from newsletter.delivery.chat import Channel, ChatSender
+from newsletter.delivery.chat import ChatSender
 from newsletter.errors import InvalidInput
-from newsletter.intake.channels import channel_spec, channel_subscriber, masked_url
+from newsletter.intake.channels import (
+    ChannelSpec,
+    channel_spec,
+    channel_subscriber,
+    masked_url,
+)
 from newsletter.intake.rhythm import SendClock
 from newsletter.models import ChatPlatform, Subscriber, SubscriberStatus
 from newsletter.render.chat import chat_notice
@@ -142,8 +147,8 @@ def test(name: Name) -> None:
     with open_session() as session:
         found = store.get_channel(session, name)
         platform = ChatPlatform(found.channel)
-        channel = Channel(
-            found.email, platform, found.channel_url, found.channel_room, found.channel_secret
+        channel = ChannelSpec(
+            platform, found.channel_url, found.email, found.channel_room, found.channel_secret
         )
         topics = ", ".join(t.name for t in found.topics)
     text = f"Test from the arXiv digest: this channel gets the papers of {topics}."

@@ -32,6 +32,7 @@ import requests
 
 from newsletter.config import Settings
 from newsletter.delivery.outgoing import SendResult
+from newsletter.intake.channels import ChannelSpec as Channel
 from newsletter.models import ChatPlatform, utcnow
 from newsletter.userinput import one_line
 
@@ -44,25 +45,13 @@ FEISHU_RATE_LIMITED = {11232, 230020}
 """Feishu's answers (HTTP 200) that mean "too many requests, try later"."""
 
 
-@dataclass(frozen=True)
-class Channel:
-    label: str
-    platform: ChatPlatform
-    url: str
-    room: str | None = None
-    secret: str | None = None
-
-    def described(self) -> str:
-        """How errors name it: its platform and label, never its URL."""
-        return f"{self.platform.value} channel {self.label!r}"
-
-    def redacted(self, text: str) -> str:
-        """`text` (a platform's answer) on one line, short, with no secret of the channel."""
-        text = one_line(text.replace("\x00", ""), "answer")[:160] if text else ""
-        for secret in (self.url, self.secret):
-            if secret:
-                text = text.replace(secret, "…")
-        return text
+def redacted(channel: Channel, text: str) -> str:
+    """`text` (a platform's answer) on one line, short, with no secret of the channel in it."""
+    text = one_line(text.replace("\x00", ""), "answer")[:160] if text else ""
+    for secret in (channel.url, channel.secret):
+        if secret:
+            text = text.replace(secret, "…")
+    return text
 
 
 @dataclass(frozen=True)
@@ -121,7 +110,7 @@ def http_answer(response: requests.Response, channel: Channel, retry_after=None)
     status = response.status_code
     if 200 <= status < 300:
         return Answer(True)
-    reason = f"HTTP {status} {channel.redacted(response.text)}".strip()
+    reason = f"HTTP {status} {redacted(channel, response.text)}".strip()
     if status == 429:
         wait = retry_after if retry_after is not None else retry_after_header(response)
         return Answer(False, reason, retry_after=wait)
@@ -200,7 +189,7 @@ class Feishu(Platform):
         code = found.get("code", found.get("StatusCode", 0))
         if code in (0, None):
             return Answer(True)
-        reason = f"code {code} {channel.redacted(str(found.get('msg', '')))}".strip()
+        reason = f"code {code} {redacted(channel, str(found.get('msg', '')))}".strip()
         if code in FEISHU_RATE_LIMITED:
             return Answer(False, reason, retry_after=retry_after_header(response))
         return Answer(False, reason, permanent=True)

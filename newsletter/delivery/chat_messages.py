@@ -36,6 +36,6 @@ class ChatMessages:
         if posts is None:
             content = self.messages.edition.content(*key[1])
             posts = self._posts[key] = tuple(chat_posts(target.platform, content))
-        channel = Channel(target.label, target.platform, target.url, target.room, target.secret)
+        channel = Channel(target.platform, target.url, target.label, target.room, target.secret)
         posted = posted_before(target.detail, len(posts))
         return ChatMessage(row.delivery_id, channel, row.message_id, posts, posted)

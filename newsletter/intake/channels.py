@@ -44,6 +44,10 @@ class ChannelSpec:
     secret: str | None = None
     """The Matrix access token, or the Feishu signing secret (optional there)."""
 
+    def described(self) -> str:
+        """How messages and errors name it: its platform and label, never its URL."""
+        return f"{self.platform.value} channel {self.label!r}"
+
     @property
     def key(self) -> str:
         """The subscriber's `email_key`: one subscriber per channel (platform, URL and room),

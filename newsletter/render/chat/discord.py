@@ -11,14 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from newsletter.render.chat.common import (
-    ChatDigest,
-    ChatPaper,
-    ChatRenderer,
-    ChatSection,
-    Payload,
-    plain_card,
-)
+from newsletter.render.chat import common
 
 MAX_EMBEDS = 10
 TOTAL_CHARS = 6000
@@ -43,19 +36,19 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class DiscordRenderer(ChatRenderer):
-    def heading(self, digest: ChatDigest) -> list:
+class DiscordRenderer(common.ChatRenderer):
+    def heading(self, digest: common.ChatDigest) -> list:
         embed = {"title": _cut(escape(digest.heading), TITLE_CHARS), "color": COLOUR}
         if digest.web_url:
             embed["url"] = digest.web_url
         return [embed]
 
-    def section_heading(self, section: ChatSection) -> list:
+    def section_heading(self, section: common.ChatSection) -> list:
         return [{"author": {"name": _cut(section.heading, AUTHOR_CHARS)}}]
 
-    def card(self, paper: ChatPaper) -> list:
+    def card(self, paper: common.ChatPaper) -> list:
         links = " · ".join(link(url, label) for label, url in paper.links)
-        text = "\n".join([*map(escape, plain_card(paper)), links])
+        text = "\n".join([*map(escape, common.plain_card(paper)), links])
         embed = {
             "title": _cut(escape(paper.title), TITLE_CHARS),
             "url": paper.url,
@@ -64,20 +57,20 @@ class DiscordRenderer(ChatRenderer):
         }
         return [embed]
 
-    def lines(self, papers: Sequence[ChatPaper]) -> list:
+    def lines(self, papers: Sequence[common.ChatPaper]) -> list:
         text = "\n".join(f"• {link(paper.url, paper.title)}" for paper in papers)
         return [{"description": _cut(text, DESCRIPTION_CHARS)}]
 
     def note(self, text: str, url: str | None) -> list:
         return [{"description": link(url, text) if url else escape(text)}]
 
-    def payload(self, units: list[list]) -> Payload:
+    def payload(self, units: list[list]) -> common.Payload:
         embeds: list[dict] = []
         for unit in units:
             embeds.extend(_merged(unit))
         return {"embeds": embeds, "allowed_mentions": {"parse": []}}
 
-    def fits(self, payload: Payload) -> bool:
+    def fits(self, payload: common.Payload) -> bool:
         embeds = payload["embeds"]
         return len(embeds) <= MAX_EMBEDS and sum(map(embed_chars, embeds)) <= TOTAL_CHARS
 

@@ -13,14 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from newsletter.render.chat.common import (
-    ChatDigest,
-    ChatPaper,
-    ChatRenderer,
-    ChatSection,
-    Payload,
-    plain_card,
-)
+from newsletter.render.chat import common
 
 BODY_BYTES = 19_000
 MAX_ELEMENTS = 50
@@ -44,23 +37,23 @@ def _links(pairs: Sequence[tuple[str, str]]) -> dict:
     return {"tag": "div", "text": {"tag": "lark_md", "content": content}}
 
 
-class FeishuRenderer(ChatRenderer):
-    def heading(self, digest: ChatDigest) -> list:
+class FeishuRenderer(common.ChatRenderer):
+    def heading(self, digest: common.ChatDigest) -> list:
         return [("header", digest.heading)]
 
-    def section_heading(self, section: ChatSection) -> list:
+    def section_heading(self, section: common.ChatSection) -> list:
         return [{"tag": "hr"}, _text(f"【{section.heading}】")]
 
-    def card(self, paper: ChatPaper) -> list:
-        return [_text("\n".join([paper.title, *plain_card(paper)])), _links(paper.links)]
+    def card(self, paper: common.ChatPaper) -> list:
+        return [_text("\n".join([paper.title, *common.plain_card(paper)])), _links(paper.links)]
 
-    def lines(self, papers: Sequence[ChatPaper]) -> list:
+    def lines(self, papers: Sequence[common.ChatPaper]) -> list:
         return [_links([(lark_label(f"• {paper.title}"), paper.url)]) for paper in papers]
 
     def note(self, text: str, url: str | None) -> list:
         return [_links([(text, url)]) if url else _text(text)]
 
-    def payload(self, units: list[list]) -> Payload:
+    def payload(self, units: list[list]) -> common.Payload:
         elements = [element for unit in units for element in unit]
         title = "arXiv digest"
         if elements and isinstance(elements[0], tuple):
@@ -72,6 +65,6 @@ class FeishuRenderer(ChatRenderer):
         }
         return {"msg_type": "interactive", "card": card}
 
-    def fits(self, payload: Payload) -> bool:
+    def fits(self, payload: common.Payload) -> bool:
         size = len(json.dumps(payload, ensure_ascii=False).encode())
         return size <= BODY_BYTES and len(payload["card"]["elements"]) <= MAX_ELEMENTS

@@ -13,14 +13,7 @@ import json
 from collections.abc import Sequence
 from html import escape
 
-from newsletter.render.chat.common import (
-    ChatDigest,
-    ChatPaper,
-    ChatRenderer,
-    ChatSection,
-    Payload,
-    plain_card,
-)
+from newsletter.render.chat import common
 
 CONTENT_BYTES = 48_000
 
@@ -32,16 +25,16 @@ def link(url: str, label: str) -> str:
     return f'<a href="{escape(url)}">{escape(label)}</a>'
 
 
-class MatrixRenderer(ChatRenderer):
-    def heading(self, digest: ChatDigest) -> list[Piece]:
+class MatrixRenderer(common.ChatRenderer):
+    def heading(self, digest: common.ChatDigest) -> list[Piece]:
         html = f"<h3>{escape(digest.heading)}</h3>"
         return [(html, digest.heading)]
 
-    def section_heading(self, section: ChatSection) -> list[Piece]:
+    def section_heading(self, section: common.ChatSection) -> list[Piece]:
         return [(f"<h4>{escape(section.heading)}</h4>", f"## {section.heading}")]
 
-    def card(self, paper: ChatPaper) -> list[Piece]:
-        body = plain_card(paper)
+    def card(self, paper: common.ChatPaper) -> list[Piece]:
+        body = common.plain_card(paper)
         links = " · ".join(link(url, label) for label, url in paper.links)
         html = (
             f"<p><strong>{link(paper.url, paper.title)}</strong><br>"
@@ -51,7 +44,7 @@ class MatrixRenderer(ChatRenderer):
         plain_links = " · ".join(f"{label}: {url}" for label, url in paper.links)
         return [(html, "\n".join([paper.title, *body, plain_links]))]
 
-    def lines(self, papers: Sequence[ChatPaper]) -> list[Piece]:
+    def lines(self, papers: Sequence[common.ChatPaper]) -> list[Piece]:
         items = "".join(f"<li>{link(paper.url, paper.title)}</li>" for paper in papers)
         plain = "\n".join(f"- {paper.title} {paper.url}" for paper in papers)
         return [(f"<ul>{items}</ul>", plain)]
@@ -60,7 +53,7 @@ class MatrixRenderer(ChatRenderer):
         html = f"<p><em>{link(url, text) if url else escape(text)}</em></p>"
         return [(html, f"{text}: {url}" if url else text)]
 
-    def payload(self, units: list[list[Piece]]) -> Payload:
+    def payload(self, units: list[list[Piece]]) -> common.Payload:
         pieces = [piece for unit in units for piece in unit]
         return {
             "msgtype": "m.notice",
@@ -70,5 +63,5 @@ class MatrixRenderer(ChatRenderer):
             "m.mentions": {},
         }
 
-    def fits(self, payload: Payload) -> bool:
+    def fits(self, payload: common.Payload) -> bool:
         return len(json.dumps(payload, ensure_ascii=False).encode()) <= CONTENT_BYTES

@@ -10,14 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from newsletter.render.chat.common import (
-    ChatDigest,
-    ChatPaper,
-    ChatRenderer,
-    ChatSection,
-    Payload,
-    plain_card,
-)
+from newsletter.render.chat import common
 
 MAX_BLOCKS = 50
 SECTION_CHARS = 3000
@@ -41,28 +34,28 @@ def _context(text: str) -> dict:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
 
 
-class SlackRenderer(ChatRenderer):
-    def heading(self, digest: ChatDigest) -> list:
+class SlackRenderer(common.ChatRenderer):
+    def heading(self, digest: common.ChatDigest) -> list:
         text = digest.heading
         if len(text) > HEADER_CHARS:
             text = text[: HEADER_CHARS - 1] + "…"
         return [{"type": "header", "text": {"type": "plain_text", "text": text}}]
 
-    def section_heading(self, section: ChatSection) -> list:
+    def section_heading(self, section: common.ChatSection) -> list:
         return [{"type": "divider"}, _section(f"*{escape(section.heading)}*")]
 
-    def card(self, paper: ChatPaper) -> list:
-        lines = [f"*{link(paper.url, paper.title)}*", *map(escape, plain_card(paper))]
+    def card(self, paper: common.ChatPaper) -> list:
+        lines = [f"*{link(paper.url, paper.title)}*", *map(escape, common.plain_card(paper))]
         links = " · ".join(link(url, label) for label, url in paper.links)
         return [_section("\n".join(lines)), _context(links)]
 
-    def lines(self, papers: Sequence[ChatPaper]) -> list:
+    def lines(self, papers: Sequence[common.ChatPaper]) -> list:
         return [_section("\n".join(f"• {link(paper.url, paper.title)}" for paper in papers))]
 
     def note(self, text: str, url: str | None) -> list:
         return [_context(link(url, text) if url else escape(text))]
 
-    def payload(self, units: list[list]) -> Payload:
+    def payload(self, units: list[list]) -> common.Payload:
         blocks = [block for unit in units for block in unit]
         first = blocks[0]
         fallback = first["text"]["text"] if first["type"] == "header" else "arXiv digest"
@@ -73,7 +66,7 @@ class SlackRenderer(ChatRenderer):
             "unfurl_media": False,
         }
 
-    def fits(self, payload: Payload) -> bool:
+    def fits(self, payload: common.Payload) -> bool:
         blocks = payload["blocks"]
         texts = [text for block in blocks for text in block_texts(block)]
         return (
