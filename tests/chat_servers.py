@@ -41,6 +41,8 @@ class Reply:
     status: int = 200
     body: object = b""
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    """Seconds before answering (a platform that hangs)."""
 
     def bytes(self) -> bytes:
         return self.body if isinstance(self.body, bytes) else json.dumps(self.body).encode()
@@ -73,7 +75,13 @@ class _Handler(LoopbackHandler):
             self.command, self.path, dict(self.headers), self.rfile.read(length), time.monotonic()
         )
         reply = self.owner.handle(request)
-        self.send_reply(reply.status, "application/json", reply.bytes(), headers=reply.headers)
+        self.send_reply(
+            reply.status,
+            "application/json",
+            reply.bytes(),
+            headers=reply.headers,
+            delay=reply.delay,
+        )
 
 
 class ChatServer(LoopbackHTTPServer):
@@ -86,6 +94,8 @@ class ChatServer(LoopbackHTTPServer):
         self.accepted: list[dict] = []
         self.refused: list[str] = []
         self.script: list[Reply] = []
+        self.slow: list[float] = []
+        """Delays of the next normal answers: the post is made, its answer comes late."""
         self._events: dict[str, str] = {}  # Matrix: txnId → event id
         self._lock = threading.Lock()
 
@@ -107,6 +117,8 @@ class ChatServer(LoopbackHTTPServer):
             reason, reply = getattr(self, f"_{self.platform}")(request)
             if reason:
                 self.refused.append(reason)
+            if self.slow:
+                reply.delay = self.slow.pop(0)
             return reply
 
     # -------------------------------------------------------------- each platform's rules

@@ -232,6 +232,34 @@ def test_5xx_and_silence_are_retried_a_bounded_number_of_times(
     assert server.url not in result.output
 
 
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_a_platform_that_hangs_is_given_up_on_and_tried_again(
+    cli, two_subscribers, servers, monkeypatch, platform
+):
+    fast_retries(monkeypatch, channel_timeout="0.3")
+    server = servers[platform]
+    add_channel(cli, server, "#lab", "SLAM")
+    server.then(Reply(503, b"", delay=2))  # no answer within the timeout
+    started = time.monotonic()
+    assert "3 sent, 0 failed" in cli("send", "--date", DAY.isoformat()).output
+    assert time.monotonic() - started < 2
+    assert len(server.requests) == 2 and len(server.accepted) == 1
+
+
+def test_a_matrix_post_whose_answer_was_lost_is_one_event(
+    cli, two_subscribers, servers, monkeypatch
+):
+    """The homeserver made the event, its answer came too late: the retry, the same
+    transaction, is recognised; the room shows the digest once."""
+    fast_retries(monkeypatch, channel_timeout="0.3")
+    server = servers["matrix"]
+    add_channel(cli, server, "#lab", "SLAM")
+    server.slow = [2.0]
+    assert "3 sent, 0 failed" in cli("send", "--date", DAY.isoformat()).output
+    first, second = server.requests
+    assert first.path == second.path and len(server.accepted) == 1
+
+
 def test_a_failing_channel_stops_neither_email_nor_other_channels(
     cli, two_subscribers, servers, monkeypatch
 ):
