@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 from newsletter import store
@@ -126,9 +126,10 @@ class Deliverer:
 
     def _note_progress(self, delivery_id: int, detail: str) -> None:
         """A channel accepted another part of the row's message: noted on the row, so a retry
-        goes on from there."""
+        goes on from there, and the row's claim renewed."""
+        lease_until = utcnow() + timedelta(seconds=self.settings.delivery_lease)
         with session_scope(self.settings) as session:
-            store.note_delivery_progress(session, delivery_id, self.worker, detail)
+            store.note_delivery_progress(session, delivery_id, self.worker, detail, lease_until)
 
     def _messages(
         self,

@@ -207,9 +207,12 @@ def channel_targets(session: Session, delivery_ids: list[int]) -> dict[int, Chan
     return {delivery_id: ChannelTarget(*fields) for delivery_id, *fields in rows}
 
 
-def note_delivery_progress(session: Session, delivery_id: int, worker: str, detail: str) -> None:
+def note_delivery_progress(
+    session: Session, delivery_id: int, worker: str, detail: str, lease_until: datetime
+) -> None:
     """A claimed delivery's progress (posts a chat platform accepted so far), written while the
-    claim holds: a retry, here or by another worker, goes on from there."""
+    claim holds, and the claim renewed (a message of many parts, each perhaps waiting out a
+    rate limit, may outlast a lease): a retry, here or by another worker, goes on from there."""
     session.execute(
         update(Delivery)
         .where(
@@ -217,7 +220,7 @@ def note_delivery_progress(session: Session, delivery_id: int, worker: str, deta
             Delivery.status == DeliveryStatus.sending,
             Delivery.claimed_by == worker,
         )
-        .values(detail=detail[:2000])
+        .values(detail=detail[:2000], lease_until=lease_until)
     )
 
 
