@@ -57,6 +57,13 @@ def fast_retries(monkeypatch, **more: str):
     return set_env(monkeypatch, channel_backoff="0.05", smtp_retry_backoff="0.05", **more)
 
 
+def lab_on(cli, server: ChatServer, monkeypatch, **more: str) -> ChatServer:
+    """A channel `#lab` of SLAM on this server, retried fast (and with these settings)."""
+    fast_retries(monkeypatch, **more)
+    add_channel(cli, server, "#lab", "SLAM")
+    return server
+
+
 # --------------------------------------------------------- a real daily run, people and channels
 
 
@@ -178,9 +185,7 @@ ASKED = {"slack": 1.0, "discord": 0.6, "matrix": 0.6, "feishu": 1.0}
 def test_a_429_is_waited_as_the_platform_asks_then_posted_once(
     cli, two_subscribers, servers, monkeypatch, platform
 ):
-    fast_retries(monkeypatch)  # a backoff far shorter than the wait asked for
-    server = servers[platform]
-    add_channel(cli, server, "#lab", "SLAM")
+    server = lab_on(cli, servers[platform], monkeypatch)  # a backoff far under the wait asked
     server.then(RATE_LIMITED[platform])
     result = cli("send", "--date", DAY.isoformat())
     assert "3 sent, 0 failed" in result.output
@@ -212,9 +217,7 @@ def test_a_wait_longer_than_allowed_defers_the_row_to_then(
 def test_5xx_and_silence_are_retried_a_bounded_number_of_times(
     cli, two_subscribers, servers, monkeypatch, platform
 ):
-    fast_retries(monkeypatch, channel_tries="3")
-    server = servers[platform]
-    add_channel(cli, server, "#lab", "SLAM")
+    server = lab_on(cli, servers[platform], monkeypatch, channel_tries="3")
     server.then(Reply(500, b"oops"), Reply(502, b"bad gateway"))
     assert "3 sent, 0 failed" in cli("send", "--date", DAY.isoformat()).output
     assert len(server.requests) == 3 and len(server.accepted) == 1
@@ -236,9 +239,7 @@ def test_5xx_and_silence_are_retried_a_bounded_number_of_times(
 def test_a_platform_that_hangs_is_given_up_on_and_tried_again(
     cli, two_subscribers, servers, monkeypatch, platform
 ):
-    fast_retries(monkeypatch, channel_timeout="0.3")
-    server = servers[platform]
-    add_channel(cli, server, "#lab", "SLAM")
+    server = lab_on(cli, servers[platform], monkeypatch, channel_timeout="0.3")
     server.then(Reply(503, b"", delay=2))  # no answer within the timeout
     started = time.monotonic()
     assert "3 sent, 0 failed" in cli("send", "--date", DAY.isoformat()).output
@@ -251,9 +252,7 @@ def test_a_matrix_post_whose_answer_was_lost_is_one_event(
 ):
     """The homeserver made the event, its answer came too late: the retry, the same
     transaction, is recognised; the room shows the digest once."""
-    fast_retries(monkeypatch, channel_timeout="0.3")
-    server = servers["matrix"]
-    add_channel(cli, server, "#lab", "SLAM")
+    server = lab_on(cli, servers["matrix"], monkeypatch, channel_timeout="0.3")
     server.slow = [2.0]
     assert "3 sent, 0 failed" in cli("send", "--date", DAY.isoformat()).output
     first, second = server.requests
