@@ -3,7 +3,7 @@ sub-app per noun below them.
 
 One module per area: `daily` (fetch, send, run, preview), `setup` (init, config, db),
 `services` (serve, worker), `status`, and a sub-app each for `topics`, `subscribers`,
-`translate`, `bounces`, `unsubscribes`, `export` and `webhooks`. What they share (the settings, the
+`channels`, `translate`, `bounces`, `unsubscribes`, `export` and `webhooks`. What they share (the settings, the
 database, the console, errors in words and their exit status) is `common`.
 """
 
@@ -15,6 +15,7 @@ import typer
 
 from newsletter.cli import (
     bounces,
+    channels,
     daily,
     export,
     services,
@@ -73,6 +74,7 @@ for command in (
 
 app.add_typer(topics.app, name="topics")
 app.add_typer(subscribers.app, name="subscribers")
+app.add_typer(channels.app, name="channels")
 app.add_typer(setup.db_app, name="db")
 app.add_typer(translate.app, name="translate")
 app.add_typer(bounces.app, name="bounces")

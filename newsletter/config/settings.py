@@ -77,6 +77,17 @@ class Settings(BaseSettings):
     """Tries for a message the server refuses for now, before it counts as failed."""
     smtp_retry_backoff: float = Field(30.0, ge=0)
     """Seconds before the first retry of such a message; doubled for each further one."""
+    channel_timeout: float = Field(10.0, gt=0)
+    """Seconds for each request to a chat platform (Slack, Discord, Matrix, Feishu)."""
+    channel_tries: int = Field(3, ge=1)
+    """Tries of one post a platform refuses for now (429, 5xx, no answer) before the delivery
+    is deferred."""
+    channel_backoff: float = Field(1.0, ge=0)
+    """Seconds before the second try of such a post (when the platform names no wait);
+    doubled for each further one."""
+    channel_max_wait: float = Field(60.0, ge=0)
+    """The longest wait a platform may ask for (429 Retry-After) that is waited in place; a
+    longer one defers the delivery to then."""
     delivery_lease: float = Field(600.0, gt=0)
     """Seconds a worker holds the deliveries it claimed."""
     record_every: int = Field(250, ge=1)

@@ -16,12 +16,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 from newsletter import store
 from newsletter.config import Settings
 from newsletter.db import session_scope
+from newsletter.delivery.chat import ChatMessage, ChatSender
+from newsletter.delivery.chat_messages import ChatMessages
 from newsletter.delivery.claims import Claims, worker_name
 from newsletter.delivery.events import SentNotice
 from newsletter.delivery.journal import SendJournal, journal_for
@@ -59,6 +61,10 @@ class Deliverer:
         self.claims = Claims(settings, digest_id, self.worker, self.journal, self.notice)
         self.messages = MessageBuilder(settings, digest_id, edition)
         self.outcomes = Outcomes(settings, self.journal, self.notice)
+        # Chat channels are subscribers too, with delivery rows like everyone's: their rows
+        # are posted by the chat sender, never given to the mail transport.
+        self.chat_messages = ChatMessages(self.messages)
+        self.chat = ChatSender(settings, progress=self._note_progress)
 
     def journal(self) -> SendJournal:
         """Where this sender notes each message the server accepted (made on first use)."""
@@ -76,16 +82,25 @@ class Deliverer:
         report = DeliveryReport()
         outcomes = self.outcomes.start(report, progress)
         claimed_at = time.monotonic()
-        claimed = self.claims.take(limit, report, progress, self.messages.prepare)
+        claimed = self.claims.take(limit, report, progress, self._prepare)
         if not claimed:
             self.journal().close()
             return report
         rows = self._skip_unsubscribed(claimed, report, progress)
         unsent = {row.delivery_id: row for row in rows}
+        mail = [row for row in rows if row.channel is None]
+        chat = [row for row in rows if row.channel is not None]
         try:
-            messages = self._messages(rows, unsent, outcomes, claimed_at)
-            for result in self.transport.send(messages):
-                outcomes.add(result, unsent.pop(result.key))
+            if mail or not chat:
+                messages = self._messages(mail, unsent, outcomes, claimed_at, self.messages.message)
+                for result in self.transport.send(messages):
+                    outcomes.add(result, unsent.pop(result.key))
+            if chat:  # after the mail: a slow or failing channel holds up no reader's email
+                posts = self._messages(
+                    chat, unsent, outcomes, claimed_at, self.chat_messages.message
+                )
+                for result in self.chat.send(posts):
+                    outcomes.add(result, unsent.pop(result.key))
         except BaseException:
             try:
                 outcomes.write()
@@ -103,8 +118,20 @@ class Deliverer:
 
     def close(self) -> None:
         """This sender is done with the digest: let go of its journal's file."""
+        self.chat.close()
         if self._journal is not None:
             self._journal.close()
+
+    def _prepare(self, session, rows: list[ClaimedDelivery]) -> None:
+        self.messages.prepare(session, rows)
+        self.chat_messages.prepare(session, rows)
+
+    def _note_progress(self, delivery_id: int, detail: str) -> None:
+        """A channel accepted another part of the row's message: noted on the row, so a retry
+        goes on from there, and the row's claim renewed."""
+        lease_until = utcnow() + timedelta(seconds=self.settings.delivery_lease)
+        with session_scope(self.settings) as session:
+            store.note_delivery_progress(session, delivery_id, self.worker, detail, lease_until)
 
     def _messages(
         self,
@@ -112,7 +139,8 @@ class Deliverer:
         unsent: dict[int, ClaimedDelivery],
         outcomes: Outcomes,
         claimed_at: float,
-    ) -> Iterator[Outgoing]:
+        build: Callable[[ClaimedDelivery], Outgoing | ChatMessage],
+    ) -> Iterator[Outgoing | ChatMessage]:
         """Each message as it is about to go, made just then, unless another worker has taken
         its row over.
 
@@ -136,7 +164,7 @@ class Deliverer:
                 unsent.pop(row.delivery_id, None)  # not ours to send, nor to release
                 continue
             try:
-                message = self.messages.message(row)
+                message = build(row)
             except Exception as error:  # one subscriber's message, never the batch
                 log.debug("delivery %d not built", row.delivery_id, exc_info=True)
                 detail = f"not sent: the message could not be built: {error}"

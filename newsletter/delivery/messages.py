@@ -97,9 +97,7 @@ class MessageBuilder:
     def message(self, row: ClaimedDelivery) -> Outgoing:
         """One subscriber's message: their segment's template with their values substituted
         and their papers in their order (once `prepare` has read what the row needs)."""
-        followed = self._followed.get(row.subscriber_id, ())
-        code_since = self.edition.code_since(row.created_at)
-        segment = self._segment((row.topic_ids, row.language, followed, code_since))
+        segment = self._segment(self.segment_key(row))
         orders = segment.orders(self._rankings.get(row.subscriber_id))
         unsubscribe, preferences, web_version = self._links.links(row.public_id)
         message_id = row.message_id if row.message_id.startswith("<") else f"<{row.message_id}>"
@@ -133,6 +131,13 @@ class MessageBuilder:
             composed = self._compose(recipient, message_id, (unsubscribe, mailto), body, row.format)
             data = message_bytes(composed)
         return Outgoing(row.delivery_id, recipient, self._sender, message_id, data)
+
+    def segment_key(self, row: ClaimedDelivery) -> SegmentKey:
+        """Which body the row's subscriber gets: their topics, language, the authors they
+        follow with papers in this digest, and from when their code news counts."""
+        followed = self._followed.get(row.subscriber_id, ())
+        code_since = self.edition.code_since(row.created_at)
+        return (row.topic_ids, row.language, followed, code_since)
 
     def paper_url(self, public_id: str, arxiv_id: str) -> str:
         """The reader's own link to a paper's actions (`/save`, `/more`, `/less` follow)."""

@@ -125,6 +125,7 @@ class Outcomes:
                     self.report.bounced += 1
                 return
             wait = self.settings.smtp_retry_backoff * 2 ** (attempts - 1)
+            wait = max(wait, result.retry_after or 0.0)
             store.defer_delivery(
                 session, result.key, result.detail, utcnow() + timedelta(seconds=wait)
             )
@@ -132,8 +133,9 @@ class Outcomes:
 
     def _bounce(self, session, row: ClaimedDelivery, detail: str) -> str:
         """Count a server's 5xx reply against the address; a failure of ours (a message that
-        could not be built, a relay without SMTPUTF8) has no reply code and is no bounce."""
-        if not detail[:3].isdigit():
+        could not be built, a relay without SMTPUTF8) has no reply code and is no bounce, nor
+        is a chat channel's refusal (a channel has no address)."""
+        if row.channel is not None or not detail[:3].isdigit():
             return "ignored"
         bounce = bounce_from_reply(row.email, int(detail[:3]), detail[4:])
         return apply_bounce(session, bounce)

@@ -54,6 +54,9 @@ class SendResult:
     """Which step of the SMTP transaction failed, and so whose problem it is: "rcpt" the
     recipient's address, "mail" the sender's, "data" the message; None for none of them (a
     lost connection, the outbox)."""
+    retry_after: float | None = None
+    """Seconds the receiver asked us to wait before trying again (a chat platform's 429): the
+    retry is not sooner, whatever the backoff says."""
 
 
 class Transport(Protocol):

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.intake.subscribers import email_key
 from newsletter.models import (
+    ChatPlatform,
     Delivery,
     DeliveryStatus,
     MailFormat,
@@ -132,6 +133,8 @@ class ClaimedDelivery(NamedTuple):
     created_at: datetime
     topic_ids: tuple[int, ...]
     """The subscriber's topics now, in display order."""
+    channel: ChatPlatform | None = None
+    """A chat channel's platform (its digest is posted, not mailed); None: a person's address."""
 
 
 def claimed_rows(session: Session, ids: list[int]) -> list[ClaimedDelivery]:
@@ -151,6 +154,7 @@ def claimed_rows(session: Session, ids: list[int]) -> list[ClaimedDelivery]:
             Subscriber.format,
             Subscriber.paused_until,
             Subscriber.created_at,
+            Subscriber.channel,
             SubscriberTopic.topic_id,
         )
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
@@ -161,14 +165,63 @@ def claimed_rows(session: Session, ids: list[int]) -> list[ClaimedDelivery]:
     )
     claimed: dict[int, ClaimedDelivery] = {}
     topics: dict[int, list[int]] = {}
-    for *fields, topic_id in rows:
+    for *fields, channel, topic_id in rows:
         delivery_id = fields[0]
         if delivery_id not in claimed:
-            claimed[delivery_id] = ClaimedDelivery(*fields, topic_ids=())
+            claimed[delivery_id] = ClaimedDelivery(*fields, topic_ids=(), channel=channel)
             topics[delivery_id] = []
         if topic_id is not None:
             topics[delivery_id].append(topic_id)
     return [row._replace(topic_ids=tuple(topics[key])) for key, row in claimed.items()]
+
+
+class ChannelTarget(NamedTuple):
+    """Where a claimed channel delivery is posted, and what its row says of posts made."""
+
+    label: str
+    platform: ChatPlatform
+    url: str
+    room: str | None
+    secret: str | None
+    detail: str
+    """The row's detail: how many of its posts a platform accepted already, if any."""
+
+
+def channel_targets(session: Session, delivery_ids: list[int]) -> dict[int, ChannelTarget]:
+    """The channels of these deliveries (those that are a channel's), by delivery id."""
+    if not delivery_ids:
+        return {}
+    rows = session.execute(
+        select(
+            Delivery.id,
+            Subscriber.email,
+            Subscriber.channel,
+            Subscriber.channel_url,
+            Subscriber.channel_room,
+            Subscriber.channel_secret,
+            Delivery.detail,
+        )
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.id.in_(delivery_ids), Subscriber.channel.is_not(None))
+    )
+    return {delivery_id: ChannelTarget(*fields) for delivery_id, *fields in rows}
+
+
+def note_delivery_progress(
+    session: Session, delivery_id: int, worker: str, detail: str, lease_until: datetime
+) -> None:
+    """A claimed delivery's progress (posts a chat platform accepted so far), written while the
+    claim holds, and the claim renewed (a message of many parts, each perhaps waiting out a
+    rate limit, may outlast a lease): a retry, here or by another worker, goes on from there."""
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == delivery_id,
+            Delivery.status == DeliveryStatus.sending,
+            Delivery.claimed_by == worker,
+        )
+        .values(detail=detail[:2000], lease_until=lease_until)
+    )
 
 
 def finish_delivery(

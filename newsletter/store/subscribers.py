@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.errors import InvalidInput, UnknownSubscriber
+from newsletter.intake.channels import ChannelSpec
 from newsletter.intake.rhythm import SendClock
 from newsletter.intake.subscribers import SubscriberSpec, email_key
 from newsletter.intake.webhooks import SUBSCRIBER_EVENTS
@@ -38,6 +39,21 @@ def get_subscriber(session: Session, email: str) -> Subscriber:
     return subscriber
 
 
+def find_channel(session: Session, label: str) -> Subscriber | None:
+    """The chat channel of this label (case folded)."""
+    query = select(Subscriber).where(
+        Subscriber.channel.is_not(None), func.lower(Subscriber.email) == label.strip().lower()
+    )
+    return session.scalars(query.limit(1)).first()
+
+
+def get_channel(session: Session, label: str) -> Subscriber:
+    channel = find_channel(session, label)
+    if channel is None:
+        raise UnknownSubscriber(f"no channel named {label!r} (see `channels list`)")
+    return channel
+
+
 def subscriber_by_public_id(session: Session, public_id: str) -> Subscriber | None:
     return session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
 
@@ -49,14 +65,42 @@ def add_subscriber(
         raise InvalidInput(
             f"{spec.email} is subscribed already (change it with `subscribers edit`)"
         )
+    return _insert_subscriber(session, spec, source, clock, email_key=email_key(spec.email))
+
+
+def add_channel(
+    session: Session, channel: ChannelSpec, spec: SubscriberSpec, source: str, *, clock: SendClock
+) -> Subscriber:
+    """A chat channel as a subscriber: `spec` its topics and language, `channel` where its
+    digest is posted. One subscriber per channel, and one channel per label."""
+    if session.scalar(select(Subscriber.id).where(Subscriber.email_key == channel.key)):
+        raise InvalidInput("that channel is subscribed already (see `channels list`)")
+    if find_channel(session, channel.label) is not None:
+        raise InvalidInput(f"a channel is named {channel.label!r} already: choose another name")
+    return _insert_subscriber(
+        session,
+        spec,
+        source,
+        clock,
+        email_key=channel.key,
+        channel=channel.platform,
+        channel_url=channel.url,
+        channel_room=channel.room,
+        channel_secret=channel.secret,
+    )
+
+
+def _insert_subscriber(
+    session: Session, spec: SubscriberSpec, source: str, clock: SendClock, **columns: object
+) -> Subscriber:
     schedule = spec.schedule.applied_to(Schedule())
     subscriber = Subscriber(
         email=spec.email,
-        email_key=email_key(spec.email),
         name=spec.name,
         language=spec.language,
         format=spec.format or MailFormat.html,
         topics=get_topics(session, spec.topics),
+        **columns,
     )
     set_schedule(subscriber, schedule, clock)
     session.add(subscriber)
@@ -69,9 +113,16 @@ def add_subscriber(
 
 
 def list_subscribers(
-    session: Session, topic: Topic | None = None, status: SubscriberStatus | None = None
+    session: Session,
+    topic: Topic | None = None,
+    status: SubscriberStatus | None = None,
+    *,
+    channels: bool = False,
 ) -> list[Subscriber]:
-    query = select(Subscriber).order_by(Subscriber.id)
+    """People with an address (their list, their CSV export); with `channels`, the chat
+    channels instead."""
+    is_channel = Subscriber.channel.is_not(None) if channels else Subscriber.channel.is_(None)
+    query = select(Subscriber).where(is_channel).order_by(Subscriber.id)
     if topic is not None:
         query = query.join(SubscriberTopic).where(SubscriberTopic.topic_id == topic.id)
     if status is not None:
