@@ -3,8 +3,8 @@ sub-app per noun below them.
 
 One module per area: `daily` (fetch, send, run, preview), `setup` (init, config, db),
 `services` (serve, worker), `status`, and a sub-app each for `topics`, `subscribers`,
-`channels`, `translate`, `bounces`, `unsubscribes`, `export` and `webhooks`. What they share (the settings, the
-database, the console, errors in words and their exit status) is `common`.
+`channels`, `translate`, `bounces`, `unsubscribes`, `export` and `webhooks`. What they share
+(the settings, the database, the console, errors in words and their exit status) is `common`.
 """
 
 from __future__ import annotations
