@@ -9,6 +9,7 @@
   and mail that came back;
 - `ranking`: papers' features, readers' signal and their order of each digest's papers;
 - `reading`: what readers saved, rated and named as seeds (their library, their signal);
+- `api_tokens`: the JSON API's tokens (their hashes and scopes);
 - `transactions`: one item written in its own savepoint.
 
 The store decides nothing: policies (when a bounce bounces an address, what a digest holds)
@@ -16,6 +17,13 @@ live with the code that applies them. It may import `models`, `errors`, `schedul
 rhythm's record) and `intake` only.
 """
 
+from newsletter.store.api_tokens import (
+    create_api_token,
+    list_api_tokens,
+    note_api_token_use,
+    revoke_api_token,
+    usable_api_token,
+)
 from newsletter.store.deliveries import (
     ClaimedDelivery,
     add_deliveries,
@@ -192,6 +200,11 @@ __all__ = [
     "add_follows",
     "add_subscriber",
     "add_topic",
+    "create_api_token",
+    "list_api_tokens",
+    "note_api_token_use",
+    "revoke_api_token",
+    "usable_api_token",
     "apply_topic_spec",
     "change_preferences",
     "claim_confirmation",
