@@ -49,6 +49,14 @@ class UnknownSubscriber(InvalidInput):
     """An address that is not on the list."""
 
 
+class AlreadyExists(InvalidInput):
+    """A record of that name or address is there already (a topic, a subscriber, a token)."""
+
+
+class InUse(InvalidInput):
+    """A record others depend on, removed without saying so is meant (a followed topic)."""
+
+
 class RenderError(NewsletterError):
     """A template could not be turned into an email."""
 

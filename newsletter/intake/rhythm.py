@@ -113,6 +113,22 @@ class ScheduleChange:
         return replace(changed, day=None)
 
 
+def schedule_change(
+    cadence: str | None = None,
+    day: str | None = None,
+    hour: str | int | None = None,
+    zone: str | None = None,
+) -> ScheduleChange:
+    """The rhythm as typed (an option, a field), checked: None keeps what the reader has (to
+    clear an hour or a zone, give "none")."""
+    return ScheduleChange(
+        cadence=KEEP if cadence is None else normalise_cadence(cadence),
+        hour=KEEP if hour is None else normalise_hour(str(hour)),
+        day=KEEP if day is None else normalise_day(day),
+        zone=KEEP if zone is None else normalise_zone(zone),
+    )
+
+
 @dataclass(frozen=True)
 class SendClock:
     """The list's time zone and daily time, which stand in for a reader's unset zone and (for

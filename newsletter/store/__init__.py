@@ -3,6 +3,7 @@
 
 - `topics`, `papers`: what is fetched (topics and the papers linked to them);
 - `subscribers`, `subscriptions`: who reads (the people, their topics and preferences);
+- `subscriber_edits`: what the operator does to them (edits, imports), from the CLI or the API;
 - `follows`: the authors each reader follows, and the papers a day brought;
 - `digests`, `deliveries`: what is sent (one digest a day, one delivery row per reader);
 - `translations`, `summaries`, `received_mail`: translated abstracts, one-sentence summaries
@@ -128,6 +129,12 @@ from newsletter.store.schedules import (
     reschedule,
     upcoming_slots,
 )
+from newsletter.store.subscriber_edits import (
+    apply_subscriber_edit,
+    import_subscribers,
+    subscriber_row,
+    subscriber_rows,
+)
 from newsletter.store.subscribers import (
     IN_LIST_LIMIT,
     STREAM_CHUNK,
@@ -176,6 +183,7 @@ from newsletter.store.topics import (
     set_fetch_incomplete,
     topic_by_slug,
     topic_paper_counts,
+    topic_rows,
     topic_subscriber_counts,
     topics_by_ids,
     upsert_topic,
@@ -205,7 +213,11 @@ __all__ = [
     "note_api_token_use",
     "revoke_api_token",
     "usable_api_token",
+    "apply_subscriber_edit",
     "apply_topic_spec",
+    "import_subscribers",
+    "subscriber_row",
+    "subscriber_rows",
     "change_preferences",
     "claim_confirmation",
     "claim_deliveries",
@@ -300,6 +312,7 @@ __all__ = [
     "remember_mail",
     "remove_follows",
     "remove_topic",
+    "topic_rows",
     "renew_claims",
     "request_subscription",
     "resubscribe",

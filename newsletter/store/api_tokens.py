@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from newsletter.errors import InvalidInput
+from newsletter.errors import AlreadyExists, InvalidInput
 from newsletter.intake.api_tokens import new_token, normalise_scopes, token_hash, token_name
 from newsletter.models import ApiToken, utcnow
 
@@ -19,7 +19,7 @@ def create_api_token(session: Session, name: str, scopes) -> tuple[ApiToken, str
     """A new token and its secret, which is shown once and never stored."""
     name, scopes = token_name(name), normalise_scopes(scopes)
     if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
-        raise InvalidInput(
+        raise AlreadyExists(
             f"a token named {name!r} exists already (revoke it, or pick another name)"
         )
     secret = new_token()

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.errors import InvalidInput, UnknownSubscriber
+from newsletter.errors import AlreadyExists, UnknownSubscriber
 from newsletter.intake.rhythm import SendClock
 from newsletter.intake.subscribers import SubscriberSpec, email_key
 from newsletter.models import (
@@ -44,7 +44,7 @@ def add_subscriber(
     session: Session, spec: SubscriberSpec, source: str, *, clock: SendClock
 ) -> Subscriber:
     if find_subscriber(session, spec.email) is not None:
-        raise InvalidInput(
+        raise AlreadyExists(
             f"{spec.email} is subscribed already (change it with `subscribers edit`)"
         )
     schedule = spec.schedule.applied_to(Schedule())
