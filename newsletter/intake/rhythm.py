@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from newsletter.errors import InvalidInput
+from newsletter.errors import InvalidInput, about
 from newsletter.models import Cadence, utcnow
 from newsletter.schedules import Schedule, daily_time, next_send, weekday_named, zone_named
 
@@ -121,12 +121,15 @@ def schedule_change(
 ) -> ScheduleChange:
     """The rhythm as typed (an option, a field), checked: None keeps what the reader has (to
     clear an hour or a zone, give "none")."""
-    return ScheduleChange(
-        cadence=KEEP if cadence is None else normalise_cadence(cadence),
-        hour=KEEP if hour is None else normalise_hour(str(hour)),
-        day=KEEP if day is None else normalise_day(day),
-        zone=KEEP if zone is None else normalise_zone(zone),
-    )
+    with about("cadence"):
+        cadence_asked = KEEP if cadence is None else normalise_cadence(cadence)
+    with about("hour"):
+        hour_asked = KEEP if hour is None else normalise_hour(str(hour))
+    with about("day"):
+        day_asked = KEEP if day is None else normalise_day(day)
+    with about("timezone"):
+        zone_asked = KEEP if zone is None else normalise_zone(zone)
+    return ScheduleChange(cadence=cadence_asked, hour=hour_asked, day=day_asked, zone=zone_asked)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import langcodes
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter.authors import follow_key
-from newsletter.errors import InvalidInput
+from newsletter.errors import InvalidInput, about
 from newsletter.intake.rhythm import (
     KEEP,
     ScheduleChange,
@@ -331,16 +331,21 @@ def new_subscriber(
     default_language: str,
     check_deliverability: bool = False,
 ) -> SubscriberSpec:
-    """A subscriber the operator adds (the command line, the API), every field checked."""
-    return SubscriberSpec(
-        normalise_email(email, check_deliverability=check_deliverability),
-        tuple(topics),
-        name,
-        normalise_language(language or default_language),
-        normalise_format(mail_format or MailFormat.html.value),
-        tuple(follows),
-        schedule,
-    )
+    """A subscriber the operator adds (the command line, the API), every field checked; an
+    error names the field it is about (`InvalidInput.field`)."""
+    with about("email"):
+        address = normalise_email(email, check_deliverability=check_deliverability)
+    with about("language"):
+        language = normalise_language(language or default_language)
+    with about("format"):
+        chosen_format = normalise_format(mail_format or MailFormat.html.value)
+    with about("topics"):
+        topic_list = topic_names(topics)
+    with about("name"):
+        name = subscriber_name(name)
+    with about("follows"):
+        follow_list = tuple(followed_names(follows).values())
+    return SubscriberSpec(address, topic_list, name, language, chosen_format, follow_list, schedule)
 
 
 @dataclass(frozen=True)
@@ -372,15 +377,29 @@ class SubscriberEdit:
         resubscribe: bool = False,
     ) -> SubscriberEdit:
         """Everything typed, checked before the database is touched: a bad value changes
-        nothing."""
+        nothing. An error names its field (`InvalidInput.field`)."""
+        with about("add_topics"):
+            added = topic_names(add_topics)
+        with about("remove_topics"):
+            removed = topic_names(remove_topics)
+        with about("language"):
+            language = normalise_language(language) if language is not None else None
+        with about("format"):
+            chosen_format = normalise_format(mail_format) if mail_format is not None else None
+        with about("name"):
+            name = subscriber_name(name) if name is not None else None
+        with about("follow"):
+            to_follow = tuple(followed_names(follow).values())
+        with about("unfollow"):
+            to_unfollow = tuple(followed_names(unfollow).values())
         return cls(
-            topic_names(add_topics),
-            topic_names(remove_topics),
-            normalise_language(language) if language is not None else None,
-            normalise_format(mail_format) if mail_format is not None else None,
-            subscriber_name(name) if name is not None else None,
-            tuple(followed_names(follow).values()),
-            tuple(followed_names(unfollow).values()),
+            added,
+            removed,
+            language,
+            chosen_format,
+            name,
+            to_follow,
+            to_unfollow,
             schedule,
             resubscribe,
         )

@@ -82,6 +82,7 @@ from newsletter.store.papers import (
     papers_of_topics_between,
     recent_papers,
     record_code_check,
+    search_papers,
     topic_counts_between,
     topic_names_of,
     upsert_paper,
@@ -133,6 +134,7 @@ from newsletter.store.subscriber_edits import (
     apply_subscriber_edit,
     import_subscribers,
     subscriber_row,
+    subscriber_row_of,
     subscriber_rows,
 )
 from newsletter.store.subscribers import (
@@ -153,6 +155,7 @@ from newsletter.store.subscribers import (
     subscriber_by_id,
     subscriber_by_public_id,
     subscriber_emails,
+    subscribers_page,
 )
 from newsletter.store.subscriptions import (
     change_preferences,
@@ -217,6 +220,7 @@ __all__ = [
     "apply_topic_spec",
     "import_subscribers",
     "subscriber_row",
+    "subscriber_row_of",
     "subscriber_rows",
     "change_preferences",
     "claim_confirmation",
@@ -307,6 +311,7 @@ __all__ = [
     "readers_with_signal",
     "recent_papers",
     "record_code_check",
+    "search_papers",
     "release_confirmation",
     "release_deliveries",
     "remember_mail",
@@ -330,6 +335,7 @@ __all__ = [
     "subscriber_by_id",
     "subscriber_by_public_id",
     "subscriber_emails",
+    "subscribers_page",
     "subscriber_topic_rows",
     "summaries_of",
     "topic_by_slug",

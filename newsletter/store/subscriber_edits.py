@@ -49,6 +49,10 @@ def subscriber_row(subscriber: Subscriber, clock: SendClock, follows: tuple[str,
     }
 
 
+def subscriber_row_of(session: Session, subscriber: Subscriber, clock: SendClock) -> dict:
+    return subscriber_rows(session, [subscriber], clock)[0]
+
+
 def subscriber_rows(
     session: Session, subscribers: list[Subscriber], clock: SendClock
 ) -> list[dict]:

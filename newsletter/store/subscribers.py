@@ -202,3 +202,28 @@ def subscriber_by_id(session: Session, subscriber_id: int) -> Subscriber | None:
 def count_hard_failure(subscriber: Subscriber) -> None:
     """One more hard failure for this address (a bounce report or a 5xx reply)."""
     subscriber.bounce_count += 1
+
+
+def subscribers_page(
+    session: Session,
+    *,
+    after_id: int = 0,
+    limit: int = 100,
+    topic: Topic | None = None,
+    status: SubscriberStatus | None = None,
+    language: str | None = None,
+    email_contains: str | None = None,
+) -> list[Subscriber]:
+    """Up to `limit` subscribers after the one with `after_id`, in the order they came, that
+    match every filter given (the address's part in any case)."""
+    query = select(Subscriber).where(Subscriber.id > after_id).order_by(Subscriber.id).limit(limit)
+    if topic is not None:
+        query = query.join(SubscriberTopic).where(SubscriberTopic.topic_id == topic.id)
+    if status is not None:
+        query = query.where(Subscriber.status == status)
+    if language is not None:
+        query = query.where(Subscriber.language == language)
+    if email_contains:
+        part = email_contains.strip().lower()
+        query = query.where(Subscriber.email_key.contains(part, autoescape=True))
+    return list(session.scalars(query))
