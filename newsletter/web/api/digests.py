@@ -45,8 +45,8 @@ def _topic_names(session) -> dict[int, str]:
 
 
 @blueprint.route("", methods=["GET"])
-@blueprint.response(200, schemas.DigestOut(many=True))
 @requires("digests:read")
+@blueprint.response(200, schemas.DigestOut(many=True))
 def list_digests():
     """List the digests, newest first, with their paper counts by topic and their deliveries
     by state."""
@@ -56,9 +56,9 @@ def list_digests():
 
 
 @blueprint.route("/<int:digest_id>", methods=["GET"])
+@requires("digests:read")
 @blueprint.response(200, schemas.DigestOut)
 @blueprint.doc(responses={"404": problem_reference("404")})
-@requires("digests:read")
 def show_digest(digest_id: int):
     """Show one digest: its window, its papers by topic, its deliveries by state."""
     with session_scope(settings()) as session:
@@ -66,9 +66,9 @@ def show_digest(digest_id: int):
 
 
 @blueprint.route("/<int:digest_id>/papers", methods=["GET"])
+@requires("digests:read")
 @blueprint.response(200, schemas.DigestPapersOut)
 @blueprint.doc(responses={"404": problem_reference("404")})
-@requires("digests:read")
 def digest_papers(digest_id: int):
     """A digest's papers, by topic (each newest submission first), as JSON."""
     with session_scope(settings()) as session:
@@ -91,10 +91,10 @@ def digest_papers(digest_id: int):
 
 
 @papers.route("", methods=["GET"])
+@requires("papers:read")
 @papers.arguments(schemas.PaperSearchArgs, location="query")
 @papers.response(200, schemas.PaperFound(many=True))
 @papers.doc(responses={"404": problem_reference("404"), "422": problem_reference("422")})
-@requires("papers:read")
 def search_papers(args: dict):
     """Search the papers the topics matched: by arXiv id (without version), topic, and the day
     they were submitted (`since`, `until`, both included); newest first."""

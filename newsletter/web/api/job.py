@@ -18,9 +18,9 @@ blueprint = resource("job", "The daily job: run it now, see its status.")
 
 
 @blueprint.route("/run", methods=["POST"])
+@requires("job:run")
 @blueprint.response(202, schemas.JobRunOut)
 @blueprint.doc(responses={"409": problem_reference("409"), "503": problem_reference("503")})
-@requires("job:run")
 def run_job():
     """Queue the daily job (fetch, build, send) for the workers, as the schedule and
     `newsletter run` do with Redis; follow it with `GET /api/v1/job`. 409 when there is
@@ -43,9 +43,9 @@ def run_job():
 
 
 @blueprint.route("", methods=["GET"])
+@requires("job:read")
 @blueprint.arguments(schemas.JobStatusArgs, location="query")
 @blueprint.response(200, schemas.JobStatusOut)
-@requires("job:read")
 def job_status(args: dict):
     """The queue, the live workers, the next sends, and the latest digest's deliveries with
     its failures: `newsletter status` as JSON."""

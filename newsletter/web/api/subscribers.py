@@ -48,10 +48,10 @@ def _rhythm(fields: dict):
 
 
 @blueprint.route("", methods=["GET"])
+@requires("subscribers:read")
 @blueprint.arguments(schemas.SubscriberListArgs, location="query")
 @blueprint.response(200, schemas.SubscriberPage)
 @blueprint.doc(responses={"404": problem_reference("404"), "422": problem_reference("422")})
-@requires("subscribers:read")
 def list_subscribers(args: dict):
     """List subscribers, a page at a time (`limit`; the answer's `next`, also in a `Link`
     header, is the next page), filtered by status, topic, language and a part of the
@@ -98,10 +98,10 @@ def _cursor_position(config: Settings, cursor: str | None) -> int:
 
 
 @blueprint.route("", methods=["POST"])
+@requires("subscribers:write")
 @blueprint.arguments(schemas.SubscriberIn)
 @blueprint.response(201, schemas.SubscriberOut)
 @blueprint.doc(responses={"409": problem_reference("409"), "422": problem_reference("422")})
-@requires("subscribers:write")
 def add_subscriber(fields: dict):
     """Add a subscriber, active at once (as `newsletter subscribers add`: the operator's act,
     no confirmation email)."""
@@ -124,9 +124,9 @@ def add_subscriber(fields: dict):
 
 
 @blueprint.route("/<public_id>", methods=["GET"])
+@requires("subscribers:read")
 @blueprint.response(200, schemas.SubscriberOut)
 @blueprint.doc(responses={"404": problem_reference("404")})
-@requires("subscribers:read")
 def show_subscriber(public_id: str):
     """Show a subscriber: topics, language, format, followed authors, rhythm, when next due."""
     with session_scope(settings()) as session:
@@ -134,10 +134,10 @@ def show_subscriber(public_id: str):
 
 
 @blueprint.route("/<public_id>", methods=["PATCH"])
+@requires("subscribers:write")
 @blueprint.arguments(schemas.SubscriberChange)
 @blueprint.response(200, schemas.SubscriberOut)
 @blueprint.doc(responses={"404": problem_reference("404"), "422": problem_reference("422")})
-@requires("subscribers:write")
 def edit_subscriber(fields: dict, public_id: str):
     """Change a subscriber's topics, language, format, name, followed authors or rhythm (as
     `newsletter subscribers edit`); logged as one `changed` event."""
@@ -161,10 +161,10 @@ def edit_subscriber(fields: dict, public_id: str):
 
 
 @blueprint.route("/<public_id>", methods=["DELETE"])
+@requires("subscribers:write")
 @blueprint.arguments(schemas.SubscriberDeleteArgs, location="query")
 @blueprint.response(204)
 @blueprint.doc(responses={"404": problem_reference("404")})
-@requires("subscribers:write")
 def delete_subscriber(args: dict, public_id: str):
     """Unsubscribe someone (history kept), or delete them and their history with
     `purge=true`."""
@@ -178,9 +178,9 @@ def delete_subscriber(args: dict, public_id: str):
 
 
 @blueprint.route("/<public_id>/events", methods=["GET"])
+@requires("subscribers:read")
 @blueprint.response(200, schemas.EventOut(many=True))
 @blueprint.doc(responses={"404": problem_reference("404")})
-@requires("subscribers:read")
 def subscriber_events(public_id: str):
     """A subscriber's history: each request, confirmation, change, pause and unsubscribe, with
     when and through which door."""
@@ -189,6 +189,7 @@ def subscriber_events(public_id: str):
 
 
 @blueprint.route("/import", methods=["POST"])
+@requires("subscribers:write")
 @blueprint.arguments(schemas.ImportArgs, location="query")
 @blueprint.response(200, schemas.ImportOut)
 @blueprint.doc(
@@ -199,7 +200,6 @@ def subscriber_events(public_id: str):
     },
     responses={"413": problem_reference("413"), "415": problem_reference("415")},
 )
-@requires("subscribers:write")
 def import_subscribers(args: dict):
     """Import subscribers from CSV (email,name,topics,language,format,follows,cadence,day,
     hour,timezone): every rejected row is reported with its line, the good rows are kept (as

@@ -21,8 +21,8 @@ def _out(session, topic) -> dict:
 
 
 @blueprint.route("", methods=["GET"])
-@blueprint.response(200, schemas.TopicOut(many=True))
 @requires("topics:read")
+@blueprint.response(200, schemas.TopicOut(many=True))
 def list_topics():
     """List the topics, with their subscribers and papers."""
     with session_scope(settings()) as session:
@@ -35,10 +35,10 @@ def list_topics():
 
 
 @blueprint.route("", methods=["POST"])
+@requires("topics:write")
 @blueprint.arguments(schemas.TopicIn)
 @blueprint.response(201, schemas.TopicOut)
 @blueprint.doc(responses={"409": problem_reference("409"), "422": problem_reference("422")})
-@requires("topics:write")
 def add_topic(fields: dict):
     """Add a topic (as `newsletter topics add`)."""
     spec = TopicSpec(
@@ -56,9 +56,9 @@ def add_topic(fields: dict):
 
 
 @blueprint.route("/<name>", methods=["GET"])
+@requires("topics:read")
 @blueprint.response(200, schemas.TopicOut)
 @blueprint.doc(responses={"404": problem_reference("404")})
-@requires("topics:read")
 def show_topic(name: str):
     """Show one topic and the arXiv query it runs."""
     with session_scope(settings()) as session:
@@ -66,10 +66,10 @@ def show_topic(name: str):
 
 
 @blueprint.route("/<name>", methods=["PATCH"])
+@requires("topics:write")
 @blueprint.arguments(schemas.TopicChange)
 @blueprint.response(200, schemas.TopicOut)
 @blueprint.doc(responses={"404": problem_reference("404"), "422": problem_reference("422")})
-@requires("topics:write")
 def edit_topic(fields: dict, name: str):
     """Change what a topic matches (as `newsletter topics edit`)."""
     change = TopicEdit(
@@ -89,10 +89,10 @@ def edit_topic(fields: dict, name: str):
 
 
 @blueprint.route("/<name>", methods=["DELETE"])
+@requires("topics:write")
 @blueprint.arguments(schemas.TopicDeleteArgs, location="query")
 @blueprint.response(204)
 @blueprint.doc(responses={"404": problem_reference("404"), "409": problem_reference("409")})
-@requires("topics:write")
 def delete_topic(args: dict, name: str):
     """Remove a topic (its subscribers keep their other topics); `force=true` also when
     active subscribers follow it."""
@@ -103,10 +103,10 @@ def delete_topic(args: dict, name: str):
 
 
 @blueprint.route("/<name>/test", methods=["POST"])
+@requires("topics:write")
 @blueprint.arguments(schemas.TopicTestArgs, location="query")
 @blueprint.response(200, schemas.TopicTestOut)
 @blueprint.doc(responses={"404": problem_reference("404"), "503": problem_reference("503")})
-@requires("topics:write")
 def test_topic(args: dict, name: str):
     """Run a topic's query against arXiv now and show what it matches; stores nothing (as
     `newsletter topics test`). One arXiv request: arXiv's pace applies."""
