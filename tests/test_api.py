@@ -18,7 +18,7 @@ from newsletter.db import session_scope
 from newsletter.models import ApiToken
 from newsletter.web import create_app
 from tests.api_helpers import PROBLEM, ApiClient, assert_problem
-from tests.helpers import PAPERS, add_subscribers, load_tasks, set_env
+from tests.helpers import PAPERS, add_subscribers, load_tasks, set_env, write_locked
 from tests.web_helpers import public_id, state
 
 ADA, BO = "ada@example.org", "bo@example.org"
@@ -536,3 +536,24 @@ def test_json_answers_are_json(api):
     answer = api.call("GET", "/api/v1/topics", api.token("topics:read"))
     assert [t["name"] for t in answer.get_json()] == ["Alpha", "Beta"]
     assert answer.mimetype != PROBLEM
+
+
+@ONE_DATABASE
+def test_the_rate_limit_is_shared_through_redis(settings, cli, monkeypatch, redis_url):
+    # Two apps stand for two gunicorn workers (or machines): one count in Redis.
+    set_env(monkeypatch, api_rate_limit="2/minute", redis_url=redis_url)
+    first, second = create_app().test_client(), create_app().test_client()
+    token = ApiClient(first, cli).token("topics:read", name="shared")
+    assert ApiClient(first, cli).call("GET", "/api/v1/topics", token).status_code == 200
+    assert ApiClient(second, cli).call("GET", "/api/v1/topics", token).status_code == 200
+    assert_problem(ApiClient(first, cli).call("GET", "/api/v1/topics", token), 429)
+
+
+def test_a_locked_database_is_503_with_retry_after(api, ran):
+    token = api.token("subscribers:write")
+    body = {"email": "cy@example.org", "topics": ["Alpha"]}
+    with write_locked(ran, at_most=20):
+        busy = api.call("POST", "/api/v1/subscribers", token, json=body)
+    assert_problem(busy, 503, "busy")
+    assert busy.headers["Retry-After"] == "10"
+    assert state(ran, "cy@example.org") is None

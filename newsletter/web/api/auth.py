@@ -57,9 +57,10 @@ def unauthorized(detail: str, error: str) -> Response:
     )
 
 
-def requires(scope: str) -> Callable:
+def requires(scope: str, *errors: int) -> Callable:
     """A view that needs `scope`: checked before it runs (after the token), and stated in the
-    OpenAPI document as the operation's security requirement."""
+    OpenAPI document as the operation's security requirement, with the problems it may answer
+    besides 401, 403 and 429 (`errors`)."""
 
     def decorate(view: Callable) -> Callable:
         @wraps(view)
@@ -81,7 +82,9 @@ def requires(scope: str) -> Callable:
 
         return Blueprint.doc(
             security=[{"bearerAuth": [scope]}],
-            responses={status: problem_reference(status) for status in ("401", "403", "429")},
+            responses={
+                str(status): problem_reference(str(status)) for status in (401, 403, 429, *errors)
+            },
         )(checked)
 
     return decorate

@@ -9,7 +9,7 @@ from newsletter.db import session_scope
 from newsletter.errors import UnknownRecord
 from newsletter.models import Digest
 from newsletter.web.api import schemas
-from newsletter.web.api.auth import problem_reference, requires, resource
+from newsletter.web.api.auth import requires, resource
 from newsletter.web.common import settings
 
 blueprint = resource("digests", "Digests: each issue's window, papers and deliveries.")
@@ -56,9 +56,8 @@ def list_digests():
 
 
 @blueprint.route("/<int:digest_id>", methods=["GET"])
-@requires("digests:read")
+@requires("digests:read", 404)
 @blueprint.response(200, schemas.DigestOut)
-@blueprint.doc(responses={"404": problem_reference("404")})
 def show_digest(digest_id: int):
     """Show one digest: its window, its papers by topic, its deliveries by state."""
     with session_scope(settings()) as session:
@@ -66,9 +65,8 @@ def show_digest(digest_id: int):
 
 
 @blueprint.route("/<int:digest_id>/papers", methods=["GET"])
-@requires("digests:read")
+@requires("digests:read", 404)
 @blueprint.response(200, schemas.DigestPapersOut)
-@blueprint.doc(responses={"404": problem_reference("404")})
 def digest_papers(digest_id: int):
     """A digest's papers, by topic (each newest submission first), as JSON."""
     with session_scope(settings()) as session:
@@ -91,10 +89,9 @@ def digest_papers(digest_id: int):
 
 
 @papers.route("", methods=["GET"])
-@requires("papers:read")
+@requires("papers:read", 422)
 @papers.arguments(schemas.PaperSearchArgs, location="query")
 @papers.response(200, schemas.PaperFound(many=True))
-@papers.doc(responses={"404": problem_reference("404"), "422": problem_reference("422")})
 def search_papers(args: dict):
     """Search the papers the topics matched: by arXiv id (without version), topic, and the day
     they were submitted (`since`, `until`, both included); newest first."""

@@ -10,7 +10,7 @@ import redis
 from newsletter.daily.send import nothing_to_do
 from newsletter.errors import NothingToDo, QueueError
 from newsletter.web.api import schemas
-from newsletter.web.api.auth import problem_reference, requires, resource
+from newsletter.web.api.auth import requires, resource
 from newsletter.web.common import settings
 from newsletter.worker.report import job_report
 
@@ -18,9 +18,8 @@ blueprint = resource("job", "The daily job: run it now, see its status.")
 
 
 @blueprint.route("/run", methods=["POST"])
-@requires("job:run")
+@requires("job:run", 409, 503)
 @blueprint.response(202, schemas.JobRunOut)
-@blueprint.doc(responses={"409": problem_reference("409"), "503": problem_reference("503")})
 def run_job():
     """Queue the daily job (fetch, build, send) for the workers, as the schedule and
     `newsletter run` do with Redis; follow it with `GET /api/v1/job`. 409 when there is

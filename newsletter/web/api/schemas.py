@@ -8,7 +8,10 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from newsletter.models import MailFormat, SubscriberStatus
 
-Names = fields.List(fields.String())
+
+def flag(description: str) -> fields.Boolean:
+    """A yes-or-no query parameter, no unless given."""
+    return fields.Boolean(load_default=False, metadata={"description": description})
 
 
 class Problem(Schema):
@@ -74,9 +77,7 @@ class TopicOut(Schema):
 
 
 class TopicDeleteArgs(Schema):
-    force = fields.Boolean(
-        load_default=False, metadata={"description": "Also when active subscribers follow it."}
-    )
+    force = flag("Also when active subscribers follow it.")
 
 
 class TopicTestArgs(Schema):
@@ -181,10 +182,7 @@ class SubscriberPage(Schema):
 
 
 class SubscriberDeleteArgs(Schema):
-    purge = fields.Boolean(
-        load_default=False,
-        metadata={"description": "Delete them and their history; otherwise unsubscribe them."},
-    )
+    purge = flag("Delete them and their history; otherwise unsubscribe them.")
 
 
 class EventOut(Schema):
@@ -195,9 +193,7 @@ class EventOut(Schema):
 
 
 class ImportArgs(Schema):
-    update = fields.Boolean(
-        load_default=False, metadata={"description": "Overwrite what known addresses have."}
-    )
+    update = flag("Overwrite what known addresses have.")
 
 
 class RejectedRowOut(Schema):

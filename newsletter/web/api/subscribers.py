@@ -15,7 +15,8 @@ from newsletter.intake.subscribers import SubscriberEdit, new_subscriber, normal
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.tokens import make_token, read_token
 from newsletter.web.api import schemas
-from newsletter.web.api.auth import BODY_TYPES_OF, problem_reference, requires, resource
+from newsletter.web.api.answers import created
+from newsletter.web.api.auth import BODY_TYPES_OF, requires, resource
 from newsletter.web.common import settings
 
 blueprint = resource("subscribers", "Subscribers: their topics, language, format and rhythm.")
@@ -48,10 +49,9 @@ def _rhythm(fields: dict):
 
 
 @blueprint.route("", methods=["GET"])
-@requires("subscribers:read")
+@requires("subscribers:read", 422)
 @blueprint.arguments(schemas.SubscriberListArgs, location="query")
 @blueprint.response(200, schemas.SubscriberPage)
-@blueprint.doc(responses={"404": problem_reference("404"), "422": problem_reference("422")})
 def list_subscribers(args: dict):
     """List subscribers, a page at a time (`limit`; the answer's `next`, also in a `Link`
     header, is the next page), filtered by status, topic, language and a part of the
@@ -98,10 +98,9 @@ def _cursor_position(config: Settings, cursor: str | None) -> int:
 
 
 @blueprint.route("", methods=["POST"])
-@requires("subscribers:write")
+@requires("subscribers:write", 409, 422)
 @blueprint.arguments(schemas.SubscriberIn)
 @blueprint.response(201, schemas.SubscriberOut)
-@blueprint.doc(responses={"409": problem_reference("409"), "422": problem_reference("422")})
 def add_subscriber(fields: dict):
     """Add a subscriber, active at once (as `newsletter subscribers add`: the operator's act,
     no confirmation email)."""
@@ -118,15 +117,13 @@ def add_subscriber(fields: dict):
         check_deliverability=config.check_deliverability,
     )
     with session_scope(config) as session:
-        subscriber = store.add_subscriber(session, spec, source=SOURCE, clock=_clock())
-        body = _out(session, subscriber)
-    return body, 201, {"Location": url_for(".show_subscriber", public_id=body["id"])}
+        body = _out(session, store.add_subscriber(session, spec, source=SOURCE, clock=_clock()))
+    return created(body, ".show_subscriber", public_id=body["id"])
 
 
 @blueprint.route("/<public_id>", methods=["GET"])
-@requires("subscribers:read")
+@requires("subscribers:read", 404)
 @blueprint.response(200, schemas.SubscriberOut)
-@blueprint.doc(responses={"404": problem_reference("404")})
 def show_subscriber(public_id: str):
     """Show a subscriber: topics, language, format, followed authors, rhythm, when next due."""
     with session_scope(settings()) as session:
@@ -134,10 +131,9 @@ def show_subscriber(public_id: str):
 
 
 @blueprint.route("/<public_id>", methods=["PATCH"])
-@requires("subscribers:write")
+@requires("subscribers:write", 404, 422)
 @blueprint.arguments(schemas.SubscriberChange)
 @blueprint.response(200, schemas.SubscriberOut)
-@blueprint.doc(responses={"404": problem_reference("404"), "422": problem_reference("422")})
 def edit_subscriber(fields: dict, public_id: str):
     """Change a subscriber's topics, language, format, name, followed authors or rhythm (as
     `newsletter subscribers edit`); logged as one `changed` event."""
@@ -161,10 +157,9 @@ def edit_subscriber(fields: dict, public_id: str):
 
 
 @blueprint.route("/<public_id>", methods=["DELETE"])
-@requires("subscribers:write")
+@requires("subscribers:write", 404)
 @blueprint.arguments(schemas.SubscriberDeleteArgs, location="query")
 @blueprint.response(204)
-@blueprint.doc(responses={"404": problem_reference("404")})
 def delete_subscriber(args: dict, public_id: str):
     """Unsubscribe someone (history kept), or delete them and their history with
     `purge=true`."""
@@ -178,9 +173,8 @@ def delete_subscriber(args: dict, public_id: str):
 
 
 @blueprint.route("/<public_id>/events", methods=["GET"])
-@requires("subscribers:read")
+@requires("subscribers:read", 404)
 @blueprint.response(200, schemas.EventOut(many=True))
-@blueprint.doc(responses={"404": problem_reference("404")})
 def subscriber_events(public_id: str):
     """A subscriber's history: each request, confirmation, change, pause and unsubscribe, with
     when and through which door."""
@@ -189,7 +183,7 @@ def subscriber_events(public_id: str):
 
 
 @blueprint.route("/import", methods=["POST"])
-@requires("subscribers:write")
+@requires("subscribers:write", 413, 415)
 @blueprint.arguments(schemas.ImportArgs, location="query")
 @blueprint.response(200, schemas.ImportOut)
 @blueprint.doc(
@@ -198,7 +192,6 @@ def subscriber_events(public_id: str):
         "content": {"text/csv": {"schema": {"type": "string"}}},
         "description": "The CSV `newsletter subscribers import` reads (up to 1 MB).",
     },
-    responses={"413": problem_reference("413"), "415": problem_reference("415")},
 )
 def import_subscribers(args: dict):
     """Import subscribers from CSV (email,name,topics,language,format,follows,cadence,day,

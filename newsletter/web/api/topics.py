@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from flask import url_for
-
 from newsletter import store
 from newsletter.daily.fetch import arxiv_source, topic_query
 from newsletter.db import session_scope
 from newsletter.intake.topics import TopicEdit, TopicSpec
 from newsletter.web.api import schemas
-from newsletter.web.api.auth import problem_reference, requires, resource
+from newsletter.web.api.answers import created
+from newsletter.web.api.auth import requires, resource
 from newsletter.web.common import settings
 
 blueprint = resource("topics", "Topics: what each one matches on arXiv.")
@@ -35,10 +34,9 @@ def list_topics():
 
 
 @blueprint.route("", methods=["POST"])
-@requires("topics:write")
+@requires("topics:write", 409, 422)
 @blueprint.arguments(schemas.TopicIn)
 @blueprint.response(201, schemas.TopicOut)
-@blueprint.doc(responses={"409": problem_reference("409"), "422": problem_reference("422")})
 def add_topic(fields: dict):
     """Add a topic (as `newsletter topics add`)."""
     spec = TopicSpec(
@@ -50,15 +48,13 @@ def add_topic(fields: dict):
         raw_query=fields["query"],
     )
     with session_scope(settings()) as session:
-        topic = store.add_topic(session, spec)
-        body = _out(session, topic)
-    return body, 201, {"Location": url_for(".show_topic", name=body["name"])}
+        body = _out(session, store.add_topic(session, spec))
+    return created(body, ".show_topic", name=body["name"])
 
 
 @blueprint.route("/<name>", methods=["GET"])
-@requires("topics:read")
+@requires("topics:read", 404)
 @blueprint.response(200, schemas.TopicOut)
-@blueprint.doc(responses={"404": problem_reference("404")})
 def show_topic(name: str):
     """Show one topic and the arXiv query it runs."""
     with session_scope(settings()) as session:
@@ -66,10 +62,9 @@ def show_topic(name: str):
 
 
 @blueprint.route("/<name>", methods=["PATCH"])
-@requires("topics:write")
+@requires("topics:write", 404, 422)
 @blueprint.arguments(schemas.TopicChange)
 @blueprint.response(200, schemas.TopicOut)
-@blueprint.doc(responses={"404": problem_reference("404"), "422": problem_reference("422")})
 def edit_topic(fields: dict, name: str):
     """Change what a topic matches (as `newsletter topics edit`)."""
     change = TopicEdit(
@@ -89,10 +84,9 @@ def edit_topic(fields: dict, name: str):
 
 
 @blueprint.route("/<name>", methods=["DELETE"])
-@requires("topics:write")
+@requires("topics:write", 404, 409)
 @blueprint.arguments(schemas.TopicDeleteArgs, location="query")
 @blueprint.response(204)
-@blueprint.doc(responses={"404": problem_reference("404"), "409": problem_reference("409")})
 def delete_topic(args: dict, name: str):
     """Remove a topic (its subscribers keep their other topics); `force=true` also when
     active subscribers follow it."""
@@ -103,10 +97,9 @@ def delete_topic(args: dict, name: str):
 
 
 @blueprint.route("/<name>/test", methods=["POST"])
-@requires("topics:write")
+@requires("topics:write", 404, 503)
 @blueprint.arguments(schemas.TopicTestArgs, location="query")
 @blueprint.response(200, schemas.TopicTestOut)
-@blueprint.doc(responses={"404": problem_reference("404"), "503": problem_reference("503")})
 def test_topic(args: dict, name: str):
     """Run a topic's query against arXiv now and show what it matches; stores nothing (as
     `newsletter topics test`). One arXiv request: arXiv's pace applies."""
