@@ -40,7 +40,11 @@ DESCRIPTION = (
 
 class ProblemApi(Api):
     """flask-smorest's Api without its app-wide HTTPException handler, which would answer the
-    site's HTML pages in JSON too: API errors are answered by `problems`, for API paths only."""
+    site's HTML pages in JSON too: API errors are answered by `problems`, for API paths only.
+    Its error responses are documented as what they are: problem details."""
+
+    ERROR_SCHEMA = Problem
+    DEFAULT_ERROR_RESPONSE_NAME = None  # each operation lists the problems it may answer
 
     def _register_error_handlers(self) -> None:
         pass
@@ -64,7 +68,6 @@ def init_api(app: Flask) -> None:
             "description": "A token from `newsletter tokens create --name NAME --scope SCOPE`.",
         },
     )
-    api.spec.components.schema("Problem", schema=Problem)
     for status, name in PROBLEM_RESPONSES.items():
         api.spec.components.response(
             name,
