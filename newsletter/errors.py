@@ -1,5 +1,8 @@
 """The exception hierarchy: every error this package raises on purpose."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class NewsletterError(Exception):
     """Base of every error this package raises on purpose."""
@@ -40,6 +43,19 @@ class NothingToDo(NewsletterError):
 class InvalidInput(NewsletterError):
     """Something a user typed or imported cannot be used as it is."""
 
+    field: str | None = None
+    """The field it is about, where one is (the API names it beside the message)."""
+
+
+@contextmanager
+def about(field: str) -> Iterator[None]:
+    """InvalidInput raised inside is about `field` (its words stay as they are)."""
+    try:
+        yield
+    except InvalidInput as error:
+        error.field = error.field or field
+        raise
+
 
 class UnknownTopic(InvalidInput):
     """A topic name that is not defined."""
@@ -47,6 +63,18 @@ class UnknownTopic(InvalidInput):
 
 class UnknownSubscriber(InvalidInput):
     """An address that is not on the list."""
+
+
+class UnknownRecord(InvalidInput):
+    """A record asked for by its id (a digest) that is not there."""
+
+
+class AlreadyExists(InvalidInput):
+    """A record of that name or address is there already (a topic, a subscriber, a token)."""
+
+
+class InUse(InvalidInput):
+    """A record others depend on, removed without saying so is meant (a followed topic)."""
 
 
 class RenderError(NewsletterError):

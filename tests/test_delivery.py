@@ -143,8 +143,9 @@ def test_a_message_by_substitution_equals_one_composed_for_its_subscriber(
         personal = personalise(
             body,
             *links,
-            paper_url=lambda arxiv_id, public_id=public_id: f"{base}/papers/"
-            + make_token(secret, PAPER, [public_id, arxiv_id]),
+            paper_url=lambda arxiv_id, public_id=public_id: (
+                f"{base}/papers/" + make_token(secret, PAPER, [public_id, arxiv_id])
+            ),
         )
         reference = parse(
             message_bytes(

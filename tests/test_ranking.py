@@ -369,7 +369,7 @@ def test_the_email_lists_a_ranked_readers_papers_in_their_order(settings, cli, d
 
 
 def test_a_ranked_readers_web_version_is_in_their_order(settings, cli, day):
-    """"View in browser" shows every paper, those their email can show in their order first."""
+    """ "View in browser" shows every paper, those their email can show in their order first."""
     digest_id, newest_first = day
     ada_id = reader(settings, cli, "ada@example.org", liked=LIKED_IDS[:2], seeds=LIKED_IDS[2:])
     cli("send", "--date", DAY2.isoformat())
@@ -417,8 +417,9 @@ def test_a_ranked_message_by_substitution_equals_one_rendered_whole_in_that_orde
         whole = personalise(
             body,
             *links,
-            paper_url=lambda arxiv_id, public_id=row.public_id: f"{base}/papers/"
-            + make_token(secret, PAPER, [public_id, arxiv_id]),
+            paper_url=lambda arxiv_id, public_id=row.public_id: (
+                f"{base}/papers/" + make_token(secret, PAPER, [public_id, arxiv_id])
+            ),
             orders=orders,
         )
         text = ours.get_body(("plain",)).get_content().replace("\r\n", "\n")

@@ -358,9 +358,7 @@ def save(client, path: str, follows_text: str, ranking_on: bool = True, **fields
     )
 
 
-def test_the_page_says_how_far_the_reader_is_from_a_ranking_of_their_own(
-    settings, client, path
-):
+def test_the_page_says_how_far_the_reader_is_from_a_ranking_of_their_own(settings, client, path):
     store_papers(settings, "SLAM", paper(1), paper(2), paper(3))
     html = client.get(path).get_data(as_text=True)
     assert "once you have saved, liked or named 3 papers (0 so far)" in html

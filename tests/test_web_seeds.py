@@ -292,7 +292,6 @@ def test_a_tampered_or_foreign_token_opens_nothing(settings, client, arxiv):
     assert seeds_of(settings, BO) == {"1707.08567"} and seeds_of(settings, ADA) == set()
 
 
-
 def test_a_form_sent_while_another_process_asks_arxiv_waits_its_turn(settings, client, arxiv):
     """The daily fetch's lock is the site's: a seeding that finds it held asks arXiv nothing,
     marks nothing, and says to send the form again."""

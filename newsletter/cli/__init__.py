@@ -3,8 +3,9 @@ sub-app per noun below them.
 
 One module per area: `daily` (fetch, send, run, preview), `setup` (init, config, db),
 `services` (serve, worker), `status`, and a sub-app each for `topics`, `subscribers`,
-`channels`, `translate`, `bounces`, `unsubscribes`, `export` and `webhooks`. What they share
-(the settings, the database, the console, errors in words and their exit status) is `common`.
+`channels`, `translate`, `bounces`, `unsubscribes`, `export`, `webhooks` and `tokens` (the
+JSON API's). What they share (the settings, the database, the console, errors in words and
+their exit status) is `common`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from newsletter.cli import (
     setup,
     status,
     subscribers,
+    tokens,
     topics,
     translate,
     unsubscribes,
@@ -81,6 +83,7 @@ app.add_typer(bounces.app, name="bounces")
 app.add_typer(unsubscribes.app, name="unsubscribes")
 app.add_typer(export.app, name="export")
 app.add_typer(webhooks.app, name="webhooks")
+app.add_typer(tokens.app, name="tokens")
 
 
 def main() -> None:

@@ -9,58 +9,46 @@ import typer
 from rich.table import Table
 
 from newsletter import store
-from newsletter.cli.common import ExitStatus, console, open_session, ready_settings
+from newsletter.cli.common import ExitStatus, console, ready_settings
 from newsletter.intake.webhooks import shown_url
-from newsletter.worker import heartbeat
+from newsletter.worker.report import JobReport, job_report
 
 
 def status(
     failures: Annotated[int, typer.Option(help="How many failures to list.")] = 20,
 ) -> None:
     """Show the live workers and what they wait for, the queue, the next sends (by time and
-    cadence, with how many readers each), the webhooks' deliveries by state with each one's
-    last error, the latest digest's deliveries by state, and failures and retries with their
-    reasons.
+    cadence, with how many readers each), the latest digest's deliveries by state, and
+    failures and retries with their reasons.
 
     Exits with 5 when the queue cannot be read (Redis down); the rest is shown all the same.
     Example: newsletter status --failures 50
     """
-    settings = ready_settings()
-    queue_ok, workers = _print_queue_and_workers(settings)
-    with open_session() as session:
-        slots = store.upcoming_slots(session, NEXT_SLOTS)
-    _print_next_sends(slots)
-    with open_session() as session:
-        _print_webhooks(store.webhook_counts(session))
-    with open_session() as session:
-        digest = next(iter(store.list_digests(session)), None)
-        if digest is None:
-            console.print("No digest yet.")
-            _exit_unless(queue_ok)
-            return
-        counts = store.delivery_counts(session, digest.id)
-        in_flight = store.claims_in_flight(session, digest.id)
-        failed = store.failed_deliveries(session, digest.id, failures)
-        next_due = store.next_due_at(session, digest.id)
+    report = job_report(ready_settings(), failures)
+    _print_queue_and_workers(report)
+    _print_next_sends(report.slots)
+    _print_webhooks(report.webhooks)
+    digest, counts = report.digest, report.counts
+    if digest is None:
+        console.print("No digest yet.")
+        _exit_unless(report.queue_ok)
+        return
     table = Table("Digest", "pending", "sending", "sent", "failed", "skipped")
     table.add_row(
         digest.issue_date.isoformat(),
         *(str(counts.get(name, 0)) for name in ("pending", "sending", "sent", "failed", "skipped")),
     )
     console.print(table)
-    for worker, count, lease in in_flight:
+    for worker, count, lease in report.in_flight:
         console.print(f"In flight: {count} claimed by {worker} until {lease:%H:%M:%S} UTC")
+    next_due = report.next_due
     if next_due is not None and counts.get("pending", 0):
-        overdue = queue_ok and not workers and next_due.timestamp() <= time.time()
+        overdue = report.queue_ok and not report.workers and next_due.timestamp() <= time.time()
         late = ": due, and no worker is alive to send it" if overdue else ""
         console.print(f"Next retry or take-over: {next_due:%Y-%m-%d %H:%M:%S} UTC{late}")
-    for email, state, detail in failed:  # failed for good, or pending a retry: the last reply
+    for email, state, detail in report.failed:  # failed for good, or pending a retry
         console.print(f"{state:>8}  {email}  {detail}")
-    _exit_unless(queue_ok)
-
-
-NEXT_SLOTS = 12
-"""Upcoming send times `status` lists."""
+    _exit_unless(report.queue_ok)
 
 
 def _print_next_sends(slots: list[store.Slot]) -> None:
@@ -91,20 +79,12 @@ def _print_webhooks(counts: list[store.WebhookCounts]) -> None:
             console.print(f"Webhook {row.webhook.id} last error: {row.last_error}")
 
 
-def _print_queue_and_workers(settings) -> tuple[bool, list[heartbeat.Beat]]:
-    """Print the queue's depth and the live workers; (False, []) when Redis did not answer."""
-    from newsletter.worker.outages import outage_of
-    from newsletter.worker.tasks import queue_depth
-
-    try:
-        depth = queue_depth()
-        workers = heartbeat.live_workers(settings)
-    except Exception as error:
-        outage = outage_of(error, settings)
-        if outage is None:
-            raise
-        console.print(f"Queue: {outage.line()}: tasks and workers cannot be seen.")
-        return False, []
+def _print_queue_and_workers(report: JobReport) -> None:
+    """Print the queue's depth and the live workers, or why they cannot be seen."""
+    if not report.queue_ok:
+        console.print(f"Queue: {report.queue_problem}: tasks and workers cannot be seen.")
+        return
+    depth, workers = report.depth, report.workers
     console.print(f"Queue: {depth['pending']} task(s) waiting, {depth['scheduled']} scheduled.")
     if not workers:
         console.print("Workers: none alive.")
@@ -120,10 +100,8 @@ def _print_queue_and_workers(settings) -> tuple[bool, list[heartbeat.Beat]]:
         )
         for part in beat.down:
             console.print(f"    waiting: {part}")
-    warning = heartbeat.idle_queue_warning(depth["pending"], workers)
-    if warning:
-        console.print(warning)
-    return True, workers
+    if report.idle_warning:
+        console.print(report.idle_warning)
 
 
 def _span(seconds: float) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import sys
-from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -17,29 +16,9 @@ from newsletter.cli import reading
 from newsletter.cli.common import NewsletterGroup, console, err_console, open_session, print_json
 from newsletter.config import get_settings
 from newsletter.errors import InvalidInput
-from newsletter.intake.rhythm import (
-    KEEP,
-    ScheduleChange,
-    SendClock,
-    normalise_cadence,
-    normalise_day,
-    normalise_hour,
-    normalise_zone,
-)
-from newsletter.intake.subscribers import (
-    CSV_COLUMNS,
-    RejectedRow,
-    SubscriberSpec,
-    followed_names,
-    normalise_email,
-    normalise_format,
-    normalise_language,
-    read_subscriber_csv,
-    subscriber_name,
-    topic_names,
-)
+from newsletter.intake.rhythm import SendClock, schedule_change
+from newsletter.intake.subscribers import CSV_COLUMNS, SubscriberEdit, new_subscriber
 from newsletter.models import MailFormat, Subscriber, SubscriberStatus
-from newsletter.schedules import WEEKDAYS, zone_named
 
 app = typer.Typer(
     cls=NewsletterGroup,
@@ -76,22 +55,6 @@ Zone = Annotated[
 ]
 
 
-def _address(email: str) -> str:
-    return normalise_email(email, check_deliverability=get_settings().check_deliverability)
-
-
-def _schedule_change(
-    cadence: str | None, day: str | None, hour: str | None, zone: str | None
-) -> ScheduleChange:
-    """The rhythm options as typed, checked: an option not given keeps what the reader has."""
-    return ScheduleChange(
-        cadence=KEEP if cadence is None else normalise_cadence(cadence),
-        hour=KEEP if hour is None else normalise_hour(hour),
-        day=KEEP if day is None else normalise_day(day),
-        zone=KEEP if zone is None else normalise_zone(zone),
-    )
-
-
 @app.command()
 def add(
     email: str,
@@ -111,17 +74,19 @@ def add(
     Example: newsletter subscribers add ada@example.org --topic MLLM --lang zh --follow "Kaiming He"
     Example: newsletter subscribers add li@example.org --topic SLAM --cadence weekly --day mon --hour 7 --tz Asia/Shanghai
     """  # noqa: E501 (an example is one line to copy)
-    language = normalise_language(lang or get_settings().default_language)
-    chosen_format = normalise_format(mail_format)
-    spec = SubscriberSpec(
-        _address(email),
-        tuple(topic),
-        name,
-        language,
-        chosen_format,
-        tuple(follow or ()),
-        _schedule_change(cadence, day, hour, tz),
+    config = get_settings()
+    spec = new_subscriber(
+        email,
+        topic,
+        name=name,
+        language=lang,
+        mail_format=mail_format,
+        follows=follow or (),
+        schedule=schedule_change(cadence, day, hour, tz),
+        default_language=config.default_language,
+        check_deliverability=config.check_deliverability,
     )
+    language, chosen_format = spec.language, spec.format
     clock = SendClock.of(get_settings())
     with open_session() as session:
         subscriber = store.add_subscriber(session, spec, source="cli", clock=clock)
@@ -134,33 +99,8 @@ def add(
     )
 
 
-def _row(subscriber: Subscriber, clock: SendClock, follows: tuple[str, ...] = ()) -> dict:
-    schedule = store.schedule_of(subscriber)
-    due = subscriber.next_send_at
-    zone = zone_named(schedule.zone or clock.zone)
-    return {
-        "email": subscriber.email,
-        "name": subscriber.name,
-        "topics": [topic.name for topic in subscriber.topics],
-        "language": subscriber.language,
-        "format": subscriber.format.value,
-        "follows": list(follows),
-        "cadence": subscriber.cadence.value,
-        "day": WEEKDAYS[schedule.day or 0] if schedule.cadence == "weekly" else None,
-        "hour": schedule.hour,
-        "timezone": schedule.zone,
-        "rhythm": clock.describe(schedule),
-        # When they are next due, in their own zone; None: whenever a digest is built.
-        "next_send_at": due.astimezone(zone).isoformat(timespec="minutes") if due else None,
-        "status": subscriber.status.value,
-        "created_at": subscriber.created_at.isoformat(timespec="seconds"),
-    }
-
-
 def _rows(session, subscribers: list[Subscriber]) -> list[dict]:
-    follows = store.follow_names_of(session, (s.id for s in subscribers))
-    clock = SendClock.of(get_settings())
-    return [_row(s, clock, follows[s.id]) for s in subscribers]
+    return store.subscriber_rows(session, subscribers, SendClock.of(get_settings()))
 
 
 def _rhythm_text(row: dict) -> str:
@@ -265,46 +205,22 @@ def edit(
     Example: newsletter subscribers edit ada@example.org --add-topic NeRF --follow "Kaiming He"
     Example: newsletter subscribers edit ada@example.org --cadence daily --hour none --tz none
     """
-    # Everything typed is checked before the database is touched: a bad value changes nothing.
-    chosen_format = normalise_format(mail_format) if mail_format is not None else None
-    language = normalise_language(lang) if lang is not None else None
-    new_name = subscriber_name(name) if name is not None else None
-    added, removed = topic_names(add_topic or ()), topic_names(remove_topic or ())
-    to_follow, to_unfollow = followed_names(follow or ()), followed_names(unfollow or ())
-    change = _schedule_change(cadence, day, hour, tz)
+    change = SubscriberEdit.checked(
+        add_topics=add_topic or (),
+        remove_topics=remove_topic or (),
+        language=lang,
+        mail_format=mail_format,
+        name=name,
+        follow=follow or (),
+        unfollow=unfollow or (),
+        schedule=schedule_change(cadence, day, hour, tz),
+        resubscribe=resubscribe,
+    )
     clock = SendClock.of(get_settings())
     with open_session() as session:
         subscriber = store.get_subscriber(session, email)
-        schedule = change.applied_to(store.schedule_of(subscriber))
-        topics = {t.id: t for t in subscriber.topics}
-        for topic in store.get_topics(session, added):
-            topics[topic.id] = topic
-        for topic in store.get_topics(session, removed):
-            topics.pop(topic.id, None)
-        if not topics:
-            raise InvalidInput(
-                "a subscriber needs at least one topic (or use `subscribers remove`)"
-            )
-        store.edit_subscriber(
-            subscriber,
-            list(topics.values()),
-            language=language,
-            mail_format=chosen_format,
-            name=new_name,
-        )
-        if resubscribe:
-            store.resubscribe(session, subscriber, "cli")
-        store.remove_follows(session, subscriber.id, to_unfollow.values())
-        store.add_follows(session, subscriber.id, to_follow.values())
-        rhythm_changed = store.set_schedule(subscriber, schedule, clock)
-        row = _rows(session, [subscriber])[0]
-        topics_text = ", ".join(row["topics"])
-        detail = f"{topics_text} ({row['language']}, {row['format']})"
-        if to_follow or to_unfollow:
-            detail += f"; follows {', '.join(row['follows']) or 'no one'}"
-        if rhythm_changed:
-            detail += f"; {row['rhythm']}"
-        store.log_event(session, subscriber, "changed", "cli", detail)
+        row = store.apply_subscriber_edit(session, subscriber, change, clock=clock, source="cli")
+    topics_text = ", ".join(row["topics"])
     following = f"; follows {', '.join(row['follows'])}" if row["follows"] else ""
     console.print(
         f"{row['email']}: {topics_text} ({row['language']}, {row['format']}, {row['status']})"
@@ -354,45 +270,24 @@ def import_(
     is reported on its line while the rest of the row is imported.
     Example: newsletter subscribers import subscribers/example.csv
     """
-    # Each row is checked in full (fields, then that its topics exist) before anything is
-    # written, then written in a savepoint of its own: a row the database refuses is undone
-    # alone and reported, so the report and the database agree, on SQLite and PostgreSQL.
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         raise InvalidInput(f"{path}: cannot read it as UTF-8 text ({error})") from error
     config = get_settings()
-    rows, rejected = read_subscriber_csv(
-        text,
-        default_language=config.default_language,
-        check_deliverability=config.check_deliverability,
-    )
-    outcomes: dict[str, int] = {}
-    clock = SendClock.of(config)
     with open_session() as session:
-        checked = []
-        for line, spec in rows:
-            try:
-                store.get_topics(session, spec.topics)  # reads only
-            except InvalidInput as error:
-                rejected.append(RejectedRow(line, str(error), spec.email))
-                continue
-            checked.append((line, spec))
-        for line, spec in checked:
-            try:
-                write = partial(
-                    store.import_subscriber, session, spec, update_existing=update, clock=clock
-                )
-                outcome = store.in_savepoint(session, write)
-            except InvalidInput as error:
-                rejected.append(RejectedRow(line, str(error), spec.email))
-                continue
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    for row in sorted(rejected, key=lambda r: r.line):
+        report = store.import_subscribers(
+            session,
+            text,
+            update=update,
+            clock=SendClock.of(config),
+            default_language=config.default_language,
+            check_deliverability=config.check_deliverability,
+        )
+    for row in report.rejected:
         err_console.print(f"{path}:{row.line}: rejected: {row.reason}")
-    summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
-    console.print(f"{summary or 'nothing imported'}; {len(rejected)} rejected.")
-    if rejected:
+    console.print(report.summary())
+    if report.rejected:
         raise typer.Exit(code=1)
 
 

@@ -20,7 +20,7 @@ from newsletter.cli.common import (
 from newsletter.config import get_settings
 from newsletter.daily.fetch import arxiv_source, topic_query
 from newsletter.errors import InvalidInput
-from newsletter.intake.topics import RejectedTopic, TopicSpec, read_topics
+from newsletter.intake.topics import RejectedTopic, TopicEdit, TopicSpec, read_topics
 from newsletter.textfmt import readable_title
 
 app = typer.Typer(cls=NewsletterGroup, help="Define topics: what each one matches on arXiv.")
@@ -78,21 +78,7 @@ def list_(json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = Fa
     Example: newsletter topics list --json
     """
     with open_session() as session:
-        subscribers = store.topic_subscriber_counts(session)
-        papers = store.topic_paper_counts(session)
-        rows = [
-            {
-                "name": topic.name,
-                "description": topic.description,
-                "keywords": topic.keywords,
-                "categories": topic.categories,
-                "exclude": topic.excludes,
-                "query": topic.raw_query,
-                "subscribers": subscribers.get(topic.id, 0),
-                "papers": papers.get(topic.id, 0),
-            }
-            for topic in store.list_topics(session)
-        ]
+        rows = store.topic_rows(session, store.list_topics(session))
     if json:
         print_json(rows)
         return
@@ -143,23 +129,18 @@ def edit(
     """
     with open_session() as session:
         topic = store.get_topic(session, name)
-        # Built from the stored values with the edits applied, then checked as a whole: a
-        # keyword stored before the checks were stricter can still be removed.
-        spec = TopicSpec(
-            name=topic.name,
-            keywords=_edited(tuple(topic.keywords), add_keyword, remove_keyword),
-            categories=_edited(tuple(topic.categories), add_category, remove_category),
-            excludes=_edited(tuple(topic.excludes), add_exclude, remove_exclude),
-            raw_query=topic.raw_query if query is None else query,
-            description=topic.description if description is None else description,
-        )
+        spec = TopicEdit(
+            tuple(add_keyword or ()),
+            tuple(remove_keyword or ()),
+            tuple(add_category or ()),
+            tuple(remove_category or ()),
+            tuple(add_exclude or ()),
+            tuple(remove_exclude or ()),
+            query,
+            description,
+        ).applied_to(topic)
         store.apply_topic_spec(topic, spec)
         console.print(f"Topic {topic.name} now runs: {topic_query(topic)}")
-
-
-def _edited(values: tuple[str, ...], add: list[str] | None, remove: list[str] | None):
-    gone = {value.casefold() for value in remove or ()}
-    return tuple(v for v in values if v.casefold() not in gone) + tuple(add or ())
 
 
 @app.command()
@@ -173,13 +154,7 @@ def remove(
     """
     with open_session() as session:
         topic = store.get_topic(session, name)
-        followers = store.topic_subscriber_counts(session).get(topic.id, 0)
-        if followers and not yes:
-            raise typer.BadParameter(
-                f"{followers} active subscriber(s) follow {topic.name};"
-                " add --yes to remove it anyway"
-            )
-        store.remove_topic(session, topic)
+        store.remove_topic(session, topic, even_if_followed=yes)
     console.print(f"Removed topic {name}.")
 
 

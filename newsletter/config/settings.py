@@ -240,6 +240,22 @@ class Settings(BaseSettings):
     daily_grace_hours: float = Field(6.0, gt=0)
     """Hours after NEWSLETTER_DAILY_TIME by which the day's digest must be delivered; later,
     /readyz says the daily job is stale."""
+    api_rate_limit: str = "120/minute"
+    """Requests each API token may make, in Flask-Limiter's notation (`1000/hour;50/second`);
+    counted in Redis when NEWSLETTER_REDIS_URL is set, else in each web process."""
+
+    @field_validator("api_rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError as error:
+            raise ValueError(
+                "must be a rate such as 120/minute, or several joined by ; (1000/hour;50/second)"
+            ) from error
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from newsletter.errors import InvalidInput
+from newsletter.errors import InvalidInput, about
 from newsletter.models import Cadence, utcnow
 from newsletter.schedules import Schedule, daily_time, next_send, weekday_named, zone_named
 
@@ -111,6 +111,25 @@ class ScheduleChange:
                 " ask for the weekly cadence too"
             )
         return replace(changed, day=None)
+
+
+def schedule_change(
+    cadence: str | None = None,
+    day: str | None = None,
+    hour: str | int | None = None,
+    zone: str | None = None,
+) -> ScheduleChange:
+    """The rhythm as typed (an option, a field), checked: None keeps what the reader has (to
+    clear an hour or a zone, give "none")."""
+    with about("cadence"):
+        cadence_asked = KEEP if cadence is None else normalise_cadence(cadence)
+    with about("hour"):
+        hour_asked = KEEP if hour is None else normalise_hour(str(hour))
+    with about("day"):
+        day_asked = KEEP if day is None else normalise_day(day)
+    with about("timezone"):
+        zone_asked = KEEP if zone is None else normalise_zone(zone)
+    return ScheduleChange(cadence=cadence_asked, hour=hour_asked, day=day_asked, zone=zone_asked)
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import langcodes
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter.authors import follow_key
-from newsletter.errors import InvalidInput
+from newsletter.errors import InvalidInput, about
 from newsletter.intake.rhythm import (
     KEEP,
     ScheduleChange,
@@ -317,3 +317,103 @@ def _schedule_columns(record: dict, refused: list[str]) -> ScheduleChange:
         day=given.get("day", KEEP),
         zone=given.get("timezone", KEEP),
     )
+
+
+def new_subscriber(
+    email: str,
+    topics,
+    *,
+    name: str = "",
+    language: str | None = None,
+    mail_format: str | None = None,
+    follows=(),
+    schedule: ScheduleChange = ScheduleChange(),  # noqa: B008 (frozen: one default is safe)
+    default_language: str,
+    check_deliverability: bool = False,
+) -> SubscriberSpec:
+    """A subscriber the operator adds (the command line, the API), every field checked; an
+    error names the field it is about (`InvalidInput.field`)."""
+    with about("email"):
+        address = normalise_email(email, check_deliverability=check_deliverability)
+    with about("language"):
+        language = normalise_language(language or default_language)
+    with about("format"):
+        chosen_format = normalise_format(mail_format or MailFormat.html.value)
+    with about("topics"):
+        topic_list = topic_names(topics)
+    with about("name"):
+        name = subscriber_name(name)
+    with about("follows"):
+        follow_list = tuple(followed_names(follows).values())
+    return SubscriberSpec(address, topic_list, name, language, chosen_format, follow_list, schedule)
+
+
+@dataclass(frozen=True)
+class SubscriberEdit:
+    """What an operator changes of a subscriber, checked; None and () keep what they have."""
+
+    add_topics: tuple[str, ...] = ()
+    remove_topics: tuple[str, ...] = ()
+    language: str | None = None
+    format: MailFormat | None = None
+    name: str | None = None
+    follow: tuple[str, ...] = ()
+    unfollow: tuple[str, ...] = ()
+    schedule: ScheduleChange = ScheduleChange()
+    resubscribe: bool = False
+
+    @classmethod
+    def checked(
+        cls,
+        *,
+        add_topics=(),
+        remove_topics=(),
+        language: str | None = None,
+        mail_format: str | None = None,
+        name: str | None = None,
+        follow=(),
+        unfollow=(),
+        schedule: ScheduleChange = ScheduleChange(),  # noqa: B008 (frozen)
+        resubscribe: bool = False,
+    ) -> SubscriberEdit:
+        """Everything typed, checked before the database is touched: a bad value changes
+        nothing. An error names its field (`InvalidInput.field`)."""
+        with about("add_topics"):
+            added = topic_names(add_topics)
+        with about("remove_topics"):
+            removed = topic_names(remove_topics)
+        with about("language"):
+            language = normalise_language(language) if language is not None else None
+        with about("format"):
+            chosen_format = normalise_format(mail_format) if mail_format is not None else None
+        with about("name"):
+            name = subscriber_name(name) if name is not None else None
+        with about("follow"):
+            to_follow = tuple(followed_names(follow).values())
+        with about("unfollow"):
+            to_unfollow = tuple(followed_names(unfollow).values())
+        return cls(
+            added,
+            removed,
+            language,
+            chosen_format,
+            name,
+            to_follow,
+            to_unfollow,
+            schedule,
+            resubscribe,
+        )
+
+
+@dataclass
+class ImportReport:
+    """What an import did: how many rows had each outcome ("added", "updated", ...) and the
+    rows rejected, each with its line and why."""
+
+    outcomes: dict[str, int] = field(default_factory=dict)
+    rejected: list[RejectedRow] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """ "2 added, 1 updated; 1 rejected." """
+        done = ", ".join(f"{count} {outcome}" for outcome, count in sorted(self.outcomes.items()))
+        return f"{done or 'nothing imported'}; {len(self.rejected)} rejected."

@@ -268,3 +268,35 @@ def _kind(value: object) -> str:
     if isinstance(value, str):
         return f"text ({value[:40]!r})"
     return f"a {type(value).__name__}"
+
+
+@dataclass(frozen=True)
+class TopicEdit:
+    """What an operator changes of a topic: phrases and categories added or removed (any
+    case), the raw query ('' clears it) and the description; None keeps them."""
+
+    add_keywords: tuple[str, ...] = ()
+    remove_keywords: tuple[str, ...] = ()
+    add_categories: tuple[str, ...] = ()
+    remove_categories: tuple[str, ...] = ()
+    add_excludes: tuple[str, ...] = ()
+    remove_excludes: tuple[str, ...] = ()
+    query: str | None = None
+    description: str | None = None
+
+    def applied_to(self, topic) -> TopicSpec:
+        """The stored topic with the edits, checked as a whole: a keyword stored before the
+        checks were stricter can still be removed."""
+        return TopicSpec(
+            name=topic.name,
+            keywords=_edited(topic.keywords, self.add_keywords, self.remove_keywords),
+            categories=_edited(topic.categories, self.add_categories, self.remove_categories),
+            excludes=_edited(topic.excludes, self.add_excludes, self.remove_excludes),
+            raw_query=topic.raw_query if self.query is None else self.query,
+            description=topic.description if self.description is None else self.description,
+        )
+
+
+def _edited(values, add, remove) -> tuple[str, ...]:
+    gone = {value.casefold() for value in remove}
+    return tuple(v for v in values if v.casefold() not in gone) + tuple(add)

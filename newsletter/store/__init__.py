@@ -3,12 +3,14 @@
 
 - `topics`, `papers`: what is fetched (topics and the papers linked to them);
 - `subscribers`, `subscriptions`: who reads (the people, their topics and preferences);
+- `subscriber_edits`: what the operator does to them (edits, imports), from the CLI or the API;
 - `follows`: the authors each reader follows, and the papers a day brought;
 - `digests`, `deliveries`: what is sent (one digest a day, one delivery row per reader);
 - `translations`, `summaries`, `received_mail`: translated abstracts, one-sentence summaries
   and mail that came back;
 - `ranking`: papers' features, readers' signal and their order of each digest's papers;
 - `reading`: what readers saved, rated and named as seeds (their library, their signal);
+- `api_tokens`: the JSON API's tokens (their hashes and scopes);
 - `transactions`: one item written in its own savepoint;
 - `webhooks`: the operator's endpoints and the events queued for each (an outbox).
 
@@ -17,6 +19,13 @@ live with the code that applies them. It may import `models`, `errors`, `schedul
 rhythm's record) and `intake` only.
 """
 
+from newsletter.store.api_tokens import (
+    create_api_token,
+    list_api_tokens,
+    note_api_token_use,
+    revoke_api_token,
+    usable_api_token,
+)
 from newsletter.store.deliveries import (
     ChannelTarget,
     ClaimedDelivery,
@@ -78,6 +87,7 @@ from newsletter.store.papers import (
     papers_of_topics_between,
     recent_papers,
     record_code_check,
+    search_papers,
     topic_counts_between,
     topic_names_of,
     upsert_paper,
@@ -125,6 +135,13 @@ from newsletter.store.schedules import (
     reschedule,
     upcoming_slots,
 )
+from newsletter.store.subscriber_edits import (
+    apply_subscriber_edit,
+    import_subscribers,
+    subscriber_row,
+    subscriber_row_of,
+    subscriber_rows,
+)
 from newsletter.store.subscribers import (
     IN_LIST_LIMIT,
     STREAM_CHUNK,
@@ -146,6 +163,7 @@ from newsletter.store.subscribers import (
     subscriber_by_id,
     subscriber_by_public_id,
     subscriber_emails,
+    subscribers_page,
 )
 from newsletter.store.subscriptions import (
     change_preferences,
@@ -176,6 +194,7 @@ from newsletter.store.topics import (
     set_fetch_incomplete,
     topic_by_slug,
     topic_paper_counts,
+    topic_rows,
     topic_subscriber_counts,
     topics_by_ids,
     upsert_topic,
@@ -236,7 +255,17 @@ __all__ = [
     "add_follows",
     "add_subscriber",
     "add_topic",
+    "create_api_token",
+    "list_api_tokens",
+    "note_api_token_use",
+    "revoke_api_token",
+    "usable_api_token",
+    "apply_subscriber_edit",
     "apply_topic_spec",
+    "import_subscribers",
+    "subscriber_row",
+    "subscriber_row_of",
+    "subscriber_rows",
     "change_preferences",
     "claim_confirmation",
     "claim_deliveries",
@@ -327,11 +356,13 @@ __all__ = [
     "readers_with_signal",
     "recent_papers",
     "record_code_check",
+    "search_papers",
     "release_confirmation",
     "release_deliveries",
     "remember_mail",
     "remove_follows",
     "remove_topic",
+    "topic_rows",
     "renew_claims",
     "request_subscription",
     "resubscribe",
@@ -349,6 +380,7 @@ __all__ = [
     "subscriber_by_id",
     "subscriber_by_public_id",
     "subscriber_emails",
+    "subscribers_page",
     "subscriber_topic_rows",
     "summaries_of",
     "topic_by_slug",

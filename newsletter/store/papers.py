@@ -230,3 +230,27 @@ def papers_by_arxiv_ids(session: Session, arxiv_ids: Iterable[str]) -> list[Pape
     if not ids:
         return []
     return list(session.scalars(select(Paper).where(Paper.arxiv_id.in_(ids))))
+
+
+def search_papers(
+    session: Session,
+    *,
+    arxiv_id: str | None = None,
+    topic_id: int | None = None,
+    published_from: datetime | None = None,
+    published_before: datetime | None = None,
+    limit: int = 50,
+) -> list[Paper]:
+    """Papers the topics matched, newest submission first, by any of: arXiv id (without
+    version), topic, submission time in [published_from, published_before)."""
+    query = select(Paper).order_by(Paper.published.desc(), Paper.arxiv_id.desc()).limit(limit)
+    if arxiv_id is not None:
+        query = query.where(Paper.arxiv_id == arxiv_id)
+    if topic_id is not None:
+        linked = select(TopicPaper.paper_id).where(TopicPaper.topic_id == topic_id)
+        query = query.where(Paper.id.in_(linked))
+    if published_from is not None:
+        query = query.where(Paper.published >= published_from)
+    if published_before is not None:
+        query = query.where(Paper.published < published_before)
+    return list(session.scalars(query))

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter.errors import InvalidInput, UnknownSubscriber
+from newsletter.errors import AlreadyExists, UnknownSubscriber
 from newsletter.intake.channels import ChannelSpec
 from newsletter.intake.rhythm import SendClock
 from newsletter.intake.subscribers import SubscriberSpec, email_key
@@ -62,7 +62,7 @@ def add_subscriber(
     session: Session, spec: SubscriberSpec, source: str, *, clock: SendClock
 ) -> Subscriber:
     if find_subscriber(session, spec.email) is not None:
-        raise InvalidInput(
+        raise AlreadyExists(
             f"{spec.email} is subscribed already (change it with `subscribers edit`)"
         )
     return _insert_subscriber(session, spec, source, clock, email_key=email_key(spec.email))
@@ -74,9 +74,9 @@ def add_channel(
     """A chat channel as a subscriber: `spec` its topics and language, `channel` where its
     digest is posted. One subscriber per channel, and one channel per label."""
     if session.scalar(select(Subscriber.id).where(Subscriber.email_key == channel.key)):
-        raise InvalidInput("that channel is subscribed already (see `channels list`)")
+        raise AlreadyExists("that channel is subscribed already (see `channels list`)")
     if find_channel(session, channel.label) is not None:
-        raise InvalidInput(f"a channel is named {channel.label!r} already: choose another name")
+        raise AlreadyExists(f"a channel is named {channel.label!r} already: choose another name")
     return _insert_subscriber(
         session,
         spec,
@@ -260,3 +260,28 @@ def subscriber_by_id(session: Session, subscriber_id: int) -> Subscriber | None:
 def count_hard_failure(subscriber: Subscriber) -> None:
     """One more hard failure for this address (a bounce report or a 5xx reply)."""
     subscriber.bounce_count += 1
+
+
+def subscribers_page(
+    session: Session,
+    *,
+    after_id: int = 0,
+    limit: int = 100,
+    topic: Topic | None = None,
+    status: SubscriberStatus | None = None,
+    language: str | None = None,
+    email_contains: str | None = None,
+) -> list[Subscriber]:
+    """Up to `limit` subscribers after the one with `after_id`, in the order they came, that
+    match every filter given (the address's part in any case)."""
+    query = select(Subscriber).where(Subscriber.id > after_id).order_by(Subscriber.id).limit(limit)
+    if topic is not None:
+        query = query.join(SubscriberTopic).where(SubscriberTopic.topic_id == topic.id)
+    if status is not None:
+        query = query.where(Subscriber.status == status)
+    if language is not None:
+        query = query.where(Subscriber.language == language)
+    if email_contains:
+        part = email_contains.strip().lower()
+        query = query.where(Subscriber.email_key.contains(part, autoescape=True))
+    return list(session.scalars(query))

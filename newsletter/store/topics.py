@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.errors import InvalidInput, UnknownTopic
+from newsletter.errors import AlreadyExists, InUse, UnknownTopic
 from newsletter.intake.topics import TopicSpec, slugify, topic_key
 from newsletter.models import (
     Subscriber,
@@ -43,7 +43,7 @@ def get_topics(session: Session, names: Iterable[str]) -> list[Topic]:
 
 def add_topic(session: Session, spec: TopicSpec) -> Topic:
     if session.scalar(select(Topic.id).where(Topic.name_key == topic_key(spec.name))):
-        raise InvalidInput(f"topic {spec.name!r} exists already (change it with `topics edit`)")
+        raise AlreadyExists(f"topic {spec.name!r} exists already (change it with `topics edit`)")
     position = (session.scalar(select(func.max(Topic.position))) or 0) + 1
     topic = Topic(name=spec.name, name_key=topic_key(spec.name), position=position)
     topic.slug = _free_slug(session, slugify(spec.name))
@@ -85,8 +85,36 @@ def upsert_topic(session: Session, spec: TopicSpec) -> str:
     return "updated" if apply_topic_spec(existing, spec) else "unchanged"
 
 
-def remove_topic(session: Session, topic: Topic) -> None:
+def remove_topic(session: Session, topic: Topic, *, even_if_followed: bool = False) -> None:
+    """Delete a topic (its subscribers keep their other topics); raises InUse when active
+    subscribers follow it, unless `even_if_followed`."""
+    followers = topic_subscriber_counts(session).get(topic.id, 0)
+    if followers and not even_if_followed:
+        raise InUse(
+            f"{followers} active subscriber(s) follow {topic.name};"
+            " add --yes to remove it anyway (the API: ?force=true)"
+        )
     session.delete(topic)
+
+
+def topic_rows(session: Session, topics: Iterable[Topic]) -> list[dict]:
+    """Topics as the command line's `--json` and the API show them: what each matches, with
+    its subscriber and paper counts."""
+    subscribers, papers = topic_subscriber_counts(session), topic_paper_counts(session)
+    return [
+        {
+            "name": topic.name,
+            "slug": topic.slug,
+            "description": topic.description,
+            "keywords": topic.keywords,
+            "categories": topic.categories,
+            "exclude": topic.excludes,
+            "query": topic.raw_query,
+            "subscribers": subscribers.get(topic.id, 0),
+            "papers": papers.get(topic.id, 0),
+        }
+        for topic in topics
+    ]
 
 
 def topic_subscriber_counts(session: Session) -> dict[int, int]:

@@ -3,10 +3,11 @@ included), the digest archive, Atom feeds and the operator's preview.
 
 `create_app` composes one blueprint per area (`subscribe` with `optin`, `preferences`,
 `unsubscribe`, `paper_actions` (a paper card's Save / More / Less), `library`, `archive`,
-`feeds`, `admin`, `health`), behind `limits` (what is refused before
-any view runs). Each is thin over the layers below: it reads tokens, asks `store`, the digest's
-`Edition` and `publish.feeds`, and renders through `render`. It may import every package but
-`cli` and `worker`.
+`feeds`, `admin`, `health`), and the JSON API for programs (`api`, under /api/v1/), behind
+`limits` (what is refused before any view runs). Each is thin over the layers below: it reads
+tokens, asks `store`, the digest's `Edition` and `publish.feeds`, and renders through
+`render`. It may import every package but `cli`, which starts it; `worker` only for what the
+API shows and does of the queue (the daily job queued, `newsletter status` as JSON).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from newsletter.db import lock_timeout
 from newsletter.render.environment import static_dir
 from newsletter.web import (
     admin,
+    api,
     archive,
     feeds,
     health,
@@ -44,6 +46,7 @@ from newsletter.web.common import (
     SECURITY_HEADERS,
     SETTINGS_KEY,
     csrf,
+    is_api_request,
     message,
 )
 
@@ -116,18 +119,23 @@ def create_app(settings: Settings | None = None) -> Flask:
     # is refused before anything else looks at it.
     app.before_request(limits.refuse_oversized_body)
     app.before_request(limits.refuse_nul)
-    app.register_error_handler(413, limits.too_large)
-    app.register_error_handler(OperationalError, limits.database_busy)
+    # The API's requests get problem details (JSON) where the pages get pages.
+    app.register_error_handler(413, api.pages_or_problems(limits.too_large))
+    app.register_error_handler(OperationalError, api.pages_or_problems(limits.database_busy))
+    app.register_error_handler(HTTPException, api.pages_or_problems(lambda error: error))
+    app.register_error_handler(500, api.pages_or_problems(lambda error: error))
     csrf.init_app(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    api.init_api(app)
 
     @app.after_request
     def secure(response: Response) -> Response:
         for name, value in SECURITY_HEADERS.items():
             # A view may set a header of its own (the admin preview's policy for email HTML).
             response.headers.setdefault(name, value)
-        if request.blueprint in PRIVATE_BLUEPRINTS or request.endpoint in PRIVATE_ENDPOINTS:
+        private = request.blueprint in PRIVATE_BLUEPRINTS or request.endpoint in PRIVATE_ENDPOINTS
+        if private or is_api_request():
             response.headers["Cache-Control"] = "no-store"
         if https:
             # Decided by the configured address, not the request: behind the TLS proxy every
@@ -144,6 +152,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         )
 
     @app.errorhandler(404)
+    @api.pages_or_problems
     def not_found(_error):
         return message("Not found", "There is no page here.", 404)
 

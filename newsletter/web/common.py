@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from flask import abort, current_app
+from flask import abort, current_app, request
 from flask_wtf.csrf import CSRFProtect
 
 from newsletter.config import Settings
@@ -38,6 +38,15 @@ PRIVATE_BLUEPRINTS = {
 PRIVATE_ENDPOINTS = {"archive.personal_digest"}
 
 SETTINGS_KEY = "NEWSLETTER_SETTINGS"
+
+API_PREFIX = "/api/v1"
+"""Where the JSON API lives: requests under it are answered in JSON, errors as problem details."""
+
+
+def is_api_request() -> bool:
+    """Whether the current request is for the JSON API (by its path: also when no route
+    matched)."""
+    return request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/")
 
 
 def settings() -> Settings:

@@ -15,7 +15,7 @@ from flask import Response, abort, request
 from sqlalchemy.exc import OperationalError
 
 from newsletter.db import is_busy
-from newsletter.web.common import message
+from newsletter.web.common import is_api_request, message
 
 MAX_BODY = 64 * 1024
 """Bytes a request body may hold. The largest form (preferences with every topic ticked, and a
@@ -26,7 +26,10 @@ SEED_UPLOAD = 1024 * 1024
 """Bytes of the library's "Start from papers you know" form: a BibTeX export of a few thousand
 entries, with the ids typed beside it. The form is the only one that takes a file."""
 
-LARGER_BODIES = {"library.seed": SEED_UPLOAD}
+API_IMPORT = 1024 * 1024
+"""Bytes of a CSV the API's import takes: some 10,000 subscribers' rows; more, in parts."""
+
+LARGER_BODIES = {"library.seed": SEED_UPLOAD, "api_subscribers.import_subscribers": API_IMPORT}
 """Endpoints that may receive more than MAX_BODY, and how much."""
 
 LOCK_WAIT = 5.0
@@ -90,6 +93,8 @@ def refuse_nul() -> tuple[str, int] | None:
     if request.method == "POST":
         fields += request.form.items(multi=True)  # bounded: MAX_CONTENT_LENGTH
     if any(NUL in name or NUL in value for name, value in fields):
+        if is_api_request():
+            abort(400, "The address holds a NUL character, which no value may hold.")
         return message(
             "This request is not valid",
             "The address or the form holds a character no page of this site sends. Go back to"
