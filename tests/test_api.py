@@ -18,6 +18,7 @@ from newsletter.db import session_scope
 from newsletter.models import ApiToken
 from newsletter.web import create_app
 from tests.api_helpers import PROBLEM, ApiClient, assert_problem
+from tests.chat_servers import MATRIX_ROOM, MATRIX_TOKEN, ChatServer, Reply
 from tests.helpers import PAPERS, add_subscribers, load_tasks, set_env, write_locked
 from tests.web_helpers import public_id, state
 
@@ -37,6 +38,11 @@ def ran(arxiv, cli, settings):
 @pytest.fixture
 def api(ran, cli) -> ApiClient:
     return ApiClient(create_app(ran).test_client(), cli)
+
+
+def channel_id(settings, label: str) -> str:
+    with session_scope(settings) as session:
+        return store.get_channel(session, label).public_id
 
 
 def digest_id(settings) -> int:
@@ -79,10 +85,15 @@ def test_unknown_scopes_and_names_are_refused(cli, settings):
 # ---------------------------------------------------------------- every operation, every scope
 
 
-def operations(settings) -> list[tuple[str, str, str, dict, int]]:
+def operations(settings, cli) -> list[tuple[str, str, str, dict, int]]:
     """(method, path, scope it needs, request options, status when allowed): every operation."""
     ada = public_id(settings, ADA)
     bo = public_id(settings, BO)
+    # A channel whose webhook nobody answers: its test is posted, and answered "not posted".
+    closed = "http://127.0.0.1:9/services/T0/B0/X"
+    cli("channels", "add", "--platform", "slack", "--url", closed, "--name", "#c", "-t", "Alpha")
+    channel = channel_id(settings, "#c")
+    slack = {"platform": "slack", "url": "http://127.0.0.1:9/h", "name": "#n", "topics": ["Beta"]}
     digest = digest_id(settings)
     csv = {"data": "email,topics\ncy@example.org,Beta\n", "content_type": "text/csv"}
     return [
@@ -117,6 +128,11 @@ def operations(settings) -> list[tuple[str, str, str, dict, int]]:
         ),
         ("POST", "/api/v1/subscribers/import", "subscribers:write", csv, 200),
         ("DELETE", f"/api/v1/subscribers/{bo}", "subscribers:write", {}, 204),
+        ("GET", "/api/v1/channels", "subscribers:read", {}, 200),
+        ("GET", f"/api/v1/channels/{channel}", "subscribers:read", {}, 200),
+        ("POST", "/api/v1/channels", "subscribers:write", {"json": slack}, 201),
+        ("POST", f"/api/v1/channels/{channel}/test", "subscribers:write", {}, 200),
+        ("DELETE", f"/api/v1/channels/{channel}", "subscribers:write", {}, 204),
         ("GET", "/api/v1/digests", "digests:read", {}, 200),
         ("GET", f"/api/v1/digests/{digest}", "digests:read", {}, 200),
         ("GET", f"/api/v1/digests/{digest}/papers", "digests:read", {}, 200),
@@ -143,7 +159,7 @@ grants write)."""
 def test_every_operation_needs_a_valid_token_with_its_scope(api, ran, cli):
     revoked = api.token("*", name="revoked")
     cli("tokens", "revoke", "revoked")
-    for method, path, scope, options, allowed in operations(ran):
+    for method, path, scope, options, allowed in operations(ran, cli):
         where = f"{method} {path}"
         for token in (None, "nlt_not-a-token", revoked):
             refused = api.call(method, path, token, **options)
@@ -557,3 +573,72 @@ def test_a_locked_database_is_503_with_retry_after(api, ran):
     assert_problem(busy, 503, "busy")
     assert busy.headers["Retry-After"] == "10"
     assert state(ran, "cy@example.org") is None
+
+
+# ---------------------------------------------------------------- chat channels
+
+
+def test_a_channel_from_creation_to_deletion(api, ran):
+    """A channel is added, shown, tested and removed through the API with the CLI's checks; its
+    URL's secret part and its token are taken in and never given back; people and channels
+    are apart (no channel among the subscribers, no person among the channels)."""
+    token = api.token("subscribers:write")
+    with ChatServer("matrix") as server:
+        body = {
+            "platform": "matrix",
+            "url": server.url,
+            "room": MATRIX_ROOM,
+            "token": MATRIX_TOKEN,
+            "name": "#lab",
+            "topics": ["Alpha"],
+            "language": "zh",
+        }
+        made = api.call("POST", "/api/v1/channels", token, json=body)
+        assert made.status_code == 201, made.get_data(as_text=True)
+        channel = made.get_json()
+        assert made.headers["Location"].endswith(f"/api/v1/channels/{channel['id']}")
+        assert channel["platform"] == "matrix" and channel["room"] == MATRIX_ROOM
+        assert channel["topics"] == ["Alpha"] and channel["language"] == "zh"
+        assert channel["status"] == "active"
+        assert MATRIX_TOKEN not in made.get_data(as_text=True)
+
+        again = api.call("POST", "/api/v1/channels", token, json=body)
+        assert_problem(again, 409, "subscribed already")
+        unnamed = api.call("POST", "/api/v1/channels", token, json={**body, "room": "#alias:x"})
+        assert_problem(unnamed, 422, "room")
+        outside = {"platform": "slack", "url": "http://hooks.example.org/x", "name": "#o"}
+        outside["topics"] = ["Alpha"]
+        assert_problem(api.call("POST", "/api/v1/channels", token, json=outside), 422, "https")
+        unknown = {**body, "url": server.url + "/other", "name": "#u", "topics": ["Nope"]}
+        assert_problem(api.call("POST", "/api/v1/channels", token, json=unknown), 422, "Nope")
+
+        listed = api.call("GET", "/api/v1/channels", token)
+        assert [row["id"] for row in listed.get_json()] == [channel["id"]]
+        assert MATRIX_TOKEN not in listed.get_data(as_text=True)
+        people = api.call("GET", "/api/v1/subscribers", token).get_json()["items"]
+        assert channel["id"] not in {row["id"] for row in people}
+        assert_problem(api.call("GET", f"/api/v1/subscribers/{channel['id']}", token), 404)
+        ada = public_id(ran, ADA)
+        assert_problem(api.call("GET", f"/api/v1/channels/{ada}", token), 404)
+
+        tested = api.call("POST", f"/api/v1/channels/{channel['id']}/test", token)
+        assert tested.get_json() == {
+            "channel": "matrix channel '#lab'",
+            "posted": True,
+            "answer": "",
+        }
+        (posted,) = server.accepted
+        assert "Test from the arXiv digest" in posted["body"] and "Alpha" in posted["body"]
+
+        server.then(Reply(403, {"errcode": "M_FORBIDDEN", "error": "not in room"}))
+        refused = api.call("POST", f"/api/v1/channels/{channel['id']}/test", token).get_json()
+        assert refused["posted"] is False and "M_FORBIDDEN" in refused["answer"]
+        assert MATRIX_TOKEN not in refused["answer"] and server.url not in refused["answer"]
+
+    gone = api.call("DELETE", f"/api/v1/channels/{channel['id']}", token)
+    assert gone.status_code == 204
+    shown = api.call("GET", f"/api/v1/channels/{channel['id']}", token).get_json()
+    assert shown["status"] == "unsubscribed"
+    purged = api.call("DELETE", f"/api/v1/channels/{channel['id']}?purge=true", token)
+    assert purged.status_code == 204
+    assert_problem(api.call("GET", f"/api/v1/channels/{channel['id']}", token), 404)

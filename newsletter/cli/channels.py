@@ -12,17 +12,11 @@ from rich.table import Column, Table
 from newsletter import store
 from newsletter.cli.common import NewsletterGroup, console, open_session, print_json
 from newsletter.config import get_settings
-from newsletter.delivery.chat import ChatSender
+from newsletter.delivery.chat import post_test_notice
 from newsletter.errors import InvalidInput
-from newsletter.intake.channels import (
-    ChannelSpec,
-    channel_spec,
-    channel_subscriber,
-    masked_url,
-)
+from newsletter.intake.channels import channel_row, channel_spec, channel_subscriber
 from newsletter.intake.rhythm import SendClock
-from newsletter.models import ChatPlatform, Subscriber, SubscriberStatus
-from newsletter.render.chat import chat_notice
+from newsletter.models import SubscriberStatus
 
 app = typer.Typer(
     cls=NewsletterGroup,
@@ -84,19 +78,6 @@ def _quoted(label: str) -> str:
     return f"'{label}'" if any(c in label for c in " #!$&;'\"") else label
 
 
-def _row(channel: Subscriber) -> dict:
-    return {
-        "name": channel.email,
-        "platform": channel.channel.value,
-        "url": masked_url(channel.channel_url or ""),
-        "room": channel.channel_room,
-        "topics": [topic.name for topic in channel.topics],
-        "language": channel.language,
-        "status": channel.status.value,
-        "created_at": channel.created_at.isoformat(timespec="seconds"),
-    }
-
-
 @app.command("list")
 def list_(json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List the chat channels (their URLs shown as scheme and host only: the rest is secret).
@@ -104,7 +85,7 @@ def list_(json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = Fa
     Example: newsletter channels list --json
     """
     with open_session() as session:
-        rows = [_row(channel) for channel in store.list_subscribers(session, channels=True)]
+        rows = [channel_row(channel) for channel in store.list_subscribers(session, channels=True)]
     if json:
         print_json(rows)
         return
@@ -145,14 +126,8 @@ def test(name: Name) -> None:
     Example: newsletter channels test "#lab-papers"
     """
     with open_session() as session:
-        found = store.get_channel(session, name)
-        platform = ChatPlatform(found.channel)
-        channel = ChannelSpec(
-            platform, found.channel_url, found.email, found.channel_room, found.channel_secret
-        )
-        topics = ", ".join(t.name for t in found.topics)
-    text = f"Test from the arXiv digest: this channel gets the papers of {topics}."
-    answer = ChatSender(get_settings()).post(channel, chat_notice(platform, text))
+        found = store.get_channel(session, name)  # its topics come with it (selectin)
+    channel, answer = post_test_notice(get_settings(), found)  # no transaction held meanwhile
     if not answer.ok:
         console.print(f"Not posted to {channel.described()}: {answer.reason}")
         raise typer.Exit(1)

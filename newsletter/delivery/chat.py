@@ -33,7 +33,8 @@ import requests
 from newsletter.config import Settings
 from newsletter.delivery.outgoing import SendResult
 from newsletter.intake.channels import ChannelSpec as Channel
-from newsletter.models import ChatPlatform, utcnow
+from newsletter.models import ChatPlatform, Subscriber, utcnow
+from newsletter.render.chat import chat_notice
 from newsletter.userinput import one_line
 
 log = logging.getLogger(__name__)
@@ -295,3 +296,12 @@ class ChatSender:
         except requests.RequestException as error:  # its text holds the URL: named by kind
             return Answer(False, f"no answer ({type(error).__name__})")
         return platform.answer(response, channel)
+
+
+def post_test_notice(settings: Settings, subscriber: Subscriber) -> tuple[Channel, Answer]:
+    """Post a one-line test message to a stored channel now (`channels test`, the API's
+    `POST /channels/<id>/test`): the channel and what its platform answered."""
+    channel = Channel.of(subscriber)
+    topics = ", ".join(topic.name for topic in subscriber.topics)
+    text = f"Test from the arXiv digest: this channel gets the papers of {topics}."
+    return channel, ChatSender(settings).post(channel, chat_notice(channel.platform, text))

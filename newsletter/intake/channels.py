@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from newsletter.errors import InvalidInput
 from newsletter.intake.subscribers import SubscriberSpec, normalise_language, subscriber_name
-from newsletter.models import ChatPlatform
+from newsletter.models import ChatPlatform, Subscriber
 from newsletter.userinput import one_line
 
 MAX_URL = 2000
@@ -43,6 +43,17 @@ class ChannelSpec:
     """The Matrix room id; None elsewhere."""
     secret: str | None = None
     """The Matrix access token, or the Feishu signing secret (optional there)."""
+
+    @classmethod
+    def of(cls, subscriber: Subscriber) -> ChannelSpec:
+        """The channel a stored channel subscriber posts to."""
+        return cls(
+            ChatPlatform(subscriber.channel),
+            subscriber.channel_url or "",
+            subscriber.email,
+            subscriber.channel_room,
+            subscriber.channel_secret,
+        )
 
     def described(self) -> str:
         """How messages and errors name it: its platform and label, never its URL."""
@@ -157,6 +168,22 @@ def channel_subscriber(
     return SubscriberSpec(
         channel.label, tuple(topics), channel.label, normalise_language(language), None, ()
     )
+
+
+def channel_row(channel: Subscriber) -> dict:
+    """What the command line and the API show of a channel: never its URL's path (the secret
+    part of a webhook), its token or its signing secret."""
+    return {
+        "id": channel.public_id,
+        "name": channel.email,
+        "platform": ChatPlatform(channel.channel).value,
+        "url": masked_url(channel.channel_url or ""),
+        "room": channel.channel_room,
+        "topics": [topic.name for topic in channel.topics],
+        "language": channel.language,
+        "status": channel.status.value,
+        "created_at": channel.created_at.isoformat(timespec="seconds"),
+    }
 
 
 def masked_url(url: str) -> str:

@@ -274,7 +274,13 @@ def subscribers_page(
 ) -> list[Subscriber]:
     """Up to `limit` subscribers after the one with `after_id`, in the order they came, that
     match every filter given (the address's part in any case)."""
-    query = select(Subscriber).where(Subscriber.id > after_id).order_by(Subscriber.id).limit(limit)
+    people = Subscriber.channel.is_(None)  # chat channels have a list of their own
+    query = (
+        select(Subscriber)
+        .where(people, Subscriber.id > after_id)
+        .order_by(Subscriber.id)
+        .limit(limit)
+    )
     if topic is not None:
         query = query.join(SubscriberTopic).where(SubscriberTopic.topic_id == topic.id)
     if status is not None:

@@ -1,12 +1,12 @@
 """The JSON API under /api/v1/, for programs: a lab website's sign-up form, a bot, an admin
-script. One module per resource (`topics`, `subscribers`, `digests` with papers, `job`), each a
-flask-smorest blueprint whose marshmallow schemas (`schemas`) make the OpenAPI 3.1 document
-(/api/v1/openapi.json, browsable at /api/v1/docs: `docs`).
+script. One module per resource (`topics`, `subscribers`, `channels`, `digests` with papers,
+`job`), each a flask-smorest blueprint whose marshmallow schemas (`schemas`) make the OpenAPI
+3.1 document (/api/v1/openapi.json, browsable at /api/v1/docs: `docs`).
 
 Every request needs a token with the operation's scope and is rate-limited per token
 (`auth`); every error is an RFC 9457 problem (`problems`), the HTML pages keeping theirs. The
 views are thin over `intake` and `store`, which the command line calls too: the same checks,
-the same words. A chat channel, when the project has them, is one more resource module here.
+the same words.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from flask import Flask
 from flask_smorest import Api
 from werkzeug.http import HTTP_STATUS_CODES
 
-from newsletter.web.api import digests, docs, job, subscribers, topics
+from newsletter.web.api import channels, digests, docs, job, subscribers, topics
 from newsletter.web.api.auth import PROBLEM_RESPONSES, Refused, make_limiter
 from newsletter.web.api.problems import LIMITER, PROBLEM, pages_or_problems
 from newsletter.web.api.schemas import Problem
@@ -24,6 +24,7 @@ from newsletter.web.common import API_PREFIX, csrf
 BLUEPRINTS = (
     topics.blueprint,
     subscribers.blueprint,
+    channels.blueprint,
     digests.blueprint,
     digests.papers,
     job.blueprint,

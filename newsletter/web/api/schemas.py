@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from newsletter.models import MailFormat, SubscriberStatus
+from newsletter.models import ChatPlatform, MailFormat, SubscriberStatus
 
 
 def flag(description: str) -> fields.Boolean:
@@ -163,6 +163,48 @@ class SubscriberOut(Schema):
     next_send_at = fields.String(allow_none=True)
     status = fields.String(validate=validate.OneOf([s.value for s in SubscriberStatus]))
     created_at = fields.String()
+
+
+class ChannelIn(Schema):
+    platform = fields.String(
+        required=True, validate=validate.OneOf([*(p.value for p in ChatPlatform), "lark"])
+    )
+    url = fields.String(
+        required=True,
+        metadata={"description": "The incoming-webhook URL; for Matrix, the homeserver's."},
+    )
+    name = fields.String(required=True, metadata={"example": "#lab-papers"})
+    topics = fields.List(fields.String(), required=True)
+    language = fields.String(load_default=None, allow_none=True)
+    room = fields.String(
+        load_default=None, allow_none=True, metadata={"description": "Matrix: the room id."}
+    )
+    token = fields.String(
+        load_default=None, allow_none=True, metadata={"description": "Matrix: the access token."}
+    )
+    secret = fields.String(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Feishu: the bot's signing secret, if it has one."},
+    )
+
+
+class ChannelOut(Schema):
+    id = fields.String(metadata={"description": "The public id: what the API names it by."})
+    name = fields.String()
+    platform = fields.String(validate=validate.OneOf([p.value for p in ChatPlatform]))
+    url = fields.String(metadata={"description": "Scheme and host only: the rest is secret."})
+    room = fields.String(allow_none=True)
+    topics = fields.List(fields.String())
+    language = fields.String()
+    status = fields.String(validate=validate.OneOf([s.value for s in SubscriberStatus]))
+    created_at = fields.String()
+
+
+class ChannelTestOut(Schema):
+    channel = fields.String()
+    posted = fields.Boolean()
+    answer = fields.String(metadata={"description": "Why the platform refused, if it did."})
 
 
 class SubscriberListArgs(Schema):

@@ -39,7 +39,7 @@ def _out(session, subscriber: Subscriber) -> dict:
 
 def _find(session, public_id: str) -> Subscriber:
     subscriber = store.subscriber_by_public_id(session, public_id)
-    if subscriber is None:
+    if subscriber is None or subscriber.channel is not None:  # channels: /api/v1/channels
         raise UnknownSubscriber(NOT_FOUND)
     return subscriber
 
