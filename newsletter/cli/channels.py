@@ -16,7 +16,6 @@ from newsletter.delivery.chat import post_test_notice
 from newsletter.errors import InvalidInput
 from newsletter.intake.channels import channel_row, channel_spec, channel_subscriber
 from newsletter.intake.rhythm import SendClock
-from newsletter.models import SubscriberStatus
 
 app = typer.Typer(
     cls=NewsletterGroup,
@@ -148,9 +147,8 @@ def remove(
     with open_session() as session:
         channel = store.get_channel(session, name)
         label = channel.email
-        if purge:
-            store.purge_subscriber(session, channel)
-            console.print(f"Deleted the channel {label} and its history.")
-        else:
-            store.set_status(session, channel, SubscriberStatus.unsubscribed, "cli")
-            console.print(f"The channel {label} gets no more digests; its history is kept.")
+        store.remove_subscriber(session, channel, "cli", purge=purge)
+    if purge:
+        console.print(f"Deleted the channel {label} and its history.")
+    else:
+        console.print(f"The channel {label} gets no more digests; its history is kept.")

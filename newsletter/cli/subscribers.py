@@ -241,12 +241,12 @@ def remove(
     """
     with open_session() as session:
         subscriber = store.get_subscriber(session, email)
-        if purge:
-            store.purge_subscriber(session, subscriber)
-            console.print(f"Deleted {email} and their history.")
-        else:
-            store.set_status(session, subscriber, SubscriberStatus.unsubscribed, "cli")
-            console.print(f"Unsubscribed {subscriber.email}; their history is kept.")
+        address = subscriber.email
+        store.remove_subscriber(session, subscriber, "cli", purge=purge)
+    if purge:
+        console.print(f"Deleted {email} and their history.")
+    else:
+        console.print(f"Unsubscribed {address}; their history is kept.")
 
 
 @app.command("import")

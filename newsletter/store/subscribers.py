@@ -174,6 +174,17 @@ def purge_subscriber(session: Session, subscriber: Subscriber) -> None:
     session.delete(subscriber)
 
 
+def remove_subscriber(
+    session: Session, subscriber: Subscriber, source: str, *, purge: bool = False
+) -> None:
+    """How every door removes a subscriber or a channel: unsubscribed, their history kept; or,
+    with `purge`, deleted with their history."""
+    if purge:
+        purge_subscriber(session, subscriber)
+    else:
+        set_status(session, subscriber, SubscriberStatus.unsubscribed, source)
+
+
 def log_event(
     session: Session, subscriber: Subscriber, kind: str, source: str, detail: str = ""
 ) -> None:

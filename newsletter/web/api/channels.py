@@ -12,7 +12,7 @@ from newsletter.delivery.chat import post_test_notice
 from newsletter.errors import UnknownSubscriber
 from newsletter.intake.channels import channel_row, channel_spec, channel_subscriber
 from newsletter.intake.rhythm import SendClock
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.models import Subscriber
 from newsletter.web.api import schemas
 from newsletter.web.api.answers import created
 from newsletter.web.api.auth import requires, resource
@@ -83,10 +83,7 @@ def delete_channel(args: dict, public_id: str):
     `purge=true`."""
     with session_scope(settings()) as session:
         channel = _find(session, public_id)
-        if args["purge"]:
-            store.purge_subscriber(session, channel)
-        else:
-            store.set_status(session, channel, SubscriberStatus.unsubscribed, SOURCE)
+        store.remove_subscriber(session, channel, SOURCE, purge=args["purge"])
     return "", 204
 
 

@@ -165,10 +165,7 @@ def delete_subscriber(args: dict, public_id: str):
     `purge=true`."""
     with session_scope(settings()) as session:
         subscriber = _find(session, public_id)
-        if args["purge"]:
-            store.purge_subscriber(session, subscriber)
-        else:
-            store.set_status(session, subscriber, SubscriberStatus.unsubscribed, SOURCE)
+        store.remove_subscriber(session, subscriber, SOURCE, purge=args["purge"])
     return "", 204
 
 
