@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import langcodes
@@ -187,17 +188,37 @@ def email_key(address: str) -> str:
 def read_subscriber_csv(
     text: str, *, default_language: str, check_deliverability: bool = False
 ) -> tuple[list[tuple[int, SubscriberSpec]], list[RejectedRow]]:
+    """The rows of a CSV (see `subscriber_csv_rows`) read at once: the good ones, each with its
+    line, and the rejected."""
+    rows: list[tuple[int, SubscriberSpec]] = []
+    rejected: list[RejectedRow] = []
+    for row in subscriber_csv_rows(
+        io.StringIO(text),
+        default_language=default_language,
+        check_deliverability=check_deliverability,
+    ):
+        if isinstance(row, RejectedRow):
+            rejected.append(row)
+        else:
+            rows.append(row)
+    return rows, rejected
+
+
+def subscriber_csv_rows(
+    lines: Iterable[str], *, default_language: str, check_deliverability: bool = False
+) -> Iterator[tuple[int, SubscriberSpec] | RejectedRow]:
     """Rows of `email,name,topics,language,format,follows,cadence,day,hour,timezone` (topics
     and followed authors separated by `;`; all but email and topics optional), each with its
-    line number.
+    line number, one at a time as they are read (a file of any length in little memory).
 
     A bad row is reported with its line and reason and never stops the good ones: every field
     is checked here (control characters too, in any column); whether the topics exist is
     checked against the database, before anything is written. Where the CSV itself cannot be
     read on (a quote left open swallows the lines after it), the rows before are kept and the
-    rest is one rejection, at the line where it began.
+    rest is one rejection, at the line where it began. A header without the needed columns
+    raises before any row is given.
     """
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(lines)
     try:
         reader.fieldnames  # noqa: B018 (reads the header row)
     except csv.Error as error:
@@ -210,38 +231,36 @@ def read_subscriber_csv(
             f"the CSV needs a header row with the columns {','.join(CSV_COLUMNS)};"
             f" missing: {', '.join(missing)}"
         )
-    rows: list[tuple[int, SubscriberSpec]] = []
-    rejected: list[RejectedRow] = []
     seen: dict[str, int] = {}
     while True:
         starts_at = reader.line_num + 1
         try:
             record = next(reader)
         except StopIteration:
-            break
+            return
         except csv.Error as error:
             reason = (
                 f"the CSV cannot be read from this line on ({error}: a quote left open?);"
                 " nothing from here to the end is imported"
             )
-            rejected.append(RejectedRow(starts_at, reason, ""))
-            break
+            yield RejectedRow(starts_at, reason, "")
+            return
         line = reader.line_num
         raw = ",".join(str(value) for value in record.values() if value is not None)
         try:
             spec, refused = _spec_from_record(record, default_language, check_deliverability)
         except InvalidInput as error:
-            rejected.append(RejectedRow(line, str(error), raw))
+            yield RejectedRow(line, str(error), raw)
             continue
         # A name that cannot be followed is reported on its line; the row is kept without it.
-        rejected.extend(RejectedRow(line, reason, raw) for reason in refused)
+        for reason in refused:
+            yield RejectedRow(line, reason, raw)
         key = email_key(spec.email)
         if key in seen:
-            rejected.append(RejectedRow(line, f"{spec.email} repeats line {seen[key]}", raw))
+            yield RejectedRow(line, f"{spec.email} repeats line {seen[key]}", raw)
             continue
         seen[key] = line
-        rows.append((line, spec))
-    return rows, rejected
+        yield line, spec
 
 
 def _spec_from_record(
