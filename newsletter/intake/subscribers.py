@@ -8,9 +8,6 @@ import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-import langcodes
-from email_validator import EmailNotValidError, validate_email
-
 from newsletter.authors import follow_key
 from newsletter.errors import InvalidInput, about
 from newsletter.intake.rhythm import (
@@ -101,6 +98,10 @@ class RejectedRow:
 
 def normalise_email(address: str, *, check_deliverability: bool = False) -> str:
     """A valid address in its normal form (domain lower-cased, IDNA decoded); raises otherwise."""
+    # Imported where used, as langcodes below: commands that check no address (most, and
+    # `--help`) start without them.
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         checked = validate_email(address.strip(), check_deliverability=check_deliverability)
     except EmailNotValidError as error:
@@ -118,6 +119,8 @@ def normalise_format(value: str) -> MailFormat:
 
 def normalise_language(code: str) -> str:
     """A BCP-47 language tag in its standard form (`zh-tw` → `zh-TW`); raises otherwise."""
+    import langcodes
+
     text = code.strip().replace("_", "-")
     if not text or not langcodes.tag_is_valid(text):
         raise InvalidInput(

@@ -70,7 +70,7 @@ def import_subscribers(
     clock: SendClock,
     default_language: str,
     check_deliverability: bool = False,
-    chunk_size: int = IMPORT_CHUNK,
+    chunk_size: int | None = None,
 ) -> ImportReport:
     """Import a CSV's rows (see `subscriber_csv_rows`: its text, or its lines as a file gives
     them); the report says what became of each.
@@ -79,6 +79,7 @@ def import_subscribers(
     then written with its chunk; a row the database refuses is undone alone and reported, so
     the report and the database agree, on SQLite and PostgreSQL."""
     lines = io.StringIO(csv_text) if isinstance(csv_text, str) else csv_text
+    chunk_size = chunk_size or IMPORT_CHUNK
     report = ImportReport()
     topics = TopicsByName(session)
     chunk: list[ImportRow] = []
