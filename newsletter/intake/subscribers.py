@@ -4,9 +4,11 @@ rhythm (see `rhythm`) and rows of a CSV import."""
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from newsletter.authors import follow_key
 from newsletter.errors import InvalidInput, about
@@ -102,11 +104,22 @@ def normalise_email(address: str, *, check_deliverability: bool = False) -> str:
     # `--help`) start without them.
     from email_validator import EmailNotValidError, validate_email
 
+    _remember_domains()
     try:
         checked = validate_email(address.strip(), check_deliverability=check_deliverability)
     except EmailNotValidError as error:
         raise InvalidInput(f"{address!r} is not a valid email address: {error}") from error
     return checked.normalized
+
+
+@lru_cache(maxsize=1)
+def _remember_domains() -> None:
+    """Have email_validator check each domain once: its check of a domain (every character
+    against the IDNA tables) is most of an address's cost, and a list of 100,000 addresses
+    has a few thousand domains. A pure function of the domain (an invalid one raises, and is
+    not remembered), so remembering it changes no answer."""
+    checker = importlib.import_module("email_validator.validate_email")
+    checker.validate_email_domain_name = lru_cache(maxsize=4096)(checker.validate_email_domain_name)
 
 
 def normalise_format(value: str) -> MailFormat:
