@@ -31,10 +31,10 @@ from types import ModuleType
 from typing import NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import click
 import pytest
 import redis
 import sqlalchemy
-import click
 import typer
 from sqlalchemy import event, insert, select
 from sqlalchemy.engine import make_url
