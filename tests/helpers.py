@@ -31,6 +31,7 @@ from types import ModuleType
 from typing import NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import click
 import pytest
 import redis
 import sqlalchemy
@@ -292,8 +293,11 @@ def outbox_texts() -> dict[str, str]:
 
 
 def leaf_commands(group=None, prefix=()):
+    # Through get_command, as click finds them: the top-level group imports each on demand.
     group = group or typer.main.get_command(app)
-    for name, command in sorted(group.commands.items()):
+    context = click.Context(group)
+    for name in sorted(group.list_commands(context)):
+        command = group.get_command(context, name)
         if hasattr(command, "commands"):
             yield from leaf_commands(command, (*prefix, name))
         else:

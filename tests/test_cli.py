@@ -161,3 +161,51 @@ def test_run_and_send_with_nothing_to_do_say_what_to_add_and_exit_1(cli, setting
         assert result.exit_code == 1 and "no active subscriber follows a topic" in result.output
         assert server.requests == []
     assert "No digest yet." in cli("status").output
+
+
+# ---------------------------------------------------------------- starting in a blink
+
+HEAVY = ("sqlalchemy", "flask", "huey", "requests", "mjml", "sklearn", "pydantic", "redis")
+"""What the whole program imports between its commands, and `newsletter --help` needs none of."""
+
+
+def modules_after(*argv: str) -> set[str]:
+    """The top-level packages loaded once `newsletter <argv>` ran, in a fresh interpreter."""
+    code = (
+        "import sys\n"
+        f"sys.argv = ['newsletter', *{list(argv)!r}]\n"
+        "from newsletter.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    return set(result.stdout.splitlines()[-1].split())
+
+
+def test_help_lists_every_command_without_importing_the_program():
+    loaded = modules_after("--help")
+    assert "newsletter" in loaded
+    assert not loaded & set(HEAVY), loaded & set(HEAVY)
+
+
+def test_a_command_imports_its_own_module_only():
+    loaded = modules_after("subscribers", "--help")
+    assert not loaded & {"flask", "huey", "mjml", "sklearn", "requests"}, loaded
+
+
+def test_the_top_level_help_says_what_each_command_says_of_itself():
+    # `newsletter --help` lists the commands from newsletter.cli.COMMANDS without importing
+    # them: each line must be the first paragraph of the command's own help.
+    import click
+    import typer
+
+    from newsletter.cli import COMMANDS, app, load_command
+
+    group = typer.main.get_command(app)
+    assert group.list_commands(click.Context(group)) == list(COMMANDS)
+    for name, (_module, _attribute, first_paragraph) in COMMANDS.items():
+        command = load_command(name)
+        assert command.name == name
+        assert (command.help or "").strip().split("\n\n")[0] == first_paragraph, name

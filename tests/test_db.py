@@ -61,3 +61,13 @@ def test_upgrading_a_database_with_data_keeps_every_row(settings):
         assert row == "html"
         if engine.dialect.name == "sqlite":  # off for the migrations' rebuilds only
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_the_quick_check_of_the_schema_agrees_with_alembic(settings):
+    # Every command asks whether the schema is current; the quick answer (one SELECT against
+    # the newest migration file's revision) must be Alembic's whenever it says yes.
+    from newsletter.db import _at_newest_migration, ensure_schema, schema_is_current
+
+    assert not _at_newest_migration(settings)  # no database yet
+    ensure_schema(settings)
+    assert _at_newest_migration(settings) and schema_is_current(settings)

@@ -400,6 +400,84 @@ def test_an_update_the_database_refuses_is_undone_alone(cli, example_topics, set
     assert [kind for kind, _ in history(settings, "ada@example.org")] == ["subscribed"]
 
 
+CHUNKED_CSV = (
+    "email,name,topics,language,follows,cadence,day,hour,timezone\n"
+    "ada@example.org,Ada,MLLM,en,Kaiming He;Saining Xie,weekly,mon,7,Asia/Shanghai\n"  # 2
+    "bo@example.org,Bo,Quantum,en,,,,,\n"  # 3: no such topic
+    "cy@example.org,Refused,SLAM,en,,,,,\n"  # 4: the database refuses it, in the first chunk
+    "dee@example.org,Dee,slam;NeRF,de,,,,25,\n"  # 5: kept, without the hour
+    "ADA@example.org,Ada again,SLAM,en,,,,,\n"  # 6: repeats line 2
+    "eve@example.org,Eve,SFM,klingon please,,,,,\n"  # 7: no language
+    "known@example.org,Known,MLLM,en,,,,,\n"  # 8: on the list already
+    "fay@example.org,Fay,Diffusion,fr,,daily,fri,,\n"  # 9: kept, without the weekday
+    "gus@example.org,Refused,NeRF,en,,,,,\n"  # 10: refused, in the second chunk
+    "hal@example.org,Hal,MLLM;SFM,zh,,,,,\n"  # 11
+)
+
+
+def test_a_chunk_with_a_refused_row_keeps_its_other_rows(
+    cli, example_topics, settings, tmp_path, monkeypatch
+):
+    # Chunks of 3 rows: lines 2, 4, 5 | 8, 9, 10 | 11. Each of the first two holds a row the
+    # database refuses (and the second a known address): each is written again row by row,
+    # and the report is the one a row at a time always gave.
+    from newsletter.store import subscriber_import
+
+    monkeypatch.setattr(subscriber_import, "IMPORT_CHUNK", 3)
+    refuse_rows(settings, "subscribers", "name", "Refused")
+    cli("subscribers", "add", "known@example.org", "--topic", "SLAM", "--name", "Old Name")
+    path = tmp_path / "people.csv"
+    path.write_text(CHUNKED_CSV, encoding="utf-8")
+
+    result = cli("subscribers", "import", str(path), ok=False)
+
+    reasons = rejections(result.output, "people.csv")
+    assert reasons == {
+        3: reasons[3],
+        4: "the database refused it: refused by a test trigger",
+        5: "hour: not changed, the rest of the row is kept: '25' is not an hour: use a whole"
+        " hour from 0 to 23 (7, 07 or 7:00), or none for as soon as the digest is built",
+        6: "ADA@example.org repeats line 2",
+        7: reasons[7],
+        9: "day: not changed, the rest of the row is kept: a weekday goes with a weekly"
+        " cadence only",
+        10: "the database refused it: refused by a test trigger",
+    }
+    assert reasons[3].startswith("unknown topic 'Quantum'; known topics: MLLM, ")
+    assert reasons[7].startswith("'klingon please' is not a language code")
+    assert "4 added, 1 unchanged; 7 rejected." in result.output
+    rows = {p["email"]: p for p in people(cli)}
+    assert sorted(rows) == [f"{who}@example.org" for who in ("ada", "dee", "fay", "hal", "known")]
+    ada = rows["ada@example.org"]
+    assert (ada["follows"], ada["cadence"], ada["day"], ada["hour"], ada["timezone"]) == (
+        ["Kaiming He", "Saining Xie"],
+        "weekly",
+        "mon",
+        7,
+        "Asia/Shanghai",
+    )
+    assert ada["next_send_at"] is not None
+    assert sorted(rows["dee@example.org"]["topics"]) == ["NeRF", "SLAM"]
+    assert rows["dee@example.org"]["hour"] is None and rows["fay@example.org"]["day"] is None
+    assert (rows["hal@example.org"]["language"], rows["known@example.org"]["name"]) == (
+        "zh",
+        "Old Name",
+    )
+    assert history(settings, "ada@example.org") == [("subscribed", "MLLM")]
+    assert history(settings, "hal@example.org") == [("subscribed", "MLLM, SFM")]
+
+    again = cli("subscribers", "import", str(path), "--update", ok=False)
+
+    assert rejections(again.output, "people.csv") == reasons
+    assert "4 unchanged, 1 updated; 7 rejected." in again.output
+    known = {p["email"]: p for p in people(cli)}["known@example.org"]
+    assert (known["name"], known["topics"]) == ("Known", ["MLLM"])
+    assert [kind for kind, _ in history(settings, "known@example.org")] == [
+        "subscribed",
+        "changed",
+    ]
+
+
 def test_a_locked_database_fails_the_import_in_one_line_and_imports_nothing(
     cli, example_topics, settings, tmp_path
 ):

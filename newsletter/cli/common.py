@@ -14,22 +14,18 @@ import errno
 import json
 import re
 import sqlite3
+import sys
 import tempfile
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import redis
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 
-from newsletter import db
-from newsletter.config import Settings, get_settings, redis_where, shown_setting
 from newsletter.errors import (
     CodeLinkError,
     ConfigError,
@@ -41,6 +37,16 @@ from newsletter.errors import (
     StorageError,
     TranslationError,
 )
+
+if TYPE_CHECKING:
+    import redis
+    from rich.progress import Progress
+    from sqlalchemy.orm import Session
+
+    from newsletter.config import Settings
+
+# Every command's module imports this one, `newsletter --help` too: what is heavy to import
+# (SQLAlchemy, the settings' pydantic, redis, the database) is imported where it is used.
 
 # markup off: paper titles and names are user data, and "[...]" in them must print as is.
 console = Console(highlight=False, soft_wrap=True, markup=False)
@@ -123,9 +129,13 @@ def _cause_in_words(error: NewsletterError) -> NewsletterError:
 
 
 def _outside_in_words(error: Exception) -> NewsletterError | None:
-    if isinstance(error, DBAPIError):
+    # An error of SQLAlchemy's or redis's can only come from a command that imported them.
+    sqlalchemy_errors, redis_module = sys.modules.get("sqlalchemy.exc"), sys.modules.get("redis")
+    if sqlalchemy_errors is not None and isinstance(error, sqlalchemy_errors.DBAPIError):
+        from newsletter import db
+
         return db.describe_error(error, _current("database_url") or "sqlite://")
-    if isinstance(error, redis.RedisError):
+    if redis_module is not None and isinstance(error, redis_module.RedisError):
         return QueueError(redis_failure(error, _current("redis_url")))
     if isinstance(error, sqlite3.Error):
         # SQLAlchemy wraps every error of its own: a bare one is Huey's, on the queue's file.
@@ -137,6 +147,8 @@ def _outside_in_words(error: Exception) -> NewsletterError | None:
 
 def _current(name: str):
     """A setting for an error message; None when the settings themselves are what failed."""
+    from newsletter.config import get_settings
+
     try:
         value = getattr(get_settings(), name)
     except NewsletterError:
@@ -146,6 +158,10 @@ def _current(name: str):
 
 def redis_failure(error: redis.RedisError, url: str | None) -> str:
     """`NEWSLETTER_REDIS_URL=…: cannot connect to Redis at host:port (what it said); what to do`."""
+    import redis
+
+    from newsletter.config import redis_where, shown_setting
+
     url = url or "redis://localhost:6379/0"
     where = redis_where(url)
     setting = shown_setting("redis_url", url)
@@ -174,6 +190,8 @@ def redis_failure(error: redis.RedisError, url: str | None) -> str:
 
 
 def queue_file_failure(error: sqlite3.Error) -> str:
+    from newsletter import db
+
     var_dir = _current("var_dir") or Path("var")
     path = Path(var_dir) / "huey.db"
     return (
@@ -212,6 +230,8 @@ def file_failure(error: OSError) -> str:
 
 def _setting_of(path: Path) -> str | None:
     """The setting whose file or folder `path` is, or lies in, the most specific first."""
+    from newsletter.config import get_settings
+
     try:
         settings = get_settings()
     except NewsletterError:
@@ -248,6 +268,9 @@ def check_folders(settings: Settings) -> None:
 def ready_settings() -> Settings:
     """Settings for the daily work: its folders writable, the database created or migrated
     where that is allowed (see db)."""
+    from newsletter import db
+    from newsletter.config import get_settings
+
     current = get_settings()
     check_folders(current)
     db.ensure_schema(current)
@@ -258,6 +281,9 @@ def ready_settings() -> Settings:
 def open_session() -> Iterator[Session]:
     """A unit of work on the database (see `db.session_scope`), its schema made current first
     where that is allowed."""
+    from newsletter import db
+    from newsletter.config import get_settings
+
     current = get_settings()
     db.ensure_schema(current)
     with db.session_scope(current) as session:
@@ -276,6 +302,8 @@ def day_option(flag: str, help: str) -> typer.models.OptionInfo:
 def progress_bar(label: str) -> Progress:
     """A progress bar on stderr (stdout stays the command's output), gone when the work ends:
     `label`, the bar, done/total and the time spent."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     return Progress(*columns, console=err_console, transient=True)
 

@@ -13,11 +13,7 @@ from rich.table import Table
 from newsletter import store
 from newsletter.cli.common import console, err_console, open_session
 from newsletter.config import get_settings
-from newsletter.daily.seeds import seed_reader
 from newsletter.errors import InvalidInput
-from newsletter.intake.seeds import seeds_from_bibtex, seeds_from_ids
-from newsletter.publish.bibtex import library_bibtex
-from newsletter.sources.lookup import Outcome
 from newsletter.textfmt import authors_line, readable_title
 
 
@@ -35,6 +31,8 @@ def library(
         subscriber = store.get_subscriber(session, email)
         saved = store.saved_papers(session, subscriber.id)
         if bibtex:
+            from newsletter.publish.bibtex import library_bibtex
+
             sys.stdout.write(library_bibtex(paper for paper, _saved_at in saved))
             return
         table = Table("Saved", "arXiv", "Title", "Authors")
@@ -67,6 +65,11 @@ def seed(
     """
     if not ids and bibtex is None:
         raise InvalidInput("name papers: arXiv ids, or --bibtex FILE (or both)")
+    # Imported here: `subscribers`, whose commands these are, must not pay for arXiv's client.
+    from newsletter.daily.seeds import seed_reader
+    from newsletter.intake.seeds import seeds_from_bibtex, seeds_from_ids
+    from newsletter.sources.lookup import Outcome
+
     seeds, problems = seeds_from_ids(ids or ())
     if bibtex is not None:
         try:

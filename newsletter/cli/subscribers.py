@@ -270,20 +270,25 @@ def import_(
     is reported on its line while the rest of the row is imported.
     Example: newsletter subscribers import subscribers/example.csv
     """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
-        raise InvalidInput(f"{path}: cannot read it as UTF-8 text ({error})") from error
     config = get_settings()
-    with open_session() as session:
-        report = store.import_subscribers(
-            session,
-            text,
-            update=update,
-            clock=SendClock.of(config),
-            default_language=config.default_language,
-            check_deliverability=config.check_deliverability,
-        )
+    # Read as it is imported (a list of any length in little memory); a file that turns out
+    # not to be UTF-8 text part-way imports nothing, as one that is refused at once.
+    try:
+        lines = path.open(encoding="utf-8-sig", newline="")
+    except OSError as error:
+        raise InvalidInput(f"{path}: cannot read it as UTF-8 text ({error})") from error
+    try:
+        with lines, open_session() as session:
+            report = store.import_subscribers(
+                session,
+                lines,
+                update=update,
+                clock=SendClock.of(config),
+                default_language=config.default_language,
+                check_deliverability=config.check_deliverability,
+            )
+    except UnicodeDecodeError as error:
+        raise InvalidInput(f"{path}: cannot read it as UTF-8 text ({error})") from error
     for row in report.rejected:
         err_console.print(f"{path}:{row.line}: rejected: {row.reason}")
     console.print(report.summary())

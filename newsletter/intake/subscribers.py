@@ -4,11 +4,11 @@ rhythm (see `rhythm`) and rows of a CSV import."""
 from __future__ import annotations
 
 import csv
+import importlib
 import io
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-
-import langcodes
-from email_validator import EmailNotValidError, validate_email
+from functools import lru_cache
 
 from newsletter.authors import follow_key
 from newsletter.errors import InvalidInput, about
@@ -100,11 +100,26 @@ class RejectedRow:
 
 def normalise_email(address: str, *, check_deliverability: bool = False) -> str:
     """A valid address in its normal form (domain lower-cased, IDNA decoded); raises otherwise."""
+    # Imported where used, as langcodes below: commands that check no address (most, and
+    # `--help`) start without them.
+    from email_validator import EmailNotValidError, validate_email
+
+    _remember_domains()
     try:
         checked = validate_email(address.strip(), check_deliverability=check_deliverability)
     except EmailNotValidError as error:
         raise InvalidInput(f"{address!r} is not a valid email address: {error}") from error
     return checked.normalized
+
+
+@lru_cache(maxsize=1)
+def _remember_domains() -> None:
+    """Have email_validator check each domain once: its check of a domain (every character
+    against the IDNA tables) is most of an address's cost, and a list of 100,000 addresses
+    has a few thousand domains. A pure function of the domain (an invalid one raises, and is
+    not remembered), so remembering it changes no answer."""
+    checker = importlib.import_module("email_validator.validate_email")
+    checker.validate_email_domain_name = lru_cache(maxsize=4096)(checker.validate_email_domain_name)
 
 
 def normalise_format(value: str) -> MailFormat:
@@ -117,6 +132,8 @@ def normalise_format(value: str) -> MailFormat:
 
 def normalise_language(code: str) -> str:
     """A BCP-47 language tag in its standard form (`zh-tw` → `zh-TW`); raises otherwise."""
+    import langcodes
+
     text = code.strip().replace("_", "-")
     if not text or not langcodes.tag_is_valid(text):
         raise InvalidInput(
@@ -187,17 +204,37 @@ def email_key(address: str) -> str:
 def read_subscriber_csv(
     text: str, *, default_language: str, check_deliverability: bool = False
 ) -> tuple[list[tuple[int, SubscriberSpec]], list[RejectedRow]]:
+    """The rows of a CSV (see `subscriber_csv_rows`) read at once: the good ones, each with its
+    line, and the rejected."""
+    rows: list[tuple[int, SubscriberSpec]] = []
+    rejected: list[RejectedRow] = []
+    for row in subscriber_csv_rows(
+        io.StringIO(text),
+        default_language=default_language,
+        check_deliverability=check_deliverability,
+    ):
+        if isinstance(row, RejectedRow):
+            rejected.append(row)
+        else:
+            rows.append(row)
+    return rows, rejected
+
+
+def subscriber_csv_rows(
+    lines: Iterable[str], *, default_language: str, check_deliverability: bool = False
+) -> Iterator[tuple[int, SubscriberSpec] | RejectedRow]:
     """Rows of `email,name,topics,language,format,follows,cadence,day,hour,timezone` (topics
     and followed authors separated by `;`; all but email and topics optional), each with its
-    line number.
+    line number, one at a time as they are read (a file of any length in little memory).
 
     A bad row is reported with its line and reason and never stops the good ones: every field
     is checked here (control characters too, in any column); whether the topics exist is
     checked against the database, before anything is written. Where the CSV itself cannot be
     read on (a quote left open swallows the lines after it), the rows before are kept and the
-    rest is one rejection, at the line where it began.
+    rest is one rejection, at the line where it began. A header without the needed columns
+    raises before any row is given.
     """
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(lines)
     try:
         reader.fieldnames  # noqa: B018 (reads the header row)
     except csv.Error as error:
@@ -210,38 +247,36 @@ def read_subscriber_csv(
             f"the CSV needs a header row with the columns {','.join(CSV_COLUMNS)};"
             f" missing: {', '.join(missing)}"
         )
-    rows: list[tuple[int, SubscriberSpec]] = []
-    rejected: list[RejectedRow] = []
     seen: dict[str, int] = {}
     while True:
         starts_at = reader.line_num + 1
         try:
             record = next(reader)
         except StopIteration:
-            break
+            return
         except csv.Error as error:
             reason = (
                 f"the CSV cannot be read from this line on ({error}: a quote left open?);"
                 " nothing from here to the end is imported"
             )
-            rejected.append(RejectedRow(starts_at, reason, ""))
-            break
+            yield RejectedRow(starts_at, reason, "")
+            return
         line = reader.line_num
         raw = ",".join(str(value) for value in record.values() if value is not None)
         try:
             spec, refused = _spec_from_record(record, default_language, check_deliverability)
         except InvalidInput as error:
-            rejected.append(RejectedRow(line, str(error), raw))
+            yield RejectedRow(line, str(error), raw)
             continue
         # A name that cannot be followed is reported on its line; the row is kept without it.
-        rejected.extend(RejectedRow(line, reason, raw) for reason in refused)
+        for reason in refused:
+            yield RejectedRow(line, reason, raw)
         key = email_key(spec.email)
         if key in seen:
-            rejected.append(RejectedRow(line, f"{spec.email} repeats line {seen[key]}", raw))
+            yield RejectedRow(line, f"{spec.email} repeats line {seen[key]}", raw)
             continue
         seen[key] = line
-        rows.append((line, spec))
-    return rows, rejected
+        yield line, spec
 
 
 def _spec_from_record(

@@ -3,7 +3,8 @@
 
 - `topics`, `papers`: what is fetched (topics and the papers linked to them);
 - `subscribers`, `subscriptions`: who reads (the people, their topics and preferences);
-- `subscriber_edits`: what the operator does to them (edits, imports), from the CLI or the API;
+- `subscriber_edits`, `subscriber_import`: what the operator does to them (edits, CSV imports),
+  from the CLI or the API;
 - `follows`: the authors each reader follows, and the papers a day brought;
 - `digests`, `deliveries`: what is sent (one digest a day, one delivery row per reader);
 - `translations`, `summaries`, `received_mail`: translated abstracts, one-sentence summaries
@@ -137,11 +138,11 @@ from newsletter.store.schedules import (
 )
 from newsletter.store.subscriber_edits import (
     apply_subscriber_edit,
-    import_subscribers,
     subscriber_row,
     subscriber_row_of,
     subscriber_rows,
 )
+from newsletter.store.subscriber_import import import_subscribers
 from newsletter.store.subscribers import (
     IN_LIST_LIMIT,
     STREAM_CHUNK,

@@ -1,28 +1,20 @@
 """What an operator does to subscribers, from the command line or the API: a subscriber as a
-row of plain values, an edit, an import of CSV rows. One place, so both doors accept and
-refuse the same things with the same words."""
+row of plain values, an edit (a CSV's import is `subscriber_import`). One place, so both doors
+accept and refuse the same things with the same words."""
 
 from __future__ import annotations
-
-from functools import partial
 
 from sqlalchemy.orm import Session
 
 from newsletter.errors import InvalidInput
 from newsletter.intake.rhythm import SendClock
-from newsletter.intake.subscribers import (
-    ImportReport,
-    RejectedRow,
-    SubscriberEdit,
-    read_subscriber_csv,
-)
+from newsletter.intake.subscribers import SubscriberEdit
 from newsletter.models import Subscriber
 from newsletter.schedules import WEEKDAYS, zone_named
 from newsletter.store.follows import add_follows, follow_names_of, remove_follows
-from newsletter.store.subscribers import import_subscriber, log_event, schedule_of, set_schedule
+from newsletter.store.subscribers import log_event, schedule_of, set_schedule
 from newsletter.store.subscriptions import edit_subscriber, resubscribe
 from newsletter.store.topics import get_topics
-from newsletter.store.transactions import in_savepoint
 
 
 def subscriber_row(subscriber: Subscriber, clock: SendClock, follows: tuple[str, ...] = ()) -> dict:
@@ -93,41 +85,3 @@ def apply_subscriber_edit(
         detail += f"; {row['rhythm']}"
     log_event(session, subscriber, "changed", source, detail)
     return row
-
-
-def import_subscribers(
-    session: Session,
-    text: str,
-    *,
-    update: bool,
-    clock: SendClock,
-    default_language: str,
-    check_deliverability: bool = False,
-) -> ImportReport:
-    """Import a CSV's rows (see `read_subscriber_csv`); the report says what became of each.
-
-    Each row is checked in full (fields, then that its topics exist) before anything is
-    written, then written in a savepoint of its own: a row the database refuses is undone
-    alone and reported, so the report and the database agree, on SQLite and PostgreSQL."""
-    rows, rejected = read_subscriber_csv(
-        text, default_language=default_language, check_deliverability=check_deliverability
-    )
-    report = ImportReport(rejected=rejected)
-    checked = []
-    for line, spec in rows:
-        try:
-            get_topics(session, spec.topics)  # reads only
-        except InvalidInput as error:
-            rejected.append(RejectedRow(line, str(error), spec.email))
-            continue
-        checked.append((line, spec))
-    for line, spec in checked:
-        write = partial(import_subscriber, session, spec, update_existing=update, clock=clock)
-        try:
-            outcome = in_savepoint(session, write)
-        except InvalidInput as error:
-            rejected.append(RejectedRow(line, str(error), spec.email))
-            continue
-        report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
-    rejected.sort(key=lambda row: row.line)
-    return report

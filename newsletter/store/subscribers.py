@@ -242,6 +242,22 @@ def import_subscriber(
     if existing is None:
         add_subscriber(session, spec, source="import", clock=clock)
         return "added"
+    return import_known_subscriber(
+        session, existing, spec, topics, update_existing=update_existing, clock=clock
+    )
+
+
+def import_known_subscriber(
+    session: Session,
+    existing: Subscriber,
+    spec: SubscriberSpec,
+    topics: list[Topic],
+    *,
+    update_existing: bool,
+    clock: SendClock,
+) -> str:
+    """An imported row whose address is on the list already (`topics` are the row's):
+    "updated", "unchanged" or "left <their status>"."""
     if existing.status != SubscriberStatus.active:
         return f"left {existing.status.value}"
     if not update_existing:

@@ -26,13 +26,39 @@ def get_topic(session: Session, name: str) -> Topic:
     """The topic of that name (any case or spacing); the error lists the names that exist."""
     topic = session.scalar(select(Topic).where(Topic.name_key == topic_key(name)))
     if topic is None:
-        raise UnknownTopic(f"unknown topic {name!r}; known topics: {known_topics_text(session)}")
+        raise _unknown_topic(name, list_topics(session))
     return topic
 
 
 def known_topics_text(session: Session) -> str:
-    names = [topic.name for topic in list_topics(session)]
+    return _names_text(list_topics(session))
+
+
+def _names_text(topics: list[Topic]) -> str:
+    names = [topic.name for topic in topics]
     return ", ".join(names) if names else "(none yet: add one with `newsletter topics add`)"
+
+
+def _unknown_topic(name: str, topics: list[Topic]) -> UnknownTopic:
+    return UnknownTopic(f"unknown topic {name!r}; known topics: {_names_text(topics)}")
+
+
+class TopicsByName:
+    """Every topic read once, then named as `get_topics` names them (the same topics, the same
+    error): for an import, whose rows name the same few topics over and over."""
+
+    def __init__(self, session: Session) -> None:
+        self._topics = list_topics(session)
+        self._by_key = {topic.name_key: topic for topic in self._topics}
+
+    def get(self, names: Iterable[str]) -> list[Topic]:
+        found: dict[int, Topic] = {}
+        for name in names:
+            topic = self._by_key.get(topic_key(name))
+            if topic is None:
+                raise _unknown_topic(name, self._topics)
+            found.setdefault(topic.id, topic)
+        return list(found.values())
 
 
 def get_topics(session: Session, names: Iterable[str]) -> list[Topic]:

@@ -1,0 +1,102 @@
+"""How long the CLI takes to start: `newsletter --help` and `newsletter subscribers list`.
+
+    python bench/cli_bench.py
+    python bench/cli_bench.py --runs 30
+
+Each command runs `--runs` times as a subprocess, the installed `newsletter` script beside the
+Python running the bench, `subscribers list` on a small SQLite database (the examples of
+`newsletter init --examples`, in a temporary folder). The wall time of each run is measured
+from the start of the process to its exit (the median, the 90th percentile and the fastest),
+and so is its CPU time (user and system, the child's own): on a machine shared with other
+work the wall time stretches with the others' load, the CPU time much less. The load
+average is printed with them.
+
+The last line printed is one JSON object with the figures (see the README's "Performance").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+NEWSLETTER = Path(sys.executable).parent / "newsletter"
+"""The installed command, beside the Python running the bench (a venv's `bin`)."""
+COMMANDS = {"help": ["--help"], "subscribers list": ["subscribers", "list"]}
+
+
+def timed_runs(
+    argv: list[str], runs: int, env: dict[str, str], folder: Path
+) -> tuple[list[float], list[float]]:
+    """Each run's wall time, and its CPU time (user and system, the child's own)."""
+    walls, cpus = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        child = subprocess.Popen(
+            [str(NEWSLETTER), *argv],
+            env=env,
+            cwd=folder,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _pid, status, usage = os.wait4(child.pid, 0)
+        walls.append(time.perf_counter() - started)
+        cpus.append(usage.ru_utime + usage.ru_stime)
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"newsletter {' '.join(argv)} failed")
+    return walls, cpus
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+        env.update(
+            NEWSLETTER_VAR_DIR=str(folder / "var"),
+            NEWSLETTER_DATABASE_URL=f"sqlite:///{folder / 'small.db'}",
+            COLUMNS="100",
+        )
+        subprocess.run(
+            [str(NEWSLETTER), "init", "--examples"],
+            env=env,
+            cwd=folder,
+            check=True,
+            capture_output=True,
+        )
+        for label, argv in COMMANDS.items():
+            timed_runs(argv, 1, env, folder)  # a first run warms the file cache
+            walls, cpus = timed_runs(argv, args.runs, env, folder)
+            figures = {
+                "runs": args.runs,
+                "median_s": round(statistics.median(walls), 3),
+                "p90_s": round(percentile(walls, 0.9), 3),
+                "min_s": round(min(walls), 3),
+                "cpu_median_s": round(statistics.median(cpus), 3),
+            }
+            results[label] = figures
+            print(
+                f"newsletter {' '.join(argv):20} median {figures['median_s']:.3f} s,"
+                f" p90 {figures['p90_s']:.3f} s, min {figures['min_s']:.3f} s,"
+                f" CPU median {figures['cpu_median_s']:.3f} s",
+                file=sys.stderr,
+            )
+    print(json.dumps({"bench": "cli_start", "load_average": os.getloadavg(), **results}))
+
+
+if __name__ == "__main__":
+    main()
