@@ -164,6 +164,7 @@ from newsletter.store.subscribers import (
     subscriber_by_public_id,
     subscriber_emails,
     subscribers_page,
+    unsubscribe_public_id,
 )
 from newsletter.store.subscriptions import (
     change_preferences,
@@ -381,6 +382,7 @@ __all__ = [
     "subscriber_by_public_id",
     "subscriber_emails",
     "subscribers_page",
+    "unsubscribe_public_id",
     "subscriber_topic_rows",
     "summaries_of",
     "topic_by_slug",

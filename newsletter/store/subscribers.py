@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.errors import AlreadyExists, UnknownSubscriber
@@ -25,7 +25,7 @@ from newsletter.models import (
 from newsletter.schedules import Schedule
 from newsletter.store.follows import add_follows, set_follows
 from newsletter.store.topics import get_topics
-from newsletter.store.webhooks import queue_event, subscriber_data
+from newsletter.store.webhooks import listeners, queue_event, subscriber_data, subscriber_payload
 
 
 def find_subscriber(session: Session, email: str) -> Subscriber | None:
@@ -167,6 +167,41 @@ def set_status(
         # matches (see `confirmation_matches`), and a new request may send one at once.
         subscriber.confirmation_sent_at = None
     log_event(session, subscriber, status.value, source, detail)
+    return True
+
+
+def unsubscribe_public_id(session: Session, public_id: str, source: str) -> bool:
+    """`set_status(…, unsubscribed, source)` for the subscriber of this public id, without
+    loading them: one UPDATE … RETURNING, the event's INSERT and, only when a webhook listens,
+    its rows (all in the caller's transaction). For the RFC 8058 one-click POST, which mail
+    providers send in bursts. False when no such subscriber is here, or they had left already
+    (nothing is written: the POST may come twice)."""
+    status = SubscriberStatus.unsubscribed
+    gone = session.execute(
+        update(Subscriber)
+        .where(Subscriber.public_id == public_id, Subscriber.status != status)
+        # As `set_status`: a confirmation link sent before no longer brings them back.
+        .values(status=status, confirmation_sent_at=None)
+        .returning(Subscriber.id, Subscriber.email, Subscriber.language)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if gone is None:
+        return False
+    subscriber_id, email, language = gone
+    session.execute(
+        insert(Event).values(subscriber_id=subscriber_id, kind=status.value, source=source)
+    )
+    event = SUBSCRIBER_EVENTS[status.value]
+    webhooks = listeners(session, event)
+    if webhooks:
+        topics = session.scalars(
+            select(Topic.name)
+            .join(SubscriberTopic, SubscriberTopic.topic_id == Topic.id)
+            .where(SubscriberTopic.subscriber_id == subscriber_id)
+            .order_by(Topic.position, Topic.id)
+        ).all()
+        data = subscriber_payload(public_id, email, str(status), language, topics, source, "")
+        queue_event(session, event, data, to=webhooks)
     return True
 
 

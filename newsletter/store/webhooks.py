@@ -77,13 +77,30 @@ def subscriber_data(subscriber: Subscriber, source: str, detail: str) -> dict:
     """What a subscriber event tells: who (their public id and address: the operator's
     endpoint acts on the address, say removes it from a CRM; never a token or a secret), where
     it came from and why."""
+    topics = [topic.name for topic in subscriber.topics]
+    return subscriber_payload(
+        subscriber.public_id, subscriber.email, str(subscriber.status), subscriber.language,
+        topics, source, detail,
+    )  # fmt: skip
+
+
+def subscriber_payload(
+    public_id: str,
+    email: str,
+    status: str,
+    language: str,
+    topics: list[str],
+    source: str,
+    detail: str,
+) -> dict:
+    """`subscriber_data` from plain values, for a write that loaded no Subscriber."""
     return {
         "subscriber": {
-            "public_id": subscriber.public_id,
-            "email": subscriber.email,
-            "status": str(subscriber.status),
-            "language": subscriber.language,
-            "topics": [topic.name for topic in subscriber.topics],
+            "public_id": public_id,
+            "email": email,
+            "status": status,
+            "language": language,
+            "topics": topics,
         },
         "source": source,
         "detail": detail,

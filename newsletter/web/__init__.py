@@ -78,7 +78,8 @@ class WebApp(Flask):
     """Flask, with the database wait and the server header of this app."""
 
     def wsgi_app(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        limits.bound_chunked_body(environ, limits.body_limit(self._endpoint_of(environ)))
+        if limits.is_chunked(environ):  # routed here only then: most requests say their length
+            limits.bound_chunked_body(environ, limits.body_limit(self._endpoint_of(environ)))
         # Every request's units of work wait a short while for a locked database (see
         # `limits.LOCK_WAIT`); the worker and the CLI, in their own processes, wait longer.
         with lock_timeout(limits.LOCK_WAIT):
