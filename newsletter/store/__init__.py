@@ -51,11 +51,13 @@ from newsletter.store.deliveries import (
     skip_deliveries,
 )
 from newsletter.store.digests import (
+    DigestStamp,
     add_digest,
     daily_digests_ending_after,
     digest_by_id,
     digest_ids_since,
     digest_on,
+    digest_stamp,
     first_day_after,
     latest_digest_before,
     latest_ready_daily,
@@ -226,6 +228,7 @@ from newsletter.store.webhooks import (
 )
 
 __all__ = [
+    "DigestStamp",
     "DueWebhook",
     "WebhookCounts",
     "add_webhook",
@@ -287,6 +290,7 @@ __all__ = [
     "digest_by_id",
     "digest_ids_since",
     "digest_on",
+    "digest_stamp",
     "first_day_after",
     "lock_digest",
     "mark_ready",
