@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import re
 import threading
+import time
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+import requests
 from itsdangerous import URLSafeTimedSerializer
 from itsdangerous.timed import TimestampSigner
 
@@ -14,7 +18,7 @@ from newsletter.config import get_settings
 from newsletter.daily import send
 from newsletter.models import utcnow
 from newsletter.web import create_app, optin
-from tests.helpers import DAY1, paper, set_env, store_papers, subscribe
+from tests.helpers import DAY1, WorkerProcess, paper, set_env, store_papers, subscribe
 from tests.smtp_server import LocalSMTPServer
 from tests.web_helpers import (
     FORM,
@@ -24,6 +28,7 @@ from tests.web_helpers import (
     html_of,
     local_smtp,
     mail_to,
+    running,
     state,
     submit,
     subscribe_form,
@@ -474,3 +479,66 @@ def test_a_link_whose_topics_are_gone_is_refused(settings, cli, client, smtp):
     subscribe_form(client, ADA, "slam")
     cli("topics", "remove", "SLAM")
     assert client.get(confirm_path(smtp.messages[0])).status_code == 400
+
+
+# ---------------------------------------------------------------- queued, and sent by whom
+
+
+def form_post(port: int) -> Callable[[str], int]:
+    """Post the subscribe form to the server on `port` as a browser does (its cookie, its CSRF
+    token); the status of each answer."""
+    browser = requests.Session()
+    page = browser.get(f"http://127.0.0.1:{port}/subscribe", timeout=10)
+    fields = {"csrf_token": csrf_token(page.text), "topics": ["slam"], "language": "en"}
+
+    def post(email: str) -> int:
+        url = f"http://127.0.0.1:{port}/subscribe"
+        return browser.post(url, data={**fields, "email": email}, timeout=10).status_code
+
+    return post
+
+
+def until(condition: Callable[[], bool], what: str, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within 30 s:\n{log.read_text()}"
+        time.sleep(0.1)
+
+
+@pytest.mark.queued_confirmations
+def test_under_gunicorn_the_confirmation_is_queued_and_a_worker_sends_it(
+    settings, cli, example_topics, smtp, tmp_path
+):
+    with running("gunicorn", tmp_path / "web.log") as port:
+        post = form_post(port)
+        assert post(ADA) == 200
+        assert post(ADA) == 200  # asked twice: one confirmation all the same
+    assert smtp.messages == []  # queued, not sent: no worker was running
+    assert state(settings, ADA).events == (
+        ("requested", "web"),
+        ("requested", "web"),
+        ("confirmation held back", "web"),
+    )
+    with WorkerProcess(tmp_path) as worker:
+        worker.wait_for(lambda: len(smtp.messages) == 1, "the confirmation")
+        worker.wait_for(lambda: "send_confirmation" in worker.output(), "the task's log line")
+    (message,) = smtp.messages
+    assert message["To"] == ADA and confirm_path(message).startswith("/confirm/")
+    assert state(settings, ADA).events[-1] == ("confirmation sent", "web")
+
+
+@pytest.mark.queued_confirmations
+def test_newsletter_serve_alone_sends_the_confirmation(
+    settings, cli, example_topics, smtp, tmp_path
+):
+    log = tmp_path / "serve.log"
+    with running("newsletter serve", log) as port:
+        post = form_post(port)
+        assert post(ADA) == 200
+        until(lambda: len(smtp.messages) == 1, "confirmation from newsletter serve", log)
+        assert post(ADA) == 200  # within the window: held back
+        assert post("bo@example.org") == 200
+        until(lambda: len(smtp.messages) == 2, "second address's confirmation", log)
+    assert sorted(message["To"] for message in smtp.messages) == [ADA, "bo@example.org"]
+    kinds = [kind for kind, _ in state(settings, ADA).events]
+    assert kinds.count("confirmation sent") == 1 and kinds.count("confirmation held back") == 1
