@@ -186,15 +186,10 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     port = free_port()
     try:
         with database(args.database_url, folder) as url:
-            os.environ.update(
-                NEWSLETTER_DATABASE_URL=url,
-                NEWSLETTER_VAR_DIR=str(folder / "var"),
-                NEWSLETTER_SECRET_KEY=SECRET,
-                NEWSLETTER_BASE_URL="http://127.0.0.1",
-                NEWSLETTER_FROM="arXiv Digest <digest@example.org>",
-                NEWSLETTER_HF_CODE_LINKS="false",
-                NEWSLETTER_LOG_LEVEL="WARNING",
-            )
+            chosen = {"database_url": url, "var_dir": str(folder / "var"), "secret_key": SECRET,
+                      "base_url": "http://127.0.0.1", "hf_code_links": "false",
+                      "log_level": "WARNING"}  # fmt: skip
+            os.environ.update({f"NEWSLETTER_{key.upper()}": value for key, value in chosen.items()})
             for name in ("NEWSLETTER_REDIS_URL", "NEWSLETTER_SMTP_URL", "NEWSLETTER_TRANSLATOR"):
                 os.environ.pop(name, None)
             if args.redis_url:  # the queue the confirmations go to (emptied before and after)
