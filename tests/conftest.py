@@ -38,6 +38,26 @@ from tests.helpers import (  # noqa: E402
 BACKENDS = os.environ.get("NEWSLETTER_TEST_BACKENDS", "sqlite,postgresql").split(",")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "queued_confirmations: the web app queues confirmations for a real worker"
+    )
+
+
+@pytest.fixture(autouse=True)
+def confirmations_at_once(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """The web app queues each opt-in's confirmation for a worker (`optin.to_worker`); in tests
+    the app under the test client sends it when queued, through the same `send_claimed` the
+    worker's task runs, so a test reads the mail after the request. Tests marked
+    `queued_confirmations` keep the real queue (and run a worker, or `newsletter serve`)."""
+    if request.node.get_closest_marker("queued_confirmations") is not None:
+        return
+    from newsletter.delivery.confirmations import send_claimed
+    from newsletter.web import optin
+
+    monkeypatch.setattr(optin, "to_worker", lambda job: send_claimed(get_settings(), job))
+
+
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     """Every test that uses the database runs once per backend: SQLite, then PostgreSQL.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import email
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email import policy
 from urllib.parse import urlsplit
 
@@ -15,11 +15,13 @@ from newsletter import store
 from newsletter.config import get_settings
 from newsletter.daily import send
 from newsletter.db import session_scope
-from newsletter.web import create_app
+from newsletter.sources.papers import FetchedPaper
+from newsletter.web import create_app, pagecache
 from tests.helpers import DAY1, DAY2, paper, set_env, store_papers, subscribe
 from tests.web_helpers import html_of, state, text_of, token_path
 
 ADA, BO = "ada@example.org", "bo@example.org"
+DAY2_NOON = datetime(DAY2.year, DAY2.month, DAY2.day, 12, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -196,3 +198,88 @@ def test_bad_web_version_links(settings, client, subtests):
             assert "This link is not valid" in page.get_data(as_text=True)
     assert client.get(f"/digests/2026-11-28/for/{token}").status_code == 404
     assert client.get(f"/digests/20261126/for/{token}").status_code == 404
+
+
+# ---------------------------------------------------------------- caching the public pages
+
+
+@pytest.fixture
+def fresh_validators(monkeypatch):
+    """Validators read again at every request (a process trusts them STAMP_TTL seconds)."""
+    monkeypatch.setattr(pagecache, "STAMP_TTL", 0.0)
+
+
+def test_a_digest_page_is_answered_304_while_unchanged(client, fresh_validators, subtests):
+    for path in (f"/digests/{DAY1}", f"/digests/{DAY1}/nerf"):
+        with subtests.test(path=path):
+            page = client.get(path)
+            etag, modified = page.headers["ETag"], page.headers["Last-Modified"]
+            assert etag.startswith('W/"') and page.headers["Cache-Control"] == (
+                f"public, max-age={pagecache.MAX_AGE}"
+            )
+            assert page.status_code == 200 and "Set-Cookie" not in page.headers
+            for asked in ({"If-None-Match": etag}, {"If-Modified-Since": modified}):
+                again = client.get(path, headers=asked)
+                assert (again.status_code, again.data) == (304, b""), asked
+                assert again.headers["ETag"] == etag
+            # If-None-Match decides when both are sent (RFC 9110): another ETag, the page.
+            other = client.get(
+                path, headers={"If-None-Match": 'W/"x"', "If-Modified-Since": modified}
+            )
+            assert other.status_code == 200 and other.data == page.data
+            assert client.head(path, headers={"If-None-Match": etag}).status_code == 304
+    assert client.get(f"/digests/{DAY1}").headers["ETag"] != etag  # each page its own
+
+
+def etag_and_html(client, path: str) -> tuple[str, str]:
+    page = client.get(path)
+    assert page.status_code == 200
+    return page.headers["ETag"], page.get_data(as_text=True)
+
+
+def test_a_page_changes_when_what_it_shows_changes(sent, client, fresh_validators):
+    path = f"/digests/{DAY1}"
+    etag, html = etag_and_html(client, path)
+    assert client.get(path, headers={"If-None-Match": etag}).status_code == 304
+    # A code link found for one of its papers (the daily code check).
+    with session_scope(sent) as session:
+        found = store.papers_by_arxiv_ids(session, ["2611.00002"])[0]
+        store.record_code_check(session, found.id, "https://github.com/lab/radiance", DAY2_NOON)
+    changed_etag, changed_html = etag_and_html(client, path)
+    assert changed_etag != etag and "https://github.com/lab/radiance" in changed_html
+    assert "https://github.com/lab/radiance" not in html
+    assert client.get(path, headers={"If-None-Match": etag}).status_code == 200
+    # A new version of a paper, with a new title.
+    newer = paper(3, "Radiance, the second version")
+    store_papers(sent, "NeRF", FetchedPaper(**{**newer.__dict__, "version": 2}))
+    etag, html = changed_etag, changed_html
+    changed_etag, changed_html = etag_and_html(client, path)
+    assert changed_etag != etag and "Radiance, the second version" in changed_html
+    # A topic renamed.
+    with session_scope(sent) as session:
+        store.topic_by_slug(session, "nerf").name = "Radiance Fields"
+    etag = changed_etag
+    changed_etag, changed_html = etag_and_html(client, path)
+    assert changed_etag != etag and "Radiance Fields" in changed_html
+    # Another day's digest is another page: this one is unchanged by it.
+    assert client.get(path, headers={"If-None-Match": changed_etag}).status_code == 304
+
+
+def test_one_persons_pages_are_never_cached(settings, client):
+    path = f"{token_path(settings, 'view', ADA).replace('/view/', f'/digests/{DAY1}/for/')}"
+    page = client.get(path)
+    assert page.status_code == 200
+    assert page.headers["Cache-Control"] == "no-store" and "ETag" not in page.headers
+    assert (
+        client.get(path, headers={"If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"}).status_code
+        == 200
+    )
+
+
+def test_the_page_cache_is_bounded_in_bytes():
+    cache = pagecache.PageCache(limit=1000)
+    for number in range(10):
+        cache.put((number,), bytes(200))
+    assert cache.size <= 1000 and cache.get((0,)) is None and cache.get((9,)) == bytes(200)
+    cache.put(("huge",), bytes(600))  # over a quarter of the limit: never kept
+    assert cache.get(("huge",)) is None

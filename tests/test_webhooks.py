@@ -283,16 +283,14 @@ def test_confirming_on_the_web_and_one_click_unsubscribe_tell_the_webhooks(
     with session_scope(settings) as session:
         public_id = store.get_subscriber(session, ADA).public_id
     path = tokens.unsubscribe_url("", settings.secret(), public_id)
-    answer = (
-        create_app(settings)
-        .test_client(use_cookies=False)
-        .post(
+    mail_client = create_app(settings).test_client(use_cookies=False)
+    for _ in range(2):  # a mail provider may send it twice: one event, one webhook row
+        answer = mail_client.post(
             path,
             data="List-Unsubscribe=One-Click",
             content_type="application/x-www-form-urlencoded",
         )
-    )
-    assert answer.status_code == 200
+        assert answer.status_code == 200
 
     posting.post_due(settings)
 
@@ -300,6 +298,9 @@ def test_confirming_on_the_web_and_one_click_unsubscribe_tell_the_webhooks(
     assert all(request.valid for request in receiver.received)
     sources = [request.payload["data"]["source"] for request in receiver.received]
     assert sources == ["web", "one-click"]
+    # The one-click path loads no Subscriber, yet tells what every other door tells.
+    confirmed, unsubscribed = (request.payload["data"] for request in receiver.received)
+    assert unsubscribed["subscriber"] == {**confirmed["subscriber"], "status": "unsubscribed"}
 
 
 def test_a_bounce_report_tells_the_webhooks(cli, settings, receiver, tmp_path, example_topics):

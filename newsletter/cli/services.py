@@ -31,12 +31,15 @@ def serve(
     """
     from newsletter.logs import setup_logging
     from newsletter.web import create_app
+    from newsletter.web.optin import BackgroundSender
 
     settings = get_settings()
     setup_logging(settings)
     check_folders(settings)
     db.ensure_schema(settings)
-    create_app(settings).run(host=host, port=port)
+    # No worker runs beside it (the Quick start starts none): the confirmation emails of the
+    # opt-in are sent by a thread of this process, after each answer.
+    create_app(settings, confirmations=BackgroundSender(settings)).run(host=host, port=port)
 
 
 def worker(

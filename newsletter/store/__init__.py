@@ -52,11 +52,13 @@ from newsletter.store.deliveries import (
     skip_deliveries,
 )
 from newsletter.store.digests import (
+    DigestStamp,
     add_digest,
     daily_digests_ending_after,
     digest_by_id,
     digest_ids_since,
     digest_on,
+    digest_stamp,
     first_day_after,
     latest_digest_before,
     latest_ready_daily,
@@ -166,6 +168,7 @@ from newsletter.store.subscribers import (
     subscriber_by_public_id,
     subscriber_emails,
     subscribers_page,
+    unsubscribe_public_id,
 )
 from newsletter.store.subscriptions import (
     change_preferences,
@@ -227,6 +230,7 @@ from newsletter.store.webhooks import (
 )
 
 __all__ = [
+    "DigestStamp",
     "DueWebhook",
     "WebhookCounts",
     "add_webhook",
@@ -288,6 +292,7 @@ __all__ = [
     "digest_by_id",
     "digest_ids_since",
     "digest_on",
+    "digest_stamp",
     "first_day_after",
     "lock_digest",
     "mark_ready",
@@ -384,6 +389,7 @@ __all__ = [
     "subscriber_by_public_id",
     "subscriber_emails",
     "subscribers_page",
+    "unsubscribe_public_id",
     "subscriber_topic_rows",
     "summaries_of",
     "topic_by_slug",

@@ -3,13 +3,14 @@ each carries."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsletter.models import Digest, DigestKind
+from newsletter.models import Digest, DigestKind, Paper, Summary, TopicPaper
 
 DAILY = Digest.kind == DigestKind.daily
 
@@ -130,3 +131,66 @@ def lock_digest(session: Session, digest_id: int) -> None:
         session.execute(
             select(Digest.id).where(Digest.id == digest_id).with_for_update(key_share=True)
         )
+
+
+@dataclass(frozen=True)
+class DigestStamp:
+    """What a digest's web page is made of, in a few values that change whenever the page
+    would: its validator, read without reading the papers (see `digest_stamp`)."""
+
+    digest_id: int
+    values: tuple
+    """The digest's window and readiness, the number of its papers' links, their versions, code
+    checks and summaries, and the code news of its window."""
+    changed_at: datetime
+    """The latest of the moments in `values` (when the page last changed, as far as its rows
+    tell: a topic renamed has no moment)."""
+    ready: bool
+
+
+def digest_stamp(
+    session: Session, topic_ids: list[int], *, issue_date: date | None = None,
+    span_id: int | None = None,
+) -> DigestStamp | None:  # fmt: skip
+    """The stamp of the daily digest of `issue_date` (or the span `span_id`) as shown for these
+    topics, in one statement of aggregates over the papers its window holds; None when there
+    is no such digest.
+
+    What the page shows of a paper changes only with these: a new version (its text), a code
+    check (a link found), a summary written; the window's code news with a code link found in
+    it. A paper's text never changes within a version.
+    """
+    if span_id is not None:
+        which = and_(Digest.id == span_id, Digest.kind == DigestKind.span)
+    else:
+        which = and_(DAILY, Digest.issue_date == issue_date)
+    start, end = Digest.window_start, Digest.window_end
+    in_window = and_(
+        TopicPaper.topic_id.in_(topic_ids or [-1]),
+        or_(start.is_(None), TopicPaper.linked_at > start),
+        TopicPaper.linked_at <= end,
+    )
+    papers = select(TopicPaper.paper_id).where(in_window)
+    of_papers = Paper.id.in_(papers)
+    code_news = and_(Paper.code_found_at > start, Paper.code_found_at <= end)
+    aggregates = [
+        select(func.count()).select_from(TopicPaper).where(in_window),
+        select(func.max(TopicPaper.linked_at)).where(in_window),
+        select(func.sum(Paper.version)).where(of_papers),
+        select(func.count(Paper.code_checked_at)).where(of_papers),
+        select(func.max(Paper.code_checked_at)).where(of_papers),
+        select(func.count()).select_from(Summary).where(Summary.paper_id.in_(papers)),
+        select(func.max(Summary.created_at)).where(Summary.paper_id.in_(papers)),
+        select(func.count()).select_from(Paper).where(code_news),
+    ]
+    row = session.execute(
+        select(
+            Digest.id, start, end, Digest.created_at, Digest.ready_at,
+            *(aggregate.scalar_subquery() for aggregate in aggregates),
+        ).where(which)
+    ).first()  # fmt: skip
+    if row is None:
+        return None
+    digest_id, *values = row
+    moments = [value for value in values if isinstance(value, datetime)]
+    return DigestStamp(digest_id, tuple(values), max(moments), values[3] is not None)

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from newsletter.intake.rhythm import SendClock
 from newsletter.intake.subscribers import email_key, followed_names
@@ -119,8 +120,10 @@ def claim_confirmation(
         .values(confirmation_sent_at=now)
         .execution_options(synchronize_session=False)
     )
-    session.refresh(subscriber)
-    return result.rowcount == 1
+    claimed = result.rowcount == 1
+    if claimed:  # what the UPDATE wrote, without reading the row (and its topics) back
+        set_committed_value(subscriber, "confirmation_sent_at", now)
+    return claimed
 
 
 def release_confirmation(session: Session, subscriber: Subscriber, sent_at: datetime) -> None:

@@ -34,6 +34,7 @@ from newsletter.web import (
     health,
     library,
     limits,
+    optin,
     paper_actions,
     preferences,
     subscribe,
@@ -78,7 +79,8 @@ class WebApp(Flask):
     """Flask, with the database wait and the server header of this app."""
 
     def wsgi_app(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        limits.bound_chunked_body(environ, limits.body_limit(self._endpoint_of(environ)))
+        if limits.is_chunked(environ):  # routed here only then: most requests say their length
+            limits.bound_chunked_body(environ, limits.body_limit(self._endpoint_of(environ)))
         # Every request's units of work wait a short while for a locked database (see
         # `limits.LOCK_WAIT`); the worker and the CLI, in their own processes, wait longer.
         with lock_timeout(limits.LOCK_WAIT):
@@ -98,7 +100,11 @@ class WebApp(Flask):
         super().run(*args, **options)
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None, *, confirmations: optin.Queue | None = None
+) -> Flask:
+    """The web app. Confirmation emails of the opt-in are queued for a worker, or handed to
+    `confirmations` (`newsletter serve`, which runs no worker, sends them from a thread)."""
     # Checked before anything is served: under gunicorn, a ConfigError here stops the boot with
     # its lines (one per setting) rather than answering every request with a 500.
     settings = check_settings(settings) if settings is not None else get_settings()
@@ -109,7 +115,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # A key of its own for cookies, derived from the signing secret, never the secret itself.
     app.secret_key = hmac.new(settings.secret().encode(), b"flask-session", hashlib.sha256).digest()
     app.config.update(
-        {SETTINGS_KEY: settings},
+        {SETTINGS_KEY: settings, optin.QUEUE_KEY: confirmations or optin.to_worker},
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=https,
         WTF_CSRF_TIME_LIMIT=None,

@@ -16,6 +16,7 @@ from newsletter.publish.feeds import topic_feed_url
 from newsletter.render.pages import DigestListItem, render_digest_list, render_web_digest
 from newsletter.tokens import VIEW
 from newsletter.web.common import invalid_link, parse_day, settings, token_value
+from newsletter.web.pagecache import Validators, cached_page, validators
 
 blueprint = Blueprint("archive", __name__)
 SPAN_PATH = re.compile(r"span-([0-9]{1,12})")
@@ -66,23 +67,56 @@ def find_digest(session, day: str) -> Digest:
     return store.digest_on(session, parse_day(day)) or abort(404)
 
 
+def _digest_named(day: str) -> dict:
+    """`store.digest_stamp`'s choice of digest for an address, as `find_digest` reads it."""
+    span = SPAN_PATH.fullmatch(day)
+    if span is not None:
+        return {"span_id": int(span.group(1))}
+    return {"issue_date": parse_day(day)}
+
+
 @blueprint.get("/digests/<day>")
 def digest_page(day: str):
-    with session_scope(settings()) as session:
-        digest = find_digest(session, day)
-        edition = Edition.read(session, digest, web_options())
-        content = edition.content(edition.topic_ids)
-    return render_web_digest(content, site_name=settings().sender_name)
+    """A digest's web version: 304 or the cached page while it is unchanged (see `pagecache`)."""
+    config, options = settings(), web_options()
+    named = _digest_named(day)
+
+    def read() -> Validators | None:
+        with session_scope(config) as session:
+            topics = store.list_topics(session)
+            stamp = store.digest_stamp(session, [topic.id for topic in topics], **named)
+            return stamp and validators(stamp, topics, (config.sender_name, options))
+
+    def render(digest_id: int) -> str:
+        with session_scope(config) as session:
+            edition = Edition.read(session, store.digest_by_id(session, digest_id), options)
+            content = edition.content(edition.topic_ids)
+        return render_web_digest(content, site_name=config.sender_name)
+
+    return cached_page(read, render)
 
 
 @blueprint.get("/digests/<day>/<slug>")
 def topic_page(day: str, slug: str):
+    """One topic's part of a daily digest, cached as `digest_page` is."""
+    config, options = settings(), web_options()
     issue_date = parse_day(day)
-    with session_scope(settings()) as session:
-        digest = store.digest_on(session, issue_date) or abort(404)
-        topic = store.topic_by_slug(session, slug) or abort(404)
-        content = Edition.read(session, digest, web_options(), topics=[topic]).content([topic.id])
-    return render_web_digest(content, site_name=settings().sender_name)
+
+    def read() -> Validators | None:
+        with session_scope(config) as session:
+            topics = store.list_topics(session)
+            topic = next((topic for topic in topics if topic.slug == slug), None)
+            stamp = topic and store.digest_stamp(session, [topic.id], issue_date=issue_date)
+            return stamp and validators(stamp, topics, (config.sender_name, options, slug))
+
+    def render(digest_id: int) -> str:
+        with session_scope(config) as session:
+            digest = store.digest_by_id(session, digest_id)
+            topic = store.topic_by_slug(session, slug) or abort(404)
+            content = Edition.read(session, digest, options, topics=[topic]).content([topic.id])
+        return render_web_digest(content, site_name=config.sender_name)
+
+    return cached_page(read, render)
 
 
 @blueprint.get("/digests/<day>/for/<token>")

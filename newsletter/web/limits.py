@@ -49,6 +49,11 @@ def body_limit(endpoint: str | None) -> int:
     return LARGER_BODIES.get(endpoint or "", MAX_BODY)
 
 
+def is_chunked(environ: dict) -> bool:
+    """Whether a request's body comes in chunks, without a length."""
+    return "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+
+
 def bound_chunked_body(environ: dict, limit: int = MAX_BODY) -> None:
     """Read a chunked body (it says no length) up to one byte past `limit` (the endpoint's
     `body_limit`), and hand it on as a body of that length, which `refuse_oversized_body` then
@@ -57,7 +62,7 @@ def bound_chunked_body(environ: dict, limit: int = MAX_BODY) -> None:
     Flask's MAX_CONTENT_LENGTH alone would not do: on a stream without a length, Werkzeug stops
     reading at the limit without an error, and a form cut short there could pass for whole.
     """
-    if "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+    if not is_chunked(environ):
         return
     body = _read_at_most(environ["wsgi.input"], limit + 1)
     environ["wsgi.input"] = io.BytesIO(body)

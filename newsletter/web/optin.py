@@ -5,96 +5,75 @@ rhythm) travels inside the signed, expiring confirmation link and takes effect o
 used. A new address is stored as `pending`, which receives nothing but that one email; further
 requests within NEWSLETTER_CONFIRM_WINDOW send none (no mail-bombing through the form). The
 answer to the person asking is the same whatever the address (see `web.subscribe`).
+
+The request claims the right to send and queues the email (`delivery.confirmations`): a worker
+sends it (`worker.tasks.send_confirmation`), or, under `newsletter serve` alone (which runs no
+worker), a thread of the web process (`BackgroundSender`). Either way the answer does not wait
+for the mail server.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.utils import make_msgid
 
 from newsletter import store
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.delivery.outgoing import Outgoing, SendResult
-from newsletter.delivery.transports import transport_from_settings
-from newsletter.errors import InvalidInput, InvalidToken, NewsletterError
-from newsletter.intake.rhythm import SendClock, normalise_cadence, normalise_zone
-from newsletter.intake.subscribers import LANGUAGE_CHOICES
-from newsletter.message.compose import compose
+from newsletter.delivery.confirmations import Confirmation, ConfirmationJob, send_claimed
+from newsletter.errors import InvalidToken
+from newsletter.intake.rhythm import SendClock
 from newsletter.models import Subscriber, Topic, utcnow
-from newsletter.render.environment import render_template
-from newsletter.render.mjml import mjml_to_email
 from newsletter.schedules import Schedule
-from newsletter.tokens import CONFIRM, make_token, read_token
 
 log = logging.getLogger(__name__)
 
-CONFIRM_HTML_TEMPLATE = "email/confirm.mjml.j2"
-CONFIRM_TEXT_TEMPLATE = "email/confirm.txt.j2"
+Queue = Callable[[ConfirmationJob], None]
+"""Where a claimed confirmation goes to be sent; raises when it cannot take it."""
+QUEUE_KEY = "NEWSLETTER_CONFIRMATIONS"
+"""The app's `Queue` (`create_app(confirmations=…)`): `to_worker` unless told otherwise."""
 
 
-@dataclass(frozen=True)
-class Confirmation:
-    """What a confirmation link asks for: this subscriber, these topics, this language, this
-    rhythm."""
+def to_worker(job: ConfirmationJob) -> None:
+    """Queue the confirmation for a worker (Huey, on Redis or the SQLite file)."""
+    from newsletter.worker import tasks  # the queue's connection, made on first use
 
-    public_id: str
-    topic_ids: tuple[int, ...]
-    language: str
-    sent_at: int
-    """When its email was sent (Unix milliseconds): only the latest link of an address counts."""
-    schedule: Schedule | None = None
-    """How often and when; None in a link from before rhythms (the reader's own then stays)."""
-
-    def token(self, secret: str) -> str:
-        payload = {
-            "id": self.public_id,
-            "topics": list(self.topic_ids),
-            "lang": self.language,
-            "sent": self.sent_at,
-        }
-        if self.schedule is not None:
-            rhythm = self.schedule
-            payload["rhythm"] = [str(rhythm.cadence), rhythm.hour, rhythm.day, rhythm.zone]
-        return make_token(secret, CONFIRM, payload)
-
-    @classmethod
-    def read(cls, secret: str, token: str, max_age: float) -> Confirmation:
-        """The confirmation in a link; InvalidToken (ExpiredToken when too old) otherwise."""
-        payload = read_token(secret, CONFIRM, token, max_age=max_age, expect=dict)
-        try:
-            topic_ids = tuple(int(topic_id) for topic_id in payload["topics"])
-            confirmation = cls(
-                str(payload["id"]),
-                topic_ids,
-                str(payload["lang"]),
-                int(payload["sent"]),
-                _schedule_of(payload.get("rhythm")),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError, InvalidInput) as error:
-            raise InvalidToken("this confirm link is not valid") from error
-        return confirmation
+    tasks.send_confirmation(job.as_dict())
 
 
-def _schedule_of(value: list | None) -> Schedule | None:
-    """A link's rhythm, checked again (signed, but the zone database may have changed since)."""
-    if value is None:
-        return None
-    cadence, hour, day, zone = value
-    if (hour is not None and hour not in range(24)) or (day is not None and day not in range(7)):
-        raise ValueError(f"no such hour or weekday: {hour}, {day}")
-    return Schedule(
-        normalise_cadence(cadence), hour, day, None if zone is None else normalise_zone(zone)
-    )
+class BackgroundSender:
+    """Confirmations sent by a thread of this process, one at a time, after the answer: for
+    `newsletter serve`, which runs no worker. A job left when the process ends is not sent;
+    its claim lapses after NEWSLETTER_CONFIRM_WINDOW, when asking again sends a new one."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.jobs: queue.Queue[ConfirmationJob] = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="Confirmations", daemon=True)
+        self.thread.start()
+
+    def __call__(self, job: ConfirmationJob) -> None:
+        self.jobs.put(job)
+
+    def _run(self) -> None:
+        while True:
+            job = self.jobs.get()
+            try:
+                send_claimed(self.settings, job)
+            except Exception:  # a bug of ours, or the database away: the next job is tried
+                log.exception("confirmation to subscriber %d not sent", job.subscriber_id)
+            finally:
+                self.jobs.task_done()
 
 
 # ---------------------------------------------------------------- asking
 
 
-SENT, HELD_BACK, FAILED, REFUSED = "sent", "held back", "failed", "refused"
+QUEUED, HELD_BACK, FAILED = "queued", "held back", "failed"
 
 
 def request(
@@ -105,11 +84,11 @@ def request(
     now: datetime | None = None,
     *,
     schedule: Schedule | None = None,
+    send: Queue = to_worker,
 ) -> str:
-    """Handle a request to subscribe `email`: `SENT`, `HELD_BACK` (one was sent within the
-    window), `REFUSED` (never will: the relay refused the address for good, or cannot carry
-    it) or `FAILED` (anything else: the mail server could not take it now, or refuses what is
-    the operator's to fix, the sender or the message; the next request may try again).
+    """Handle a request to subscribe `email`: `QUEUED` (its confirmation is on its way to
+    `send`), `HELD_BACK` (one was sent within the window) or `FAILED` (the queue did not take
+    it: nothing is claimed, the next request may try again).
 
     `email` is normalised and `topic_ids` are known ids (the caller checked both).
     """
@@ -131,89 +110,18 @@ def request(
             store.milliseconds(sent_at),
             schedule,
         )
-        message = confirmation_message(settings, subscriber.email, confirmation, topics)
-        subscriber_id = subscriber.id
-    # Sent outside the unit of work: no database lock is held while the mail server answers.
-    result = _send(settings, message)
-    with session_scope(settings) as session:
-        subscriber = store.subscriber_by_id(session, subscriber_id)
-        if subscriber is not None and result.ok:
-            store.log_event(session, subscriber, "confirmation sent", "web", result.detail)
-        elif subscriber is not None:
-            store.release_confirmation(session, subscriber, sent_at)
-            store.log_event(session, subscriber, "confirmation failed", "web", result.detail)
-    if result.ok:
-        return SENT
-    if result.permanent and result.stage == "rcpt":
-        return REFUSED
-    if result.permanent:
-        # Not the visitor's doing (a sender the relay does not accept, a message it refuses):
-        # they are asked to come back later, and whoever runs the service must act.
-        step = f"at {result.stage.upper()}" if result.stage else "for good"
-        log.error(
-            "confirmation to %s refused %s, not for its address (check NEWSLETTER_FROM and the"
-            " relay): %s",
-            email,
-            step,
-            result.detail,
-        )
-    return FAILED
-
-
-def confirmation_message(
-    settings: Settings, email: str, confirmation: Confirmation, topics: list[Topic]
-) -> EmailMessage:
-    """The confirmation email: text and HTML, no list headers (it is not list mail)."""
-    url = f"{settings.base_url}/confirm/{confirmation.token(settings.secret())}"
-    context = {
-        "sender_name": settings.sender_name,
-        "confirm_url": url,
-        "topic_names": [topic.name for topic in topics],
-        "language_name": LANGUAGE_CHOICES.get(confirmation.language, confirmation.language),
-        "expires_in": _duration(settings.confirm_max_age),
-    }
-    html = mjml_to_email(render_template(CONFIRM_HTML_TEMPLATE, context))
-    return compose(
-        sender=settings.from_address,
-        to=email,
-        subject=f"Confirm your subscription to {settings.sender_name}",
-        html=html,
-        text=render_template(CONFIRM_TEXT_TEMPLATE, context),
-        message_id=make_msgid(domain=settings.sender_domain),
-        list_id=None,
-        unsubscribe_url=None,
-        unsubscribe_mailto=None,
-    )
-
-
-def _send(settings: Settings, message: EmailMessage) -> SendResult:
-    """Deliver one message now, through the configured SMTP relay or the outbox; whatever
-    goes wrong is a failed result (so the caller always releases what it claimed)."""
-    transport = None
+        job = ConfirmationJob.of(subscriber.id, confirmation)
     try:
-        transport = transport_from_settings(settings)
-        result = next(iter(transport.send([Outgoing.of(0, message)])))
-    except (NewsletterError, OSError) as error:
-        log.warning("confirmation to %s not sent: %s", message["To"], error)
-        return SendResult(0, ok=False, permanent=False, detail=str(error)[:500])
-    except Exception as error:  # a bug of ours must not keep the address's window claimed
-        log.exception("confirmation to %s not sent", message["To"])
-        return SendResult(0, ok=False, permanent=False, detail=f"{type(error).__name__}: {error}")
-    finally:
-        if transport is not None:
-            transport.close()
-    if not result.ok:
-        log.warning("confirmation to %s refused: %s", message["To"], result.detail)
-    return result
-
-
-def _duration(seconds: float) -> str:
-    """`2 days`, `1 day`, `6 hours`, `30 minutes`."""
-    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
-        if seconds >= size:
-            count = round(seconds / size)
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    return f"{int(seconds)} seconds"
+        send(job)
+    except Exception as error:  # Redis away, the queue's file unwritable: asked again later
+        log.warning("confirmation to %s not queued: %s", email, error)
+        with session_scope(settings) as session:
+            subscriber = store.subscriber_by_id(session, job.subscriber_id)
+            if subscriber is not None:
+                store.release_confirmation(session, subscriber, sent_at)
+                store.log_event(session, subscriber, "confirmation failed", "web", str(error))
+        return FAILED
+    return QUEUED
 
 
 # ---------------------------------------------------------------- confirming

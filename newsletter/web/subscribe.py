@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flask import Blueprint, request
+from flask import Blueprint, current_app, request
 from flask_wtf.csrf import generate_csrf
 
 from newsletter import store
@@ -63,15 +63,13 @@ def subscribe():
     if form.errors:
         return _form_page(form, 400)
     outcome = optin.request(
-        settings(), form.email, [topic.id for topic in topics], form.language, schedule=schedule
+        settings(),
+        form.email,
+        [topic.id for topic in topics],
+        form.language,
+        schedule=schedule,
+        send=current_app.config.get(optin.QUEUE_KEY, optin.to_worker),
     )
-    if outcome == optin.REFUSED:
-        # The relay will never take this address (it refused it for good, or the address
-        # needs SMTPUTF8 and the relay has none): say so at the field, as for a typo.
-        form.errors["email"] = (
-            "Our mail server cannot deliver to this address. Check it, or use another one."
-        )
-        return _form_page(form, 400)
     if outcome == optin.FAILED:
         return message(
             "Please try again later",
@@ -79,8 +77,8 @@ def subscribe():
             " again in a few minutes.",
             503,
         )
-    # Sent, or held back because one went out a moment ago: the same answer, so the page never
-    # tells whether an address is on the list or was asked for already.
+    # On its way, or held back because one went out a moment ago: the same answer, so the page
+    # never tells whether an address is on the list or was asked for already.
     return page("subscribe_sent.html.j2", email=form.email)
 
 

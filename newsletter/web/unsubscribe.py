@@ -12,7 +12,6 @@ from flask_wtf.csrf import generate_csrf
 
 from newsletter import store
 from newsletter.db import session_scope
-from newsletter.models import SubscriberStatus
 from newsletter.tokens import PREFERENCES, UNSUBSCRIBE, make_token
 from newsletter.web.common import csrf, invalid_link, message, page, settings, token_value
 
@@ -39,10 +38,7 @@ def unsubscribe(token: str):
     if not one_click:
         csrf.protect()
     with session_scope(settings()) as session:
-        subscriber = store.subscriber_by_public_id(session, public_id)
-        if subscriber is not None:
-            source = "one-click" if one_click else "web"
-            store.set_status(session, subscriber, SubscriberStatus.unsubscribed, source)
+        store.unsubscribe_public_id(session, public_id, "one-click" if one_click else "web")
     if one_click:
         # RFC 8058: answer 200 directly, no redirect, no page to render.
         return Response("You are unsubscribed.\n", 200, mimetype="text/plain")

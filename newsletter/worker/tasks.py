@@ -36,6 +36,7 @@ from newsletter.config import Settings, get_settings
 from newsletter.daily import code_check, fetch, send, serve
 from newsletter.db import session_scope
 from newsletter.delivery import deliverer as delivery_deliverer
+from newsletter.delivery.confirmations import RETRY, ConfirmationJob, send_claimed
 from newsletter.delivery.outgoing import Transport
 from newsletter.delivery.transports import transport_from_settings
 from newsletter.delivery.webhooks import post_due
@@ -390,6 +391,25 @@ def read_inbox() -> dict:
     if report.acted_on:
         _queue_webhooks(settings)  # subscriber.bounced, subscriber.unsubscribed
     return {"acted_on": report.acted_on, "read_before": report.read_before}
+
+
+# ---------------------------------------------------------------- the opt-in's confirmation
+
+CONFIRMATION_TRIES = 4
+"""Tries of a confirmation the mail server could not take for now (4xx, no connection), a
+minute apart; the address's claim is kept meanwhile, so asking again sends no second one."""
+
+
+@huey.task(retries=CONFIRMATION_TRIES - 1, retry_delay=60, context=True)
+def send_confirmation(job: dict, task=None) -> str:
+    """Send the confirmation email a web request to subscribe claimed (see
+    `delivery.confirmations`); safe to run twice: a claim already sent or replaced sends
+    nothing."""
+    last_try = task is None or not task.retries
+    outcome = send_claimed(get_settings(), ConfirmationJob.from_dict(job), last_try=last_try)
+    if outcome == RETRY:
+        raise RetryTask("the mail server could not take the confirmation now")
+    return outcome
 
 
 # ---------------------------------------------------------------- webhooks
