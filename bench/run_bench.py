@@ -44,6 +44,7 @@ from send_bench import (  # noqa: E402
     check_message,
     free_port,
     postfix_bin,
+    print_problems,
     smtp_sink,
 )
 from sqlalchemy import insert, select  # noqa: E402
@@ -241,8 +242,7 @@ def main() -> int:
         f" {source_rate:.0f}/s\n"
         f"sample: {checked} messages made again and checked, {len(problems)} problems"
     )
-    for problem in problems[:20]:
-        print(f"  PROBLEM {problem}")
+    print_problems(problems)
     figures = {
         "n": args.n,
         "seconds": round(seconds, 1),

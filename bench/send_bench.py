@@ -771,8 +771,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         f" at {source_rate:.0f}/s\n"
         f"sample: {checked} messages checked, {len(problems)} problems"
     )
-    for problem in problems[:20]:
-        print(f"  PROBLEM {problem}")
+    print_problems(problems)
     figures = {
         "n": args.n,
         "build_msgs_per_s": round(built / build_seconds),
@@ -789,6 +788,12 @@ def run_benchmark(args: argparse.Namespace) -> int:
     }
     print(json.dumps(figures), flush=True)
     return 1 if problems or checked < args.n // SAMPLE_EVERY else 0
+
+
+def print_problems(problems: list[str]) -> None:
+    """The first 20 problems found, one a line."""
+    for problem in problems[:20]:
+        print(f"  PROBLEM {problem}")
 
 
 def journal_entries(settings, digest_id: int) -> int:

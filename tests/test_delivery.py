@@ -107,11 +107,9 @@ def bodies(message) -> tuple[str, str]:
 # --------------------------------------------------------------------------- the bytes
 
 
-def test_a_sender_keeps_only_the_segments_in_flight_and_rebuilds_the_same_bytes(
-    cli, settings, example_topics, monkeypatch
-):
-    """Only SEGMENTS_KEPT segments' templates are kept (memory flat in the number of
-    segments); a segment met again is rendered again, into the same message."""
+def three_segments(cli, settings, monkeypatch) -> int:
+    """Three readers in three segments (two topic sets, one of them also in German), a paper
+    shared by both topics; the digest built, the clock frozen: its id."""
     subscribe(cli, "ada@example.org", "SLAM", "NeRF")
     subscribe(cli, "bo@example.org", "NeRF")
     cli("subscribers", "add", "cy@example.org", "--topic", "SLAM", "--lang", "de")
@@ -119,6 +117,15 @@ def test_a_sender_keeps_only_the_segments_in_flight_and_rebuilds_the_same_bytes(
     store_papers(settings, "NeRF", paper(1, "A SLAM system built on NeRF"), paper(3))
     digest_id = build(settings)
     monkeypatch.setattr(time, "time", lambda: FROZEN)
+    return digest_id
+
+
+def test_a_sender_keeps_only_the_segments_in_flight_and_rebuilds_the_same_bytes(
+    cli, settings, example_topics, monkeypatch
+):
+    """Only SEGMENTS_KEPT segments' templates are kept (memory flat in the number of
+    segments); a segment met again is rendered again, into the same message."""
+    digest_id = three_segments(cli, settings, monkeypatch)
     keeping_all = Deliverer(settings, digest_id, transport=None)
     expected = [
         keeping_all.messages.message(row).wire for row in claimed(settings, keeping_all, digest_id)
@@ -158,13 +165,7 @@ def test_a_cards_wire_pieces_joined_by_a_link_are_the_card_dot_stuffed(pieces):
 def test_a_message_by_substitution_equals_one_composed_for_its_subscriber(
     cli, settings, example_topics, monkeypatch
 ):
-    subscribe(cli, "ada@example.org", "SLAM", "NeRF")
-    subscribe(cli, "bo@example.org", "NeRF")
-    cli("subscribers", "add", "cy@example.org", "--topic", "SLAM", "--lang", "de")
-    store_papers(settings, "SLAM", paper(1, "A SLAM system built on NeRF"), paper(2))
-    store_papers(settings, "NeRF", paper(1, "A SLAM system built on NeRF"), paper(3))
-    digest_id = build(settings)
-    monkeypatch.setattr(time, "time", lambda: FROZEN)
+    digest_id = three_segments(cli, settings, monkeypatch)
     deliverer = Deliverer(settings, digest_id, transport=None)
     rows = claimed(settings, deliverer, digest_id)
     with session_scope(settings) as session:

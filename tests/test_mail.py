@@ -659,7 +659,17 @@ def test_transport_from_settings(tmp_path: Path) -> None:
 
     assert isinstance(smtp, SMTPTransport)
     assert (smtp.endpoint.where, smtp.endpoint.password) == ("relay.example.org:587", "p")
+    assert smtp.pipelining  # NEWSLETTER_SMTP_PIPELINING's default
     assert isinstance(outbox, OutboxTransport) and outbox.folder == tmp_path / "outbox"
+    one_at_a_time = transport_from_settings(
+        Settings(
+            _env_file=None,
+            var_dir=tmp_path,
+            smtp_url="smtp://relay.example.org",
+            smtp_pipelining=False,
+        )  # type: ignore[call-arg]
+    )
+    assert isinstance(one_at_a_time, SMTPTransport) and not one_at_a_time.pipelining
 
 
 # --------------------------------------------------- the contract every transport keeps

@@ -125,7 +125,7 @@ class MessageBuilder:
                     "preferences_url": preferences,
                     "web_version_url": web_version,
                 },
-                *segment.papers(
+                segment.papers(
                     orders,
                     self._papers.for_reader(public_id),
                     row.format == MailFormat.html,

@@ -64,6 +64,10 @@ class _Slot:
     context: str  # "text" or "html"
 
 
+Slots = tuple[Sequence[bytes], Sequence[bytes]]
+"""A recipient's papers for the slots of the HTML part and of the text part, encoded."""
+
+
 class MessageTemplate:
     """A segment's message, MIME-encoded once with a gap for each recipient's value.
 
@@ -135,21 +139,17 @@ class MessageTemplate:
         papers for the slots of each part (`SLOT_MARKER`), encoded (see `encoded`)."""
         return b"".join(self._filled(values, html_slots, text_slots, self._static, _qp))
 
-    def wire_for(
-        self,
-        values: Mapping[str, str],
-        html_slots: Sequence[bytes] = (),
-        text_slots: Sequence[bytes] = (),
-    ) -> bytes:
+    def wire_for(self, values: Mapping[str, str], slots: Slots = ((), ())) -> bytes:
         """`bytes_for`'s message as SMTP's DATA sends it: dot-stuffed, ending in the final dot
-        (what `delivery.outgoing.dot_stuffed` makes of it), without a pass over its bytes.
+        (what `delivery.outgoing.dot_stuffed` makes of it), without a pass over its bytes;
+        `slots` are the HTML and the text slots.
 
         The fixed pieces were stuffed once, when the template was made; a recipient's values
         are stuffed as they are encoded, and the slots must come stuffed (`stuffed_inside`).
         Stuffing inside each piece leaves only a "." that starts a piece right after a line
         end: that one is doubled here, as the pieces are joined.
         """
-        pieces = self._filled(values, html_slots, text_slots, self._wire_static, _stuffed_qp)
+        pieces = self._filled(values, *slots, self._wire_static, _stuffed_qp)
         joined = []
         add = joined.append
         line_start = True  # the message's first byte starts a line
