@@ -126,9 +126,9 @@ def page_entries(path: Path) -> int:
     return path.read_text(encoding="utf-8").count("<entry>")
 
 
-def run_newsletter(env: dict[str, str], timeout: float) -> tuple[float, float, str, int]:
-    """`newsletter run --inline` in a process of its own: its wall time, its peak RSS (MB), its
-    output and its exit status."""
+def run_newsletter(env: dict[str, str], timeout: float) -> tuple[float, float, float, str, int]:
+    """`newsletter run --inline` in a process of its own: its wall time, its CPU time (user and
+    system), its peak RSS (MB), its output and its exit status."""
     started = time.perf_counter()
     command = [str(Path(sys.executable).with_name("newsletter")), "run", "--inline"]
     if os.environ.get("RUN_BENCH_PROFILE"):  # cProfile the run into that file
@@ -163,7 +163,8 @@ def run_newsletter(env: dict[str, str], timeout: float) -> tuple[float, float, s
     seconds = time.perf_counter() - started
     output += process.stdout.read() or b""
     process.returncode = os.waitstatus_to_exitcode(status)
-    return seconds, usage.ru_maxrss / 1024, output.decode(errors="replace"), process.returncode
+    cpu = usage.ru_utime + usage.ru_stime
+    return seconds, cpu, usage.ru_maxrss / 1024, output.decode(errors="replace"), process.returncode
 
 
 def smtp_source_rate(port: int, messages: int, size: int) -> float:
@@ -218,7 +219,7 @@ def main() -> int:
             db.upgrade(settings)
             write_readers(settings, args.n, random.Random(args.seed))
             route_feeds(arxiv, settings)
-            seconds, peak, output, status = run_newsletter(env, args.timeout)
+            seconds, cpu, peak, output, status = run_newsletter(env, args.timeout)
             with session_scope(settings) as session:
                 states: dict[str, int] = {}
                 for state in session.scalars(select(Delivery.status)):
@@ -237,7 +238,7 @@ def main() -> int:
     print(
         f"newsletter run --inline: {args.n} readers, {len(FEEDS)} topics, {digests} digest(s),"
         f" messages of about {size / 1000:.0f} kB, in {seconds:.1f} s ({rate:.0f}/s),"
-        f" peak RSS {peak:.0f} MB\n"
+        f" {cpu:.1f} s of CPU, peak RSS {peak:.0f} MB\n"
         f"smtp-source -d: 1 connection, {messages} messages of {size} bytes at"
         f" {source_rate:.0f}/s\n"
         f"sample: {checked} messages made again and checked, {len(problems)} problems"
@@ -246,6 +247,7 @@ def main() -> int:
     figures = {
         "n": args.n,
         "seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu, 1),
         "msgs_per_s": round(rate),
         "smtp_source_d_msgs_per_s": round(source_rate),
         "ratio_to_smtp_source": round(rate / source_rate, 2),
