@@ -530,6 +530,34 @@ def test_pipelining_answers_the_message_in_flight_before_a_failure_of_the_caller
     assert len(server.messages) == 2
 
 
+def test_pipelining_a_caller_that_stops_midway_leaves_no_reply_to_the_next_message(
+    smtp_server: Callable,
+) -> None:
+    """The caller stops taking results (its own error) while the next message's commands are
+    unanswered: the connection is dropped, and the next send starts clean, each message to
+    its own recipient."""
+    server = smtp_server(pipelining=True)
+
+    with smtp_transport(server) as transport:
+        results = transport.send(outgoing(3))
+        first = next(results)
+        results.close()
+        later = list(transport.send(outgoing(2)))
+
+    assert (first.key, first.ok) == (100, True)
+    assert [(r.key, r.ok) for r in later] == [(100, True), (101, True)]
+    assert [m.rcpt_tos for m in server.messages] == [
+        ("reader0@example.net",),
+        ("reader0@example.net",),
+        ("reader1@example.net",),
+    ]
+    assert [m["To"] for m in server.messages] == [
+        "Reader 0 <reader0@example.net>",
+        "Reader 0 <reader0@example.net>",
+        "Reader 1 <reader1@example.net>",
+    ]
+
+
 def test_smtp_sink_pipelined_refusals_and_drops_each_map_to_their_message() -> None:
     """Against Postfix's smtp-sink (which offers PIPELINING): a refusal at RCPT, at DATA,
     and a hang-up after the final dot each reach the right message, and nothing is lost."""

@@ -233,18 +233,25 @@ class SMTPTransport:
         """
         flight: _InFlight | None = None
         iterator = iter(messages)
-        while True:
-            try:
-                outgoing = next(iterator)
-            except StopIteration:
-                break
-            except BaseException:
-                if flight is not None:
-                    yield self._land(flight)
-                raise
-            flight = yield from self._pipelined(outgoing, flight)
-        if flight is not None:
-            yield self._land(flight)
+        try:
+            while True:
+                try:
+                    outgoing = next(iterator)
+                except StopIteration:
+                    break
+                except BaseException:
+                    if flight is not None:
+                        yield self._land(flight)
+                    raise
+                flight = yield from self._pipelined(outgoing, flight)
+            if flight is not None:
+                yield self._land(flight)
+        except GeneratorExit:
+            # The caller stopped taking results midway (its own error): a message's commands
+            # or content may be unanswered, so the connection's state is unknown. It is closed,
+            # never reused: the next message must not read this one's replies as its own.
+            self._discard()
+            raise
 
     def _pipelined(
         self, outgoing: Outgoing, flight: _InFlight | None
