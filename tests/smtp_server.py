@@ -172,6 +172,17 @@ class _Handler:
             return len(self.received)
 
 
+class _PipeliningHandler(_Handler):
+    """The same hooks, and PIPELINING (RFC 2920) offered: aiosmtpd reads commands one after
+    another from its stream, so it answers pipelined ones in order without saying so."""
+
+    async def handle_EHLO(  # noqa: N802 (aiosmtpd's hook names)
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list
+    ) -> list:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
 class _Authenticator:
     """Accepts exactly one username/password pair (AUTH PLAIN or LOGIN)."""
 
@@ -199,6 +210,7 @@ class LocalSMTPServer:
     reject_data:        reply 554 (content refused) to the first N DATA commands
     drop_data:          drop the connection during the first N DATA commands, before replying
     smtputf8:           offer SMTPUTF8 (RFC 6531): addresses with a non-ASCII local part
+    pipelining:         offer PIPELINING (RFC 2920)
     """
 
     def __init__(
@@ -214,12 +226,13 @@ class LocalSMTPServer:
         smtputf8: bool = False,
         reject_senders: Collection[str] = (),
         reject_data: int = 0,
+        pipelining: bool = False,
     ) -> None:
         if starttls and implicit_tls:
             raise ValueError("choose STARTTLS or implicit TLS, not both")
         self.auth = auth
         self.implicit_tls = implicit_tls
-        self._handler = _Handler(
+        self._handler = (_PipeliningHandler if pipelining else _Handler)(
             tempfail_data, reject_recipients, drop_data, reject_senders, reject_data
         )
         self._controller = _Controller(

@@ -14,7 +14,8 @@ cannot alternate (reject once, then accept): `replace()` restarts it on the same
 other options, which a client sees as a dropped connection followed by a new server.
 
 Every accepted message is dumped to a file of its own (`-d`), written once the final dot has
-arrived, so a message cut off midway is never counted.
+arrived, so a message cut off midway is never counted (the file is opened, empty, at MAIL:
+an empty one is no message).
 
 The programs come from Debian's postfix package, unpacked by `../shared/tools/postfix-tools`;
 where that script is missing or fails, tests skip with the reason (and fail when CI is set).
@@ -179,12 +180,17 @@ class SmtpSink:
 
     def count(self) -> int:
         """How many messages were accepted so far (cheap enough to poll)."""
-        return sum(1 for _ in os.scandir(self.dumps))
+        return sum(1 for entry in os.scandir(self.dumps) if entry.stat().st_size)
 
     def messages(self) -> list[SunkMessage]:
-        """Every accepted message, in the order the sink wrote them (to the second)."""
+        """Every accepted message, in the order the sink wrote them (to the second).
+
+        smtp-sink opens a transaction's dump at MAIL and writes it at the final dot: a sink
+        stopped in between (a pipelining client has sent the next MAIL, RCPT and DATA before
+        reading the last reply) leaves an empty file, which is no message."""
         found = []
-        for path in sorted(self.dumps.iterdir(), key=lambda p: (p.stat().st_mtime_ns, p.name)):
+        dumps = [path for path in self.dumps.iterdir() if path.stat().st_size]
+        for path in sorted(dumps, key=lambda p: (p.stat().st_mtime_ns, p.name)):
             with path.open("rb") as handle:
                 head = handle.read(16_384).split(b"\n\n", 1)[0]
             recipient = _RCPT.search(head)

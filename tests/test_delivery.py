@@ -107,9 +107,9 @@ def bodies(message) -> tuple[str, str]:
 # --------------------------------------------------------------------------- the bytes
 
 
-def test_a_message_by_substitution_equals_one_composed_for_its_subscriber(
-    cli, settings, example_topics, monkeypatch
-):
+def three_segments(cli, settings, monkeypatch) -> int:
+    """Three readers in three segments (two topic sets, one of them also in German), a paper
+    shared by both topics; the digest built, the clock frozen: its id."""
     subscribe(cli, "ada@example.org", "SLAM", "NeRF")
     subscribe(cli, "bo@example.org", "NeRF")
     cli("subscribers", "add", "cy@example.org", "--topic", "SLAM", "--lang", "de")
@@ -117,6 +117,55 @@ def test_a_message_by_substitution_equals_one_composed_for_its_subscriber(
     store_papers(settings, "NeRF", paper(1, "A SLAM system built on NeRF"), paper(3))
     digest_id = build(settings)
     monkeypatch.setattr(time, "time", lambda: FROZEN)
+    return digest_id
+
+
+def test_a_sender_keeps_only_the_segments_in_flight_and_rebuilds_the_same_bytes(
+    cli, settings, example_topics, monkeypatch
+):
+    """Only SEGMENTS_KEPT segments' templates are kept (memory flat in the number of
+    segments); a segment met again is rendered again, into the same message."""
+    digest_id = three_segments(cli, settings, monkeypatch)
+    keeping_all = Deliverer(settings, digest_id, transport=None)
+    expected = [
+        keeping_all.messages.message(row).wire for row in claimed(settings, keeping_all, digest_id)
+    ]
+    monkeypatch.setattr(delivery_messages, "SEGMENTS_KEPT", 1)
+    deliverer = Deliverer(settings, digest_id, transport=None)
+    deliverer.messages._date = keeping_all.messages._date
+    rows = claimed(settings, deliverer, digest_id)
+
+    twice = [deliverer.messages.message(row).wire for row in rows + rows]
+
+    assert len({deliverer.messages.segment_key(row) for row in rows}) == 3
+    assert len(deliverer.messages._segments) == 1
+    assert twice == expected + expected
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        (b"<p>a=\r\n", b".b=\r\n.c=\r\n", b".d=\r\n"),
+        (b".first=\r\n", b"x=\r\n"),
+        (b"title line=\r\n",),
+    ],
+)
+def test_a_cards_wire_pieces_joined_by_a_link_are_the_card_dot_stuffed(pieces):
+    """A card's pieces stuffed once (`_stuffed_parts`) and a reader's link stuffed as it is
+    made join into what stuffing the joined card gives (its first "." left to the joiner)."""
+    from newsletter.message.mail_merge import stuffed_inside
+
+    link = delivery_messages._encoded_url(b"https://d.example.org/p/" + b"x" * 51 + b".tok.sig")
+    assert b"\n." in link  # its second line starts with a dot
+    joined = link.join(pieces)
+    wire = stuffed_inside(link).join(delivery_messages._stuffed_parts(pieces))
+    assert wire == stuffed_inside(joined)
+
+
+def test_a_message_by_substitution_equals_one_composed_for_its_subscriber(
+    cli, settings, example_topics, monkeypatch
+):
+    digest_id = three_segments(cli, settings, monkeypatch)
     deliverer = Deliverer(settings, digest_id, transport=None)
     rows = claimed(settings, deliverer, digest_id)
     with session_scope(settings) as session:

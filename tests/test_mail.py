@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import re
+import smtplib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email import policy
@@ -16,8 +17,9 @@ import pytest
 from smtp_server import LocalSMTPServer, ReceivedMessage
 
 from newsletter.config import Settings
+from newsletter.delivery import smtp
 from newsletter.delivery.outbox import OutboxTransport, outbox_file_name
-from newsletter.delivery.outgoing import Outgoing, SendResult, Transport
+from newsletter.delivery.outgoing import Outgoing, SendResult, Transport, dot_stuffed, unstuffed
 from newsletter.delivery.smtp import SMTPTransport, parse_smtp_url
 from newsletter.delivery.transports import transport_from_settings
 from newsletter.errors import ConfigError, DeliveryError, InvalidInput
@@ -228,12 +230,14 @@ def test_outbox_file_names_stay_inside_the_folder(message_id: str) -> None:
 # ------------------------------------------------------------------------- SMTP: the server
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[Callable[..., LocalSMTPServer]]:
-    """Start a local SMTP server with the given options; all are stopped after the test."""
+@pytest.fixture(params=["pipelining", "one command at a time"])
+def smtp_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., LocalSMTPServer]]:
+    """Start a local SMTP server with the given options; all are stopped after the test. Each
+    test runs against a server that offers PIPELINING and against one that does not."""
     started: list[LocalSMTPServer] = []
 
     def start(**options: object) -> LocalSMTPServer:
+        options.setdefault("pipelining", request.param == "pipelining")
         server = LocalSMTPServer(**options).start()  # type: ignore[arg-type]
         started.append(server)
         return server
@@ -243,8 +247,15 @@ def smtp_server() -> Iterator[Callable[..., LocalSMTPServer]]:
         server.stop()
 
 
-def smtp_transport(server: LocalSMTPServer, url: str | None = None) -> SMTPTransport:
-    return SMTPTransport(url or server.url, timeout=5, ssl_context=server.client_ssl_context())
+def smtp_transport(
+    server: LocalSMTPServer, url: str | None = None, envelope_from: str | None = None
+) -> SMTPTransport:
+    return SMTPTransport(
+        url or server.url,
+        timeout=5,
+        ssl_context=server.client_ssl_context(),
+        envelope_from=envelope_from,
+    )
 
 
 def by_message_id(received: list[ReceivedMessage]) -> dict[str, int]:
@@ -442,6 +453,177 @@ def test_every_drop_during_data_is_a_temporary_failure(smtp_server: Callable) ->
     assert by_message_id(server.messages) == {"<digest-2@example.org>": 1}
 
 
+# ------------------------------------------------------------------ SMTP: PIPELINING
+
+
+def test_pipelining_gives_each_message_its_own_reply(smtp_server: Callable, monkeypatch) -> None:
+    """Refusals at MAIL, RCPT and the end of DATA, among accepted messages, over one pipelined
+    connection: each result is its own message's, and only the accepted ones arrive."""
+    server = smtp_server(
+        pipelining=True,
+        reject_recipients={"reader1@example.net"},
+        reject_data=1,  # the first DATA: reader0's
+        tempfail_data=0,
+    )
+    # The classic exchange, one command at a time, must not be what runs.
+    monkeypatch.setattr(smtplib.SMTP, "mail", _not_called)
+    monkeypatch.setattr(smtplib.SMTP, "rcpt", _not_called)
+    batch = outgoing(5)
+    batch[3] = Outgoing.of(103, make_message(3), recipient="reader3@example.net")
+    transport = smtp_transport(server, envelope_from=None)
+
+    with transport:
+        results = list(transport.send(batch))
+
+    assert [(r.key, r.ok, r.permanent, r.stage) for r in results] == [
+        (100, False, True, "data"),
+        (101, False, True, "rcpt"),
+        (102, True, False, None),
+        (103, True, False, None),
+        (104, True, False, None),
+    ]
+    assert results[0].detail.startswith("554 5.7.1")
+    assert results[1].detail.startswith("550 5.1.1")
+    assert server.connections == 1
+    assert [m.rcpt_tos for m in server.messages] == [(f"reader{i}@example.net",) for i in (2, 3, 4)]
+    assert by_message_id(server.messages) == {f"<digest-{i}@example.org>": 1 for i in (2, 3, 4)}
+
+
+def _not_called(*_args: object, **_kwargs: object) -> None:
+    raise AssertionError("a command was sent on its own though the server offers PIPELINING")
+
+
+def test_pipelining_a_refused_sender_and_a_temporary_failure(smtp_server: Callable) -> None:
+    server = smtp_server(pipelining=True, tempfail_data=1)
+
+    with smtp_transport(server, envelope_from="bad@example.org") as transport:
+        server._handler.reject_senders = {"bad@example.org"}
+        refused = list(transport.send(outgoing(2)))
+        server._handler.reject_senders = set()
+        later = list(transport.send(outgoing(2)))
+
+    assert [(r.ok, r.permanent, r.stage) for r in refused] == [(False, True, "mail")] * 2
+    assert [(r.key, r.ok, r.permanent) for r in later] == [(100, False, False), (101, True, False)]
+    assert "451" in later[0].detail
+    assert by_message_id(server.messages) == {"<digest-1@example.org>": 1}
+
+
+def test_pipelining_answers_the_message_in_flight_before_a_failure_of_the_caller(
+    smtp_server: Callable,
+) -> None:
+    """Making the next message fails while one is in flight: its reply is read and its result
+    given first, so the caller records it before handling the error."""
+    server = smtp_server(pipelining=True)
+    batch = outgoing(2)
+
+    def messages() -> Iterator[Outgoing]:
+        yield from batch
+        raise RuntimeError("the database went away")
+
+    results = []
+    with smtp_transport(server) as transport:
+        with pytest.raises(RuntimeError, match="went away"):
+            for result in transport.send(messages()):
+                results.append(result)
+
+    assert [(r.key, r.ok) for r in results] == [(100, True), (101, True)]
+    assert len(server.messages) == 2
+
+
+def test_pipelining_a_caller_that_stops_midway_leaves_no_reply_to_the_next_message(
+    smtp_server: Callable,
+) -> None:
+    """The caller stops taking results (its own error) while the next message's commands are
+    unanswered: the connection is dropped, and the next send starts clean, each message to
+    its own recipient."""
+    server = smtp_server(pipelining=True)
+
+    with smtp_transport(server) as transport:
+        results = transport.send(outgoing(3))
+        first = next(results)
+        results.close()
+        later = list(transport.send(outgoing(2)))
+
+    assert (first.key, first.ok) == (100, True)
+    assert [(r.key, r.ok) for r in later] == [(100, True), (101, True)]
+    assert [m.rcpt_tos for m in server.messages] == [
+        ("reader0@example.net",),
+        ("reader0@example.net",),
+        ("reader1@example.net",),
+    ]
+    assert [m["To"] for m in server.messages] == [
+        "Reader 0 <reader0@example.net>",
+        "Reader 0 <reader0@example.net>",
+        "Reader 1 <reader1@example.net>",
+    ]
+
+
+def test_smtp_sink_pipelined_refusals_and_drops_each_map_to_their_message() -> None:
+    """Against Postfix's smtp-sink (which offers PIPELINING): a refusal at RCPT, at DATA,
+    and a hang-up after the final dot each reach the right message, and nothing is lost."""
+    from smtp_sink import SmtpSink
+
+    cases = {
+        ("-f", "RCPT"): ("rcpt", True, "500"),
+        ("-r", "DATA"): ("data", False, "450"),
+    }
+    for options, (stage, permanent, code) in cases.items():
+        with SmtpSink(*options) as sink, SMTPTransport(sink.url, timeout=5) as transport:
+            results = list(transport.send(outgoing(3)))
+            assert sink.messages() == []
+        assert [(r.key, r.ok, r.permanent, r.stage) for r in results] == [
+            (100 + i, False, permanent, stage) for i in range(3)
+        ], options
+        assert all(r.detail.startswith(code) for r in results)
+    with SmtpSink("-q", ".") as sink, SMTPTransport(sink.url, timeout=5) as transport:
+        results = list(transport.send(outgoing(3)))
+        kept = sink.messages()
+    # Each message arrived, and the relay hung up instead of answering: each is a temporary
+    # failure of its own (retried later), none is sent again at once.
+    assert [(r.key, r.ok, r.permanent) for r in results] == [
+        (100 + i, False, False) for i in range(3)
+    ]
+    assert all("lost during DATA" in r.detail for r in results)
+    assert sorted(m.recipient for m in kept) == [f"reader{i}@example.net" for i in range(3)]
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "ada@example.org",
+        "a.b+c%d_e-f@sub.example-x.org",
+        "Ada <ada@example.org>",
+        '"odd name"@example.org',
+        "<ada@example.org>",
+        "ada",
+        "",
+        "bücher@example.org",
+    ],
+)
+def test_quoted_addresses_are_smtplibs(address: str) -> None:
+    assert smtp._quoted(address) == smtplib.quoteaddr(address)
+    assert smtp._quoted_sender(address) == smtplib.quoteaddr(address)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"plain\r\n",
+        b".first\r\n..two\r\n.\r\nend\r\n",
+        b"a\r\n.\r\n",
+        b"no line end",
+        b"",
+    ],
+)
+def test_dot_stuffing_round_trips(data: bytes) -> None:
+    wire = dot_stuffed(data)
+    assert wire.endswith(b"\r\n.\r\n") or wire == b".\r\n" or wire.endswith(b"\n.\r\n")
+    assert b"\n.\r\n" not in wire[:-3]  # no early end of the message
+    if data.endswith(b"\r\n"):
+        assert unstuffed(wire) == data
+        assert Outgoing(1, "a@b", "c@d", "<m>", wire=wire).data == data
+
+
 def test_smtp_connection_refused_names_the_server_but_not_the_password() -> None:
     transport = SMTPTransport(f"smtp://ada:{URL_PASSWORD}@127.0.0.1:9", timeout=5)
 
@@ -505,7 +687,17 @@ def test_transport_from_settings(tmp_path: Path) -> None:
 
     assert isinstance(smtp, SMTPTransport)
     assert (smtp.endpoint.where, smtp.endpoint.password) == ("relay.example.org:587", "p")
+    assert smtp.pipelining  # NEWSLETTER_SMTP_PIPELINING's default
     assert isinstance(outbox, OutboxTransport) and outbox.folder == tmp_path / "outbox"
+    one_at_a_time = transport_from_settings(
+        Settings(
+            _env_file=None,
+            var_dir=tmp_path,
+            smtp_url="smtp://relay.example.org",
+            smtp_pipelining=False,
+        )  # type: ignore[call-arg]
+    )
+    assert isinstance(one_at_a_time, SMTPTransport) and not one_at_a_time.pipelining
 
 
 # --------------------------------------------------- the contract every transport keeps

@@ -178,3 +178,28 @@ def test_a_plain_text_template_is_the_text_part_alone():
     assert normal(ours.get_content()) == normal(reference.get_content())
     for header in ("To", "Subject", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post"):
         assert ours[header] == reference[header], header
+
+
+DOTTED_TEXT = ".hidden line\n..two dots\n.\nUnsubscribe: __U__\n" + "a" * 74 + ".b __W__\n."
+DOTTED_HTML = "<p>x</p>\n." + "c" * 73 + ".\n<a href='__U__'>__W__</a>\n.end"
+DOTTED_VALUES = {
+    **RECIPIENTS[0],
+    # A link whose quoted-printable lines start with a "." (soft breaks every 75 characters).
+    "unsubscribe_url": "https://digest.example.org/u/" + "t" * 46 + "." + "x" * 74 + ".y",
+    "web_url": ".starts-with-a-dot",
+}
+
+
+@pytest.mark.parametrize("html_body", [DOTTED_HTML, HTML, None], ids=["dots", "plain", "text"])
+@pytest.mark.parametrize("values", [DOTTED_VALUES, *RECIPIENTS], ids=["dots", "short", "long"])
+def test_the_wire_bytes_are_the_message_dot_stuffed_whole(html_body, values):
+    """`wire_for` stuffs the fixed pieces once and the values as they come: the same bytes as
+    stuffing the whole message (RFC 5321 4.5.2), the final dot included."""
+    from newsletter.delivery.outgoing import dot_stuffed
+
+    template = MessageTemplate.build(
+        html_body=html_body, text_body=DOTTED_TEXT, body_fields=FIELDS, **COMMON
+    )
+    data = template.bytes_for(values)
+    assert template.wire_for(values) == dot_stuffed(data)
+    assert re.search(rb"\n\.", data)  # there was something to stuff

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     """The mail relay; unset: .eml files in the outbox."""
     smtp_timeout: float = Field(30.0, gt=0)
     """Seconds for each SMTP connection and command."""
+    smtp_pipelining: bool = True
+    """Send each message's MAIL, RCPT and DATA together (RFC 2920) when the relay offers
+    PIPELINING; false: one command at a time, each waiting for its reply."""
     smtp_max_attempts: int = Field(5, ge=1)
     """Tries for a message the server refuses for now, before it counts as failed."""
     smtp_retry_backoff: float = Field(30.0, ge=0)

@@ -26,7 +26,13 @@ from newsletter.digest.segments import SegmentKey
 from newsletter.errors import RenderError
 from newsletter.message.addresses import smtp_address
 from newsletter.message.compose import compose, mailto_for, message_bytes
-from newsletter.message.mail_merge import MAX_LINE, SOFT_BREAK, MessageTemplate, encoded
+from newsletter.message.mail_merge import (
+    MAX_LINE,
+    SOFT_BREAK,
+    MessageTemplate,
+    encoded,
+    stuffed_inside,
+)
 from newsletter.models import MailFormat
 from newsletter.render.cards import PAPER_CARDS, PAPER_PLACEHOLDER, text_piece
 from newsletter.render.email import (
@@ -54,12 +60,17 @@ BODY_FIELDS = {
 """The per-subscriber links of a rendered body, by the name `MessageTemplate` fills in."""
 
 
-class MessageBuilder:
-    """One digest's messages, for one sending process; keeps its segments' templates.
+SEGMENTS_KEPT = 64
+"""Segments whose templates a sender keeps (each about two messages' size, and its cards)."""
 
-    A process keeps one `_SegmentMessages` per segment it has sent to (a template per format,
-    about one message's size each, and the segment's encoded cards), so rows claimed in any
-    order never render twice.
+
+class MessageBuilder:
+    """One digest's messages, for one sending process; keeps the templates of its segments in
+    flight.
+
+    A process keeps one `_SegmentMessages` for each of the SEGMENTS_KEPT segments it sent to
+    last (a template per format, about one message's size each, and the segment's encoded
+    cards): rows are claimed in the order they were written, segment after segment.
     """
 
     def __init__(self, settings: Settings, digest_id: int, edition: Edition | None = None) -> None:
@@ -105,7 +116,7 @@ class MessageBuilder:
         recipient = smtp_address(row.email)  # an internationalised domain in IDNA
         public_id = row.public_id
         if recipient.isascii() and self._plain_links:
-            data = segment.template(row.format).bytes_for(
+            wire = segment.template(row.format).wire_for(
                 {
                     "to": recipient,
                     "message_id": message_id,
@@ -114,22 +125,26 @@ class MessageBuilder:
                     "preferences_url": preferences,
                     "web_version_url": web_version,
                 },
-                *segment.papers(
-                    orders, self._papers.for_reader(public_id), row.format == MailFormat.html
+                segment.papers(
+                    orders,
+                    self._papers.for_reader(public_id),
+                    row.format == MailFormat.html,
+                    wire=True,
                 ),
             )
-        else:  # a non-ASCII local part (UTF-8 headers) or links that need escaping: composed
-            # the slow way, which knows how
-            body = personalise(
-                segment.body(),
-                unsubscribe,
-                preferences,
-                web_version,
-                lambda arxiv_id: self.paper_url(public_id, arxiv_id),
-                orders,
-            )
-            composed = self._compose(recipient, message_id, (unsubscribe, mailto), body, row.format)
-            data = message_bytes(composed)
+            return Outgoing(row.delivery_id, recipient, self._sender, message_id, wire=wire)
+        # A non-ASCII local part (UTF-8 headers) or links that need escaping: composed the slow
+        # way, which knows how.
+        body = personalise(
+            segment.body(),
+            unsubscribe,
+            preferences,
+            web_version,
+            lambda arxiv_id: self.paper_url(public_id, arxiv_id),
+            orders,
+        )
+        composed = self._compose(recipient, message_id, (unsubscribe, mailto), body, row.format)
+        data = message_bytes(composed)
         return Outgoing(row.delivery_id, recipient, self._sender, message_id, data)
 
     def segment_key(self, row: ClaimedDelivery) -> SegmentKey:
@@ -144,8 +159,17 @@ class MessageBuilder:
         return self._papers.prefix + self._papers.token(public_id, arxiv_id)
 
     def _segment(self, key: SegmentKey) -> _SegmentMessages:
-        segment = self._segments.get(key)
-        if segment is None:
+        """The segment's messages, made on first use. Only the SEGMENTS_KEPT used last are
+        kept: rows are claimed segment after segment (in the order their rows were written), so
+        a finished segment is seldom met again, and a sender's memory stays flat in the number
+        of segments. One met again (a retry) is rendered again, to the same bytes."""
+        segments = self._segments
+        segment = segments.pop(key, None)
+        if segment is not None:
+            segments[key] = segment  # the last used, at the end
+        else:
+            if len(segments) >= SEGMENTS_KEPT:
+                del segments[next(iter(segments))]  # the least recently used
             content = self.edition.content(*key)
             body = render_email(
                 content,
@@ -250,21 +274,31 @@ class _SegmentMessages:
         return orders
 
     def papers(
-        self, orders: list[list[int]] | None, paper_url: Callable[[str], bytes], with_html: bool
+        self,
+        orders: list[list[int]] | None,
+        paper_url: Callable[[str], bytes],
+        with_html: bool,
+        *,
+        wire: bool = False,
     ) -> tuple[list[bytes], list[bytes]]:
-        """A reader's papers for `MessageTemplate.bytes_for`: each slot's card in the HTML part
-        (unless the message has none) and in the text part, with the reader's own link to the
-        paper's actions, `paper_url(arxiv_id)`, encoded once per paper."""
+        """A reader's papers for `MessageTemplate.bytes_for` (or, with `wire`, dot-stuffed
+        for `wire_for`): each slot's card in the HTML part (unless the message has none) and
+        in the text part, with the reader's own link to the paper's actions,
+        `paper_url(arxiv_id)`, encoded once per paper."""
         html_slots: list[bytes] = []
         text_slots: list[bytes] = []
         html_add, text_add = html_slots.append, text_slots.append
-        for html_parts, text_parts, arxiv_id in self._slot_cards(orders):
+        html_at, text_at = (3, 4) if wire else (0, 1)
+        for card in self._slot_cards(orders):
+            html_parts, text_parts, arxiv_id = card[html_at], card[text_at], card[2]
             if len(text_parts) == 1:  # a title line: no link of theirs
                 if with_html:
                     html_add(html_parts[0])
                 text_add(text_parts[0])
                 continue
             url = _encoded_url(paper_url(arxiv_id))  # each paper is in one slot only
+            if wire:  # a "." after each of its soft breaks doubled; it never starts with one
+                url = stuffed_inside(url)
             if with_html:
                 html_add(url.join(html_parts))
             text_add(url.join(text_parts))
@@ -313,9 +347,10 @@ class _SegmentMessages:
 
 ENCODED_LIMIT = 8192
 """Encoded cards a process keeps (a few KB each), shared by its segments."""
-EncodedCard = tuple[tuple[bytes, ...], tuple[bytes, ...], str]
+EncodedCard = tuple[tuple[bytes, ...], tuple[bytes, ...], str, tuple[bytes, ...], tuple[bytes, ...]]
 """A paper's card in the HTML part and in the text part, quoted-printable pieces to be joined by
-the reader's link, and the paper's arXiv id (whose link that is)."""
+the reader's link, the paper's arXiv id (whose link that is), and the two parts' pieces again
+dot-stuffed for `MessageTemplate.wire_for` (`_stuffed_parts`)."""
 _ENCODED: dict[tuple[tuple, tuple], EncodedCard] = {}
 
 
@@ -330,15 +365,27 @@ def _encoded_card(html_card: tuple, text_card: tuple) -> EncodedCard:
         arxiv_id = html_card[1].arxiv_id
         if not set(html_parts[1::2] + text_parts[1::2]) <= {arxiv_id}:
             raise RenderError(f"the card of {arxiv_id} does not link to its own actions")
+        html_pieces = tuple(map(encoded, html_parts[::2]))
+        text_pieces = tuple(map(encoded, text_parts[::2]))
         found = (
-            tuple(map(encoded, html_parts[::2])),
-            tuple(map(encoded, text_parts[::2])),
+            html_pieces,
+            text_pieces,
             arxiv_id,
+            _stuffed_parts(html_pieces),
+            _stuffed_parts(text_pieces),
         )
         if len(_ENCODED) >= ENCODED_LIMIT:
             _ENCODED = {}  # replaced, never emptied in place: a reader keeps what it read
         _ENCODED[(html_card, text_card)] = found
     return found
+
+
+def _stuffed_parts(pieces: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    """A card's pieces dot-stuffed: inside each, and at the start of every piece but the first,
+    which follows a reader's link and so a line end (a link's pieces all end in a soft break).
+    The first piece's start is the joiner's (`MessageTemplate.wire_for`)."""
+    first, *rest = map(stuffed_inside, pieces)
+    return (first, *(b"." + piece if piece.startswith(b".") else piece for piece in rest))
 
 
 def _encoded_url(url: bytes) -> bytes:

@@ -31,7 +31,12 @@ def transport_from_settings(settings: Settings) -> Transport:
     smtp_url = settings.smtp_url.get_secret_value().strip() if settings.smtp_url else ""
     transport: Transport
     if smtp_url:
-        transport = SMTPTransport(smtp_url, timeout=settings.smtp_timeout, signer=signer)
+        transport = SMTPTransport(
+            smtp_url,
+            timeout=settings.smtp_timeout,
+            signer=signer,
+            pipelining=settings.smtp_pipelining,
+        )
     else:
         transport = OutboxTransport(
             settings.outbox_dir or settings.var_dir / "outbox", signer=signer

@@ -64,6 +64,10 @@ class _Slot:
     context: str  # "text" or "html"
 
 
+Slots = tuple[Sequence[bytes], Sequence[bytes]]
+"""A recipient's papers for the slots of the HTML part and of the text part, encoded."""
+
+
 class MessageTemplate:
     """A segment's message, MIME-encoded once with a gap for each recipient's value.
 
@@ -76,6 +80,9 @@ class MessageTemplate:
         # gap (a link recurs: it is encoded once per context, not once per place).
         self._fields = list(dict.fromkeys(p for p in pieces if isinstance(p, _Field)))
         self._static = [piece if isinstance(piece, bytes) else b"" for piece in pieces]
+        self._wire_static = [stuffed_inside(piece) for piece in self._static]
+        if not self._static[-1].endswith(b"\r\n"):  # what the final dot of `wire_for` needs
+            raise InvalidInput("the message template does not end its last line")
         self._gaps = [
             (position, self._fields.index(piece))
             for position, piece in enumerate(pieces)
@@ -130,25 +137,72 @@ class MessageTemplate:
         """One recipient's message; `values` has "to", "message_id", "unsubscribe_url",
         "unsubscribe_mailto" and every body field; `html_slots` and `text_slots` are their
         papers for the slots of each part (`SLOT_MARKER`), encoded (see `encoded`)."""
+        return b"".join(self._filled(values, html_slots, text_slots, self._static, _qp))
+
+    def wire_for(self, values: Mapping[str, str], slots: Slots = ((), ())) -> bytes:
+        """`bytes_for`'s message as SMTP's DATA sends it: dot-stuffed, ending in the final dot
+        (what `delivery.outgoing.dot_stuffed` makes of it), without a pass over its bytes;
+        `slots` are the HTML and the text slots.
+
+        The fixed pieces were stuffed once, when the template was made; a recipient's values
+        are stuffed as they are encoded, and the slots must come stuffed (`stuffed_inside`).
+        Stuffing inside each piece leaves only a "." that starts a piece right after a line
+        end: that one is doubled here, as the pieces are joined.
+        """
+        pieces = self._filled(values, *slots, self._wire_static, _stuffed_qp)
+        joined = []
+        add = joined.append
+        line_start = True  # the message's first byte starts a line
+        for piece in pieces:
+            if piece:
+                if line_start and piece[0] == _DOT:
+                    add(b".")
+                add(piece)
+                line_start = piece[-1] == _LF
+        add(_FINAL_DOT)
+        return b"".join(joined)
+
+    def _filled(
+        self,
+        values: Mapping[str, str],
+        html_slots: Sequence[bytes],
+        text_slots: Sequence[bytes],
+        static: list[bytes],
+        qp,
+    ) -> list[bytes]:
         encoded = []
         plain: dict[str, bytes] = {}  # a value the two parts encode alike (a link): once
         for field in self._fields:
             value = values[field.name]
             if field.context == "header":
-                encoded.append(_encode(value, "header"))
+                encoded.append(_encode(value, "header"))  # one line: nothing to stuff
             elif field.context == "html" and _HTML_SPECIAL.search(value):
-                encoded.append(_qp(html.escape(value)))
+                encoded.append(qp(html.escape(value)))
             else:
                 data = plain.get(value)
                 if data is None:
-                    data = plain[value] = _qp(value)
+                    data = plain[value] = qp(value)
                 encoded.append(data)
-        out = self._static.copy()
+        out = static.copy()
         for position, field in self._gaps:
             out[position] = encoded[field]
         for position, number, context in self._slots:
             out[position] = (html_slots if context == "html" else text_slots)[number]
-        return b"".join(out)
+        return out
+
+
+_DOT, _LF = ord("."), ord("\n")
+_FINAL_DOT = b".\r\n"
+
+
+def stuffed_inside(piece: bytes) -> bytes:
+    """A piece of a message with every "." that starts a line inside it doubled (RFC 5321
+    4.5.2); one at its very start is the joiner's to double (`MessageTemplate.wire_for`)."""
+    return piece.replace(b"\n.", b"\n..")
+
+
+def _stuffed_qp(text: str) -> bytes:
+    return stuffed_inside(_qp(text))
 
 
 def _skeleton(sender: str, list_id: str, date: datetime | None, with_html: bool) -> bytes:
