@@ -282,24 +282,18 @@ def _not_logs(folder: str, names: list[str]) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=10_000, help="readers (default 10000)")
-    parser.add_argument(
-        "--database-url",
-        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
-        help="PostgreSQL database in which a fresh schema is made (and dropped)",
-    )
-    parser.add_argument(
-        "--redis-url",
-        default="redis://127.0.0.1:6379/11",
-        help="a Redis database nothing else uses: it is emptied (default .../11)",
-    )
-    parser.add_argument("--seed", type=int, default=7, help="of the synthetic data (7)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds in all (1800)")
-    parser.add_argument(
-        "--logs",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "workers-bench-logs",
-        help="the workers' logs are kept here",
-    )
+    options = {
+        "--database-url": ("postgresql+psycopg://postgres@127.0.0.1:5432/test",
+                           "PostgreSQL database in which a fresh schema is made (and dropped)"),
+        "--redis-url": ("redis://127.0.0.1:6379/11",
+                        "a Redis database nothing else uses: it is emptied (default .../11)"),
+        "--logs": (Path(tempfile.gettempdir()) / "workers-bench-logs",
+                   "the workers' logs are kept here"),
+    }  # fmt: skip
+    for name, (default, explained) in options.items():
+        parser.add_argument(name, type=type(default), default=default, help=explained)
+    parser.add_argument("--seed", type=int, default=7, help="of the synthetic data (7)")
     args = parser.parse_args()
     return run_benchmark(args)
 
