@@ -100,19 +100,38 @@ def _client(url: str) -> redis.Redis:
 
 
 class RedisJournal:
-    """A digest's journal in Redis: one hash, delivery id → reply, shared by all its senders."""
+    """A digest's journal in Redis: one hash, delivery id → reply, shared by all its senders.
+
+    A note is one HSET written to Redis's socket; its reply is read at the next note (or
+    before any other use of the journal, and when the batch ends), so a sender does not wait
+    a round trip per message. Once written, the command reaches Redis whatever becomes of
+    this process: a process killed has its socket closed by the kernel, which sends what was
+    written first (at most one reply is ever unread, and only once its command has been run:
+    an unread reply would make the close a reset). A note that failed (Redis gone) raises at
+    the next note, the end of the batch, or its next use, with the same effect as before:
+    the batch ends and its sends are written."""
 
     def __init__(self, url: str, digest_id: int) -> None:
         self.url = url
         self.key = f"newsletter:send-journal:{digest_id}"
+        self._unread: redis.Connection | None = None
+        """The connection whose last HSET's reply is still to be read; held until then."""
 
     def record(self, delivery_id: int, reply: str) -> None:
-        _client(self.url).hset(self.key, str(delivery_id), reply)
+        connection = self._settle(keep=True)
+        try:
+            connection.send_command("HSET", self.key, str(delivery_id), reply)
+        except BaseException:
+            self._let_go(connection, broken=True)
+            raise
+        self._unread = connection
 
     def written(self, delivery_ids: Collection[int]) -> None:
+        self._settle()
         self._drop(delivery_ids)
 
     def recorded_among(self, delivery_ids: Collection[int]) -> dict[int, str]:
+        self._settle()
         ids = list(delivery_ids)
         if not ids:
             return {}
@@ -123,10 +142,32 @@ class RedisJournal:
         return {key: reply.decode() for key, reply in zip(ids, replies, strict=True) if reply}
 
     def folded(self, delivery_ids: Collection[int]) -> None:
+        self._settle()
         self._drop(delivery_ids)
 
     def close(self) -> None:
-        pass
+        self._settle()
+
+    def _settle(self, keep: bool = False) -> redis.Connection | None:
+        """Read the reply of the last note, if unread (raising what Redis said); the
+        connection, kept for the next note when `keep` (a new one when there was none)."""
+        connection, self._unread = self._unread, None
+        if connection is None:
+            return _client(self.url).connection_pool.get_connection() if keep else None
+        try:
+            connection.read_response()
+        except BaseException:
+            self._let_go(connection, broken=True)
+            raise
+        if keep:
+            return connection
+        self._let_go(connection)
+        return None
+
+    def _let_go(self, connection: redis.Connection, broken: bool = False) -> None:
+        if broken:
+            connection.disconnect()  # what was said on it is unknown: a fresh one next time
+        _client(self.url).connection_pool.release(connection)
 
     def _drop(self, delivery_ids: Collection[int]) -> None:
         if not delivery_ids:
