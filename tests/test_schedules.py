@@ -604,7 +604,7 @@ def test_a_window_that_fails_leaves_its_readers_for_the_next_serving_and_no_one_
 def test_readers_are_given_their_rows_in_chunks_and_a_chunk_that_fails_leaves_only_its_own(
     settings, cli, slam, monkeypatch, caplog
 ):
-    """Serving commits readers and their delivery rows GIVE_CHUNK at a time and tells `on_rows`
+    """Serving commits readers and their delivery rows INSERT_CHUNK at a time and tells `on_rows`
     of each chunk (a worker queues their delivery at once, see `tasks.QueuedAsWritten`). A
     chunk that fails is rolled back alone: the readers of the chunks before keep their rows,
     the rest are due at the next serving, and every reader ends with one row and one email."""
@@ -612,7 +612,7 @@ def test_readers_are_given_their_rows_in_chunks_and_a_chunk_that_fails_leaves_on
     from newsletter.delivery.deliverer import deliver_all
     from newsletter.delivery.transports import transport_from_settings
 
-    monkeypatch.setattr(serving, "GIVE_CHUNK", 4)
+    monkeypatch.setattr(serving, "INSERT_CHUNK", 4)
     now = datetime.now(UTC)
     fetch.save_fetched(settings, slam, [paper(1)], now=now - timedelta(hours=2))
     build_daily(settings, now.date(), now=now - timedelta(hours=1))

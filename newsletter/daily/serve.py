@@ -50,7 +50,7 @@ pause gets the last two weeks, not everything they missed (a change of cadence n
 this far)."""
 FIRST_WEEK = timedelta(days=7)
 """A new weekly reader's first digest holds the last week's papers."""
-GIVE_CHUNK = 1_000
+INSERT_CHUNK = 1_000
 """Readers moved on and given their delivery rows per transaction (one INSERT)."""
 RowsWritten = Callable[[int, int], None]
 """Told (digest id, rows) each time delivery rows are committed: they can be sent from then on."""
@@ -296,7 +296,7 @@ def _give(
     """Move these readers on to the edition's window and write their delivery rows; readers
     another process moved meanwhile are left out. Readers `streamed` holds are not read again.
 
-    Readers are given in chunks of GIVE_CHUNK, segment after segment, each chunk moved on and
+    Readers are given in chunks of INSERT_CHUNK, segment after segment, each chunk moved on and
     given its rows in one transaction (so a reader is moved on exactly when their row is
     written), then `on_rows(digest id, rows)`: a worker queues their delivery at once, and
     other workers send them while the rest are written. Readers whose topics have nothing
@@ -318,7 +318,7 @@ def _give(
     # Paused readers were left out by `serve_due`, in each reader's own today: none of these
     # is left out again (moved on without a row, their window would be lost).
     members += [(None, sid) for sid in claim_of if sid not in with_rows]
-    for chunk in chunks(members, GIVE_CHUNK):
+    for chunk in chunks(members, INSERT_CHUNK):
         with session_scope(settings) as session:
             moving: dict[tuple, list[int]] = defaultdict(list)
             for _segment, sid in chunk:
