@@ -6,25 +6,28 @@
 
 The data is send_bench's (N synthetic readers over 20 topics and 3 languages, about 300
 segments, the day's papers fetched and stored translated), written to a fresh schema of the
-PostgreSQL database. Two `newsletter worker` processes (one thread each, the second with
-`--no-periodic`, as the README says to run them) are started on the Redis database given,
-which must be one nothing else uses (it is emptied), with Postfix's smtp-sink as their relay.
+PostgreSQL database. Two `newsletter worker` processes (`--threads` threads each, one by
+default; the second with `--no-periodic`, as the README says to run them) are started on the
+Redis database given, which must be one nothing else uses (it is emptied), with Postfix's
+smtp-sink as their relay.
 Then the daily job's second step, `daily_digest` (build the digest: translations, one delivery
 row per reader; then its delivery), is queued for today, as `daily_job` queues it once the
 fetch is done, and timed until every row is `sent`:
 
 - `wall_s`, `msgs_per_s`: from queuing to the last row recorded sent;
 - `smtp_source_msgs_per_s`: Postfix's smtp-source with `-d` (one connection reused, as each
-  worker thread does) into the same sink, messages of the same average size over as many
-  connections (2), in the same run: the line rate; `ratio_to_smtp_source` is the one over the
-  other;
+  worker thread does) into the same sink, messages of the messages' average size (checked
+  against them) over as many connections as the workers have threads, run just before the
+  workers' send and just after it (`smtp_source_before_after`; the machine's load changes
+  meanwhile), the mean: the line rate; `ratio_to_smtp_source` is the one over the other;
 - `build_s`: from queuing until the last delivery row was written (the digest built, then
   its readers given their rows, committed a chunk at a time, each chunk's delivery queued at
   once); `first_sent_s`: until the first row was recorded sent (how long the other worker
   waited);
 - `build_task_s`: the seconds each worker spent in `daily_digest` (from Huey's "executed in"
   lines), and `sent`: the messages each sent (from each `deliver` task's log line);
-- `peak_rss_mb`: the largest peak RSS of one worker.
+- `worker_cpu_ms_per_msg`: the workers' CPU time (user and system, build included) per
+  message; `peak_rss_mb`: the largest peak RSS of one worker.
 
 Every row must end `sent` and the send journal empty, or the exit status is 1.
 The last line printed is one JSON object with the figures (see the README's "Performance").
@@ -76,11 +79,12 @@ def worker_command() -> list[str]:
     return [str(script), "worker"] if script.is_file() else [sys.executable, "-m", "newsletter"]
 
 
-def start_workers(folder: Path) -> list[tuple[subprocess.Popen, Path]]:
+def start_workers(folder: Path, threads: int) -> list[tuple[subprocess.Popen, Path]]:
     workers = []
     for number in range(WORKERS):
         log = folder / f"worker{number}.log"
-        extra = [] if number == 0 else ["--no-periodic"]  # the schedule on one worker only
+        extra = ["--workers", str(threads)]
+        extra += [] if number == 0 else ["--no-periodic"]  # the schedule on one worker only
         with log.open("wb") as output:
             process = subprocess.Popen(
                 [*worker_command(), *extra], stdout=output, stderr=subprocess.STDOUT
@@ -93,6 +97,12 @@ def start_workers(folder: Path) -> list[tuple[subprocess.Popen, Path]]:
                 raise SystemExit(f"a worker did not start:\n{log.read_text(errors='replace')}")
             time.sleep(0.1)
     return workers
+
+
+def cpu_seconds(process: subprocess.Popen) -> float:
+    """The CPU time (user and system) a running process has used so far."""
+    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stop_workers(workers: list[tuple[subprocess.Popen, Path]]) -> None:
@@ -193,7 +203,11 @@ def run_benchmark(args: argparse.Namespace) -> int:
             started = time.perf_counter()
             data.populate(settings, args.n, random.Random(args.seed))
             populated = time.perf_counter() - started
-            workers = start_workers(folder)
+            size = args.message_bytes  # smtp-source's size: send_bench's messages' (checked after)
+            connections = WORKERS * args.threads
+            source_messages = min(args.n, data.SOURCE_MAX_MESSAGES)
+            source_rates = [smtp_source_rate(port, connections, source_messages, size, deadline)]
+            workers = start_workers(folder, args.threads)
             try:
                 from newsletter.worker import tasks  # on the Redis queue set above
 
@@ -210,14 +224,19 @@ def run_benchmark(args: argparse.Namespace) -> int:
                     time.sleep(0.5)
                     digest_id, states = states_of(settings, digest_id)
                 waited = time.perf_counter() - started
+                cpu = [round(cpu_seconds(process), 1) for process, _log in workers]
             finally:
                 stop_workers(workers)
             written, first_sent, last_sent = timestamps(settings, digest_id)
             with redis.Redis.from_url(args.redis_url) as client:
                 journal_left = sum(client.hlen(key) for key in client.keys("*send-journal*"))
-            size = average_size(settings, digest_id)
-            source_messages = min(args.n, data.SOURCE_MAX_MESSAGES)
-            source_rate = smtp_source_rate(port, source_messages, size, deadline)
+            built_size = average_size(settings, digest_id)
+            if abs(built_size - size) > size / 20:
+                problems.append(f"messages of {built_size} bytes, smtp-source's of {size}")
+            source_rates.append(
+                smtp_source_rate(port, connections, source_messages, size, deadline)
+            )
+            source_rate = sum(source_rates) / len(source_rates)
             figures = [worker_figures(log) for _process, log in workers]
             shutil.copytree(folder, args.logs, dirs_exist_ok=True, ignore=_not_logs)
     finally:
@@ -240,22 +259,27 @@ def run_benchmark(args: argparse.Namespace) -> int:
         f" {waited:.1f} s); rows all written after {(written - queued_at).total_seconds():.1f} s,"
         f" first sent after {(first_sent - queued_at).total_seconds():.1f} s\n"
         f"each worker: {figures}\n"
-        f"smtp-source -d: {WORKERS} connections, {source_messages} messages of {size} bytes at"
-        f" {source_rate:.0f}/s; worker logs under {args.logs}"
+        f"worker CPU: {cpu} s, {sum(cpu) / args.n * 1000:.2f} ms a message\n"
+        f"smtp-source -d: {connections} connections, {source_messages} messages of {size} bytes"
+        f" at {source_rates[0]:.0f}/s before the workers' send and {source_rates[1]:.0f}/s"
+        f" after; worker logs under {args.logs}"
     )
     for problem in problems:
         print(f"  PROBLEM {problem}")
     result = {
         "n": args.n,
         "workers": WORKERS,
+        "threads": args.threads,
         "wall_s": round(wall, 1),
         "msgs_per_s": round(rate),
         "smtp_source_msgs_per_s": round(source_rate),
+        "smtp_source_before_after": [round(rate) for rate in source_rates],
         "ratio_to_smtp_source": round(rate / source_rate, 2),
         "build_s": round((written - queued_at).total_seconds(), 1),
         "first_sent_s": round((first_sent - queued_at).total_seconds(), 1),
         "build_task_s": [worker["build_task_s"] for worker in figures],
         "sent": [worker["sent"] for worker in figures],
+        "worker_cpu_ms_per_msg": round(sum(cpu) / args.n * 1000, 2),
         "peak_rss_mb": round(data.peak_rss_mb(resource.RUSAGE_CHILDREN)),
         "message_bytes": size,
     }
@@ -263,11 +287,11 @@ def run_benchmark(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def smtp_source_rate(port: int, messages: int, size: int, deadline: float) -> float:
+def smtp_source_rate(port: int, connections: int, messages: int, size: int, deadline: float):
     """smtp-source's rate with -d (a connection reused, as each worker thread reuses its own)."""
     command = [
         str(data.postfix_bin() / "smtp-source"),
-        *("-d", "-s", str(WORKERS), "-m", str(messages), "-l", str(size)),
+        *("-d", "-s", str(connections), "-m", str(messages), "-l", str(size)),
         f"127.0.0.1:{port}",
     ]
     started = time.perf_counter()
@@ -294,6 +318,10 @@ def main() -> int:
     for name, (default, explained) in options.items():
         parser.add_argument(name, type=type(default), default=default, help=explained)
     parser.add_argument("--seed", type=int, default=7, help="of the synthetic data (7)")
+    parser.add_argument("--threads", type=int, default=1, help="threads a worker (1)")
+    parser.add_argument(
+        "--message-bytes", type=int, default=124_800, help="smtp-source's size (124800)"
+    )
     args = parser.parse_args()
     return run_benchmark(args)
 
