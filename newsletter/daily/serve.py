@@ -304,6 +304,8 @@ def _give(
     end = edition.digest.window_end
     claim_of = {sid: claim for claim, ids in claims.items() for sid in ids}
     with session_scope(settings) as session:
+        # Paused readers were left out by `serve_due`, in each reader's own today: none of
+        # these is left out again (moved on without a row, their window would be lost).
         readers, unknown = Readers(date.max, {}), set(claim_of)
         if streamed is not None:
             readers, unknown = streamed.among(claim_of)
@@ -315,8 +317,7 @@ def _give(
     report.segments += segments
     members = [(segment, sid) for segment in segments for sid in segment.subscriber_ids]
     with_rows = {sid for _segment, sid in members}
-    # Paused readers were left out by `serve_due`, in each reader's own today: none of these
-    # is left out again (moved on without a row, their window would be lost).
+    # Readers whose topics have nothing new (or who follow none now): moved on, no row.
     members += [(None, sid) for sid in claim_of if sid not in with_rows]
     for chunk in chunks(members, INSERT_CHUNK):
         with session_scope(settings) as session:
