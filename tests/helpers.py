@@ -514,10 +514,12 @@ def stop(worker: subprocess.Popen) -> int:
 class WorkerProcess:
     """`newsletter worker` in a process of its own, started in `folder` with this process's
     environment, its output in `folder/worker.log`: entered once Huey's consumer has started,
-    stopped with SIGINT on exit (`code` is then its exit status)."""
+    stopped with SIGINT on exit (`code` is then its exit status); `options` are the command's
+    (`--no-periodic` for all but one of several)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *options: str) -> None:
         self.folder = folder
+        self.options = options
         self.log = folder / "worker.log"
         self.process: subprocess.Popen | None = None
         self.code: int | None = None
@@ -525,7 +527,7 @@ class WorkerProcess:
     def __enter__(self) -> WorkerProcess:
         with self.log.open("wb") as output:
             self.process = subprocess.Popen(
-                worker_command(),
+                [*worker_command(), *self.options],
                 cwd=self.folder,
                 env=dict(os.environ),
                 stdout=output,

@@ -599,3 +599,48 @@ def test_a_window_that_fails_leaves_its_readers_for_the_next_serving_and_no_one_
     with session_scope(settings) as session:
         rows = session.execute(select(Delivery.subscriber_id)).scalars().all()
     assert sorted(rows) == sorted([daily, weekly])
+
+
+def test_readers_are_given_their_rows_in_chunks_and_a_chunk_that_fails_leaves_only_its_own(
+    settings, cli, slam, monkeypatch, caplog
+):
+    """Serving commits readers and their delivery rows INSERT_CHUNK at a time and tells `on_rows`
+    of each chunk (a worker queues their delivery at once, see `tasks.QueuedAsWritten`). A
+    chunk that fails is rolled back alone: the readers of the chunks before keep their rows,
+    the rest are due at the next serving, and every reader ends with one row and one email."""
+    from newsletter.daily import serve as serving
+    from newsletter.delivery.deliverer import deliver_all
+    from newsletter.delivery.transports import transport_from_settings
+
+    monkeypatch.setattr(serving, "INSERT_CHUNK", 4)
+    now = datetime.now(UTC)
+    fetch.save_fetched(settings, slam, [paper(1)], now=now - timedelta(hours=2))
+    build_daily(settings, now.date(), now=now - timedelta(hours=1))
+    people = [reader_with(settings, f"r{number}@example.org") for number in range(10)]
+    real, calls = store.add_deliveries, []
+
+    def third_fails(session, digest_id, created_at, rows):
+        calls.append(len(rows))
+        if len(calls) == 3:
+            raise RuntimeError("injected: the third chunk's rows could not be written")
+        real(session, digest_id, created_at, rows)
+
+    monkeypatch.setattr(store, "add_deliveries", third_fails)
+    told: list[tuple[int, int]] = []
+    report = serve_due(settings, now, on_rows=lambda digest, rows: told.append((digest, rows)))
+    (digest_id,) = {digest for digest, _rows in told}
+    assert [rows for _digest, rows in told] == [4, 4]  # told as each chunk was committed
+    assert (report.given, report.rows, report.failed) == (8, 8, 2)
+    assert "injected" in caplog.text
+
+    monkeypatch.setattr(store, "add_deliveries", real)
+    told.clear()
+    again = serve_due(settings, now + QUARTER, on_rows=lambda digest, rows: told.append(rows))
+    assert (again.given, again.rows, again.failed, told) == (2, 2, 0, [2])
+    with session_scope(settings) as session:
+        rows = session.execute(select(Delivery.subscriber_id)).scalars().all()
+    assert sorted(rows) == sorted(people)
+
+    transport = transport_from_settings(settings)
+    assert deliver_all(settings, digest_id, transport).sent == 10
+    assert len(list(settings.outbox_dir.glob("*.eml"))) == 10

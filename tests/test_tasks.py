@@ -7,6 +7,7 @@ in immediate mode and in a real worker process that shares the SQLite queue with
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import socket
 import subprocess
@@ -551,3 +552,52 @@ def test_a_deliver_task_says_how_many_it_found_in_the_send_journal(
                      "remaining": 0, "recovered": 2}  # fmt: skip
     assert "recovered" not in nothing_left  # said only when there is something to say
     assert len(outbox_texts()) == 2
+
+
+def test_two_real_workers_on_redis_share_one_digest_from_its_first_rows_each_row_once(
+    cli, settings, example_topics, monkeypatch, tmp_path, redis_url
+):
+    """The daily job's digest step queues a deliver task for each batch of rows as serving
+    commits them: both workers send, every reader gets one message, every row ends sent."""
+    from tests.smtp_sink import SmtpSink
+
+    readers, batch = 1_000, 50
+    emails = add_subscribers(settings, "SLAM", readers)
+    store_papers(settings, "SLAM", paper(1), paper(2))
+    away = (datetime.now(UTC).hour + 12) % 24  # the scheduler's own daily job stays out
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    with SmtpSink() as sink:
+        # Paced (across both workers, through Redis) so that the send outlasts any worker's
+        # polling of an idle queue: both are at work before it is over.
+        set_env(monkeypatch, smtp_url=sink.url, send_batch_size=str(batch), send_rate="300",
+                daily_time=f"{away:02d}:00")  # fmt: skip
+        with tasks_on_redis(redis_url, monkeypatch) as tasks:
+            (tmp_path / "a").mkdir()
+            (tmp_path / "b").mkdir()
+            try:
+                with (
+                    WorkerProcess(tmp_path / "a") as first,
+                    WorkerProcess(tmp_path / "b", "--no-periodic") as second,
+                ):
+                    summary = tasks.daily_digest(today()).get(blocking=True, timeout=60)
+                    digest_id = summary["digest_id"]
+
+                    def all_sent() -> bool:
+                        with session_scope(settings) as session:
+                            counts = store.delivery_counts(session, digest_id)
+                        return counts == {"sent": readers}
+
+                    first.wait_for(all_sent, f"all {readers} rows sent")
+            finally:
+                client.flushdb()
+                client.close()
+        received = sink.messages()
+
+    assert summary["batches"] == readers // batch + 1  # one a batch as written, one for the rest
+    sent = [
+        sum(int(n) for n in re.findall(r"deliver digest \d+: .*'sent': (\d+)", worker.output()))
+        for worker in (first, second)
+    ]
+    assert sum(sent) == readers and min(sent) > 0, sent
+    assert sorted(message.recipient for message in received) == sorted(emails)

@@ -588,6 +588,9 @@ def test_after_a_part_comes_back_the_sweeper_lets_the_other_workers_beat_first(
     finally:
         STOPPING.set()
         sweeper.join(timeout=5)
+        monkeypatch.delenv("NEWSLETTER_REDIS_URL")
+        set_env(monkeypatch)
+        load_tasks()  # the default queue again: a later test's `status` must not meet this Redis
 
     (_started, first), (swept_at, second) = sweeps
     assert (first, second) == (False, True)  # as the worker starts, then a periodic one

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -35,7 +36,7 @@ from newsletter.digest.edition import Edition, EditionOptions
 from newsletter.digest.segments import Readers, Segment, segments_of
 from newsletter.intake.rhythm import SendClock
 from newsletter.message.compose import message_id_for
-from newsletter.models import Cadence, DeliveryStatus, Digest, Subscriber, utcnow
+from newsletter.models import Cadence, Digest, Subscriber, utcnow
 from newsletter.ranking.step import rank_digest
 from newsletter.schedules import Schedule, zone_named
 from newsletter.summarize.step import summarize_for_digest
@@ -50,7 +51,9 @@ this far)."""
 FIRST_WEEK = timedelta(days=7)
 """A new weekly reader's first digest holds the last week's papers."""
 INSERT_CHUNK = 1_000
-"""Delivery rows written per INSERT."""
+"""Readers moved on and given their delivery rows per transaction (one INSERT)."""
+RowsWritten = Callable[[int, int], None]
+"""Told (digest id, rows) each time delivery rows are committed: they can be sent from then on."""
 
 Claims = dict[tuple[datetime | None, datetime | None], list[int]]
 """Readers of one window by (the window end they were given before, their next due time)."""
@@ -95,6 +98,7 @@ def serve_due(
     editions: dict[int, Edition] | None = None,
     on: date | None = None,
     streamed: Readers | None = None,
+    on_rows: RowsWritten | None = None,
 ) -> ServeReport:
     """Give every reader due at `now` (default: this moment) their window's delivery row.
 
@@ -105,7 +109,9 @@ def serve_due(
     `editions` are digests' editions a caller has read already (the daily job's, with its
     translation notes), by digest id; those read here are added to it, so that a process
     serving every quarter hour reads a span's papers once, not each time readers are given
-    it (those of older windows are dropped)."""
+    it (those of older windows are dropped).
+
+    Readers are given their rows in chunks (see `_give`), `on_rows` told of each."""
     now = now or utcnow()
     report = ServeReport()
     with session_scope(settings) as session:
@@ -149,6 +155,7 @@ def serve_due(
             for upcoming, ids in rescheduled.items():
                 store.reschedule(session, ids, upcoming)
     for start, claims in windows.items():
+        given_before = report.given
         try:
             if start == latest.window_start:
                 edition = editions.get(latest.id)
@@ -157,11 +164,12 @@ def serve_due(
             else:
                 edition = _span_edition(settings, start, latest, claims, now, report, editions)
             known = streamed if edition.digest_id == latest.id else None
-            _give(settings, edition, claims, report, known)
+            _give(settings, edition, claims, report, known, on_rows)
         except (OperationalError, InterfaceError):
-            raise  # the database is away: the caller waits it out, and nobody was moved
+            raise  # the database is away: the caller waits it out; those not moved are due
         except Exception:  # one window's failure is its readers' alone: the others go on
-            readers = sum(len(ids) for ids in claims.values())
+            # (those given before it failed have their rows)
+            readers = sum(len(ids) for ids in claims.values()) - (report.given - given_before)
             report.failed += readers
             log.exception("serve: the window from %s: %d reader(s) left for the next serving",
                           start, readers)  # fmt: skip
@@ -283,59 +291,78 @@ def _give(
     claims: Claims,
     report: ServeReport,
     streamed: Readers | None = None,
+    on_rows: RowsWritten | None = None,
 ) -> None:
-    """Move these readers on to the edition's window and write their delivery rows, in one
-    transaction; readers another process moved meanwhile are left out. Readers `streamed`
-    holds are not read again."""
+    """Move these readers on to the edition's window and write their delivery rows; readers
+    another process moved meanwhile are left out. Readers `streamed` holds are not read again.
+
+    Readers are given in chunks of INSERT_CHUNK, segment after segment, each chunk moved on and
+    given its rows in one transaction (so a reader is moved on exactly when their row is
+    written), then `on_rows(digest id, rows)`: a worker queues their delivery at once, and
+    other workers send them while the rest are written. Readers whose topics have nothing
+    new are moved on too, without a row."""
     end = edition.digest.window_end
+    claim_of = {sid: claim for claim, ids in claims.items() for sid in ids}
     with session_scope(settings) as session:
-        given = []
-        for (had, upcoming), ids in claims.items():
-            given += store.give_window(session, ids, had=had, through=end, next_send_at=upcoming)
         # Paused readers were left out by `serve_due`, in each reader's own today: none of
         # these is left out again (moved on without a row, their window would be lost).
-        readers, unknown = Readers(date.max, {}), set(given)
+        readers, unknown = Readers(date.max, {}), set(claim_of)
         if streamed is not None:
-            readers, unknown = streamed.among(given)
+            readers, unknown = streamed.among(claim_of)
         if unknown:
             readers = readers.joined(
                 Readers.stream(session, date.max, edition=edition, subscriber_ids=sorted(unknown))
             )
-        segments, rows = write_rows(settings, session, edition, readers)
-    report.given += len(given)
-    report.rows += rows
+        segments = segments_of(session, edition, readers)
     report.segments += segments
-    if rows:
-        report.digests[edition.digest_id] = report.digests.get(edition.digest_id, 0) + rows
+    members = [(segment, sid) for segment in segments for sid in segment.subscriber_ids]
+    with_rows = {sid for _segment, sid in members}
+    # Readers whose topics have nothing new (or who follow none now): moved on, no row.
+    members += [(None, sid) for sid in claim_of if sid not in with_rows]
+    for chunk in chunks(members, INSERT_CHUNK):
+        with session_scope(settings) as session:
+            moving: dict[tuple, list[int]] = defaultdict(list)
+            for _segment, sid in chunk:
+                moving[claim_of[sid]].append(sid)
+            given: set[int] = set()
+            for (had, upcoming), ids in moving.items():
+                given.update(
+                    store.give_window(session, ids, had=had, through=end, next_send_at=upcoming)
+                )
+            rows = write_rows(
+                settings,
+                session,
+                edition,
+                [(segment, sid) for segment, sid in chunk if segment is not None and sid in given],
+            )
+        report.given += len(given)
+        report.rows += rows
+        if rows:
+            report.digests[edition.digest_id] = report.digests.get(edition.digest_id, 0) + rows
+            if on_rows is not None:
+                on_rows(edition.digest_id, rows)
 
 
 def write_rows(
-    settings: Settings, session: Session, edition: Edition, readers: Readers
-) -> tuple[list[Segment], int]:
-    """A delivery row for each of these readers whose body has something (and has none for
-    the digest yet), segment after segment (a batch of claimed rows then spans few segments),
-    in chunks: memory holds a chunk of rows, not the list. The segments, and the rows written."""
+    settings: Settings, session: Session, edition: Edition, members: list[tuple[Segment, int]]
+) -> int:
+    """A delivery row for each of these (segment, reader) that has none for the digest yet, in
+    the order given (segment after segment: a batch of claimed rows then spans few segments);
+    the rows written."""
+    if not members:
+        return 0
     secret, domain, key = settings.secret(), settings.sender_domain, edition.digest.path
-    segments = segments_of(session, edition, readers)
-    members = ((segment, sid) for segment in segments for sid in segment.subscriber_ids)
-    written = 0
-    for chunk in chunks(members, INSERT_CHUNK):
-        public_ids = store.public_ids_without_delivery(
-            session, edition.digest_id, [subscriber_id for _segment, subscriber_id in chunk]
+    public_ids = store.public_ids_without_delivery(
+        session, edition.digest_id, [subscriber_id for _segment, subscriber_id in members]
+    )
+    rows = [
+        (
+            subscriber_id,
+            message_id_for(secret, key, public_ids[subscriber_id], domain),
+            segment.content.paper_count,
         )
-        at = datetime.now(UTC)
-        rows = [
-            {
-                "digest_id": edition.digest_id,
-                "subscriber_id": subscriber_id,
-                "message_id": message_id_for(secret, key, public_ids[subscriber_id], domain),
-                "paper_count": segment.content.paper_count,
-                "status": DeliveryStatus.pending,
-                "created_at": at,
-            }
-            for segment, subscriber_id in chunk
-            if subscriber_id in public_ids
-        ]
-        store.add_deliveries(session, rows)
-        written += len(rows)
-    return segments, written
+        for segment, subscriber_id in members
+        if subscriber_id in public_ids
+    ]
+    store.add_deliveries(session, edition.digest_id, datetime.now(UTC), rows)
+    return len(rows)

@@ -100,19 +100,44 @@ def _client(url: str) -> redis.Redis:
 
 
 class RedisJournal:
-    """A digest's journal in Redis: one hash, delivery id → reply, shared by all its senders."""
+    """A digest's journal in Redis: one hash, delivery id → reply, shared by all its senders.
+
+    A note is one HSET written to Redis's socket; its reply is read once it has come (at a
+    later note, never waiting for it), and all of them before any other use of the journal
+    and when the batch ends, so a sender does not wait a round trip per message. Once
+    written, the command reaches Redis whatever becomes of this process: a process killed
+    has its socket closed by the kernel, which has handed what was written to Redis (on the
+    same machine, at once; over a network, unless the process dies within the moment it is
+    in flight). A note that failed (Redis gone) raises at a later note, the end of the batch,
+    or its next use, with the same effect as before: the batch ends and its sends are
+    written."""
 
     def __init__(self, url: str, digest_id: int) -> None:
         self.url = url
         self.key = f"newsletter:send-journal:{digest_id}"
+        self._connection: redis.Connection | None = None
+        """The connection notes are written on while replies are unread; held until then."""
+        self._unread = 0
 
     def record(self, delivery_id: int, reply: str) -> None:
-        _client(self.url).hset(self.key, str(delivery_id), reply)
+        if self._connection is None:
+            self._connection = _client(self.url).connection_pool.get_connection()
+        connection = self._connection
+        try:
+            while self._unread and connection.can_read(timeout=0):
+                self._read_one()
+            connection.send_command("HSET", self.key, str(delivery_id), reply)
+        except BaseException:
+            self._let_go(broken=True)
+            raise
+        self._unread += 1
 
     def written(self, delivery_ids: Collection[int]) -> None:
+        self.close()
         self._drop(delivery_ids)
 
     def recorded_among(self, delivery_ids: Collection[int]) -> dict[int, str]:
+        self.close()
         ids = list(delivery_ids)
         if not ids:
             return {}
@@ -123,10 +148,30 @@ class RedisJournal:
         return {key: reply.decode() for key, reply in zip(ids, replies, strict=True) if reply}
 
     def folded(self, delivery_ids: Collection[int]) -> None:
+        self.close()
         self._drop(delivery_ids)
 
     def close(self) -> None:
-        pass
+        """Every note's reply read (raising what Redis said of any), the connection let go."""
+        if self._connection is None:
+            return
+        try:
+            while self._unread:
+                self._read_one()
+        except BaseException:
+            self._let_go(broken=True)
+            raise
+        self._let_go()
+
+    def _read_one(self) -> None:
+        self._unread -= 1
+        self._connection.read_response()
+
+    def _let_go(self, broken: bool = False) -> None:
+        connection, self._connection, self._unread = self._connection, None, 0
+        if broken:
+            connection.disconnect()  # what was said on it is unknown: a fresh one next time
+        _client(self.url).connection_pool.release(connection)
 
     def _drop(self, delivery_ids: Collection[int]) -> None:
         if not delivery_ids:

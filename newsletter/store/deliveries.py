@@ -6,7 +6,21 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import (
+    Integer,
+    String,
+    and_,
+    any_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from newsletter.intake.subscribers import email_key
@@ -27,25 +41,76 @@ from newsletter.store.subscribers import IN_LIST_LIMIT
 def public_ids_without_delivery(
     session: Session, digest_id: int, subscriber_ids: Iterable[int]
 ) -> dict[int, str]:
-    """The public ids of those of these subscribers who have no delivery row for the digest."""
+    """The public ids of those of these subscribers who have no delivery row for the digest.
+
+    Two lookups by index rather than one NOT EXISTS: planned once for every list (as on
+    PostgreSQL, see `ids_among`), an anti-join may scan the digest's rows, more of them with
+    each chunk written."""
     wanted = sorted(set(subscriber_ids))
     if not wanted:
         return {}
-    has_row = (
-        select(Delivery.id)
-        .where(Delivery.digest_id == digest_id, Delivery.subscriber_id == Subscriber.id)
-        .exists()
+    has_row = set(
+        session.scalars(
+            select(Delivery.subscriber_id).where(
+                Delivery.digest_id == digest_id, ids_among(session, Delivery.subscriber_id, wanted)
+            )
+        )
     )
     rows = session.execute(
-        select(Subscriber.id, Subscriber.public_id).where(Subscriber.id.in_(wanted), ~has_row)
+        select(Subscriber.id, Subscriber.public_id).where(ids_among(session, Subscriber.id, wanted))
     )
-    return {subscriber_id: public_id for subscriber_id, public_id in rows}
+    return {
+        subscriber_id: public_id
+        for subscriber_id, public_id in rows
+        if subscriber_id not in has_row
+    }
 
 
-def add_deliveries(session: Session, rows: list[dict]) -> None:
-    """Insert delivery rows in one executemany (multi-row INSERTs where the driver allows)."""
-    if rows:
-        session.execute(Delivery.__table__.insert(), rows)
+def ids_among(session: Session, column, ids: list[int]):
+    """`column IN ids`; on PostgreSQL `column = ANY(array)`, one parameter: the same statement
+    whatever the count, so the driver converts and plans its SQL once, not per list length
+    (a thousand parameters cost more to convert than the query to run)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam("ids", ids, type_=ARRAY(Integer)))
+    return column.in_(ids)
+
+
+def add_deliveries(
+    session: Session, digest_id: int, created_at: datetime, rows: list[tuple[int, str, int]]
+) -> None:
+    """Insert a digest's pending delivery rows, each (subscriber id, Message-ID, paper count).
+
+    On PostgreSQL, one INSERT … SELECT FROM unnest(arrays): an executemany is one statement
+    a row (pipelined), three times the time; elsewhere, an executemany."""
+    if not rows:
+        return
+    table = Delivery.__table__
+    fixed = {"digest_id": digest_id, "status": DeliveryStatus.pending, "created_at": created_at}
+    if session.get_bind().dialect.name != "postgresql":
+        keys = ("subscriber_id", "message_id", "paper_count")
+        session.execute(table.insert(), [fixed | dict(zip(keys, row, strict=True)) for row in rows])
+        return
+    subscriber_ids, message_ids, paper_counts = map(list, zip(*rows, strict=True))
+    given = (
+        func.unnest(
+            bindparam("subscriber_ids", subscriber_ids, type_=ARRAY(Integer)),
+            bindparam("message_ids", message_ids, type_=ARRAY(String)),
+            bindparam("paper_counts", paper_counts, type_=ARRAY(Integer)),
+        )
+        .table_valued("subscriber_id", "message_id", "paper_count")
+        .render_derived()
+    )
+    session.execute(
+        insert(table).from_select(
+            [*fixed, "subscriber_id", "message_id", "paper_count"],
+            select(
+                *(literal(value, table.c[name].type) for name, value in fixed.items()),
+                given.c.subscriber_id,
+                given.c.message_id,
+                given.c.paper_count,
+            ),
+        )
+    )
 
 
 def delivery_counts(session: Session, digest_id: int) -> dict[str, int]:

@@ -156,9 +156,10 @@ def daily_digest(issue_date: str) -> dict:
     day = date.fromisoformat(issue_date)
     try:
         _waiting_out_outages(settings, partial(code_check.check_code_links, settings))
+        written = QueuedAsWritten(settings)  # delivery starts with the first rows written
         with huey.lock_task(SERVE_LOCK):  # not while the minute's serving runs
             edition, _translation, served = _waiting_out_outages(
-                settings, partial(send.build_edition, settings, day)
+                settings, partial(send.build_edition, settings, day, on_rows=written)
             )
     except ConfigError as error:
         log.error("daily job: the digest of %s cannot be built: %s", issue_date, error)
@@ -166,7 +167,7 @@ def daily_digest(issue_date: str) -> dict:
     except TaskLockedException as locked:  # the minute's serving: done in a moment
         raise RetryTask("readers are being served", delay=5) from locked
     digest_id = edition.digest_id
-    batches = _queue_served(settings, served.to_deliver(digest_id))
+    batches = _queue_served(settings, served.to_deliver(digest_id), written)
     _queue_webhooks(settings)  # digest.built
     summary = {"date": issue_date, "digest_id": digest_id, "batches": batches}
     log.info("daily job queued its delivery: %s", summary)
@@ -181,12 +182,41 @@ def _waiting_out_outages(settings: Settings, step):
         raise RetryTask(str(stopped), delay=settings.recovery_interval) from stopped
 
 
-def _queue_served(settings: Settings, digest_ids: list[int]) -> int:
-    """Delivery queued for each of these digests (the day's, the spans readers were given)."""
-    return sum(
-        _waiting_out_outages(settings, partial(queue_delivery, settings, digest_id))
-        for digest_id in digest_ids
-    )
+class QueuedAsWritten:
+    """Told of delivery rows as a serving commits them (`serve.RowsWritten`), queues a
+    `deliver` task for each NEWSLETTER_SEND_BATCH_SIZE of them at once: every worker sends
+    while the worker serving writes the rest, rather than waiting for the last row."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.batch = max(settings.send_batch_size, 1)
+        self.unqueued: dict[int, int] = {}
+        """Rows written and not covered by a task yet, by digest."""
+        self.tasks: dict[int, int] = {}
+        """Tasks queued, by digest."""
+
+    def __call__(self, digest_id: int, rows: int) -> None:
+        self.unqueued[digest_id] = self.unqueued.get(digest_id, 0) + rows
+        while self.unqueued[digest_id] >= self.batch:
+            deliver(digest_id)
+            self.unqueued[digest_id] -= self.batch
+            self.tasks[digest_id] = self.tasks.get(digest_id, 0) + 1
+
+
+def _queue_served(
+    settings: Settings, digest_ids: list[int], written: QueuedAsWritten | None = None
+) -> int:
+    """Delivery queued for each of these digests (the day's, the spans readers were given);
+    for a digest whose rows had tasks queued as they were written, one more task for the
+    last rows. The number of tasks queued in all."""
+    done = {} if written is None else written.tasks
+    queued = 0
+    for digest_id in dict.fromkeys([*digest_ids, *done]):  # a serving retried: its rows too
+        if digest_id in done:
+            deliver(digest_id)  # the rows after the last whole batch (or none: it ends at once)
+            queued += done[digest_id] + 1
+        else:
+            queued += _waiting_out_outages(settings, partial(queue_delivery, settings, digest_id))
+    return queued
 
 
 SERVE_LOCK = "serve-readers"
@@ -203,14 +233,16 @@ def serve_readers() -> dict:
     (see `daily.serve`). Another serving still running (a span being translated) makes this
     one a no-op: the next quarter serves whoever is due by then."""
     settings = get_settings()
+    written = QueuedAsWritten(settings)
     try:
         with huey.lock_task(SERVE_LOCK):
             served = _waiting_out_outages(
-                settings, partial(serve.serve_due, settings, editions=_SERVED_EDITIONS)
+                settings,
+                partial(serve.serve_due, settings, editions=_SERVED_EDITIONS, on_rows=written),
             )
     except TaskLockedException:
         return {"skipped": "another serving is running"}
-    batches = _queue_served(settings, served.to_deliver())
+    batches = _queue_served(settings, served.to_deliver(), written)
     if served.spans:
         _queue_webhooks(settings)  # a span's digest.built
     return {"due": served.due, "rows": served.rows, "batches": batches}
@@ -288,6 +320,8 @@ def deliver(digest_id: int) -> dict:
                "deferred": report.deferred, "remaining": remaining}  # fmt: skip
     if report.recovered:
         summary["recovered"] = report.recovered
+    if report.sent + report.failed + report.deferred + report.skipped:
+        log.info("deliver digest %d: %s", digest_id, summary)
     return summary
 
 
