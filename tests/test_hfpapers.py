@@ -13,7 +13,7 @@ from newsletter.db import session_scope
 from newsletter.errors import CodeLinkError
 from newsletter.models import utcnow
 from newsletter.sources.huggingface import HuggingFacePapers, RateLimited, repository_url
-from newsletter.web import create_app
+from newsletter.web import create_app, pagecache
 from tests.arxiv_server import Reply, refused_url
 from tests.helpers import paper, set_env, store_papers, subscribe
 from tests.hf_server import JSON_TYPE, HuggingFaceServer
@@ -206,8 +206,11 @@ def test_a_new_version_keeps_the_code_found_on_hugging_face(hf, papers):
     assert code_of(settings, "2611.00001") == [REPO]
 
 
-def test_a_link_found_later_shows_in_the_web_archive(cli, hf, papers):
+def test_a_link_found_later_shows_in_the_web_archive(cli, hf, papers, monkeypatch):
     settings = papers
+    # A process trusts a page's validators for STAMP_TTL seconds (2): here, not at all, so the
+    # page is looked at again right after the code check.
+    monkeypatch.setattr(pagecache, "STAMP_TTL", 0.0)
     subscribe(cli, "ada@example.org", "Vision")
     # The day's job after its fetch, while Hugging Face knows no code for paper 2.
     code_check.check_code_links(settings)

@@ -265,6 +265,23 @@ def test_a_page_changes_when_what_it_shows_changes(sent, client, fresh_validator
     assert client.get(path, headers={"If-None-Match": changed_etag}).status_code == 304
 
 
+def test_a_process_trusts_a_pages_validators_for_stamp_ttl_seconds(sent, client, monkeypatch):
+    """Under load a process looks at a page's validators once every STAMP_TTL seconds, not once
+    a request: a change shows at most that much later, and does show then."""
+    clock = [1000.0]
+    monkeypatch.setattr(pagecache.time, "monotonic", lambda: clock[0])
+    path = f"/digests/{DAY1}"
+    etag, _html = etag_and_html(client, path)
+    with session_scope(sent) as session:
+        found = store.papers_by_arxiv_ids(session, ["2611.00002"])[0]
+        store.record_code_check(session, found.id, "https://github.com/lab/trusted", DAY2_NOON)
+    clock[0] += pagecache.STAMP_TTL / 2
+    assert client.get(path, headers={"If-None-Match": etag}).status_code == 304  # trusted still
+    clock[0] += pagecache.STAMP_TTL
+    later_etag, later_html = etag_and_html(client, path)
+    assert later_etag != etag and "https://github.com/lab/trusted" in later_html
+
+
 def test_one_persons_pages_are_never_cached(settings, client):
     path = f"{token_path(settings, 'view', ADA).replace('/view/', f'/digests/{DAY1}/for/')}"
     page = client.get(path)
