@@ -194,8 +194,14 @@ def test_a_worker_killed_midway_misses_nobody_and_duplicates_at_most_its_message
             def midway() -> bool:  # a third sent, the doomed worker midway through a batch
                 if sink.count() < SUBSCRIBERS // 3:
                     return False
+                # Looked at while the worker is stopped, so that it cannot write its group
+                # between this look and the kill; it goes on when the moment is not the one.
+                os.kill(doomed, signal.SIGSTOP)
                 held = held_by(settings, digest_id, doomed)
-                return unwritten_sends(settings, digest_id, held) >= UNWRITTEN_AT_KILL
+                if unwritten_sends(settings, digest_id, held) >= UNWRITTEN_AT_KILL:
+                    return True  # killed stopped: SIGKILL ends a stopped process too
+                os.kill(doomed, signal.SIGCONT)
+                return False
 
             wait_until(midway, DEADLINE, "a third sent", workers)
             killed_pid = workers.kill("worker-a")
