@@ -19,7 +19,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 
@@ -44,7 +44,8 @@ from tests.helpers import (
 )
 from tests.smtp_sink import SmtpSink
 
-DAY = date(2026, 11, 27)
+DAY = datetime.now(UTC).date() - timedelta(days=1)
+"""Yesterday: the sweep that finds what a killed worker left looks at the last SWEEP_DAYS only."""
 SUBSCRIBERS = 5_000
 BATCH = 100
 LEASE = 3.0  # seconds: rows the dead worker held come due again this soon
