@@ -51,6 +51,16 @@ def test_defaults_need_nothing_configured(settings, tmp_path):
     assert settings.list_id == "arXiv Digest <digest.localhost>"
 
 
+def test_the_default_rate_limit_is_one_limits_reads(settings):
+    # The settings take their default as it is, without limits' parser (see `_rate_limit`).
+    from limits import parse_many
+
+    from newsletter.config.settings import API_RATE_LIMIT
+
+    assert settings.api_rate_limit == API_RATE_LIMIT
+    assert [str(limit) for limit in parse_many(API_RATE_LIMIT)] == ["120 per 1 minute"]
+
+
 def test_dotenv_is_read(settings, tmp_path, monkeypatch):
     (tmp_path / ".env").write_text("NEWSLETTER_BASE_URL=https://digest.example.org/\n")
     settings = set_env(monkeypatch)

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from newsletter.errors import InvalidInput
-from newsletter.intake.topics import TopicSpec, read_topic_file, slugify
+from newsletter.intake.topic_files import read_topic_file
+from newsletter.intake.topics import TopicSpec, slugify
 from tests.helpers import REPO, refuse_rows
 
 SEED_TOPICS = [

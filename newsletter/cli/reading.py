@@ -14,7 +14,6 @@ from newsletter import store
 from newsletter.cli.common import console, err_console, open_session
 from newsletter.config import get_settings
 from newsletter.errors import InvalidInput
-from newsletter.textfmt import authors_line, readable_title
 
 
 def library(
@@ -35,6 +34,10 @@ def library(
 
             sys.stdout.write(library_bibtex(paper for paper, _saved_at in saved))
             return
+        # Here, not above: this module is imported with every `subscribers` command, and the
+        # titles' LaTeX reader (pylatexenc) costs `subscribers list` ~25 ms of CPU.
+        from newsletter.textfmt import authors_line, readable_title
+
         table = Table("Saved", "arXiv", "Title", "Authors")
         for paper, saved_at in saved:
             table.add_row(

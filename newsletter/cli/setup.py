@@ -21,7 +21,7 @@ from newsletter.cli.common import (
 from newsletter.config import get_settings, read_settings, shown
 from newsletter.intake.rhythm import SendClock
 from newsletter.intake.subscribers import read_subscriber_csv
-from newsletter.intake.topics import read_topic_file
+from newsletter.intake.topic_files import read_topic_file
 
 
 def init(

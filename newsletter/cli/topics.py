@@ -20,7 +20,8 @@ from newsletter.cli.common import (
 from newsletter.config import get_settings
 from newsletter.daily.fetch import arxiv_source, topic_query
 from newsletter.errors import InvalidInput
-from newsletter.intake.topics import RejectedTopic, TopicEdit, TopicSpec, read_topics
+from newsletter.intake.topic_files import RejectedTopic, read_topics
+from newsletter.intake.topics import TopicEdit, TopicSpec
 from newsletter.textfmt import readable_title
 
 app = typer.Typer(cls=NewsletterGroup, help="Define topics: what each one matches on arXiv.")

@@ -42,6 +42,8 @@ MIN_SECRET_LENGTH = 32
 """Characters a production signing key needs at least (`openssl rand -hex 32` makes 64)."""
 PLACEHOLDER_KEY = "change-me"
 """How the placeholder of an example's signing key starts: refused in production."""
+API_RATE_LIMIT = "120/minute"
+"""The default of NEWSLETTER_API_RATE_LIMIT (tests/test_config.py checks that limits reads it)."""
 URL_SECRETS = ("redis_url", "smtp_url")
 """Secrets that are URLs: shown with only their password masked (the rest is needed to tell
 what is wrong); every other secret is masked whole."""
@@ -243,13 +245,17 @@ class Settings(BaseSettings):
     daily_grace_hours: float = Field(6.0, gt=0)
     """Hours after NEWSLETTER_DAILY_TIME by which the day's digest must be delivered; later,
     /readyz says the daily job is stale."""
-    api_rate_limit: str = "120/minute"
+    api_rate_limit: str = API_RATE_LIMIT
     """Requests each API token may make, in Flask-Limiter's notation (`1000/hour;50/second`);
     counted in Redis when NEWSLETTER_REDIS_URL is set, else in each web process."""
 
     @field_validator("api_rate_limit")
     @classmethod
     def _rate_limit(cls, value: str) -> str:
+        if value == API_RATE_LIMIT:
+            # Every command reads the settings, and importing limits would cost each ~15 ms of
+            # CPU (its storage backends, asyncio): only a value an operator chose is parsed.
+            return value
         from limits import parse_many
 
         try:

@@ -23,7 +23,10 @@ from newsletter.models import (
     Topic,
 )
 from newsletter.schedules import Schedule
-from newsletter.store.follows import add_follows, set_follows
+
+# A module, not its functions: `follows` reads this module's IN_LIST_LIMIT the same way, and
+# either may be imported first (the store's modules are imported as their names are read).
+from newsletter.store import follows as _follows
 from newsletter.store.topics import get_topics
 from newsletter.store.webhooks import listeners, queue_event, subscriber_data, subscriber_payload
 
@@ -105,7 +108,7 @@ def _insert_subscriber(
     set_schedule(subscriber, schedule, clock)
     session.add(subscriber)
     session.flush()
-    add_follows(session, subscriber.id, spec.follows or ())
+    _follows.add_follows(session, subscriber.id, spec.follows or ())
     log_event(
         session, subscriber, "subscribed", source, ", ".join(t.name for t in subscriber.topics)
     )
@@ -307,7 +310,9 @@ def import_known_subscriber(
     wanted = (spec.name, spec.language, mail_format, {t.id for t in topics})
     have = (existing.name, existing.language, existing.format, {t.id for t in existing.topics})
     # No follows column: theirs stay, as with the format.
-    follows_changed = spec.follows is not None and set_follows(session, existing.id, spec.follows)
+    follows_changed = spec.follows is not None and _follows.set_follows(
+        session, existing.id, spec.follows
+    )
     schedule_changed = set_schedule(existing, schedule, clock)
     if have == wanted and not follows_changed and not schedule_changed:
         return "unchanged"
