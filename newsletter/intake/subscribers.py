@@ -22,7 +22,7 @@ from newsletter.intake.rhythm import (
 )
 from newsletter.intake.topics import topic_key
 from newsletter.models import MailFormat
-from newsletter.userinput import one_line, without_control_characters
+from newsletter.userinput import CONTROL_CHARACTERS, one_line, without_control_characters
 
 SCHEDULE_COLUMNS = ("cadence", "day", "hour", "timezone")
 CSV_COLUMNS = ("email", "name", "topics", "language", "format", "follows", *SCHEDULE_COLUMNS)
@@ -130,8 +130,12 @@ def normalise_format(value: str) -> MailFormat:
         raise InvalidInput(f"{value!r} is not a mail format (use html or text)") from error
 
 
+@lru_cache(maxsize=1024)
 def normalise_language(code: str) -> str:
-    """A BCP-47 language tag in its standard form (`zh-tw` → `zh-TW`); raises otherwise."""
+    """A BCP-47 language tag in its standard form (`zh-tw` → `zh-TW`); raises otherwise.
+
+    Remembered: an import's rows are in a few languages, and langcodes takes some 20 µs to
+    check and standardise one (a code refused raises, and is checked again each time)."""
     import langcodes
 
     text = code.strip().replace("_", "-")
@@ -262,21 +266,25 @@ def subscriber_csv_rows(
             yield RejectedRow(starts_at, reason, "")
             return
         line = reader.line_num
-        raw = ",".join(str(value) for value in record.values() if value is not None)
         try:
             spec, refused = _spec_from_record(record, default_language, check_deliverability)
         except InvalidInput as error:
-            yield RejectedRow(line, str(error), raw)
+            yield RejectedRow(line, str(error), _raw(record))
             continue
         # A name that cannot be followed is reported on its line; the row is kept without it.
         for reason in refused:
-            yield RejectedRow(line, reason, raw)
+            yield RejectedRow(line, reason, _raw(record))
         key = email_key(spec.email)
         if key in seen:
-            yield RejectedRow(line, f"{spec.email} repeats line {seen[key]}", raw)
+            yield RejectedRow(line, f"{spec.email} repeats line {seen[key]}", _raw(record))
             continue
         seen[key] = line
         yield line, spec
+
+
+def _raw(record: dict) -> str:
+    """The row as read, for the report of a row rejected (made only then)."""
+    return ",".join(str(value) for value in record.values() if value is not None)
 
 
 def _spec_from_record(
@@ -284,9 +292,11 @@ def _spec_from_record(
 ) -> tuple[SubscriberSpec, list[str]]:
     if None in record:
         raise InvalidInput(f"too many columns (expected {','.join(CSV_COLUMNS)})")
-    for column, value in record.items():
-        if value is not None:
-            without_control_characters(value, f"the {column} column")
+    # The whole row searched at once; the column is looked for only when there is one.
+    if CONTROL_CHARACTERS.search("".join(value for value in record.values() if value)):
+        for column, value in record.items():
+            if value is not None:
+                without_control_characters(value, f"the {column} column")
     email = normalise_email(record.get("email") or "", check_deliverability=check)
     topics = topic_names((record.get("topics") or "").split(";"))
     if not topics:

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from newsletter.errors import InvalidInput
-from newsletter.intake.rhythm import SendClock
+from newsletter.intake.rhythm import ScheduleChange, SendClock
 from newsletter.intake.subscribers import (
     ImportReport,
     RejectedRow,
@@ -148,11 +148,15 @@ def _import_rows(
     }
     done: dict[int, str | RejectedRow] = {}
     new: list[tuple[ImportRow, Schedule]] = []
+    schedules: dict[ScheduleChange, Schedule] = {}  # a chunk asks for a few rhythms
     for row, key in zip(rows, keys, strict=True):
         existing = known.get(key)
         try:
             if existing is None:
-                new.append((row, row.spec.schedule.applied_to(Schedule())))
+                change = row.spec.schedule
+                if change not in schedules:
+                    schedules[change] = change.applied_to(Schedule())
+                new.append((row, schedules[change]))
                 done[row.line] = "added"
             else:
                 done[row.line] = import_known_subscriber(
@@ -265,7 +269,10 @@ def _write_table(session: Session, table: Table, records: list[dict]) -> None:
             continue
         convert = column.type.dialect_impl(dialect).bind_processor(dialect)
         if convert is not None:
-            values = list(map(_Remembered(convert), values))
+            # Each distinct value converted once: the times, enums and flags of a chunk are
+            # a handful (and all hashable).
+            converted = {value: convert(value) for value in set(values)}
+            values = list(map(converted.__getitem__, values))
         names.append(column.name)
         columns.append(values)
     rows = list(zip(*columns, strict=True))
@@ -288,22 +295,6 @@ def _write_table(session: Session, table: Table, records: list[dict]) -> None:
     except psycopg.Error as error:
         # What SQLAlchemy raises for the same failure of an INSERT (`in_savepoint` knows it).
         raise DBAPIError.instance(statement, None, error, psycopg.Error) from error
-
-
-class _Remembered:
-    """A conversion done once a distinct value: the values converted (times, enums, flags)
-    are few a chunk, and all hashable."""
-
-    def __init__(self, convert) -> None:
-        self._convert = convert
-        self._done: dict = {}
-
-    def __call__(self, value):
-        try:
-            return self._done[value]
-        except KeyError:
-            converted = self._done[value] = self._convert(value)
-            return converted
 
 
 def _event(subscriber_id: int, kind: str, detail: str, at: datetime) -> dict:
