@@ -62,6 +62,13 @@ class SubscriberSpec:
 def topic_names(names) -> tuple[str, ...]:
     """Topic names as given, blanks dropped, each topic once: `MLLM;mllm` is one topic, spelled
     as first written (names match as the store matches them, `topic_key`)."""
+    return _topic_names(tuple(names))
+
+
+@lru_cache(maxsize=4096)
+def _topic_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    # Remembered: an import's rows name a few hundred sets of topics over and over (a set
+    # refused raises, and is checked again each time).
     found: dict[str, str] = {}
     for name in names:
         text = one_line(name, f"the topic name {name!r}")
@@ -100,26 +107,29 @@ class RejectedRow:
 
 def normalise_email(address: str, *, check_deliverability: bool = False) -> str:
     """A valid address in its normal form (domain lower-cased, IDNA decoded); raises otherwise."""
-    # Imported where used, as langcodes below: commands that check no address (most, and
-    # `--help`) start without them.
-    from email_validator import EmailNotValidError, validate_email
-
-    _remember_domains()
+    validate_email, not_valid = _email_validator()
     try:
         checked = validate_email(address.strip(), check_deliverability=check_deliverability)
-    except EmailNotValidError as error:
+    except not_valid as error:
         raise InvalidInput(f"{address!r} is not a valid email address: {error}") from error
     return checked.normalized
 
 
 @lru_cache(maxsize=1)
-def _remember_domains() -> None:
-    """Have email_validator check each domain once: its check of a domain (every character
-    against the IDNA tables) is most of an address's cost, and a list of 100,000 addresses
-    has a few thousand domains. A pure function of the domain (an invalid one raises, and is
-    not remembered), so remembering it changes no answer."""
+def _email_validator():
+    """email_validator's check and its error, imported on first use (as langcodes below:
+    commands that check no address, most, and `--help`, start without them), once: an import
+    statement run for each address of an import costs it some 2 µs a row.
+
+    And it checks each domain once: its check of a domain (every character against the IDNA
+    tables) is most of an address's cost, and a list of 100,000 addresses has a few thousand
+    domains. A pure function of the domain (an invalid one raises, and is not remembered), so
+    remembering it changes no answer."""
     checker = importlib.import_module("email_validator.validate_email")
     checker.validate_email_domain_name = lru_cache(maxsize=4096)(checker.validate_email_domain_name)
+    from email_validator import EmailNotValidError, validate_email
+
+    return validate_email, EmailNotValidError
 
 
 def normalise_format(value: str) -> MailFormat:
@@ -341,6 +351,8 @@ SCHEDULE_READERS = {
 def _schedule_columns(record: dict, refused: list[str]) -> ScheduleChange:
     """The rhythm a row asks for; a bad value is left out (their own, or the default, stays)
     with a reason added to `refused`, and the rest of the row is kept, as with `follows`."""
+    if not any(record.get(column) for column in SCHEDULE_READERS):
+        return ScheduleChange()  # most rows: no rhythm asked
     given: dict[str, object] = {}
     for column, read in SCHEDULE_READERS.items():
         text = (record.get(column) or "").strip()

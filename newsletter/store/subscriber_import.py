@@ -269,10 +269,12 @@ def _write_table(session: Session, table: Table, records: list[dict]) -> None:
             continue
         convert = column.type.dialect_impl(dialect).bind_processor(dialect)
         if convert is not None:
-            # Each distinct value converted once: the times, enums and flags of a chunk are
-            # a handful (and all hashable).
-            converted = {value: convert(value) for value in set(values)}
-            values = list(map(converted.__getitem__, values))
+            # Each value converted once: the times, enums and flags of a chunk are a handful
+            # of objects, each met over and over.
+            # Known by identity, all of them alive in `values`: an enum's own hash is Python.
+            distinct = {id(value): value for value in values}
+            converted = {key: convert(value) for key, value in distinct.items()}
+            values = list(map(converted.__getitem__, map(id, values)))
         names.append(column.name)
         columns.append(values)
     rows = list(zip(*columns, strict=True))
