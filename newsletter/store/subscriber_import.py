@@ -3,7 +3,8 @@ the API's, at the speed of a few statements per thousand rows rather than some t
 
 What a row becomes is what `import_subscriber` makes of it alone; only the writing is shared:
 the topics are read once, the addresses of a chunk are looked up in one SELECT, and its new
-subscribers, their topics, follows and events are inserted a table at a time. A chunk is
+subscribers, their topics, follows and events are written a table at a time (on PostgreSQL as
+a COPY, which its server takes in as one statement rather than an INSERT a row). A chunk is
 written in a savepoint; when the database refuses any of it, the chunk is undone and written
 again a row at a time, each in a savepoint of its own, so the row refused is undone and
 reported alone and every other row is kept, as before.
