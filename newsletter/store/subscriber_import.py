@@ -176,11 +176,20 @@ def _insert_new(session: Session, new: list[tuple[ImportRow, Schedule]], clock: 
     if not new:
         return
     now = utcnow()
-    due: dict[Schedule, datetime | None] = {}
+    # A chunk's rows ask for a few rhythms and name a few sets of topics: each one's columns
+    # are made once (the same Schedule object for the same rhythm, see `_import_rows`).
+    rhythms: dict[int, dict] = {}
     records = []
     for row, schedule in new:
-        if schedule not in due:
-            due[schedule] = clock.next_send_at(schedule, now)
+        rhythm = rhythms.get(id(schedule))
+        if rhythm is None:
+            rhythm = rhythms[id(schedule)] = {
+                "cadence": Cadence(schedule.cadence),
+                "send_hour": schedule.hour,
+                "send_day": schedule.day,
+                "timezone": schedule.zone,
+                "next_send_at": clock.next_send_at(schedule, now),
+            }
         spec = row.spec
         records.append(
             {
@@ -193,11 +202,7 @@ def _insert_new(session: Session, new: list[tuple[ImportRow, Schedule]], clock: 
                 "status": SubscriberStatus.active,
                 "created_at": now,
                 "updated_at": now,
-                "cadence": Cadence(schedule.cadence),
-                "send_hour": schedule.hour,
-                "send_day": schedule.day,
-                "timezone": schedule.zone,
-                "next_send_at": due[schedule],
+                **rhythm,
             }
         )
     # Each table's rows written at once (`_write_table`), and the new ids read back by
@@ -214,20 +219,24 @@ def _insert_new(session: Session, new: list[tuple[ImportRow, Schedule]], clock: 
         ).all()
     )
     topics, follows, events = [], [], []
-    for row, _schedule in new:
-        subscriber_id = ids[email_key(row.spec.email)]
-        topics.extend({"subscriber_id": subscriber_id, "topic_id": t.id} for t in row.topics)
+    named: dict[tuple[Topic, ...], tuple[list[int], str]] = {}
+    for (row, _schedule), key in zip(new, keys, strict=True):
+        subscriber_id = ids[key]
+        chosen = tuple(row.topics)
+        if chosen not in named:
+            named[chosen] = ([t.id for t in chosen], ", ".join(t.name for t in chosen))
+        topic_ids, detail = named[chosen]
+        topics.extend({"subscriber_id": subscriber_id, "topic_id": t} for t in topic_ids)
         # A microsecond apart: a reader's follows are listed in the order they were written.
-        for order, (key, name) in enumerate(followed_names(row.spec.follows or ()).items()):
+        for order, (name_key, name) in enumerate(followed_names(row.spec.follows or ()).items()):
             follows.append(
                 {
                     "subscriber_id": subscriber_id,
-                    "name_key": key,
+                    "name_key": name_key,
                     "name": name,
                     "created_at": now + timedelta(microseconds=order),
                 }
             )
-        detail = ", ".join(topic.name for topic in row.topics)
         events.append(_event(subscriber_id, "subscribed", detail, now))
     _write_table(session, SubscriberTopic.__table__, topics)
     _write_table(session, Follow.__table__, follows)
