@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ARRAY, String, Table, any_, cast, insert, literal, select
+from sqlalchemy import ARRAY, String, Table, any_, insert, literal, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -247,7 +247,7 @@ def _one_of(session: Session, column, values: list[str]):
     """`column IN values`; on PostgreSQL `= ANY(array)`: one parameter, not a thousand to
     bind and plan."""
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(cast(literal(values, ARRAY(String)), ARRAY(String)))
+        return column == any_(literal(values, ARRAY(String)))
     return column.in_(values)
 
 
@@ -280,8 +280,8 @@ def _write_table(session: Session, table: Table, records: list[dict]) -> None:
         convert = column.type.dialect_impl(dialect).bind_processor(dialect)
         if convert is not None:
             # Each value converted once: the times, enums and flags of a chunk are a handful
-            # of objects, each met over and over.
-            # Known by identity, all of them alive in `values`: an enum's own hash is Python.
+            # of objects, each met over and over; known by identity (all of them alive in
+            # `values`), since an enum's own hash is Python code.
             distinct = {id(value): value for value in values}
             converted = {key: convert(value) for key, value in distinct.items()}
             values = list(map(converted.__getitem__, map(id, values)))
@@ -297,8 +297,8 @@ def _write_table(session: Session, table: Table, records: list[dict]) -> None:
     import psycopg
 
     preparer = dialect.identifier_preparer
-    columns = ", ".join(preparer.quote(name) for name in names)
-    statement = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN"
+    quoted = ", ".join(preparer.quote(name) for name in names)
+    statement = f"COPY {preparer.format_table(table)} ({quoted}) FROM STDIN"
     driver = connection.connection.driver_connection
     try:
         with driver.cursor() as cursor, cursor.copy(statement) as copy:
