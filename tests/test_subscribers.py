@@ -478,6 +478,85 @@ def test_a_chunk_with_a_refused_row_keeps_its_other_rows(
     ]
 
 
+LATER_TABLES_CSV = (
+    "email,name,topics,language,format,follows\n"
+    "ada@example.org,Ada,MLLM,en,text,Kaiming He\n"  # 2
+    "bo@example.org,Bo,NeRF,de,,\n"  # 3: its event refused (after its subscriber row is in)
+    "cy@example.org,Cy,SLAM;SFM,zh-tw,,\n"  # 4
+    "known@example.org,Known,SFM,en,,\n"  # 5: on the list already
+    "dee@example.org,Dee,SLAM,fr,,Yann LeCun\n"  # 6: its follow refused
+    "ADA@example.org,Ada again,SLAM,en,,\n"  # 7: repeats line 2
+    "eve@example.org,Eve,Diffusion,en,html,\n"  # 8
+)
+
+
+def test_a_chunk_refused_at_a_later_table_keeps_its_other_rows(
+    cli, example_topics, settings, tmp_path, monkeypatch
+):
+    # Chunks of 3 rows: lines 2, 3, 4 | 5, 6, 8. The database refuses a row's event (the
+    # last table written) in the first chunk and a row's follow in the second, after each
+    # chunk's subscribers are in: the whole chunk is undone (its subscribers too) and
+    # written again row by row, so the refused rows leave nothing behind, on both backends.
+    from sqlalchemy import text
+
+    from newsletter import db
+    from newsletter.store import subscriber_import
+
+    monkeypatch.setattr(subscriber_import, "IMPORT_CHUNK", 3)
+    cli("subscribers", "add", "known@example.org", "--topic", "SLAM", "--name", "Old Name")
+    refuse_rows(settings, "events", "detail", "NeRF")
+    refuse_rows(settings, "follows", "name", "Yann LeCun")
+    path = tmp_path / "people.csv"
+    path.write_text(LATER_TABLES_CSV, encoding="utf-8")
+
+    result = cli("subscribers", "import", str(path), ok=False)
+
+    assert rejections(result.output, "people.csv") == {
+        3: "the database refused it: refused by a test trigger",
+        6: "the database refused it: refused by a test trigger",
+        7: "ADA@example.org repeats line 2",
+    }
+    assert "3 added, 1 unchanged; 3 rejected." in result.output
+    rows = {p["email"]: p for p in people(cli)}
+    assert sorted(rows) == [f"{who}@example.org" for who in ("ada", "cy", "eve", "known")]
+    assert (rows["ada@example.org"]["format"], rows["ada@example.org"]["follows"]) == (
+        "text",
+        ["Kaiming He"],
+    )
+    assert (rows["cy@example.org"]["language"], rows["cy@example.org"]["topics"]) == (
+        "zh-TW",
+        ["SLAM", "SFM"],
+    )
+    assert (rows["known@example.org"]["name"], rows["known@example.org"]["topics"]) == (
+        "Old Name",
+        ["SLAM"],
+    )
+    assert history(settings, "cy@example.org") == [("subscribed", "SLAM, SFM")]
+    # Nothing of the refused rows is left in any table; what the chunk wrote is what
+    # `subscribers add` writes (the model's defaults included).
+    with db.engine_for(settings.database_url).connect() as connection:
+        left = connection.execute(
+            text(
+                "SELECT (SELECT count(*) FROM subscribers), (SELECT count(*) FROM"
+                " subscriber_topics), (SELECT count(*) FROM follows), (SELECT count(*) FROM"
+                " events WHERE kind = 'subscribed')"
+            )
+        ).one()
+        written = connection.execute(
+            text(
+                "SELECT email, status, format, cadence, bounce_count, ranking,"
+                " next_send_at IS NULL FROM subscribers ORDER BY email"
+            )
+        ).all()
+    assert tuple(left) == (4, 5, 1, 4)
+    assert [tuple(row)[1:] for row in written] == [
+        ("active", "text", "daily", 0, True, True),
+        ("active", "html", "daily", 0, True, True),
+        ("active", "html", "daily", 0, True, True),
+        ("active", "html", "daily", 0, True, True),
+    ]
+
+
 def test_a_locked_database_fails_the_import_in_one_line_and_imports_nothing(
     cli, example_topics, settings, tmp_path
 ):

@@ -22,7 +22,7 @@ from newsletter.intake.rhythm import (
 )
 from newsletter.intake.topics import topic_key
 from newsletter.models import MailFormat
-from newsletter.userinput import one_line, without_control_characters
+from newsletter.userinput import CONTROL_CHARACTERS, one_line, without_control_characters
 
 SCHEDULE_COLUMNS = ("cadence", "day", "hour", "timezone")
 CSV_COLUMNS = ("email", "name", "topics", "language", "format", "follows", *SCHEDULE_COLUMNS)
@@ -62,6 +62,13 @@ class SubscriberSpec:
 def topic_names(names) -> tuple[str, ...]:
     """Topic names as given, blanks dropped, each topic once: `MLLM;mllm` is one topic, spelled
     as first written (names match as the store matches them, `topic_key`)."""
+    return _topic_names(tuple(names))
+
+
+@lru_cache(maxsize=4096)
+def _topic_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    # Remembered: an import's rows name a few hundred sets of topics over and over (a set
+    # refused raises, and is checked again each time).
     found: dict[str, str] = {}
     for name in names:
         text = one_line(name, f"the topic name {name!r}")
@@ -100,26 +107,29 @@ class RejectedRow:
 
 def normalise_email(address: str, *, check_deliverability: bool = False) -> str:
     """A valid address in its normal form (domain lower-cased, IDNA decoded); raises otherwise."""
-    # Imported where used, as langcodes below: commands that check no address (most, and
-    # `--help`) start without them.
-    from email_validator import EmailNotValidError, validate_email
-
-    _remember_domains()
+    validate_email, not_valid = _email_validator()
     try:
         checked = validate_email(address.strip(), check_deliverability=check_deliverability)
-    except EmailNotValidError as error:
+    except not_valid as error:
         raise InvalidInput(f"{address!r} is not a valid email address: {error}") from error
     return checked.normalized
 
 
 @lru_cache(maxsize=1)
-def _remember_domains() -> None:
-    """Have email_validator check each domain once: its check of a domain (every character
-    against the IDNA tables) is most of an address's cost, and a list of 100,000 addresses
-    has a few thousand domains. A pure function of the domain (an invalid one raises, and is
-    not remembered), so remembering it changes no answer."""
+def _email_validator():
+    """email_validator's check and its error, imported on first use (as langcodes below:
+    commands that check no address, most, and `--help`, start without them), once: an import
+    statement run for each address of an import costs it some 2 µs a row.
+
+    And it checks each domain once: its check of a domain (every character against the IDNA
+    tables) is most of an address's cost, and a list of 100,000 addresses has a few thousand
+    domains. A pure function of the domain (an invalid one raises, and is not remembered), so
+    remembering it changes no answer."""
     checker = importlib.import_module("email_validator.validate_email")
     checker.validate_email_domain_name = lru_cache(maxsize=4096)(checker.validate_email_domain_name)
+    from email_validator import EmailNotValidError, validate_email
+
+    return validate_email, EmailNotValidError
 
 
 def normalise_format(value: str) -> MailFormat:
@@ -130,8 +140,12 @@ def normalise_format(value: str) -> MailFormat:
         raise InvalidInput(f"{value!r} is not a mail format (use html or text)") from error
 
 
+@lru_cache(maxsize=1024)
 def normalise_language(code: str) -> str:
-    """A BCP-47 language tag in its standard form (`zh-tw` → `zh-TW`); raises otherwise."""
+    """A BCP-47 language tag in its standard form (`zh-tw` → `zh-TW`); raises otherwise.
+
+    Remembered: an import's rows are in a few languages, and langcodes takes some 20 µs to
+    check and standardise one (a code refused raises, and is checked again each time)."""
     import langcodes
 
     text = code.strip().replace("_", "-")
@@ -262,21 +276,25 @@ def subscriber_csv_rows(
             yield RejectedRow(starts_at, reason, "")
             return
         line = reader.line_num
-        raw = ",".join(str(value) for value in record.values() if value is not None)
         try:
             spec, refused = _spec_from_record(record, default_language, check_deliverability)
         except InvalidInput as error:
-            yield RejectedRow(line, str(error), raw)
+            yield RejectedRow(line, str(error), _raw(record))
             continue
         # A name that cannot be followed is reported on its line; the row is kept without it.
         for reason in refused:
-            yield RejectedRow(line, reason, raw)
+            yield RejectedRow(line, reason, _raw(record))
         key = email_key(spec.email)
         if key in seen:
-            yield RejectedRow(line, f"{spec.email} repeats line {seen[key]}", raw)
+            yield RejectedRow(line, f"{spec.email} repeats line {seen[key]}", _raw(record))
             continue
         seen[key] = line
         yield line, spec
+
+
+def _raw(record: dict) -> str:
+    """The row as read, for the report of a row rejected (made only then)."""
+    return ",".join(str(value) for value in record.values() if value is not None)
 
 
 def _spec_from_record(
@@ -284,9 +302,11 @@ def _spec_from_record(
 ) -> tuple[SubscriberSpec, list[str]]:
     if None in record:
         raise InvalidInput(f"too many columns (expected {','.join(CSV_COLUMNS)})")
-    for column, value in record.items():
-        if value is not None:
-            without_control_characters(value, f"the {column} column")
+    # The whole row searched at once; the column is looked for only when there is one.
+    if CONTROL_CHARACTERS.search("".join(value for value in record.values() if value)):
+        for column, value in record.items():
+            if value is not None:
+                without_control_characters(value, f"the {column} column")
     email = normalise_email(record.get("email") or "", check_deliverability=check)
     topics = topic_names((record.get("topics") or "").split(";"))
     if not topics:
@@ -331,6 +351,8 @@ SCHEDULE_READERS = {
 def _schedule_columns(record: dict, refused: list[str]) -> ScheduleChange:
     """The rhythm a row asks for; a bad value is left out (their own, or the default, stays)
     with a reason added to `refused`, and the rest of the row is kept, as with `follows`."""
+    if not any(record.get(column) for column in SCHEDULE_READERS):
+        return ScheduleChange()  # most rows: no rhythm asked
     given: dict[str, object] = {}
     for column, read in SCHEDULE_READERS.items():
         text = (record.get(column) or "").strip()
