@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,6 +32,12 @@ LOCK_TIMEOUT_SET = "lock_timeout"
 """Where a PostgreSQL connection's `info` keeps the lock_timeout it was given (`SET`), absent
 (None) while it has the server's."""
 
+PING_AFTER_IDLE = 1.0
+"""Seconds a pooled PostgreSQL connection may sit unused and still be handed out without a ping
+(see `_ping_when_idle`): one used this recently was working a moment ago."""
+IDLE_SINCE = "idle_since"
+"""Where a PostgreSQL connection's record keeps when it was made or last given back."""
+
 BUSY_SQLSTATES = {
     "55P03",  # lock_not_available: lock_timeout ran out
     "57014",  # query_canceled: statement_timeout ran out (if the operator set one)
@@ -49,7 +56,33 @@ def engine_for(database_url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": LOCK_TIMEOUT})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url)
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """SQLAlchemy's `pool_pre_ping`, for connections that sat in the pool for more than
+    `PING_AFTER_IDLE` only: a connection given back moments ago is handed out again without a
+    round trip, which under a burst of web requests was one of every request's few. One found
+    dead makes the pool drop every connection it holds, as `pool_pre_ping` does."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "connect")
+    @event.listens_for(engine, "checkin")
+    def note_idle(_dbapi_connection, record) -> None:
+        record.info[IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def ping(dbapi_connection, record, _proxy) -> None:
+        if time.monotonic() - record.info.get(IDLE_SINCE, 0.0) < PING_AFTER_IDLE:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, dbapi_connection, None):
+                raise exc.InvalidatePoolError() from error  # a new connection is made instead
+            raise
 
 
 def _sqlite_pragmas(dbapi_connection, record) -> None:
