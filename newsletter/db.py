@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,6 +28,15 @@ CLI's wait; PostgreSQL waits as long as the server lets it). A web request waits
 _lock_timeout: ContextVar[float | None] = ContextVar("lock_timeout", default=None)
 BUSY_TIMEOUT = "busy_timeout"
 """Where a SQLite connection's `info` keeps the busy timeout it has now, in milliseconds."""
+LOCK_TIMEOUT_SET = "lock_timeout"
+"""Where a PostgreSQL connection's `info` keeps the lock_timeout it was given (`SET`), absent
+(None) while it has the server's."""
+
+PING_AFTER_IDLE = 1.0
+"""Seconds a pooled PostgreSQL connection may sit unused and still be handed out without a ping
+(see `_ping_when_idle`): one used this recently was working a moment ago."""
+IDLE_SINCE = "idle_since"
+"""Where a PostgreSQL connection's record keeps when it was made or last given back."""
 
 BUSY_SQLSTATES = {
     "55P03",  # lock_not_available: lock_timeout ran out
@@ -46,7 +56,33 @@ def engine_for(database_url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": LOCK_TIMEOUT})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url)
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """SQLAlchemy's `pool_pre_ping`, for connections that sat in the pool for more than
+    `PING_AFTER_IDLE` only: a connection given back moments ago is handed out again without a
+    round trip, which under a burst of web requests was one of every request's few. One found
+    dead makes the pool drop every connection it holds, as `pool_pre_ping` does."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "connect")
+    @event.listens_for(engine, "checkin")
+    def note_idle(_dbapi_connection, record) -> None:
+        record.info[IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def ping(dbapi_connection, record, _proxy) -> None:
+        if time.monotonic() - record.info.get(IDLE_SINCE, 0.0) < PING_AFTER_IDLE:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, dbapi_connection, None):
+                raise exc.InvalidatePoolError() from error  # a new connection is made instead
+            raise
 
 
 def _sqlite_pragmas(dbapi_connection, record) -> None:
@@ -143,8 +179,21 @@ def _sessions(engine: Engine) -> sessionmaker:
 def session_scope(settings: Settings) -> Iterator[Session]:
     """A unit of work: committed when the block ends, rolled back when it raises."""
     with _sessions(engine_for(settings.database_url))() as session, session.begin():
-        _limit_lock_wait(session)
+        _limit_lock_wait(session.connection())
         yield session
+
+
+@contextmanager
+def connection_scope(settings: Settings) -> Iterator[Connection]:
+    """A Core connection, for work that loads no ORM object and owns its transactions (the
+    one-click unsubscribe): no Session to make and tear down. Its lock wait is set (see
+    `lock_timeout`) and no transaction is begun: what is written is committed by the code that
+    writes it (`Connection.begin()`), or is one statement run in autocommit."""
+    with engine_for(settings.database_url).connect() as connection:
+        _limit_lock_wait(connection)
+        if connection.in_transaction():  # SQLite's PRAGMA began one
+            connection.commit()
+        yield connection
 
 
 @contextmanager
@@ -162,9 +211,8 @@ def lock_timeout(seconds: float) -> Iterator[None]:
         _lock_timeout.reset(token)
 
 
-def _limit_lock_wait(session: Session) -> None:
+def _limit_lock_wait(connection: Connection) -> None:
     wait = _lock_timeout.get()
-    connection = session.connection()
     if connection.dialect.name == "sqlite":
         # The busy timeout stays with the pooled connection: set it whenever this unit of work
         # wants another than the connection has, and only then (no statement for the worker).
@@ -172,12 +220,38 @@ def _limit_lock_wait(session: Session) -> None:
         if connection.info.get(BUSY_TIMEOUT) != milliseconds:
             connection.exec_driver_sql(f"PRAGMA busy_timeout={milliseconds}")
             connection.info[BUSY_TIMEOUT] = milliseconds
-    elif wait is not None:
-        # SET LOCAL: for this transaction only, so a pooled connection keeps no trace of it.
-        connection.execute(
-            text("SELECT set_config('lock_timeout', :wait, true)"),
-            {"wait": f"{int(wait * 1000)}ms"},
-        )
+    else:
+        _postgresql_lock_timeout(connection, None if wait is None else f"{int(wait * 1000)}ms")
+
+
+_SET_LOCAL_LOCK_TIMEOUT = text("SELECT set_config('lock_timeout', :wait, true)")
+
+
+def _postgresql_lock_timeout(connection: Connection, wanted: str | None) -> None:
+    """PostgreSQL's lock_timeout of this pooled connection made `wanted` (None: the server's
+    own, or the one the database address's options give), and only when it has another.
+
+    Set for the session, once per connection and value, rather than with `SET LOCAL` in each
+    transaction: a web request's unit of work saved a round trip (the web app's connections
+    always want the same wait). It is sent before the unit of work's transaction begins (the
+    driver begins it with the first statement), in autocommit as SQLAlchemy's own ping does,
+    so no rollback of that transaction can undo it behind `connection.info`'s back.
+    """
+    if connection.info.get(LOCK_TIMEOUT_SET) == wanted:
+        return
+    driver = connection.connection.driver_connection
+    statement = "RESET lock_timeout" if wanted is None else f"SET lock_timeout = '{wanted}'"
+    if driver.info.transaction_status.name != "IDLE":
+        # Begun already (not at a unit of work's start): for this transaction alone.
+        if wanted is not None:
+            connection.execute(_SET_LOCAL_LOCK_TIMEOUT, {"wait": wanted})
+        return
+    driver.autocommit = True
+    try:
+        driver.execute(statement)
+    finally:
+        driver.autocommit = False
+    connection.info[LOCK_TIMEOUT_SET] = wanted
 
 
 def is_busy(error: DBAPIError) -> bool:

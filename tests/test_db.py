@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import psycopg
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 
 from newsletter import db
 from newsletter.models import Base
+from tests.helpers import POSTGRES_URL
 
 
 def test_the_migrations_make_the_models_schema(settings):
@@ -71,3 +75,51 @@ def test_the_quick_check_of_the_schema_agrees_with_alembic(settings):
     assert not _at_newest_migration(settings)  # no database yet
     ensure_schema(settings)
     assert _at_newest_migration(settings) and schema_is_current(settings)
+
+
+# ---------------------------------------------------------------- PostgreSQL's pooled connections
+
+
+def pooled_pid(settings) -> int:
+    with db.session_scope(settings) as session:
+        return session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+
+
+def test_a_connection_used_a_moment_ago_is_not_pinged_and_a_dead_one_is_replaced(
+    settings, monkeypatch
+):
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only: SQLite's connections are files, nothing to ping")
+    dialect = db.engine_for(settings.database_url).dialect
+    pings: list[object] = []
+    ping = dialect.do_ping
+    monkeypatch.setattr(dialect, "do_ping", lambda connection: pings.append(1) or ping(connection))
+
+    pid = pooled_pid(settings)
+    assert pooled_pid(settings) == pid and pings == []  # given back moments ago: no ping
+
+    # Killed by the server while it sat in the pool (a restart, an idle timeout): the next
+    # unit of work pings it, finds it dead, and gets a new connection instead of an error.
+    with psycopg.connect(POSTGRES_URL.replace("+psycopg", "")) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    monkeypatch.setattr(db, "PING_AFTER_IDLE", 0.0)
+    assert pooled_pid(settings) != pid
+    assert pings
+
+
+def test_the_web_s_lock_timeout_stays_with_its_connection_and_no_one_else_gets_it(settings):
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only: SQLite's busy timeout has tests of its own")
+
+    def lock_timeout() -> str:
+        with db.session_scope(settings) as session:
+            return session.execute(text("SHOW lock_timeout")).scalar_one()
+
+    assert lock_timeout() == "0"  # the server's: wait as long as it takes
+    with db.lock_timeout(1.5):
+        assert lock_timeout() == "1500ms"
+        with db.connection_scope(settings) as connection:  # one pooled connection: the same
+            assert connection.exec_driver_sql("SHOW lock_timeout").scalar_one() == "1500ms"
+            connection.rollback()  # a rollback does not undo it: it was set outside
+            assert connection.exec_driver_sql("SHOW lock_timeout").scalar_one() == "1500ms"
+    assert lock_timeout() == "0"  # a unit of work without a limit gets the server's again

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -277,7 +278,7 @@ def test_confirming_on_the_web_and_one_click_unsubscribe_tell_the_webhooks(
     register(cli, receiver, "subscriber.confirmed", "subscriber.unsubscribed")
     with local_smtp(monkeypatch) as smtp:
         client = create_app(set_env(monkeypatch)).test_client()
-        subscribe_form(client, ADA, "slam")
+        subscribe_form(client, ADA, "slam", "mllm", "diffusion")
         assert rows(settings) == []  # asked, not confirmed: nothing yet
         submit(client, confirm_path(smtp.messages[0]), {})
     with session_scope(settings) as session:
@@ -301,6 +302,17 @@ def test_confirming_on_the_web_and_one_click_unsubscribe_tell_the_webhooks(
     # The one-click path loads no Subscriber, yet tells what every other door tells.
     confirmed, unsubscribed = (request.payload["data"] for request in receiver.received)
     assert unsubscribed["subscriber"] == {**confirmed["subscriber"], "status": "unsubscribed"}
+    assert unsubscribed["subscriber"]["topics"] == ["MLLM", "Diffusion", "SLAM"]
+    # Its envelope too (on PostgreSQL it is built by the database): the same keys in the same
+    # order, an id of its own, a timestamp to the second.
+    first, second = (json.loads(request.body) for request in receiver.received)
+    assert list(second) == list(first) == ["id", "type", "timestamp", "data"]
+    assert list(second["data"]) == list(first["data"])
+    assert list(second["data"]["subscriber"]) == list(first["data"]["subscriber"])
+    for envelope in (first, second):
+        assert re.fullmatch(r"msg_[0-9a-f]{32}", envelope["id"]), envelope["id"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", envelope["timestamp"])
+    assert first["id"] != second["id"]
 
 
 def test_a_bounce_report_tells_the_webhooks(cli, settings, receiver, tmp_path, example_topics):

@@ -97,16 +97,24 @@ def secret_key(secret: str) -> bytes:
     return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
 
 
+MESSAGE_ID_PREFIX = "msg_"
+"""An event's id is this and 32 hex digits (a random UUID's)."""
+
+
 def envelope(event: str, data: dict, at: datetime | None = None) -> dict:
     """An event as every receiver gets it: a unique id (the `webhook-id` header too, the same
     on every retry, so a receiver can drop a repeat), its type, when it happened, its data."""
-    at = (at or datetime.now(UTC)).astimezone(UTC)
     return {
-        "id": f"msg_{uuid.uuid4().hex}",
+        "id": f"{MESSAGE_ID_PREFIX}{uuid.uuid4().hex}",
         "type": event,
-        "timestamp": at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "timestamp": envelope_timestamp(at or datetime.now(UTC)),
         "data": data,
     }
+
+
+def envelope_timestamp(at: datetime) -> str:
+    """An envelope's `timestamp`: UTC, to the second, `Z`."""
+    return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def shown_url(url: str) -> str:

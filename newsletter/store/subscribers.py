@@ -5,14 +5,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import (
+    String,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from newsletter.errors import AlreadyExists, UnknownSubscriber
 from newsletter.intake.channels import ChannelSpec
 from newsletter.intake.rhythm import SendClock
 from newsletter.intake.subscribers import SubscriberSpec, email_key
-from newsletter.intake.webhooks import SUBSCRIBER_EVENTS
+from newsletter.intake.webhooks import MESSAGE_ID_PREFIX, SUBSCRIBER_EVENTS, envelope_timestamp
 from newsletter.models import (
     Cadence,
     Event,
@@ -21,6 +34,10 @@ from newsletter.models import (
     SubscriberStatus,
     SubscriberTopic,
     Topic,
+    UTCDateTime,
+    Webhook,
+    WebhookDelivery,
+    utcnow,
 )
 from newsletter.schedules import Schedule
 
@@ -28,7 +45,13 @@ from newsletter.schedules import Schedule
 # either may be imported first (the store's modules are imported as their names are read).
 from newsletter.store import follows as _follows
 from newsletter.store.topics import get_topics
-from newsletter.store.webhooks import listeners, queue_event, subscriber_data, subscriber_payload
+from newsletter.store.webhooks import (
+    PENDING,
+    listeners,
+    queue_event,
+    subscriber_data,
+    subscriber_payload,
+)
 
 
 def find_subscriber(session: Session, email: str) -> Subscriber | None:
@@ -192,25 +215,93 @@ _TOPIC_NAMES = (
 )
 
 
-def unsubscribe_public_id(session: Session, public_id: str, source: str) -> bool:
+def unsubscribe_public_id(connection: Connection, public_id: str, source: str) -> bool:
     """`set_status(…, unsubscribed, source)` for the subscriber of this public id, without
-    loading them: one UPDATE … RETURNING, the event's INSERT and, only when a webhook listens,
-    its rows (all in the caller's transaction). For the RFC 8058 one-click POST, which mail
-    providers send in bursts. False when no such subscriber is here, or they had left already
-    (nothing is written: the POST may come twice)."""
-    connection = session.connection()
-    gone = connection.execute(_UNSUBSCRIBE, {"wanted": public_id}).first()
-    if gone is None:
-        return False
-    subscriber_id, email, language = gone
-    connection.execute(_LOG_LEFT, {"subscriber_id": subscriber_id, "source": source})
-    event = SUBSCRIBER_EVENTS[_LEFT.value]
-    webhooks = listeners(session, event)
-    if webhooks:
-        topics = connection.execute(_TOPIC_NAMES, {"subscriber_id": subscriber_id}).scalars()
-        data = subscriber_payload(public_id, email, str(_LEFT), language, list(topics), source, "")
-        queue_event(session, event, data, to=webhooks)
+    loading them, for the RFC 8058 one-click POST, which mail providers send in bursts: on a
+    connection of `db.connection_scope`, committed here. False when no such subscriber is
+    here, or they had left already (nothing is written: the POST may come twice).
+
+    On PostgreSQL one statement does it all (`_ONE_CLICK`), atomic by itself, so it runs in
+    autocommit: no BEGIN and no COMMIT to wait for. Elsewhere, in one transaction: one UPDATE
+    … RETURNING, the event's INSERT and, only when a webhook listens, its rows."""
+    if connection.dialect.name == "postgresql":
+        at = utcnow()
+        values = {"wanted": public_id, "source": source, "at": at}
+        values["timestamp"] = envelope_timestamp(at)
+        autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
+        return autocommit.execute(_ONE_CLICK, values).first() is not None
+    with connection.begin():
+        gone = connection.execute(_UNSUBSCRIBE, {"wanted": public_id}).first()
+        if gone is None:
+            return False
+        subscriber_id, email, language = gone
+        connection.execute(_LOG_LEFT, {"subscriber_id": subscriber_id, "source": source})
+        event = SUBSCRIBER_EVENTS[_LEFT.value]
+        webhooks = listeners(connection, event)
+        if webhooks:
+            topics = connection.execute(_TOPIC_NAMES, {"subscriber_id": subscriber_id}).scalars()
+            data = subscriber_payload(
+                public_id, email, str(_LEFT), language, list(topics), source, ""
+            )
+            queue_event(connection, event, data, to=webhooks)
     return True
+
+
+def _one_click_statement():
+    """The whole of `unsubscribe_public_id` as one PostgreSQL statement, one round trip: the
+    UPDATE … RETURNING (`_UNSUBSCRIBE`) feeds, in data-modifying WITH queries, the event's
+    INSERT and one webhook delivery per active webhook that listens, its envelope built by
+    `json_build_object` with what `queue_event` writes (the same keys in the same order, an id
+    of its own for each row, the timestamp given as `timestamp`, made from `at`). PostgreSQL
+    runs each WITH query once, to completion, whether or not the outer SELECT reads it; when
+    the UPDATE finds nobody to change, the INSERTs have no rows to write."""
+    at = bindparam("at", type_=UTCDateTime())
+    # `updated_at`'s onupdate is given here: SQLAlchemy fills in no default inside a WITH.
+    gone = _UNSUBSCRIBE.values(updated_at=at).cte("gone")
+    source = bindparam("source", type_=String())
+    logged = insert(Event.__table__).from_select(
+        ["subscriber_id", "kind", "source", "detail", "at"],
+        select(gone.c.id, literal(_LEFT.value), source, literal(""), at),
+    )
+    topics = (
+        select(
+            func.coalesce(
+                func.json_agg(aggregate_order_by(Topic.name, Topic.position, Topic.id)),
+                literal_column("'[]'::json"),
+            )
+        )
+        .join_from(SubscriberTopic, Topic, SubscriberTopic.topic_id == Topic.id)
+        .where(SubscriberTopic.subscriber_id == gone.c.id)
+        .scalar_subquery()
+    )
+    subscriber = func.json_build_object(
+        "public_id", bindparam("wanted", type_=String()), "email", gone.c.email,
+        "status", str(_LEFT), "language", gone.c.language, "topics", topics,
+    )  # fmt: skip
+    event = SUBSCRIBER_EVENTS[_LEFT.value]
+    unique_id = func.replace(cast(func.gen_random_uuid(), String), "-", "")
+    payload = func.json_build_object(
+        "id", func.concat(MESSAGE_ID_PREFIX, unique_id), "type", event,
+        "timestamp", bindparam("timestamp", type_=String()),
+        "data", func.json_build_object("subscriber", subscriber, "source", source, "detail", ""),
+    )  # fmt: skip
+    webhooks = Webhook.__table__
+    listening = (
+        select(
+            webhooks.c.id, literal(event), payload, literal(PENDING), literal(0), literal(""), at
+        )
+        .join_from(gone, webhooks, true())
+        .where(webhooks.c.active.is_(True), cast(webhooks.c.events, JSONB).contains([event]))
+        .order_by(webhooks.c.id)
+    )
+    queued = insert(WebhookDelivery.__table__).from_select(
+        ["webhook_id", "event", "payload", "status", "attempts", "detail", "created_at"],
+        listening,
+    )
+    return select(gone.c.id).add_cte(logged.cte("logged"), queued.cte("queued"))
+
+
+_ONE_CLICK = _one_click_statement()
 
 
 def purge_subscriber(session: Session, subscriber: Subscriber) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
 from newsletter.errors import InvalidInput
@@ -44,18 +45,21 @@ def remove_webhook(session: Session, webhook_id: int) -> None:
     session.delete(webhook_by_id(session, webhook_id))
 
 
-def listeners(session: Session, event: str) -> list[Webhook]:
-    """The active webhooks that asked for this event (a few rows: filtered here, not in SQL,
-    as JSON lists are queried differently by each backend)."""
-    active = session.scalars(select(Webhook).where(Webhook.active.is_(True)).order_by(Webhook.id))
+def listeners(session: Session | Connection, event: str) -> list[Row]:
+    """The active webhooks that asked for this event, as (id, events) rows: no Webhook loaded,
+    and a Core connection will do (a few rows: filtered here, not in SQL, as JSON lists are
+    queried differently by each backend)."""
+    active = session.execute(
+        select(Webhook.id, Webhook.events).where(Webhook.active.is_(True)).order_by(Webhook.id)
+    )
     return [webhook for webhook in active if event in webhook.events]
 
 
 def queue_event(
-    session: Session, event: str, data: dict, to: Sequence[Webhook] | None = None
+    session: Session | Connection, event: str, data: dict, to: Sequence[Row] | None = None
 ) -> int:
-    """A pending delivery of the event for each webhook that asked for it (or `to` these),
-    in the caller's transaction; how many."""
+    """A pending delivery of the event for each webhook that asked for it (or `to` these, of
+    `listeners`), in the caller's transaction; how many."""
     webhooks = listeners(session, event) if to is None else to
     at = utcnow()
     if webhooks:  # one INSERT, without the ORM's unit of work: a one-click POST pays for it

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, request
 from flask_wtf.csrf import generate_csrf
 
 from newsletter import store
-from newsletter.db import session_scope
+from newsletter.db import connection_scope
 from newsletter.tokens import PREFERENCES, UNSUBSCRIBE, make_token
 from newsletter.web.common import csrf, invalid_link, message, page, settings, token_value
 
@@ -37,8 +37,8 @@ def unsubscribe(token: str):
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     if not one_click:
         csrf.protect()
-    with session_scope(settings()) as session:
-        store.unsubscribe_public_id(session, public_id, "one-click" if one_click else "web")
+    with connection_scope(settings()) as connection:
+        store.unsubscribe_public_id(connection, public_id, "one-click" if one_click else "web")
     if one_click:
         # RFC 8058: answer 200 directly, no redirect, no page to render.
         return Response("You are unsubscribed.\n", 200, mimetype="text/plain")
