@@ -352,9 +352,7 @@ def write_rows(
     if not members:
         return 0
     secret, domain, key = settings.secret(), settings.sender_domain, edition.digest.path
-    public_ids = store.public_ids_without_delivery(
-        session, edition.digest_id, [subscriber_id for _segment, subscriber_id in members]
-    )
+    public_ids = store.public_ids(session, [subscriber_id for _segment, subscriber_id in members])
     rows = [
         (
             subscriber_id,
@@ -364,5 +362,4 @@ def write_rows(
         for segment, subscriber_id in members
         if subscriber_id in public_ids
     ]
-    store.add_deliveries(session, edition.digest_id, datetime.now(UTC), rows)
-    return len(rows)
+    return store.add_deliveries(session, edition.digest_id, datetime.now(UTC), rows)
