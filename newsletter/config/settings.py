@@ -171,6 +171,9 @@ class Settings(BaseSettings):
     """Messages per second across every worker; 0: unlimited."""
     send_batch_size: int = Field(500, ge=1)
     """Messages handed to one SMTP connection at a time."""
+    serve_part_size: int = Field(25_000, ge=1)
+    """Readers a worker's share of writing the daily digest's delivery rows covers (by
+    subscriber id): the shares are tasks any worker takes."""
     check_deliverability: bool = False
     """Also check that an address's domain receives mail (a DNS lookup)."""
     default_language: str = "en"

@@ -135,6 +135,7 @@ from newsletter.store.schedules import (
     Slot,
     due_readers,
     give_window,
+    reader_id_parts,
     reschedule,
     upcoming_slots,
 )
@@ -305,6 +306,7 @@ __all__ = [
     "due_readers",
     "give_window",
     "latest_ready_daily",
+    "reader_id_parts",
     "reschedule",
     "upcoming_slots",
     "edit_subscriber",

@@ -33,9 +33,11 @@ class DueReader(NamedTuple):
     paused_until: date | None
 
 
-def due_readers(session: Session, now: datetime, newest_end: datetime) -> list[DueReader]:
+def due_readers(
+    session: Session, now: datetime, newest_end: datetime, among: tuple[int, int] | None = None
+) -> list[DueReader]:
     """The active readers due at `now`, given that the newest ready digest ends at
-    `newest_end`."""
+    `newest_end` (those whose ids are within `among`, both ends included, when given)."""
     query = select(
         Subscriber.id,
         Subscriber.cadence,
@@ -57,7 +59,24 @@ def due_readers(session: Session, now: datetime, newest_end: datetime) -> list[D
             ),
         ),
     )
+    if among is not None:
+        query = query.where(Subscriber.id.between(*among))
     return [DueReader(*row) for row in session.execute(query.order_by(Subscriber.id))]
+
+
+def reader_id_parts(session: Session, size: int) -> list[tuple[int, int]]:
+    """The active readers' ids cut into ranges (first, last) of about `size` readers each (of
+    equal width between the lowest and the highest id; at least one range, even for none)."""
+    low, high, count = session.execute(
+        select(func.min(Subscriber.id), func.max(Subscriber.id), func.count()).where(
+            Subscriber.status == SubscriberStatus.active
+        )
+    ).one()
+    if not count:
+        return [(0, 0)]
+    parts = max(1, -(-count // size))
+    width = -(-(high - low + 1) // parts)
+    return [(first, min(first + width - 1, high)) for first in range(low, high + 1, width)]
 
 
 def give_window(
