@@ -555,24 +555,19 @@ def test_a_deliver_task_says_how_many_it_found_in_the_send_journal(
     assert len(outbox_texts()) == 2
 
 
-def test_two_real_workers_on_redis_share_one_digest_from_its_first_rows_each_row_once(
-    cli, settings, example_topics, monkeypatch, tmp_path, redis_url
-):
-    """The daily job's digest step queues a deliver task for each batch of rows as serving
-    commits them: both workers send, every reader gets one message, every row ends sent."""
+def two_workers_send_the_digest(settings, monkeypatch, tmp_path, redis_url, readers, **env):
+    """The daily job's digest step queued for `readers` readers of SLAM and done by two real
+    workers on Redis until every row is sent (`env`: settings for both); its summary, the
+    workers, what the SMTP sink received, the readers' addresses."""
     from tests.smtp_sink import SmtpSink
 
-    readers, batch = 1_000, 50
     emails = add_subscribers(settings, "SLAM", readers)
     store_papers(settings, "SLAM", paper(1), paper(2))
     away = (datetime.now(UTC).hour + 12) % 24  # the scheduler's own daily job stays out
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     with SmtpSink() as sink:
-        # Paced (across both workers, through Redis) so that the send outlasts any worker's
-        # polling of an idle queue: both are at work before it is over.
-        set_env(monkeypatch, smtp_url=sink.url, send_batch_size=str(batch), send_rate="300",
-                daily_time=f"{away:02d}:00")  # fmt: skip
+        set_env(monkeypatch, smtp_url=sink.url, daily_time=f"{away:02d}:00", **env)
         with tasks_on_redis(redis_url, monkeypatch) as tasks:
             (tmp_path / "a").mkdir()
             (tmp_path / "b").mkdir()
@@ -593,12 +588,26 @@ def test_two_real_workers_on_redis_share_one_digest_from_its_first_rows_each_row
             finally:
                 client.flushdb()
                 client.close()
-        received = sink.messages()
+        return summary, (first, second), sink.messages(), emails
+
+
+def test_two_real_workers_on_redis_share_one_digest_from_its_first_rows_each_row_once(
+    cli, settings, example_topics, monkeypatch, tmp_path, redis_url
+):
+    """The daily job's digest step queues a deliver task for each batch of rows as serving
+    commits them: both workers send, every reader gets one message, every row ends sent."""
+    readers, batch = 1_000, 50
+    # Paced (across both workers, through Redis) so that the send outlasts any worker's
+    # polling of an idle queue: both are at work before it is over.
+    summary, workers, received, emails = two_workers_send_the_digest(
+        settings, monkeypatch, tmp_path, redis_url, readers,
+        send_batch_size=str(batch), send_rate="300",
+    )  # fmt: skip
 
     assert summary["batches"] == readers // batch + 1  # one a batch as written, one for the rest
     sent = [
         sum(int(n) for n in re.findall(r"deliver digest \d+: .*'sent': (\d+)", worker.output()))
-        for worker in (first, second)
+        for worker in workers
     ]
     assert sum(sent) == readers and min(sent) > 0, sent
     assert sorted(message.recipient for message in received) == sorted(emails)
@@ -610,43 +619,16 @@ def test_two_real_workers_on_redis_each_write_a_share_of_the_rows_each_reader_on
     """The daily job's digest step builds the edition, then queues the rows' writing in shares
     by subscriber id (`serve_part`) that either worker takes: both write rows, every reader
     gets one row and one message, every row ends sent."""
-    from tests.smtp_sink import SmtpSink
-
     readers, share = 1_200, 12
-    emails = add_subscribers(settings, "SLAM", readers)
-    store_papers(settings, "SLAM", paper(1), paper(2))
-    away = (datetime.now(UTC).hour + 12) % 24  # the scheduler's own daily job stays out
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    with SmtpSink() as sink:
-        set_env(monkeypatch, smtp_url=sink.url, serve_part_size=str(share),
-                send_batch_size="100", daily_time=f"{away:02d}:00")  # fmt: skip
-        with tasks_on_redis(redis_url, monkeypatch) as tasks:
-            (tmp_path / "a").mkdir()
-            (tmp_path / "b").mkdir()
-            try:
-                with (
-                    WorkerProcess(tmp_path / "a") as first,
-                    WorkerProcess(tmp_path / "b", "--no-periodic") as second,
-                ):
-                    summary = tasks.daily_digest(today()).get(blocking=True, timeout=60)
-                    digest_id = summary["digest_id"]
-
-                    def all_sent() -> bool:
-                        with session_scope(settings) as session:
-                            counts = store.delivery_counts(session, digest_id)
-                        return counts == {"sent": readers}
-
-                    first.wait_for(all_sent, f"all {readers} rows sent")
-            finally:
-                client.flushdb()
-                client.close()
-        received = sink.messages()
+    summary, workers, received, emails = two_workers_send_the_digest(
+        settings, monkeypatch, tmp_path, redis_url, readers,
+        serve_part_size=str(share), send_batch_size="100",
+    )  # fmt: skip
 
     assert summary["parts"] >= readers // share
     written = [
         [int(n) for n in re.findall(r"serve part of \S+: .*'rows': (\d+)", worker.output())]
-        for worker in (first, second)
+        for worker in workers
     ]
     assert sum(map(len, written)) == summary["parts"]  # each share served once
     assert sum(map(sum, written)) == readers and all(map(sum, written)), written
