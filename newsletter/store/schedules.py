@@ -65,18 +65,23 @@ def due_readers(
 
 
 def reader_id_parts(session: Session, size: int) -> list[tuple[int, int]]:
-    """The active readers' ids cut into ranges (first, last) of about `size` readers each (of
-    equal width between the lowest and the highest id; at least one range, even for none)."""
+    """The readers' ids cut into ranges (first, last) of about `size` active readers each (of
+    equal width between the lowest and the highest id), together covering every id: readers
+    who join meanwhile are in the last."""
     low, high, count = session.execute(
         select(func.min(Subscriber.id), func.max(Subscriber.id), func.count()).where(
             Subscriber.status == SubscriberStatus.active
         )
     ).one()
     if not count:
-        return [(0, 0)]
-    parts = max(1, -(-count // size))
-    width = -(-(high - low + 1) // parts)
-    return [(first, min(first + width - 1, high)) for first in range(low, high + 1, width)]
+        return [(0, LAST_ID)]
+    width = -(-(high - low + 1) // max(1, -(-count // size)))
+    firsts = [0, *range(low + width, high + 1, width)]
+    return list(zip(firsts, [first - 1 for first in firsts[1:]] + [LAST_ID], strict=True))
+
+
+LAST_ID = 2**31 - 1
+"""The largest id a subscriber can have (PostgreSQL's integer)."""
 
 
 def give_window(
