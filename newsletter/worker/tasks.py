@@ -235,6 +235,9 @@ class QueuedAsWritten:
 
     def __call__(self, digest_id: int, rows: int) -> None:
         self.unqueued[digest_id] = self.unqueued.get(digest_id, 0) + rows
+        # Known from its first rows on: its tail gets one task, not a task for every batch
+        # of the digest unfinished then (other shares' rows, which have tasks of their own).
+        self.tasks.setdefault(digest_id, 0)
         while self.unqueued[digest_id] >= self.batch:
             deliver(digest_id)
             self.unqueued[digest_id] -= self.batch
