@@ -67,7 +67,7 @@ from newsletter.models import Delivery  # noqa: E402
 from newsletter.store import claimed_rows  # noqa: E402
 
 WORKERS = 2
-BUILD_TASKS = ("daily_digest",)
+BUILD_TASKS = ("daily_digest", "serve_part")
 EXECUTED = re.compile(
     r"newsletter\.tasks\.(\w+): [0-9a-f-]+(?: \d+ retries)? executed in ([0-9.]+)s"
 )

@@ -623,7 +623,7 @@ def test_readers_are_given_their_rows_in_chunks_and_a_chunk_that_fails_leaves_on
         calls.append(len(rows))
         if len(calls) == 3:
             raise RuntimeError("injected: the third chunk's rows could not be written")
-        real(session, digest_id, created_at, rows)
+        return real(session, digest_id, created_at, rows)
 
     monkeypatch.setattr(store, "add_deliveries", third_fails)
     told: list[tuple[int, int]] = []
@@ -644,3 +644,22 @@ def test_readers_are_given_their_rows_in_chunks_and_a_chunk_that_fails_leaves_on
     transport = transport_from_settings(settings)
     assert deliver_all(settings, digest_id, transport).sent == 10
     assert len(list(settings.outbox_dir.glob("*.eml"))) == 10
+
+
+def test_rows_a_digest_has_already_are_not_written_again_and_not_counted(settings, slam):
+    """`add_deliveries` leaves a reader who has a row for the digest alone (the unique
+    constraint skips them, no look-up first) and counts only the rows it wrote."""
+    now = datetime.now(UTC)
+    fetch.save_fetched(settings, slam, [paper(1)], now=now - timedelta(hours=2))
+    digest_id = build_daily(settings, now.date(), now=now - timedelta(hours=1))[0].digest_id
+    people = [reader_with(settings, f"r{number}@example.org") for number in range(4)]
+    with session_scope(settings) as session:
+        first = [(sid, f"<first-{sid}@example.org>", 1) for sid in people[:2]]
+        assert store.add_deliveries(session, digest_id, now, first) == 2
+    with session_scope(settings) as session:
+        every = [(sid, f"<again-{sid}@example.org>", 1) for sid in people]
+        assert store.add_deliveries(session, digest_id, now, every) == 2
+        assert store.add_deliveries(session, digest_id, now, every) == 0
+        rows = dict(session.execute(select(Delivery.subscriber_id, Delivery.message_id)).all())
+    assert rows == {sid: f"<{'first' if sid in people[:2] else 'again'}-{sid}@example.org>"
+                    for sid in people}  # fmt: skip

@@ -23,11 +23,12 @@ from types import ModuleType
 import pytest
 import redis
 from huey import RedisHuey, SqliteHuey
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from newsletter import store
 from newsletter.config import Settings, get_settings
 from newsletter.db import session_scope
+from newsletter.models import Delivery
 from tests.arxiv_server import ArxivServer, Reply
 from tests.helpers import (
     PAPERS,
@@ -554,24 +555,19 @@ def test_a_deliver_task_says_how_many_it_found_in_the_send_journal(
     assert len(outbox_texts()) == 2
 
 
-def test_two_real_workers_on_redis_share_one_digest_from_its_first_rows_each_row_once(
-    cli, settings, example_topics, monkeypatch, tmp_path, redis_url
-):
-    """The daily job's digest step queues a deliver task for each batch of rows as serving
-    commits them: both workers send, every reader gets one message, every row ends sent."""
+def two_workers_send_the_digest(settings, monkeypatch, tmp_path, redis_url, readers, **env):
+    """The daily job's digest step queued for `readers` readers of SLAM and done by two real
+    workers on Redis until every row is sent (`env`: settings for both); its summary, the
+    workers, what the SMTP sink received, the readers' addresses."""
     from tests.smtp_sink import SmtpSink
 
-    readers, batch = 1_000, 50
     emails = add_subscribers(settings, "SLAM", readers)
     store_papers(settings, "SLAM", paper(1), paper(2))
     away = (datetime.now(UTC).hour + 12) % 24  # the scheduler's own daily job stays out
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     with SmtpSink() as sink:
-        # Paced (across both workers, through Redis) so that the send outlasts any worker's
-        # polling of an idle queue: both are at work before it is over.
-        set_env(monkeypatch, smtp_url=sink.url, send_batch_size=str(batch), send_rate="300",
-                daily_time=f"{away:02d}:00")  # fmt: skip
+        set_env(monkeypatch, smtp_url=sink.url, daily_time=f"{away:02d}:00", **env)
         with tasks_on_redis(redis_url, monkeypatch) as tasks:
             (tmp_path / "a").mkdir()
             (tmp_path / "b").mkdir()
@@ -592,12 +588,86 @@ def test_two_real_workers_on_redis_share_one_digest_from_its_first_rows_each_row
             finally:
                 client.flushdb()
                 client.close()
-        received = sink.messages()
+        return summary, (first, second), sink.messages(), emails
+
+
+def test_two_real_workers_on_redis_share_one_digest_from_its_first_rows_each_row_once(
+    cli, settings, example_topics, monkeypatch, tmp_path, redis_url
+):
+    """The daily job's digest step queues a deliver task for each batch of rows as serving
+    commits them: both workers send, every reader gets one message, every row ends sent."""
+    readers, batch = 1_000, 50
+    # Paced (across both workers, through Redis) so that the send outlasts any worker's
+    # polling of an idle queue: both are at work before it is over.
+    summary, workers, received, emails = two_workers_send_the_digest(
+        settings, monkeypatch, tmp_path, redis_url, readers,
+        send_batch_size=str(batch), send_rate="300",
+    )  # fmt: skip
 
     assert summary["batches"] == readers // batch + 1  # one a batch as written, one for the rest
     sent = [
         sum(int(n) for n in re.findall(r"deliver digest \d+: .*'sent': (\d+)", worker.output()))
-        for worker in (first, second)
+        for worker in workers
     ]
     assert sum(sent) == readers and min(sent) > 0, sent
     assert sorted(message.recipient for message in received) == sorted(emails)
+
+
+def test_two_real_workers_on_redis_each_write_a_share_of_the_rows_each_reader_once(
+    cli, settings, example_topics, monkeypatch, tmp_path, redis_url
+):
+    """The daily job's digest step builds the edition, then queues the rows' writing in shares
+    by subscriber id (`serve_part`) that either worker takes: both write rows, every reader
+    gets one row and one message, every row ends sent."""
+    readers, share = 1_200, 12
+    summary, workers, received, emails = two_workers_send_the_digest(
+        settings, monkeypatch, tmp_path, redis_url, readers,
+        serve_part_size=str(share), send_batch_size="100",
+    )  # fmt: skip
+
+    assert summary["parts"] >= readers // share
+    written = [
+        [int(n) for n in re.findall(r"serve part of \S+: .*'rows': (\d+)", worker.output())]
+        for worker in workers
+    ]
+    assert sum(map(len, written)) == summary["parts"]  # each share served once
+    assert sum(map(sum, written)) == readers and all(map(sum, written)), written
+    assert sorted(message.recipient for message in received) == sorted(emails)
+
+
+def test_readers_a_killed_share_left_are_given_their_rows_by_the_next_serving(
+    immediate, cli, settings, example_topics, monkeypatch
+):
+    """A worker killed while writing its share of the rows (here: in its second chunk's
+    transaction, the first committed) leaves the rest of its readers due: the quarter hour's
+    `serve_readers` gives them their rows, and nobody a second one."""
+    from newsletter.daily import serve as serving
+
+    emails = add_subscribers(settings, "SLAM", 30)
+    store_papers(settings, "SLAM", paper(1))
+    set_env(monkeypatch, serve_part_size="10", outbox_dir=str(settings.var_dir.parent / "outbox"))
+    monkeypatch.setattr(serving, "INSERT_CHUNK", 4)
+    real, chunks = serving.write_rows, []
+
+    def dies_after_a_chunk(*args):
+        chunks.append(real(*args))
+        if len(chunks) == 2:  # the first share served dies in its second chunk's transaction
+            raise SystemExit("killed")
+        return chunks[-1]
+
+    monkeypatch.setattr(serving, "write_rows", dies_after_a_chunk)
+    with pytest.raises(SystemExit):
+        immediate.daily_digest(today())
+    with session_scope(settings) as session:
+        (digest_id,) = {row.digest_id for row in session.scalars(select(Delivery))}
+        assert store.count_unfinished(session, digest_id) == chunks[0] < len(emails)
+
+    monkeypatch.setattr(serving, "write_rows", real)
+    immediate.serve_readers()
+    immediate.deliver(digest_id)
+
+    with session_scope(settings) as session:
+        rows = session.scalars(select(Delivery.subscriber_id)).all()
+        assert store.delivery_counts(session, digest_id) == {"sent": len(emails)}
+    assert len(rows) == len(set(rows)) == len(emails)
+    assert sorted(outbox_texts()) == sorted(emails)

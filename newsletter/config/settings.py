@@ -173,6 +173,12 @@ class Settings(BaseSettings):
     """Messages per second across every worker; 0: unlimited."""
     send_batch_size: int = Field(500, ge=1)
     """Messages handed to one SMTP connection at a time."""
+    serve_part_size: int = Field(100_000, ge=1)
+    """Readers a worker's share of writing the daily digest's delivery rows covers (by
+    subscriber id): the shares are tasks any worker takes. Writing rows is mostly the
+    database's work: where it shares the workers' cores, two writers at once only share its
+    time while nobody sends, so a list this size is written by the builder alone while the
+    other workers send."""
     check_deliverability: bool = False
     """Also check that an address's domain receives mail (a DNS lookup)."""
     default_language: str = "en"

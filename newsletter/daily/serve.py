@@ -99,8 +99,11 @@ def serve_due(
     on: date | None = None,
     streamed: Readers | None = None,
     on_rows: RowsWritten | None = None,
+    among: tuple[int, int] | None = None,
 ) -> ServeReport:
-    """Give every reader due at `now` (default: this moment) their window's delivery row.
+    """Give every reader due at `now` (default: this moment) their window's delivery row;
+    with `among` (first, last), only the due readers whose ids are in that range: a share of
+    the serving that several processes do at once (`worker.tasks.serve_part`).
 
     A reader paused until a day later than their own today (`on`, when given: the day a
     `newsletter send --date` is for) is not given one. `streamed`: the newest digest's readers
@@ -118,7 +121,7 @@ def serve_due(
         latest = store.latest_ready_daily(session)
         if latest is None:
             return report
-        due = store.due_readers(session, now, latest.window_end)
+        due = store.due_readers(session, now, latest.window_end, among)
         if not due:
             return report
         bounds = _Bounds.read(session, latest, now)
@@ -352,9 +355,7 @@ def write_rows(
     if not members:
         return 0
     secret, domain, key = settings.secret(), settings.sender_domain, edition.digest.path
-    public_ids = store.public_ids_without_delivery(
-        session, edition.digest_id, [subscriber_id for _segment, subscriber_id in members]
-    )
+    public_ids = store.public_ids(session, [subscriber_id for _segment, subscriber_id in members])
     rows = [
         (
             subscriber_id,
@@ -364,5 +365,4 @@ def write_rows(
         for segment, subscriber_id in members
         if subscriber_id in public_ids
     ]
-    store.add_deliveries(session, edition.digest_id, datetime.now(UTC), rows)
-    return len(rows)
+    return store.add_deliveries(session, edition.digest_id, datetime.now(UTC), rows)

@@ -33,9 +33,11 @@ class DueReader(NamedTuple):
     paused_until: date | None
 
 
-def due_readers(session: Session, now: datetime, newest_end: datetime) -> list[DueReader]:
+def due_readers(
+    session: Session, now: datetime, newest_end: datetime, among: tuple[int, int] | None = None
+) -> list[DueReader]:
     """The active readers due at `now`, given that the newest ready digest ends at
-    `newest_end`."""
+    `newest_end` (those whose ids are within `among`, both ends included, when given)."""
     query = select(
         Subscriber.id,
         Subscriber.cadence,
@@ -57,7 +59,29 @@ def due_readers(session: Session, now: datetime, newest_end: datetime) -> list[D
             ),
         ),
     )
+    if among is not None:
+        query = query.where(Subscriber.id.between(*among))
     return [DueReader(*row) for row in session.execute(query.order_by(Subscriber.id))]
+
+
+def reader_id_parts(session: Session, size: int) -> list[tuple[int, int]]:
+    """The readers' ids cut into ranges (first, last) of about `size` active readers each (of
+    equal width between the lowest and the highest id), together covering every id: readers
+    who join meanwhile are in the last."""
+    low, high, count = session.execute(
+        select(func.min(Subscriber.id), func.max(Subscriber.id), func.count()).where(
+            Subscriber.status == SubscriberStatus.active
+        )
+    ).one()
+    if not count:
+        return [(0, LAST_ID)]
+    width = -(-(high - low + 1) // max(1, -(-count // size)))
+    firsts = [0, *range(low + width, high + 1, width)]
+    return list(zip(firsts, [first - 1 for first in firsts[1:]] + [LAST_ID], strict=True))
+
+
+LAST_ID = 2**31 - 1
+"""The largest id a subscriber can have (PostgreSQL's integer)."""
 
 
 def give_window(

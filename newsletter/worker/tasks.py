@@ -147,7 +147,16 @@ def daily_job() -> dict:
 @huey.task(retries=20, retry_delay=30)
 def daily_digest(issue_date: str) -> dict:
     """The daily job's second step: ask for code links, build the day's digest (translations,
-    one delivery row per reader) and queue its delivery; retried on its own, never refetching.
+    marked ready), then give its readers their delivery rows in shares by subscriber id
+    (`serve_part`, NEWSLETTER_SERVE_PART_SIZE readers each): the others queued for any worker,
+    the first written here; retried on its own, never refetching.
+
+    Writing the rows is most of the build (a reader moved on and a row written each, on the
+    database): shared, every worker writes while the edition's builder writes its own share,
+    rather than one writing them all while the others can only send. The shares are safe to
+    run at once, and a reader is given a window once whoever serves them (`daily.serve`);
+    readers a share left (its worker killed) are due still, and the quarter hour's
+    `serve_readers` gives them their rows.
 
     A setting that makes the digest impossible (no NEWSLETTER_SECRET_KEY in production) stops
     it at once: this process's settings will not change by waiting, so retrying is pointless.
@@ -156,21 +165,51 @@ def daily_digest(issue_date: str) -> dict:
     day = date.fromisoformat(issue_date)
     try:
         _waiting_out_outages(settings, partial(code_check.check_code_links, settings))
-        written = QueuedAsWritten(settings)  # delivery starts with the first rows written
         with huey.lock_task(SERVE_LOCK):  # not while the minute's serving runs
-            edition, _translation, served = _waiting_out_outages(
-                settings, partial(send.build_edition, settings, day, on_rows=written)
+            edition, _translation, _readers = _waiting_out_outages(
+                settings, partial(send.build_daily, settings, day)
             )
+        settings.secret()  # what every row needs: unreadable, no share is queued
     except ConfigError as error:
         log.error("daily job: the digest of %s cannot be built: %s", issue_date, error)
         raise CancelExecution(str(error), retry=False) from error
     except TaskLockedException as locked:  # the minute's serving: done in a moment
         raise RetryTask("readers are being served", delay=5) from locked
-    digest_id = edition.digest_id
-    batches = _queue_served(settings, served.to_deliver(digest_id), written)
     _queue_webhooks(settings)  # digest.built
-    summary = {"date": issue_date, "digest_id": digest_id, "batches": batches}
+    parts = _waiting_out_outages(settings, partial(_reader_parts, settings))
+    for first, last in parts[1:]:
+        serve_part(issue_date, first, last)
+    # This share also queues delivery for rows of the digest written before (a retried step).
+    mine = _serve_share(settings, issue_date, parts[0], built=edition.digest_id)
+    summary = {"date": issue_date, "digest_id": edition.digest_id, "parts": len(parts),
+               "rows": mine["rows"], "batches": mine["batches"]}  # fmt: skip
     log.info("daily job queued its delivery: %s", summary)
+    return summary
+
+
+def _reader_parts(settings: Settings) -> list[tuple[int, int]]:
+    with session_scope(settings) as session:
+        return store.reader_id_parts(session, settings.serve_part_size)
+
+
+@huey.task(retries=20, retry_delay=30)
+def serve_part(issue_date: str, first_id: int, last_id: int) -> dict:
+    """A share of the daily job's serving: the readers due now whose ids are between
+    `first_id` and `last_id` given their delivery rows, a `deliver` task queued for each
+    batch of them as they are committed (see `daily_digest`); retried on its own."""
+    return _serve_share(get_settings(), issue_date, (first_id, last_id))
+
+
+def _serve_share(
+    settings: Settings, issue_date: str, among: tuple[int, int], built: int | None = None
+) -> dict:
+    written = QueuedAsWritten(settings)
+    serving = partial(serve.serve_due, settings, on=date.fromisoformat(issue_date),
+                      on_rows=written, among=among)  # fmt: skip
+    served = _waiting_out_outages(settings, serving)
+    batches = _queue_served(settings, served.to_deliver(built), written)
+    summary = {"readers": list(among), "rows": served.rows, "batches": batches}
+    log.info("serve part of %s: %s", issue_date, summary)
     return summary
 
 
@@ -196,6 +235,9 @@ class QueuedAsWritten:
 
     def __call__(self, digest_id: int, rows: int) -> None:
         self.unqueued[digest_id] = self.unqueued.get(digest_id, 0) + rows
+        # Known from its first rows on: its tail gets one task, not a task for every batch
+        # of the digest unfinished then (other shares' rows, which have tasks of their own).
+        self.tasks.setdefault(digest_id, 0)
         while self.unqueued[digest_id] >= self.batch:
             deliver(digest_id)
             self.unqueued[digest_id] -= self.batch
