@@ -72,11 +72,13 @@ class TcpRelay:
         self.listener: socket.socket | None = None
         self.open: list[socket.socket] = []
         self.lock = threading.Lock()
+        self.acceptor: threading.Thread | None = None
 
     def start(self) -> TcpRelay:
         self.listener = socket.create_server(("127.0.0.1", self.port))
         self.listener.settimeout(0.1)
-        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+        self.acceptor = threading.Thread(target=self._accept, args=(self.listener,), daemon=True)
+        self.acceptor.start()
         return self
 
     def stop(self) -> None:
@@ -85,6 +87,11 @@ class TcpRelay:
             sockets, self.open = self.open, []
         if listener is not None:
             listener.close()
+        if self.acceptor is not None:
+            # The kernel keeps the port listening until the thread's accept() returns (up to
+            # its 0.1 s timeout): a start before then would find it in use.
+            self.acceptor.join(timeout=5)
+            self.acceptor = None
         for sock in sockets:
             _close(sock)
 
