@@ -13,7 +13,7 @@ reported alone and every other row is kept, as before.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,7 +21,6 @@ from sqlalchemy import ARRAY, String, Table, any_, insert, literal, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from newsletter.batches import read_ahead
 from newsletter.errors import InvalidInput
 from newsletter.intake.rhythm import ScheduleChange, SendClock
 from newsletter.intake.subscribers import (
@@ -54,9 +53,6 @@ IMPORT_CHUNK = 1_000
 """Rows written together: one SELECT and a few INSERTs each (within SQLite's and PostgreSQL's
 limits on bound values, and small enough that a refused chunk is soon written again)."""
 assert IMPORT_CHUNK <= IN_LIST_LIMIT
-READ_AHEAD = 2
-"""Chunks read and checked (`_checked_chunks`, a thread of their own) ahead of the one being
-written: the CSV's Python work is done while the database works on the last chunk."""
 
 
 @dataclass(frozen=True)
@@ -85,40 +81,28 @@ def import_subscribers(
     then written with its chunk; a row the database refuses is undone alone and reported, so
     the report and the database agree, on SQLite and PostgreSQL."""
     lines = io.StringIO(csv_text) if isinstance(csv_text, str) else csv_text
-    rows = subscriber_csv_rows(
-        lines, default_language=default_language, check_deliverability=check_deliverability
-    )
+    chunk_size = chunk_size or IMPORT_CHUNK
     report = ImportReport()
-    checked = _checked_chunks(rows, TopicsByName(session), chunk_size or IMPORT_CHUNK)
-    for chunk, rejected in read_ahead(checked, READ_AHEAD):
-        report.rejected.extend(rejected)
-        _write_chunk(session, chunk, report, update=update, clock=clock)
-    report.rejected.sort(key=lambda rejected: rejected.line)
-    return report
-
-
-def _checked_chunks(
-    rows: Iterable[tuple[int, SubscriberSpec] | RejectedRow], topics: TopicsByName, size: int
-) -> Iterator[tuple[list[ImportRow], list[RejectedRow]]]:
-    """The CSV's rows checked in full (their fields, then that their topics exist), `size` at a
-    time, each chunk with the rows rejected since the last: no session is used (`read_ahead`
-    runs this in a thread of its own)."""
+    topics = TopicsByName(session)
     chunk: list[ImportRow] = []
-    rejected: list[RejectedRow] = []
-    for row in rows:
+    for row in subscriber_csv_rows(
+        lines, default_language=default_language, check_deliverability=check_deliverability
+    ):
         if isinstance(row, RejectedRow):
-            rejected.append(row)
+            report.rejected.append(row)
             continue
         line, spec = row
         try:
             chunk.append(ImportRow(line, spec, topics.get(spec.topics)))
         except InvalidInput as error:
-            rejected.append(RejectedRow(line, str(error), spec.email))
+            report.rejected.append(RejectedRow(line, str(error), spec.email))
             continue
-        if len(chunk) >= size:
-            yield chunk, rejected
-            chunk, rejected = [], []
-    yield chunk, rejected
+        if len(chunk) >= chunk_size:
+            _write_chunk(session, chunk, report, update=update, clock=clock)
+            chunk = []
+    _write_chunk(session, chunk, report, update=update, clock=clock)
+    report.rejected.sort(key=lambda rejected: rejected.line)
+    return report
 
 
 def _write_chunk(

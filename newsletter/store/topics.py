@@ -26,7 +26,7 @@ def get_topic(session: Session, name: str) -> Topic:
     """The topic of that name (any case or spacing); the error lists the names that exist."""
     topic = session.scalar(select(Topic).where(Topic.name_key == topic_key(name)))
     if topic is None:
-        raise _unknown_topic(name, known_topics_text(session))
+        raise _unknown_topic(name, list_topics(session))
     return topic
 
 
@@ -39,8 +39,8 @@ def _names_text(topics: list[Topic]) -> str:
     return ", ".join(names) if names else "(none yet: add one with `newsletter topics add`)"
 
 
-def _unknown_topic(name: str, known: str) -> UnknownTopic:
-    return UnknownTopic(f"unknown topic {name!r}; known topics: {known}")
+def _unknown_topic(name: str, topics: list[Topic]) -> UnknownTopic:
+    return UnknownTopic(f"unknown topic {name!r}; known topics: {_names_text(topics)}")
 
 
 class TopicsByName:
@@ -48,19 +48,16 @@ class TopicsByName:
     error): for an import, whose rows name the same few topics over and over."""
 
     def __init__(self, session: Session) -> None:
-        topics = list_topics(session)
-        # What `get` needs of each topic read here, once: it reads no attribute of a Topic, so
-        # it may be called from another thread than the session's (`store.subscriber_import`).
-        self._by_key = {topic.name_key: (topic.id, topic) for topic in topics}
-        self._known = _names_text(topics)
+        self._topics = list_topics(session)
+        self._by_key = {topic.name_key: topic for topic in self._topics}
 
     def get(self, names: Iterable[str]) -> list[Topic]:
         found: dict[int, Topic] = {}
         for name in names:
-            known = self._by_key.get(topic_key(name))
-            if known is None:
-                raise _unknown_topic(name, self._known)
-            found.setdefault(*known)
+            topic = self._by_key.get(topic_key(name))
+            if topic is None:
+                raise _unknown_topic(name, self._topics)
+            found.setdefault(topic.id, topic)
         return list(found.values())
 
 
