@@ -10,7 +10,6 @@ from sqlalchemy import (
     Integer,
     String,
     and_,
-    any_,
     bindparam,
     case,
     func,
@@ -36,7 +35,7 @@ from newsletter.models import (
     Topic,
     utcnow,
 )
-from newsletter.store.subscribers import IN_LIST_LIMIT
+from newsletter.store.subscribers import IN_LIST_LIMIT, one_of
 
 
 def public_ids(session: Session, subscriber_ids: Iterable[int]) -> dict[int, str]:
@@ -45,18 +44,9 @@ def public_ids(session: Session, subscriber_ids: Iterable[int]) -> dict[int, str
     if not wanted:
         return {}
     rows = session.execute(
-        select(Subscriber.id, Subscriber.public_id).where(ids_among(session, Subscriber.id, wanted))
+        select(Subscriber.id, Subscriber.public_id).where(one_of(session, Subscriber.id, wanted))
     )
     return {subscriber_id: public_id for subscriber_id, public_id in rows}
-
-
-def ids_among(session: Session, column, ids: list[int]):
-    """`column IN ids`; on PostgreSQL `column = ANY(array)`, one parameter: the same statement
-    whatever the count, so the driver converts and plans its SQL once, not per list length
-    (a thousand parameters cost more to convert than the query to run)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam("ids", ids, type_=ARRAY(Integer)))
-    return column.in_(ids)
 
 
 def add_deliveries(

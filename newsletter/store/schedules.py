@@ -17,8 +17,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.models import Cadence, Subscriber, SubscriberStatus
-from newsletter.store.deliveries import ids_among
-from newsletter.store.subscribers import IN_LIST_LIMIT
+from newsletter.store.subscribers import IN_LIST_LIMIT, one_of
 
 
 class DueReader(NamedTuple):
@@ -105,7 +104,7 @@ def give_window(
         moved.extend(
             session.scalars(
                 update(Subscriber)
-                .where(ids_among(session, Subscriber.id, chunk), held)
+                .where(one_of(session, Subscriber.id, chunk), held)
                 .values(delivered_through=through, next_send_at=next_send_at)
                 .returning(Subscriber.id)
                 .execution_options(synchronize_session=False)

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ARRAY, String, Table, any_, insert, literal, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -45,7 +45,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.schedules import Schedule
-from newsletter.store.subscribers import IN_LIST_LIMIT, import_known_subscriber
+from newsletter.store.subscribers import IN_LIST_LIMIT, import_known_subscriber, one_of
 from newsletter.store.topics import TopicsByName
 from newsletter.store.transactions import in_savepoint
 
@@ -144,7 +144,7 @@ def _import_rows(
     known = {
         subscriber.email_key: subscriber
         for subscriber in session.scalars(
-            select(Subscriber).where(_one_of(session, Subscriber.email_key, keys))
+            select(Subscriber).where(one_of(session, Subscriber.email_key, keys))
         )
     }
     done: dict[int, str | RejectedRow] = {}
@@ -214,7 +214,7 @@ def _insert_new(session: Session, new: list[tuple[ImportRow, Schedule]], clock: 
     ids = dict(
         session.execute(
             select(subscribers.c.email_key, subscribers.c.id).where(
-                _one_of(session, subscribers.c.email_key, keys)
+                one_of(session, subscribers.c.email_key, keys)
             )
         ).all()
     )
@@ -241,14 +241,6 @@ def _insert_new(session: Session, new: list[tuple[ImportRow, Schedule]], clock: 
     _write_table(session, SubscriberTopic.__table__, topics)
     _write_table(session, Follow.__table__, follows)
     _write_table(session, Event.__table__, events)
-
-
-def _one_of(session: Session, column, values: list[str]):
-    """`column IN values`; on PostgreSQL `= ANY(array)`: one parameter, not a thousand to
-    bind and plan."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(literal(values, ARRAY(String)))
-    return column.in_(values)
 
 
 def _write_table(session: Session, table: Table, records: list[dict]) -> None:

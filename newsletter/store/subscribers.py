@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import (
     String,
+    any_,
     bindparam,
     cast,
     func,
@@ -17,7 +18,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, aggregate_order_by
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -162,6 +163,16 @@ STREAM_CHUNK = 2_000
 
 IN_LIST_LIMIT = 5_000
 """Most values bound in one statement's IN list (SQLite allows 32,766 parameters in all)."""
+
+
+def one_of(session: Session, column, values: list):
+    """`column IN values`; on PostgreSQL `column = ANY(array)` of the column's type, one
+    parameter: the same statement whatever the count, so the driver converts and plans its SQL
+    once, not per list length (a thousand parameters cost more to convert than the query to
+    run)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(literal(values, ARRAY(column.type)))
+    return column.in_(values)
 
 
 def subscriber_emails(session: Session, ids: Iterable[int]) -> dict[int, str]:
