@@ -16,7 +16,7 @@ from datetime import date, datetime
 
 from newsletter import metrics, store
 from newsletter.config import Settings
-from newsletter.daily.serve import RowsWritten, ServeReport, serve_due
+from newsletter.daily.serve import ServeReport, serve_due
 from newsletter.db import session_scope
 from newsletter.delivery.deliverer import DeliveryReport, deliver_all
 from newsletter.delivery.events import mark_built
@@ -131,22 +131,13 @@ def build(
 
 
 def build_edition(
-    settings: Settings,
-    issue_date: date,
-    now: datetime | None = None,
-    on_rows: RowsWritten | None = None,
+    settings: Settings, issue_date: date, now: datetime | None = None
 ) -> tuple[Edition, TranslationReport, ServeReport]:
     """`build_daily`, then every reader due `now` given their window (`serve.serve_due`):
-    daily readers without an hour get the day's digest at once, the others at their hour;
-    `on_rows` is told of each chunk of delivery rows as it is committed."""
+    daily readers without an hour get the day's digest at once, the others at their hour."""
     edition, translation, readers = build_daily(settings, issue_date, now)
     served = serve_due(
-        settings,
-        now,
-        editions={edition.digest_id: edition},
-        on=issue_date,
-        streamed=readers,
-        on_rows=on_rows,
+        settings, now, editions={edition.digest_id: edition}, on=issue_date, streamed=readers
     )
     return edition, translation, served
 

@@ -241,16 +241,14 @@ class QueuedAsWritten:
         while self.unqueued[digest_id] >= self.batch:
             deliver(digest_id)
             self.unqueued[digest_id] -= self.batch
-            self.tasks[digest_id] = self.tasks.get(digest_id, 0) + 1
+            self.tasks[digest_id] += 1
 
 
-def _queue_served(
-    settings: Settings, digest_ids: list[int], written: QueuedAsWritten | None = None
-) -> int:
+def _queue_served(settings: Settings, digest_ids: list[int], written: QueuedAsWritten) -> int:
     """Delivery queued for each of these digests (the day's, the spans readers were given);
     for a digest whose rows had tasks queued as they were written, one more task for the
     last rows. The number of tasks queued in all."""
-    done = {} if written is None else written.tasks
+    done = written.tasks
     queued = 0
     for digest_id in dict.fromkeys([*digest_ids, *done]):  # a serving retried: its rows too
         if digest_id in done:
