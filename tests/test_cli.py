@@ -201,6 +201,9 @@ LIST_NEEDS_NONE_OF = (
     "limits",  # the API's rate limit: the settings take its default without its parser
     "yaml",  # topic files: newsletter.intake.topic_files reads them
     "pylatexenc",  # titles' LaTeX, for the reading list's table (newsletter.textfmt)
+    # SQLAlchemy's PostgreSQL dialect and its drivers: the digests' partial indexes name
+    # their WHERE without it (models.PartialIndex); on SQLite nothing else needs it.
+    "sqlalchemy.dialects.postgresql",
     # The store's other modules: `newsletter.store` imports each as its names are read.
     *("newsletter.store.deliveries", "newsletter.store.api_tokens", "newsletter.store.ranking"),
 )

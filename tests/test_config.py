@@ -452,3 +452,17 @@ def test_the_urls_we_check_are_the_urls_we_mask(settings):
     # Nothing but the password changes: not a letter of the user, host or path.
     assert mask_url_password("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
     assert mask_url_password("smtp://p:p@p.example.org") == "smtp://p:********@p.example.org"
+
+
+def test_each_setting_is_described_by_its_docstring_read_only_when_asked(settings):
+    # The end of a setting's error message (see the ENV=staging case above). Pydantic's
+    # use_attribute_docstrings would read and tokenize the class's source at every start.
+    from newsletter.config.settings import description
+
+    assert not Settings.model_config.get("use_attribute_docstrings")
+    assert all(description(name) for name in Settings.model_fields)
+    assert description("redis_url") == (
+        "The Redis of the queue, which every worker shares; unset: a SQLite file in the var\n"
+        "folder."
+    )
+    assert description("no_such_setting") == ""

@@ -22,6 +22,26 @@ def test_the_migrations_make_the_models_schema(settings):
     assert db.schema_is_current(settings)
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_digests_unique_indexes_are_partial_on_both_backends(backend):
+    # Alembic compares no index's WHERE: a `PartialIndex` that lost it would pass the test
+    # above, and `Base.metadata` would describe one daily digest a date for every kind.
+    from sqlalchemy.dialects import postgresql, sqlite
+    from sqlalchemy.schema import CreateIndex
+
+    dialect = {"sqlite": sqlite, "postgresql": postgresql}[backend].dialect()
+    created = {
+        index.name: str(CreateIndex(index).compile(dialect=dialect))
+        for index in Base.metadata.tables["digests"].indexes
+    }
+    assert created == {
+        "uq_digests_daily_issue_date": "CREATE UNIQUE INDEX uq_digests_daily_issue_date ON"
+        " digests (issue_date) WHERE kind = 'daily'",
+        "uq_digests_span_window": "CREATE UNIQUE INDEX uq_digests_span_window ON digests"
+        " (window_start, window_end) WHERE kind = 'span'",
+    }
+
+
 def test_upgrading_a_database_with_data_keeps_every_row(settings):
     """Each migration after the first runs on a database in use: SQLite rebuilds a table to
     alter it, and a rebuild must not cascade into the rows that point at it."""

@@ -23,6 +23,7 @@ from newsletter.config.settings import (
     ENV_FILE,
     PREFIX,
     Settings,
+    description,
     shown,
     shown_setting,
     variable_name,
@@ -182,7 +183,7 @@ def _in_words(name: str | None, detail: Any) -> str:
 
 def _about(name: str) -> str:
     """The first clause of a setting's description, to end its error message with."""
-    text = " ".join((Settings.model_fields[name].description or "").split())
+    text = " ".join(description(name).split())
     clause = re.split(r"; |\. |\.$", text, maxsplit=1)[0].strip()
     first_word = clause.split(" ", 1)[0]
     if sum(letter.isupper() for letter in first_word) == 1:  # "The", not "SQLite" or "PEM"

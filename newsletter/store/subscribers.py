@@ -4,6 +4,7 @@ each."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 
 from sqlalchemy import (
     String,
@@ -18,7 +19,6 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, aggregate_order_by
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -171,6 +171,8 @@ def one_of(session: Session, column, values: list):
     once, not per list length (a thousand parameters cost more to convert than the query to
     run)."""
     if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY  # loaded already: the engine's
+
         return column == any_(literal(values, ARRAY(column.type)))
     return column.in_(values)
 
@@ -232,15 +234,15 @@ def unsubscribe_public_id(connection: Connection, public_id: str, source: str) -
     connection of `db.connection_scope`, committed here. False when no such subscriber is
     here, or they had left already (nothing is written: the POST may come twice).
 
-    On PostgreSQL one statement does it all (`_ONE_CLICK`), atomic by itself, so it runs in
-    autocommit: no BEGIN and no COMMIT to wait for. Elsewhere, in one transaction: one UPDATE
-    … RETURNING, the event's INSERT and, only when a webhook listens, its rows."""
+    On PostgreSQL one statement does it all (`_one_click_statement`), atomic by itself, so it
+    runs in autocommit: no BEGIN and no COMMIT to wait for. Elsewhere, in one transaction: one
+    UPDATE … RETURNING, the event's INSERT and, only when a webhook listens, its rows."""
     if connection.dialect.name == "postgresql":
         at = utcnow()
         values = {"wanted": public_id, "source": source, "at": at}
         values["timestamp"] = envelope_timestamp(at)
         autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
-        return autocommit.execute(_ONE_CLICK, values).first() is not None
+        return autocommit.execute(_one_click_statement(), values).first() is not None
     with connection.begin():
         gone = connection.execute(_UNSUBSCRIBE, {"wanted": public_id}).first()
         if gone is None:
@@ -258,6 +260,7 @@ def unsubscribe_public_id(connection: Connection, public_id: str, source: str) -
     return True
 
 
+@cache  # made once, at the first one-click POST of the process
 def _one_click_statement():
     """The whole of `unsubscribe_public_id` as one PostgreSQL statement, one round trip: the
     UPDATE … RETURNING (`_UNSUBSCRIBE`) feeds, in data-modifying WITH queries, the event's
@@ -266,6 +269,10 @@ def _one_click_statement():
     of its own for each row, the timestamp given as `timestamp`, made from `at`). PostgreSQL
     runs each WITH query once, to completion, whether or not the outer SELECT reads it; when
     the UPDATE finds nobody to change, the INSERTs have no rows to write."""
+    # Here, not at the top: on SQLite nothing else needs SQLAlchemy's PostgreSQL dialect, and
+    # its import (with its drivers' modules) costs every command that lists subscribers ~30 ms.
+    from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
+
     at = bindparam("at", type_=UTCDateTime())
     # `updated_at`'s onupdate is given here: SQLAlchemy fills in no default inside a WITH.
     gone = _UNSUBSCRIBE.values(updated_at=at).cte("gone")
@@ -311,8 +318,6 @@ def _one_click_statement():
     )
     return select(gone.c.id).add_cte(logged.cte("logged"), queued.cte("queued"))
 
-
-_ONE_CLICK = _one_click_statement()
 
 
 def purge_subscriber(session: Session, subscriber: Subscriber) -> None:
