@@ -13,10 +13,9 @@ reported alone and every other row is kept, as before.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
@@ -49,16 +48,10 @@ from newsletter.store.subscribers import IN_LIST_LIMIT, import_known_subscriber,
 from newsletter.store.topics import TopicsByName
 from newsletter.store.transactions import savepoint
 
-if TYPE_CHECKING:
-    from newsletter.store.copy import CopyAnswer
-
 IMPORT_CHUNK = 1_000
 """Rows written together: one SELECT and a few INSERTs each (within SQLite's and PostgreSQL's
 limits on bound values, and small enough that a refused chunk is soon written again)."""
 assert IMPORT_CHUNK <= IN_LIST_LIMIT
-LOOK_IN_EVERY = 50
-"""Rows read between two looks at the chunk being written (`_write_chunk`): some 2 ms of the
-client's work, a few µs each look."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +84,7 @@ def import_subscribers(
     report = ImportReport()
     topics = TopicsByName(session)
     chunk: list[ImportRow] = []
-    writing: Iterator[CopyAnswer] = iter(())  # the chunk before, its rows with the database
+    writing: Iterator[None] = iter(())  # the chunk before, its last rows with the database
     try:
         for row in subscriber_csv_rows(
             lines, default_language=default_language, check_deliverability=check_deliverability
@@ -108,52 +101,48 @@ def import_subscribers(
             if len(chunk) >= chunk_size:
                 writing = _write_behind(writing, session, chunk, report, update=update, clock=clock)
                 chunk = []
-            elif len(chunk) % LOOK_IN_EVERY == 0:
-                next(writing, None)  # the chunk before goes on, if the database has answered
         writing = _write_behind(writing, session, chunk, report, update=update, clock=clock)
     finally:
-        _finish(writing)  # the last chunk (or, on the way out, the one left open)
+        for _ in writing:  # the last chunk answered (or, on the way out, the one left open)
+            pass
     report.rejected.sort(key=lambda rejected: rejected.line)
     return report
 
 
 def _write_behind(
-    writing: Iterator[CopyAnswer],
+    writing: Iterator[None],
     session: Session,
     chunk: list[ImportRow],
     report: ImportReport,
     **how: object,
-) -> Iterator[CopyAnswer]:
-    """The chunk before finished (`writing`: its rows answered, its savepoint released or its
-    rows written again one by one), then this chunk begun: back as soon as it waits for the
-    database, so the next chunk is read meanwhile."""
-    _finish(writing)
+) -> Iterator[None]:
+    """The chunk before finished (`writing`: its last rows answered, its savepoint released or
+    its rows written again one by one), then this chunk begun: back as soon as its last rows
+    are sent, so the next chunk is read while the database takes them in."""
+    for _ in writing:
+        pass
     writing = _write_chunk(session, chunk, report, **how)
     next(writing, None)
     return writing
 
 
-def _finish(writing: Iterator[CopyAnswer]) -> None:
-    """A chunk's writing run to its end, waiting for the database where it pauses."""
-    for answer in writing:
-        answer.wait()
-
-
 def _write_chunk(
     session: Session, chunk: list[ImportRow], report: ImportReport, **how: object
-) -> Iterator[CopyAnswer]:
-    """Write the chunk in a savepoint, pausing (yielding the answer awaited) while the
-    database has not answered a table's rows: on PostgreSQL the server checks and stores them
-    (their constraints and foreign keys, most of its time) while the caller reads and checks
-    the next chunk, looking in again every few rows (`LOOK_IN_EVERY`), instead of the two
-    waiting on each other. A refusal is seen when the answer is read, still in the chunk's
-    savepoint, and is dealt with as any other."""
+) -> Iterator[None]:
+    """Write the chunk in a savepoint; paused once (a yield), after its last rows are sent and
+    before the database's answer is read: on PostgreSQL the server checks and stores them
+    (the foreign keys of `subscriber_topics`, most of its time) while the caller reads and
+    checks the next chunk, instead of the two waiting on each other. A refusal is seen when
+    the answer is read, still in the chunk's savepoint, and is dealt with as any other."""
     if not chunk:
         return
     try:
         with savepoint(session):
-            done, writing = _import_rows(session, chunk, **how)
-            yield from writing
+            done, answered = _import_rows(session, chunk, **how)
+            try:
+                yield
+            finally:
+                answered()
     except InvalidInput as error:
         if len(chunk) == 1:
             done = {chunk[0].line: RejectedRow(chunk[0].line, str(error), chunk[0].spec.email)}
@@ -174,8 +163,8 @@ def _write_alone(session: Session, row: ImportRow, done: dict, **how: object) ->
     """One row in a savepoint of its own, after its chunk was refused."""
     try:
         with savepoint(session):
-            written, writing = _import_rows(session, [row], **how)
-            _finish(writing)
+            written, answered = _import_rows(session, [row], **how)
+            answered()
         done.update(written)
     except InvalidInput as error:
         done[row.line] = RejectedRow(row.line, str(error), row.spec.email)
@@ -183,9 +172,10 @@ def _write_alone(session: Session, row: ImportRow, done: dict, **how: object) ->
 
 def _import_rows(
     session: Session, rows: list[ImportRow], *, update: bool, clock: SendClock
-) -> tuple[dict[int, str | RejectedRow], Iterator[CopyAnswer]]:
+) -> tuple[dict[int, str | RejectedRow], Callable[[], None]]:
     """Write these rows: what became of each, by line (an outcome, or why it was rejected),
-    and the writing of the new ones (`_insert_new`), to be run through."""
+    and a function that waits for the database's answer to the last rows sent (`_send_table`:
+    it raises what the database refused of them)."""
     keys = [email_key(row.spec.email) for row in rows]
     known = {
         subscriber.email_key: subscriber
@@ -217,12 +207,12 @@ def _import_rows(
 
 def _insert_new(
     session: Session, new: list[tuple[ImportRow, Schedule]], clock: SendClock
-) -> Iterator[CopyAnswer]:
+) -> Callable[[], None]:
     """New subscribers with their topics, follows and `subscribed` events, a table at a time:
-    the same rows `add_subscriber` writes one by one; yielding while the database has not
-    answered a table's rows (see `_write_chunk`)."""
+    the same rows `add_subscriber` writes one by one. The last table's rows are sent and not
+    waited for (see `_write_chunk`): what is returned waits for the database's answer."""
     if not new:
-        return
+        return _answered
     now = utcnow()
     # A chunk's rows ask for a few rhythms and name a few sets of topics: each one's columns
     # are made once (the same Schedule object for the same rhythm, see `_import_rows`).
@@ -257,7 +247,7 @@ def _insert_new(
     # address in one SELECT: an INSERT ... RETURNING of many rows is one statement of
     # thousands of parameters, which psycopg rewrites for PostgreSQL at some 300 µs a row.
     subscribers = Subscriber.__table__
-    yield from _answer(_send_table(session, subscribers, records))
+    _write_table(session, subscribers, records)
     keys = [record["email_key"] for record in records]
     ids = dict(
         session.execute(
@@ -286,34 +276,35 @@ def _insert_new(
                 }
             )
         events.append(_event(subscriber_id, "subscribed", detail, now))
-    for table, rows in ((SubscriberTopic, topics), (Follow, follows), (Event, events)):
-        yield from _answer(_send_table(session, table.__table__, rows))
+    _write_table(session, Follow.__table__, follows)
+    _write_table(session, Event.__table__, events)
+    # Last, as the one whose answer takes longest: its foreign keys are checked a row at a time.
+    return _send_table(session, SubscriberTopic.__table__, topics)
 
 
-def _answer(answer: CopyAnswer | None) -> Iterator[CopyAnswer]:
-    """Yield the answer until it has come (None: it had), then read it (which raises what the
-    database refused): the caller reads rows meanwhile, or waits for it (`_finish`)."""
-    if answer is None:
-        return
-    while not answer.ready():
-        yield answer
-    answer.read()
+def _write_table(session: Session, table: Table, records: list[dict]) -> None:
+    """`_send_table`, and its answer waited for."""
+    _send_table(session, table, records)()
 
 
-def _send_table(session: Session, table: Table, records: list[dict]) -> CopyAnswer | None:
+def _answered() -> None:
+    """The answer to rows written at once (SQLite's executemany, or none at all)."""
+
+
+def _send_table(session: Session, table: Table, records: list[dict]) -> Callable[[], None]:
     """Insert these records (all with the same keys) into the table, as the table's own INSERT
     would, at a fraction of its cost a row: each distinct value is converted for the database
     once (the model's own conversion: the dates and enums of a chunk are a handful), then the
     rows go to the driver as they are: on PostgreSQL as one COPY, which the server takes
     in as one statement rather than one INSERT a row; elsewhere as one executemany.
 
-    On PostgreSQL the COPY's rows are all sent and its answer is left to be read (`CopyAnswer`:
-    nothing else may use the connection before); elsewhere (None) it has been had already.
-    A row the database refuses fails the whole of it, as an INSERT's would, with the same
-    SQLAlchemy error (IntegrityError, DataError), so the chunk's savepoint is undone and its
-    rows are written again one by one (`_write_chunk`)."""
+    What is returned waits for the database's answer: on PostgreSQL the COPY's rows are all
+    sent and its answer is not read till then (nothing else may use the connection before);
+    elsewhere it has been had already. A row the database refuses fails the whole of it, as an
+    INSERT's would, with the same SQLAlchemy error (IntegrityError, DataError), so the chunk's
+    savepoint is undone and its rows are written again one by one (`_write_chunk`)."""
     if not records:
-        return None
+        return _answered
     connection = session.connection()
     dialect = connection.dialect
     given = records[0].keys()
@@ -344,8 +335,8 @@ def _send_table(session: Session, table: Table, records: list[dict]) -> CopyAnsw
         statement = insert(table).compile(dialect=dialect, column_keys=names)
         assert statement.positiontup == names
         connection.exec_driver_sql(statement.string, rows)
-        return None
-    from newsletter.store.copy import copy_unanswered  # psycopg's: PostgreSQL's only
+        return _answered
+    from newsletter.store.copy import copy_unanswered  # psycopg: PostgreSQL's only
 
     preparer = dialect.identifier_preparer
     quoted = ", ".join(preparer.quote(name) for name in names)
