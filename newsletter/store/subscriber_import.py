@@ -7,7 +7,9 @@ subscribers, their topics, follows and events are written a table at a time (on 
 a COPY, which its server takes in as one statement rather than an INSERT a row). A chunk is
 written in a savepoint; when the database refuses any of it, the chunk is undone and written
 again a row at a time, each in a savepoint of its own, so the row refused is undone and
-reported alone and every other row is kept, as before.
+reported alone and every other row is kept, as before. On PostgreSQL the server's answer to a
+chunk's last rows is read once the next chunk has been read (`_write_chunk`), so the two
+work at once rather than in turn.
 """
 
 from __future__ import annotations
