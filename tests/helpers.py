@@ -623,22 +623,24 @@ def counted(settings) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", count)
 
 
-def refuse_rows(settings, table: str, column: str, value: str) -> None:
+def refuse_rows(settings, table: str, column: str, value: str | int) -> None:
     """Make the database itself refuse to insert or update a row of `table` whose `column` is
     `value` (a trigger, on SQLite and PostgreSQL alike): a failure no check can foresee, of
     the kind a constraint raises (IntegrityError on both)."""
     engine = db.engine_for(settings.database_url)
+    # A number as a number: SQLite compares a trigger's NEW.column to '5' as text.
+    value = str(value) if isinstance(value, int) else f"'{value}'"
     if engine.dialect.name == "sqlite":
         statements = [
             f"CREATE TRIGGER refuse_{table}_{event} BEFORE {event} ON {table}"
-            f" WHEN NEW.{column} = '{value}'"
+            f" WHEN NEW.{column} = {value}"
             " BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END"
             for event in ("INSERT", "UPDATE")
         ]
     else:
         statements = [
             f"CREATE FUNCTION refuse_{table}() RETURNS trigger LANGUAGE plpgsql AS $$"
-            f" BEGIN IF NEW.{column} = '{value}' THEN"
+            f" BEGIN IF NEW.{column} = {value} THEN"
             " RAISE EXCEPTION 'refused by a test trigger' USING ERRCODE = 'check_violation';"
             " END IF; RETURN NEW; END $$",
             f"CREATE TRIGGER refuse_{table} BEFORE INSERT OR UPDATE ON {table}"

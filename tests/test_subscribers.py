@@ -329,6 +329,15 @@ def rejections(output: str, filename: str) -> dict[int, str]:
     return found
 
 
+def imported(cli, tmp_path, csv_text: str):
+    """`subscribers import` of the CSV (as people.csv, some rows rejected): the result, and
+    its report's `{line: reason}`."""
+    path = tmp_path / "people.csv"
+    path.write_text(csv_text, encoding="utf-8")
+    result = cli("subscribers", "import", str(path), ok=False)
+    return result, rejections(result.output, "people.csv")
+
+
 def history(settings, email: str) -> list[tuple[str, str]]:
     from newsletter import store
     from newsletter.db import session_scope
@@ -493,8 +502,8 @@ LATER_TABLES_CSV = (
 def test_a_chunk_refused_at_a_later_table_keeps_its_other_rows(
     cli, example_topics, settings, tmp_path, monkeypatch
 ):
-    # Chunks of 3 rows: lines 2, 3, 4 | 5, 6, 8. The database refuses a row's event (the
-    # last table written) in the first chunk and a row's follow in the second, after each
+    # Chunks of 3 rows: lines 2, 3, 4 | 5, 6, 8. The database refuses a row's event in the
+    # first chunk and a row's follow in the second, after each
     # chunk's subscribers are in: the whole chunk is undone (its subscribers too) and
     # written again row by row, so the refused rows leave nothing behind, on both backends.
     from sqlalchemy import text
@@ -506,12 +515,9 @@ def test_a_chunk_refused_at_a_later_table_keeps_its_other_rows(
     cli("subscribers", "add", "known@example.org", "--topic", "SLAM", "--name", "Old Name")
     refuse_rows(settings, "events", "detail", "NeRF")
     refuse_rows(settings, "follows", "name", "Yann LeCun")
-    path = tmp_path / "people.csv"
-    path.write_text(LATER_TABLES_CSV, encoding="utf-8")
+    result, rejected = imported(cli, tmp_path, LATER_TABLES_CSV)
 
-    result = cli("subscribers", "import", str(path), ok=False)
-
-    assert rejections(result.output, "people.csv") == {
+    assert rejected == {
         3: "the database refused it: refused by a test trigger",
         6: "the database refused it: refused by a test trigger",
         7: "ADA@example.org repeats line 2",
@@ -555,6 +561,56 @@ def test_a_chunk_refused_at_a_later_table_keeps_its_other_rows(
         ("active", "html", "daily", 0, True, True),
         ("active", "html", "daily", 0, True, True),
     ]
+
+
+LAST_TABLE_CSV = (
+    "email,name,topics,language\n"
+    "ada@example.org,Ada,MLLM,en\n"  # 2
+    "bo@example.org,Bo,NeRF,de\n"  # 3: its topic refused, seen once the next chunk is read
+    "cy@example.org,Cy,SLAM;SFM,zh-tw\n"  # 4
+    "dee@example.org,Dee,SLAM,fr\n"  # 5
+    "eve@example.org,Eve,Diffusion,en\n"  # 6
+    "fay@example.org,Fay,MLLM,en\n"  # 7
+    "gus@example.org,Gus,SLAM;NeRF,en\n"  # 8: its topic refused, in the last chunk
+)
+
+
+def test_a_refusal_of_the_rows_sent_last_is_seen_after_the_next_chunk_is_read(
+    cli, example_topics, settings, tmp_path, monkeypatch
+):
+    # Chunks of 3 rows: lines 2, 3, 4 | 5, 6, 7 | 8. A chunk's topics are its last rows sent,
+    # and the next chunk is read before the database's answer to them is: a refusal then
+    # still undoes that chunk alone (not the one read meanwhile) and writes it again row by
+    # row, and the last chunk's answer is waited for before the import ends.
+    from sqlalchemy import text
+
+    from newsletter import db
+    from newsletter.store import subscriber_import
+
+    monkeypatch.setattr(subscriber_import, "IMPORT_CHUNK", 3)
+    engine = db.engine_for(settings.database_url)
+    with engine.connect() as connection:
+        nerf = connection.execute(text("SELECT id FROM topics WHERE name = 'NeRF'")).scalar_one()
+    refuse_rows(settings, "subscriber_topics", "topic_id", nerf)
+    result, rejected = imported(cli, tmp_path, LAST_TABLE_CSV)
+
+    assert rejected == {
+        3: "the database refused it: refused by a test trigger",
+        8: "the database refused it: refused by a test trigger",
+    }
+    assert "5 added; 2 rejected." in result.output
+    rows = {p["email"]: p for p in people(cli)}
+    assert sorted(rows) == [f"{who}@example.org" for who in ("ada", "cy", "dee", "eve", "fay")]
+    assert sorted(rows["cy@example.org"]["topics"]) == ["SFM", "SLAM"]
+    assert history(settings, "dee@example.org") == [("subscribed", "SLAM")]
+    with engine.connect() as connection:
+        left = connection.execute(
+            text(
+                "SELECT (SELECT count(*) FROM subscribers), (SELECT count(*) FROM"
+                " subscriber_topics), (SELECT count(*) FROM events WHERE kind = 'subscribed')"
+            )
+        ).one()
+    assert tuple(left) == (5, 6, 5)
 
 
 def test_a_locked_database_fails_the_import_in_one_line_and_imports_nothing(

@@ -13,6 +13,7 @@
 - `reading`: what readers saved, rated and named as seeds (their library, their signal);
 - `api_tokens`: the JSON API's tokens (their hashes and scopes);
 - `transactions`: one item written in its own savepoint;
+- `copy`: PostgreSQL's COPY with the server's answer read later (the import's tables);
 - `webhooks`: the operator's endpoints and the events queued for each (an outbox).
 
 The store decides nothing: policies (when a bounce bounces an address, what a digest holds)

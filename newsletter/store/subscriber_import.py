@@ -7,18 +7,19 @@ subscribers, their topics, follows and events are written a table at a time (on 
 a COPY, which its server takes in as one statement rather than an INSERT a row). A chunk is
 written in a savepoint; when the database refuses any of it, the chunk is undone and written
 again a row at a time, each in a savepoint of its own, so the row refused is undone and
-reported alone and every other row is kept, as before.
+reported alone and every other row is kept, as before. On PostgreSQL the server's answer to a
+chunk's last rows is read once the next chunk has been read (`_write_chunk`), so the two
+work at once rather than in turn.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Table, insert, select
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from newsletter.errors import InvalidInput
@@ -47,7 +48,7 @@ from newsletter.models import (
 from newsletter.schedules import Schedule
 from newsletter.store.subscribers import IN_LIST_LIMIT, import_known_subscriber, one_of
 from newsletter.store.topics import TopicsByName
-from newsletter.store.transactions import in_savepoint
+from newsletter.store.transactions import savepoint
 
 IMPORT_CHUNK = 1_000
 """Rows written together: one SELECT and a few INSERTs each (within SQLite's and PostgreSQL's
@@ -85,33 +86,65 @@ def import_subscribers(
     report = ImportReport()
     topics = TopicsByName(session)
     chunk: list[ImportRow] = []
-    for row in subscriber_csv_rows(
-        lines, default_language=default_language, check_deliverability=check_deliverability
-    ):
-        if isinstance(row, RejectedRow):
-            report.rejected.append(row)
-            continue
-        line, spec = row
-        try:
-            chunk.append(ImportRow(line, spec, topics.get(spec.topics)))
-        except InvalidInput as error:
-            report.rejected.append(RejectedRow(line, str(error), spec.email))
-            continue
-        if len(chunk) >= chunk_size:
-            _write_chunk(session, chunk, report, update=update, clock=clock)
-            chunk = []
-    _write_chunk(session, chunk, report, update=update, clock=clock)
+    writing: Iterator[None] = iter(())  # the chunk before, its last rows with the database
+    try:
+        for row in subscriber_csv_rows(
+            lines, default_language=default_language, check_deliverability=check_deliverability
+        ):
+            if isinstance(row, RejectedRow):
+                report.rejected.append(row)
+                continue
+            line, spec = row
+            try:
+                chunk.append(ImportRow(line, spec, topics.get(spec.topics)))
+            except InvalidInput as error:
+                report.rejected.append(RejectedRow(line, str(error), spec.email))
+                continue
+            if len(chunk) >= chunk_size:
+                writing = _write_behind(writing, session, chunk, report, update=update, clock=clock)
+                chunk = []
+        writing = _write_behind(writing, session, chunk, report, update=update, clock=clock)
+    finally:
+        for _ in writing:  # the last chunk answered (or, on the way out, the one left open)
+            pass
     report.rejected.sort(key=lambda rejected: rejected.line)
     return report
 
 
+def _write_behind(
+    writing: Iterator[None],
+    session: Session,
+    chunk: list[ImportRow],
+    report: ImportReport,
+    **how: object,
+) -> Iterator[None]:
+    """The chunk before finished (`writing`: its last rows answered, its savepoint released or
+    its rows written again one by one), then this chunk begun: back as soon as its last rows
+    are sent, so the next chunk is read while the database takes them in."""
+    for _ in writing:
+        pass
+    writing = _write_chunk(session, chunk, report, **how)
+    next(writing, None)
+    return writing
+
+
 def _write_chunk(
     session: Session, chunk: list[ImportRow], report: ImportReport, **how: object
-) -> None:
+) -> Iterator[None]:
+    """Write the chunk in a savepoint; paused once (a yield), after its last rows are sent and
+    before the database's answer is read: on PostgreSQL the server checks and stores them
+    (the foreign keys of `subscriber_topics`, most of its time) while the caller reads and
+    checks the next chunk, instead of the two waiting on each other. A refusal is seen when
+    the answer is read, still in the chunk's savepoint, and is dealt with as any other."""
     if not chunk:
         return
     try:
-        done = in_savepoint(session, lambda: _import_rows(session, chunk, **how))
+        with savepoint(session):
+            done, answered = _import_rows(session, chunk, **how)
+            try:
+                yield
+            finally:
+                answered()
     except InvalidInput as error:
         if len(chunk) == 1:
             done = {chunk[0].line: RejectedRow(chunk[0].line, str(error), chunk[0].spec.email)}
@@ -131,15 +164,20 @@ def _write_chunk(
 def _write_alone(session: Session, row: ImportRow, done: dict, **how: object) -> None:
     """One row in a savepoint of its own, after its chunk was refused."""
     try:
-        done.update(in_savepoint(session, lambda: _import_rows(session, [row], **how)))
+        with savepoint(session):
+            written, answered = _import_rows(session, [row], **how)
+            answered()
+        done.update(written)
     except InvalidInput as error:
         done[row.line] = RejectedRow(row.line, str(error), row.spec.email)
 
 
 def _import_rows(
     session: Session, rows: list[ImportRow], *, update: bool, clock: SendClock
-) -> dict[int, str | RejectedRow]:
-    """Write these rows: what became of each, by line (an outcome, or why it was rejected)."""
+) -> tuple[dict[int, str | RejectedRow], Callable[[], None]]:
+    """Write these rows: what became of each, by line (an outcome, or why it was rejected),
+    and a function that waits for the database's answer to the last rows sent (`_send_table`:
+    it raises what the database refused of them)."""
     keys = [email_key(row.spec.email) for row in rows]
     known = {
         subscriber.email_key: subscriber
@@ -165,16 +203,18 @@ def _import_rows(
                 )
         except InvalidInput as error:
             done[row.line] = RejectedRow(row.line, str(error), row.spec.email)
-    _insert_new(session, new, clock)
     session.flush()  # an update refused is refused here, inside the savepoint
-    return done
+    return done, _insert_new(session, new, clock)
 
 
-def _insert_new(session: Session, new: list[tuple[ImportRow, Schedule]], clock: SendClock) -> None:
+def _insert_new(
+    session: Session, new: list[tuple[ImportRow, Schedule]], clock: SendClock
+) -> Callable[[], None]:
     """New subscribers with their topics, follows and `subscribed` events, a table at a time:
-    the same rows `add_subscriber` writes one by one."""
+    the same rows `add_subscriber` writes one by one. The last table's rows are sent and not
+    waited for (see `_write_chunk`): what is returned waits for the database's answer."""
     if not new:
-        return
+        return _answered
     now = utcnow()
     # A chunk's rows ask for a few rhythms and name a few sets of topics: each one's columns
     # are made once (the same Schedule object for the same rhythm, see `_import_rows`).
@@ -238,23 +278,35 @@ def _insert_new(session: Session, new: list[tuple[ImportRow, Schedule]], clock: 
                 }
             )
         events.append(_event(subscriber_id, "subscribed", detail, now))
-    _write_table(session, SubscriberTopic.__table__, topics)
     _write_table(session, Follow.__table__, follows)
     _write_table(session, Event.__table__, events)
+    # Last, as the one whose answer takes longest: its foreign keys are checked a row at a time.
+    return _send_table(session, SubscriberTopic.__table__, topics)
 
 
 def _write_table(session: Session, table: Table, records: list[dict]) -> None:
+    """`_send_table`, and its answer waited for."""
+    _send_table(session, table, records)()
+
+
+def _answered() -> None:
+    """The answer to rows written at once (SQLite's executemany, or none at all)."""
+
+
+def _send_table(session: Session, table: Table, records: list[dict]) -> Callable[[], None]:
     """Insert these records (all with the same keys) into the table, as the table's own INSERT
     would, at a fraction of its cost a row: each distinct value is converted for the database
     once (the model's own conversion: the dates and enums of a chunk are a handful), then the
     rows go to the driver as they are: on PostgreSQL as one COPY, which the server takes
     in as one statement rather than one INSERT a row; elsewhere as one executemany.
 
-    A row the database refuses fails the whole of it, as an INSERT's would, with the same
-    SQLAlchemy error (IntegrityError, DataError), so the chunk's savepoint is undone and its
-    rows are written again one by one (`_write_chunk`)."""
+    What is returned waits for the database's answer: on PostgreSQL the COPY's rows are all
+    sent and its answer is not read till then (nothing else may use the connection before);
+    elsewhere it has been had already. A row the database refuses fails the whole of it, as an
+    INSERT's would, with the same SQLAlchemy error (IntegrityError, DataError), so the chunk's
+    savepoint is undone and its rows are written again one by one (`_write_chunk`)."""
     if not records:
-        return
+        return _answered
     connection = session.connection()
     dialect = connection.dialect
     given = records[0].keys()
@@ -285,20 +337,13 @@ def _write_table(session: Session, table: Table, records: list[dict]) -> None:
         statement = insert(table).compile(dialect=dialect, column_keys=names)
         assert statement.positiontup == names
         connection.exec_driver_sql(statement.string, rows)
-        return
-    import psycopg
+        return _answered
+    from newsletter.store.copy import copy_unanswered  # psycopg: PostgreSQL's only
 
     preparer = dialect.identifier_preparer
     quoted = ", ".join(preparer.quote(name) for name in names)
     statement = f"COPY {preparer.format_table(table)} ({quoted}) FROM STDIN"
-    driver = connection.connection.driver_connection
-    try:
-        with driver.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row(row)
-    except psycopg.Error as error:
-        # What SQLAlchemy raises for the same failure of an INSERT (`in_savepoint` knows it).
-        raise DBAPIError.instance(statement, None, error, psycopg.Error) from error
+    return copy_unanswered(connection.connection.driver_connection, statement, rows)
 
 
 def _event(subscriber_id: int, kind: str, detail: str, at: datetime) -> dict:
