@@ -59,7 +59,8 @@ class Claims:
         progress: Progress | None,
         prepare: Callable[[Session, list[ClaimedDelivery]], None],
     ) -> list[ClaimedDelivery]:
-        """Claim due rows and read what sending them needs: two statements.
+        """Claim due rows and read what sending them needs: one statement on PostgreSQL, two
+        elsewhere (`store.claim_delivery_rows`).
 
         Before any is sent, the claimed rows are looked up in the send journal: a row found
         there was sent by a sender that died before writing it (its lease ended, so it was due
@@ -70,15 +71,16 @@ class Claims:
         lease = timedelta(seconds=self.settings.delivery_lease)
         while True:
             with session_scope(self.settings) as session:
-                ids = store.claim_deliveries(
+                claimed = store.claim_delivery_rows(
                     session, self.digest_id, self.worker, limit, utcnow(), lease
                 )
+                ids = [row.delivery_id for row in claimed]
                 journaled = self.journal().recorded_among(ids) if ids else {}
                 ours = {key: journaled[key] for key in ids if key in journaled}
                 recovered = store.finish_sent(session, ours) if ours else 0
                 if recovered:
                     self.notice.finished(session)
-                rows = store.claimed_rows(session, [key for key in ids if key not in ours])
+                rows = [row for row in claimed if row.delivery_id not in ours]
                 prepare(session, rows)  # what building their messages needs
             if len(ours) < len(journaled):  # a dead sender's other rows (its whole file)
                 others = {key: reply for key, reply in journaled.items() if key not in ours}

@@ -42,6 +42,7 @@ HOMES = {
         "add_deliveries",
         "channel_targets",
         "claim_deliveries",
+        "claim_delivery_rows",
         "claimed_rows",
         "claims_in_flight",
         "count_unfinished",
