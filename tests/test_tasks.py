@@ -635,6 +635,46 @@ def test_two_real_workers_on_redis_each_write_a_share_of_the_rows_each_reader_on
     assert sorted(message.recipient for message in received) == sorted(emails)
 
 
+@pytest.mark.parametrize("share_size", [100_000, 10])
+def test_the_builders_share_serves_the_readers_as_the_build_streamed_them(
+    immediate, cli, settings, example_topics, monkeypatch, share_size: int
+):
+    """The daily job streams its readers once, to build the digest (translations for what
+    they get), and its own share is served from that stream and that edition: the list is
+    not read again for it. Other shares read their own readers."""
+    from newsletter.daily import serve as serving
+    from newsletter.digest import segments
+
+    emails = add_subscribers(settings, "SLAM", 30)
+    store_papers(settings, "SLAM", paper(1))
+    set_env(
+        monkeypatch,
+        serve_part_size=str(share_size),
+        outbox_dir=str(settings.var_dir.parent / "outbox"),
+    )
+    streams, reads = [], []
+    real_stream, real_read = segments.Readers.stream, serving._read_edition
+
+    def counted_stream(*args, **kwargs):
+        streams.append(kwargs.get("subscriber_ids"))
+        return real_stream(*args, **kwargs)
+
+    def counted_read(*args, **kwargs):
+        reads.append(args)
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(segments.Readers, "stream", staticmethod(counted_stream))
+    monkeypatch.setattr(serving, "_read_edition", counted_read)
+    immediate.daily_digest(today())
+
+    shares = -(-len(emails) // share_size)
+    assert streams[0] is None  # the build's: every reader
+    # each other share reads its own readers (by id), and the edition once
+    assert len(streams) == shares and all(ids for ids in streams[1:])
+    assert len(reads) == shares - 1
+    assert sorted(outbox_texts()) == sorted(emails)
+
+
 def test_readers_a_killed_share_left_are_given_their_rows_by_the_next_serving(
     immediate, cli, settings, example_topics, monkeypatch
 ):

@@ -40,6 +40,8 @@ from newsletter.delivery.confirmations import RETRY, ConfirmationJob, send_claim
 from newsletter.delivery.outgoing import Transport
 from newsletter.delivery.transports import transport_from_settings
 from newsletter.delivery.webhooks import post_due
+from newsletter.digest.edition import Edition
+from newsletter.digest.segments import Readers
 from newsletter.errors import ConfigError
 from newsletter.inbound import reader
 from newsletter.models import utcnow
@@ -166,7 +168,7 @@ def daily_digest(issue_date: str) -> dict:
     try:
         _waiting_out_outages(settings, partial(code_check.check_code_links, settings))
         with huey.lock_task(SERVE_LOCK):  # not while the minute's serving runs
-            edition, _translation, _readers = _waiting_out_outages(
+            edition, _translation, readers = _waiting_out_outages(
                 settings, partial(send.build_daily, settings, day)
             )
         settings.secret()  # what every row needs: unreadable, no share is queued
@@ -180,7 +182,9 @@ def daily_digest(issue_date: str) -> dict:
     for first, last in parts[1:]:
         serve_part(issue_date, first, last)
     # This share also queues delivery for rows of the digest written before (a retried step).
-    mine = _serve_share(settings, issue_date, parts[0], built=edition.digest_id)
+    # It gives its readers the edition just built, as they were streamed for it: neither is
+    # read again (`newsletter run` serves the same way, `send.build_edition`).
+    mine = _serve_share(settings, issue_date, parts[0], built=(edition, readers))
     summary = {"date": issue_date, "digest_id": edition.digest_id, "parts": len(parts),
                "rows": mine["rows"], "batches": mine["batches"]}  # fmt: skip
     log.info("daily job queued its delivery: %s", summary)
@@ -201,13 +205,23 @@ def serve_part(issue_date: str, first_id: int, last_id: int) -> dict:
 
 
 def _serve_share(
-    settings: Settings, issue_date: str, among: tuple[int, int], built: int | None = None
+    settings: Settings,
+    issue_date: str,
+    among: tuple[int, int],
+    built: tuple[Edition, Readers] | None = None,
 ) -> dict:
+    """Serve the due readers whose ids are `among` (first, last); `built`: the edition the
+    daily job built in this process and its readers as streamed then (the builder's share)."""
     written = QueuedAsWritten(settings)
     serving = partial(serve.serve_due, settings, on=date.fromisoformat(issue_date),
                       on_rows=written, among=among)  # fmt: skip
+    built_id = None
+    if built is not None:
+        edition, readers = built
+        built_id = edition.digest_id
+        serving = partial(serving, editions={built_id: edition}, streamed=readers)
     served = _waiting_out_outages(settings, serving)
-    batches = _queue_served(settings, served.to_deliver(built), written)
+    batches = _queue_served(settings, served.to_deliver(built_id), written)
     summary = {"readers": list(among), "rows": served.rows, "batches": batches}
     log.info("serve part of %s: %s", issue_date, summary)
     return summary
