@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -327,7 +327,7 @@ def _give(
             moving: dict[tuple, list[int]] = defaultdict(list)
             for _segment, sid in chunk:
                 moving[claim_of[sid]].append(sid)
-            given: set[int] = set()
+            given: dict[int, str] = {}  # public ids, by id, of the readers moved on
             for (had, upcoming), ids in moving.items():
                 given.update(
                     store.give_window(session, ids, had=had, through=end, next_send_at=upcoming)
@@ -337,6 +337,7 @@ def _give(
                 session,
                 edition,
                 [(segment, sid) for segment, sid in chunk if segment is not None and sid in given],
+                given,
             )
         report.given += len(given)
         report.rows += rows
@@ -347,15 +348,18 @@ def _give(
 
 
 def write_rows(
-    settings: Settings, session: Session, edition: Edition, members: list[tuple[Segment, int]]
+    settings: Settings,
+    session: Session,
+    edition: Edition,
+    members: list[tuple[Segment, int]],
+    public_ids: Mapping[int, str],
 ) -> int:
     """A delivery row for each of these (segment, reader) that has none for the digest yet, in
     the order given (segment after segment: a batch of claimed rows then spans few segments);
-    the rows written."""
+    the rows written. `public_ids`: the readers', by id (`store.give_window` read them)."""
     if not members:
         return 0
     secret, domain, key = settings.secret(), settings.sender_domain, edition.digest.path
-    public_ids = store.public_ids(session, [subscriber_id for _segment, subscriber_id in members])
     rows = [
         (
             subscriber_id,

@@ -55,7 +55,6 @@ HOMES = {
         "finish_sent",
         "next_due_at",
         "note_delivery_progress",
-        "public_ids",
         "release_deliveries",
         "renew_claims",
         "sent_message_to",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
@@ -37,17 +37,6 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.store.subscribers import IN_LIST_LIMIT, one_of
-
-
-def public_ids(session: Session, subscriber_ids: Iterable[int]) -> dict[int, str]:
-    """The public ids of these subscribers (a delivery row's Message-ID is made from it)."""
-    wanted = sorted(set(subscriber_ids))
-    if not wanted:
-        return {}
-    rows = session.execute(
-        select(Subscriber.id, Subscriber.public_id).where(one_of(session, Subscriber.id, wanted))
-    )
-    return {subscriber_id: public_id for subscriber_id, public_id in rows}
 
 
 def add_deliveries(

@@ -90,26 +90,26 @@ def give_window(
     had: datetime | None,
     through: datetime,
     next_send_at: datetime | None,
-) -> list[int]:
+) -> dict[int, str]:
     """Move these readers' `delivered_through` from `had` to `through` and their next due
-    time on; the ids of those moved (a reader another process moved meanwhile is not)."""
+    time on; the public ids of those moved, by id (a reader another process moved meanwhile
+    is not), which their delivery rows' Message-IDs are made from."""
     held = (
         Subscriber.delivered_through.is_(None)
         if had is None
         else Subscriber.delivered_through == had
     )
-    moved: list[int] = []
+    moved: dict[int, str] = {}
     for start in range(0, len(subscriber_ids), IN_LIST_LIMIT):
         chunk = list(subscriber_ids[start : start + IN_LIST_LIMIT])
-        moved.extend(
-            session.scalars(
-                update(Subscriber)
-                .where(one_of(session, Subscriber.id, chunk), held)
-                .values(delivered_through=through, next_send_at=next_send_at)
-                .returning(Subscriber.id)
-                .execution_options(synchronize_session=False)
-            )
+        rows = session.execute(
+            update(Subscriber)
+            .where(one_of(session, Subscriber.id, chunk), held)
+            .values(delivered_through=through, next_send_at=next_send_at)
+            .returning(Subscriber.id, Subscriber.public_id)
+            .execution_options(synchronize_session=False)
         )
+        moved.update((subscriber_id, public_id) for subscriber_id, public_id in rows)
     return moved
 
 
