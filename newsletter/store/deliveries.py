@@ -216,7 +216,7 @@ def _with_subscribers(session: Session, deliveries) -> list[ClaimedDelivery]:
     """The deliveries selected by `deliveries` (id, message_id, subscriber_id) with their
     subscribers' fields and topics, by id: a row per topic, grouped here."""
     delivery = deliveries.c
-    rows = session.execute(
+    rows = session.connection().execute(  # plain rows: no ORM wrapping (see `_topic_rows`)
         select(
             delivery.id,
             delivery.message_id,

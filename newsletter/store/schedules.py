@@ -60,7 +60,10 @@ def due_readers(
     )
     if among is not None:
         query = query.where(Subscriber.id.between(*among))
-    return [DueReader(*row) for row in session.execute(query.order_by(Subscriber.id))]
+    # Plain rows on the session's connection: the ORM's result wrapping is most of the
+    # client's time for a list of 100,000 (see `subscriptions._topic_rows`).
+    rows = session.connection().execute(query.order_by(Subscriber.id))
+    return [DueReader(*row) for row in rows]
 
 
 def reader_id_parts(session: Session, size: int) -> list[tuple[int, int]]:
