@@ -675,6 +675,39 @@ def test_the_builders_share_serves_the_readers_as_the_build_streamed_them(
     assert sorted(outbox_texts()) == sorted(emails)
 
 
+def test_a_stream_made_for_an_older_day_is_not_served_the_newest_digest(
+    immediate, cli, settings, example_topics, monkeypatch
+):
+    """A daily job retried after the next day's digest was ready built its own, older day:
+    its stream (that day's followed papers in its segments) is not used for the newest
+    digest, whose readers are read again."""
+    from datetime import date
+
+    from newsletter.daily import send
+    from newsletter.daily import serve as serving
+    from newsletter.digest import segments
+
+    emails = add_subscribers(settings, "SLAM", 3)
+    store_papers(settings, "SLAM", paper(1))
+    day = date.fromisoformat(today())
+    send.build_daily(settings, day - timedelta(days=1))  # its first try, then the next day's
+    send.build_daily(settings, day)
+    _edition, _translation, older = send.build_daily(settings, day - timedelta(days=1))
+    streams, real_stream = [], segments.Readers.stream
+
+    def counted_stream(*args, **kwargs):
+        streams.append(kwargs.get("subscriber_ids"))
+        return real_stream(*args, **kwargs)
+
+    monkeypatch.setattr(segments.Readers, "stream", staticmethod(counted_stream))
+    report = serving.serve_due(settings, on=day, streamed=older)
+
+    assert older.on == day - timedelta(days=1)
+    assert older.on == day - timedelta(days=1)
+    assert len(streams) == 1 and len(streams[0]) == len(emails)  # read again, by id
+    assert report.given == len(emails)  # moved on to the newest digest's window
+
+
 def test_readers_a_killed_share_left_are_given_their_rows_by_the_next_serving(
     immediate, cli, settings, example_topics, monkeypatch
 ):

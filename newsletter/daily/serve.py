@@ -166,7 +166,11 @@ def serve_due(
                     edition = editions[latest.id] = _read_edition(settings, latest)
             else:
                 edition = _span_edition(settings, start, latest, claims, now, report, editions)
-            known = streamed if edition.digest_id == latest.id else None
+            # The readers streamed by the build of this very digest (`on` its day): a stream
+            # made for an older day (its build retried after the next day's was ready) has
+            # that day's followed papers in its segments, so those readers are read again.
+            fresh = streamed is not None and streamed.on == latest.issue_date
+            known = streamed if fresh and edition.digest_id == latest.id else None
             _give(settings, edition, claims, report, known, on_rows)
         except (OperationalError, InterfaceError):
             raise  # the database is away: the caller waits it out; those not moved are due
