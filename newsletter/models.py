@@ -80,6 +80,14 @@ class PartialIndex(Index):
 
         return PopulateDict(options_of)
 
+    @property
+    def dialect_kwargs(self):
+        """`postgresql_where=` and `sqlite_where=`, as tools that copy an index read them
+        (Alembic's autogenerate, `Table.to_metadata`): loads the dialects when asked."""
+        for dialect_name in self.WHERE_DIALECTS:
+            self.dialect_options[dialect_name]  # noqa: B018 (made on first look)
+        return super().dialect_kwargs
+
 
 class Base(DeclarativeBase):
     # Stable constraint names, so Alembic migrations can refer to them on every backend.

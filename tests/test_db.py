@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import MetaData, text
 
 from newsletter import db
 from newsletter.models import Base
@@ -30,9 +30,20 @@ def test_the_digests_unique_indexes_are_partial_on_both_backends(backend):
     from sqlalchemy.schema import CreateIndex
 
     dialect = {"sqlite": sqlite, "postgresql": postgresql}[backend].dialect()
-    created = {
-        index.name: str(CreateIndex(index).compile(dialect=dialect))
+    # Tools that copy an index (Alembic's autogenerate renders `dialect_kwargs`,
+    # `Table.to_metadata`) must see the WHERE too: the copy compiled, not only the model.
+    copied = Base.metadata.tables["digests"].to_metadata(MetaData())
+    created, created_by_copy = (
+        {index.name: str(CreateIndex(index).compile(dialect=dialect)) for index in table.indexes}
+        for table in (Base.metadata.tables["digests"], copied)
+    )
+    assert created_by_copy == created
+    assert {
+        index.name: str(index.dialect_kwargs[f"{backend}_where"])
         for index in Base.metadata.tables["digests"].indexes
+    } == {
+        "uq_digests_daily_issue_date": "kind = 'daily'",
+        "uq_digests_span_window": "kind = 'span'",
     }
     assert created == {
         "uq_digests_daily_issue_date": "CREATE UNIQUE INDEX uq_digests_daily_issue_date ON"
