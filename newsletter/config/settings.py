@@ -485,8 +485,12 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def _descriptions() -> dict[str, str]:
-    """Each setting's docstring, the string written under its field, by its name."""
-    body = ast.parse(textwrap.dedent(inspect.getsource(Settings))).body[0].body
+    """Each setting's docstring, the string written under its field, by its name; none when
+    the source cannot be read (an install of bytecode alone): messages then end without it."""
+    try:
+        body = ast.parse(textwrap.dedent(inspect.getsource(Settings))).body[0].body
+    except (OSError, TypeError):
+        return {}
     return {
         field.target.id: inspect.cleandoc(after.value.value)
         for field, after in zip(body, body[1:], strict=False)

@@ -11,7 +11,7 @@ else may use the connection in between: libpq allows one statement at a time.
 
 from __future__ import annotations
 
-import select
+import selectors
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -82,5 +82,8 @@ class _EndedCopy(LibpqWriter):
 
 
 def _wait(pgconn: pq.abc.PGconn, *, write: bool) -> None:
-    socket = pgconn.socket
-    select.select([] if write else [socket], [socket] if write else [], [])
+    """Until the connection's socket can be written (or read): a selector, which takes any
+    descriptor (select() refuses those from 1024 on, which a long-lived process may have)."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(pgconn.socket, selectors.EVENT_WRITE if write else selectors.EVENT_READ)
+        selector.select()
