@@ -349,9 +349,11 @@ def _with_replies(session: Session, statement, replies: dict[int, str]):
     written (more client CPU than the write itself)."""
     details = [reply[:2000] for reply in replies.values()]
     if session.get_bind().dialect.name == "postgresql":
-        given = func.unnest(
-            literal(list(replies), ARRAY(Integer)), literal(details, ARRAY(Text))
-        ).table_valued("id", "detail").render_derived()
+        given = (
+            func.unnest(literal(list(replies), ARRAY(Integer)), literal(details, ARRAY(Text)))
+            .table_valued("id", "detail")
+            .render_derived()
+        )
         return statement.where(Delivery.id == given.c.id).values(detail=given.c.detail)
     return statement.where(Delivery.id.in_(list(replies))).values(
         detail=case(dict(zip(replies, details, strict=True)), value=Delivery.id)

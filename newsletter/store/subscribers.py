@@ -319,7 +319,6 @@ def _one_click_statement():
     return select(gone.c.id).add_cte(logged.cte("logged"), queued.cte("queued"))
 
 
-
 def purge_subscriber(session: Session, subscriber: Subscriber) -> None:
     session.delete(subscriber)
 
