@@ -11,7 +11,6 @@ from sqlalchemy import (
     String,
     Text,
     and_,
-    bindparam,
     case,
     func,
     literal,
@@ -23,6 +22,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 
 from newsletter.intake.subscribers import email_key
 from newsletter.models import (
@@ -63,14 +63,10 @@ def add_deliveries(
             [fixed | dict(zip(keys, row, strict=True)) for row in rows],
         ).rowcount
     subscriber_ids, message_ids, paper_counts = map(list, zip(*rows, strict=True))
-    given = (
-        func.unnest(
-            bindparam("subscriber_ids", subscriber_ids, type_=ARRAY(Integer)),
-            bindparam("message_ids", message_ids, type_=ARRAY(String)),
-            bindparam("paper_counts", paper_counts, type_=ARRAY(Integer)),
-        )
-        .table_valued("subscriber_id", "message_id", "paper_count")
-        .render_derived()
+    given = _side_by_side(
+        subscriber_id=(subscriber_ids, Integer),
+        message_id=(message_ids, String),
+        paper_count=(paper_counts, Integer),
     )
     written = session.scalars(
         postgresql_insert(table)
@@ -87,6 +83,13 @@ def add_deliveries(
         .returning(table.c.id)
     )
     return len(written.all())
+
+
+def _side_by_side(**columns: tuple[list, type[TypeEngine]]):
+    """These lists as the columns of one table, row by row (PostgreSQL's unnest of several
+    arrays): one parameter a list, the same SQL whatever the number of rows."""
+    arrays = (literal(values, ARRAY(type_)) for values, type_ in columns.values())
+    return func.unnest(*arrays).table_valued(*columns).render_derived()
 
 
 def delivery_counts(session: Session, digest_id: int) -> dict[str, int]:
@@ -326,7 +329,7 @@ def finish_sent(session: Session, replies: Mapping[int, str]) -> int:
     for start in range(0, len(items), IN_LIST_LIMIT):
         chunk = dict(items[start : start + IN_LIST_LIMIT])
         marked += session.execute(
-            _with_replies(session, update(Delivery), chunk)
+            _with_replies(session, chunk)
             .where(Delivery.status.in_([DeliveryStatus.pending, DeliveryStatus.sending]))
             .values(
                 status=DeliveryStatus.sent,
@@ -340,23 +343,21 @@ def finish_sent(session: Session, replies: Mapping[int, str]) -> int:
     return marked
 
 
-def _with_replies(session: Session, statement, replies: dict[int, str]):
+def _with_replies(session: Session, replies: dict[int, str]):
     """The UPDATE of these rows setting each one's `detail` to its reply.
 
     On PostgreSQL the ids and replies go as two arrays joined to the rows (UPDATE … FROM
-    unnest): two parameters, the same SQL whatever the count, where a CASE of a branch per row
-    made the driver convert and the server plan hundreds of parameters for every group
-    written (more client CPU than the write itself)."""
+    unnest, `_side_by_side`): two parameters, the same SQL whatever the count, where a CASE of
+    a branch per row made the driver convert and the server plan hundreds of parameters for
+    every group written (more client CPU than the write itself)."""
     details = [reply[:2000] for reply in replies.values()]
     if session.get_bind().dialect.name == "postgresql":
-        given = (
-            func.unnest(literal(list(replies), ARRAY(Integer)), literal(details, ARRAY(Text)))
-            .table_valued("id", "detail")
-            .render_derived()
-        )
-        return statement.where(Delivery.id == given.c.id).values(detail=given.c.detail)
-    return statement.where(Delivery.id.in_(list(replies))).values(
-        detail=case(dict(zip(replies, details, strict=True)), value=Delivery.id)
+        given = _side_by_side(id=(list(replies), Integer), detail=(details, Text))
+        return update(Delivery).where(Delivery.id == given.c.id).values(detail=given.c.detail)
+    return (
+        update(Delivery)
+        .where(Delivery.id.in_(list(replies)))
+        .values(detail=case(dict(zip(replies, details, strict=True)), value=Delivery.id))
     )
 
 
