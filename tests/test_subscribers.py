@@ -503,9 +503,9 @@ def test_a_chunk_refused_at_a_later_table_keeps_its_other_rows(
     cli, example_topics, settings, tmp_path, monkeypatch
 ):
     # Chunks of 3 rows: lines 2, 3, 4 | 5, 6, 8. The database refuses a row's event in the
-    # first chunk and a row's follow in the second, after each
-    # chunk's subscribers are in: the whole chunk is undone (its subscribers too) and
-    # written again row by row, so the refused rows leave nothing behind, on both backends.
+    # first chunk and a row's follow in the second, after each chunk's subscribers are in:
+    # the whole chunk is undone (its subscribers too) and written again row by row, so the
+    # refused rows leave nothing behind, on both backends.
     from sqlalchemy import text
 
     from newsletter import db
