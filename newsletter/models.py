@@ -56,7 +56,8 @@ class UTCDateTime(TypeDecorator):
 
 
 class PartialIndex(Index):
-    """A unique index of the rows `where` holds for (SQL), on SQLite and PostgreSQL alike.
+    """An index (unique unless `unique=False`) of the rows `where` holds for (SQL), on SQLite
+    and PostgreSQL alike.
 
     Each dialect is given the `where` when it asks for its options (to create or compare the
     index), not when the table is defined: `postgresql_where=` there makes SQLAlchemy import
@@ -66,8 +67,8 @@ class PartialIndex(Index):
 
     WHERE_DIALECTS = ("sqlite", "postgresql")
 
-    def __init__(self, name: str, *columns: str, where: str) -> None:
-        super().__init__(name, *columns, unique=True)
+    def __init__(self, name: str, *columns: str, where: str, unique: bool = True) -> None:
+        super().__init__(name, *columns, unique=unique)
         self.rows_where = text(where)
 
     @memoized_property
@@ -124,6 +125,12 @@ class DeliveryStatus(enum.StrEnum):
     failed = "failed"
     skipped = "skipped"
     """Not sent: the subscriber left (or bounced, or paused) after the digest was built."""
+
+
+UNSENT = (DeliveryStatus.pending, DeliveryStatus.sending)
+"""The states of a delivery still to send (or being sent): what a claim looks among."""
+UNSENT_WHERE = "status IN ('pending', 'sending')"
+"""`UNSENT` as the SQL of `ix_deliveries_unsent`'s rows."""
 
 
 class Topic(Base):
@@ -421,6 +428,15 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("digest_id", "subscriber_id", name="uq_deliveries_digest_subscriber"),
         Index("ix_deliveries_digest_status", "digest_id", "status"),
+        # What a claim walks, in order: a digest's rows still to send. The rows sent (most of
+        # them, late in a send) are not in it, so no claim passes them all again.
+        PartialIndex(
+            "ix_deliveries_unsent",
+            "digest_id",
+            "id",
+            where=UNSENT_WHERE,
+            unique=False,
+        ),
         # A bounce report names the message that failed: found by its Message-ID.
         Index("ix_deliveries_message_id", "message_id"),
     )

@@ -45,7 +45,14 @@ from newsletter.digest.edition import EditionOptions
 from newsletter.digest.segments import read_segments
 from newsletter.intake.subscribers import email_key
 from newsletter.message.compose import compose, mailto_for, message_bytes, message_id_for
-from newsletter.models import Delivery, MailFormat, Subscriber, SubscriberTopic, utcnow
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    MailFormat,
+    Subscriber,
+    SubscriberTopic,
+    utcnow,
+)
 from newsletter.processes import pid_namespace
 from newsletter.render.email import personalise, render_email
 from newsletter.tokens import (
@@ -601,6 +608,31 @@ def test_a_journal_of_another_pid_namespace_is_read_never_taken_whole(
         assert rows[key].detail == f"250 2.0.0 Ok: queued as E{key}"
     assert {row.status.value for row in rows.values()} == {"sent"}
     assert its_journal.path.exists()
+
+
+def test_a_claim_reads_the_rows_still_to_send_not_those_sent(cli, settings, example_topics):
+    # A send goes in id order: halfway, the first half of the rows is sent. A claim that
+    # walked the digest's rows by id (its ORDER BY, the plan PostgreSQL picks for a LIMIT when
+    # half the rows match) would pass every row sent at each batch, a send of N rows reading
+    # some N²/4 of them: it must read the index of the rows still to send.
+    add_subscribers(settings, "SLAM", 2000)
+    store_papers(settings, "SLAM", paper(1))
+    digest_id = build(settings)
+    with session_scope(settings) as session:
+        ids = [row.id for row in store.deliveries_of(session, digest_id)]
+        session.execute(
+            update(Delivery).where(Delivery.id.in_(ids[:1000])).values(status=DeliveryStatus.sent)
+        )
+    with session_scope(settings) as session:
+        connection = session.connection()
+        connection.exec_driver_sql("ANALYZE")  # the planners see the rows as they are
+        claim = store.deliveries._claim(session, digest_id, "w", 500, utcnow(), timedelta(60))
+        sql = claim.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
+        explain = "EXPLAIN QUERY PLAN " if connection.dialect.name == "sqlite" else "EXPLAIN "
+        plan = "\n".join(str(row) for row in connection.exec_driver_sql(f"{explain}{sql}"))
+        claimed = store.claim_deliveries(session, digest_id, "w", 500, utcnow(), timedelta(60))
+    assert "ix_deliveries_unsent" in plan, plan
+    assert claimed == ids[1000:1500]
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
