@@ -129,8 +129,8 @@ class DeliveryStatus(enum.StrEnum):
 
 UNSENT = (DeliveryStatus.pending, DeliveryStatus.sending)
 """The states of a delivery still to send (or being sent): what a claim looks among."""
-UNSENT_WHERE = "status IN ('pending', 'sending')"
-"""`UNSENT` as the SQL of `ix_deliveries_unsent`'s rows."""
+UNSENT_WHERE = f"status IN ({', '.join(repr(status.value) for status in UNSENT)})"
+"""`UNSENT` as the SQL of `ix_deliveries_unsent`'s rows: status IN ('pending', 'sending')."""
 
 
 class Topic(Base):

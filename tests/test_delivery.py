@@ -614,7 +614,9 @@ def test_a_claim_reads_the_rows_still_to_send_not_those_sent(cli, settings, exam
     # A send goes in id order: halfway, the first half of the rows is sent. A claim that
     # walked the digest's rows by id (its ORDER BY, the plan PostgreSQL picks for a LIMIT when
     # half the rows match) would pass every row sent at each batch, a send of N rows reading
-    # some N²/4 of them: it must read the index of the rows still to send.
+    # some N²/4 of them: it must read the index of the rows still to send, as it runs: its
+    # parameters bound, and on PostgreSQL planned once for all their values (psycopg prepares
+    # a statement at its fifth run, and the server may then keep one generic plan).
     add_subscribers(settings, "SLAM", 2000)
     store_papers(settings, "SLAM", paper(1))
     digest_id = build(settings)
@@ -627,12 +629,40 @@ def test_a_claim_reads_the_rows_still_to_send_not_those_sent(cli, settings, exam
         connection = session.connection()
         connection.exec_driver_sql("ANALYZE")  # the planners see the rows as they are
         claim = store.deliveries._claim(session, digest_id, "w", 500, utcnow(), timedelta(60))
-        sql = claim.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
-        explain = "EXPLAIN QUERY PLAN " if connection.dialect.name == "sqlite" else "EXPLAIN "
-        plan = "\n".join(str(row) for row in connection.exec_driver_sql(f"{explain}{sql}"))
+        plan = planned(connection, claim)
+        index = connection.exec_driver_sql(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_deliveries_unsent'"
+            if connection.dialect.name == "postgresql"
+            else "SELECT sql FROM sqlite_master WHERE name = 'ix_deliveries_unsent'"
+        ).scalar_one()
         claimed = store.claim_deliveries(session, digest_id, "w", 500, utcnow(), timedelta(60))
     assert "ix_deliveries_unsent" in plan, plan
+    assert "WHERE" in index and "'pending'" in index and "'sending'" in index, index
     assert claimed == ids[1000:1500]
+
+
+def planned(connection, statement) -> str:
+    """The plan of `statement` as it runs, its parameters bound: on PostgreSQL the generic
+    plan of it prepared (one for all the parameters' values), on SQLite its query plan."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import psycopg
+
+        dollar = psycopg.dialect(paramstyle="numeric_dollar")  # PREPARE's $1, $2…
+        compiled = statement.compile(dialect=dollar, compile_kwargs={"render_postcompile": True})
+        values = [compiled.params[name] for name in compiled.positiontup]
+        arguments = ", ".join("'{}'".format(str(value).replace("'", "''")) for value in values)
+        connection.exec_driver_sql(f"PREPARE claim_plan AS {compiled.string}")
+        connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+        rows = connection.exec_driver_sql(f"EXPLAIN EXECUTE claim_plan({arguments})").all()
+        connection.exec_driver_sql("DEALLOCATE claim_plan")
+    else:
+        compiled = statement.compile(
+            dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
+        )
+        values = [compiled.params[name] for name in compiled.positiontup]
+        bound = tuple(value if isinstance(value, int) else str(value) for value in values)
+        rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled.string}", bound).all()
+    return "\n".join(str(row) for row in rows)
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -131,11 +131,20 @@ def _due_now(now: datetime):
     """Pending rows whose retry time has come, and rows whose claim has lapsed."""
     return or_(
         and_(
-            Delivery.status == DeliveryStatus.pending,
+            Delivery.status == _written_in(DeliveryStatus.pending),
             or_(Delivery.not_before.is_(None), Delivery.not_before <= now),
         ),
-        and_(Delivery.status == DeliveryStatus.sending, Delivery.lease_until < now),
+        and_(Delivery.status == _written_in(DeliveryStatus.sending), Delivery.lease_until < now),
     )
+
+
+def _written_in(status: DeliveryStatus):
+    """A state written into the statement's text, not sent as a parameter: a planner takes a
+    partial index (`ix_deliveries_unsent`) only when the query's WHERE implies the index's,
+    which it cannot know of a parameter. PostgreSQL plans a statement run often (psycopg
+    prepares it at its fifth run) once for all values, with its parameters unknown; SQLite
+    matches an index's WHERE term by term, and a parameter matches no constant."""
+    return literal(status, Delivery.status.type, literal_execute=True)
 
 
 def claim_deliveries(
@@ -177,14 +186,14 @@ def _claim(
         .order_by(Delivery.id)
         .limit(limit)
     )
-    # Both walk `ix_deliveries_unsent`, never the rows sent. PostgreSQL sees that the OR
-    # implies its WHERE (and the same term said twice would halve its estimate of the rows
-    # due, enough to make it sort them all instead); SQLite takes a partial index only for a
-    # query that has its WHERE's own terms.
+    # Both walk `ix_deliveries_unsent`, never the rows sent (see `_written_in`). PostgreSQL
+    # sees that the OR of the two states implies its WHERE (and the same term said twice would
+    # halve its estimate of the rows due, enough to make it sort them all instead); SQLite
+    # takes a partial index only for a query that has its WHERE's own terms.
     if session.get_bind().dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     else:
-        due = due.where(Delivery.status.in_(UNSENT))
+        due = due.where(Delivery.status.in_([_written_in(status) for status in UNSENT]))
     return (
         update(Delivery)
         .where(Delivery.id.in_(due.scalar_subquery()))
