@@ -631,7 +631,8 @@ def test_a_claim_reads_the_rows_still_to_send_not_those_sent(cli, settings, exam
         claim = store.deliveries._claim(session, digest_id, "w", 500, utcnow(), timedelta(60))
         plan = planned(connection, claim)
         index = connection.exec_driver_sql(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_deliveries_unsent'"
+            "SELECT indexdef FROM pg_indexes"
+            " WHERE schemaname = current_schema() AND indexname = 'ix_deliveries_unsent'"
             if connection.dialect.name == "postgresql"
             else "SELECT sql FROM sqlite_master WHERE name = 'ix_deliveries_unsent'"
         ).scalar_one()
