@@ -180,7 +180,7 @@ class SmtpSink:
 
     def count(self) -> int:
         """How many messages were accepted so far (cheap enough to poll)."""
-        return sum(1 for entry in os.scandir(self.dumps) if entry.stat().st_size)
+        return len(self._written())
 
     def messages(self) -> list[SunkMessage]:
         """Every accepted message, in the order the sink wrote them (to the second).
@@ -189,8 +189,8 @@ class SmtpSink:
         stopped in between (a pipelining client has sent the next MAIL, RCPT and DATA before
         reading the last reply) leaves an empty file, which is no message."""
         found = []
-        dumps = [path for path in self.dumps.iterdir() if path.stat().st_size]
-        for path in sorted(dumps, key=lambda p: (p.stat().st_mtime_ns, p.name)):
+        written = self._written()
+        for path in sorted(written, key=lambda path: (written[path].st_mtime_ns, path.name)):
             with path.open("rb") as handle:
                 head = handle.read(16_384).split(b"\n\n", 1)[0]
             recipient = _RCPT.search(head)
@@ -203,3 +203,17 @@ class SmtpSink:
                 )
             )
         return found
+
+    def _written(self) -> dict[Path, os.stat_result]:
+        """The dumps with something in them, and what `stat` said of each. A dump can go
+        between the listing and its `stat`: smtp-sink removes a transaction's file when its
+        client drops before the final dot (a test killing a sender in mid-message)."""
+        written = {}
+        for entry in os.scandir(self.dumps):
+            try:
+                status = entry.stat()
+            except FileNotFoundError:
+                continue
+            if status.st_size:
+                written[Path(entry.path)] = status
+        return written
