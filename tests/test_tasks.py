@@ -635,6 +635,20 @@ def test_two_real_workers_on_redis_each_write_a_share_of_the_rows_each_reader_on
     assert sorted(message.recipient for message in received) == sorted(emails)
 
 
+def counted_streams(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The `subscriber_ids` of each stream of the list made from now on (None: every reader)."""
+    from newsletter.digest import segments
+
+    streams, real_stream = [], segments.Readers.stream
+
+    def counted_stream(*args, **kwargs):
+        streams.append(kwargs.get("subscriber_ids"))
+        return real_stream(*args, **kwargs)
+
+    monkeypatch.setattr(segments.Readers, "stream", staticmethod(counted_stream))
+    return streams
+
+
 @pytest.mark.parametrize("share_size", [100_000, 10])
 def test_the_builders_share_serves_the_readers_as_the_build_streamed_them(
     immediate, cli, settings, example_topics, monkeypatch, share_size: int
@@ -643,7 +657,6 @@ def test_the_builders_share_serves_the_readers_as_the_build_streamed_them(
     they get), and its own share is served from that stream and that edition: the list is
     not read again for it. Other shares read their own readers."""
     from newsletter.daily import serve as serving
-    from newsletter.digest import segments
 
     emails = add_subscribers(settings, "SLAM", 30)
     store_papers(settings, "SLAM", paper(1))
@@ -652,18 +665,13 @@ def test_the_builders_share_serves_the_readers_as_the_build_streamed_them(
         serve_part_size=str(share_size),
         outbox_dir=str(settings.var_dir.parent / "outbox"),
     )
-    streams, reads = [], []
-    real_stream, real_read = segments.Readers.stream, serving._read_edition
-
-    def counted_stream(*args, **kwargs):
-        streams.append(kwargs.get("subscriber_ids"))
-        return real_stream(*args, **kwargs)
+    reads, real_read = [], serving._read_edition
 
     def counted_read(*args, **kwargs):
         reads.append(args)
         return real_read(*args, **kwargs)
 
-    monkeypatch.setattr(segments.Readers, "stream", staticmethod(counted_stream))
+    streams = counted_streams(monkeypatch)
     monkeypatch.setattr(serving, "_read_edition", counted_read)
     immediate.daily_digest(today())
 
@@ -685,7 +693,6 @@ def test_a_stream_made_for_an_older_day_is_not_served_the_newest_digest(
 
     from newsletter.daily import send
     from newsletter.daily import serve as serving
-    from newsletter.digest import segments
 
     emails = add_subscribers(settings, "SLAM", 3)
     store_papers(settings, "SLAM", paper(1))
@@ -693,16 +700,9 @@ def test_a_stream_made_for_an_older_day_is_not_served_the_newest_digest(
     send.build_daily(settings, day - timedelta(days=1))  # its first try, then the next day's
     send.build_daily(settings, day)
     _edition, _translation, older = send.build_daily(settings, day - timedelta(days=1))
-    streams, real_stream = [], segments.Readers.stream
-
-    def counted_stream(*args, **kwargs):
-        streams.append(kwargs.get("subscriber_ids"))
-        return real_stream(*args, **kwargs)
-
-    monkeypatch.setattr(segments.Readers, "stream", staticmethod(counted_stream))
+    streams = counted_streams(monkeypatch)
     report = serving.serve_due(settings, on=day, streamed=older)
 
-    assert older.on == day - timedelta(days=1)
     assert older.on == day - timedelta(days=1)
     assert len(streams) == 1 and len(streams[0]) == len(emails)  # read again, by id
     assert report.given == len(emails)  # moved on to the newest digest's window
