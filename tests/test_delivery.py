@@ -38,7 +38,7 @@ from newsletter.delivery import deliverer as delivery_deliverer
 from newsletter.delivery import messages as delivery_messages
 from newsletter.delivery import outcomes as delivery_outcomes
 from newsletter.delivery.deliverer import Deliverer, deliver_all
-from newsletter.delivery.journal import FOLDER, FileJournal, journal_for
+from newsletter.delivery.journal import FOLDER, FileJournal, RedisJournal, journal_for
 from newsletter.delivery.outgoing import Outgoing, SendResult
 from newsletter.delivery.smtp import SMTPTransport
 from newsletter.digest.edition import EditionOptions
@@ -819,6 +819,45 @@ def test_a_journal_that_stops_mid_batch_ends_it_with_every_send_written(
     states = {email: row.status.value for email, row in rows_by_email(settings, digest_id).items()}
     sent = 4 if states[emails[4]] == "pending" else 5
     assert states == {email: "sent" if n < sent else "pending" for n, email in enumerate(emails)}
+
+
+class RedisRefusesAfter(Scripted):
+    """A relay that accepts everything; Redis refuses writes (out of memory) once `after`
+    messages are accepted."""
+
+    def __init__(self, url: str, after: int) -> None:
+        super().__init__({})
+        self.url, self.after = url, after
+
+    def send(self, messages: Iterable[Outgoing]) -> Iterator[SendResult]:
+        for number, result in enumerate(super().send(messages), 1):
+            yield result
+            if number == self.after:
+                with redis.Redis.from_url(self.url) as client:
+                    client.config_set("maxmemory-policy", "noeviction")
+                    client.config_set("maxmemory", 1)
+
+
+def test_a_journal_that_refuses_notes_ends_the_batch_within_a_few_notes(
+    cli, settings, example_topics, monkeypatch
+):
+    count = 3 + RedisJournal.READ_EVERY * 2
+    emails = add_subscribers(settings, "SLAM", count)
+    store_papers(settings, "SLAM", paper(1))
+    digest_id = build(settings)
+    with private_redis() as (url, _server):
+        settings = set_env(monkeypatch, redis_url=url, record_every="1000")
+
+        with pytest.raises(redis.ResponseError, match="maxmemory"):
+            Deliverer(settings, digest_id, RedisRefusesAfter(url, 3)).deliver_batch(count)
+
+    # The notes' replies are read a few at a time, not at each note: the refusals are seen
+    # within READ_EVERY notes, not when the batch's last message has gone; every message
+    # accepted until then is written, the rest handed back.
+    states = [rows_by_email(settings, digest_id)[email].status.value for email in emails]
+    sent = states.count("sent")
+    assert 3 < sent <= 3 + RedisJournal.READ_EVERY + 1
+    assert states == ["sent"] * sent + ["pending"] * (count - sent)
 
 
 # --------------------------------------------------------------------------- a real run
