@@ -18,7 +18,15 @@ from newsletter.config import get_settings
 from newsletter.daily import send
 from newsletter.models import utcnow
 from newsletter.web import create_app, optin
-from tests.helpers import DAY1, WorkerProcess, paper, set_env, store_papers, subscribe
+from tests.helpers import (
+    DAY1,
+    WorkerProcess,
+    counted,
+    paper,
+    set_env,
+    store_papers,
+    subscribe,
+)
 from tests.smtp_server import LocalSMTPServer
 from tests.web_helpers import (
     FORM,
@@ -274,6 +282,29 @@ def test_requests_at_the_same_moment_send_one_confirmation(settings, app, smtp):
     assert answers == [200] * len(clients)
     assert len(smtp.messages) == 1
     assert state(settings, ADA).status == "pending"
+
+
+def test_a_new_address_is_asked_for_in_one_transaction_of_few_statements(settings, app):
+    jobs = []
+    app.config[optin.QUEUE_KEY] = jobs.append
+    client = app.test_client()
+    token = csrf_token(client.get("/subscribe").get_data(as_text=True))
+    data = {"csrf_token": token, "email": ADA, "topics": ["slam", "nerf"], "language": "en"}
+
+    with counted(settings) as statements:
+        assert client.post("/subscribe", data=data).status_code == 200
+
+    said = [" ".join(statement.split()).upper() for statement in statements]
+    # The topics read once, for the form's check and the request alike; the new address
+    # inserted at once (no look-up before it, no savepoint around it), then its topics.
+    assert sum(" FROM TOPICS" in statement for statement in said) == 1
+    assert not [s for s in said if s.startswith("SELECT") and " FROM SUBSCRIBERS" in s]
+    assert not [s for s in said if s.startswith(("SAVEPOINT", "RELEASE"))]
+    assert sum(s.startswith("INSERT INTO SUBSCRIBERS ") for s in said) == 1
+    assert len(jobs) == 1
+    now = state(settings, ADA)
+    assert (now.status, now.topics) == ("pending", ("SLAM", "NeRF"))
+    assert now.events == (("requested", "web"),)
 
 
 # ---------------------------------------------------------------- bad input

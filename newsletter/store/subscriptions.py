@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import or_, select, true, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import insert, or_, select, true, update
+from sqlalchemy.orm import Session, noload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from newsletter.intake.rhythm import SendClock
@@ -26,7 +25,6 @@ from newsletter.store.follows import follows_of, set_follows
 from newsletter.store.subscribers import (
     IN_LIST_LIMIT,
     STREAM_CHUNK,
-    find_subscriber,
     get_subscriber,
     log_event,
     schedule_of,
@@ -84,23 +82,44 @@ def request_subscription(
     Nothing about a known address changes here: its topics and language change only when the
     confirmation link is used, so a stranger's request cannot alter someone's subscription.
     """
-    subscriber = find_subscriber(session, email)
-    if subscriber is None:
-        try:
-            with session.begin_nested():
-                subscriber = Subscriber(
-                    email=email,
-                    email_key=email_key(email),
-                    language=language,
-                    topics=topics,
-                    status=SubscriberStatus.pending,
-                )
-                session.add(subscriber)
-        except IntegrityError:  # the same address, asked for twice at the same moment
-            subscriber = get_subscriber(session, email)
+    subscriber = _new_pending(session, email, language)
+    if subscriber is None:  # known, or asked for by another request at the same moment
+        subscriber = get_subscriber(session, email)
+    else:
+        if topics:
+            session.execute(
+                insert(SubscriberTopic),
+                [{"subscriber_id": subscriber.id, "topic_id": topic.id} for topic in topics],
+            )
+        set_committed_value(subscriber, "topics", list(topics))  # what was just written
     detail = f"{', '.join(topic.name for topic in topics)} ({language})"
     log_event(session, subscriber, "requested", "web", detail)
     return subscriber
+
+
+def _new_pending(session: Session, email: str, language: str) -> Subscriber | None:
+    """A new `pending` subscriber of this address; None when the address is known.
+
+    One INSERT … ON CONFLICT DO NOTHING RETURNING: a new address (most requests) costs no
+    SELECT before it and no savepoint around it, and a request for the same address at the
+    same moment waits for the other's commit and inserts nothing."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    statement = (
+        dialect_insert(Subscriber)
+        .values(
+            email=email,
+            email_key=email_key(email),
+            language=language,
+            status=SubscriberStatus.pending,
+        )
+        .on_conflict_do_nothing(index_elements=[Subscriber.email_key])
+        .returning(Subscriber)
+        .options(noload(Subscriber.topics))  # a new row has none: no SELECT of them
+    )
+    return session.scalars(statement).first()
 
 
 def claim_confirmation(

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.orm import Session
+
 from newsletter import store
 from newsletter.config import Settings
 from newsletter.db import session_scope
@@ -76,49 +78,55 @@ class BackgroundSender:
 QUEUED, HELD_BACK, FAILED = "queued", "held back", "failed"
 
 
-def request(
+def claim(
+    session: Session,
     settings: Settings,
     email: str,
-    topic_ids: list[int],
+    topics: list[Topic],
     language: str,
     now: datetime | None = None,
     *,
     schedule: Schedule | None = None,
-    send: Queue = to_worker,
-) -> str:
-    """Handle a request to subscribe `email`: `QUEUED` (its confirmation is on its way to
-    `send`), `HELD_BACK` (one was sent within the window) or `FAILED` (the queue did not take
-    it: nothing is claimed, the next request may try again).
+) -> ConfirmationJob | None:
+    """A request to subscribe `email`, in the caller's unit of work (the one that read and
+    checked its topics: one transaction a request): the subscriber it is for (a new address
+    `pending`), logged, and the right to send its confirmation now, as the job to hand to
+    `queue_claimed` once that work is committed; None when one was sent within the window
+    (`HELD_BACK`, logged).
 
-    `email` is normalised and `topic_ids` are known ids (the caller checked both).
+    `email` is normalised and `topics` are the session's own (the caller checked both).
     """
     now = (now or utcnow()).astimezone(UTC)
     sent_at = now.replace(microsecond=now.microsecond // 1000 * 1000)  # what a link can carry
     window = timedelta(seconds=settings.confirm_window)
-    with session_scope(settings) as session:
-        topics = store.topics_by_ids(session, topic_ids)
-        subscriber = store.request_subscription(session, email, topics, language)
-        if not store.claim_confirmation(session, subscriber, sent_at, window):
-            store.log_event(
-                session, subscriber, "confirmation held back", "web", "one was sent recently"
-            )
-            return HELD_BACK
-        confirmation = Confirmation(
-            subscriber.public_id,
-            tuple(topic.id for topic in topics),
-            language,
-            store.milliseconds(sent_at),
-            schedule,
+    subscriber = store.request_subscription(session, email, topics, language)
+    if not store.claim_confirmation(session, subscriber, sent_at, window):
+        store.log_event(
+            session, subscriber, "confirmation held back", "web", "one was sent recently"
         )
-        job = ConfirmationJob.of(subscriber.id, confirmation)
+        return None
+    confirmation = Confirmation(
+        subscriber.public_id,
+        tuple(topic.id for topic in topics),
+        language,
+        store.milliseconds(sent_at),
+        schedule,
+    )
+    return ConfirmationJob.of(subscriber.id, confirmation)
+
+
+def queue_claimed(settings: Settings, job: ConfirmationJob, send: Queue = to_worker) -> str:
+    """Hand a claimed confirmation (`claim`, committed) to `send`: `QUEUED`, or `FAILED` when
+    the queue did not take it (the claim is undone, so the next request may try again)."""
     try:
         send(job)
     except Exception as error:  # Redis away, the queue's file unwritable: asked again later
-        log.warning("confirmation to %s not queued: %s", email, error)
+        log.warning("confirmation to subscriber %d not queued: %s", job.subscriber_id, error)
         with session_scope(settings) as session:
             subscriber = store.subscriber_by_id(session, job.subscriber_id)
             if subscriber is not None:
-                store.release_confirmation(session, subscriber, sent_at)
+                claimed_at = datetime.fromtimestamp(job.sent_at / 1000, UTC)
+                store.release_confirmation(session, subscriber, claimed_at)
                 store.log_event(session, subscriber, "confirmation failed", "web", str(error))
         return FAILED
     return QUEUED

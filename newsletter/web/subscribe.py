@@ -57,19 +57,20 @@ def subscribe():
         language=request.form.get("language", ""),
         rhythm=RhythmForm.posted() or RhythmForm(),
     )
-    with session_scope(settings()) as session:
-        topics = _checked(form, store.list_topics(session))
     schedule = form.rhythm.checked(form.errors)
+    with session_scope(settings()) as session:  # one transaction: the topics read, the claim
+        topics = _checked(form, store.list_topics(session))
+        if not form.errors:
+            job = optin.claim(
+                session, settings(), form.email, topics, form.language, schedule=schedule
+            )
     if form.errors:
         return _form_page(form, 400)
-    outcome = optin.request(
-        settings(),
-        form.email,
-        [topic.id for topic in topics],
-        form.language,
-        schedule=schedule,
-        send=current_app.config.get(optin.QUEUE_KEY, optin.to_worker),
-    )
+    outcome = optin.HELD_BACK
+    if job is not None:  # queued once the claim is committed
+        outcome = optin.queue_claimed(
+            settings(), job, send=current_app.config.get(optin.QUEUE_KEY, optin.to_worker)
+        )
     if outcome == optin.FAILED:
         return message(
             "Please try again later",
