@@ -212,6 +212,7 @@ HOMES = {
         "topic_rows",
         "topic_subscriber_counts",
         "topics_by_ids",
+        "topics_by_slugs",
         "upsert_topic",
     ),
     "transactions": ("in_savepoint",),

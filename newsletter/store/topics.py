@@ -172,5 +172,15 @@ def topics_by_ids(session: Session, ids: Iterable[int]) -> list[Topic]:
     return list(session.scalars(query))
 
 
+def topics_by_slugs(session: Session, slugs: Iterable[str]) -> list[Topic]:
+    """The topics with these slugs that exist, in their display order (a form's choice: a
+    few topics loaded, not the list)."""
+    wanted = sorted(set(slugs))
+    if not wanted:
+        return []
+    query = select(Topic).where(Topic.slug.in_(wanted)).order_by(Topic.position, Topic.id)
+    return list(session.scalars(query))
+
+
 def topic_by_slug(session: Session, slug: str) -> Topic | None:
     return session.scalar(select(Topic).where(Topic.slug == slug))

@@ -59,7 +59,7 @@ def subscribe():
     )
     schedule = form.rhythm.checked(form.errors)
     with session_scope(settings()) as session:  # one transaction: the topics read, the claim
-        topics = _checked(form, store.list_topics(session))
+        topics = _checked(form, store.topics_by_slugs(session, form.topics))
         if not form.errors:
             job = optin.claim(
                 session, settings(), form.email, topics, form.language, schedule=schedule
@@ -84,6 +84,8 @@ def subscribe():
 
 
 def _checked(form: SubscribeForm, known: list[Topic]) -> list[Topic]:
+    """The form's fields checked (errors noted on it), and its topics among `known` (those of
+    its slugs that exist)."""
     try:
         form.email = normalise_email(
             form.email, check_deliverability=settings().check_deliverability
