@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -96,6 +98,62 @@ def test_upgrading_a_database_with_data_keeps_every_row(settings):
         assert row == "html"
         if engine.dialect.name == "sqlite":  # off for the migrations' rebuilds only
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_the_unsent_deliveries_index_is_built_on_a_table_in_use(settings):
+    """On PostgreSQL a deliveries table with rows gets the claims' index built CONCURRENTLY,
+    outside the upgrade's transaction: it must come out valid and partial, with every
+    migration recorded, and an index of that name left by a failed build replaced."""
+    from alembic import command
+    from sqlalchemy import insert
+
+    from newsletter.models import Delivery, Digest, Subscriber
+
+    db.upgrade(settings)
+    engine = db.engine_for(settings.database_url)
+    with engine.begin() as connection:
+        digest_id = connection.execute(
+            insert(Digest)
+            .values(issue_date=date(2026, 11, 26), window_end=datetime(2026, 11, 26, tzinfo=UTC))
+            .returning(Digest.id)
+        ).scalar_one()
+        subscriber_id = connection.execute(
+            insert(Subscriber)
+            .values(email="ada@example.org", email_key="ada@example.org")
+            .returning(Subscriber.id)
+        ).scalar_one()
+        connection.execute(
+            insert(Delivery).values(
+                digest_id=digest_id, subscriber_id=subscriber_id, message_id="<m@example.org>"
+            )
+        )
+    config = db.alembic_config(settings)
+    command.downgrade(config, "0010")
+    if engine.dialect.name == "postgresql":  # what a build that failed midway leaves
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE INDEX ix_deliveries_unsent ON deliveries (id)")
+
+    command.upgrade(config, "head")
+
+    assert db.schema_is_current(settings)
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            valid, definition = connection.execute(
+                text(
+                    "SELECT i.indisvalid, pg_get_indexdef(i.indexrelid) FROM pg_index i"
+                    " JOIN pg_class c ON c.oid = i.indexrelid"
+                    " WHERE c.relname = 'ix_deliveries_unsent'"
+                    " AND c.relnamespace = current_schema()::regnamespace"
+                )
+            ).one()
+            assert valid
+        else:
+            definition = connection.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE name = 'ix_deliveries_unsent'"
+            ).scalar_one()
+        assert "(digest_id, id)" in definition
+        assert "WHERE" in definition and "'pending'" in definition
+        assert connection.exec_driver_sql("SELECT count(*) FROM deliveries").scalar() == 1
 
 
 def test_the_quick_check_of_the_schema_agrees_with_alembic(settings):

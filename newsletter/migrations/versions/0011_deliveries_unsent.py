@@ -18,14 +18,33 @@ UNSENT = sa.text("status IN ('pending', 'sending')")
 
 
 def upgrade() -> None:
-    op.create_index(
-        "ix_deliveries_unsent",
-        "deliveries",
-        ["digest_id", "id"],
-        unique=False,
-        sqlite_where=UNSENT,
-        postgresql_where=UNSENT,
+    bind = op.get_bind()
+    in_use = bind.dialect.name == "postgresql" and bind.scalar(
+        sa.text("SELECT EXISTS (SELECT 1 FROM deliveries)")
     )
+    if not in_use:  # SQLite, or nothing to read: built at once, in the upgrade's transaction
+        op.create_index(
+            "ix_deliveries_unsent",
+            "deliveries",
+            ["digest_id", "id"],
+            sqlite_where=UNSENT,
+            postgresql_where=UNSENT,
+        )
+        return
+    # Built CONCURRENTLY: a plain CREATE INDEX blocks every write to deliveries while it reads
+    # the whole table (every reader of every digest so far), so a send going on during the
+    # upgrade would wait for it. CONCURRENTLY cannot run in a transaction (the migrations
+    # before are committed first), and waits for the transactions open meanwhile. One left
+    # INVALID by a build that failed is dropped first.
+    with op.get_context().autocommit_block():
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_deliveries_unsent")
+        op.create_index(
+            "ix_deliveries_unsent",
+            "deliveries",
+            ["digest_id", "id"],
+            postgresql_where=UNSENT,
+            postgresql_concurrently=True,
+        )
 
 
 def downgrade() -> None:
