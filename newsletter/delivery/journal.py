@@ -115,9 +115,11 @@ class RedisJournal:
     its sends are written."""
 
     READ_EVERY = 32
-    """Notes written before the replies come in are looked for. Looking at every note cost a
-    system call a message, as much as the note itself: 25 µs of a sender's CPU a note,
-    against 12 µs looking once in 32 (50,000 notes to this machine's Redis)."""
+    """Notes written before their replies are looked for. Looking at every note cost a system
+    call a message, as much as the note itself: 25 µs of a sender's CPU a note, against 12 µs
+    looking once in 32 (50,000 notes to this machine's Redis). The price: once Redis starts
+    refusing notes, up to this many more messages may go before the batch ends, and a sender
+    killed in that moment leaves them unnoted, to be sent again after its lease."""
 
     def __init__(self, url: str, digest_id: int) -> None:
         self.url = url

@@ -25,6 +25,7 @@ from newsletter.store.follows import follows_of, set_follows
 from newsletter.store.subscribers import (
     IN_LIST_LIMIT,
     STREAM_CHUNK,
+    find_subscriber,
     get_subscriber,
     log_event,
     schedule_of,
@@ -82,27 +83,26 @@ def request_subscription(
     Nothing about a known address changes here: its topics and language change only when the
     confirmation link is used, so a stranger's request cannot alter someone's subscription.
     """
-    subscriber = _new_pending(session, email, language)
-    if subscriber is None:  # known, or asked for by another request at the same moment
+    subscriber = find_subscriber(session, email)
+    if subscriber is None:
+        subscriber = _new_pending(session, email, language, topics)
+    if subscriber is None:  # asked for by another request at the same moment
         subscriber = get_subscriber(session, email)
-    else:
-        if topics:
-            session.execute(
-                insert(SubscriberTopic),
-                [{"subscriber_id": subscriber.id, "topic_id": topic.id} for topic in topics],
-            )
-        set_committed_value(subscriber, "topics", list(topics))  # what was just written
     detail = f"{', '.join(topic.name for topic in topics)} ({language})"
     log_event(session, subscriber, "requested", "web", detail)
     return subscriber
 
 
-def _new_pending(session: Session, email: str, language: str) -> Subscriber | None:
-    """A new `pending` subscriber of this address; None when the address is known.
+def _new_pending(
+    session: Session, email: str, language: str, topics: list[Topic]
+) -> Subscriber | None:
+    """A new `pending` subscriber of this address with these topics; None when another
+    request inserted it meanwhile (it waits for that request's commit and inserts nothing).
 
-    One INSERT … ON CONFLICT DO NOTHING RETURNING: a new address (most requests) costs no
-    SELECT before it and no savepoint around it, and a request for the same address at the
-    same moment waits for the other's commit and inserts nothing."""
+    One INSERT … ON CONFLICT DO NOTHING RETURNING, with no savepoint around it and no SELECT
+    of the topics it has none of. The caller looked the address up first: on PostgreSQL a
+    conflict still takes a number from the ids' sequence, which a known address asked for
+    again and again must not use up."""
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
@@ -119,7 +119,15 @@ def _new_pending(session: Session, email: str, language: str) -> Subscriber | No
         .returning(Subscriber)
         .options(noload(Subscriber.topics))  # a new row has none: no SELECT of them
     )
-    return session.scalars(statement).first()
+    subscriber = session.scalars(statement).first()
+    if subscriber is not None:
+        if topics:
+            session.execute(
+                insert(SubscriberTopic),
+                [{"subscriber_id": subscriber.id, "topic_id": topic.id} for topic in topics],
+            )
+        set_committed_value(subscriber, "topics", list(topics))  # what was just written
+    return subscriber
 
 
 def claim_confirmation(

@@ -57,9 +57,10 @@ def subscribe():
         language=request.form.get("language", ""),
         rhythm=RhythmForm.posted() or RhythmForm(),
     )
-    schedule = form.rhythm.checked(form.errors)
+    job = None
     with session_scope(settings()) as session:  # one transaction: the topics read, the claim
         topics = _checked(form, store.topics_by_slugs(session, form.topics))
+        schedule = form.rhythm.checked(form.errors)  # after: errors show in the form's order
         if not form.errors:
             job = optin.claim(
                 session, settings(), form.email, topics, form.language, schedule=schedule
