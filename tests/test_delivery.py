@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, timedelta
@@ -785,19 +785,36 @@ def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
         process.wait()
 
 
-class RedisStopsAfter(Scripted):
-    """A relay that accepts everything; Redis stops once `after` messages are accepted."""
+class RedisChangesAfter(Scripted):
+    """A relay that accepts everything; once `after` messages are accepted, `change()` is done
+    to Redis (stopping it, making it refuse writes)."""
 
-    def __init__(self, server: subprocess.Popen, after: int) -> None:
+    def __init__(self, after: int, change: Callable[[], None]) -> None:
         super().__init__({})
-        self.server, self.after = server, after
+        self.after, self.change = after, change
 
     def send(self, messages: Iterable[Outgoing]) -> Iterator[SendResult]:
         for number, result in enumerate(super().send(messages), 1):
             yield result
             if number == self.after:
-                self.server.kill()
-                self.server.wait()
+                self.change()
+
+
+def stopped(server: subprocess.Popen) -> Callable[[], None]:
+    def stop() -> None:
+        server.kill()
+        server.wait()
+
+    return stop
+
+
+def refusing_writes(url: str) -> Callable[[], None]:
+    def refuse() -> None:  # every write refused as out of memory
+        with redis.Redis.from_url(url) as client:
+            client.config_set("maxmemory-policy", "noeviction")
+            client.config_set("maxmemory", 1)
+
+    return refuse
 
 
 def test_a_journal_that_stops_mid_batch_ends_it_with_every_send_written(
@@ -810,7 +827,7 @@ def test_a_journal_that_stops_mid_batch_ends_it_with_every_send_written(
         settings = set_env(monkeypatch, redis_url=url, record_every="1000")
 
         with pytest.raises(redis.ConnectionError):
-            Deliverer(settings, digest_id, RedisStopsAfter(server, 3)).deliver_batch(100)
+            Deliverer(settings, digest_id, RedisChangesAfter(3, stopped(server))).deliver_batch(100)
 
     # The fourth was accepted and could not be noted: written with the three before it; the
     # rest handed back, to go with the next claim. (A note's reply is not waited for: when the
@@ -821,27 +838,10 @@ def test_a_journal_that_stops_mid_batch_ends_it_with_every_send_written(
     assert states == {email: "sent" if n < sent else "pending" for n, email in enumerate(emails)}
 
 
-class RedisRefusesAfter(Scripted):
-    """A relay that accepts everything; Redis refuses writes (out of memory) once `after`
-    messages are accepted."""
-
-    def __init__(self, url: str, after: int) -> None:
-        super().__init__({})
-        self.url, self.after = url, after
-
-    def send(self, messages: Iterable[Outgoing]) -> Iterator[SendResult]:
-        for number, result in enumerate(super().send(messages), 1):
-            yield result
-            if number == self.after:
-                with redis.Redis.from_url(self.url) as client:
-                    client.config_set("maxmemory-policy", "noeviction")
-                    client.config_set("maxmemory", 1)
-
-
 def test_a_journal_that_refuses_notes_ends_the_batch_within_a_few_notes(
     cli, settings, example_topics, monkeypatch
 ):
-    count = 3 + RedisJournal.READ_EVERY * 2
+    count = 3 + RedisJournal.READ_EVERY * 3
     emails = add_subscribers(settings, "SLAM", count)
     store_papers(settings, "SLAM", paper(1))
     digest_id = build(settings)
@@ -849,14 +849,16 @@ def test_a_journal_that_refuses_notes_ends_the_batch_within_a_few_notes(
         settings = set_env(monkeypatch, redis_url=url, record_every="1000")
 
         with pytest.raises(redis.ResponseError, match="maxmemory"):
-            Deliverer(settings, digest_id, RedisRefusesAfter(url, 3)).deliver_batch(count)
+            relay = RedisChangesAfter(3, refusing_writes(url))
+            Deliverer(settings, digest_id, relay).deliver_batch(count)
 
-    # The notes' replies are read a few at a time, not at each note: the refusals are seen
-    # within READ_EVERY notes, not when the batch's last message has gone; every message
-    # accepted until then is written, the rest handed back.
+    # The notes' replies are read a few at a time, not at each note, and never waited for:
+    # the refusals are seen once READ_EVERY notes are unread and their replies have come (a
+    # busy machine's Redis may answer some notes late), not when the batch's last message
+    # has gone; every message accepted until then is written, the rest handed back.
     states = [rows_by_email(settings, digest_id)[email].status.value for email in emails]
     sent = states.count("sent")
-    assert 3 < sent <= 3 + RedisJournal.READ_EVERY + 1
+    assert 3 < sent <= count - RedisJournal.READ_EVERY
     assert states == ["sent"] * sent + ["pending"] * (count - sent)
 
 
