@@ -111,8 +111,8 @@ class RedisJournal:
     same machine, at once; over a network, unless the process dies within the moment it is
     in flight). A note that failed (Redis gone, or refusing writes) raises at a later note
     (Redis gone: at the next write; a refusal: when its reply is read, once `READ_EVERY`
-    notes are unread and it has come in), the end of the batch, or its next use, with the same effect: the batch ends and
-    its sends are written."""
+    notes are unread and it has come in), the end of the batch, or its next use, with the
+    same effect: the batch ends and its sends are written."""
 
     READ_EVERY = 32
     """Notes written before their replies are looked for. Looking at every note cost a system
