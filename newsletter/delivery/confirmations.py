@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -205,7 +204,6 @@ def send_claimed(settings: Settings, job: ConfirmationJob, *, last_try: bool = T
     Nothing is sent when the claim is no longer the address's latest (sent already by a
     first run of this job, replaced, or the address left): `SENT` then too.
     """
-    claimed_at = datetime.fromtimestamp(job.sent_at / 1000, UTC)
     with session_scope(settings) as session:
         subscriber = store.subscriber_by_id(session, job.subscriber_id)
         if subscriber is None or not store.confirmation_matches(subscriber, job.sent_at):
@@ -222,7 +220,7 @@ def send_claimed(settings: Settings, job: ConfirmationJob, *, last_try: bool = T
             store.log_event(session, subscriber, "confirmation sent", "web", result.detail)
         elif subscriber is not None:
             if not retry:
-                store.release_confirmation(session, subscriber, claimed_at)
+                store.release_confirmation(session, subscriber, job.sent_at)
             detail = f"{result.detail} (trying again)" if retry else result.detail
             store.log_event(session, subscriber, "confirmation failed", "web", detail)
     if result.ok:

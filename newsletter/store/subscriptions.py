@@ -155,9 +155,10 @@ def claim_confirmation(
     return claimed
 
 
-def release_confirmation(session: Session, subscriber: Subscriber, sent_at: datetime) -> None:
-    """The confirmation could not be sent: let the next request try again at once."""
-    if subscriber.confirmation_sent_at == sent_at:
+def release_confirmation(session: Session, subscriber: Subscriber, sent_at: int) -> None:
+    """The confirmation claimed at `sent_at` (Unix ms, as its job and link carry it) could not
+    be sent: let the next request try again at once, unless a newer one was claimed since."""
+    if confirmation_matches(subscriber, sent_at):
         subscriber.confirmation_sent_at = None
 
 

@@ -125,8 +125,7 @@ def queue_claimed(settings: Settings, job: ConfirmationJob, send: Queue = to_wor
         with session_scope(settings) as session:
             subscriber = store.subscriber_by_id(session, job.subscriber_id)
             if subscriber is not None:
-                claimed_at = datetime.fromtimestamp(job.sent_at / 1000, UTC)
-                store.release_confirmation(session, subscriber, claimed_at)
+                store.release_confirmation(session, subscriber, job.sent_at)
                 store.log_event(session, subscriber, "confirmation failed", "web", str(error))
         return FAILED
     return QUEUED
