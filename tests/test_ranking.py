@@ -40,7 +40,7 @@ from newsletter.ranking.features import compute_features, decode, paper_text
 from newsletter.ranking.step import rank_digest
 from newsletter.render.email import personalise, render_email
 from newsletter.sources.papers import paper_from_result
-from newsletter.tokens import PAPER, DigestLinks, make_token, read_token
+from newsletter.tokens import PAPERS, DigestLinks, paper_link, read_token
 from newsletter.web import create_app
 from tests.arxiv_server import shared_fixture
 from tests.helpers import outbox, paper, set_env, store_papers, subscribe, text_of
@@ -413,13 +413,15 @@ def test_a_ranked_message_by_substitution_equals_one_rendered_whole_in_that_orde
         assert (orders is None) == (row.email == "bo@example.org")  # bo: newest first
         content = builder.edition.content(row.topic_ids, row.language)
         body = render_email(content, sender_name=settings.sender_name, ranked=True)
-        links = DigestLinks(base, secret, DAY2).links(row.public_id)
+        unsubscribe, preferences, web_version, papers = DigestLinks(base, secret, DAY2).links(
+            row.public_id
+        )
         whole = personalise(
             body,
-            *links,
-            paper_url=lambda arxiv_id, public_id=row.public_id: (
-                f"{base}/papers/" + make_token(secret, PAPER, [public_id, arxiv_id])
-            ),
+            unsubscribe,
+            preferences,
+            web_version,
+            paper_url=lambda arxiv_id, papers=papers: paper_link(papers, arxiv_id),
             orders=orders,
         )
         text = ours.get_body(("plain",)).get_content().replace("\r\n", "\n")
@@ -427,9 +429,8 @@ def test_a_ranked_message_by_substitution_equals_one_rendered_whole_in_that_orde
         # (compose ends the last line of a part, as every message's parts end)
         assert (text, html.removesuffix("\n")) == (whole.text, whole.html), row.email
         listed = re.findall(r"Abstract: https://arxiv\.org/abs/(\S+)", text)
-        for token in set(re.findall(r"/papers/([\w.-]+)/save", text)):
-            public_id, arxiv_id = read_token(secret, PAPER, token, expect=list)
-            assert public_id == row.public_id and arxiv_id in listed
+        for token, arxiv_id in set(re.findall(r"/papers/([\w.-]+)/([\w./-]+)/save", text)):
+            assert read_token(secret, PAPERS, token) == row.public_id and arxiv_id in listed
 
 
 def test_translations_of_a_ranked_day_cover_every_paper_those_shown_newest_first_first(

@@ -8,6 +8,7 @@ cards, BibTeX and Atom. A last test does it in Chromium.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
@@ -25,9 +26,13 @@ from newsletter.tokens import (
     LIBRARY,
     PAPER,
     PAPER_ACTION,
-    PaperLinks,
+    PAPERS,
+    UNSUBSCRIBE,
+    DigestLinks,
     library_url,
     make_token,
+    paper_link,
+    papers_url,
     read_token,
 )
 from newsletter.web import create_app
@@ -51,10 +56,16 @@ def client(app):
     return app.test_client()
 
 
-def card_link(settings, email: str, arxiv_id: str, action: str) -> str:
-    """The path of a card's link, as the email carries it."""
-    links = PaperLinks("", settings.secret())
-    return links.url(public_id(settings, email), arxiv_id, action)
+def card_link(settings, email: str, arxiv_id: str, action: str, reader: str | None = None) -> str:
+    """The path of a card's link, as the email carries it (`reader`: another public id)."""
+    papers = papers_url("", settings.secret(), reader or public_id(settings, email))
+    return f"{paper_link(papers, arxiv_id)}/{action}"
+
+
+def old_card_link(settings, email: str, arxiv_id: str, action: str) -> str:
+    """The path of a card's link in a message sent before `PAPERS`: one token a card."""
+    token = make_token(settings.secret(), PAPER, [public_id(settings, email), arxiv_id])
+    return f"/papers/{token}/{action}"
 
 
 def library_path(settings, email: str) -> str:
@@ -92,40 +103,46 @@ def press(client, path: str, **extra):
 # ------------------------------------------------------------------------------- the tokens
 
 
-def test_paper_links_make_the_tokens_make_token_makes(settings):
-    secret = settings.secret()
-    links = PaperLinks("https://digest.example", secret)
-    for arxiv_id in ("2611.00001", "hep-th/9901001", "math.AG/0601001"):
-        reader = new_public_id()
-        token = links.token(reader, arxiv_id)
-        # The same bytes (random ids never compress, so itsdangerous does not either) ...
-        assert token == make_token(secret, PAPER, [reader, arxiv_id])
-        assert read_token(secret, PAPER, token, expect=list) == [reader, arxiv_id]
-        url = links.url(reader, arxiv_id, "more")
-        assert url == f"https://digest.example/papers/{token}/more"
-    # ... and what would compress still verifies, uncompressed.
-    assert read_token(secret, PAPER, links.token("a" * 22, "é"), expect=list) == ["a" * 22, "é"]
-    # Namespaced: a card's token is no library or unsubscribe token, and a string is no list.
-    with pytest.raises(Exception, match="not valid"):
-        read_token(secret, LIBRARY, links.token("a" * 22, "2611.00001"))
-    with pytest.raises(Exception, match="not valid"):
-        read_token(secret, PAPER, make_token(secret, PAPER, "a" * 22), expect=list)
-
-
-def test_a_readers_links_made_at_once_are_the_same_tokens(settings, monkeypatch):
-    """`for_reader` encodes the reader's part of the payload once (a whole number of base64
-    groups for a 22-character id) and each paper's once: the tokens are `token`'s; an id of
-    another length takes `token`'s way."""
+def test_a_readers_paper_links_are_one_token_of_theirs_and_the_paper(settings, monkeypatch):
+    """A message's cards share the reader's `PAPERS` token, made with their other links; the
+    paper's arXiv id follows it, old-style ids keep their slash and anything else is escaped."""
     monkeypatch.setattr(time, "time", lambda: 1_790_000_000.25)
     secret = settings.secret()
-    links = PaperLinks("https://digest.example", secret)
-    for reader in (new_public_id(), new_public_id(), "short", "é" * 22, "x" * 23):
-        url = links.for_reader(reader)
-        for arxiv_id in ("2611.00001", "hep-th/9901001", "2611.00001", "1707.08567"):
-            made = url(arxiv_id)
-            assert made == f"https://digest.example/papers/{links.token(reader, arxiv_id)}".encode()
-            token = made.decode().rsplit("/", 1)[1]
-            assert read_token(secret, PAPER, token, expect=list) == [reader, arxiv_id]
+    reader = new_public_id()
+    papers = DigestLinks("https://digest.example", secret, "2026-12-06").links(reader).papers
+    assert papers == papers_url("https://digest.example", secret, reader)
+    token = papers.rsplit("/", 1)[1]
+    assert read_token(secret, PAPERS, token) == reader
+    assert paper_link(papers, "2611.00001") == f"https://digest.example/papers/{token}/2611.00001"
+    assert paper_link(papers, "hep-th/9901001").endswith(f"/{token}/hep-th/9901001")
+    assert paper_link(papers, "a b?c#d").endswith(f"/{token}/a%20b%3Fc%23d")
+    # Namespaced both ways: it opens no library nor unsubscribes; theirs open no papers.
+    for purpose in (LIBRARY, UNSUBSCRIBE, PAPER):
+        with pytest.raises(Exception, match="not valid"):
+            read_token(secret, purpose, token)
+        with pytest.raises(Exception, match="not valid"):
+            read_token(secret, PAPERS, make_token(secret, purpose, reader))
+
+
+def test_a_card_link_of_a_message_sent_before_still_works(settings, client):
+    """Messages sent before `PAPERS` carry one `PAPER` token a card: `/papers/<token>/save`."""
+    answer = press(client, old_card_link(settings, ADA, "2611.00002", "save"))
+    assert answer.status_code == 200 and "Saved to your library." in answer.text
+    assert reading(settings, ADA) == {"2611.00002": (True, None, False)}
+    # The same reader and paper by today's link: already saved.
+    again = press(client, card_link(settings, ADA, "2611.00002", "save"))
+    assert "Already saved" in again.text
+
+
+def test_an_old_style_arxiv_id_keeps_its_slash_in_the_link(settings, client):
+    store_papers(
+        settings, "SLAM", dataclasses.replace(paper(4), arxiv_id="hep-th/9901001", title="Strings")
+    )
+    link = card_link(settings, ADA, "hep-th/9901001", "more")
+    assert link.endswith("/hep-th/9901001/more")
+    answer = press(client, link)
+    assert answer.status_code == 200 and "Noted: more papers like this one." in answer.text
+    assert "Strings" in answer.text
 
 
 # --------------------------------------------------------------------------- the scanner rule
@@ -216,26 +233,38 @@ def test_tampered_and_foreign_tokens_are_refused_without_detail(settings, client
     tampered = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
     secret = settings.secret()
     reader = public_id(settings, ADA)
+    other_secret = "another secret of at least 32 chars!!"
     for bad in (
         tampered,
         "nonsense",
+        make_token(secret, UNSUBSCRIBE, reader),  # another purpose
+        make_token(secret, LIBRARY, reader),
+        make_token(secret, PAPER, [reader, "2611.00001"]),  # an old-style card's, not a reader's
+        make_token(other_secret, PAPERS, reader),
+    ):
+        answer = client.get(f"/papers/{bad}/2611.00001/save")
+        assert answer.status_code == 400, bad
+        assert "This link is not valid" in answer.text
+        assert "2611.00001" not in answer.text and "Traceback" not in answer.text
+    old = old_card_link(settings, ADA, "2611.00001", "save").split("/")[2]
+    for bad in (
+        old[:-3] + ("AAA" if not old.endswith("AAA") else "BBB"),
+        token,  # a reader's token is no card's
         make_token(secret, PAPER_ACTION, [reader, "2611.00001", "save"]),  # another purpose
         make_token(secret, PAPER, [reader]),  # not a pair
-        make_token("another secret of at least 32 chars!!", PAPER, [reader, "2611.00001"]),
+        make_token(other_secret, PAPER, [reader, "2611.00001"]),
     ):
         answer = client.get(f"/papers/{bad}/save")
         assert answer.status_code == 400, bad
         assert "This link is not valid" in answer.text
         assert "2611.00001" not in answer.text and "Traceback" not in answer.text
-    assert client.get(f"/papers/{token}/delete").status_code == 404
+    assert client.get(f"/papers/{token}/2611.00001/delete").status_code == 404
+    assert client.get(f"/papers/{old}/delete").status_code == 404
 
 
 def test_a_gone_reader_and_an_unknown_paper_get_the_same_page(settings, client, cli):
-    secret = settings.secret()
-    unknown_paper = client.get(
-        PaperLinks("", secret).url(public_id(settings, ADA), "9999.99999", "save")
-    )
-    stranger = client.get(PaperLinks("", secret).url("x" * 22, "2611.00001", "save"))
+    unknown_paper = client.get(card_link(settings, ADA, "9999.99999", "save"))
+    stranger = client.get(card_link(settings, ADA, "2611.00001", "save", reader="x" * 22))
     assert unknown_paper.status_code == stranger.status_code == 404
     assert unknown_paper.text == stranger.text
     link = card_link(settings, BO, "2611.00001", "save")

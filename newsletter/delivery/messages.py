@@ -45,7 +45,7 @@ from newsletter.render.email import (
     render_email,
 )
 from newsletter.store import ClaimedDelivery
-from newsletter.tokens import DigestLinks, PaperLinks
+from newsletter.tokens import DigestLinks, paper_link
 
 PLAIN_LINK = re.compile(r"[!#-%(-;?-~]+")
 """Characters a link may have to be written as it is in both parts: printable ASCII but what
@@ -84,8 +84,9 @@ class MessageBuilder:
         # The Date of this sender's messages: when it began (headers are composed once).
         self._date = datetime.now(UTC)
         self._sender = settings.sender_email  # a property that parses NEWSLETTER_FROM: once
-        self._papers = PaperLinks(settings.base_url, settings.secret())
-        self._plain_links = PLAIN_LINK.fullmatch(self._papers.prefix) is not None
+        self._plain_links = PLAIN_LINK.fullmatch(f"{settings.base_url}/papers/") is not None
+        self._paper_ids: dict[str, bytes] = {}
+        """Each paper's end of a card's link (`paper_link`'s), as ASCII bytes."""
 
     def prepare(self, session: Session, rows: list[ClaimedDelivery]) -> None:
         """Read what `message` needs for these rows: the digest's edition on first use (unless
@@ -110,11 +111,10 @@ class MessageBuilder:
         and their papers in their order (once `prepare` has read what the row needs)."""
         segment = self._segment(self.segment_key(row))
         orders = segment.orders(self._rankings.get(row.subscriber_id))
-        unsubscribe, preferences, web_version = self._links.links(row.public_id)
+        unsubscribe, preferences, web_version, papers = self._links.links(row.public_id)
         message_id = row.message_id if row.message_id.startswith("<") else f"<{row.message_id}>"
         mailto = mailto_for(self._sender, unsubscribe.rsplit("/", 1)[1])
         recipient = smtp_address(row.email)  # an internationalised domain in IDNA
-        public_id = row.public_id
         if recipient.isascii() and self._plain_links:
             wire = segment.template(row.format).wire_for(
                 {
@@ -127,7 +127,7 @@ class MessageBuilder:
                 },
                 segment.papers(
                     orders,
-                    self._papers.for_reader(public_id),
+                    self._paper_links(papers),
                     row.format == MailFormat.html,
                     wire=True,
                 ),
@@ -140,7 +140,7 @@ class MessageBuilder:
             unsubscribe,
             preferences,
             web_version,
-            lambda arxiv_id: self.paper_url(public_id, arxiv_id),
+            lambda arxiv_id: paper_link(papers, arxiv_id),
             orders,
         )
         composed = self._compose(recipient, message_id, (unsubscribe, mailto), body, row.format)
@@ -154,9 +154,20 @@ class MessageBuilder:
         code_since = self.edition.code_since(row.created_at)
         return (row.topic_ids, row.language, followed, code_since)
 
-    def paper_url(self, public_id: str, arxiv_id: str) -> str:
-        """The reader's own link to a paper's actions (`/save`, `/more`, `/less` follow)."""
-        return self._papers.prefix + self._papers.token(public_id, arxiv_id)
+    def _paper_links(self, papers: str) -> Callable[[str], bytes]:
+        """`paper_link(papers, arxiv_id)` as ASCII bytes: each paper's part is quoted once a
+        process, so a reader's card costs a concatenation (their `papers` token is signed once
+        a message, by `DigestLinks`)."""
+        head = papers.encode()
+        ids = self._paper_ids
+
+        def url(arxiv_id: str) -> bytes:
+            tail = ids.get(arxiv_id)
+            if tail is None:
+                tail = ids[arxiv_id] = paper_link("", arxiv_id).encode()  # "/<arXiv id>"
+            return head + tail
+
+        return url
 
     def _segment(self, key: SegmentKey) -> _SegmentMessages:
         """The segment's messages, made on first use. Only the SEGMENTS_KEPT used last are
@@ -390,8 +401,8 @@ def _stuffed_parts(pieces: tuple[bytes, ...]) -> tuple[bytes, ...]:
 
 def _encoded_url(url: bytes) -> bytes:
     """A reader's link to a paper as a piece of either part (quoted-printable). Nothing in it
-    needs escaping: the base URL was checked for that (`MessageBuilder`), and tokens are
-    URL-safe base64."""
+    needs escaping: the base URL was checked for that (`MessageBuilder`), tokens are URL-safe
+    base64 and `paper_link` percent-encodes an arXiv id's other characters."""
     if len(url) <= _LINE:
         return url + SOFT_BREAK
     if len(url) <= 2 * _LINE:

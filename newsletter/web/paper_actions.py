@@ -2,10 +2,12 @@
 
 Mail security scanners fetch every link of a message (some run its scripts too), so a GET
 records nothing: it shows the paper and one button for that action, and no script presses it.
-The button's form posts back to the same address with a CSRF token and a second token signed
-for this reader, this paper and this action (`tokens.PAPER_ACTION`); only that POST records
-anything, once: a replay changes nothing and says so. The page that answers offers an undo and
-the reader's library.
+A card's link is the reader's token (`tokens.PAPERS`, one a message), the paper's arXiv id and
+the action; links of messages sent before carry one token of reader and paper
+(`tokens.PAPER`) and still work. The button's form posts back to the same address with a CSRF
+token and a second token signed for this reader, this paper and this action
+(`tokens.PAPER_ACTION`); only that POST records anything, once: a replay changes nothing and
+says so. The page that answers offers an undo and the reader's library.
 
 A link that does not verify is a 400 page that says no more than that; a link of a reader who
 left the list (or a paper no longer stored) gets one page, the same for both.
@@ -21,7 +23,14 @@ from newsletter.db import session_scope
 from newsletter.digest.content import paper_item
 from newsletter.errors import InvalidToken
 from newsletter.models import Rating, ReaderPaper, SubscriberStatus
-from newsletter.tokens import PAPER, PAPER_ACTION, library_url, make_token, read_token
+from newsletter.tokens import (
+    PAPER,
+    PAPER_ACTION,
+    PAPERS,
+    library_url,
+    make_token,
+    read_token,
+)
 from newsletter.web.common import gone, invalid_link, page, settings
 
 blueprint = Blueprint("paper_actions", __name__)
@@ -35,14 +44,32 @@ ACTIONS = {
 RATINGS = {"more": Rating.more, "less": Rating.less}
 
 
+@blueprint.route("/papers/<token>/<path:arxiv_id>/<action>", methods=["GET", "POST"])
+def paper_action(token: str, arxiv_id: str, action: str):
+    """A card's link: the reader's `PAPERS` token, then the paper."""
+    if action not in ACTIONS:
+        abort(404)
+    try:
+        public_id = read_token(settings().secret(), PAPERS, token)
+    except InvalidToken:
+        return invalid_link("paper")
+    return _action_page(public_id, arxiv_id, action)
+
+
 @blueprint.route("/papers/<token>/<action>", methods=["GET", "POST"])
-def paper_action(token: str, action: str):
+def paper_action_of_one_card(token: str, action: str):
+    """A card's link in a message sent before `PAPERS`: a `PAPER` token of reader and paper."""
     if action not in ACTIONS:
         abort(404)
     signed = _signed(PAPER, token, 2)
     if signed is None:
         return invalid_link("paper")
     public_id, arxiv_id = signed
+    return _action_page(public_id, arxiv_id, action)
+
+
+def _action_page(public_id: str, arxiv_id: str, action: str):
+    """The one-button page of an action on a paper; its POST carries the action out."""
     confirm = make_token(settings().secret(), PAPER_ACTION, [public_id, arxiv_id, action])
     if request.method == "POST" and _signed(PAPER_ACTION, request.form.get("confirm", ""), 3) != [
         public_id,
