@@ -305,6 +305,9 @@ def test_a_request_is_one_transaction_of_few_statements(settings, app):
     assert len([s for s in said if s.startswith("SELECT") and " FROM SUBSCRIBERS" in s]) == 1
     assert not [s for s in said + said_again if s.startswith(("SAVEPOINT", "RELEASE"))]
     assert sum(s.startswith("INSERT INTO SUBSCRIBERS ") for s in said) == 1
+    # That INSERT claims its confirmation: no UPDATE; a known address's claim is one.
+    assert not [s for s in said if s.startswith("UPDATE SUBSCRIBERS ")]
+    assert sum(s.startswith("UPDATE SUBSCRIBERS ") for s in said_again) == 1
     # A known address is never inserted again: on PostgreSQL an INSERT that finds it would
     # still use up a number of the ids' sequence, at every request.
     assert not [s for s in said_again if s.startswith("INSERT INTO SUBSCRIBERS ")]

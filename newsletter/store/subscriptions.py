@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import insert, or_, select, true, update
-from sqlalchemy.orm import Session, noload
+from sqlalchemy.orm import Session, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from newsletter.intake.rhythm import SendClock
@@ -75,29 +76,47 @@ def _topic_rows(
     yield from session.connection().execute(query)  # rows unpack as tuples
 
 
+class SubscriptionRequest(NamedTuple):
+    """What a web request to subscribe found or made, and whether it may send a confirmation."""
+
+    subscriber: Subscriber
+    confirmation_claimed: bool
+    """The right to send one now was taken (`claim_confirmation`), at the moment given."""
+
+
 def request_subscription(
-    session: Session, email: str, topics: list[Topic], language: str
-) -> Subscriber:
-    """The subscriber a web request to subscribe is for, logged; a new address is `pending`.
+    session: Session,
+    email: str,
+    topics: list[Topic],
+    language: str,
+    now: datetime,
+    window: timedelta,
+) -> SubscriptionRequest:
+    """The subscriber a web request to subscribe is for, logged; a new address is `pending`,
+    with the right to send its confirmation at `now` taken by the same INSERT; a known one is
+    claimed by `claim_confirmation` (none went out within `window`).
 
     Nothing about a known address changes here: its topics and language change only when the
     confirmation link is used, so a stranger's request cannot alter someone's subscription.
     """
     subscriber = find_subscriber(session, email)
+    new = None
     if subscriber is None:
-        subscriber = _new_pending(session, email, language, topics)
+        new = subscriber = _new_pending(session, email, language, topics, now)
     if subscriber is None:  # asked for by another request at the same moment
         subscriber = get_subscriber(session, email)
     detail = f"{', '.join(topic.name for topic in topics)} ({language})"
     log_event(session, subscriber, "requested", "web", detail)
-    return subscriber
+    claimed = new is not None or claim_confirmation(session, subscriber, now, window)
+    return SubscriptionRequest(subscriber, claimed)
 
 
 def _new_pending(
-    session: Session, email: str, language: str, topics: list[Topic]
+    session: Session, email: str, language: str, topics: list[Topic], confirmation_at: datetime
 ) -> Subscriber | None:
-    """A new `pending` subscriber of this address with these topics; None when another
-    request inserted it meanwhile (it waits for that request's commit and inserts nothing).
+    """A new `pending` subscriber of this address with these topics, its confirmation claimed
+    at `confirmation_at`; None when another request inserted it meanwhile (it waits for that
+    request's commit and inserts nothing).
 
     One INSERT … ON CONFLICT DO NOTHING RETURNING, with no savepoint around it and no SELECT
     of the topics it has none of. The caller looked the address up first: on PostgreSQL a
@@ -114,10 +133,11 @@ def _new_pending(
             email_key=email_key(email),
             language=language,
             status=SubscriberStatus.pending,
+            confirmation_sent_at=confirmation_at,
         )
         .on_conflict_do_nothing(index_elements=[Subscriber.email_key])
         .returning(Subscriber)
-        .options(noload(Subscriber.topics))  # a new row has none: no SELECT of them
+        .options(lazyload(Subscriber.topics))  # none yet: set below, never SELECTed
     )
     subscriber = session.scalars(statement).first()
     if subscriber is not None:

@@ -99,8 +99,10 @@ def claim(
     now = (now or utcnow()).astimezone(UTC)
     sent_at = now.replace(microsecond=now.microsecond // 1000 * 1000)  # what a link can carry
     window = timedelta(seconds=settings.confirm_window)
-    subscriber = store.request_subscription(session, email, topics, language)
-    if not store.claim_confirmation(session, subscriber, sent_at, window):
+    subscriber, claimed = store.request_subscription(
+        session, email, topics, language, sent_at, window
+    )
+    if not claimed:
         store.log_event(
             session, subscriber, "confirmation held back", "web", "one was sent recently"
         )
