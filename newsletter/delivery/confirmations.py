@@ -3,7 +3,7 @@ message, and sending one that a web request claimed (`send_claimed`), wherever i
 worker's task (`worker.tasks.send_confirmation`) or, under `newsletter serve` alone, a thread
 of the web process (see `web.optin`).
 
-A request to subscribe claims the right to send (`store.claim_confirmation`) and hands a
+A request to subscribe claims the right to send (`store.request_subscription`) and hands a
 `ConfirmationJob` on; the sending happens after the answer, so a slow or absent mail server
 never holds a web worker. Sending checks the claim is still the address's latest (a job run
 twice, or after the address left, sends nothing), and on failure lets the next request try

@@ -182,7 +182,6 @@ HOMES = {
     ),
     "subscriptions": (
         "change_preferences",
-        "claim_confirmation",
         "confirm_subscription",
         "confirmation_matches",
         "edit_subscriber",

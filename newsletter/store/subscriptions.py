@@ -81,7 +81,7 @@ class SubscriptionRequest(NamedTuple):
 
     subscriber: Subscriber
     confirmation_claimed: bool
-    """The right to send one now was taken (`claim_confirmation`), at the moment given."""
+    """The right to send one now was taken (`_claim_confirmation`), at the moment given."""
 
 
 def request_subscription(
@@ -94,7 +94,7 @@ def request_subscription(
 ) -> SubscriptionRequest:
     """The subscriber a web request to subscribe is for, logged; a new address is `pending`,
     with the right to send its confirmation at `now` taken by the same INSERT; a known one is
-    claimed by `claim_confirmation` (none went out within `window`).
+    claimed by `_claim_confirmation` (none went out within `window`).
 
     Nothing about a known address changes here: its topics and language change only when the
     confirmation link is used, so a stranger's request cannot alter someone's subscription.
@@ -107,7 +107,7 @@ def request_subscription(
         subscriber = get_subscriber(session, email)
     detail = f"{', '.join(topic.name for topic in topics)} ({language})"
     log_event(session, subscriber, "requested", "web", detail)
-    claimed = new is not None or claim_confirmation(session, subscriber, now, window)
+    claimed = new is not None or _claim_confirmation(session, subscriber, now, window)
     return SubscriptionRequest(subscriber, claimed)
 
 
@@ -150,7 +150,7 @@ def _new_pending(
     return subscriber
 
 
-def claim_confirmation(
+def _claim_confirmation(
     session: Session, subscriber: Subscriber, now: datetime, window: timedelta
 ) -> bool:
     """Take the right to send a confirmation now: False when one went out within `window`.
