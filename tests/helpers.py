@@ -31,7 +31,6 @@ from types import ModuleType
 from typing import NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import click
 import pytest
 import redis
 import sqlalchemy
@@ -295,7 +294,7 @@ def outbox_texts() -> dict[str, str]:
 def leaf_commands(group=None, prefix=()):
     # Through get_command, as click finds them: the top-level group imports each on demand.
     group = group or typer.main.get_command(app)
-    context = click.Context(group)
+    context = typer.Context(group)
     for name in sorted(group.list_commands(context)):
         command = group.get_command(context, name)
         if hasattr(command, "commands"):

@@ -17,12 +17,17 @@ small part of it. So the top-level help lists each command with the line written
 from __future__ import annotations
 
 import importlib
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import click
 import typer
+import typer.core
 
 from newsletter.cli.common import DEBUG, NewsletterGroup, err_console
+
+if TYPE_CHECKING:
+    # Typer 0.29 carries its own Click (`typer._click`), whose classes its groups are made of;
+    # the `click` package is Flask's dependency, not Typer's nor the CLI's.
+    from typer._click import Command, HelpFormatter
 
 COMMANDS = {
     "init": (
@@ -118,19 +123,19 @@ class LazyGroup(NewsletterGroup):
 
     listing = False
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: typer.Context) -> list[str]:
         return list(COMMANDS)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Command | None:
         if cmd_name not in COMMANDS:
             return None
         if cmd_name not in self.commands:
             if self.listing:
-                return click.Command(cmd_name, help=COMMANDS[cmd_name][2])
+                return typer.core.TyperCommand(cmd_name, help=COMMANDS[cmd_name][2])
             self.commands[cmd_name] = load_command(cmd_name)
         return self.commands[cmd_name]
 
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_help(self, ctx: typer.Context, formatter: HelpFormatter) -> None:
         self.listing = True
         try:
             super().format_help(ctx, formatter)
@@ -138,7 +143,7 @@ class LazyGroup(NewsletterGroup):
             self.listing = False
 
 
-def load_command(name: str) -> click.Command:
+def load_command(name: str) -> Command:
     """The command as the top-level app would have made it with `app.command()` or
     `app.add_typer(...)`: made by Typer under a parent of its own."""
     module, attribute, _help = COMMANDS[name]
