@@ -5,10 +5,10 @@
 Nothing of the project: a pydantic-settings class reads the database's URL from the
 environment, two ORM classes map the subscribers and their topics (the tables `newsletter
 init` made), a Typer command with `subscribers list`'s three options loads them with their
-topics and prints a Rich table and the count, as the real command does. Every command that
-reads the database through SQLAlchemy, with Typer, pydantic-settings and Rich, starts at least
-this slowly on the machine it runs on; cli_bench times it beside the real command and checks
-that both count the same subscribers.
+topics and prints a Rich table and the count, as the real command does. A command that reads
+the database through SQLAlchemy's ORM, as the project's store does, with Typer,
+pydantic-settings and Rich, starts no faster on the machine it runs on; cli_bench times it
+beside the real command and checks that both count the same subscribers.
 """
 
 from __future__ import annotations
